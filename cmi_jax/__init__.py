@@ -1,0 +1,1 @@
+"""cmi-jax: robust disentanglement under correlation shift, in JAX."""

@@ -1,0 +1,1 @@
+"""Data: correlated attribute tables, base-data sources, correlated splits."""

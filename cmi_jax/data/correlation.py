@@ -1,0 +1,177 @@
+"""Joint distributions of K binary attributes with a prescribed correlation.
+
+A *joint table* is a NumPy array of shape ``(2,) * K`` holding the probability of
+every attribute combination; entry ``table[a_1, ..., a_K]`` is ``p(s_1=a_1, ..., s_K=a_K)``.
+Combinations are also addressed by a flat index in ``[0, 2**K)`` in C order, so
+attribute 0 is the most significant bit.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def joint_table(corr: float, num_attributes: int = 2) -> np.ndarray:
+  """The paper's joint table of ``num_attributes`` binary attributes.
+
+  For K = 2 this is ``[[1 + c, 1 - c], [1 - c, 1 + c]] / 4`` with ``c`` in
+  ``[-1, 1]`` (``c < 0`` is the anti-correlated table). For K > 2 the all-equal
+  combinations (all zeros, all ones) are favoured: the table is the mixture
+  ``(1 - c) * uniform + c * uniform-over-{0...0, 1...1}``, with ``c`` in
+  ``[0, 1]``; every pair of attributes then has correlation ``c`` (in the +/-1
+  coding), and K = 2 reduces to the matrix above.
+
+  Args:
+    corr: the correlation ``c``.
+    num_attributes: K >= 2.
+
+  Returns:
+    float64 array of shape ``(2,) * K`` summing to 1.
+  """
+  if num_attributes < 2:
+    raise ValueError(f'num_attributes must be >= 2, got {num_attributes}.')
+  low = -1.0 if num_attributes == 2 else 0.0
+  if not low <= corr <= 1.0:
+    raise ValueError(
+        f'correlation {corr} is outside [{low:g}, 1] for {num_attributes} '
+        'binary attributes; pass a value in that range.')
+  shape = (2,) * num_attributes
+  uniform = np.full(shape, 1.0 / 2**num_attributes)
+  all_equal = np.zeros(shape)
+  all_equal[(0,) * num_attributes] = 0.5
+  all_equal[(1,) * num_attributes] = 0.5
+  if corr >= 0:
+    return (1.0 - corr) * uniform + corr * all_equal
+  # Only K = 2 gets here: mass moves to the two mixed combinations instead.
+  mixed = np.zeros(shape)
+  mixed[0, 1] = mixed[1, 0] = 0.5
+  return (1.0 + corr) * uniform - corr * mixed
+
+
+def validate_table(table: np.ndarray | Sequence) -> np.ndarray:
+  """Checks a user-given joint table and returns it normalised as float64.
+
+  Raises:
+    ValueError: if the table is not of shape ``(2,) * K`` with K >= 1, has
+      negative or non-finite entries, or sums to zero.
+  """
+  table = np.asarray(table, dtype=np.float64)
+  if table.ndim < 1 or any(n != 2 for n in table.shape):
+    raise ValueError(
+        f'a joint table of K binary attributes has shape (2,)*K; got shape '
+        f'{table.shape}. Pass e.g. [[0.45, 0.05], [0.05, 0.45]] for K=2.')
+  if not np.all(np.isfinite(table)) or np.any(table < 0):
+    raise ValueError('joint table entries must be finite and >= 0; got '
+                     f'{table.tolist()}.')
+  total = table.sum()
+  if total <= 0:
+    raise ValueError('joint table sums to 0; give at least one positive entry.')
+  return table / total
+
+
+def combination_to_labels(index: np.ndarray | jax.Array,
+                          num_attributes: int) -> jax.Array | np.ndarray:
+  """Flat combination index ``[...]`` -> attribute labels ``[..., K]`` (0/1).
+
+  Works on NumPy and JAX arrays alike (attribute 0 is the most significant bit).
+  """
+  xp = jnp if isinstance(index, jax.Array) else np
+  shifts = xp.arange(num_attributes - 1, -1, -1)
+  return (index[..., None] >> shifts) & 1
+
+
+def labels_to_combination(labels: np.ndarray | jax.Array) -> jax.Array | np.ndarray:
+  """Attribute labels ``[..., K]`` (0/1) -> flat combination index ``[...]``."""
+  xp = jnp if isinstance(labels, jax.Array) else np
+  num_attributes = labels.shape[-1]
+  weights = 2 ** xp.arange(num_attributes - 1, -1, -1)
+  return (labels * weights).sum(-1)
+
+
+def sample_combinations(rng: np.random.Generator, table: np.ndarray,
+                        n: int) -> np.ndarray:
+  """Draws ``n`` label vectors ``[n, K]`` (int32, 0/1) from a joint table."""
+  table = validate_table(table)
+  flat = rng.choice(table.size, size=n, p=table.ravel())
+  return combination_to_labels(flat, table.ndim).astype(np.int32)
+
+
+def sample_combinations_jax(key: jax.Array, table: jax.Array,
+                            n: int) -> jax.Array:
+  """JAX twin of :func:`sample_combinations`: ``[n, K]`` int32, jit-safe.
+
+  ``table`` is a (traced) array of shape ``(2,) * K``; zero entries are never
+  drawn.
+  """
+  num_attributes = table.ndim
+  logits = jnp.log(table.reshape(-1))
+  flat = jax.random.categorical(key, logits, shape=(n,))
+  return combination_to_labels(flat, num_attributes).astype(jnp.int32)
+
+
+def joint_counts(labels: np.ndarray, num_classes: Sequence[int] | None = None
+                 ) -> np.ndarray:
+  """Counts of every label combination: ``[N, K]`` int -> ``num_classes``-shaped.
+
+  Rows with any missing label (-1) are left out.
+  """
+  labels = np.asarray(labels)
+  if num_classes is None:
+    num_classes = (2,) * labels.shape[1]
+  num_classes = tuple(num_classes)
+  full = labels[np.all(labels >= 0, axis=1)]
+  flat = np.ravel_multi_index(tuple(full.T), num_classes) if len(full) else np.zeros(0, int)
+  return np.bincount(flat, minlength=int(np.prod(num_classes))).reshape(num_classes)
+
+
+def realised_correlation(labels: np.ndarray) -> np.ndarray:
+  """Pearson correlation matrix ``[K, K]`` of binary labels ``[N, K]``.
+
+  Rows with a missing label are ignored. A constant attribute gets NaN.
+  """
+  labels = np.asarray(labels, dtype=np.float64)
+  full = labels[np.all(labels >= 0, axis=1)]
+  with np.errstate(invalid='ignore', divide='ignore'):
+    return np.corrcoef(full, rowvar=False)
+
+
+def exact_subsample_counts(available: np.ndarray, table: np.ndarray
+                           ) -> np.ndarray:
+  """The largest per-combination counts that follow ``table`` within ``available``.
+
+  Finds the largest total ``N`` with ``floor(N * p) <= available`` for every
+  combination, so that a sub-sample drawn without replacement has joint
+  frequencies equal to ``table`` up to rounding to whole examples.
+
+  Args:
+    available: integer counts of every combination, shape ``(2,) * K`` (or
+      any shape equal to ``table``'s).
+    table: the target joint table, same shape.
+
+  Returns:
+    int64 counts of the same shape.
+
+  Raises:
+    ValueError: if a combination with positive probability has no example.
+  """
+  available = np.asarray(available, dtype=np.int64)
+  table = validate_table(table) if table.shape == (2,) * table.ndim else (
+      np.asarray(table, np.float64) / np.sum(table))
+  if available.shape != table.shape:
+    raise ValueError(f'available counts have shape {available.shape} but the '
+                     f'table has shape {table.shape}.')
+  positive = table > 0
+  empty = positive & (available == 0)
+  if np.any(empty):
+    combos = [tuple(int(i) for i in idx) for idx in np.argwhere(empty)]
+    raise ValueError(
+        f'attribute combinations {combos} have probability > 0 in the target '
+        'table but no example in the data; use a correlation of smaller '
+        'magnitude or a split that contains them.')
+  total = int(np.floor(np.min(available[positive] / table[positive])))
+  counts = np.floor(total * table + 1e-9).astype(np.int64)
+  return np.minimum(counts, available)
