@@ -1,0 +1,329 @@
+"""Adversarial and MMD estimators of (conditional) mutual information between subspaces.
+
+The public losses take codes ``z`` [B, D] split into K contiguous subspaces,
+and return values the caller differentiates: the encoder minimises
+``encoder_loss`` (or the MMD), the adversary minimises ``adversary_loss``.
+
+Conventions shared by every function here:
+  * ``labels`` is int ``[B, K]``; ``-1`` marks a missing label. Missing labels
+    and classes absent from the batch contribute exactly 0 (never NaN).
+  * An ``adversary`` for the conditional loss is a callable
+    ``adversary(k, inputs) -> logits [B]`` with ``k`` a Python int (one
+    discriminator per attribute) and ``inputs = concat(z_or_fake, one_hot(s_k))``
+    of shape ``[B, D + num_classes[k]]``; for the unconditional loss it is
+    ``adversary(inputs [B, D]) -> logits [B]``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from cmi_jax import shuffle
+
+ConditionalAdversary = Callable[[int, jax.Array], jax.Array]
+Adversary = Callable[[jax.Array], jax.Array]
+
+
+def grouped_mean(values: chex.Array, groups: chex.Array,
+                 num_groups: int) -> jax.Array:
+  """Sum over groups of the mean of ``values`` inside each group.
+
+  ``sum_c mean_{i: groups_i = c} values_i`` over ``c in [0, num_groups)``;
+  empty groups and rows with group ``-1`` contribute 0.
+
+  Args:
+    values: float ``[B]`` (or ``[B, ...]``: reduced over axis 0 only).
+    groups: int ``[B]`` group of every row.
+    num_groups: number of groups (static).
+
+  Returns:
+    The sum of within-group means, shape ``values.shape[1:]``.
+  """
+  member = groups[:, None] == jnp.arange(num_groups)  # [B, C]
+  counts = member.sum(0)  # [C]
+  sums = jnp.tensordot(member.astype(values.dtype), values, axes=(0, 0))
+  # max(count, 1) keeps the gradient finite for empty groups (their sum is 0).
+  weights = 1.0 / jnp.maximum(counts, 1).astype(values.dtype)
+  return jnp.tensordot(weights, sums, axes=(0, 0))
+
+
+def _real_fake_bce(real_logits: jax.Array, fake_logits: jax.Array,
+                   real_target: float) -> jax.Array:
+  """Per-row BCE averaged over the real and the fake copy of each row, ``[B]``."""
+  real = optax.sigmoid_binary_cross_entropy(
+      real_logits, jnp.full_like(real_logits, real_target))
+  fake = optax.sigmoid_binary_cross_entropy(
+      fake_logits, jnp.full_like(fake_logits, 1.0 - real_target))
+  return 0.5 * (real + fake)
+
+
+def _check_num_classes(num_classes: Sequence[int],
+                       subspaces: tuple[int, ...]) -> tuple[int, ...]:
+  num_classes = tuple(num_classes)
+  if len(num_classes) != len(subspaces):
+    raise ValueError(
+        f'num_classes has {len(num_classes)} entries but there are '
+        f'{len(subspaces)} subspaces; give one class count per attribute.')
+  if any(int(n) < 1 for n in num_classes):
+    raise ValueError(f'num_classes must be positive ints; got {num_classes}.')
+  return tuple(int(n) for n in num_classes)
+
+
+def _check_logits(logits: jax.Array, batch: int, what: str) -> None:
+  if logits.shape != (batch,):
+    raise ValueError(
+        f'the {what} must return logits of shape [B] = [{batch}]; got '
+        f'{logits.shape}. Squeeze the last axis of a [B, 1] output.')
+
+
+def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
+               z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
+               num_classes: Sequence[int]) -> tuple[jax.Array, jax.Array]:
+  """Adversarial losses for ``sum_k I(z_k; z_-k | s_k)``.
+
+  With ``fake_k = conditional_shuffle(key, z, labels, subspaces)[k]``,
+  ``h = one_hot(s_k)``, ``r_i = adversary(k, [z_i, h_i])`` and
+  ``f_i = adversary(k, [fake_k,i, h_i])``:
+
+      adversary_loss = sum_k sum_c mean_{i: s_ik = c} (BCE(r_i, 1) + BCE(f_i, 0)) / 2
+      encoder_loss   = sum_k sum_c mean_{i: s_ik = c} (BCE(r_i, 0) + BCE(f_i, 1)) / 2
+
+  (the encoder's is the flipped, non-saturating objective). Each group's term
+  is the mean BCE over its real and fake rows, so a discriminator at chance
+  scores ``log 2`` per present group (``2 log 2`` per binary attribute).
+  ``adversary_loss`` sees ``stop_gradient(z)``; ``encoder_loss`` carries the
+  gradient into ``z`` (differentiate it only with respect to ``z``).
+
+  Args:
+    adversary: ``adversary(k, inputs [B, D + num_classes[k]]) -> logits [B]``.
+    key: PRNG key of the shuffle.
+    z: float ``[B, D]`` codes.
+    labels: int ``[B, K]``, ``-1`` for missing.
+    subspaces: K positive ints summing to ``D``.
+    num_classes: K positive ints.
+
+  Returns:
+    ``(encoder_loss, adversary_loss)``, scalars in nats.
+
+  Example:
+    >>> z = jax.random.normal(jax.random.key(0), (8, 4))
+    >>> labels = jnp.array([[0, 1]] * 4 + [[1, 0]] * 4)
+    >>> adversary = lambda k, x: x.sum(-1)
+    >>> enc, adv = cmi_losses(adversary, jax.random.key(1), z, labels,
+    ...                       (2, 2), (2, 2))
+  """
+  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces)
+  num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  enc_real, enc_fake = _conditional_logits(adversary, z, fakes, labels,
+                                           num_classes)
+  adv_real, adv_fake = _conditional_logits(
+      adversary, *jax.lax.stop_gradient((z, fakes)), labels, num_classes)
+  encoder_loss = adversary_loss = jnp.zeros((), z.dtype)
+  for k, classes in enumerate(num_classes):
+    encoder_loss += grouped_mean(
+        _real_fake_bce(enc_real[k], enc_fake[k], 0.0), labels[:, k], classes)
+    adversary_loss += grouped_mean(
+        _real_fake_bce(adv_real[k], adv_fake[k], 1.0), labels[:, k], classes)
+  return encoder_loss, adversary_loss
+
+
+def _conditional_logits(adversary: ConditionalAdversary, z: jax.Array,
+                        fakes: jax.Array, labels: jax.Array,
+                        num_classes: tuple[int, ...]
+                        ) -> tuple[list[jax.Array], list[jax.Array]]:
+  """Per-attribute real and fake logits, two lists of K arrays ``[B]``."""
+  real, fake = [], []
+  # K is small and the discriminators differ per attribute: a static loop.
+  for k, classes in enumerate(num_classes):
+    onehot = jax.nn.one_hot(labels[:, k], classes, dtype=z.dtype)
+    for codes, out in ((z, real), (fakes[k], fake)):
+      logits = adversary(k, jnp.concatenate([codes, onehot], axis=-1))
+      _check_logits(logits, z.shape[0], f'adversary for attribute {k}')
+      out.append(logits)
+  return real, fake
+
+
+def cmi_adversary_accuracy(adversary: ConditionalAdversary, key: chex.PRNGKey,
+                           z: chex.Array, labels: chex.Array,
+                           subspaces: Sequence[int],
+                           num_classes: Sequence[int]
+                           ) -> tuple[jax.Array, jax.Array]:
+  """How often the conditional discriminators are right, on the fakes of ``key``.
+
+  Returns ``(accuracy_real, accuracy_fake)``: the fraction of real rows with a
+  positive logit and of fake rows with a negative one, over attributes and rows
+  with a label (0.5 each for a discriminator at chance).
+  """
+  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces)
+  num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  real, fake = _conditional_logits(adversary, jax.lax.stop_gradient(z),
+                                   jax.lax.stop_gradient(fakes), labels,
+                                   num_classes)
+  present = (labels >= 0).T  # [K, B]
+  count = jnp.maximum(present.sum(), 1)
+  acc_real = jnp.sum(present * (jnp.stack(real) > 0)) / count
+  acc_fake = jnp.sum(present * (jnp.stack(fake) < 0)) / count
+  return acc_real, acc_fake
+
+
+def mi_adversary_accuracy(adversary: Adversary, key: chex.PRNGKey,
+                          z: chex.Array, subspaces: Sequence[int]
+                          ) -> tuple[jax.Array, jax.Array]:
+  """``(accuracy_real, accuracy_fake)`` of the unconditional discriminator."""
+  fake = shuffle.marginal_shuffle(key, z, subspaces)
+  z, fake = jax.lax.stop_gradient((z, fake))
+  return jnp.mean(adversary(z) > 0), jnp.mean(adversary(fake) < 0)
+
+
+def mi_losses(adversary: Adversary, key: chex.PRNGKey, z: chex.Array,
+              subspaces: Sequence[int]) -> tuple[jax.Array, jax.Array]:
+  """Adversarial losses for the unconditional ``I(z_1; ...; z_K)`` baseline.
+
+  With ``fake = marginal_shuffle(key, z, subspaces)``, ``r = adversary(z)``,
+  ``f = adversary(fake)``:
+
+      adversary_loss = mean_i (BCE(r_i, 1) + BCE(f_i, 0)) / 2
+      encoder_loss   = mean_i (BCE(r_i, 0) + BCE(f_i, 1)) / 2
+
+  A discriminator at chance scores ``log 2``. ``adversary_loss`` sees
+  ``stop_gradient(z)``.
+
+  Args:
+    adversary: ``adversary(inputs [B, D]) -> logits [B]``.
+    key: PRNG key of the shuffle.
+    z: float ``[B, D]`` codes.
+    subspaces: K positive ints summing to ``D``.
+
+  Returns:
+    ``(encoder_loss, adversary_loss)``, scalars in nats.
+
+  Example:
+    >>> z = jax.random.normal(jax.random.key(0), (8, 4))
+    >>> enc, adv = mi_losses(lambda x: x.sum(-1), jax.random.key(1), z, (2, 2))
+  """
+  fake = shuffle.marginal_shuffle(key, z, subspaces)
+
+  def logits(codes):
+    out = adversary(codes)
+    _check_logits(out, z.shape[0], 'adversary')
+    return out
+
+  frozen, frozen_fake = jax.lax.stop_gradient((z, fake))
+  encoder_loss = _real_fake_bce(logits(z), logits(fake), 0.0).mean()
+  adversary_loss = _real_fake_bce(logits(frozen), logits(frozen_fake),
+                                  1.0).mean()
+  return encoder_loss, adversary_loss
+
+
+def rbf_kernel(x: chex.Array, y: chex.Array,
+               bandwidths: Sequence[float]) -> jax.Array:
+  """Sum of RBF kernels ``sum_s exp(-||x_i - y_j||^2 / (2 s^2))``: ``[N, M]``."""
+  sq_dist = (jnp.sum(x**2, -1)[:, None] + jnp.sum(y**2, -1)[None, :]
+             - 2.0 * x @ y.T)
+  sq_dist = jnp.maximum(sq_dist, 0.0)
+  scales = 1.0 / (2.0 * jnp.asarray(bandwidths, x.dtype) ** 2)
+  return jnp.exp(-sq_dist[..., None] * scales).sum(-1)
+
+
+def weighted_mmd2(x: chex.Array, y: chex.Array, weights: chex.Array,
+                  bandwidths: Sequence[float]) -> jax.Array:
+  """Biased MMD^2 between the weighted empirical measures of ``x`` and ``y``.
+
+  ``MMD^2 = w^T K_xx w + w^T K_yy w - 2 w^T K_xy w`` with one weight vector for
+  both samples (rows are paired: row i of ``y`` is the fake of row i of ``x``).
+
+  Args:
+    x, y: ``[B, D]``.
+    weights: ``[B]`` non-negative, summing to 1 (or all 0 for an empty set).
+    bandwidths: RBF bandwidths, summed.
+
+  Returns:
+    Scalar ``MMD^2 >= 0`` (up to rounding).
+  """
+  def quad(a, b):
+    return weights @ rbf_kernel(a, b, bandwidths) @ weights
+  return quad(x, x) + quad(y, y) - 2.0 * quad(x, y)
+
+
+def cmi_mmd_loss(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
+                 subspaces: Sequence[int], num_classes: Sequence[int],
+                 bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
+  """MMD estimate of ``sum_k I(z_k; z_-k | s_k)``, minimised by the encoder.
+
+  ``sum_k sum_c MMD^2(z[s_k = c], fake_k[s_k = c])`` with the fakes of
+  :func:`cmi_jax.conditional_shuffle` and the biased estimator with an RBF
+  kernel (sum over ``bandwidths``). Absent classes and missing labels add 0.
+
+  Args:
+    key: PRNG key of the shuffle.
+    z: float ``[B, D]``.
+    labels: int ``[B, K]``, ``-1`` for missing.
+    subspaces: K positive ints summing to ``D``.
+    num_classes: K positive ints.
+    bandwidths: kernel bandwidths in units of ``z``.
+
+  Returns:
+    Scalar loss.
+
+  Example:
+    >>> z = jax.random.normal(jax.random.key(0), (8, 4))
+    >>> labels = jnp.array([[0, 1]] * 4 + [[1, 0]] * 4)
+    >>> loss = cmi_mmd_loss(jax.random.key(1), z, labels, (2, 2), (2, 2))
+  """
+  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces)
+  num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  total = jnp.zeros((), z.dtype)
+  for k, classes in enumerate(num_classes):
+    member = (labels[:, k][:, None] == jnp.arange(classes)).astype(z.dtype)
+    weights = member / jnp.maximum(member.sum(0), 1.0)  # [B, C]
+    per_class = jax.vmap(weighted_mmd2, in_axes=(None, None, 1, None))(
+        z, fakes[k], weights, bandwidths)
+    total += per_class.sum()
+  return total
+
+
+def mi_mmd_loss(key: chex.PRNGKey, z: chex.Array, subspaces: Sequence[int],
+                bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
+  """MMD estimate of the unconditional dependence between subspaces.
+
+  ``MMD^2(z, marginal_shuffle(key, z, subspaces))``, biased estimator, RBF
+  kernel summed over ``bandwidths``.
+
+  Args:
+    key: PRNG key of the shuffle.
+    z: float ``[B, D]``.
+    subspaces: K positive ints summing to ``D``.
+    bandwidths: kernel bandwidths in units of ``z``.
+
+  Returns:
+    Scalar loss.
+
+  Example:
+    >>> z = jax.random.normal(jax.random.key(0), (8, 4))
+    >>> loss = mi_mmd_loss(jax.random.key(1), z, (2, 2))
+  """
+  fake = shuffle.marginal_shuffle(key, z, subspaces)
+  weights = jnp.full((z.shape[0],), 1.0 / z.shape[0], z.dtype)
+  return weighted_mmd2(z, fake, weights, bandwidths)
+
+
+def masked_cross_entropy(logits: chex.Array, labels: chex.Array) -> jax.Array:
+  """Mean softmax cross-entropy over the rows whose label is not ``-1``.
+
+  Args:
+    logits: float ``[B, C]``.
+    labels: int ``[B]``, ``-1`` for missing.
+
+  Returns:
+    Scalar; 0 when every label is missing.
+  """
+  present = labels >= 0
+  per_row = optax.softmax_cross_entropy_with_integer_labels(
+      logits, jnp.where(present, labels, 0))
+  return jnp.sum(jnp.where(present, per_row, 0.0)) / jnp.maximum(
+      present.sum(), 1)

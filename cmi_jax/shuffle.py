@@ -1,0 +1,157 @@
+"""Permutations that turn a batch of codes into samples of a product distribution.
+
+The adversarial estimators of (conditional) mutual information contrast the
+batch ``z`` (samples of the joint) with a *fake* batch in which one subspace is
+permuted across rows: over the whole batch for ``p(z_k) p(z_-k)``, or within
+rows sharing the value of ``s_k`` for ``p(z_k | s_k) p(z_-k | s_k)``.
+
+Everything here has fixed shapes and no Python loop over groups, so it runs
+under ``jit``, ``vmap`` and ``grad`` (gradients flow through the gathered
+values, not the integer permutations).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def check_subspaces(z: chex.Array, subspaces: Sequence[int]) -> tuple[int, ...]:
+  """Validates ``subspaces`` against codes ``z`` [B, D]; returns it as a tuple.
+
+  Raises:
+    ValueError: if ``z`` is not 2-D, a size is not a positive int, or the sizes
+      do not sum to ``D``.
+  """
+  if jnp.ndim(z) != 2:
+    raise ValueError(f'z must have shape [B, D]; got shape {jnp.shape(z)}.')
+  subspaces = tuple(subspaces)
+  if not subspaces or any(
+      not isinstance(s, (int, np.integer)) or s < 1 for s in subspaces):
+    raise ValueError(
+        f'subspaces must be a non-empty tuple of positive ints (the sizes of '
+        f'the contiguous subspaces of z); got {subspaces}.')
+  if sum(subspaces) != z.shape[1]:
+    raise ValueError(
+        f'subspaces {subspaces} sum to {sum(subspaces)} but z has D='
+        f'{z.shape[1]} columns; the sizes must sum to D.')
+  return tuple(int(s) for s in subspaces)
+
+
+def subspace_masks(subspaces: Sequence[int]) -> np.ndarray:
+  """Boolean ``[K, D]`` mask; row k marks the columns of subspace k."""
+  bounds = np.cumsum((0,) + tuple(subspaces))
+  columns = np.arange(bounds[-1])
+  return (columns >= bounds[:-1, None]) & (columns < bounds[1:, None])
+
+
+def group_permutation(key: chex.PRNGKey, groups: chex.Array) -> jax.Array:
+  """A uniformly random permutation that keeps every row inside its group.
+
+  Returns ``perm`` with ``groups[perm] == groups``: row ``i`` of a permuted
+  batch ``x[perm]`` comes from a row of the same group, and every
+  within-group permutation is equally likely. Rows whose group is ``-1``
+  (missing label) map to themselves.
+
+  The construction costs two sorts, O(B log B): sorting by ``(group, index)``
+  lists each group's rows in order; sorting by ``(group, random rank)`` lists
+  them in a uniformly random order; pairing the two lists position by position
+  is a uniform random bijection inside each group.
+
+  Args:
+    key: PRNG key.
+    groups: int ``[B]`` group of every row, ``-1`` for rows to keep in place.
+
+  Returns:
+    int32 ``[B]`` permutation.
+
+  Example:
+    >>> groups = jnp.array([0, 1, 0, -1, 1])
+    >>> perm = group_permutation(jax.random.key(0), groups)
+    >>> bool(jnp.all(groups[perm] == groups))
+    True
+  """
+  if jnp.ndim(groups) != 1:
+    raise ValueError(f'groups must have shape [B]; got {jnp.shape(groups)}.')
+  size = groups.shape[0]
+  index = jnp.arange(size, dtype=jnp.int32)
+  rank = jax.random.permutation(key, size).astype(jnp.int32)
+  # Missing rows keep index order in both sorts, hence map to themselves.
+  rank = jnp.where(groups == -1, index, rank)
+  in_order = jnp.lexsort((index, groups))
+  shuffled = jnp.lexsort((rank, groups))
+  return jnp.zeros(size, jnp.int32).at[in_order].set(shuffled.astype(jnp.int32))
+
+
+def _gather_columns(z: jax.Array, row_of_column: jax.Array) -> jax.Array:
+  """``out[b, d] = z[row_of_column[b, d], d]`` for ``[B, D]`` indices."""
+  return jnp.take_along_axis(z, row_of_column, axis=0)
+
+
+def conditional_shuffle(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
+                        subspaces: Sequence[int]) -> jax.Array:
+  """Fake batches for the conditional MI terms ``I(z_k; z_-k | s_k)``.
+
+  Fake batch ``k`` is ``z`` with the columns of subspace ``k`` permuted among
+  the rows that share ``labels[:, k]`` (one :func:`group_permutation` per
+  attribute, from ``jax.random.split(key, K)``); rows whose label ``k`` is
+  ``-1`` keep their own values. Its rows follow ``p(z_k | s_k) p(z_-k | s_k)``.
+
+  Args:
+    key: PRNG key.
+    z: float ``[B, D]`` codes.
+    labels: int ``[B, K]`` class of every attribute, ``-1`` for missing.
+    subspaces: K positive ints summing to ``D``.
+
+  Returns:
+    ``[K, B, D]`` fake batches, same dtype as ``z``.
+  """
+  subspaces = check_subspaces(z, subspaces)
+  _check_labels(labels, z, subspaces)
+  num_attributes = len(subspaces)
+  keys = jax.random.split(key, num_attributes)
+  perms = jax.vmap(group_permutation)(keys, labels.T)  # [K, B]
+  masks = jnp.asarray(subspace_masks(subspaces))  # [K, D]
+  identity = jnp.arange(z.shape[0])[:, None]
+  rows = jnp.where(masks[:, None, :], perms[:, :, None], identity[None])
+  return jax.vmap(_gather_columns, in_axes=(None, 0))(z, rows)
+
+
+def marginal_shuffle(key: chex.PRNGKey, z: chex.Array,
+                     subspaces: Sequence[int]) -> jax.Array:
+  """A fake batch from the product of the subspace marginals ``prod_k p(z_k)``.
+
+  Every subspace is permuted independently over the whole batch (one
+  ``jax.random.permutation`` per subspace, from ``jax.random.split(key, K)``).
+
+  Args:
+    key: PRNG key.
+    z: float ``[B, D]`` codes.
+    subspaces: K positive ints summing to ``D``.
+
+  Returns:
+    ``[B, D]`` fake batch.
+  """
+  subspaces = check_subspaces(z, subspaces)
+  keys = jax.random.split(key, len(subspaces))
+  perms = jax.vmap(jax.random.permutation, in_axes=(0, None))(
+      keys, z.shape[0])  # [K, B]
+  column_owner = np.repeat(np.arange(len(subspaces)), subspaces)  # [D]
+  rows = perms[column_owner].T  # [B, D]
+  return _gather_columns(z, rows)
+
+
+def _check_labels(labels: chex.Array, z: chex.Array,
+                  subspaces: tuple[int, ...]) -> None:
+  if jnp.ndim(labels) != 2 or labels.shape != (z.shape[0], len(subspaces)):
+    raise ValueError(
+        f'labels must have shape [B, K] = [{z.shape[0]}, {len(subspaces)}] '
+        f'(one column per subspace); got {jnp.shape(labels)}.')
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(
+        f'labels must be integers (class index, -1 for missing); got dtype '
+        f'{labels.dtype}.')
