@@ -1,0 +1,253 @@
+"""The adversarial and MMD losses: values, masking, gradients, statistics."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.test_util import check_grads
+
+import cmi_jax
+from cmi_jax import losses, models
+
+LOG2 = np.log(2.0)
+
+
+def softplus(x):
+  return np.logaddexp(0.0, x)
+
+
+def bce(logit, target):
+  return target * softplus(-logit) + (1 - target) * softplus(logit)
+
+
+def linear_adversary(weights):
+  """adversary(k, inputs) = inputs @ weights[k]: easy to evaluate by hand."""
+  return lambda k, inputs: inputs @ weights[k]
+
+
+def small_batch():
+  z = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5], [-0.5, 1.0, 1.0],
+                 [2.0, 0.5, 0.0], [0.0, -2.0, 0.5]], jnp.float32)
+  labels = jnp.array([[0, 1], [1, 1], [0, -1], [1, 0], [-1, 0]], jnp.int32)
+  weights = [jnp.array([1.0, -0.5, 0.25, 0.3, -0.2]),
+             jnp.array([-0.4, 0.6, 0.1, 0.5, -0.1])]
+  return z, labels, (1, 2), (2, 2), weights
+
+
+def expected_cmi_losses(key, z, labels, subspaces, num_classes, weights):
+  """The documented formula, evaluated row by row in NumPy."""
+  fakes = np.asarray(cmi_jax.conditional_shuffle(key, z, labels, subspaces))
+  z, labels = np.asarray(z), np.asarray(labels)
+  enc = adv = 0.0
+  for k, classes in enumerate(num_classes):
+    w = np.asarray(weights[k])
+    for c in range(classes):
+      rows = np.flatnonzero(labels[:, k] == c)
+      if not len(rows):
+        continue
+      onehot = np.eye(classes)[c]
+      real = np.array([np.concatenate([z[i], onehot]) @ w for i in rows])
+      fake = np.array([np.concatenate([fakes[k][i], onehot]) @ w
+                       for i in rows])
+      adv += np.mean(np.concatenate([bce(real, 1), bce(fake, 0)]))
+      enc += np.mean(np.concatenate([bce(real, 0), bce(fake, 1)]))
+  return enc, adv
+
+
+def test_cmi_losses_match_hand_computation():
+  z, labels, subspaces, num_classes, weights = small_batch()
+  key = jax.random.key(7)
+  enc, adv = cmi_jax.cmi_losses(linear_adversary(weights), key, z, labels,
+                                subspaces, num_classes)
+  want_enc, want_adv = expected_cmi_losses(key, z, labels, subspaces,
+                                           num_classes, weights)
+  np.testing.assert_allclose(enc, want_enc, rtol=1e-5)
+  np.testing.assert_allclose(adv, want_adv, rtol=1e-5)
+  jitted = jax.jit(cmi_jax.cmi_losses, static_argnums=(0, 4, 5))
+  np.testing.assert_allclose(
+      jitted(linear_adversary(weights), key, z, labels, subspaces,
+             num_classes), (enc, adv), rtol=1e-6)
+
+
+def test_chance_adversary_scores_log2_per_present_group():
+  z, labels, subspaces, num_classes, _ = small_batch()
+  zero = lambda k, x: jnp.zeros(x.shape[0])
+  enc, adv = cmi_jax.cmi_losses(zero, jax.random.key(0), z, labels,
+                                subspaces, num_classes)
+  # Attribute 0: classes 0 and 1 present; attribute 1: classes 0 and 1.
+  np.testing.assert_allclose([enc, adv], [4 * LOG2] * 2, rtol=1e-6)
+  one_class = labels.at[:, 1].set(jnp.where(labels[:, 1] >= 0, 1, -1))
+  enc, _ = cmi_jax.cmi_losses(zero, jax.random.key(0), z, one_class,
+                              subspaces, num_classes)
+  np.testing.assert_allclose(enc, 3 * LOG2, rtol=1e-6)
+
+
+def test_mi_losses_match_hand_computation():
+  z, _, subspaces, _, weights = small_batch()
+  key = jax.random.key(3)
+  w = weights[0][:3]
+  enc, adv = cmi_jax.mi_losses(lambda x: x @ w, key, z, subspaces)
+  fake = np.asarray(cmi_jax.marginal_shuffle(key, z, subspaces))
+  real_logits, fake_logits = np.asarray(z) @ np.asarray(w), fake @ np.asarray(w)
+  np.testing.assert_allclose(
+      adv, np.mean(np.concatenate([bce(real_logits, 1), bce(fake_logits, 0)])),
+      rtol=1e-5)
+  np.testing.assert_allclose(
+      enc, np.mean(np.concatenate([bce(real_logits, 0), bce(fake_logits, 1)])),
+      rtol=1e-5)
+
+
+def test_gradient_routing():
+  z, labels, subspaces, num_classes, weights = small_batch()
+  key = jax.random.key(1)
+
+  def loss(weights, z, which):
+    return cmi_jax.cmi_losses(linear_adversary(weights), key, z, labels,
+                              subspaces, num_classes)[which]
+
+  # The adversary's loss never reaches z; the encoder's does.
+  assert float(jnp.abs(jax.grad(loss, 1)(weights, z, 1)).max()) == 0.0
+  assert float(jnp.abs(jax.grad(loss, 1)(weights, z, 0)).max()) > 0.0
+  assert all(float(jnp.abs(g).max()) > 0
+             for g in jax.grad(loss, 0)(weights, z, 1))
+
+
+@pytest.mark.parametrize('missing', ['all', 'one_attribute', 'one_class'])
+def test_missing_labels_give_finite_values_and_gradients(missing):
+  z, labels, subspaces, num_classes, weights = small_batch()
+  if missing == 'all':
+    labels = -jnp.ones_like(labels)
+  elif missing == 'one_attribute':
+    labels = labels.at[:, 0].set(-1)
+  else:
+    labels = labels.at[:, 1].set(jnp.where(labels[:, 1] == 0, -1,
+                                           labels[:, 1]))
+  fn = lambda z, w: sum(cmi_jax.cmi_losses(
+      linear_adversary(w), jax.random.key(0), z, labels, subspaces,
+      num_classes)) + cmi_jax.cmi_mmd_loss(jax.random.key(0), z, labels,
+                                           subspaces, num_classes)
+  value, grads = jax.value_and_grad(fn, (0, 1))(z, weights)
+  assert np.isfinite(value)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  if missing == 'all':
+    assert float(value) == 0.0
+
+
+def test_check_grads_of_the_encoder_terms():
+  z, labels, subspaces, num_classes, weights = small_batch()
+  z = z.astype(jnp.float64) if jax.config.jax_enable_x64 else z
+  key = jax.random.key(2)
+  check_grads(lambda z: cmi_jax.cmi_losses(
+      linear_adversary(weights), key, z, labels, subspaces, num_classes)[0],
+              (z,), order=1, modes=('rev',), eps=1e-2, atol=2e-2, rtol=2e-2)
+  check_grads(lambda z: cmi_jax.cmi_mmd_loss(
+      key, z, labels, subspaces, num_classes, (1.0, 2.0)),
+              (z,), order=1, modes=('rev',), eps=1e-2, atol=2e-2, rtol=2e-2)
+
+
+def test_mmd_is_zero_for_identical_samples_and_positive_otherwise():
+  x = jax.random.normal(jax.random.key(0), (32, 3))
+  w = jnp.full((32,), 1 / 32)
+  assert abs(float(losses.weighted_mmd2(x, x, w, (1.0,)))) < 1e-5
+  assert float(losses.weighted_mmd2(x, x + 2.0, w, (1.0,))) > 0.1
+
+
+def test_mmd_losses_see_dependence():
+  key = jax.random.key(0)
+  s = jax.random.normal(key, (256, 1))
+  dependent = jnp.concatenate([s, s], 1)
+  independent = jax.random.normal(jax.random.key(1), (256, 2))
+  assert (cmi_jax.mi_mmd_loss(key, dependent, (1, 1)) >
+          5 * cmi_jax.mi_mmd_loss(key, independent, (1, 1)))
+
+
+def conditionally_independent_batch(key, size):
+  """s ~ Bern(1/2); z1, z2 = shift(s) + independent noise, so z1 ⟂ z2 | s."""
+  k_s, k_n = jax.random.split(key)
+  s = jax.random.bernoulli(k_s, 0.5, (size,)).astype(jnp.int32)
+  mean = (2.0 * s - 1.0)[:, None] * 1.5
+  z = mean + 0.5 * jax.random.normal(k_n, (size, 2))
+  return z, jnp.stack([s, s], 1)
+
+
+def train_adversary(objective, steps=400, size=256):
+  if objective == 'cmi':
+    module = models.Adversary(2, (32, 32))
+    params = module.init(jax.random.key(0), [jnp.zeros((1, 4))] * 2,
+                         method=module.init_all)
+  else:
+    module = models.UnconditionalAdversary((32, 32))
+    params = module.init(jax.random.key(0), jnp.zeros((1, 2)))
+  tx = optax.adam(3e-3)
+
+  def loss(params, key):
+    k_data, k_shuffle = jax.random.split(key)
+    z, labels = conditionally_independent_batch(k_data, size)
+    if objective == 'cmi':
+      return cmi_jax.cmi_losses(
+          lambda k, x: module.apply(params, k, x), k_shuffle, z, labels,
+          (1, 1), (2, 2))[1]
+    return cmi_jax.mi_losses(lambda x: module.apply(params, x), k_shuffle,
+                             z, (1, 1))[1]
+
+  def step(carry, key):
+    params, opt = carry
+    grads = jax.grad(loss)(params, key)
+    updates, opt = tx.update(grads, opt)
+    return (optax.apply_updates(params, updates), opt), None
+
+  keys = jax.random.split(jax.random.key(1), steps)
+  (params, _), _ = jax.jit(lambda c, k: jax.lax.scan(step, c, k))(
+      (params, tx.init(params)), keys)
+  held_out = jax.vmap(lambda k: loss(params, k))(
+      jax.random.split(jax.random.key(2), 8))
+  return float(held_out.mean())
+
+
+def test_conditional_adversary_cannot_beat_chance_but_unconditional_can():
+  # Two attributes (both s), two groups each: chance is 4 log 2.
+  cmi_loss = train_adversary('cmi')
+  assert cmi_loss > 4 * LOG2 * 0.97, cmi_loss
+  mi_loss = train_adversary('mi')
+  assert mi_loss < LOG2 * 0.85, mi_loss
+
+
+def test_bad_inputs_name_the_argument():
+  z, labels, subspaces, num_classes, weights = small_batch()
+  adv = linear_adversary(weights)
+  with pytest.raises(ValueError, match='num_classes has 1 entries'):
+    cmi_jax.cmi_losses(adv, jax.random.key(0), z, labels, subspaces, (2,))
+  with pytest.raises(ValueError, match='subspaces'):
+    cmi_jax.cmi_losses(adv, jax.random.key(0), z, labels, (1, 1),
+                       num_classes)
+  with pytest.raises(ValueError, match='labels must have shape'):
+    cmi_jax.cmi_losses(adv, jax.random.key(0), z, labels[:3], subspaces,
+                       num_classes)
+  with pytest.raises(ValueError, match=r'logits of shape \[B\]'):
+    cmi_jax.mi_losses(lambda x: x[:, :1], jax.random.key(0), z, subspaces)
+
+
+def test_modules_shapes():
+  x = jnp.zeros((4, 32, 64, 3))
+  z = models.ConvEncoder(10).init_with_output(jax.random.key(0), x)[0]
+  assert z.shape == (4, 10)
+  z = models.MLPEncoder(10).init_with_output(jax.random.key(0), x)[0]
+  assert z.shape == (4, 10)
+  heads, _ = models.AttributeHeads((5, 5), (2, 3)).init_with_output(
+      jax.random.key(0), z)
+  assert [h.shape for h in heads] == [(4, 2), (4, 3)]
+  with pytest.raises(ValueError, match='sum to 6'):
+    models.AttributeHeads((3, 3), (2, 2)).init(jax.random.key(0), z)
+  with pytest.raises(ValueError, match='ConvEncoder expects images'):
+    models.ConvEncoder(10).init(jax.random.key(0), jnp.zeros((4, 7)))
+
+
+def test_heads_read_only_their_subspace():
+  z = jax.random.normal(jax.random.key(0), (4, 6))
+  module = models.AttributeHeads((2, 4), (2, 2))
+  params = module.init(jax.random.key(1), z)
+  jac = jax.jacobian(lambda z: module.apply(params, z)[0])(z)
+  assert float(jnp.abs(jac[..., 2:]).max()) == 0.0
+  assert float(jnp.abs(jac[..., :2]).max()) > 0.0

@@ -1,0 +1,135 @@
+"""Properties of the within-group and marginal permutations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import cmi_jax
+
+
+def random_groups(seed, size=64, num_groups=3, missing=0.2):
+  rng = np.random.default_rng(seed)
+  groups = rng.integers(0, num_groups, size)
+  groups[rng.random(size) < missing] = -1
+  return jnp.asarray(groups, jnp.int32)
+
+
+@pytest.mark.parametrize('seed', range(5))
+def test_group_permutation_is_bijection_inside_groups(seed):
+  groups = random_groups(seed)
+  perm = np.asarray(cmi_jax.group_permutation(jax.random.key(seed), groups))
+  assert perm.dtype == np.int32
+  assert sorted(perm.tolist()) == list(range(len(groups)))
+  np.testing.assert_array_equal(np.asarray(groups)[perm], groups)
+  missing = np.flatnonzero(np.asarray(groups) == -1)
+  np.testing.assert_array_equal(perm[missing], missing)
+
+
+def test_group_permutation_moves_rows():
+  # A bug that returned the identity would pass the bijection test.
+  groups = jnp.zeros(50, jnp.int32)
+  perm = np.asarray(cmi_jax.group_permutation(jax.random.key(0), groups))
+  assert np.mean(perm != np.arange(50)) > 0.5
+
+
+def test_group_permutation_is_uniform_within_a_group():
+  # Group 0 has 3 rows (3! = 6 arrangements), spread among other groups.
+  groups = jnp.array([0, 1, 0, -1, 1, 2, 0, 2], jnp.int32)
+  keys = jax.random.split(jax.random.key(42), 6000)
+  perms = np.asarray(jax.vmap(cmi_jax.group_permutation, (0, None))(
+      keys, groups))
+  rows = perms[:, [0, 2, 6]]
+  codes = rows[:, 0] * 100 + rows[:, 1] * 10 + rows[:, 2]
+  _, counts = np.unique(codes, return_counts=True)
+  assert len(counts) == 6
+  assert stats.chisquare(counts).pvalue > 1e-3
+  # The -1 row never moves; group 1 swaps about half the time.
+  assert np.all(perms[:, 3] == 3)
+  assert abs(np.mean(perms[:, 1] == 4) - 0.5) < 0.05
+
+
+def test_group_permutation_jit_matches_eager_and_vmaps():
+  groups = random_groups(1)
+  key = jax.random.key(3)
+  eager = cmi_jax.group_permutation(key, groups)
+  jitted = jax.jit(cmi_jax.group_permutation)(key, groups)
+  np.testing.assert_array_equal(eager, jitted)
+  batched = jax.vmap(cmi_jax.group_permutation, (0, None))(
+      jax.random.split(key, 4), groups)
+  assert batched.shape == (4, len(groups))
+  assert len({tuple(p) for p in np.asarray(batched)}) > 1
+
+
+def test_group_permutation_rejects_2d_groups():
+  with pytest.raises(ValueError, match='groups must have shape'):
+    cmi_jax.group_permutation(jax.random.key(0), jnp.zeros((4, 2), jnp.int32))
+
+
+def test_conditional_shuffle_permutes_one_subspace_within_groups():
+  rng = np.random.default_rng(0)
+  z = jnp.asarray(rng.normal(size=(40, 5)), jnp.float32)
+  labels = jnp.asarray(
+      np.stack([rng.integers(-1, 2, 40), rng.integers(0, 3, 40)], 1),
+      jnp.int32)
+  subspaces = (2, 3)
+  fakes = np.asarray(cmi_jax.conditional_shuffle(jax.random.key(1), z,
+                                                 labels, subspaces))
+  assert fakes.shape == (2, 40, 5)
+  z, labels = np.asarray(z), np.asarray(labels)
+  for k, cols, other in ((0, slice(0, 2), slice(2, 5)),
+                         (1, slice(2, 5), slice(0, 2))):
+    np.testing.assert_array_equal(fakes[k][:, other], z[:, other])
+    # Every permuted block is a row of z from the same group.
+    for i in range(40):
+      matches = np.flatnonzero(np.all(z[:, cols] == fakes[k][i, cols], 1))
+      assert len(matches) == 1
+      assert labels[matches[0], k] == labels[i, k]
+      if labels[i, k] == -1:
+        assert matches[0] == i
+    assert np.any(fakes[k][:, cols] != z[:, cols])
+
+
+def test_marginal_shuffle_permutes_each_subspace_independently():
+  z = jnp.arange(60, dtype=jnp.float32).reshape(20, 3)
+  fake = np.asarray(cmi_jax.marginal_shuffle(jax.random.key(0), z, (1, 2)))
+  z = np.asarray(z)
+  # Columns keep their multiset; the 2-dim subspace moves as a block.
+  for d in range(3):
+    np.testing.assert_array_equal(np.sort(fake[:, d]), z[:, d])
+  np.testing.assert_array_equal(fake[:, 2] - fake[:, 1], 1.0)
+  assert np.any(fake[:, 0] != fake[:, 1] - 1)
+
+
+def test_shuffles_are_differentiable():
+  z = jax.random.normal(jax.random.key(0), (16, 4))
+  labels = jnp.zeros((16, 2), jnp.int32)
+  grad = jax.grad(lambda z: jnp.sum(cmi_jax.conditional_shuffle(
+      jax.random.key(1), z, labels, (2, 2)) ** 2))(z)
+  # Each entry of z appears once in each of the K=2 fakes.
+  np.testing.assert_allclose(grad, 4 * z, rtol=1e-6)
+  grad = jax.grad(lambda z: jnp.sum(
+      cmi_jax.marginal_shuffle(jax.random.key(1), z, (2, 2)) ** 2))(z)
+  np.testing.assert_allclose(grad, 2 * z, rtol=1e-6)
+
+
+@pytest.mark.parametrize('subspaces, match', [
+    ((2, 3), 'sum to 5 but z has D=4'),
+    ((4, 0), 'positive ints'),
+    ((), 'non-empty'),
+])
+def test_bad_subspaces(subspaces, match):
+  z = jnp.zeros((8, 4))
+  with pytest.raises(ValueError, match=match):
+    cmi_jax.marginal_shuffle(jax.random.key(0), z, subspaces)
+
+
+def test_bad_labels_shape_and_dtype():
+  z = jnp.zeros((8, 4))
+  with pytest.raises(ValueError, match='labels must have shape'):
+    cmi_jax.conditional_shuffle(jax.random.key(0), z,
+                                jnp.zeros((8, 3), jnp.int32), (2, 2))
+  with pytest.raises(ValueError, match='labels must be integers'):
+    cmi_jax.conditional_shuffle(jax.random.key(0), z, jnp.zeros((8, 2)),
+                                (2, 2))
