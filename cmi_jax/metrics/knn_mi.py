@@ -1,0 +1,405 @@
+"""k-nearest-neighbour estimators of mutual information, in nats.
+
+All distances are max-norm (Chebyshev) distances, queried with
+``scipy.spatial.cKDTree``; ``psi`` is the digamma function, ``N`` the number of
+rows and ``<.>`` the mean over rows.
+
+* Continuous ``x``, continuous ``y`` -- KSG estimator 1 (Kraskov, Stoegbauer &
+  Grassberger, 2004). ``eps_i`` is the distance from row i to its k-th
+  neighbour in the joint space ``(x, y)``; ``n_x(i)`` / ``n_y(i)`` count the
+  other rows strictly closer than ``eps_i`` in the ``x`` / ``y`` space alone:
+
+      I(X; Y) = psi(k) + psi(N) - < psi(n_x + 1) + psi(n_y + 1) >.
+
+* Conditional, all continuous -- Frenzel & Pompe (2007). ``eps_i`` from the
+  joint space ``(x, y, z)``, counts in the ``(x, z)``, ``(y, z)`` and ``z``
+  spaces:
+
+      I(X; Y | Z) = psi(k) - < psi(n_xz + 1) + psi(n_yz + 1) - psi(n_z + 1) >.
+
+* Continuous ``x``, discrete ``y`` -- Ross (2014). ``d_i`` is the distance from
+  row i to its k-th neighbour among the rows with the same label (``N_y(i)``
+  of them); ``m_i`` counts the rows of the whole data set within ``d_i``
+  (including that k-th neighbour, excluding row i):
+
+      I(X; Y) = psi(N) - < psi(N_y) > + psi(k) - < psi(m) >.
+
+  Labels held by a single row carry no neighbour and are dropped; labels with
+  ``<= k`` rows use ``k_i = N_y(i) - 1`` neighbours.
+
+Discrete variables are handled exactly, not by jittering their labels:
+
+* a discrete ``y`` uses Ross' mixed estimator. Jitter would turn the labels
+  into a continuous variable whose kNN geometry depends on the arbitrary label
+  spacing and jitter size, and KSG's counts in ``y`` space would then just
+  count label-mates -- Ross' estimator is that limit, done right;
+* a discrete conditioning ``z`` splits the data:
+  ``I(X; Y | Z) = sum_v p(v) I(X; Y | Z = v)``, each term estimated on the rows
+  with ``z = v`` (groups too small to estimate are left out and the weights
+  renormalised);
+* a discrete ``y`` with a continuous ``z`` uses the chain rule
+  ``I(X; Y | Z) = I((X, Z); Y) - I(Z; Y)``, two Ross estimates.
+
+Continuous inputs are standardised per column (MI is invariant to that, and it
+balances the max-norm across columns) and receive Gaussian jitter of standard
+deviation ``jitter`` (1e-10 by default, as Kraskov et al. recommend) so that
+repeated values -- e.g. a collapsed code dimension -- do not give zero
+distances. The jitter is drawn from ``seed``: results are deterministic.
+
+kNN estimates are nearly unbiased for independent variables, so they can come
+out slightly negative; they are returned as is (clip at 0 for display only).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import spatial, special
+
+from cmi_jax.metrics import _common
+
+_INF = np.inf
+
+
+# ----------------------------------------------------------------- inputs ---
+
+def _as_2d(a, name: str) -> np.ndarray:
+  a = np.asarray(a)
+  if a.ndim == 1:
+    a = a[:, None]
+  if a.ndim != 2 or a.shape[1] == 0:
+    raise ValueError(
+        f'{name} must be an array [N] or [N, d] with d >= 1; got shape '
+        f'{a.shape}.')
+  return a
+
+
+def _check_rows(num_rows: int, k: int, **arrays: np.ndarray) -> None:
+  if any(a.shape[0] != num_rows for a in arrays.values()):
+    sizes = ', '.join(f'{n}: {v.shape[0]}' for n, v in arrays.items())
+    raise ValueError(
+        f'all inputs need the same number of rows N; got {sizes}.')
+  if num_rows <= k:
+    raise ValueError(
+        f'a k-nearest-neighbour estimate needs N > k rows; got N = {num_rows} '
+        f'and k = {k}. Pass more rows or a smaller k.')
+
+
+def _continuous(a: np.ndarray, name: str, rng: np.random.Generator,
+                jitter: float) -> np.ndarray:
+  """Standardised, jittered float64 copy of a continuous ``[N, d]`` input."""
+  if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+    raise ValueError(f'{name} must be real numbers; got dtype {a.dtype}.')
+  a = a.astype(np.float64)
+  if not np.all(np.isfinite(a)):
+    raise ValueError(
+        f'{name} contains NaN or inf; drop those rows before estimating MI.')
+  std = a.std(axis=0)
+  a = (a - a.mean(axis=0)) / np.where(std > 0, std, 1.0)
+  if jitter > 0:
+    a = a + jitter * rng.standard_normal(a.shape)
+  return a
+
+
+def _discrete(a: np.ndarray, name: str) -> np.ndarray:
+  """``[N]`` int64 label of each row's combination of discrete columns."""
+  if not (np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
+    raise ValueError(
+        f'{name} is declared discrete but has dtype {a.dtype}; pass integer '
+        'labels (e.g. .astype(int)) or declare it continuous.')
+  if np.any(a < 0):
+    raise ValueError(
+        f'{name} has negative labels (missing labels are -1); drop those rows '
+        'first -- latent_mi_report does this per term.')
+  _, inverse = np.unique(a, axis=0, return_inverse=True)
+  return inverse.reshape(-1).astype(np.int64)
+
+
+def _check_k(k) -> int:
+  return _common.check_positive_int(k, 'k')
+
+
+# ------------------------------------------------------------- estimators ---
+
+def _count_closer(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
+  """Rows strictly closer than ``radius[i]`` to row i, row i included."""
+  tree = spatial.cKDTree(points)
+  # nextafter turns the tree's "<= r" into the estimators' "< eps".
+  return tree.query_ball_point(points, np.nextafter(radius, 0.0), p=_INF,
+                               return_length=True)
+
+
+def _kth_distance(points: np.ndarray, k: int) -> np.ndarray:
+  """Max-norm distance from each row to its k-th nearest other row."""
+  dist, _ = spatial.cKDTree(points).query(points, k=k + 1, p=_INF)
+  return dist[:, k]
+
+
+def _ksg(x: np.ndarray, y: np.ndarray, k: int) -> float:
+  """KSG estimator 1 of I(X; Y) for continuous ``x [N, dx]``, ``y [N, dy]``."""
+  eps = _kth_distance(np.hstack([x, y]), k)
+  n_x = _count_closer(x, eps)
+  n_y = _count_closer(y, eps)
+  return float(special.digamma(k) + special.digamma(x.shape[0])
+               - np.mean(special.digamma(n_x) + special.digamma(n_y)))
+
+
+def _frenzel_pompe(x: np.ndarray, y: np.ndarray, z: np.ndarray,
+                   k: int) -> float:
+  """Frenzel-Pompe estimate of I(X; Y | Z), all continuous."""
+  eps = _kth_distance(np.hstack([x, y, z]), k)
+  n_xz = _count_closer(np.hstack([x, z]), eps)
+  n_yz = _count_closer(np.hstack([y, z]), eps)
+  n_z = _count_closer(z, eps)
+  return float(special.digamma(k) - np.mean(
+      special.digamma(n_xz) + special.digamma(n_yz) - special.digamma(n_z)))
+
+
+def _ross(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, int]:
+  """Ross' estimate of I(X; Y), continuous ``x [N, d]``, labels ``[N]``.
+
+  Returns:
+    ``(estimate, rows used)``; 0 rows used (every label unique) gives 0.
+  """
+  _, inverse, counts = np.unique(labels, return_inverse=True,
+                                 return_counts=True)
+  keep = counts[inverse] > 1
+  x, inverse = x[keep], inverse[keep]
+  num_rows = x.shape[0]
+  if num_rows == 0:
+    return 0.0, 0
+  label_count = counts[inverse]
+  k_row = np.minimum(k, label_count - 1)
+  radius = np.empty(num_rows)
+  for c in np.unique(inverse):
+    rows = np.flatnonzero(inverse == c)
+    kc = int(k_row[rows[0]])
+    radius[rows] = _kth_distance(x[rows], kc)
+  # "<= d_i" keeps the k-th label-mate itself in m_i; minus 1 drops row i.
+  m = spatial.cKDTree(x).query_ball_point(
+      x, np.nextafter(radius, _INF), p=_INF, return_length=True) - 1
+  value = (special.digamma(num_rows) - np.mean(special.digamma(label_count))
+           + np.mean(special.digamma(k_row)) - np.mean(special.digamma(m)))
+  return float(value), num_rows
+
+
+def _ross_or_raise(x: np.ndarray, labels: np.ndarray, k: int) -> float:
+  value, used = _ross(x, labels, k)
+  if used == 0:
+    raise ValueError(
+        'every label of the discrete variable occurs once, so no label has a '
+        'neighbour; pass more rows per label.')
+  return value
+
+
+def _stratified(z_labels: np.ndarray, k: int, estimate) -> float:
+  """``sum_v p(v) estimate(rows with z = v)`` over estimable groups.
+
+  ``estimate(rows)`` returns ``(value, rows used)``; groups with ``<= k`` rows
+  or no usable row are left out and ``p`` is renormalised over the rest.
+  """
+  total, weight = 0.0, 0
+  for v in np.unique(z_labels):
+    rows = np.flatnonzero(z_labels == v)
+    if rows.size <= k:
+      continue
+    value, used = estimate(rows)
+    if used == 0:
+      continue
+    total += used * value
+    weight += used
+  if weight == 0:
+    raise ValueError(
+        f'no value of the discrete conditioning variable has more than k = {k} '
+        'rows (with a repeated label where y is discrete); pass more rows or '
+        'a smaller k.')
+  return total / weight
+
+
+# ------------------------------------------------------------- public API ---
+
+def mutual_information(x, y, *, k: int = 3, discrete_y: bool = False,
+                       jitter: float = 1e-10,
+                       seed: _common.Seed = 0) -> float:
+  """kNN estimate of ``I(X; Y)`` in nats.
+
+  Args:
+    x: continuous ``[N, dx]`` (or ``[N]``) samples of X.
+    y: ``[N, dy]`` (or ``[N]``) samples of Y: continuous floats, or integer
+      labels if ``discrete_y`` (several label columns form one joint label).
+    k: number of neighbours (3 is Kraskov et al.'s default; larger k lowers the
+      variance and raises the bias).
+    discrete_y: use Ross' mixed estimator for integer-labelled ``y``;
+      otherwise KSG estimator 1.
+    jitter: std of the Gaussian noise added to standardised continuous inputs
+      to break ties (0 disables it).
+    seed: int or ``numpy.random.Generator`` for the jitter.
+
+  Returns:
+    The estimate in nats (can be slightly negative for independent X, Y).
+
+  Raises:
+    ValueError: on mismatched row counts, ``N <= k``, NaN/inf, non-integer or
+      negative labels for a discrete ``y``.
+  """
+  k = _check_k(k)
+  x, y = _as_2d(x, 'x'), _as_2d(y, 'y')
+  _check_rows(x.shape[0], k, x=x, y=y)
+  rng = _common.as_generator(seed)
+  x = _continuous(x, 'x', rng, jitter)
+  if discrete_y:
+    return _ross_or_raise(x, _discrete(y, 'y'), k)
+  return _ksg(x, _continuous(y, 'y', rng, jitter), k)
+
+
+def conditional_mutual_information(x, y, z, *, k: int = 3,
+                                   discrete_y: bool = False,
+                                   discrete_z: bool = False,
+                                   jitter: float = 1e-10,
+                                   seed: _common.Seed = 0) -> float:
+  """kNN estimate of ``I(X; Y | Z)`` in nats.
+
+  Estimator by the kinds of ``y`` and ``z`` (see the module docstring):
+  both continuous -- Frenzel-Pompe; ``z`` discrete -- per-value KSG or Ross
+  estimates averaged with the weights ``p(z = v)``; ``y`` discrete and ``z``
+  continuous -- ``I((X, Z); Y) - I(Z; Y)`` with Ross' estimator.
+
+  Args:
+    x: continuous ``[N, dx]`` (or ``[N]``).
+    y: ``[N, dy]`` (or ``[N]``); integer labels if ``discrete_y``.
+    z: ``[N, dz]`` (or ``[N]``); integer labels if ``discrete_z``.
+    k: number of neighbours.
+    discrete_y: ``y`` holds integer labels.
+    discrete_z: ``z`` holds integer labels.
+    jitter: std of the tie-breaking noise on standardised continuous inputs.
+    seed: int or ``numpy.random.Generator`` for the jitter.
+
+  Returns:
+    The estimate in nats (can be slightly negative when the true CMI is 0).
+
+  Raises:
+    ValueError: on mismatched row counts, ``N <= k``, NaN/inf, bad labels, or
+      a discrete ``z`` none of whose groups has more than k rows.
+  """
+  k = _check_k(k)
+  x, y, z = _as_2d(x, 'x'), _as_2d(y, 'y'), _as_2d(z, 'z')
+  _check_rows(x.shape[0], k, x=x, y=y, z=z)
+  rng = _common.as_generator(seed)
+  x = _continuous(x, 'x', rng, jitter)
+  y = _discrete(y, 'y') if discrete_y else _continuous(y, 'y', rng, jitter)
+  if discrete_z:
+    z = _discrete(z, 'z')
+    if discrete_y:
+      return _stratified(z, k, lambda rows: _ross(x[rows], y[rows], k))
+    return _stratified(
+        z, k, lambda rows: (_ksg(x[rows], y[rows], k), rows.size))
+  z = _continuous(z, 'z', rng, jitter)
+  if discrete_y:
+    return (_ross_or_raise(np.hstack([x, z]), y, k)
+            - _ross_or_raise(z, y, k))
+  return _frenzel_pompe(x, y, z, k)
+
+
+def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
+                     max_rows: int | None = None,
+                     seed: int = 0) -> dict[str, float]:
+  """The paper's kNN information diagnostics of a split latent code.
+
+  ``codes`` is split into contiguous subspaces ``z_1..z_K`` of the given sizes,
+  one per attribute ``s_1..s_K`` (columns of ``labels``). Keys (1-based):
+
+  * ``'I(z{a};z{b})'`` for a < b -- what classic disentanglement removes;
+  * ``'I(z{a};s{j})'`` for all a, j -- how much each subspace knows about
+    each attribute (Ross' estimator);
+  * ``'I(z{a};z{b}|s{m})'`` for a < b and every m -- dependence left once the
+    attribute m is known (0 for a code that satisfies the CMI criterion
+    with respect to s_m);
+  * ``'I(z{a};s{j}|s{a})'`` for a != j -- what z_a knows about another
+    attribute beyond its own one (0 when z_a carries no shortcut).
+
+  Each term uses the rows where every label it mentions is present (label
+  ``-1`` = missing). Every term draws its jitter from the same ``seed``, so a
+  term equals the matching direct call on the same rows.
+
+  Args:
+    codes: float ``[N, D]``.
+    labels: int ``[N, K]``, values >= 0, or -1 for a missing label.
+    subspaces: K positive sizes summing to D.
+    k: number of neighbours.
+    max_rows: if set, a random subset of this many rows (drawn from ``seed``)
+      is used, to bound the cost (each term is ~O(N log N) to O(N^2)).
+    seed: int seed for the subset and the jitter.
+
+  Returns:
+    Ordered dict of the terms above, in nats.
+
+  Raises:
+    ValueError: on malformed codes/labels, subspace sizes that do not match D
+      or K, or a term left with ``<= k`` labelled rows.
+  """
+  k = _check_k(k)
+  codes = _common.check_codes(codes)
+  labels = np.asarray(labels)
+  if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(
+        f'labels must be an integer array [N, K]; got shape {labels.shape} '
+        f'and dtype {labels.dtype}.')
+  if labels.shape[0] != codes.shape[0]:
+    raise ValueError(
+        f'codes and labels need the same N; got {codes.shape[0]} and '
+        f'{labels.shape[0]} rows.')
+  if np.any(labels < -1):
+    raise ValueError('labels must be >= 0, or -1 for a missing label.')
+  sizes = tuple(int(s) for s in subspaces)
+  if (len(sizes) != labels.shape[1] or any(s <= 0 for s in sizes)
+      or sum(sizes) != codes.shape[1]):
+    raise ValueError(
+        f'subspaces must give one positive size per label column (K = '
+        f'{labels.shape[1]}) summing to D = {codes.shape[1]}; got {sizes}.')
+  if max_rows is not None:
+    max_rows = _common.check_positive_int(max_rows, 'max_rows', minimum=k + 1)
+    if max_rows < codes.shape[0]:
+      rows = np.sort(np.random.default_rng(seed).choice(
+          codes.shape[0], size=max_rows, replace=False))
+      codes, labels = codes[rows], labels[rows]
+  bounds = np.cumsum((0,) + sizes)
+  z = [codes[:, bounds[a]:bounds[a + 1]] for a in range(len(sizes))]
+  present = labels >= 0
+  num = len(sizes)
+  opts = dict(k=k, seed=seed)
+
+  def rows_with(*columns: int) -> np.ndarray:
+    mask = np.all(present[:, list(columns)], axis=1)
+    if mask.sum() <= k:
+      raise ValueError(
+          f'only {int(mask.sum())} rows have labels s{[c + 1 for c in columns]}'
+          f'; a kNN term needs more than k = {k}.')
+    return mask
+
+  report: dict[str, float] = {}
+  for a in range(num):
+    for b in range(a + 1, num):
+      report[f'I(z{a + 1};z{b + 1})'] = mutual_information(z[a], z[b], **opts)
+  for a in range(num):
+    for j in range(num):
+      m = rows_with(j)
+      report[f'I(z{a + 1};s{j + 1})'] = mutual_information(
+          z[a][m], labels[m, j], discrete_y=True, **opts)
+  for a in range(num):
+    for b in range(a + 1, num):
+      for c in range(num):
+        m = rows_with(c)
+        report[f'I(z{a + 1};z{b + 1}|s{c + 1})'] = (
+            conditional_mutual_information(
+                z[a][m], z[b][m], labels[m, c], discrete_z=True, **opts))
+  for a in range(num):
+    for j in range(num):
+      if j == a:
+        continue
+      m = rows_with(j, a)
+      report[f'I(z{a + 1};s{j + 1}|s{a + 1})'] = (
+          conditional_mutual_information(
+              z[a][m], labels[m, j], labels[m, a], discrete_y=True,
+              discrete_z=True, **opts))
+  return report
