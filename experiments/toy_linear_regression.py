@@ -1,0 +1,297 @@
+r"""The paper's linear-Gaussian regression theory: Table 1, Figures 2 and 3.
+
+Everything is computed in closed form by :mod:`cmi_jax.toy.linear_regression`
+(only Figure 3 samples points). Writes into ``--workdir``:
+
+* ``table1.json``: ``{model: {train_mse, test_mse, train_ve, test_ve}}`` for
+  model in ``regression, mi0, cmi0, reference``; MSE is
+  ``E||s - s_hat||^2 / K``, VE ``1 - MSE / Var(s)`` as a fraction;
+* ``figure2.png``: test MSE (at ``--test_corr``) over noise variance x
+  training correlation, one heat map per model;
+* ``figure3.png``: predictions against targets at the training and the test
+  correlation, one column per model.
+
+Usage::
+
+  python -m experiments.toy_linear_regression --workdir=/tmp/toy_lr
+  python -m experiments.toy_linear_regression --workdir=/tmp/toy_lr3 \
+      --num_attributes=3 --grid_num_noise=10 --grid_num_corr=8
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from typing import Any, Callable, Sequence
+
+from absl import flags
+import numpy as np
+
+from cmi_jax.toy import linear_regression as lr
+
+_MODEL_TITLES = {
+    'regression': 'Base (full regression)',
+    'mi0': 'Base + MI (MI = 0)',
+    'cmi0': 'Base + CMI (CMI = 0)',
+}
+
+
+def _define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
+  """Defines this experiment's flags on a private ``FlagValues``.
+
+  A private registry (rather than the global ``flags.FLAGS``) keeps flag names
+  such as ``workdir`` from clashing with other experiment modules imported in
+  the same process, and lets ``main`` be called more than once.
+  """
+  fv = flag_values
+  flags.DEFINE_string('workdir', None, 'Output directory (created if absent).',
+                      flag_values=fv)
+  flags.DEFINE_float('train_corr', 0.8, 'Training pairwise correlation c.',
+                     flag_values=fv)
+  flags.DEFINE_float('noise_var', 0.1, 'Noise variance sigma^2 (>= 0).',
+                     flag_values=fv)
+  flags.DEFINE_float('test_corr', 0.0, 'Test pairwise correlation.',
+                     flag_values=fv)
+  flags.DEFINE_integer('num_attributes', 2, 'Number of attributes K (>= 2).',
+                       flag_values=fv)
+  flags.DEFINE_integer('seed', 0, 'Seed of the Figure 3 samples and of the '
+                       'MI=0 random restarts.', flag_values=fv)
+  flags.DEFINE_integer('num_scatter_samples', 1000,
+                       'Points per scatter panel of Figure 3.', flag_values=fv)
+  flags.DEFINE_integer('grid_num_noise', 25,
+                       'Noise levels in the Figure 2 grid (>= 2).',
+                       flag_values=fv)
+  flags.DEFINE_float('grid_min_noise', 1e-2, 'Smallest Figure 2 noise variance '
+                     '(> 0; the grid is log-spaced).', flag_values=fv)
+  flags.DEFINE_float('grid_max_noise', 1e2, 'Largest Figure 2 noise variance.',
+                     flag_values=fv)
+  flags.DEFINE_integer('grid_num_corr', 20, 'Training correlations in the '
+                       'Figure 2 grid (>= 2), evenly spaced from 0.',
+                       flag_values=fv)
+  flags.DEFINE_float('grid_max_corr', 0.95,
+                     'Largest training correlation of Figure 2 (< 1).',
+                     flag_values=fv)
+  flags.DEFINE_integer('num_restarts', None, 'Restarts of the MI=0 rotation '
+                       'search (default: 1 for K=2, else 8).', flag_values=fv)
+  return fv
+
+
+def _write_atomically(path: str, write: Callable[[str], None]) -> None:
+  """Calls ``write(tmp)`` on a temporary file next to ``path``, then renames.
+
+  Readers never see a half-written file: ``os.replace`` is atomic within a
+  file system, and the temporary file is removed if ``write`` fails.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory,
+                             prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+  os.close(fd)
+  try:
+    write(tmp)
+    # mkstemp creates the file private (0600); outputs are meant to be shared.
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _save_figure(fig, path: str) -> None:
+  # The temporary name has no .png suffix, so the format must be explicit.
+  _write_atomically(path, lambda tmp: fig.savefig(tmp, format='png', dpi=120,
+                                                  bbox_inches='tight'))
+
+
+def _new_figure(**kwargs):
+  """A Matplotlib figure on the Agg canvas, without touching pyplot state."""
+  # pylint: disable=g-import-not-at-top
+  # Imported here so that importing this module has no plotting side effects.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  fig = Figure(**kwargs)
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
+                 noise_vars: np.ndarray, train_corrs: np.ndarray,
+                 test_corr: float, marker: tuple[float, float] | None = None):
+  """Heat maps of test MSE over noise variance x training correlation.
+
+  Args:
+    sweep: output of :func:`lr.noise_correlation_sweep`; ``test_mse[model]``
+      is ``[N_noise, N_corr]``.
+    noise_vars: ``[N_noise]`` (log-scaled vertical axis).
+    train_corrs: ``[N_corr]`` (horizontal axis).
+    test_corr: the evaluation correlation (for the title).
+    marker: ``(train_corr, noise_var)`` of Table 1, drawn as a cross.
+
+  Returns:
+    A ``matplotlib.figure.Figure`` (Agg canvas), one panel per model sharing
+    one colour scale.
+  """
+  from matplotlib.colors import LogNorm  # pylint: disable=g-import-not-at-top
+  names = tuple(_MODEL_TITLES)
+  values = np.stack([sweep['test_mse'][n] for n in names])
+  # MSE spans decades (about sigma^2 at low noise, up to >1 for MI=0 at high
+  # correlation), so a linear scale would hide the regression's degradation.
+  positive = values[values > 0]
+  vmin = float(positive.min()) if positive.size else 1e-6
+  norm = LogNorm(vmin=vmin, vmax=max(float(values.max()), 2 * vmin))
+  fig = _new_figure(figsize=(4.2 * len(names) + 1.0, 3.8))
+  axes = fig.subplots(1, len(names), sharey=True)
+  for ax, name in zip(axes, names):
+    mesh = ax.pcolormesh(train_corrs, noise_vars, sweep['test_mse'][name],
+                         shading='nearest', cmap='viridis', norm=norm)
+    ax.set_yscale('log')
+    ax.set_title(_MODEL_TITLES[name])
+    ax.set_xlabel('training correlation c')
+    if marker is not None:
+      ax.plot([marker[0]], [marker[1]], 'x', color='red', markersize=9,
+              label='Table 1 setting')
+  axes[0].set_ylabel(r'noise variance $\sigma^2$')
+  if marker is not None:
+    axes[0].legend(loc='lower left', fontsize=8)
+  colorbar = fig.colorbar(mesh, ax=list(axes))
+  colorbar.set_label(f'test MSE at correlation {test_corr:g}  '
+                     r'($E\|s-\hat s\|^2/K$)')
+  fig.suptitle('Closed-form test MSE under correlation shift')
+  return fig
+
+
+def plot_figure3(scatter: dict[str, dict[str, Any]]):
+  """Scatter of targets, inputs and predictions (first two attributes).
+
+  Args:
+    scatter: output of :func:`lr.prediction_scatter` (``[N, K]`` arrays).
+
+  Returns:
+    A ``matplotlib.figure.Figure`` with a row per distribution (train, test)
+    and columns targets ``s``, inputs ``x``, and the predictions of each
+    model; each panel shows the Pearson correlation of its two coordinates.
+  """
+  columns = [('s', 'targets', 's'), ('x', 'inputs', 'x')] + [
+      (name, title, r'\hat{s}') for name, title in _MODEL_TITLES.items()]
+  fig = _new_figure(figsize=(3.0 * len(columns), 6.2))
+  axes = fig.subplots(2, len(columns), sharex=True, sharey=True)
+  for row, split in enumerate(('train', 'test')):
+    data = scatter[split]
+    for col, (key, title, symbol) in enumerate(columns):
+      ax = axes[row, col]
+      points = data[key]
+      ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, rasterized=True)
+      corr = np.corrcoef(points[:, 0], points[:, 1])[0, 1]
+      ax.text(0.97, 0.03, f'corr = {corr:.2f}', transform=ax.transAxes,
+              ha='right', va='bottom', fontsize=8,
+              bbox={'facecolor': 'white', 'alpha': 0.7, 'edgecolor': 'none'})
+      ax.set_xlim(-4, 4)
+      ax.set_ylim(-4, 4)
+      ax.set_aspect('equal')
+      ax.set_xlabel(f'${symbol}_1$')
+      row_label = f'{split} (c = {data["corr"]:g})\n' if col == 0 else ''
+      ax.set_ylabel(f'{row_label}${symbol}_2$')
+      if row == 0:
+        ax.set_title(title if key in ('s', 'x') else f'predictions:\n{title}',
+                     fontsize=10)
+  return fig
+
+
+def _check_grid_params(grid_num_noise: int, grid_min_noise: float,
+                       grid_max_noise: float, grid_num_corr: int,
+                       grid_max_corr: float) -> None:
+  for name, value in (('grid_num_noise', grid_num_noise),
+                      ('grid_num_corr', grid_num_corr)):
+    if int(value) < 2:
+      raise ValueError(f'{name} must be >= 2 for a heat map; got {value}.')
+  if not 0 < grid_min_noise < grid_max_noise:
+    raise ValueError(
+        f'need 0 < grid_min_noise < grid_max_noise for the log-spaced noise '
+        f'axis; got {grid_min_noise} and {grid_max_noise}.')
+  if not 0 < grid_max_corr < 1:
+    raise ValueError(f'grid_max_corr must be in (0, 1); got {grid_max_corr}.')
+
+
+def run(workdir: str, train_corr: float = 0.8, noise_var: float = 0.1,
+        test_corr: float = 0.0, num_attributes: int = 2, seed: int = 0,
+        num_scatter_samples: int = 1000, grid_num_noise: int = 25,
+        grid_min_noise: float = 1e-2, grid_max_noise: float = 1e2,
+        grid_num_corr: int = 20, grid_max_corr: float = 0.95,
+        num_restarts: int | None = None) -> dict[str, Any]:
+  """Computes Table 1 and draws Figures 2 and 3 into ``workdir``.
+
+  Args:
+    workdir: output directory, created if absent.
+    train_corr, noise_var, test_corr, num_attributes: the Table 1 / Figure 3
+      setting (see :func:`lr.table1`).
+    seed: seed of the Figure 3 samples and the MI=0 random restarts.
+    num_scatter_samples: points per Figure 3 panel.
+    grid_num_noise, grid_min_noise, grid_max_noise: Figure 2 noise variances,
+      log-spaced.
+    grid_num_corr, grid_max_corr: Figure 2 training correlations,
+      ``linspace(0, grid_max_corr, grid_num_corr)``.
+    num_restarts: restarts of the MI=0 rotation search.
+
+  Returns:
+    ``{'table1': {model: {metric: float}}, 'files': {'table1': path,
+    'figure2': path, 'figure3': path}}``.
+  """
+  if not workdir:
+    raise ValueError('workdir is required; pass --workdir=DIR.')
+  _check_grid_params(grid_num_noise, grid_min_noise, grid_max_noise,
+                     grid_num_corr, grid_max_corr)
+  # Validate the main setting before the (slower) sweep.
+  table = lr.table1(train_corr, noise_var, test_corr, num_attributes,
+                    num_restarts=num_restarts, seed=seed)
+  noise_vars = np.logspace(np.log10(grid_min_noise), np.log10(grid_max_noise),
+                           int(grid_num_noise))
+  train_corrs = np.linspace(0.0, grid_max_corr, int(grid_num_corr))
+  sweep = lr.noise_correlation_sweep(noise_vars, train_corrs, test_corr,
+                                     num_attributes, num_restarts=num_restarts,
+                                     seed=seed)
+  scatter = lr.prediction_scatter(train_corr, noise_var, test_corr,
+                                  num_attributes, num_scatter_samples, seed,
+                                  num_restarts=num_restarts)
+
+  os.makedirs(workdir, exist_ok=True)
+  files = {name: os.path.join(workdir, f'{name}.{ext}') for name, ext in
+           (('table1', 'json'), ('figure2', 'png'), ('figure3', 'png'))}
+
+  def write_json(tmp):
+    with open(tmp, 'w') as f:
+      json.dump(table, f, indent=2, allow_nan=False)
+      f.write('\n')
+
+  _write_atomically(files['table1'], write_json)
+  _save_figure(plot_figure2(sweep, noise_vars, train_corrs, test_corr,
+                            marker=(train_corr, noise_var)), files['figure2'])
+  _save_figure(plot_figure3(scatter), files['figure3'])
+  return {'table1': table, 'files': files}
+
+
+def main(argv: Sequence[str]) -> dict[str, Any]:
+  """Parses the command line and calls :func:`run`; prints Table 1."""
+  flag_values = _define_flags(flags.FlagValues())
+  if any(arg in ('-h', '--help', '--helpfull') for arg in argv[1:]):
+    print(flag_values.get_help())
+    return {}
+  try:
+    extra = flag_values(list(argv))
+  except flags.Error as e:
+    raise ValueError(f'bad command line: {e}. Run with --help for the flags.'
+                     ) from None
+  if len(extra) > 1:
+    raise ValueError(f'unexpected positional arguments {extra[1:]}; all '
+                     'options are --flag=value.')
+  params = {name: flag_values[name].value for name in flag_values}
+  result = run(**params)
+  print(lr.format_table1(result['table1']))
+  for path in result['files'].values():
+    print(f'wrote {path}')
+  return result
+
+
+if __name__ == '__main__':
+  main(sys.argv)
