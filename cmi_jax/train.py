@@ -412,15 +412,7 @@ class Trainer:
     Returns:
       ``(state, metrics)``; each metric is stacked over steps, ``[num_steps]``.
     """
-    num_steps = data.steps_per_epoch if num_steps is None else num_steps
-    data_key = jax.random.fold_in(
-        jax.random.fold_in(state.key, _DATA_STREAM), state.step)
-    plan = data.epoch_plan(data_key)
-
-    def body(state, i):
-      return self.step(state, data.batch(plan, i % data.steps_per_epoch))
-
-    return jax.lax.scan(body, state, jnp.arange(num_steps))
+    return scan_epoch(self.step, state, data, num_steps)
 
   @functools.cached_property
   def jit_train_step(self) -> Callable[[TrainState, Batch],
@@ -436,6 +428,32 @@ class Trainer:
   @functools.cached_property
   def jit_eval_step(self) -> Callable[[TrainState, Batch], Metrics]:
     return jax.jit(self.eval_step)
+
+
+def scan_epoch(step_fn: Callable[[TrainState, Batch],
+                                  tuple[TrainState, Metrics]],
+               state: TrainState, data: DeviceDataset,
+               num_steps: Optional[int] = None,
+               batch_sharding: Optional[NamedSharding] = None
+               ) -> tuple[TrainState, Metrics]:
+  """Scans ``step_fn`` over ``num_steps`` batches of a device dataset.
+
+  The epoch plan is drawn from ``fold_in(state.key, step)`` on a stream of its
+  own, so it differs every epoch and is reproduced exactly on resume.
+  ``batch_sharding`` places every generated batch (used by the sharded epoch).
+  """
+  num_steps = data.steps_per_epoch if num_steps is None else num_steps
+  data_key = jax.random.fold_in(
+      jax.random.fold_in(state.key, _DATA_STREAM), state.step)
+  plan = data.epoch_plan(data_key)
+
+  def body(state, i):
+    batch = data.batch(plan, i % data.steps_per_epoch)
+    if batch_sharding is not None:
+      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+    return step_fn(state, batch)
+
+  return jax.lax.scan(body, state, jnp.arange(num_steps))
 
 
 def _combination_index(labels: jax.Array, num_classes: Sequence[int]
@@ -500,6 +518,18 @@ def data_mesh(devices: Optional[Sequence[jax.Device]] = None,
   return Mesh(np.asarray(devices), (axis_name,))
 
 
+def _shard_mapped_step(trainer: Trainer, mesh: Mesh):
+  """``trainer.step`` under ``jax.shard_map``: replicated state, split batch."""
+  (axis_name,) = mesh.axis_names
+  return jax.shard_map(
+      functools.partial(trainer.step, axis_name=axis_name), mesh=mesh,
+      in_specs=(P(), P(axis_name)), out_specs=(P(), P()),
+      # Outputs are replicated by construction (every device computes them
+      # from the all-gathered batch), which the type system of varying axes
+      # cannot see through all_gather.
+      check_vma=False)
+
+
 def shard_map_train_step(trainer: Trainer, mesh: Mesh
                          ) -> Callable[[TrainState, Batch],
                                        tuple[TrainState, Metrics]]:
@@ -509,21 +539,36 @@ def shard_map_train_step(trainer: Trainer, mesh: Mesh
   (split along its first axis over the mesh) and returns the replicated new
   state and metrics. The result equals the one-device step on the same batch.
   """
-  (axis_name,) = mesh.axis_names
-  sharded = jax.jit(
-      jax.shard_map(
-          functools.partial(trainer.step, axis_name=axis_name), mesh=mesh,
-          in_specs=(P(), P(axis_name)), out_specs=(P(), P()),
-          # Outputs are replicated by construction (every device computes
-          # them from the all-gathered batch), which the type system of
-          # varying axes cannot see through all_gather.
-          check_vma=False),
-      donate_argnums=0)
+  sharded = jax.jit(_shard_mapped_step(trainer, mesh), donate_argnums=0)
 
   def step(state: TrainState, batch: Batch):
     _check_divisible(batch, mesh.size)
     return sharded(state, batch)
   return step
+
+
+def shard_map_train_epoch(trainer: Trainer, mesh: Mesh
+                          ) -> Callable[..., tuple[TrainState, Metrics]]:
+  """A compiled epoch over a data mesh: ``(state, data, num_steps=None)``.
+
+  Each global batch is generated on the device and split over the mesh; the
+  step is :func:`shard_map_train_step`'s, so the result equals the one-device
+  epoch. ``data.batch_size`` must divide by the number of devices.
+  """
+  (axis_name,) = mesh.axis_names
+  compiled = jax.jit(
+      functools.partial(scan_epoch, _shard_mapped_step(trainer, mesh),
+                        batch_sharding=NamedSharding(mesh, P(axis_name))),
+      static_argnums=2, donate_argnums=0)
+
+  def epoch(state: TrainState, data: DeviceDataset,
+            num_steps: Optional[int] = None):
+    if data.batch_size % mesh.size:
+      raise ValueError(
+          f'the batch size {data.batch_size} does not divide over '
+          f'{mesh.size} devices; use a multiple of {mesh.size}.')
+    return compiled(state, data, num_steps)
+  return epoch
 
 
 def pmap_train_step(trainer: Trainer, axis_name: str = 'data'

@@ -1,0 +1,80 @@
+"""Evaluation of a trained state on a whole split, in one compiled call.
+
+:func:`evaluate` scans :meth:`Trainer.eval_step` over every batch of a device
+dataset, summing the counts on the device and stacking the codes;
+:func:`summarize` turns those sums into the numbers a person reads.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cmi_jax.data.base import DeviceDataset
+from cmi_jax.train import Trainer, TrainState
+
+_SUMMED = ('ce_sum', 'correct', 'count', 'confusion', 'combo_correct',
+           'combo_count')
+_STACKED = ('z', 'labels', 'preds', 'mask')
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
+              ) -> dict[str, jax.Array]:
+  plan = data.epoch_plan(jax.random.PRNGKey(0))
+
+  def body(totals, i):
+    out = trainer.eval_step(state, data.batch(plan, i))
+    totals = {k: totals[k] + out[k] for k in _SUMMED}
+    return totals, {k: out[k] for k in _STACKED}
+
+  first = jax.eval_shape(trainer.eval_step, state, data.batch(plan, 0))
+  zeros = {k: jnp.zeros(first[k].shape, first[k].dtype) for k in _SUMMED}
+  totals, stacked = jax.lax.scan(body, zeros, jnp.arange(data.steps_per_epoch))
+  stacked = {k: v.reshape((-1,) + v.shape[2:]) for k, v in stacked.items()}
+  return {**totals, **stacked}
+
+
+def evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
+             ) -> dict[str, np.ndarray]:
+  """Runs the state over every batch of ``data`` (its fixed epoch plan).
+
+  Returns:
+    NumPy dict: the sums of :meth:`Trainer.eval_step` (``ce_sum``, ``correct``,
+    ``count``, ``confusion``, ``combo_correct``, ``combo_count``) and the
+    concatenated per-example ``z`` ``[N, D]``, ``labels``/``preds`` ``[N, K]``,
+    ``mask`` ``[N]``.
+  """
+  return jax.tree.map(np.asarray, _evaluate(trainer, state, data))
+
+
+def summarize(stats: dict[str, Any]) -> dict[str, Any]:
+  """Readable metrics from :func:`evaluate`'s output.
+
+  Returns:
+    dict with ``loss`` (mean cross-entropy over attributes, nats),
+    ``accuracy`` (mean over attributes), ``accuracy_per_attribute`` [K],
+    ``accuracy_per_combination`` [C, K] (NaN where a combination is absent),
+    ``combination_count`` [C], ``confusion`` [C, C] (counts; rows true,
+    columns predicted), ``z_correlation`` [D, D] (Pearson), ``num_examples``.
+  """
+  count = np.maximum(stats['count'], 1)
+  per_attribute = stats['correct'] / count
+  with np.errstate(invalid='ignore', divide='ignore'):
+    per_combination = stats['combo_correct'] / stats['combo_count'][:, None]
+    z = stats['z'][stats['mask'] > 0]
+    correlation = np.corrcoef(z, rowvar=False)
+  return {
+      'loss': float(np.mean(stats['ce_sum'] / count)),
+      'accuracy': float(np.mean(per_attribute)),
+      'accuracy_per_attribute': per_attribute.tolist(),
+      'accuracy_per_combination': per_combination.tolist(),
+      'combination_count': stats['combo_count'].astype(int).tolist(),
+      'confusion': stats['confusion'].astype(int).tolist(),
+      'z_correlation': correlation.tolist(),
+      'num_examples': int((stats['mask'] > 0).sum()),
+  }

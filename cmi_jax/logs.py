@@ -1,0 +1,127 @@
+"""Run logs: JSON lines, TensorBoard event files, a progress bar.
+
+Only process 0 writes, so multi-host runs log once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any, Iterable, Optional
+
+import jax
+import numpy as np
+
+
+def to_jsonable(value: Any) -> Any:
+  """NumPy/JAX scalars and arrays -> Python floats/lists (NaN -> None)."""
+  if isinstance(value, dict):
+    return {str(k): to_jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_jsonable(v) for v in value]
+  if isinstance(value, (np.ndarray, jax.Array)):
+    return to_jsonable(np.asarray(value).tolist())
+  if isinstance(value, (np.floating, float)):
+    value = float(value)
+    return value if math.isfinite(value) else None
+  if isinstance(value, np.integer):
+    return int(value)
+  return value
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+  """Writes JSON to ``path`` via a temporary file and a rename."""
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(to_jsonable(data), f, indent=1)
+  os.replace(tmp, path)
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+  """All records of a JSON-lines file (an incomplete last line is dropped)."""
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path) as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        break
+  return records
+
+
+def flat_scalars(record: dict[str, Any], prefix: str = ''
+                 ) -> Iterable[tuple[str, float]]:
+  """``(name, value)`` for every finite scalar of a nested record."""
+  for key, value in record.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, dict):
+      yield from flat_scalars(value, name + '/')
+    elif isinstance(value, (int, float, np.floating, np.integer)) and (
+        not isinstance(value, bool)) and math.isfinite(float(value)):
+      yield name, float(value)
+
+
+class RunLogger:
+  """Appends records to ``workdir/log.jsonl`` and TensorBoard ``workdir/tb``.
+
+  Args:
+    workdir: run directory.
+    keep_until_step: on resume, drop logged records past this step (they
+      belong to work after the checkpoint that is being resumed, and will be
+      logged again).
+    tensorboard: write TensorBoard events.
+  """
+
+  def __init__(self, workdir: str, keep_until_step: Optional[int] = None,
+               tensorboard: bool = True):
+    self.active = jax.process_index() == 0
+    self.path = os.path.join(workdir, 'log.jsonl')
+    self._writer = None
+    if not self.active:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    records = read_jsonl(self.path)
+    if keep_until_step is not None:
+      records = [r for r in records if r.get('step', 0) <= keep_until_step]
+    else:
+      records = []
+    tmp = self.path + '.tmp'
+    with open(tmp, 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in records)
+    os.replace(tmp, self.path)
+    self.records = records
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # Heavy; only when asked for.
+      self._writer = SummaryWriter(os.path.join(workdir, 'tb'),
+                                   purge_step=keep_until_step)
+
+  def write(self, record: dict[str, Any]) -> None:
+    """Appends one record (it must hold ``step``) to every sink."""
+    if not self.active:
+      return
+    record = to_jsonable(record)
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    self.records.append(record)
+    if self._writer is not None:
+      for name, value in flat_scalars(record):
+        if name not in ('step', 'epoch'):
+          self._writer.add_scalar(name, value, record['step'])
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+
+
+def progress_bar(total: int, initial: int, enabled: Optional[bool]):
+  """A tqdm bar over epochs; ``enabled=None`` shows it only on a terminal."""
+  from tqdm import auto as tqdm
+  disable = (not sys.stderr.isatty()) if enabled is None else not enabled
+  return tqdm.tqdm(total=total, initial=initial, unit='epoch',
+                   disable=disable or jax.process_index() != 0,
+                   dynamic_ncols=True)

@@ -1,0 +1,230 @@
+"""Drives a run: epochs, evaluation, checkpoints, logs, exact resume.
+
+:func:`fit` is what every experiment module calls. A run in ``workdir`` that
+was interrupted at any point resumes from its latest checkpoint when started
+again with the same arguments, and ends with the same state, bit for bit, as
+the uninterrupted run: the state carries the step and the key, every random
+draw derives from them, and evaluation never touches the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import numpy as np
+from absl import logging
+
+from cmi_jax import checkpoint as ckpt
+from cmi_jax import evaluation
+from cmi_jax import logs
+from cmi_jax.data.base import DeviceDataset
+from cmi_jax.train import Trainer, TrainState
+
+# (epoch, state, {split: raw evaluation stats}) -> extra metrics for the log.
+EpochHook = Callable[[int, TrainState, dict[str, dict[str, np.ndarray]]],
+                     dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+  """How a run is driven (not what is trained).
+
+  Attributes:
+    num_epochs: epochs to train in total (a resumed run counts earlier ones).
+    eval_every: evaluate every this many epochs (and after the last).
+    checkpoint_every: save the latest state every this many epochs.
+    keep_checkpoints: how many latest checkpoints to keep.
+    log_every_steps: also log training metrics every this many steps (0: no).
+    select_split: the validation split of the best-loss / best-accuracy
+      checkpoints.
+    progress: tqdm bar; None shows it only on a terminal.
+    tensorboard: write TensorBoard event files.
+  """
+  num_epochs: int
+  eval_every: int = 1
+  checkpoint_every: int = 1
+  keep_checkpoints: int = 2
+  log_every_steps: int = 0
+  select_split: str = 'val'
+  progress: Optional[bool] = None
+  tensorboard: bool = True
+
+  def __post_init__(self):
+    for name in ('num_epochs', 'eval_every', 'checkpoint_every',
+                 'keep_checkpoints'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'{name} must be >= 1; got {getattr(self, name)}.')
+    if self.log_every_steps < 0:
+      raise ValueError('log_every_steps must be >= 0; got '
+                       f'{self.log_every_steps}.')
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss became NaN or infinite during training."""
+
+
+def first_non_finite(step_metrics: Mapping[str, np.ndarray]
+                     ) -> Optional[tuple[int, list[str]]]:
+  """``(index, names)`` of the first step with a non-finite metric, or None."""
+  names = sorted(step_metrics)
+  bad = np.stack([~np.isfinite(np.asarray(step_metrics[n], np.float64))
+                  for n in names], 1)  # [steps, metrics]
+  rows = np.flatnonzero(bad.any(1))
+  if not len(rows):
+    return None
+  return int(rows[0]), [n for n, b in zip(names, bad[rows[0]]) if b]
+
+
+def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
+        eval_data: Mapping[str, DeviceDataset], workdir: str,
+        config: FitConfig, *, run_config: Optional[dict[str, Any]] = None,
+        epoch_hook: Optional[EpochHook] = None,
+        train_epoch: Optional[Callable[..., Any]] = None) -> dict[str, Any]:
+  """Trains for ``config.num_epochs`` epochs, evaluating and checkpointing.
+
+  Args:
+    trainer: the engine.
+    state: the initial state (ignored when ``workdir`` holds a checkpoint to
+      resume from; it still gives the tree structure).
+    train_data: device dataset of the training split.
+    eval_data: evaluation datasets by split name (fixed batches), e.g.
+      ``train_eval``, ``val``, ``test_anti``, ``test_uncorr``.
+    workdir: directory for ``config.json``, ``log.jsonl``, ``tb/``,
+      ``checkpoints/`` and ``results.json``.
+    config: :class:`FitConfig`.
+    run_config: the resolved experiment configuration, saved as
+      ``workdir/config.json``.
+    epoch_hook: extra metrics after each evaluation (e.g. MI estimates).
+    train_epoch: ``(state, data) -> (state, stacked metrics)``; defaults to
+      ``trainer.jit_train_epoch`` (pass :func:`shard_map_train_epoch`'s result
+      to train on a device mesh).
+
+  Returns:
+    The results dict also written to ``workdir/results.json``: ``final``,
+    ``best_val_loss`` and ``best_val_accuracy`` epoch records.
+
+  Raises:
+    NonFiniteLossError: naming the step, the loss term and the last good
+      checkpoint; nothing is saved after the bad step.
+    ValueError: if ``config.select_split`` is not among ``eval_data``.
+  """
+  if config.select_split not in eval_data:
+    raise ValueError(
+        f'select_split {config.select_split!r} is not an evaluation split; '
+        f'the splits are {sorted(eval_data)}.')
+  train_epoch = trainer.jit_train_epoch if train_epoch is None else train_epoch
+  workdir = os.path.abspath(workdir)
+  is_main = jax.process_index() == 0
+  if is_main:
+    os.makedirs(workdir, exist_ok=True)
+    if run_config is not None:
+      logs.write_json_atomic(os.path.join(workdir, 'config.json'), run_config)
+
+  checkpoints = ckpt.RunCheckpoints(workdir, config.keep_checkpoints)
+  best = {'loss': None, 'accuracy': None}
+  start_epoch = 0
+  if checkpoints.latest_epoch() is not None:
+    state, meta = checkpoints.restore(ckpt.LATEST, state)
+    start_epoch, best = meta['epoch'], meta['best']
+    _drop_checkpoints_after(checkpoints, start_epoch)
+    logging.info('Resuming %s from epoch %d (step %d).', workdir, start_epoch,
+                 int(state.step))
+  logger = logs.RunLogger(workdir, keep_until_step=int(state.step)
+                          if start_epoch else None,
+                          tensorboard=config.tensorboard)
+  last_good = (checkpoints.path(ckpt.LATEST, start_epoch) if start_epoch
+               else 'none (no checkpoint yet)')
+  bar = logs.progress_bar(config.num_epochs, start_epoch, config.progress)
+  record = _last_epoch_record(logger)
+  try:
+    for epoch in range(start_epoch + 1, config.num_epochs + 1):
+      first_step = int(state.step)
+      state, step_metrics = train_epoch(state, train_data)
+      step_metrics = jax.device_get(step_metrics)
+      bad = first_non_finite(step_metrics)
+      if bad is not None:
+        raise NonFiniteLossError(
+            f'non-finite {", ".join(bad[1])} at step {first_step + bad[0]} '
+            f'(epoch {epoch}); last good checkpoint: {last_good}. Lower the '
+            'learning rates or the disentangle weight, then resume.')
+      _log_steps(logger, step_metrics, first_step, config.log_every_steps)
+      record = {'epoch': epoch, 'step': int(state.step),
+                'train': {k: float(np.mean(v))
+                          for k, v in step_metrics.items()}}
+      if epoch % config.eval_every == 0 or epoch == config.num_epochs:
+        stats = {name: evaluation.evaluate(trainer, state, data)
+                 for name, data in eval_data.items()}
+        record['eval'] = {name: evaluation.summarize(s)
+                          for name, s in stats.items()}
+        if epoch_hook is not None:
+          record['extra'] = epoch_hook(epoch, state, stats)
+        _save_if_best(checkpoints, best, record, state, config.select_split)
+      logger.write(record)
+      if epoch % config.checkpoint_every == 0 or epoch == config.num_epochs:
+        last_good = checkpoints.save(
+            ckpt.LATEST, epoch, state, {'epoch': epoch, 'best': best})
+      bar.set_postfix(_postfix(record), refresh=False)
+      bar.update(1)
+  finally:
+    bar.close()
+    logger.close()
+    checkpoints.close()
+
+  results = {'final': record, 'best_val_loss': best['loss'],
+             'best_val_accuracy': best['accuracy'],
+             'num_epochs': config.num_epochs, 'step': int(state.step)}
+  if is_main:
+    logs.write_json_atomic(os.path.join(workdir, 'results.json'), results)
+  return {'state': state, **results}
+
+
+def _save_if_best(checkpoints: ckpt.RunCheckpoints, best: dict[str, Any],
+                  record: dict[str, Any], state: TrainState,
+                  split: str) -> None:
+  summary = record['eval'][split]
+  if best['loss'] is None or summary['loss'] < best['loss']['eval'][split][
+      'loss']:
+    best['loss'] = logs.to_jsonable(record)
+    checkpoints.save(ckpt.BEST_LOSS, record['epoch'], state,
+                     {'epoch': record['epoch']})
+  if best['accuracy'] is None or summary['accuracy'] > best['accuracy'][
+      'eval'][split]['accuracy']:
+    best['accuracy'] = logs.to_jsonable(record)
+    checkpoints.save(ckpt.BEST_ACCURACY, record['epoch'], state,
+                     {'epoch': record['epoch']})
+
+
+def _drop_checkpoints_after(checkpoints: ckpt.RunCheckpoints,
+                            epoch: int) -> None:
+  """Removes best checkpoints newer than the resumed epoch (they are redone)."""
+  for series in (ckpt.BEST_LOSS, ckpt.BEST_ACCURACY):
+    checkpoints.delete_after(series, epoch)
+
+
+def _log_steps(logger: logs.RunLogger, step_metrics: dict[str, np.ndarray],
+               first_step: int, every: int) -> None:
+  if not every:
+    return
+  for i in range(len(next(iter(step_metrics.values())))):
+    step = first_step + i + 1
+    if step % every == 0:
+      logger.write({'step': step,
+                    'train_step': {k: float(v[i])
+                                   for k, v in step_metrics.items()}})
+
+
+def _last_epoch_record(logger: logs.RunLogger) -> Optional[dict[str, Any]]:
+  records = [r for r in getattr(logger, 'records', []) if 'epoch' in r]
+  return records[-1] if records else None
+
+
+def _postfix(record: dict[str, Any]) -> dict[str, str]:
+  postfix = {'ce': f"{record['train']['loss/ce']:.3f}"}
+  if 'loss/adversary' in record['train']:
+    postfix['adv'] = f"{record['train']['loss/adversary']:.3f}"
+  for name, summary in record.get('eval', {}).items():
+    postfix[name] = f"{summary['accuracy']:.3f}"
+  return postfix
