@@ -1,0 +1,233 @@
+"""TFDS builders that turn local IDX files into a prepared, cached dataset.
+
+``cmi_mnist_idx`` and ``cmi_fashion_mnist_idx`` read the four standard IDX
+files (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``) from a
+*manual* directory; nothing is ever downloaded. The features are plain
+``tfds.features.Tensor`` (uint8 image bytes, int64 label), so the dataset is
+written as ``array_record`` and read back through ``builder.as_data_source``
+without importing TensorFlow.
+
+Shuffling is disabled on purpose: the examples keep the IDX order, so "the
+first 50,000 training images" means what it means in the original files.
+
+Use goes through :func:`prepare_idx_dataset` (which also cleans up after a
+failed preparation) and :func:`read_prepared_split`::
+
+  builder = prepare_idx_dataset('fashion_mnist',
+                                '/usr/share/datasets/fashion-mnist', data_dir)
+  images, labels = read_prepared_split(builder, 'train')
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from cmi_jax.data import idx
+
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+# TFDS file format that needs no TensorFlow to write or read.
+FILE_FORMAT = 'array_record'
+
+
+class _IdxDigitsBuilder(tfds.core.GeneratorBasedBuilder,
+                        skip_registration=True):
+  """Shared logic of the IDX digit builders (not registered itself)."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'IDX files read from a manual directory, in order.'}
+  _DESCRIPTION = ''
+  # TFDS 4.9.10 derives `code_path` through `importlib_resources`, a package it
+  # only installs on Python < 3.9, and crashes for builders in a package; the
+  # path is only used to look for a checksums file, which we do not have.
+  code_path = epath.Path(__file__)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self._DESCRIPTION,
+        features=tfds.features.FeaturesDict({
+            # BYTES stores the 784 pixels as one raw string rather than a list
+            # of 784 integers: smaller files, faster decoding.
+            'image': tfds.features.Tensor(
+                shape=IMAGE_SHAPE, dtype=np.uint8,
+                encoding=tfds.features.Encoding.BYTES),
+            'label': tfds.features.Tensor(shape=(), dtype=np.int64),
+        }),
+        supervised_keys=('image', 'label'),
+        # Keep IDX order (see module doc).
+        disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = os.fspath(dl_manager.manual_dir)
+    # Read (and thereby validate) both splits before TFDS writes anything, so
+    # a bad test file does not cost a written training split first.
+    arrays = {split: idx.read_idx_split(manual_dir, split, NUM_CLASSES)
+              for split in ('train', 'test')}
+    for split, (images, _) in arrays.items():
+      if images.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(
+            f'{split} images in {manual_dir} have shape {images.shape[1:]}, '
+            f'expected {IMAGE_SHAPE}; these are not MNIST-style IDX files.')
+    return {split: self._generate_examples(*arrays[split])
+            for split in arrays}
+
+  def _generate_examples(self, images: np.ndarray, labels: np.ndarray
+                         ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    for i in range(len(images)):
+      yield i, {'image': images[i], 'label': labels[i]}
+
+
+class CmiMnistIdx(_IdxDigitsBuilder):
+  """MNIST handwritten digits from local IDX files (no download)."""
+
+  _DESCRIPTION = 'MNIST from local IDX files, original order.'
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Place the four MNIST IDX files (train-images-idx3-ubyte.gz, '
+      'train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, '
+      't10k-labels-idx1-ubyte.gz; .gz optional) in the manual directory.')
+
+
+class CmiFashionMnistIdx(_IdxDigitsBuilder):
+  """Fashion-MNIST from local IDX files (Debian: dataset-fashion-mnist)."""
+
+  _DESCRIPTION = 'Fashion-MNIST from local IDX files, original order.'
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Place the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, '
+      'train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, '
+      't10k-labels-idx1-ubyte.gz) in the manual directory; on Debian/Ubuntu '
+      '`apt-get install dataset-fashion-mnist` puts them in '
+      '/usr/share/datasets/fashion-mnist.')
+
+
+BUILDERS: dict[str, type[_IdxDigitsBuilder]] = {
+    'mnist': CmiMnistIdx,
+    'fashion_mnist': CmiFashionMnistIdx,
+}
+
+
+def idx_builder(dataset: str, data_dir: str | os.PathLike | None = None
+                ) -> _IdxDigitsBuilder:
+  """The IDX builder of ``dataset`` ('mnist' or 'fashion_mnist').
+
+  Args:
+    dataset: which builder.
+    data_dir: TFDS data directory (the cache); None means TFDS's default
+      (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+
+  Raises:
+    ValueError: for an unknown dataset name.
+  """
+  if dataset not in BUILDERS:
+    raise ValueError(f'no IDX builder for dataset {dataset!r}; choose one of '
+                     f'{sorted(BUILDERS)}.')
+  return BUILDERS[dataset](
+      data_dir=os.fspath(data_dir) if data_dir is not None else None,
+      file_format=FILE_FORMAT)
+
+
+def _missing_dirs(path: str) -> list[str]:
+  """``path`` and its ancestors that do not exist yet, deepest first."""
+  missing = []
+  path = os.path.abspath(path)
+  while not os.path.exists(path):
+    missing.append(path)
+    parent = os.path.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  return missing
+
+
+def _remove_empty_dirs(candidates: list[str]) -> None:
+  """Removes the directories of ``candidates`` that exist and are empty.
+
+  ``candidates`` must be ordered deepest first, so that a parent emptied by
+  removing its child goes too. Never removes anything with content.
+  """
+  for path in candidates:
+    try:
+      os.rmdir(path)
+    except OSError:
+      pass  # absent or not empty: not ours to delete.
+
+
+def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
+                        data_dir: str | os.PathLike | None = None
+                        ) -> _IdxDigitsBuilder:
+  """Prepares (once) the IDX builder of ``dataset`` and returns it.
+
+  A dataset already prepared in ``data_dir`` is reused without reading
+  ``manual_dir``. Preparation never touches the network.
+
+  Args:
+    dataset: 'mnist' or 'fashion_mnist'.
+    manual_dir: folder with the four IDX files.
+    data_dir: TFDS data directory that caches the prepared dataset (None:
+      TFDS's default).
+
+  Returns:
+    The prepared builder (read it with :func:`read_prepared_split`).
+
+  Raises:
+    ValueError: if a file is missing or corrupt (naming it). Nothing is left
+      in ``data_dir`` after a failure: TFDS writes into a temporary folder that
+      it removes, and the empty folders this call created are removed too.
+  """
+  builder = idx_builder(dataset, data_dir)
+  if builder.is_prepared():
+    return builder
+  manual_dir = os.fspath(manual_dir)
+  # Check presence up front: TFDS's own message for an empty manual dir is an
+  # AssertionError that does not name the files.
+  for image_stem, label_stem in idx.IDX_FILE_NAMES.values():
+    idx.find_idx_file(manual_dir, image_stem)
+    idx.find_idx_file(manual_dir, label_stem)
+  root = builder.data_dir_root
+  created = (_missing_dirs(builder.data_dir)
+             + _missing_dirs(os.path.join(root, 'downloads', 'extracted'))
+             + _missing_dirs(os.path.join(root, 'downloads', 'manual')))
+  created.sort(key=lambda p: -p.count(os.sep))
+  config = tfds.download.DownloadConfig(
+      manual_dir=manual_dir,
+      try_download_gcs=False,
+      compute_stats=tfds.download.ComputeStatsMode.SKIP)
+  try:
+    builder.download_and_prepare(download_config=config)
+  except BaseException:
+    _remove_empty_dirs(created)
+    # Another process may have prepared the same cache concurrently (TFDS's
+    # final rename then fails here); its complete result is as good as ours.
+    concurrent = idx_builder(dataset, data_dir)
+    if concurrent.is_prepared():
+      return concurrent
+    raise
+  return builder
+
+
+def read_prepared_split(builder: tfds.core.DatasetBuilder, split: str
+                        ) -> tuple[np.ndarray, np.ndarray]:
+  """Reads a whole split of a prepared array_record builder, TF-free.
+
+  Args:
+    builder: a prepared builder whose features are ``image`` (uint8
+      ``[28, 28]`` or ``[28, 28, 1]``) and ``label``.
+    split: a TFDS split name.
+
+  Returns:
+    ``(images, labels)``: uint8 ``[N, 28, 28]``, int64 ``[N]``, in stored order.
+  """
+  source = builder.as_data_source(split=split)
+  examples = source.__getitems__(list(range(len(source))))
+  images = np.stack([np.asarray(e['image'], np.uint8) for e in examples])
+  labels = np.asarray([e['label'] for e in examples], np.int64)
+  if images.ndim == 4 and images.shape[-1] == 1:
+    images = images[..., 0]
+  return images, labels

@@ -1,0 +1,186 @@
+"""Reader of the IDX files that MNIST and Fashion-MNIST are distributed in.
+
+An IDX file is a big-endian header followed by a dense array::
+
+  bytes 0-1   zero
+  byte  2     element type (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
+              0x0D float32, 0x0E float64)
+  byte  3     number of dimensions D
+  4 * D       the dimensions, uint32 big-endian
+  ...         prod(dims) elements, big-endian
+
+Files may be gzip-compressed (``train-images-idx3-ubyte.gz``) or plain; the
+compression is detected from the content, not the name. Every defect (missing
+file, corrupt gzip stream, bad magic number, truncated or over-long data,
+unexpected shape) raises a ``ValueError`` that names the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from typing import Literal
+
+import numpy as np
+
+_GZIP_MAGIC = b'\x1f\x8b'
+# IDX type code -> big-endian NumPy dtype.
+_IDX_DTYPES = {
+    0x08: np.dtype('>u1'),
+    0x09: np.dtype('>i1'),
+    0x0B: np.dtype('>i2'),
+    0x0C: np.dtype('>i4'),
+    0x0D: np.dtype('>f4'),
+    0x0E: np.dtype('>f8'),
+}
+
+# Standard file names of the two splits, without the optional '.gz'.
+IDX_FILE_NAMES = {
+    'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+    'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
+}
+
+
+def _read_bytes(path: str) -> bytes:
+  """The decompressed content of ``path`` (gzip detected by its magic bytes)."""
+  if not os.path.isfile(path):
+    raise ValueError(f'IDX file {path} does not exist (or is not a file); '
+                     'check the directory and the file name.')
+  with open(path, 'rb') as f:
+    raw = f.read()
+  if raw[:2] != _GZIP_MAGIC:
+    return raw
+  try:
+    return gzip.decompress(raw)
+  except (OSError, EOFError, zlib.error) as e:
+    # gzip raises EOFError for a cut stream, BadGzipFile/zlib.error for
+    # damaged bytes; all mean the same thing to the user.
+    raise ValueError(
+        f'IDX file {path} is a corrupt or truncated gzip stream ({e}); '
+        'download or copy the file again.') from e
+
+
+def parse_idx(data: bytes, name: str = '<bytes>') -> np.ndarray:
+  """Parses the bytes of one (decompressed) IDX file.
+
+  Args:
+    data: the whole file content.
+    name: how to refer to the data in error messages (usually the path).
+
+  Returns:
+    An array of the file's shape in native byte order (dtype from the
+    header, e.g. uint8).
+
+  Raises:
+    ValueError: naming ``name``, if the header is not IDX or the payload size
+      does not match the header.
+  """
+  if len(data) < 4:
+    raise ValueError(f'IDX file {name} is truncated: {len(data)} bytes, fewer '
+                     'than the 4-byte magic number.')
+  if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+    raise ValueError(
+        f'IDX file {name} has magic number 0x{data[:4].hex()}, not an IDX '
+        'header (0x0000 followed by a type code in '
+        f'{sorted(hex(c) for c in _IDX_DTYPES)} and the number of dimensions); '
+        'is it the right file?')
+  dtype = _IDX_DTYPES[data[2]]
+  ndim = data[3]
+  if ndim < 1:
+    raise ValueError(f'IDX file {name} declares 0 dimensions; expected >= 1.')
+  header = 4 + 4 * ndim
+  if len(data) < header:
+    raise ValueError(f'IDX file {name} is truncated inside its header '
+                     f'({len(data)} bytes, header needs {header}).')
+  shape = tuple(int(d) for d in np.frombuffer(data, '>u4', ndim, offset=4))
+  expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+  actual = len(data) - header
+  if actual < expected:
+    raise ValueError(
+        f'IDX file {name} is truncated: header declares shape {shape} '
+        f'({expected} data bytes) but only {actual} follow; copy the file '
+        'again.')
+  if actual > expected:
+    raise ValueError(
+        f'IDX file {name} has {actual - expected} bytes after the {shape} '
+        'array its header declares; the file is corrupt or not IDX.')
+  array = np.frombuffer(data, dtype, count=int(np.prod(shape)), offset=header)
+  return array.reshape(shape).astype(dtype.newbyteorder('='))
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+  """Reads one IDX file (gzip-compressed or plain).
+
+  Args:
+    path: the file.
+
+  Returns:
+    The stored array (native byte order, dtype from the header).
+
+  Raises:
+    ValueError: naming the file, if it is missing, corrupt or truncated.
+  """
+  path = os.fspath(path)
+  return parse_idx(_read_bytes(path), path)
+
+
+def find_idx_file(directory: str | os.PathLike, stem: str) -> str:
+  """Path of ``stem`` or ``stem.gz`` inside ``directory``.
+
+  Raises:
+    ValueError: if neither exists, listing the names that were tried.
+  """
+  directory = os.fspath(directory)
+  for candidate in (stem + '.gz', stem):
+    path = os.path.join(directory, candidate)
+    if os.path.isfile(path):
+      return path
+  raise ValueError(f'IDX file {stem}(.gz) not found in {directory}; expected '
+                   f'{os.path.join(directory, stem + ".gz")} or the '
+                   'uncompressed file.')
+
+
+def read_idx_split(directory: str | os.PathLike,
+                   split: Literal['train', 'test'],
+                   num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+  """Reads the images and labels of one MNIST-style split.
+
+  Args:
+    directory: folder holding the four standard files
+      (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+      ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``).
+    split: ``'train'`` or ``'test'`` (the ``t10k`` files).
+    num_classes: labels must lie in ``[0, num_classes)``.
+
+  Returns:
+    ``(images, labels)``: uint8 ``[N, H, W]`` and int64 ``[N]``.
+
+  Raises:
+    ValueError: naming the file, if a file is missing or corrupt, the images
+      are not uint8 ``[N, H, W]``, the labels not uint8 ``[N]``, the counts
+      differ, or a label is out of range.
+  """
+  if split not in IDX_FILE_NAMES:
+    raise ValueError(f'split must be one of {sorted(IDX_FILE_NAMES)}; got '
+                     f'{split!r}.')
+  image_stem, label_stem = IDX_FILE_NAMES[split]
+  image_path = find_idx_file(directory, image_stem)
+  label_path = find_idx_file(directory, label_stem)
+  images = read_idx(image_path)
+  labels = read_idx(label_path)
+  if images.dtype != np.uint8 or images.ndim != 3:
+    raise ValueError(f'IDX file {image_path} holds {images.dtype} of shape '
+                     f'{images.shape}; images must be uint8 [N, H, W].')
+  if labels.dtype != np.uint8 or labels.ndim != 1:
+    raise ValueError(f'IDX file {label_path} holds {labels.dtype} of shape '
+                     f'{labels.shape}; labels must be uint8 [N].')
+  if len(images) != len(labels):
+    raise ValueError(f'{image_path} has {len(images)} images but {label_path} '
+                     f'has {len(labels)} labels; the files do not belong '
+                     'together.')
+  if labels.size and labels.max() >= num_classes:
+    raise ValueError(f'IDX file {label_path} has label {int(labels.max())}, '
+                     f'outside [0, {num_classes}); is it a label file of a '
+                     f'{num_classes}-class dataset?')
+  return images, labels.astype(np.int64)

