@@ -13,7 +13,7 @@ of the loop.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import flax.struct
 import jax
@@ -23,6 +23,7 @@ import numpy as np
 Batch = dict[str, jax.Array]
 
 
+@runtime_checkable
 class DeviceDataset(Protocol):
   """A training set whose batches are generated on the device (see module doc)."""
 

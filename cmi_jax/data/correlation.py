@@ -108,8 +108,11 @@ def sample_combinations_jax(key: jax.Array, table: jax.Array,
   drawn.
   """
   num_attributes = table.ndim
-  logits = jnp.log(table.reshape(-1))
-  flat = jax.random.categorical(key, logits, shape=(n,))
+  # Inverse-CDF sampling: same distribution as jax.random.categorical, but
+  # it compiles in a fraction of the time on CPU.
+  cdf = jnp.cumsum(table.reshape(-1))
+  u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
+  flat = jnp.minimum(jnp.searchsorted(cdf, u, side='right'), cdf.size - 1)
   return combination_to_labels(flat, num_attributes).astype(jnp.int32)
 
 
