@@ -1,0 +1,347 @@
+r"""Correlated CelebA: the paper's real-image experiment (and its weakly
+supervised variant).
+
+  python -m experiments.celeba --workdir=/tmp/celeba \
+      --config.celeba_dir=/data/celeba \
+      [--config.attributes=Male,Smiling --config.train_corr=0.8 \
+       --config.objective=cmi --config.weak_supervision=0.9 \
+       --config.source=auto|tfds|files --config.tfds_data_dir=DIR \
+       --config.cache_dir=DIR ...]
+
+The data come from a prepared TFDS ``celeb_a`` or from the official files
+(see :mod:`cmi_jax.data.celeba`); the first run caches them as 64x64 arrays.
+Every split is sub-sampled to follow the correlation table exactly: train
+and val at ``train_corr``, ``test_anti`` at ``-train_corr`` and
+``test_uncorr`` at 0 (see :func:`cmi_jax.data.celeba.celeba_splits`).
+
+Writes to ``workdir`` what every experiment writes (``results.json``,
+``log.jsonl``, ``tb/``, ``checkpoints/``, ``config.json``,
+``joint_counts.json``, ``figures/``) plus ``subpopulation_accuracy.csv`` and
+``.md``: the accuracy of every attribute in every cell of the joint table.
+``config.json`` holds the resolved config (fast variant and weak-supervision
+scaling applied), so it describes the run as it was trained. Started again
+with the same command, a run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import itertools
+import os
+from typing import Any, Mapping, Sequence
+
+from absl import app
+from absl import flags
+import jax
+import ml_collections
+import numpy as np
+from ml_collections import config_flags
+
+from cmi_jax import experiment
+from cmi_jax.data import celeba
+from cmi_jax.data import correlation
+from experiments.configs import celeba as celeba_config
+
+RECORDS = ('final', 'best_val_accuracy', 'best_val_loss')
+SOURCES = ('auto', 'tfds', 'files')
+
+
+def write_text_atomic(path: str, text: str) -> str:
+  """Writes ``text`` to ``path`` via a temporary file and a rename."""
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(tmp, path)
+  return path
+
+
+def parse_attributes(value: str | Sequence[str]) -> tuple[str, ...]:
+  """The K >= 2 attribute names of ``--config.attributes``.
+
+  Accepts ``'Male,Smiling'``, ``('Male,Smiling',)`` (what the flag
+  ``--config.attributes=Male,Smiling`` gives a tuple field) and
+  ``('Male', 'Smiling')``.
+
+  Raises:
+    ValueError: naming the flag, for an unknown name (with the closest valid
+      ones), a repeated name or fewer than two names.
+  """
+  if isinstance(value, str):
+    value = (value,)
+  names = tuple(part.strip() for item in value for part in str(item).split(',')
+                if part.strip())
+  usage = ('set e.g. --config.attributes=Male,Smiling (comma-separated, '
+           'case-sensitive).')
+  unknown = [n for n in names if n not in celeba.CELEBA_ATTRIBUTES]
+  if unknown:
+    hints = {n: difflib.get_close_matches(n, celeba.CELEBA_ATTRIBUTES, 2, 0.6)
+             for n in unknown}
+    hint = '; '.join(f'{n!r}: did you mean {h}?' for n, h in hints.items()
+                     if h)
+    raise ValueError(
+        f'--config.attributes: unknown CelebA attributes {unknown}'
+        f'{" (" + hint + ")" if hint else ""}; the valid names are '
+        f'{list(celeba.CELEBA_ATTRIBUTES)}; {usage}')
+  if len(names) < 2 or len(set(names)) != len(names):
+    raise ValueError(f'--config.attributes must name at least two different '
+                     f'attributes; got {list(names)}; {usage}')
+  return celeba.check_attributes(names)
+
+
+def weak_supervision_schedule(batch_size: int, num_epochs: int,
+                              weak_supervision: float,
+                              max_epochs: int) -> tuple[int, int]:
+  """The paper's batch size and epochs for a fraction of removed labels.
+
+  Both are multiplied by ``1 / (1 - weak_supervision)`` and rounded, so a
+  batch holds about ``batch_size`` labels of each attribute and the run
+  takes about as many steps as the fully supervised one. The scaled epochs
+  are capped at ``max_epochs`` (the paper: 2200), but never below
+  ``num_epochs``.
+
+  Args:
+    batch_size: the fully supervised batch size (the paper: 100).
+    num_epochs: the fully supervised epochs (the paper: 200).
+    weak_supervision: fraction of labels removed, in [0, 1).
+    max_epochs: the cap on the scaled epochs.
+
+  Returns:
+    ``(batch_size, num_epochs)``; e.g. ``(100, 200, 0.9, 2200) -> (1000,
+    2000)`` and ``(100, 200, 0.95, 2200) -> (2000, 2200)``.
+
+  Raises:
+    ValueError: naming the config field of a value out of range.
+  """
+  if not isinstance(weak_supervision, (int, float)) or isinstance(
+      weak_supervision, bool) or not 0.0 <= weak_supervision < 1.0:
+    raise ValueError(
+        f'--config.weak_supervision must lie in [0, 1) (the fraction of '
+        f'labels removed; 1 would leave none); got {weak_supervision!r}.')
+  for name, value in (('batch_size', batch_size), ('num_epochs', num_epochs),
+                      ('weak_max_epochs', max_epochs)):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f'--config.{name} must be a positive integer; got '
+                       f'{value!r}.')
+  factor = 1.0 / (1.0 - weak_supervision)
+  scaled_epochs = int(round(num_epochs * factor))
+  return (int(round(batch_size * factor)),
+          max(num_epochs, min(max_epochs, scaled_epochs)))
+
+
+def check_data_fields(config: ml_collections.ConfigDict) -> None:
+  """Checks source, correlation and noise before any data is read.
+
+  Preparing the cache takes minutes the first time; a typo should not wait
+  for it.
+
+  Raises:
+    ValueError: naming the field and its valid values.
+  """
+  if config.source not in SOURCES:
+    raise ValueError(f'--config.source must be one of {SOURCES}; got '
+                     f'{config.source!r}.')
+  try:
+    correlation.joint_table(config.train_corr, len(config.attributes))
+  except ValueError as e:
+    raise ValueError(f'--config.train_corr: {e}') from None
+  if not 0.0 <= config.noise <= 1.0:
+    raise ValueError(f'--config.noise (occlusion threshold) must lie in '
+                     f'[0, 1]; got {config.noise!r}.')
+
+
+def resolve_config(config: ml_collections.ConfigDict
+                   ) -> ml_collections.ConfigDict:
+  """The config a run trains with (a copy; the input is left as it is).
+
+  Applies ``fast`` (``celeba_config.FAST``), then the weak-supervision
+  scaling of batch size and epochs, normalises ``attributes`` to a tuple of
+  names and marks both steps as done (``fast=False``,
+  ``weak_scaling=False``), so resolving the result again changes nothing
+  and ``config.json`` reruns the same run.
+
+  Raises:
+    ValueError: naming the field, for bad attributes, source, correlation,
+      noise or weak supervision.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  if config.fast:
+    config.update(celeba_config.FAST)
+    config.fast = False
+  config.attributes = parse_attributes(config.attributes)
+  check_data_fields(config)
+  batch_size, num_epochs = weak_supervision_schedule(
+      config.batch_size, config.num_epochs, config.weak_supervision,
+      config.weak_max_epochs)
+  if config.weak_scaling:
+    config.batch_size, config.num_epochs = batch_size, num_epochs
+    config.weak_scaling = False
+  return config
+
+
+def load_data(config: ml_collections.ConfigDict
+              ) -> tuple[celeba.CelebASplits, dict[str, Any]]:
+  """The data of a resolved config.
+
+  Returns:
+    ``(loaded, data)``: the official splits from
+    :func:`~cmi_jax.data.celeba.load_celeba` and the datasets, tables and
+    joint counts of :func:`~cmi_jax.data.celeba.celeba_splits`.
+  """
+  loaded = celeba.load_celeba(
+      parse_attributes(config.attributes), source=config.source,
+      tfds_data_dir=config.tfds_data_dir, celeba_dir=config.celeba_dir,
+      cache_dir=config.cache_dir)
+  data = celeba.celeba_splits(
+      loaded, config.train_corr, weak_supervision=config.weak_supervision,
+      noise=config.noise, batch_size=config.batch_size, seed=config.seed,
+      occlusion_patch=config.occlusion_patch)
+  return loaded, data
+
+
+def data_info(config: ml_collections.ConfigDict,
+              loaded: celeba.CelebASplits,
+              data: Mapping[str, Any]) -> dict[str, Any]:
+  """What a run was trained on, for ``results.json`` and ``config.json``."""
+  splits = ('train',) + experiment.EVAL_SPLITS
+  labels = np.asarray(data['train'].labels)
+  return {
+      'dataset': 'celeba',
+      'source': loaded.source,
+      'location': loaded.location,
+      'attributes': list(loaded.attributes),
+      'num_images': {'train': len(loaded.train), 'val': len(loaded.val),
+                     'test': len(loaded.test)},
+      'num_examples': {s: int(data[s].labels.shape[0]) for s in splits},
+      'labels_per_attribute': (labels >= 0).sum(0).tolist(),
+      'weak_supervision': float(config.weak_supervision),
+      'batch_size': int(config.batch_size),
+      'num_epochs': int(config.num_epochs),
+  }
+
+
+def subpopulation_rows(results: Mapping[str, Any],
+                       attribute_names: Sequence[str]
+                       ) -> list[dict[str, Any]]:
+  """Accuracy of every attribute in every cell of the joint table.
+
+  Args:
+    results: a run's results (``results.json``): the epoch records of
+      :data:`RECORDS`, each with ``eval[split]['accuracy_per_combination']``
+      ``[2**K, K]`` and ``['combination_count']`` ``[2**K]``.
+    attribute_names: the K names.
+
+  Returns:
+    One row per (record, split, combination): ``record``, ``epoch``,
+    ``split``, the K attribute values (0/1), ``count`` and ``accuracy/<name>``
+    (NaN for an empty combination).
+  """
+  combos = list(itertools.product((0, 1), repeat=len(attribute_names)))
+  rows = []
+  for name in RECORDS:
+    record = results.get(name)
+    if not record:
+      continue
+    for split, summary in record['eval'].items():
+      accuracy = np.array(summary['accuracy_per_combination'], np.float64)
+      for c, combo in enumerate(combos):
+        row = {'record': name, 'epoch': record['epoch'], 'split': split}
+        row.update(zip(attribute_names, combo))
+        row['count'] = int(summary['combination_count'][c])
+        row.update({f'accuracy/{a}': float(accuracy[c, k])
+                    for k, a in enumerate(attribute_names)})
+        rows.append(row)
+  return rows
+
+
+def write_subpopulation_tables(results: Mapping[str, Any],
+                               attribute_names: Sequence[str],
+                               workdir: str) -> dict[str, str]:
+  """Writes ``subpopulation_accuracy.csv`` (all records) and ``.md`` (final).
+
+  Returns:
+    ``{'csv': path, 'md': path}``.
+  """
+  rows = subpopulation_rows(results, attribute_names)
+  accuracy = [f'accuracy/{a}' for a in attribute_names]
+  header = ['record', 'epoch', 'split', *attribute_names, 'count', *accuracy]
+  out = io.StringIO()
+  writer = csv.DictWriter(out, header, lineterminator='\n')
+  writer.writeheader()
+  writer.writerows(rows)
+  lines = [f"Accuracy per attribute in each cell of the joint table (final "
+           f"epoch {results['final']['epoch']}).", '',
+           '| split | ' + ' | '.join(attribute_names) + ' | n | '
+           + ' | '.join(f'acc. {a}' for a in attribute_names) + ' |',
+           '|---' * (2 * len(attribute_names) + 2) + '|']
+  for row in (r for r in rows if r['record'] == 'final'):
+    cells = [row['split'], *(str(row[a]) for a in attribute_names),
+             str(row['count']),
+             *('–' if np.isnan(row[a]) else f'{row[a]:.3f}' for a in accuracy)]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return {
+      'csv': write_text_atomic(
+          os.path.join(workdir, 'subpopulation_accuracy.csv'), out.getvalue()),
+      'md': write_text_atomic(
+          os.path.join(workdir, 'subpopulation_accuracy.md'),
+          '\n'.join(lines) + '\n'),
+  }
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, Any]:
+  """Runs the experiment of ``config`` in ``workdir``; returns its results.
+
+  ``config`` is the flag config (:func:`resolve_config` is applied here).
+  """
+  config = resolve_config(config)
+  # Fails fast on bad model fields (objective, encoder, z_dim), before the
+  # data are read; run_experiment builds the trainer it trains.
+  experiment.build_trainer(config, len(config.attributes),
+                           celeba_config.PAPER_OPTIM)
+  loaded, data = load_data(config)
+  names = loaded.attributes
+  counts = dict(data['joint_counts'])
+  if config.weak_supervision > 0:
+    # Under weak supervision these are only the rows that kept every label;
+    # train_eval has the whole sub-sample.
+    counts = {('train (every label kept)' if k == 'train' else k): v
+              for k, v in counts.items()}
+  splits = {s: data[s] for s in ('train',) + experiment.EVAL_SPLITS}
+  results = experiment.run_experiment(
+      config, workdir, splits,
+      attribute_names=names, paper_optim=celeba_config.PAPER_OPTIM,
+      joint_counts=counts, data_info=data_info(config, loaded, data))
+  if jax.process_index() == 0:
+    write_subpopulation_tables(results, names, workdir)
+  return results
+
+
+def main() -> None:
+  """Command line (flags defined here, not at import, so that modules that
+  compose this one can define their own)."""
+  config_flag = config_flags.DEFINE_config_dict(
+      'config', celeba_config.get_config(), lock_config=True)
+  workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
+
+  def run(argv):
+    experiment.quiet_library_logs()
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    if not workdir_flag.value:
+      raise app.UsageError('--workdir is required (the output directory).')
+    results = train_and_evaluate(config_flag.value, workdir_flag.value)
+    names = results['attributes']
+    print(f"data: {results['data']['source']} "
+          f"({results['data']['location']}), attributes {', '.join(names)}")
+    for split, summary in results['final']['eval'].items():
+      per = ', '.join(f'{n} {a:.3f}' for n, a in
+                      zip(names, summary['accuracy_per_attribute']))
+      print(f"{split:>12}: accuracy {summary['accuracy']:.3f} ({per})")
+
+  app.run(run)
+
+
+if __name__ == '__main__':
+  main()

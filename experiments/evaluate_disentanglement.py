@@ -1,0 +1,299 @@
+r"""Disentanglement metrics of a finished run, from one of its checkpoints.
+
+  python -m experiments.evaluate_disentanglement --workdir=RUN_DIR \
+      [--checkpoint=best_val_accuracy|best_val_loss|latest \
+       --splits=test_uncorr,test_anti --max_rows=0 --seed=0]
+
+Reads ``RUN_DIR/config.json`` (written by :mod:`experiments.celeba` or
+:mod:`experiments.multi_digit_mnist`; the kind of run is detected from it),
+rebuilds the run's data and trainer, restores the checkpoint, computes the
+codes ``z`` of every example of each evaluation split and runs every metric
+of :func:`cmi_jax.metrics.compute_all` (DCI, MIG, SAP, IRS, FactorVAE and
+BetaVAE scores, Gaussian total correlation, Wasserstein correlation) with the
+attributes as factors. Writes ``RUN_DIR/disentanglement.json`` and a Markdown
+table ``RUN_DIR/disentanglement.md``; the restored state's accuracy on each
+split is reported too, as a check that the right checkpoint was read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from cmi_jax import checkpoint as ckpt
+from cmi_jax import evaluation
+from cmi_jax import experiment
+from cmi_jax import logs
+from cmi_jax import metrics
+from cmi_jax import train
+from cmi_jax.data.base import DeviceDataset
+from experiments import celeba as celeba_experiment
+from experiments import multi_digit_mnist
+from experiments.configs import celeba as celeba_config
+from experiments.configs import multi_digit as multi_digit_config
+
+CHECKPOINTS = (ckpt.BEST_ACCURACY, ckpt.BEST_LOSS, ckpt.LATEST)
+SPLITS = ('test_uncorr', 'test_anti')
+KINDS = ('celeba', 'multi_digit')
+OUTPUT_JSON = 'disentanglement.json'
+OUTPUT_MD = 'disentanglement.md'
+
+
+def read_run_config(workdir: str
+                    ) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+  """``(config, data_info)`` of a run from its ``config.json``.
+
+  Raises:
+    ValueError: if the directory or its ``config.json`` is missing or
+      unreadable.
+  """
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isdir(workdir):
+    raise ValueError(f'--workdir {workdir} is not a directory; pass the work '
+                     'directory of a finished run.')
+  if not os.path.isfile(path):
+    raise ValueError(f'{path} not found: {workdir} is not the work directory '
+                     'of a run (experiments.celeba and '
+                     'experiments.multi_digit_mnist write config.json).')
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+    config = saved['config']
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise ValueError(f'{path} is not a run config ({e!r}); it must hold '
+                     '{"config": {...}, "data": {...}} as run.fit writes it.'
+                     ) from e
+  return ml_collections.ConfigDict(config), dict(saved.get('data') or {})
+
+
+def experiment_kind(config: Mapping[str, Any],
+                    data_info: Mapping[str, Any]) -> str:
+  """``'celeba'`` or ``'multi_digit'``, from a run's config and data info.
+
+  Raises:
+    ValueError: if the config belongs to neither experiment.
+  """
+  if data_info.get('dataset') == 'celeba' or 'celeba_dir' in config:
+    return 'celeba'
+  if 'num_digits' in config and 'classes' in config:
+    return 'multi_digit'
+  raise ValueError(
+      f'cannot tell the experiment of this config.json (dataset '
+      f"{data_info.get('dataset')!r}, fields {sorted(config)[:8]}...): only "
+      f'runs of experiments.celeba and experiments.multi_digit_mnist can be '
+      'evaluated.')
+
+
+def rebuild(config: ml_collections.ConfigDict, kind: str
+            ) -> tuple[train.Trainer, dict[str, DeviceDataset],
+                       tuple[str, ...]]:
+  """The trainer, evaluation datasets and attribute names of a saved run.
+
+  ``config`` is the resolved config of ``config.json``; the data are rebuilt
+  exactly (the sub-samples, tables and masks depend only on the config).
+  """
+  if kind == 'celeba':
+    loaded, data = celeba_experiment.load_data(config)
+    names = tuple(loaded.attributes)
+    paper = celeba_config.PAPER_OPTIM
+  elif kind == 'multi_digit':
+    _, data, _ = multi_digit_mnist.load_data(config)
+    names = tuple(f'digit{k}' for k in range(config.num_digits))
+    paper = multi_digit_config.PAPER_OPTIM
+  else:
+    raise ValueError(f'kind must be one of {KINDS}; got {kind!r}.')
+  trainer = experiment.build_trainer(config, len(names), paper)
+  return trainer, {s: data[s] for s in experiment.EVAL_SPLITS}, names
+
+
+def restore_state(workdir: str, trainer: train.Trainer,
+                  example: np.ndarray, config: ml_collections.ConfigDict,
+                  series: str) -> tuple[train.TrainState, int]:
+  """``(state, epoch)`` of the run's checkpoint ``series``.
+
+  Args:
+    workdir: the run directory.
+    trainer: the run's trainer (gives the state's structure).
+    example: inputs ``[B, ...]`` of the run's shape (B is free), for the
+      state's structure.
+    config: the run config (seed, disentangle weight).
+    series: one of :data:`CHECKPOINTS`.
+
+  Raises:
+    ValueError: for an unknown series or one without a checkpoint, listing
+      the series the run has.
+  """
+  if series not in CHECKPOINTS:
+    raise ValueError(f'--checkpoint={series!r} is unknown; choose one of '
+                     f'{list(CHECKPOINTS)}.')
+  root = os.path.join(workdir, 'checkpoints')
+  available = [s for s in CHECKPOINTS if os.path.isdir(os.path.join(root, s))
+               and any(n.isdigit() for n in os.listdir(os.path.join(root, s)))]
+  if series not in available:
+    raise ValueError(
+        f'{workdir} has no {series!r} checkpoint (under {root}); it has '
+        f'{available or "none"}: pass --checkpoint= one of those, or finish '
+        'the run first.')
+  # Only the tree's shapes and dtypes are needed: eval_shape skips compiling
+  # and running the initialisers (tens of seconds on a CPU).
+  like = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed), example,
+                        config.disentangle_weight)
+  checkpoints = ckpt.RunCheckpoints(workdir)
+  try:
+    state, meta = checkpoints.restore(series, like)
+  finally:
+    checkpoints.close()
+  return state, int(meta['epoch'])
+
+
+def codes_and_factors(trainer: train.Trainer, state: train.TrainState,
+                      dataset: DeviceDataset
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+  """Codes and labels of every (unpadded, fully labelled) example of a split.
+
+  Returns:
+    ``(codes, factors, summary)``: float ``[N, D]`` codes, int ``[N, K]``
+    labels and :func:`cmi_jax.evaluation.summarize` of the whole split.
+  """
+  stats = evaluation.evaluate(trainer, state, dataset)
+  keep = (stats['mask'] > 0) & np.all(stats['labels'] >= 0, axis=1)
+  return (stats['z'][keep].astype(np.float64),
+          stats['labels'][keep].astype(np.int64), evaluation.summarize(stats))
+
+
+def split_metrics(codes: np.ndarray, factors: np.ndarray, split: str,
+                  max_rows: int, seed: int) -> dict[str, float]:
+  """:func:`cmi_jax.metrics.compute_all` on at most ``max_rows`` rows.
+
+  Rows are drawn uniformly without replacement (seeded) when ``max_rows`` is
+  positive and smaller than N; 0 uses all rows.
+
+  Raises:
+    ValueError: naming the split, if a metric rejects the codes or factors.
+  """
+  if 0 < max_rows < len(codes):
+    rows = np.sort(np.random.default_rng(seed).choice(
+        len(codes), max_rows, replace=False))
+    codes, factors = codes[rows], factors[rows]
+  try:
+    return metrics.compute_all(codes, factors, seed=seed)
+  except ValueError as e:
+    raise ValueError(f'split {split!r} ({len(codes)} rows): {e}') from e
+
+
+def markdown_table(report: Mapping[str, Any]) -> str:
+  """A Markdown table: one row per metric, one column per split."""
+  splits = list(report['splits'])
+  names = sorted({m for s in splits for m in report['splits'][s]['metrics']})
+  lines = [
+      f"Disentanglement of `{report['workdir']}` ({report['experiment']}, "
+      f"checkpoint {report['checkpoint']} at epoch {report['epoch']}; "
+      f"factors: {', '.join(report['attributes'])}).", '',
+      '| metric | ' + ' | '.join(splits) + ' |',
+      '|---' * (len(splits) + 1) + '|',
+      '| rows | ' + ' | '.join(str(report['splits'][s]['num_rows'])
+                               for s in splits) + ' |',
+      '| accuracy | ' + ' | '.join(f"{report['splits'][s]['accuracy']:.4f}"
+                                   for s in splits) + ' |']
+  for name in names:
+    values = [report['splits'][s]['metrics'].get(name) for s in splits]
+    lines.append(f'| {name} | ' + ' | '.join(
+        '–' if v is None or not np.isfinite(v) else f'{v:.4f}'
+        for v in values) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
+                 splits: Sequence[str] = SPLITS, max_rows: int = 0,
+                 seed: int = 0) -> dict[str, Any]:
+  """Computes and writes the disentanglement metrics of one run.
+
+  Args:
+    workdir: the run directory (with ``config.json`` and ``checkpoints/``).
+    checkpoint: which checkpoint series (:data:`CHECKPOINTS`).
+    splits: evaluation splits whose codes are scored.
+    max_rows: score at most this many rows per split (0: all).
+    seed: seed of the metrics' sampling and of the row sub-sample.
+
+  Returns:
+    The report written to ``workdir/disentanglement.json``: ``experiment``,
+    ``checkpoint``, ``epoch``, ``attributes`` and, per split,
+    ``num_rows``, ``accuracy`` (mean over attributes, of the whole split)
+    and ``metrics`` (``'<metric>/<score>' -> float``).
+
+  Raises:
+    ValueError: naming the problem (no run, unknown experiment, checkpoint or
+      split, a metric's error).
+  """
+  workdir = os.path.abspath(workdir)
+  config, info = read_run_config(workdir)
+  kind = experiment_kind(config, info)
+  unknown = [s for s in splits if s not in experiment.EVAL_SPLITS]
+  if unknown or not splits:
+    raise ValueError(f'--splits {list(splits)}: each must be one of '
+                     f'{list(experiment.EVAL_SPLITS)} (at least one).')
+  if max_rows < 0:
+    raise ValueError(f'--max_rows must be >= 0 (0: all rows); got {max_rows}.')
+  if checkpoint not in CHECKPOINTS:
+    raise ValueError(f'--checkpoint={checkpoint!r} is unknown; choose one of '
+                     f'{list(CHECKPOINTS)}.')
+  trainer, data, names = rebuild(config, kind)
+  example = experiment.first_batches(data[splits[0]], 1)['image']
+  state, epoch = restore_state(workdir, trainer, example, config, checkpoint)
+  logging.info('Restored %s of %s (epoch %d).', checkpoint, workdir, epoch)
+  report = {'workdir': workdir, 'experiment': kind, 'checkpoint': checkpoint,
+            'epoch': epoch, 'attributes': list(names), 'seed': seed,
+            'max_rows': max_rows, 'splits': {}}
+  for split in splits:
+    codes, factors, summary = codes_and_factors(trainer, state, data[split])
+    scores = split_metrics(codes, factors, split, max_rows, seed)
+    report['splits'][split] = {
+        'num_rows': int(min(len(codes), max_rows or len(codes))),
+        'accuracy': summary['accuracy'],
+        'accuracy_per_attribute': summary['accuracy_per_attribute'],
+        'metrics': scores}
+    logging.info('%s: %d rows, accuracy %.3f, DCI disentanglement %.3f.',
+                 split, len(codes), summary['accuracy'],
+                 scores['dci/disentanglement'])
+  if jax.process_index() == 0:
+    logs.write_json_atomic(os.path.join(workdir, OUTPUT_JSON), report)
+    celeba_experiment.write_text_atomic(os.path.join(workdir, OUTPUT_MD),
+                                        markdown_table(report))
+  return report
+
+
+def main() -> None:
+  """Command line (flags defined here, not at import)."""
+  workdir = flags.DEFINE_string('workdir', None, 'The run directory.')
+  checkpoint = flags.DEFINE_enum('checkpoint', ckpt.BEST_ACCURACY,
+                                 list(CHECKPOINTS), 'Checkpoint to restore.')
+  splits = flags.DEFINE_list('splits', list(SPLITS),
+                             'Evaluation splits whose codes are scored.')
+  max_rows = flags.DEFINE_integer(
+      'max_rows', 0, 'Score at most this many rows per split (0: all).')
+  seed = flags.DEFINE_integer('seed', 0, 'Seed of the metrics.')
+
+  def run(argv):
+    experiment.quiet_library_logs()
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    if not workdir.value:
+      raise app.UsageError('--workdir is required (a finished run directory).')
+    evaluate_run(workdir.value, checkpoint.value, splits.value, max_rows.value,
+                 seed.value)
+    with open(os.path.join(workdir.value, OUTPUT_MD), encoding='utf-8') as f:
+      print(f.read())
+
+  app.run(run)
+
+
+if __name__ == '__main__':
+  main()

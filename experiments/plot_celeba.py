@@ -1,0 +1,215 @@
+r"""The paper's two CelebA figures and their tables, from a sweep directory.
+
+  python -m experiments.plot_celeba --sweep_dir=/tmp/celeba_sweep \
+      [--select=final|best_val_loss|best_val_accuracy --out_dir=DIR]
+
+Reads the cells of :mod:`experiments.celeba_sweep` (``sweep_dir/corr`` and
+``sweep_dir/weak``; whichever exist) and writes into ``out_dir`` (default:
+the sweep directory):
+
+* ``celeba_correlation.png``: accuracy on the anti-correlated and on the
+  uncorrelated test set against the training correlation, one line per
+  objective (mean ± standard deviation over seeds; one row of panels per
+  occlusion noise level), with ``celeba_correlation.csv`` / ``.md``;
+* ``celeba_weak_supervision.png``: accuracy on val, the uncorrelated and the
+  anti-correlated test set against the percentage of labels removed, with
+  ``celeba_weak_supervision.csv`` / ``.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from cmi_jax import plots
+from cmi_jax import sweeps
+from experiments import celeba_sweep
+from experiments.celeba import write_text_atomic
+from experiments.plot_multi_digit import METRICS
+from experiments.plot_multi_digit import STYLES
+from experiments.plot_multi_digit import table_text
+
+SPLIT_TITLES = {'test_anti/accuracy': 'anti-correlated test',
+                'test_uncorr/accuracy': 'uncorrelated test',
+                'val/accuracy': 'validation (train correlation)'}
+
+
+def _objective_order(table: Sequence[dict[str, Any]]) -> list[str]:
+  return sorted({r['objective'] for r in table},
+                key=lambda o: (list(STYLES).index(o) if o in STYLES else 99, o))
+
+
+def _objective_lines(ax, table: Sequence[dict[str, Any]], x_key: str,
+                     metric: str, scale: float = 1.0) -> None:
+  """One line per objective: mean of ``metric`` against ``x_key`` ± std."""
+  for objective in _objective_order(table):
+    points = sorted((r for r in table if r['objective'] == objective),
+                    key=lambda r: r[x_key])
+    x = np.array([p[x_key] for p in points]) * scale
+    mean = np.array([p[f'{metric}/mean'] for p in points])
+    std = np.array([p[f'{metric}/std'] for p in points])
+    color, label = STYLES.get(objective, (None, objective))
+    ax.plot(x, mean, marker='o', color=color, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
+  ax.set_ylabel('accuracy')
+  ax.grid(alpha=0.3)
+
+
+def draw_correlation_figure(table: Sequence[dict[str, Any]],
+                            path: str) -> str:
+  """Accuracy vs train correlation; columns: test split, rows: noise level.
+
+  Args:
+    table: :func:`cmi_jax.sweeps.aggregate` rows (objective, train_corr,
+      noise, ``<metric>/mean`` and ``/std`` for :data:`METRICS`).
+    path: PNG path.
+  """
+  noises = sorted({r['noise'] for r in table})
+  splits = ('test_anti/accuracy', 'test_uncorr/accuracy')
+  fig = plots.new_figure(4.2 * len(splits), 3.4 * len(noises))
+  for row, noise in enumerate(noises):
+    for col, metric in enumerate(splits):
+      ax = fig.add_subplot(len(noises), len(splits),
+                           row * len(splits) + col + 1)
+      _objective_lines(ax, [r for r in table if r['noise'] == noise],
+                       'train_corr', metric)
+      ax.set_xlabel('train correlation')
+      ax.set_title(f'{SPLIT_TITLES[metric]}'
+                   + (f', noise {noise:g}' if len(noises) > 1 or noise else ''),
+                   fontsize=9)
+      if row == 0 and col == 0:
+        ax.legend(fontsize=8)
+  fig.suptitle('Correlated CelebA (mean ± std over seeds)')
+  fig.tight_layout()
+  return plots.save_figure(fig, path)
+
+
+def draw_weak_figure(table: Sequence[dict[str, Any]], path: str) -> str:
+  """Accuracy vs percentage of labels removed; one panel per split.
+
+  Args:
+    table: rows of :func:`weak_table`.
+    path: PNG path.
+  """
+  splits = ('val/accuracy', 'test_uncorr/accuracy', 'test_anti/accuracy')
+  corrs = sorted({r['train_corr'] for r in table})
+  fig = plots.new_figure(4.0 * len(splits), 3.4)
+  for col, metric in enumerate(splits):
+    ax = fig.add_subplot(1, len(splits), col + 1)
+    _objective_lines(ax, table, 'weak_supervision', metric, scale=100.0)
+    ax.set_xlabel('labels removed per attribute (%)')
+    ax.set_title(SPLIT_TITLES[metric], fontsize=9)
+    if col == 0:
+      ax.legend(fontsize=8)
+  fig.suptitle('Weakly supervised CelebA, train correlation '
+               f"{', '.join(f'{c:g}' for c in corrs)} (mean ± std over seeds)")
+  fig.tight_layout()
+  return plots.save_figure(fig, path)
+
+
+def weak_table(weak_dir: str, select: str = 'final') -> list[dict[str, Any]]:
+  """Mean and std over seeds per (objective, fraction removed).
+
+  Returns:
+    :func:`cmi_jax.sweeps.aggregate` rows, each with ``weak_supervision``.
+  """
+  rows = celeba_sweep.collect_weak(weak_dir, select)
+  table = []
+  for fraction in sorted({r['weak_supervision'] for r in rows}):
+    members = [r for r in rows if r['weak_supervision'] == fraction]
+    table.extend(dict(entry, weak_supervision=fraction)
+                 for entry in sweeps.aggregate(members, METRICS))
+  return sorted(table, key=lambda r: (r['objective'], r['weak_supervision']))
+
+
+def weak_table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
+  """``(csv, markdown)`` renderings of :func:`weak_table`."""
+  header = ['objective', 'train_corr', 'noise', 'weak_supervision',
+            'num_seeds'] + [f'{m}/{s}' for m in METRICS
+                            for s in ('mean', 'std')]
+  out = io.StringIO()
+  writer = csv.DictWriter(out, header, extrasaction='ignore',
+                          lineterminator='\n')
+  writer.writeheader()
+  writer.writerows(table)
+  lines = ['| objective | train corr | labels removed | seeds | '
+           'anti-correlated test | uncorrelated test | val |',
+           '|---|---|---|---|---|---|---|']
+  for r in table:
+    cells = [f"{r[f'{m}/mean']:.3f} ± {r[f'{m}/std']:.3f}" for m in METRICS]
+    lines.append(f"| {r['objective']} | {r['train_corr']:g} | "
+                 f"{100 * r['weak_supervision']:g} % | {r['num_seeds']} | "
+                 + ' | '.join(cells) + ' |')
+  return out.getvalue(), '\n'.join(lines) + '\n'
+
+
+def make_report(sweep_dir: str, out_dir: str | None = None,
+                select: str = 'final') -> dict[str, str]:
+  """Writes the figures and tables of the modes that have finished cells.
+
+  Returns:
+    Name -> path of everything written.
+
+  Raises:
+    ValueError: if neither ``sweep_dir/corr`` nor ``sweep_dir/weak`` holds a
+      finished run.
+  """
+  out_dir = out_dir or sweep_dir
+  corr_dir = celeba_sweep.mode_dir(sweep_dir, 'corr')
+  weak_dir = celeba_sweep.mode_dir(sweep_dir, 'weak')
+  reports = []
+  if os.path.isdir(corr_dir):
+    table = sweeps.aggregate(sweeps.collect(corr_dir, select), METRICS)
+    reports.append(('celeba_correlation', draw_correlation_figure,
+                    table, table_text(table)))
+  if os.path.isdir(weak_dir):
+    table = weak_table(weak_dir, select)
+    reports.append(('celeba_weak_supervision', draw_weak_figure, table,
+                    weak_table_text(table)))
+  if not reports:
+    raise ValueError(
+        f'{sweep_dir} holds neither corr/ nor weak/ sweep cells; run '
+        f'python -m experiments.celeba_sweep --workdir={sweep_dir} '
+        '[--mode=weak] first.')
+  os.makedirs(out_dir, exist_ok=True)
+  paths = {}
+  for stem, draw, table, (csv_text, markdown) in reports:
+    paths[f'{stem}.png'] = draw(table, os.path.join(out_dir, f'{stem}.png'))
+    for ext, text in (('csv', csv_text), ('md', markdown)):
+      paths[f'{stem}.{ext}'] = write_text_atomic(
+          os.path.join(out_dir, f'{stem}.{ext}'), text)
+  return paths
+
+
+def main() -> None:
+  """Command line (flags defined here, not at import)."""
+  sweep_dir = flags.DEFINE_string('sweep_dir', None, 'The sweep directory.')
+  out_dir = flags.DEFINE_string('out_dir', None,
+                                'Output directory (default: sweep_dir).')
+  select = flags.DEFINE_enum('select', 'final',
+                             ['final', 'best_val_loss', 'best_val_accuracy'],
+                             'Which epoch of every run to report.')
+
+  def run(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    if not sweep_dir.value:
+      raise app.UsageError('--sweep_dir is required.')
+    paths = make_report(sweep_dir.value, out_dir.value, select.value)
+    for name, path in paths.items():
+      if name.endswith('.md'):
+        with open(path, encoding='utf-8') as f:
+          print(f.read())
+    print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
+
+  app.run(run)
+
+
+if __name__ == '__main__':
+  main()
