@@ -59,6 +59,9 @@ def add_model_fields(config: ml_collections.ConfigDict) -> None:
   config.lr = placeholder(float)
   config.cls_lr = placeholder(float)
   config.d_lr = placeholder(float)
+  # Multiplies the paper's learning rates (not explicit --config.lr etc.):
+  # a shorter budget of steps can keep the paper's ratios between players.
+  config.lr_scale = 1.0
   config.betas = (0.9, 0.999)
   config.d_betas = (0.9, 0.999)
   config.num_cls_steps = 1
@@ -77,14 +80,17 @@ def add_model_fields(config: ml_collections.ConfigDict) -> None:
 
 def resolve_optim(config: ml_collections.ConfigDict,
                   paper: Mapping[str, Mapping[str, float]]) -> train.OptimConfig:
-  """The optimiser settings, filling unset learning rates from ``paper``.
+  """The optimiser settings; unset learning rates are ``paper``'s times ``lr_scale``.
 
   Args:
     config: experiment config (``lr``, ``cls_lr``, ``d_lr`` may be None).
     paper: objective -> {'lr', 'cls_lr', 'd_lr'} reference values.
   """
+  if config.objective not in paper:
+    raise ValueError(f'objective {config.objective!r} is unknown; choose one '
+                     f'of {tuple(paper)}.')
   defaults = paper[config.objective]
-  pick = lambda name: (defaults[name] if config[name] is None
+  pick = lambda name: (defaults[name] * config.lr_scale if config[name] is None
                        else float(config[name]))
   return train.OptimConfig(
       lr=pick('lr'), cls_lr=pick('cls_lr'), d_lr=pick('d_lr'),

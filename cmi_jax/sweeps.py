@@ -81,6 +81,10 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
       results = json.load(f)
     with open(os.path.join(root, 'config.json')) as f:
       config = json.load(f)['config']
+    if select not in results:
+      raise ValueError(
+          f'{root} has no {select!r} record (a vmapped sweep keeps the final '
+          "epoch only); use select='final'.")
     record = results[select]
     row = {'objective': config['objective'],
            'train_corr': config['train_corr'], 'noise': config['noise'],
