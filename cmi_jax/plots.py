@@ -61,7 +61,7 @@ def joint_count_tables(tables: Mapping[str, np.ndarray],
     attribute_names: K names (rows: attribute 0; columns: the rest).
     path: PNG path.
   """
-  fig = new_figure(3.2 * len(tables), 3.2)
+  fig = new_figure(3.8 * len(tables), 3.4)
   for i, (split, table) in enumerate(tables.items()):
     table = np.asarray(table, np.float64)
     matrix = table.reshape(2, -1)
@@ -75,6 +75,7 @@ def joint_count_tables(tables: Mapping[str, np.ndarray],
     ax.set_title(f'{split}\n(n={total:.0f})', fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046)
   fig.suptitle('Joint label counts per split')
+  fig.tight_layout()
   return save_figure(fig, path)
 
 
