@@ -25,7 +25,8 @@ class RunCheckpoints:
 
   Args:
     workdir: the run's directory; checkpoints go to ``workdir/checkpoints``.
-    keep: how many ``latest`` checkpoints to keep (the best series keep one).
+    keep: how many ``latest`` checkpoints to keep. The best series keep what
+      is saved until :meth:`keep_only` prunes them (a run keeps one each).
   """
 
   def __init__(self, workdir: str, keep: int = 2):
@@ -36,7 +37,7 @@ class RunCheckpoints:
         name: ocp.CheckpointManager(
             os.path.join(self.root, name),
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep if name == LATEST else 1, create=True))
+                max_to_keep=keep if name == LATEST else None, create=True))
         for name in (LATEST, BEST_LOSS, BEST_ACCURACY)}
 
   def save(self, series: str, epoch: int, state: Any,
@@ -50,9 +51,11 @@ class RunCheckpoints:
     return self.path(series, epoch)
 
   def path(self, series: str, epoch: int) -> str:
+    """The directory of checkpoint ``series/epoch`` (saved or not)."""
     return os.path.join(self.root, series, str(epoch))
 
   def latest_epoch(self, series: str = LATEST) -> Optional[int]:
+    """The newest saved epoch of ``series``, or None if it has none."""
     return self._managers[series].latest_step()
 
   def restore(self, series: str, like_state: Any,
@@ -79,6 +82,14 @@ class RunCheckpoints:
       if step > epoch:
         manager.delete(step)
 
+  def keep_only(self, series: str, epoch: Optional[int]) -> None:
+    """Deletes every checkpoint of ``series`` but ``epoch`` (all if None)."""
+    manager = self._managers[series]
+    for step in manager.all_steps():
+      if step != epoch:
+        manager.delete(step)
+
   def close(self) -> None:
+    """Waits for pending saves and releases the checkpoint managers."""
     for manager in self._managers.values():
       manager.close()

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+import time
 from typing import Any, Iterable, Optional
 
 import jax
@@ -96,8 +97,17 @@ class RunLogger:
     self.records = records
     if tensorboard:
       from tensorboardX import SummaryWriter  # Heavy; only when asked for.
-      self._writer = SummaryWriter(os.path.join(workdir, 'tb'),
-                                   purge_step=keep_until_step)
+      # TensorBoard hides events at steps >= purge_step. The record at
+      # keep_until_step is kept in log.jsonl and never rewritten, so the purge
+      # starts one step later; a fresh run hides every older event, as the
+      # truncated log.jsonl does.
+      purge_step = 0 if keep_until_step is None else keep_until_step + 1
+      # tensorboardX names event files by the second and opens them with 'wb':
+      # a run resumed within the same second would erase the earlier file. A
+      # nanosecond suffix keeps names unique and sorted in creation order.
+      self._writer = SummaryWriter(
+          os.path.join(workdir, 'tb'), purge_step=purge_step,
+          filename_suffix=f'.{time.time_ns():020d}')
 
   def write(self, record: dict[str, Any]) -> None:
     """Appends one record (it must hold ``step``) to every sink."""
@@ -114,6 +124,7 @@ class RunLogger:
       self._writer.flush()
 
   def close(self) -> None:
+    """Flushes and closes the TensorBoard writer."""
     if self._writer is not None:
       self._writer.close()
 

@@ -20,7 +20,7 @@ from absl import logging
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
 from cmi_jax import logs
-from cmi_jax.data.base import DeviceDataset
+from cmi_jax.data.base import DeviceDataset, validate_labels
 from cmi_jax.train import Trainer, TrainState
 
 # (epoch, state, {split: raw evaluation stats}) -> extra metrics for the log.
@@ -109,12 +109,15 @@ def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
   Raises:
     NonFiniteLossError: naming the step, the loss term and the last good
       checkpoint; nothing is saved after the bad step.
-    ValueError: if ``config.select_split`` is not among ``eval_data``.
+    ValueError: if ``config.select_split`` is not among ``eval_data``, or the
+      first batch of a split holds a label outside ``[-1, num_classes[k])``
+      (naming the split and the attribute).
   """
   if config.select_split not in eval_data:
     raise ValueError(
         f'select_split {config.select_split!r} is not an evaluation split; '
         f'the splits are {sorted(eval_data)}.')
+  _check_first_labels(trainer, train_data, eval_data)
   train_epoch = trainer.jit_train_epoch if train_epoch is None else train_epoch
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
@@ -146,8 +149,11 @@ def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
       step_metrics = jax.device_get(step_metrics)
       bad = first_non_finite(step_metrics)
       if bad is not None:
+        # Numbered like log.jsonl and TensorBoard: the step count after the
+        # update whose metrics these are.
+        bad_step = first_step + bad[0] + 1
         raise NonFiniteLossError(
-            f'non-finite {", ".join(bad[1])} at step {first_step + bad[0]} '
+            f'non-finite {", ".join(bad[1])} at step {bad_step} '
             f'(epoch {epoch}); last good checkpoint: {last_good}. Lower the '
             'learning rates or the disentangle weight, then resume.')
       _log_steps(logger, step_metrics, first_step, config.log_every_steps)
@@ -166,6 +172,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
       if epoch % config.checkpoint_every == 0 or epoch == config.num_epochs:
         last_good = checkpoints.save(
             ckpt.LATEST, epoch, state, {'epoch': epoch, 'best': best})
+        _prune_best(checkpoints, best)
       bar.set_postfix(_postfix(record), refresh=False)
       bar.update(1)
   finally:
@@ -179,6 +186,30 @@ def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
   if is_main:
     logs.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   return {'state': state, **results}
+
+
+def _check_first_labels(trainer: Trainer, train_data: DeviceDataset,
+                        eval_data: Mapping[str, DeviceDataset]) -> None:
+  """Host-side check of the labels of the first batch of every split.
+
+  On the device an out-of-range label raises nothing (it one-hots to zeros or
+  gathers out of bounds, giving NaN losses or wrong statistics), so it is
+  caught here, where data enters a run; one batch per split keeps the check
+  cheap. Rows with ``mask == 0`` (padding) are skipped.
+
+  Raises:
+    ValueError: naming the split and the attribute of a label outside
+      ``[-1, num_classes[k])``.
+  """
+  splits = [('training data', train_data)] + [
+      (f'evaluation split {name!r}', data) for name, data in eval_data.items()]
+  for where, data in splits:
+    batch = data.batch(data.epoch_plan(jax.random.PRNGKey(0)), 0)
+    labels = np.asarray(batch['labels'])
+    if 'mask' in batch:
+      labels = labels[np.asarray(batch['mask']) > 0]
+    validate_labels(labels, trainer.num_classes,
+                    where=f'{where} (first batch)')
 
 
 def _save_if_best(checkpoints: ckpt.RunCheckpoints, best: dict[str, Any],
@@ -195,6 +226,20 @@ def _save_if_best(checkpoints: ckpt.RunCheckpoints, best: dict[str, Any],
     best['accuracy'] = logs.to_jsonable(record)
     checkpoints.save(ckpt.BEST_ACCURACY, record['epoch'], state,
                      {'epoch': record['epoch']})
+
+
+def _prune_best(checkpoints: ckpt.RunCheckpoints,
+                best: dict[str, Any]) -> None:
+  """Keeps only the best checkpoints that the latest checkpoint records.
+
+  Older best checkpoints go only once a latest checkpoint names their
+  successors: a run that crashes before that resumes with its recorded best
+  still on disk (the newer ones are dropped on resume and redone).
+  """
+  for series, name in ((ckpt.BEST_LOSS, 'loss'),
+                       (ckpt.BEST_ACCURACY, 'accuracy')):
+    checkpoints.keep_only(
+        series, None if best[name] is None else best[name]['epoch'])
 
 
 def _drop_checkpoints_after(checkpoints: ckpt.RunCheckpoints,

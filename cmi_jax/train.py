@@ -136,18 +136,22 @@ class Trainer:
 
   @property
   def uses_adversary(self) -> bool:
+    """Whether the objective trains an adversary (``mi``, ``cmi``)."""
     return self.objective in ('mi', 'cmi')
 
   @property
   def encoder_tx(self) -> optax.GradientTransformation:
+    """The encoder's Adam (``lr``, ``betas``)."""
     return adam(self.optim.lr, self.optim.betas)
 
   @property
   def heads_tx(self) -> optax.GradientTransformation:
+    """The heads' Adam (``cls_lr``, ``betas``)."""
     return adam(self.optim.cls_lr, self.optim.betas)
 
   @property
   def adversary_tx(self) -> optax.GradientTransformation:
+    """The adversaries' Adam (``d_lr``, ``d_betas``)."""
     return adam(self.optim.d_lr, self.optim.d_betas)
 
   # --------------------------------------------------------------- init
@@ -427,6 +431,7 @@ class Trainer:
 
   @functools.cached_property
   def jit_eval_step(self) -> Callable[[TrainState, Batch], Metrics]:
+    """``jax.jit(eval_step)`` (the state is not donated)."""
     return jax.jit(self.eval_step)
 
 

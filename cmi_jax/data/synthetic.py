@@ -39,9 +39,11 @@ class SyntheticDataset:
   seed: int | None = flax.struct.field(pytree_node=False, default=None)
 
   def epoch_plan(self, key: jax.Array) -> jax.Array:
+    """The epoch's key: ``key``, or a fixed one when ``seed`` is set."""
     return key if self.seed is None else jax.random.PRNGKey(self.seed)
 
   def batch(self, plan: jax.Array, step: jax.Array) -> Batch:
+    """Batch ``step``: ``{'image': [B, K * features], 'labels': [B, K]}``."""
     k_labels, k_noise = jax.random.split(jax.random.fold_in(plan, step))
     labels = correlation.sample_combinations_jax(k_labels, self.table,
                                                  self.batch_size)

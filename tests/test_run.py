@@ -1,0 +1,443 @@
+"""Runs: their files, exact resume, non-finite losses, label checks, logs."""
+
+import functools
+import json
+import os
+import re
+import struct
+import types
+
+import chex
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tensorboardX import event_file_writer
+from tensorboardX.proto import event_pb2
+
+from cmi_jax import checkpoint as ckpt
+from cmi_jax import logs, models, run, train
+from cmi_jax.data import synthetic
+
+SUBSPACES = (2, 2)
+NUM_CLASSES = (2, 2)
+TRAIN = synthetic.synthetic_dataset(0.8, batch_size=16, steps_per_epoch=2)
+EVAL = {'val': synthetic.synthetic_dataset(0.8, batch_size=16,
+                                           steps_per_epoch=2, seed=7)}
+EXAMPLE = np.zeros((16, 4), np.float32)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def fast_compiles():
+  """Skips most XLA optimisation passes while this module runs.
+
+  The models are tiny, so compiling dominates the run time and the passes
+  roughly double it; restored afterwards so other modules are unaffected.
+  """
+  previous = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield
+  jax.config.update('jax_disable_most_optimizations', previous)
+
+
+@functools.lru_cache(maxsize=None)
+def trainer_for(objective):
+  """One trainer per objective, so runs share its compiled epoch."""
+  return train.make_trainer(
+      models.MLPEncoder(latent_dim=4, hidden=(8,)), objective, SUBSPACES,
+      NUM_CLASSES, train.OptimConfig(lr=1e-2, cls_lr=1e-2, d_lr=1e-2),
+      adversary_hidden=(8,))
+
+
+@functools.lru_cache(maxsize=None)
+def host_state(objective):
+  """The initial state of ``trainer_for(objective)`` as NumPy arrays."""
+  return jax.device_get(trainer_for(objective).init(
+      jax.random.PRNGKey(0), EXAMPLE, disentangle_weight=0.5))
+
+
+def fit(workdir, num_epochs, objective='base', train_data=TRAIN,
+        eval_data=None, hook=None, train_epoch=None, **config):
+  """``run.fit`` from a fresh initial state (resumes if workdir has one)."""
+  config = run.FitConfig(num_epochs=num_epochs, progress=False, **config)
+  return run.fit(trainer_for(objective), jax.device_put(host_state(objective)),
+                 train_data, EVAL if eval_data is None else eval_data,
+                 str(workdir), config, run_config={'objective': objective},
+                 epoch_hook=hook, train_epoch=train_epoch)
+
+
+def listdir(path):
+  return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def checkpoint_dirs(workdir):
+  """``{series: sorted epochs}`` of the finished checkpoints of a run."""
+  root = os.path.join(workdir, 'checkpoints')
+  return {series: sorted(int(d) for d in listdir(os.path.join(root, series))
+                         if d.isdigit())
+          for series in (ckpt.LATEST, ckpt.BEST_LOSS, ckpt.BEST_ACCURACY)}
+
+
+def read_log(workdir):
+  return logs.read_jsonl(os.path.join(workdir, 'log.jsonl'))
+
+
+def tensorboard_scalars(workdir):
+  """``{(tag, step): value}`` as TensorBoard shows them.
+
+  Reads every event file in name order (as TensorBoard does); a START
+  session log at step s hides the events at steps >= s read before it.
+  """
+  tb = os.path.join(workdir, 'tb')
+  scalars = {}
+  for name in listdir(tb):
+    with open(os.path.join(tb, name), 'rb') as f:
+      data = f.read()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack('<Q', data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4
+      if event.session_log.status == event_pb2.SessionLog.START:
+        scalars = {k: v for k, v in scalars.items() if k[1] < event.step}
+      for value in event.summary.value:
+        scalars[(value.tag, event.step)] = value.simple_value
+  return scalars
+
+
+def assert_states_equal(actual, expected):
+  """Bit-for-bit equality of every leaf (the leaf's path names a mismatch)."""
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  paths = jax.tree_util.tree_leaves_with_path(actual)
+  for (path, a), e in zip(paths, jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(e),
+                                  err_msg=jax.tree_util.keystr(path))
+
+
+# ---------------------------------------------------------- test datasets
+
+
+class Wrapped:
+  """A device dataset that changes the batches of ``self.inner``."""
+
+  @property
+  def steps_per_epoch(self):
+    return self.inner.steps_per_epoch
+
+  @property
+  def batch_size(self):
+    return self.inner.batch_size
+
+  def epoch_plan(self, key):
+    return self.inner.epoch_plan(key)
+
+
+@flax.struct.dataclass
+class FlippedLabels(Wrapped):
+  """``inner`` with every binary label flipped (missing ones stay -1)."""
+  inner: synthetic.SyntheticDataset
+
+  def batch(self, plan, step):
+    batch = self.inner.batch(plan, step)
+    labels = batch['labels']
+    return dict(batch, labels=jnp.where(labels >= 0, 1 - labels, labels))
+
+
+@flax.struct.dataclass
+class PoisonedDataset(Wrapped):
+  """``inner`` with infinite inputs in batch ``bad_step`` of every epoch."""
+  inner: synthetic.SyntheticDataset
+  bad_step: int = flax.struct.field(pytree_node=False)
+
+  def batch(self, plan, step):
+    batch = self.inner.batch(plan, step)
+    image = jnp.where(step == self.bad_step, jnp.inf, batch['image'])
+    return dict(batch, image=image)
+
+
+@flax.struct.dataclass
+class ShiftedLabels(Wrapped):
+  """``inner`` with ``shift`` added to the labels of ``attribute``."""
+  inner: synthetic.SyntheticDataset
+  attribute: int = flax.struct.field(pytree_node=False)
+  shift: int = flax.struct.field(pytree_node=False)
+
+  def batch(self, plan, step):
+    batch = self.inner.batch(plan, step)
+    labels = batch['labels'].at[:, self.attribute].add(self.shift)
+    return dict(batch, labels=labels)
+
+
+# ------------------------------------------------------------- run files
+
+
+def test_fit_writes_config_logs_checkpoints_and_results(tmp_path, monkeypatch):
+  # The epoch is compiled once per run: scan_epoch is traced a single time
+  # (from an empty cache, so an earlier test's compile cannot hide a retrace).
+  monkeypatch.setattr(train, 'scan_epoch',
+                      chex.assert_max_traces(train.scan_epoch, n=1))
+  trainer = trainer_for('base')
+  trainer.jit_train_epoch.clear_cache()
+  config = run.FitConfig(num_epochs=3, keep_checkpoints=2, log_every_steps=3,
+                         progress=False)
+  result = run.fit(trainer, jax.device_put(host_state('base')), TRAIN, EVAL,
+                   str(tmp_path), config,
+                   run_config={'lr': 0.01, 'name': 'smoke'})
+
+  with open(tmp_path / 'config.json') as f:
+    assert json.load(f) == {'lr': 0.01, 'name': 'smoke'}
+  records = read_log(tmp_path)
+  epochs = [r for r in records if 'epoch' in r]
+  steps = [r for r in records if 'train_step' in r]
+  assert [r['epoch'] for r in epochs] == [1, 2, 3]
+  assert [r['step'] for r in epochs] == [2, 4, 6]
+  assert [r['step'] for r in steps] == [3, 6]
+  for r in epochs:
+    assert set(r['eval']) == {'val'}
+    assert np.isfinite(r['train']['loss/ce'])
+    assert 0.0 <= r['eval']['val']['accuracy'] <= 1.0
+  assert any(n.startswith('events.out.tfevents') for n in listdir(
+      tmp_path / 'tb'))
+  assert ('train/loss/ce', 6) in tensorboard_scalars(tmp_path)
+
+  with open(tmp_path / 'results.json') as f:
+    results = json.load(f)
+  losses = [r['eval']['val']['loss'] for r in epochs]
+  accuracies = [r['eval']['val']['accuracy'] for r in epochs]
+  best_loss = int(np.argmin(losses)) + 1
+  best_accuracy = int(np.argmax(accuracies)) + 1  # The first of ties wins.
+  assert results['final'] == epochs[-1]
+  assert results['best_val_loss'] == epochs[best_loss - 1]
+  assert results['best_val_accuracy'] == epochs[best_accuracy - 1]
+  assert checkpoint_dirs(tmp_path) == {
+      ckpt.LATEST: [2, 3], ckpt.BEST_LOSS: [best_loss],
+      ckpt.BEST_ACCURACY: [best_accuracy]}
+  assert int(result['state'].step) == 6 and result['step'] == 6
+
+
+def test_bad_fit_settings_raise_one_clear_error(tmp_path):
+  with pytest.raises(ValueError, match='num_epochs must be >= 1'):
+    run.FitConfig(num_epochs=0)
+  with pytest.raises(ValueError, match="select_split 'valid' is not"):
+    fit(tmp_path, 1, select_split='valid')
+  assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+# ----------------------------------------------------------------- resume
+
+
+class SimulatedCrash(Exception):
+  pass
+
+
+def hook_for(crash_at=None):
+  """An epoch hook with a value that depends on the state; may raise."""
+  def hook(epoch, state, stats):
+    if epoch == crash_at:
+      raise SimulatedCrash(f'simulated crash at epoch {epoch}')
+    return {'heads_sum': float(sum(np.sum(x) for x in jax.tree.leaves(
+        state.heads_params))), 'val_rows': int(stats['val']['mask'].sum())}
+  return hook
+
+
+def test_resumed_runs_end_bit_for_bit_like_an_uninterrupted_run(tmp_path):
+  objective, epochs = 'mmd_cmi', 3
+  # Selected on flipped labels, where learning makes the loss worse, the best
+  # epoch comes before every interruption below and must survive it.
+  eval_data = {**EVAL, 'flipped': FlippedLabels(EVAL['val'])}
+  config = dict(objective=objective, eval_data=eval_data, hook=hook_for(),
+                log_every_steps=3, select_split='flipped')
+  whole = fit(tmp_path / 'whole', epochs, **config)
+  assert whole['best_val_loss']['epoch'] == 1, 'the test needs an early best'
+
+  # Stopped after 1 epoch, then asked for all 3.
+  fit(tmp_path / 'twice', 1, **config)
+  twice = fit(tmp_path / 'twice', epochs, **config)
+
+  # Crashed in epoch 2's hook, after the latest checkpoint of epoch 1.
+  with pytest.raises(SimulatedCrash, match='simulated crash'):
+    fit(tmp_path / 'hook_crash', epochs, **dict(config, hook=hook_for(2)))
+  assert checkpoint_dirs(tmp_path / 'hook_crash')[ckpt.LATEST] == [1]
+  hook_crash = fit(tmp_path / 'hook_crash', epochs, **config)
+
+  expected_log = read_log(tmp_path / 'whole')
+  assert [r['epoch'] for r in expected_log if 'epoch' in r] == [1, 2, 3]
+  assert [r['step'] for r in expected_log if 'train_step' in r] == [3, 6]
+  expected_tb = tensorboard_scalars(tmp_path / 'whole')
+  expected_dirs = checkpoint_dirs(tmp_path / 'whole')
+  expected_best = best_states(tmp_path / 'whole', objective)
+  for name, resumed in (('twice', twice), ('hook_crash', hook_crash)):
+    workdir = tmp_path / name
+    assert_states_equal(resumed['state'], whole['state'])
+    for key in ('final', 'best_val_loss', 'best_val_accuracy', 'step'):
+      assert resumed[key] == whole[key], (name, key)
+    # One record per epoch and per logged step, as in the uninterrupted run.
+    assert read_log(workdir) == expected_log, name
+    assert tensorboard_scalars(workdir) == expected_tb, name
+    assert checkpoint_dirs(workdir) == expected_dirs, name
+    assert_states_equal(best_states(workdir, objective), expected_best)
+
+  # A finished run asked again for the same epochs trains nothing more.
+  again = fit(tmp_path / 'whole', epochs, **config)
+  assert_states_equal(again['state'], whole['state'])
+  assert again['final'] == whole['final']
+  assert read_log(tmp_path / 'whole') == expected_log
+
+
+def best_states(workdir, objective):
+  """The states of the best-loss and best-accuracy checkpoints of a run."""
+  checkpoints = ckpt.RunCheckpoints(str(workdir))
+  try:
+    return [checkpoints.restore(series, host_state(objective))[0]
+            for series in (ckpt.BEST_LOSS, ckpt.BEST_ACCURACY)]
+  finally:
+    checkpoints.close()
+
+
+def crash_on_latest_save(patch, crash_epoch):
+  """Makes saving the latest checkpoint of ``crash_epoch`` raise."""
+  save = ckpt.RunCheckpoints.save
+
+  def save_or_crash(self, series, epoch, *args):
+    if series == ckpt.LATEST and epoch == crash_epoch:
+      raise SimulatedCrash('simulated crash while saving')
+    return save(self, series, epoch, *args)
+
+  patch.setattr(ckpt.RunCheckpoints, 'save', save_or_crash)
+
+
+def test_best_checkpoints_stay_consistent_across_repeated_crashes(
+    tmp_path, monkeypatch):
+  # Epoch 2 improves on epoch 1, and the run crashes just after saving its
+  # best checkpoints, before the latest checkpoint that records them.
+  with monkeypatch.context() as patch:
+    crash_on_latest_save(patch, 2)
+    with pytest.raises(SimulatedCrash):
+      fit(tmp_path, 2)
+  log = read_log(tmp_path)
+  losses = [r['eval']['val']['loss'] for r in log]
+  assert losses[1] < losses[0], 'the test needs a new best at epoch 2'
+  # Resumed from epoch 1 and crashed again before epoch 2's evaluation: the
+  # best checkpoint recorded at epoch 1 must still be there.
+  with pytest.raises(SimulatedCrash):
+    fit(tmp_path, 2, hook=hook_for(crash_at=2))
+  assert checkpoint_dirs(tmp_path)[ckpt.BEST_LOSS] == [1]
+  result = fit(tmp_path, 2)
+  assert result['best_val_loss']['epoch'] == 2
+  # Epoch 2 was logged before each crash, and is logged once.
+  assert [r['epoch'] for r in read_log(tmp_path)] == [1, 2]
+  assert checkpoint_dirs(tmp_path) == {
+      ckpt.LATEST: [1, 2], ckpt.BEST_LOSS: [2],
+      ckpt.BEST_ACCURACY: [result['best_val_accuracy']['epoch']]}
+
+
+# ------------------------------------------------------------- non-finite
+
+
+def test_non_finite_loss_names_step_term_and_last_checkpoint(tmp_path):
+  trainer = trainer_for('base')
+  poisoned = PoisonedDataset(TRAIN, bad_step=1)
+  epochs_run = []
+
+  def poison_second_epoch(state, data):
+    epochs_run.append(len(epochs_run) + 1)
+    data = poisoned if len(epochs_run) == 2 else data
+    return trainer.jit_train_epoch(state, data)
+
+  # Epoch 2 starts after step 2; its second batch is update number 4.
+  expected = [r'at step 4 \(epoch 2\)', 'loss/ce', 'loss/encoder',
+              os.path.join(str(tmp_path), 'checkpoints', 'latest', '1')]
+  with pytest.raises(run.NonFiniteLossError) as error:
+    fit(tmp_path, 3, train_epoch=poison_second_epoch)
+  for pattern in expected:
+    assert re.search(pattern, str(error.value)), (pattern, str(error.value))
+  assert epochs_run == [1, 2]
+  # Nothing is written after the bad step.
+  after_failure = {ckpt.LATEST: [1], ckpt.BEST_LOSS: [1],
+                   ckpt.BEST_ACCURACY: [1]}
+  assert checkpoint_dirs(tmp_path) == after_failure
+  assert [r.get('epoch') for r in read_log(tmp_path)] == [1]
+  assert not os.path.exists(tmp_path / 'results.json')
+
+  # Resumed on the same data, the run fails the same way, and names the
+  # checkpoint it resumed from.
+  with pytest.raises(run.NonFiniteLossError) as error:
+    fit(tmp_path, 3, train_data=poisoned)
+  for pattern in expected:
+    assert re.search(pattern, str(error.value)), (pattern, str(error.value))
+  assert checkpoint_dirs(tmp_path) == after_failure
+  assert not os.path.exists(tmp_path / 'results.json')
+
+
+def test_first_non_finite_finds_the_first_bad_step():
+  metrics = {'loss/a': np.array([1.0, 2.0, np.nan, np.inf]),
+             'loss/b': np.array([0.0, 0.0, 1.0, np.inf])}
+  assert run.first_non_finite(metrics) == (2, ['loss/a'])
+  assert run.first_non_finite({'loss/a': np.ones(3)}) is None
+
+
+# ----------------------------------------------------------------- labels
+
+
+def test_out_of_range_labels_are_rejected_before_training(tmp_path):
+  with pytest.raises(ValueError,
+                     match=r'training data .*attribute #1 has label 2'):
+    fit(tmp_path, 1, train_data=ShiftedLabels(TRAIN, 1, 1))
+  bad_eval = {'val': ShiftedLabels(EVAL['val'], 0, -2)}
+  with pytest.raises(ValueError,
+                     match=r"evaluation split 'val' .*attribute #0 has label"):
+    fit(tmp_path, 1, eval_data=bad_eval)
+  # Rejected where data enters: nothing was trained or written.
+  assert not os.path.exists(tmp_path / 'checkpoints')
+  assert not os.path.exists(tmp_path / 'log.jsonl')
+
+
+# ------------------------------------------------------- logs, checkpoints
+
+
+def test_resumed_logger_keeps_earlier_records_in_log_and_tensorboard(
+    tmp_path, monkeypatch):
+  # Both writers in the same second, as when a run resumes at once.
+  monkeypatch.setattr(event_file_writer, 'time',
+                      types.SimpleNamespace(time=lambda: 1.7e9))
+  logger = logs.RunLogger(str(tmp_path))
+  for step in (1, 2, 3):
+    logger.write({'step': step, 'x': float(step)})
+  logger.close()
+  # Resumed from a checkpoint at step 2: step 3 is redone with a new value.
+  logger = logs.RunLogger(str(tmp_path), keep_until_step=2)
+  logger.write({'step': 3, 'x': 30.0})
+  logger.close()
+  assert read_log(tmp_path) == [{'step': 1, 'x': 1.0}, {'step': 2, 'x': 2.0},
+                                {'step': 3, 'x': 30.0}]
+  assert tensorboard_scalars(tmp_path) == {('x', 1): 1.0, ('x', 2): 2.0,
+                                           ('x', 3): 30.0}
+  # A fresh run in the same directory starts both logs over.
+  logger = logs.RunLogger(str(tmp_path))
+  logger.write({'step': 1, 'x': -1.0})
+  logger.close()
+  assert read_log(tmp_path) == [{'step': 1, 'x': -1.0}]
+  assert tensorboard_scalars(tmp_path) == {('x', 1): -1.0}
+
+
+def test_checkpoints_round_trip_a_state_with_adversaries(tmp_path):
+  state = host_state('cmi')
+  checkpoints = ckpt.RunCheckpoints(str(tmp_path), keep=2)
+  try:
+    for epoch in (1, 2, 3):
+      path = checkpoints.save(ckpt.LATEST, epoch, state, {'epoch': epoch})
+      assert path == os.path.join(str(tmp_path), 'checkpoints', 'latest',
+                                  str(epoch))
+    assert checkpoints.latest_epoch() == 3
+    restored, meta = checkpoints.restore(ckpt.LATEST, state)
+    assert meta == {'epoch': 3}
+    assert_states_equal(restored, state)
+    with pytest.raises(FileNotFoundError, match='no checkpoint'):
+      checkpoints.restore(ckpt.BEST_LOSS, state)
+    assert checkpoint_dirs(tmp_path)[ckpt.LATEST] == [2, 3]  # keep=2
+    checkpoints.delete_after(ckpt.LATEST, 2)
+    assert checkpoints.latest_epoch() == 2
+  finally:
+    checkpoints.close()
+  assert checkpoint_dirs(tmp_path)[ckpt.LATEST] == [2]
