@@ -418,21 +418,36 @@ class Trainer:
     """
     return scan_epoch(self.step, state, data, num_steps)
 
-  @functools.cached_property
+  @property
   def jit_train_step(self) -> Callable[[TrainState, Batch],
                                        tuple[TrainState, Metrics]]:
     """``jax.jit(step)`` with the state's buffers donated."""
-    return jax.jit(self.step, donate_argnums=0)
+    return _compiled(self, 'step')
 
-  @functools.cached_property
+  @property
   def jit_train_epoch(self) -> Callable[..., tuple[TrainState, Metrics]]:
     """``jax.jit(train_epoch)``; ``num_steps`` is static, the state donated."""
-    return jax.jit(self.train_epoch, static_argnums=2, donate_argnums=0)
+    return _compiled(self, 'train_epoch')
 
-  @functools.cached_property
+  @property
   def jit_eval_step(self) -> Callable[[TrainState, Batch], Metrics]:
     """``jax.jit(eval_step)`` (the state is not donated)."""
-    return jax.jit(self.eval_step)
+    return _compiled(self, 'eval_step')
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(trainer: Trainer, method: str) -> Callable[..., Any]:
+  """One jitted function per *equal* trainer and method.
+
+  Trainers are frozen dataclasses that compare by value, so every run, sweep
+  cell or test that builds the same trainer shares one compilation cache
+  instead of recompiling identical code.
+  """
+  if method == 'step':
+    return jax.jit(trainer.step, donate_argnums=0)
+  if method == 'train_epoch':
+    return jax.jit(trainer.train_epoch, static_argnums=2, donate_argnums=0)
+  return jax.jit(trainer.eval_step)
 
 
 def scan_epoch(step_fn: Callable[[TrainState, Batch],
