@@ -90,7 +90,8 @@ def resolve_optim(config: ml_collections.ConfigDict,
     raise ValueError(f'objective {config.objective!r} is unknown; choose one '
                      f'of {tuple(paper)}.')
   defaults = paper[config.objective]
-  pick = lambda name: (defaults[name] * config.lr_scale if config[name] is None
+  scale = config.get('lr_scale', 1.0)  # Absent in configs saved before it.
+  pick = lambda name: (defaults[name] * scale if config[name] is None
                        else float(config[name]))
   return train.OptimConfig(
       lr=pick('lr'), cls_lr=pick('cls_lr'), d_lr=pick('d_lr'),
@@ -130,6 +131,7 @@ def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
 
 
 def fit_config(config: ml_collections.ConfigDict) -> run.FitConfig:
+  """The :class:`run.FitConfig` (epochs, evaluation, checkpoints) of a config."""
   return run.FitConfig(
       num_epochs=config.num_epochs, eval_every=config.eval_every,
       checkpoint_every=config.checkpoint_every,

@@ -103,6 +103,7 @@ class Adversary(nn.Module):
   activation: Activation = nn.relu
 
   def setup(self):
+    """One MLP per attribute."""
     self.nets = [MLP(tuple(self.hidden) + (1,), self.activation)
                  for _ in range(self.num_attributes)]
 

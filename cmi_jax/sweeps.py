@@ -35,6 +35,7 @@ class Cell:
                         f'seed{self.seed}')
 
   def overrides(self) -> dict[str, Any]:
+    """The config fields this cell sets."""
     return {'objective': self.objective, 'train_corr': self.train_corr,
             'noise': self.noise, 'seed': self.seed}
 
@@ -52,6 +53,7 @@ def grid(objectives: Sequence[str], train_corrs: Sequence[float],
 
 
 def is_done(sweep_dir: str, cell: Cell) -> bool:
+  """Whether the cell's run finished (its ``results.json`` exists)."""
   return os.path.exists(os.path.join(sweep_dir, cell.name, RESULTS))
 
 

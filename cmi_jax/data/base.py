@@ -29,16 +29,20 @@ class DeviceDataset(Protocol):
 
   @property
   def steps_per_epoch(self) -> int:
+    """Batches per epoch (static)."""
     ...
 
   @property
   def batch_size(self) -> int:
+    """Examples per batch, B (static)."""
     ...
 
   def epoch_plan(self, key: jax.Array) -> Any:
+    """What is fixed for one epoch (a key, a permutation), from ``key``."""
     ...
 
   def batch(self, plan: Any, step: jax.Array) -> Batch:
+    """Batch ``step`` of the epoch: ``{'image': [B, ...], 'labels': [B, K]}``."""
     ...
 
 
@@ -62,15 +66,18 @@ class ArrayDataset:
 
   @property
   def steps_per_epoch(self) -> int:
+    """``N // batch_size``: the remainder is dropped."""
     return self.images.shape[0] // self.batch_size
 
   def epoch_plan(self, key: jax.Array) -> jax.Array:
+    """The epoch's order of the N rows, int ``[N]``."""
     n = self.images.shape[0]
     if self.shuffle:
       return jax.random.permutation(key, n)
     return jnp.arange(n)
 
   def batch(self, plan: jax.Array, step: jax.Array) -> Batch:
+    """Rows ``plan[step * B : (step + 1) * B]``, images scaled to [0, 1]."""
     index = jax.lax.dynamic_slice_in_dim(plan, step * self.batch_size,
                                          self.batch_size)
     return {'image': to_float_image(self.images[index]),

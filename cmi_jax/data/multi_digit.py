@@ -466,10 +466,12 @@ class MultiDigitEvalSplit:
 
   @property
   def steps_per_epoch(self) -> int:
+    """``N // batch_size`` fixed batches."""
     return self.labels.shape[0] // self.batch_size
 
   @property
   def num_digits(self) -> int:
+    """K, the digits per example."""
     return self.labels.shape[1]
 
   def epoch_plan(self, key: jax.Array) -> jax.Array:
