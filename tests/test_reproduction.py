@@ -1,0 +1,58 @@
+"""Regression test of the paper's effect on real data, with a fixed seed.
+
+Correlated two-item Fashion-MNIST (T-shirt/top = 0 vs Trouser = 1, the real
+IDX files of Debian's dataset-fashion-mnist), train correlation 0.9,
+occlusion noise 0.8, the paper's learning rates x 10 (lr_scale, for a 2,500
+step budget), seed 0. Measured when the test was written (seeds 0 and 1,
+same budget): anti-correlated test accuracy Base 0.522 / 0.518, Base+CMI
+0.563 / 0.548, a margin of 0.030-0.041; with 10,000 steps it grows to
+0.11-0.12 (docs/results.md). The test asserts half the smaller margin.
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from cmi_jax import evaluation
+from cmi_jax import experiment
+from cmi_jax.data import multi_digit
+from cmi_jax.data import sources
+from experiments.configs import multi_digit as multi_digit_config
+
+FASHION_DIR = '/usr/share/datasets/fashion-mnist'
+MARGIN = 0.015
+STEPS_PER_EPOCH, EPOCHS = 500, 5
+
+
+def anti_correlated_accuracy(objective, splits):
+  config = multi_digit_config.get_config()
+  config.objective = objective
+  config.lr_scale = 10.0
+  trainer = experiment.build_trainer(config, 2,
+                                     multi_digit_config.PAPER_OPTIM)
+  data = splits['train'].replace(steps_per_epoch=STEPS_PER_EPOCH)
+  example = experiment.first_batches(data, 1)['image']
+  state = trainer.init(jax.random.PRNGKey(0), example,
+                       config.disentangle_weight)
+  for _ in range(EPOCHS):
+    state, _ = trainer.jit_train_epoch(state, data)
+  return {split: evaluation.summarize(
+      evaluation.evaluate(trainer, state, splits[split]))['accuracy']
+          for split in ('val', 'test_anti', 'test_uncorr')}
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR),
+                    reason='needs Debian dataset-fashion-mnist (.ci/run '
+                    'installs it)')
+def test_cmi_beats_base_on_the_anti_correlated_test_set():
+  digits = sources.load_digits('fashion_mnist', 'idx', manual_dir=FASHION_DIR)
+  splits = multi_digit.multi_digit_splits(digits, classes=(0, 1),
+                                          train_corr=0.9, noise=0.8, seed=0)
+  base = anti_correlated_accuracy('base', splits)
+  cmi = anti_correlated_accuracy('cmi', splits)
+  # Base exploits the correlation: far better on val (c = 0.9) than on the
+  # anti-correlated test set; CMI closes part of that gap.
+  assert base['val'] - base['test_anti'] > 0.2, base
+  assert cmi['test_anti'] - base['test_anti'] > MARGIN, (base, cmi)
