@@ -1,0 +1,352 @@
+"""Hyper-parameter sweeps as one program: S runs of the same shapes, vmapped.
+
+The paper's grids (noise x correlation x seed, learning rates, ``lambda``)
+train many models whose arrays all have the same shapes. Instead of S
+separate runs, this module stacks their states and datasets along a leading
+*member* axis and ``jax.vmap`` s the engine's epoch over it, so one compiled
+call trains every member (and, with a mesh, spreads the members over devices).
+
+What may differ between members is whatever is an array in the pytrees:
+
+* the PRNG key (parameters, shuffles, data stream);
+* the learning rates, which live inside the optax states
+  (``optax.inject_hyperparams``: ``state.encoder_opt.hyperparams
+  ['learning_rate']``, likewise ``heads_opt`` and ``adversary_opt``);
+* ``state.disentangle_weight`` (``lambda``);
+* the array fields of device datasets (``noise``, ``table``, ``signal`` of
+  :class:`~cmi_jax.data.synthetic.SyntheticDataset`; ``noise``, ``table`` of
+  :class:`~cmi_jax.data.multi_digit.MultiDigitDataset`).
+
+Static things (the trainer, the objective, architecture, batch size, steps
+per epoch) are shared: a sweep over objectives or architectures is several
+sweeps. Member ``i`` of a sweep equals, up to float rounding, the run started
+with ``trainer.init(keys[i], ...)`` under ``OptimConfig(lr=lr[i], ...)`` on
+``datasets[i]`` (tests/test_sweep.py checks this to 1e-5).
+
+Example::
+
+  trainer = train.make_trainer(models.MLPEncoder(), 'cmi', (5, 5), (2, 2))
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  states = sweep.init_sweep(trainer, keys, example_images, {
+      'lr': [1e-5, 1e-5, 1e-4, 1e-4], 'disentangle_weight': [1., 10., 1., 10.]})
+  datas = sweep.stack_datasets([train_split] * 4)
+  epoch = sweep.sweep_train_epoch(trainer, sweep.sweep_mesh(4))
+  for _ in range(num_epochs):
+    states, metrics = epoch(states, datas)          # metrics: [S, steps]
+  stats = sweep.sweep_evaluate(trainer, states, {'val': val_split})
+  summaries = sweep.summarize(stats['val'])          # one dict per member
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from cmi_jax import evaluation
+from cmi_jax.train import Metrics, Trainer, TrainState
+
+# The numbers a sweep can vary per member (the learning rates are the
+# 'learning_rate' hyper-parameter of the optax state named in _OPT_FIELDS;
+# disentangle_weight is a leaf of the state).
+HPARAMS = ('lr', 'cls_lr', 'd_lr', 'disentangle_weight')
+_OPT_FIELDS = {'lr': 'encoder_opt', 'cls_lr': 'heads_opt',
+               'd_lr': 'adversary_opt'}
+SWEEP_AXIS = 'sweep'
+
+
+def default_hparams(trainer: Trainer) -> dict[str, float]:
+  """The trainer's own values of the sweepable hyper-parameters.
+
+  ``d_lr`` is left out for objectives without an adversary.
+  """
+  values = {'lr': trainer.optim.lr, 'cls_lr': trainer.optim.cls_lr,
+            'disentangle_weight': 1.0}
+  if trainer.uses_adversary:
+    values['d_lr'] = trainer.optim.d_lr
+  return values
+
+
+def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
+                     size: int) -> dict[str, jax.Array]:
+  """float32 ``[S]`` arrays of every sweepable value (defaults filled in).
+
+  Each value is per member (``[S]``) or shared (a scalar, broadcast).
+  """
+  unknown = sorted(set(hparams) - set(HPARAMS))
+  if unknown:
+    raise ValueError(f'unknown hyper-parameter(s) {unknown}; a sweep can vary '
+                     f'{HPARAMS} (other settings are static: build one '
+                     'trainer per value).')
+  if 'd_lr' in hparams and not trainer.uses_adversary:
+    raise ValueError(f'd_lr was given but objective {trainer.objective!r} has '
+                     'no adversary; drop d_lr from the sweep.')
+  resolved = {}
+  for name, default in default_hparams(trainer).items():
+    value = np.asarray(hparams.get(name, default), np.float32)
+    if value.ndim == 0:
+      value = np.full((size,), value, np.float32)
+    if value.shape != (size,):
+      raise ValueError(
+          f'hyper-parameter {name!r} has shape {value.shape}; give one value '
+          f'per member, shape [{size}] (or a scalar shared by all members).')
+    if not np.all(np.isfinite(value)) or (name != 'disentangle_weight'
+                                          and np.any(value <= 0)):
+      raise ValueError(f'hyper-parameter {name!r} must be finite'
+                       + ('' if name == 'disentangle_weight' else
+                          ' and positive') + f'; got {value.tolist()}.')
+    resolved[name] = jnp.asarray(value)
+  return resolved
+
+
+def _with_learning_rate(opt_state: Any, learning_rate: jax.Array) -> Any:
+  """An ``inject_hyperparams`` state with its learning rate replaced."""
+  hyper = dict(opt_state.hyperparams)
+  hyper['learning_rate'] = jnp.asarray(learning_rate,
+                                       hyper['learning_rate'].dtype)
+  return opt_state._replace(hyperparams=hyper)
+
+
+def _init_member(trainer: Trainer, key: jax.Array, example_input: jax.Array,
+                 hparams: dict[str, jax.Array]) -> TrainState:
+  state = trainer.init(key, example_input, hparams['disentangle_weight'])
+  updates = {field: _with_learning_rate(getattr(state, field), hparams[name])
+             for name, field in _OPT_FIELDS.items() if name in hparams}
+  return state.replace(**updates)
+
+
+def init_sweep(trainer: Trainer, keys: Any, example_input: Any,
+               hparams: Optional[Mapping[str, Any]] = None) -> TrainState:
+  """Stacked initial states of S members.
+
+  Args:
+    trainer: the shared engine (its ``optim`` gives the defaults).
+    keys: uint32 ``[S, 2]`` raw keys, one per member (e.g.
+      ``jax.random.split(jax.random.PRNGKey(seed), S)``).
+    example_input: one batch of inputs ``[B, ...]`` (shapes only matter).
+    hparams: ``{name: [S] values}`` for names in :data:`HPARAMS`: ``lr``,
+      ``cls_lr``, ``d_lr`` (learning rates, > 0) and ``disentangle_weight``
+      (``lambda``). Missing names take the trainer's values; a scalar is
+      shared by all members.
+
+  Returns:
+    A :class:`TrainState` whose every leaf has a leading axis of size S.
+
+  Raises:
+    ValueError: for keys that are not ``[S, 2]`` uint32, an unknown name, a
+      value of the wrong shape, or ``d_lr`` for an objective without an
+      adversary.
+  """
+  keys = jnp.asarray(keys)
+  if keys.dtype != jnp.uint32 or keys.ndim != 2 or keys.shape[1] != 2:
+    raise ValueError(
+        f'keys must be raw uint32 keys of shape [S, 2]; got {keys.dtype} '
+        f'{keys.shape}. Use jax.random.split(jax.random.PRNGKey(seed), S).')
+  resolved = _resolve_hparams(trainer, hparams or {}, keys.shape[0])
+  return _init_members(trainer, keys, jnp.asarray(example_input), resolved)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_members(trainer: Trainer, keys: jax.Array, example_input: jax.Array,
+                  hparams: dict[str, jax.Array]) -> TrainState:
+  return jax.vmap(functools.partial(_init_member, trainer),
+                  in_axes=(0, None, 0))(keys, example_input, hparams)
+
+
+def sweep_size(tree: Any) -> int:
+  """S, the length of the leading member axis of a stacked pytree."""
+  # jnp (not np) shapes: typed PRNG key leaves have no NumPy view.
+  sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None
+           for leaf in jax.tree.leaves(tree)}
+  if len(sizes) != 1 or None in sizes:
+    raise ValueError(f'not a stacked pytree: leading sizes {sizes}; build it '
+                     'with init_sweep / stack_datasets.')
+  return sizes.pop()
+
+
+def stack_datasets(datasets: Sequence[Any]) -> Any:
+  """Stacks S device datasets of one type into one (leaves ``[S, ...]``).
+
+  The members may differ in their array fields (``noise``, ``table``, ...);
+  static fields (batch size, steps per epoch, patch, seed) and array shapes
+  must agree, because one compiled program serves them all. Each member gets
+  its own copy of every array (a shared digit bank is copied S times).
+
+  Args:
+    datasets: S datasets (flax struct dataclasses such as
+      ``SyntheticDataset`` / ``MultiDigitDataset``, or any pytree).
+
+  Returns:
+    A dataset of the same type whose leaves have a leading axis of size S.
+
+  Raises:
+    ValueError: naming the first member and field that differ from member 0.
+  """
+  datasets = list(datasets)
+  if not datasets:
+    raise ValueError('stack_datasets needs at least one dataset.')
+  first = datasets[0]
+  kind = type(first).__name__
+  first_leaves = jax.tree_util.tree_flatten_with_path(first)[0]
+  for i, data in enumerate(datasets[1:], 1):
+    if type(data) is not type(first):
+      raise ValueError(f'datasets[{i}] is a {type(data).__name__} but '
+                       f'datasets[0] is a {kind}; a sweep stacks datasets of '
+                       'one type.')
+    if dataclasses.is_dataclass(first):
+      for field in dataclasses.fields(first):
+        if field.metadata.get('pytree_node', True):
+          continue
+        want, got = getattr(first, field.name), getattr(data, field.name)
+        if want != got:
+          raise ValueError(
+              f'datasets[{i}].{field.name} is {got!r} but datasets[0].'
+              f'{field.name} is {want!r}; static fields must agree across a '
+              f'sweep (one compiled program). Build every {kind} with '
+              f'{field.name}={want!r}, or run separate sweeps.')
+    if jax.tree.structure(data) != jax.tree.structure(first):
+      raise ValueError(f'datasets[{i}] has another tree structure than '
+                       f'datasets[0]: {jax.tree.structure(data)} vs '
+                       f'{jax.tree.structure(first)}.')
+    leaves = jax.tree_util.tree_flatten_with_path(data)[0]
+    for (path, want), (_, got) in zip(first_leaves, leaves):
+      if (jnp.shape(want), jnp.result_type(want)) != (jnp.shape(got),
+                                                      jnp.result_type(got)):
+        raise ValueError(
+            f'datasets[{i}]{jax.tree_util.keystr(path)} is '
+            f'{jnp.result_type(got)} {jnp.shape(got)} but datasets[0] has '
+            f'{jnp.result_type(want)} {jnp.shape(want)}; array fields must '
+            'have equal shapes (same images, same table size).')
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *datasets)
+
+
+def unstack(tree: Any) -> list[Any]:
+  """The S members of a stacked pytree, e.g. to checkpoint one state."""
+  return [jax.tree.map(lambda a, i=i: a[i], tree)
+          for i in range(sweep_size(tree))]
+
+
+def sweep_mesh(num_members: int,
+               devices: Optional[Sequence[jax.Device]] = None,
+               axis_name: str = SWEEP_AXIS) -> Mesh:
+  """A 1-D mesh over the most devices that split ``num_members`` evenly.
+
+  With 8 devices: 8 members -> 8 devices (one each), 12 -> 6, 5 -> 5, 7 -> 7.
+  """
+  devices = jax.devices() if devices is None else list(devices)
+  if num_members < 1:
+    raise ValueError(f'num_members must be >= 1; got {num_members}.')
+  count = max(d for d in range(1, min(len(devices), num_members) + 1)
+              if num_members % d == 0)
+  return Mesh(np.asarray(devices[:count]), (axis_name,))
+
+
+def _member_sharding(mesh: Mesh, size: int) -> NamedSharding:
+  if len(mesh.axis_names) != 1:
+    raise ValueError(f'expected a 1-D mesh (sweep_mesh); got axes '
+                     f'{mesh.axis_names}.')
+  if size % mesh.size:
+    raise ValueError(
+        f'{size} sweep members do not split over {mesh.size} devices; use '
+        f'sweep_mesh({size}) or a member count that is a multiple of '
+        f'{mesh.size}.')
+  return NamedSharding(mesh, P(mesh.axis_names[0]))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4), donate_argnums=1)
+def _sweep_epoch(trainer: Trainer, states: TrainState, datas: Any,
+                 num_steps: Optional[int],
+                 sharding: Optional[NamedSharding]
+                 ) -> tuple[TrainState, Metrics]:
+  out = jax.vmap(lambda s, d: trainer.train_epoch(s, d, num_steps))(states,
+                                                                     datas)
+  if sharding is not None:
+    # Keeps every member's state and metrics on the device that trained it.
+    out = jax.lax.with_sharding_constraint(out, sharding)
+  return out
+
+
+def sweep_train_epoch(trainer: Trainer, mesh: Optional[Mesh] = None
+                      ) -> Callable[..., tuple[TrainState, Metrics]]:
+  """A compiled epoch of every member: ``(states, datas, num_steps=None)``.
+
+  Compiled once per trainer, shapes, ``num_steps`` and mesh (calls of
+  ``sweep_train_epoch`` with equal arguments share the compiled program).
+
+  Args:
+    trainer: the shared engine.
+    mesh: optional 1-D mesh (:func:`sweep_mesh`); the members are split over
+      its devices, each device training S / n of them. None: the default
+      device trains all.
+
+  Returns:
+    ``epoch(states, datas, num_steps=None) -> (states, metrics)``: ``states``
+    from :func:`init_sweep` (donated: do not reuse the argument), ``datas``
+    from :func:`stack_datasets` with the same S; metrics are ``[S,
+    num_steps]`` per name. ``num_steps`` defaults to one epoch.
+  """
+  def run(states: TrainState, datas: Any, num_steps: Optional[int] = None):
+    size = sweep_size(states)
+    if sweep_size(datas) != size:
+      raise ValueError(f'{size} states but {sweep_size(datas)} datasets; '
+                       'stack one dataset per member.')
+    sharding = None
+    if mesh is not None:
+      sharding = _member_sharding(mesh, size)
+      states, datas = jax.device_put((states, datas), sharding)
+    return _sweep_epoch(trainer, states, datas, num_steps, sharding)
+  return run
+
+
+EvalData = Union[Any, Sequence[Any]]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _evaluate_members(trainer: Trainer, states: TrainState, data: Any,
+                      per_member: bool) -> dict[str, jax.Array]:
+  # evaluation._evaluate is the single-model scan; vmapping it keeps the
+  # statistics identical to evaluation.evaluate member by member.
+  return jax.vmap(functools.partial(evaluation._evaluate, trainer),
+                  in_axes=(0, 0 if per_member else None))(states, data)
+
+
+def sweep_evaluate(trainer: Trainer, states: TrainState,
+                   eval_datas: Mapping[str, EvalData]
+                   ) -> dict[str, dict[str, np.ndarray]]:
+  """Evaluates every member on every split in one compiled call per split.
+
+  Args:
+    trainer: the shared engine.
+    states: stacked states (:func:`init_sweep`).
+    eval_datas: ``{split: data}``; ``data`` is one evaluation dataset shared
+      by all members, or a list/tuple of S datasets, one per member (e.g. each
+      member's own noise level).
+
+  Returns:
+    ``{split: stats}`` with the statistics of
+    :func:`cmi_jax.evaluation.evaluate`, each with a leading member axis
+    ``[S, ...]`` (NumPy). :func:`summarize` makes them readable.
+  """
+  size = sweep_size(states)
+  results = {}
+  for split, data in eval_datas.items():
+    per_member = isinstance(data, (list, tuple))
+    if per_member:
+      if len(data) != size:
+        raise ValueError(f'eval split {split!r} has {len(data)} datasets for '
+                         f'{size} members; give one per member or a single '
+                         'shared dataset.')
+      data = stack_datasets(data)
+    results[split] = jax.tree.map(
+        np.asarray, _evaluate_members(trainer, states, data, per_member))
+  return results
+
+
+def summarize(stats: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+  """:func:`cmi_jax.evaluation.summarize` of every member, a list of S dicts."""
+  return [evaluation.summarize(member) for member in unstack(dict(stats))]

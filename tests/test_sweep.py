@@ -1,0 +1,283 @@
+"""A vmapped sweep equals its members trained one by one.
+
+The reference for member i is the plain engine: a trainer built with member
+i's ``OptimConfig`` initialises the state (so the learning rates reach the
+optax states the documented way), and ``Trainer.jit_train_epoch`` trains it
+on member i's own dataset. One shared compiled epoch trains every reference
+(compiles dominate this file's run time: the base-objective sweep, the
+sharded sweep and the sweep evaluation each add compiles and are marked
+slow, ``pytest -m slow tests/test_sweep.py``);
+:func:`test_learning_rates_are_not_compiled_in` checks that each member's own
+trainer compiles to the very same program.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cmi_jax import evaluation
+from cmi_jax import models
+from cmi_jax import sweep
+from cmi_jax import train
+from cmi_jax.data import synthetic
+
+SUBSPACES = (2, 2)
+NUM_CLASSES = (2, 2)
+BATCH = 32
+STEPS = 3
+EPOCHS = 2
+# Four members that differ in every swept number and in their data.
+HPARAMS = {'lr': [1e-3, 3e-3, 1e-3, 2e-3],
+           'cls_lr': [1e-3, 1e-3, 5e-3, 2e-3],
+           'd_lr': [1e-3, 2e-3, 1e-3, 5e-4],
+           'disentangle_weight': [1.0, 0.5, 2.0, 0.0]}
+NOISE = [0.5, 1.0, 1.5, 0.8]
+CORR = [0.0, 0.5, 0.9, -0.6]
+SIZE = len(NOISE)
+
+
+def _optim(i, hparams=HPARAMS):
+  return train.OptimConfig(
+      lr=hparams['lr'][i], cls_lr=hparams['cls_lr'][i],
+      d_lr=hparams.get('d_lr', [1e-4] * SIZE)[i])
+
+
+@functools.cache
+def _trainer(objective, optim=train.OptimConfig()):
+  return train.make_trainer(models.MLPEncoder(4, (16,)), objective, SUBSPACES,
+                            NUM_CLASSES, optim, adversary_hidden=(16,))
+
+
+def _datasets():
+  return [synthetic.synthetic_dataset(c, batch_size=BATCH,
+                                      steps_per_epoch=STEPS, noise=n,
+                                      features=3)
+          for c, n in zip(CORR, NOISE)]
+
+
+def _keys():
+  return jax.random.split(jax.random.PRNGKey(7), SIZE)
+
+
+def _example():
+  return jnp.zeros((BATCH, 6), jnp.float32)
+
+
+def _reference_runs(objective, hparams):
+  """Each member trained alone; returns (states, metrics) per member."""
+  shared = _trainer(objective)
+  results = []
+  for i, data in enumerate(_datasets()):
+    state = _trainer(objective, _optim(i, hparams)).init(
+        _keys()[i], _example(), hparams['disentangle_weight'][i])
+    metrics = []
+    for _ in range(EPOCHS):
+      state, m = shared.jit_train_epoch(state, data)
+      metrics.append(jax.device_get(m))
+    results.append((jax.device_get(state), {
+        k: np.concatenate([m[k] for m in metrics]) for k in metrics[0]}))
+  return results
+
+
+def _run_sweep(objective, hparams, mesh=None):
+  trainer = _trainer(objective)
+  states = sweep.init_sweep(trainer, _keys(), _example(), hparams)
+  datas = sweep.stack_datasets(_datasets())
+  epoch = sweep.sweep_train_epoch(trainer, mesh)
+  metrics = []
+  for _ in range(EPOCHS):
+    states, m = epoch(states, datas)
+    metrics.append(jax.device_get(m))
+  return states, {k: np.concatenate([m[k] for m in metrics], 1)
+                  for k in metrics[0]}
+
+
+def _assert_member_equal(states, metrics, i, want_state, want_metrics):
+  member = sweep.unstack(jax.device_get(states))[i]
+  got_leaves = jax.tree_util.tree_flatten_with_path(member)[0]
+  want_leaves = jax.tree.leaves(want_state)
+  assert len(got_leaves) == len(want_leaves)
+  for (path, got), want in zip(got_leaves, want_leaves):
+    where = f'member {i}{jax.tree_util.keystr(path)}'
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=where)
+  assert sorted(metrics) == sorted(want_metrics)
+  for name, want in want_metrics.items():
+    np.testing.assert_allclose(metrics[name][i], want, rtol=1e-5, atol=1e-5,
+                               err_msg=f'member {i} {name}')
+
+
+@pytest.fixture(scope='module')
+def cmi_sweep():
+  states, metrics = _run_sweep('cmi', HPARAMS)
+  return states, metrics, _reference_runs('cmi', HPARAMS)
+
+
+@pytest.mark.parametrize('member', range(SIZE))
+def test_cmi_sweep_equals_separate_runs(cmi_sweep, member):
+  states, metrics, reference = cmi_sweep
+  assert metrics['loss/encoder'].shape == (SIZE, EPOCHS * STEPS)
+  _assert_member_equal(states, metrics, member, *reference[member])
+
+
+def test_cmi_members_differ(cmi_sweep):
+  # The members must really be different runs, or the test above is vacuous.
+  _, metrics, _ = cmi_sweep
+  losses = metrics['loss/ce']
+  for i in range(SIZE):
+    for j in range(i + 1, SIZE):
+      assert not np.allclose(losses[i], losses[j], atol=1e-4)
+
+
+def test_sweep_state_holds_the_hyperparameters(cmi_sweep):
+  states = cmi_sweep[0]
+  for name, field in (('lr', 'encoder_opt'), ('cls_lr', 'heads_opt'),
+                      ('d_lr', 'adversary_opt')):
+    np.testing.assert_allclose(
+        getattr(states, field).hyperparams['learning_rate'], HPARAMS[name],
+        rtol=1e-6)
+  np.testing.assert_allclose(states.disentangle_weight,
+                             HPARAMS['disentangle_weight'])
+
+
+@pytest.mark.slow  # one more compile of the CMI epoch (~30 s on 2 cores)
+def test_sharded_sweep_equals_unsharded(cmi_sweep):
+  states, metrics, _ = cmi_sweep
+  mesh = sweep.sweep_mesh(SIZE)
+  assert mesh.size == SIZE  # 8 fake devices: one member per device
+  sharded_states, sharded_metrics = _run_sweep('cmi', HPARAMS, mesh)
+  leaf = jax.tree.leaves(sharded_states)[0]
+  assert len(leaf.sharding.device_set) == SIZE
+  for got, want in zip(jax.tree.leaves(sharded_states),
+                       jax.tree.leaves(states)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  for name, want in metrics.items():
+    np.testing.assert_allclose(sharded_metrics[name], want, rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.slow  # two more epoch compiles (~20 s of CPU)
+def test_base_sweep_equals_separate_runs():
+  hparams = {k: v for k, v in HPARAMS.items() if k != 'd_lr'}
+  states, metrics = _run_sweep('base', hparams)
+  reference = _reference_runs('base', hparams)
+  for i in range(SIZE):
+    _assert_member_equal(states, metrics, i, *reference[i])
+
+
+def test_learning_rates_are_not_compiled_in():
+  # The references above train with one shared trainer. That equals training
+  # with each member's own trainer iff the learning rates are not constants of
+  # the compiled program: then both trainers lower to the same text.
+  data = _datasets()[1]
+  batch = data.batch(data.epoch_plan(jax.random.PRNGKey(0)), 0)
+  state = _trainer('cmi', _optim(1)).init(_keys()[1], _example())
+
+  def program(trainer):
+    return jax.jit(trainer.step).lower(state, batch).as_text()
+  assert program(_trainer('cmi', _optim(1))) == program(_trainer('cmi'))
+  # The comparison can fail: a static setting changes the program.
+  assert program(_trainer('cmi', train.OptimConfig(num_cls_steps=2))) != (
+      program(_trainer('cmi')))
+
+
+@pytest.mark.slow  # three evaluation compiles (~30 s on 2 cores)
+def test_sweep_evaluate_equals_evaluate(cmi_sweep):
+  states = cmi_sweep[0]
+  trainer = _trainer('cmi')
+  shared = synthetic.synthetic_dataset(0.0, batch_size=BATCH, steps_per_epoch=2,
+                                       features=3, seed=11)
+  own = [synthetic.synthetic_dataset(c, batch_size=BATCH, steps_per_epoch=2,
+                                     noise=n, features=3, seed=12)
+         for c, n in zip(CORR, NOISE)]
+  stats = sweep.sweep_evaluate(trainer, states,
+                               {'shared': shared, 'own': own})
+  members = sweep.unstack(states)
+  for i, member in enumerate(members):
+    for split, data in (('shared', shared), ('own', own[i])):
+      want = evaluation.evaluate(trainer, member, data)
+      for name, value in want.items():
+        np.testing.assert_allclose(stats[split][name][i], value, rtol=1e-5,
+                                   atol=1e-5, err_msg=f'{split} {name} {i}')
+  summaries = sweep.summarize(stats['own'])
+  assert len(summaries) == SIZE
+  assert summaries[0]['num_examples'] == 2 * BATCH
+
+
+# ------------------------------------------------------------- bad inputs
+
+def test_stack_datasets_names_mismatched_static_field():
+  data = _datasets()
+  data[2] = synthetic.synthetic_dataset(0.5, batch_size=BATCH // 2,
+                                        steps_per_epoch=STEPS, features=3)
+  with pytest.raises(ValueError, match=r'datasets\[2\]\.batch_size is 16'):
+    sweep.stack_datasets(data)
+  data[2] = synthetic.synthetic_dataset(0.5, batch_size=BATCH,
+                                        steps_per_epoch=STEPS + 1, features=3)
+  with pytest.raises(ValueError, match=r'datasets\[2\]\.steps_per_epoch'):
+    sweep.stack_datasets(data)
+
+
+def test_stack_datasets_names_mismatched_array_shape():
+  data = _datasets()[:2] + [synthetic.synthetic_dataset(
+      0.5, num_attributes=3, batch_size=BATCH, steps_per_epoch=STEPS,
+      features=3)]
+  with pytest.raises(ValueError, match=r'datasets\[2\]\.table'):
+    sweep.stack_datasets(data)
+
+
+def test_stack_datasets_rejects_mixed_types():
+  with pytest.raises(ValueError, match='one type'):
+    sweep.stack_datasets([_datasets()[0], {'table': jnp.zeros((2, 2))}])
+
+
+def test_stack_datasets_stacks_array_fields():
+  stacked = sweep.stack_datasets(_datasets())
+  np.testing.assert_allclose(stacked.noise, NOISE)
+  assert stacked.table.shape == (SIZE, 2, 2)
+  assert stacked.batch_size == BATCH
+
+
+@pytest.mark.parametrize('hparams, match', [
+    ({'lr': [1e-3, 1e-3]}, r'shape \(2,\).*\[4\]'),
+    ({'momentum': [0.9] * 4}, 'unknown hyper-parameter'),
+    ({'lr': [1e-3, -1.0, 1e-3, 1e-3]}, 'positive'),
+])
+def test_init_sweep_rejects_bad_hparams(hparams, match):
+  with pytest.raises(ValueError, match=match):
+    sweep.init_sweep(_trainer('cmi'), _keys(), _example(), hparams)
+
+
+def test_init_sweep_rejects_adversary_rate_without_adversary():
+  with pytest.raises(ValueError, match='no adversary'):
+    sweep.init_sweep(_trainer('base'), _keys(), _example(),
+                     {'d_lr': [1e-3] * SIZE})
+
+
+def test_init_sweep_rejects_typed_keys():
+  with pytest.raises(ValueError, match=r'uint32 keys of shape \[S, 2\]'):
+    sweep.init_sweep(_trainer('base'), jax.random.split(jax.random.key(0), 4),
+                     _example())
+
+
+def test_sweep_mesh_uses_most_devices_that_divide():
+  assert sweep.sweep_mesh(8).size == 8
+  assert sweep.sweep_mesh(12).size == 6
+  assert sweep.sweep_mesh(7).size == 7
+  assert sweep.sweep_mesh(3, jax.devices()[:2]).size == 1
+
+
+def test_sharded_epoch_rejects_indivisible_members(cmi_sweep):
+  three = jax.tree.map(lambda a: a[:3], cmi_sweep[0])
+  datas = sweep.stack_datasets(_datasets()[:3])
+  epoch = sweep.sweep_train_epoch(_trainer('cmi'), sweep.sweep_mesh(4))
+  with pytest.raises(ValueError, match='3 sweep members do not split over 4'):
+    epoch(three, datas)
+
+
+def test_epoch_rejects_member_count_mismatch(cmi_sweep):
+  epoch = sweep.sweep_train_epoch(_trainer('cmi'))
+  with pytest.raises(ValueError, match='4 states but 3 datasets'):
+    epoch(cmi_sweep[0], sweep.stack_datasets(_datasets()[:3]))
