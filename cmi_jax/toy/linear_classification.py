@@ -1,0 +1,911 @@
+r"""Learned linear classification under correlation shift (the paper's 2nd theory toy).
+
+Generative model (``K`` binary attributes, ``N`` samples, one fixed full batch):
+
+* attributes ``a in {-1, +1}^K`` drawn from
+  :func:`cmi_jax.data.correlation.joint_table` ``(c, K)`` (label 0 <-> ``-1``,
+  label 1 <-> ``+1``): for ``c >= 0`` a mixture of the uniform table and the
+  two all-equal combinations, so every pair of attributes has correlation
+  ``c``; for ``K = 2`` also ``c < 0`` (anti-correlated);
+* noise ``eps ~ N(0, sigma^2 I_K)``; the *noise level* is the variance
+  ``sigma^2`` (as in the paper's sweep ``logspace(-2, 2, 10)`` and the
+  reference code, which scales unit normals by ``sqrt(noise_level)``);
+* inputs ``x = A [a; eps]`` with ``A = [I_K  I_K]`` (:func:`mixing_matrix`),
+  i.e. ``x = a + eps`` in R^K.
+
+Model: a linear encoder ``z = W x`` (``W`` ``[K, K]``, no bias, initialised
+to the identity as in the reference code) and one scalar readout per latent
+dimension, ``logit_k = r_k z_k`` (``r`` ``[K]``, initialised to 0.5); the
+latent subspaces are ``(1,) * K``. Head ``k`` hands the engine the 2-class
+logits ``[0, r_k z_k]``, whose softmax cross-entropy is the binary
+cross-entropy of ``sigmoid(r_k z_k)`` against ``a_k = +1``.
+
+Objectives (all through :func:`cmi_jax.train.make_trainer` and the engine's
+simultaneous step):
+
+* ``base``: classification only;
+* ``mi``: + ``lambda`` x the unconditional adversarial MI loss (one
+  discriminator telling ``z`` from ``z`` with every dimension permuted);
+* ``cmi``: + ``lambda`` x the conditional adversarial loss
+  ``sum_k I(z_k; z_-k | a_k)`` (one discriminator per attribute, fakes
+  permuted inside the rows with the same ``a_k``).
+
+PacGAN discriminators (:class:`PacAdversary`, :class:`PacUnconditionalAdversary`):
+as in the paper, a discriminator judges *packs* of ``P = 50`` samples
+concatenated into one input ``[P * width]``, through a softplus MLP
+``128 -> 128 -> 1``. A single pair ``(z_1, z_2)`` says almost nothing about
+dependence at high noise, while 50 of them reveal a correlation; packing is
+what makes the adversary sensitive enough. The engine scores *rows*
+(``adversary(k, inputs [B, D + C]) -> logits [B]``), so a Pac module
+
+1. orders the rows by their class (read off the one-hot columns; a stable
+   counting sort, so rows of one class keep their batch order);
+2. cuts the ordered rows into ``B / P`` consecutive packs; because the rows
+   are grouped by class, every pack is class-pure except at most one per
+   class boundary (``C - 1`` packs), so a pack is a sample of
+   ``p(z | a_k = c)``, the distribution the conditional loss compares;
+3. scores each pack with the MLP and gives every row its pack's logit, in the
+   original row order.
+
+The losses average a per-row BCE inside each class; with per-row = per-pack
+logits this is the mean BCE over the class's packs (each pack counted once
+per row it holds). Real and fake batches share the labels, hence the same
+packing, so a pack of real rows is compared with the fakes of the same rows.
+The unconditional module packs consecutive rows (no labels). Packs would be
+the same sets of rows at every step for a fixed batch, letting the
+discriminator memorise the 200 real packs; :class:`FullBatchDataset`
+therefore re-indexes the fixed full batch at random every step (the
+reference re-shuffles before stacking for the same reason). Row order does
+not change the classification loss.
+
+Differences from the reference code: it trains one discriminator per
+(attribute, class) on the codes alone; here one per attribute sees the codes
+and the one-hot class, which is constant inside a class-pure pack, so it is
+the same family of classifiers with shared weights. In its default setting
+the reference trains the conditional model for a single step from ``W = I``;
+here every objective trains for the same number of steps from ``W = I``.
+
+Evaluation is in closed form (:func:`accuracy`): for a linear score the
+prediction of attribute ``k`` is right with probability
+``Phi(sign(r_k) a_k (W a)_k / (sigma ||W_k||))`` given ``a``; averaging over
+the ``2^K`` combinations of the joint table at any correlation gives the exact
+population accuracy (no sampling error). Reported per cell: accuracy at the
+training correlation, at correlation 0, and the min/max over a grid of test
+correlations (21 points in ``[-1, 1]`` for ``K = 2``, in ``[0, 1]`` for
+``K > 2``), each the mean over attributes.
+
+Optimisation (defaults of :class:`TrainConfig`): ``num_steps = 1000``
+full-batch steps of Adam. ``W``: ``base_lr = 1e-2`` for ``base``,
+``lr = 1e-3`` for ``mi`` and ``cmi`` (the minimax game is only stable with
+the encoder slower than the discriminators, ``d_lr = 5e-3``); readout
+``cls_lr = 3e-2``, one update per step; every learning rate drops 10x after
+step 500 (as in the reference). ``lambda``: ``mi_weight = 10`` for ``mi``;
+``cmi`` sums ``2K`` class-conditional terms, so its ``lambda`` is
+``cmi_weight * 2 / K`` with ``cmi_weight = 2.5``, i.e. 10 per term averaged
+(the reference likewise averages its ``2K`` conditional discriminators).
+Convergence, checked on K = 2, c = 0.95, ``sigma^2`` = 1.67 and 4.64 (seed
+0) with :func:`snapshot_steps`: ``base``'s ``W`` stops moving after ~200
+steps, ``mi``'s and ``cmi``'s after ~600; their discriminators end at chance
+(loss ``log 2`` and ``4 log 2``, accuracy 0.50-0.51); and the learned
+training accuracies match the closed-form optima within 0.002 (``mi``
+0.736 / 0.666 against 0.735 / 0.665 for the best decorrelating linear map,
+``cmi`` 0.780 / 0.679 against 0.781 / 0.679 for ``W = I``).
+
+Cost: on CPU the engine's shuffles dominate a step. Each draws
+``jax.random.permutation`` and ``jnp.lexsort`` over the ``N = 10^4`` rows,
+and XLA's CPU sort is ~30x slower than NumPy's: at ``N = 10^4`` a ``cmi``
+step (K = 2) costs ~5x, an ``mi`` step ~8x, what it costs with sort-free
+shuffles. This module adds no sort of its own (counting sorts and affine
+re-indexing instead).
+
+Shapes: ``K`` attributes (= input and latent dimension), ``N`` samples,
+``C`` cells of a sweep (vmapped), ``T`` test correlations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.special
+
+from cmi_jax import models
+from cmi_jax import train
+from cmi_jax.data import correlation
+
+OBJECTIVES = ('base', 'mi', 'cmi')
+PACK_SIZE = 50
+
+# Salts that separate the per-cell random streams drawn from one seed.
+_DATA_STREAM = 0
+_INIT_STREAM = 1
+
+
+# ----------------------------------------------------------------------------
+# Data.
+# ----------------------------------------------------------------------------
+def _check_num_attributes(num_attributes) -> int:
+  if (isinstance(num_attributes, bool)
+      or not isinstance(num_attributes, (int, np.integer))
+      or num_attributes < 2):
+    raise ValueError(
+        f'num_attributes must be an integer >= 2 (one latent dimension per '
+        f'attribute); got {num_attributes!r}.')
+  return int(num_attributes)
+
+
+def mixing_matrix(num_attributes: int) -> np.ndarray:
+  """The paper's ``A = [I_K  I_K]``, ``[K, 2K]``: ``x = A [a; eps] = a + eps``."""
+  k = _check_num_attributes(num_attributes)
+  return np.concatenate([np.eye(k), np.eye(k)], axis=1)
+
+
+def attribute_combinations(num_attributes: int) -> np.ndarray:
+  """All ``a in {-1, +1}^K`` as int ``[2^K, K]``, in the flat order of a joint table.
+
+  Row ``i`` is the combination of ``joint_table(c, K).ravel()[i]``
+  (attribute 0 most significant, label 0 <-> ``-1``).
+  """
+  k = _check_num_attributes(num_attributes)
+  return np.array(list(itertools.product((-1, 1), repeat=k)), dtype=np.int64)
+
+
+def sample_data(key: jax.Array, table: jax.Array, noise_var: jax.Array,
+                num_samples: int) -> tuple[jax.Array, jax.Array]:
+  """Draws one training set; jit- and vmap-safe in ``table`` and ``noise_var``.
+
+  Args:
+    key: PRNG key.
+    table: float ``(2,) * K`` joint table of the attribute labels.
+    noise_var: scalar noise variance ``sigma^2``.
+    num_samples: ``N`` (static).
+
+  Returns:
+    ``(x, labels)``: float32 ``[N, K]`` inputs ``x = A [a; eps]`` and int32
+    ``[N, K]`` labels in {0, 1} (``a = 2 * labels - 1``).
+  """
+  num_attributes = table.ndim
+  k_labels, k_noise = jax.random.split(key)
+  labels = correlation.sample_combinations_jax(k_labels, table, num_samples)
+  attributes = 2.0 * labels.astype(jnp.float32) - 1.0
+  noise = jnp.sqrt(noise_var) * jax.random.normal(
+      k_noise, (num_samples, num_attributes), jnp.float32)
+  mixing = jnp.asarray(mixing_matrix(num_attributes), jnp.float32)
+  x = jnp.concatenate([attributes, noise], axis=1) @ mixing.T
+  return x, labels
+
+
+# Largest N whose affine re-indexing ``m * j`` (both < N) fits in uint32.
+MAX_SAMPLES = 2**16 - 1
+
+
+def _units_mod(n: int) -> np.ndarray:
+  """The multipliers ``m`` in ``[1, n)`` coprime to ``n`` (``n = 1``: ``[0]``)."""
+  units = np.flatnonzero(np.gcd(np.arange(n), n) == 1)
+  return units if units.size else np.zeros(1, np.int64)
+
+
+@flax.struct.dataclass
+class FullBatchDataset:
+  """A fixed full batch, re-indexed at every step so the PacGAN packs change.
+
+  Implements :class:`cmi_jax.data.base.DeviceDataset` for
+  :meth:`cmi_jax.train.Trainer.train_epoch`. One *epoch* is ``num_steps``
+  full-batch steps: the plan is a key, and step ``i`` sees row
+  ``(m_i j + b_i) mod N`` in position ``j``, with ``b_i`` uniform and
+  ``m_i`` uniform among the units mod ``N`` (so the map is a bijection),
+  both drawn from ``fold_in(plan, i)``.
+
+  Why not ``jax.random.permutation``: on CPU a sort of ``N = 10^4`` keys
+  costs milliseconds and would be the most expensive op of the ``base``
+  step. The rows are i.i.d. samples, so their stored order is already a
+  random order; what the packs need is only that the *sets* of rows packed
+  together change from step to step, which a random affine re-indexing gives
+  at O(N). The order only matters for the packs (see the module docstring):
+  every loss is a mean over all ``N`` rows.
+
+  Attributes:
+    x: float32 ``[N, K]``.
+    labels: int32 ``[N, K]``.
+    num_steps: steps per epoch (static).
+  """
+  x: jax.Array
+  labels: jax.Array
+  num_steps: int = flax.struct.field(pytree_node=False)
+
+  @property
+  def steps_per_epoch(self) -> int:
+    """Full-batch steps per 'epoch' (static)."""
+    return self.num_steps
+
+  @property
+  def batch_size(self) -> int:
+    """N: every step sees the whole data set."""
+    return self.x.shape[0]
+
+  def epoch_plan(self, key: jax.Array) -> jax.Array:
+    """The epoch's key (row orders are drawn from it per step)."""
+    return key
+
+  def batch(self, plan: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
+    """The full batch ``{'image': [N, D], 'labels': [N, K]}`` in step order."""
+    order = self.order(plan, step)
+    return {'image': self.x[order], 'labels': self.labels[order]}
+
+  def order(self, plan: jax.Array, step: jax.Array) -> jax.Array:
+    """Row index of every position at ``step``, int32 ``[N]`` (a permutation)."""
+    size = self.x.shape[0]
+    if size > MAX_SAMPLES:
+      raise ValueError(f'FullBatchDataset holds {size} rows; at most '
+                       f'{MAX_SAMPLES} are supported (uint32 re-indexing).')
+    units = jnp.asarray(_units_mod(size), jnp.uint32)
+    k_mult, k_shift = jax.random.split(jax.random.fold_in(plan, step))
+    mult = units[jax.random.randint(k_mult, (), 0, units.shape[0])]
+    shift = jax.random.randint(k_shift, (), 0, size).astype(jnp.uint32)
+    index = jnp.arange(size, dtype=jnp.uint32)
+    return ((mult * index + shift) % jnp.uint32(size)).astype(jnp.int32)
+
+
+# ----------------------------------------------------------------------------
+# Modules.
+# ----------------------------------------------------------------------------
+def _identity_init(key, shape, dtype=jnp.float32):
+  del key
+  return jnp.eye(*shape, dtype=dtype)
+
+
+class LinearEncoder(nn.Module):
+  """``z = W x`` without bias, ``[B, K] -> [B, latent_dim]``, ``W`` initialised to I.
+
+  Flax stores ``kernel = W^T`` (``[K, latent_dim]``); :func:`encoder_matrix`
+  returns ``W``.
+  """
+  latent_dim: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return nn.Dense(self.latent_dim, use_bias=False,
+                    kernel_init=_identity_init, name='linear')(x)
+
+
+def encoder_matrix(encoder_params: Any) -> jax.Array:
+  """``W`` ``[latent_dim, K]`` of :class:`LinearEncoder` parameters (``z = W x``)."""
+  return encoder_params['params']['linear']['kernel'].T
+
+
+class ScalarReadoutHeads(nn.Module):
+  """One scalar readout per latent dimension: ``logit_k = r_k z_k``.
+
+  ``z [B, K] -> tuple of K logits [B, 2]`` equal to ``[0, r_k z_k]``, so the
+  softmax cross-entropy is the BCE of ``sigmoid(r_k z_k)`` against class 1
+  (``a_k = +1``) and the argmax predicts ``a_k = +1`` iff ``r_k z_k > 0``.
+  No bias: the joint tables are symmetric under ``a -> -a``.
+  """
+  num_attributes: int
+  init_value: float = 0.5
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> tuple[jax.Array, ...]:
+    if z.shape[-1] != self.num_attributes:
+      raise ValueError(
+          f'ScalarReadoutHeads: z has {z.shape[-1]} columns but there are '
+          f'{self.num_attributes} attributes; use one latent per attribute.')
+    readout = self.param('readout', nn.initializers.constant(self.init_value),
+                         (self.num_attributes,))
+    scores = z * readout
+    return tuple(jnp.stack([jnp.zeros_like(scores[:, k]), scores[:, k]], -1)
+                 for k in range(self.num_attributes))
+
+
+def readout_vector(heads_params: Any) -> jax.Array:
+  """``r`` ``[K]`` of :class:`ScalarReadoutHeads` parameters."""
+  return heads_params['params']['readout']
+
+
+def stable_class_order(classes: jax.Array, num_buckets: int
+                       ) -> tuple[jax.Array, jax.Array]:
+  """A stable counting sort of small integer keys, O(B * num_buckets), no sort.
+
+  Args:
+    classes: int ``[B]`` in ``[0, num_buckets)``.
+    num_buckets: number of distinct keys (static).
+
+  Returns:
+    ``(order, position)``: int32 ``[B]`` with ``classes[order]`` sorted
+    (ties in row order) and ``position[order[j]] = j`` (its inverse).
+  """
+  member = classes[:, None] == jnp.arange(num_buckets)  # [B, M]
+  counts = member.sum(0)
+  starts = jnp.cumsum(counts) - counts  # first slot of every bucket
+  rank_in_bucket = jnp.cumsum(member, axis=0) - 1  # [B, M]
+  position = jnp.sum(jnp.where(member, starts + rank_in_bucket, 0), axis=1)
+  position = position.astype(jnp.int32)
+  size = classes.shape[0]
+  order = jnp.zeros(size, jnp.int32).at[position].set(
+      jnp.arange(size, dtype=jnp.int32))
+  return order, position
+
+
+def _check_packable(batch: int, pack_size: int, who: str) -> None:
+  if batch % pack_size:
+    raise ValueError(
+        f'{who}: the batch of {batch} rows does not split into packs of '
+        f'{pack_size}; use a number of samples divisible by {pack_size}.')
+
+
+def _pack_logits(net: nn.Module, inputs: jax.Array,
+                 order: Optional[tuple[jax.Array, jax.Array]],
+                 pack_size: int) -> jax.Array:
+  """Per-row logits ``[B]`` of ``inputs`` scored in packs of ``pack_size`` rows.
+
+  ``order = (order, position)`` of :func:`stable_class_order` packs the rows
+  in that order and returns the logits in the original one; ``None`` packs
+  consecutive rows.
+  """
+  batch, width = inputs.shape
+  if order is not None:
+    inputs = inputs[order[0]]
+  packs = inputs.reshape(batch // pack_size, pack_size * width)
+  per_row = jnp.repeat(net(packs)[:, 0], pack_size)  # [B]
+  return per_row if order is None else per_row[order[1]]
+
+
+class PacAdversary(nn.Module):
+  """Conditional PacGAN discriminators: ``(k, [B, D + C_k]) -> logits [B]``.
+
+  Drop-in for :class:`cmi_jax.models.Adversary`. Rows are grouped by the
+  class in their one-hot columns (rows whose one-hot is all zero, i.e. a
+  missing label, go last), cut into packs of ``pack_size`` and scored by
+  discriminator ``k``, an MLP ``hidden -> 1``; each row gets its pack's
+  logit. See the module docstring for why.
+
+  Attributes:
+    num_attributes: K (one discriminator each).
+    latent_dim: D; the columns after the first D are the one-hot label.
+    pack_size: rows per pack ``P`` (the batch must be divisible by it).
+    hidden: hidden widths.
+    activation: between the dense layers.
+  """
+  num_attributes: int
+  latent_dim: int
+  pack_size: int = PACK_SIZE
+  hidden: Sequence[int] = (128, 128)
+  activation: models.Activation = nn.softplus
+
+  def setup(self):
+    """One softplus MLP per attribute, on packed inputs."""
+    self.nets = [models.MLP(tuple(self.hidden) + (1,), self.activation)
+                 for _ in range(self.num_attributes)]
+
+  def __call__(self, k: int, inputs: jax.Array) -> jax.Array:
+    if inputs.ndim != 2 or inputs.shape[1] <= self.latent_dim:
+      raise ValueError(
+          f'PacAdversary: inputs must be [B, D + C] with D={self.latent_dim} '
+          f'codes and C >= 1 one-hot columns; got shape {inputs.shape}.')
+    _check_packable(inputs.shape[0], self.pack_size, 'PacAdversary')
+    onehot = inputs[:, self.latent_dim:]
+    num_classes = onehot.shape[1]
+    present = onehot.sum(-1) > 0.5
+    classes = jnp.where(present, jnp.argmax(onehot, -1), num_classes)
+    order = stable_class_order(jax.lax.stop_gradient(classes),
+                               num_classes + 1)
+    return _pack_logits(self.nets[k], inputs, order, self.pack_size)
+
+  def init_all(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
+    """Runs every discriminator once (``inputs[k]`` for ``k``); used by ``init``."""
+    return tuple(self(k, x) for k, x in enumerate(inputs))
+
+
+class PacUnconditionalAdversary(nn.Module):
+  """Unconditional PacGAN discriminator: ``z [B, D] -> logits [B]``.
+
+  Drop-in for :class:`cmi_jax.models.UnconditionalAdversary`: consecutive
+  rows form packs of ``pack_size`` (the batch order is random, see
+  :class:`FullBatchDataset`), scored by an MLP ``hidden -> 1``.
+  """
+  pack_size: int = PACK_SIZE
+  hidden: Sequence[int] = (128, 128)
+  activation: models.Activation = nn.softplus
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    if inputs.ndim != 2:
+      raise ValueError('PacUnconditionalAdversary: inputs must be [B, D]; got '
+                       f'shape {inputs.shape}.')
+    _check_packable(inputs.shape[0], self.pack_size,
+                    'PacUnconditionalAdversary')
+    net = models.MLP(tuple(self.hidden) + (1,), self.activation)
+    return _pack_logits(net, inputs, None, self.pack_size)
+
+
+# ----------------------------------------------------------------------------
+# Training.
+# ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation of one cell (same for every objective except ``lambda``).
+
+  Attributes:
+    num_steps: full-batch steps, a multiple of ``num_snapshots``; the
+      learning rates drop at half time (:func:`decay_step`).
+    base_lr: Adam learning rate of ``W`` for ``base``; classification alone
+      is a smooth, nearly convex problem that tolerates large steps.
+    lr: Adam learning rate of ``W`` for ``mi`` and ``cmi``; a minimax game,
+      stable only when the encoder moves slower than the discriminators.
+    cls_lr: Adam learning rate of the readout ``r``.
+    d_lr: Adam learning rate of the discriminators.
+    num_cls_steps: readout updates per step.
+    lr_decay: factor applied to every learning rate after ``num_steps // 2``.
+    mi_weight: ``lambda`` of the ``mi`` objective.
+    cmi_weight: ``lambda`` of ``cmi`` for K = 2; scaled by ``2 / K``
+      (:meth:`disentangle_weight`) since the loss sums ``2K`` class terms.
+    pack_size: samples per discriminator input (PacGAN).
+    hidden: discriminator hidden widths.
+    tail: the last ``tail`` steps over which the final losses are averaged.
+    num_snapshots: how many times ``W`` and ``r`` are recorded, evenly
+      spaced (>= 2), to judge convergence.
+  """
+  num_steps: int = 1000
+  base_lr: float = 1e-2
+  lr: float = 1e-3
+  cls_lr: float = 3e-2
+  d_lr: float = 5e-3
+  num_cls_steps: int = 1
+  lr_decay: float = 0.1
+  mi_weight: float = 10.0
+  cmi_weight: float = 2.5
+  pack_size: int = PACK_SIZE
+  hidden: tuple[int, ...] = (128, 128)
+  tail: int = 100
+  num_snapshots: int = 10
+
+  def __post_init__(self):
+    if int(self.num_steps) < 2:
+      raise ValueError(f'num_steps must be >= 2 (the learning rates drop at '
+                       f'half time); got {self.num_steps}.')
+    for name in ('base_lr', 'lr', 'cls_lr', 'd_lr', 'lr_decay'):
+      if not getattr(self, name) > 0:
+        raise ValueError(f'{name} must be > 0; got {getattr(self, name)}.')
+    for name in ('mi_weight', 'cmi_weight'):
+      if not getattr(self, name) >= 0:
+        raise ValueError(f'{name} must be >= 0; got {getattr(self, name)}.')
+    if int(self.pack_size) < 1 or int(self.num_cls_steps) < 1:
+      raise ValueError('pack_size and num_cls_steps must be >= 1; got '
+                       f'{self.pack_size} and {self.num_cls_steps}.')
+    if int(self.tail) < 1:
+      raise ValueError(f'tail must be >= 1; got {self.tail}.')
+    if int(self.num_snapshots) < 2 or self.num_steps % self.num_snapshots:
+      raise ValueError(
+          f'num_steps ({self.num_steps}) must be a multiple of num_snapshots '
+          f'({self.num_snapshots}, >= 2): training runs in equal chunks with a '
+          'snapshot after each; change either.')
+
+  def encoder_lr(self, objective: str) -> float:
+    """The learning rate of ``W`` for ``objective``."""
+    return float(self.base_lr if objective == 'base' else self.lr)
+
+  def disentangle_weight(self, objective: str, num_attributes: int) -> float:
+    """The engine's ``lambda`` for ``objective`` (0 for ``base``)."""
+    if objective == 'mi':
+      return float(self.mi_weight)
+    if objective == 'cmi':
+      return float(self.cmi_weight) * 2.0 / num_attributes
+    return 0.0
+
+
+def _check_objective(objective: str) -> str:
+  if objective not in OBJECTIVES:
+    raise ValueError(f'objective {objective!r} is unknown; choose one of '
+                     f'{OBJECTIVES}.')
+  return objective
+
+
+def make_classification_trainer(objective: str, num_attributes: int,
+                                config: TrainConfig = TrainConfig()
+                                ) -> train.Trainer:
+  """The engine's :class:`~cmi_jax.train.Trainer` for this toy.
+
+  Linear encoder, scalar readouts, subspaces ``(1,) * K``, binary attributes,
+  and the PacGAN discriminators for ``mi`` / ``cmi``.
+  """
+  _check_objective(objective)
+  k = _check_num_attributes(num_attributes)
+  adversary = None
+  if objective == 'cmi':
+    adversary = PacAdversary(k, k, config.pack_size, tuple(config.hidden))
+  elif objective == 'mi':
+    adversary = PacUnconditionalAdversary(config.pack_size,
+                                          tuple(config.hidden))
+  optim = train.OptimConfig(lr=config.encoder_lr(objective),
+                            cls_lr=config.cls_lr,
+                            d_lr=config.d_lr,
+                            num_cls_steps=config.num_cls_steps)
+  return train.make_trainer(
+      LinearEncoder(k), objective, subspaces=(1,) * k, num_classes=(2,) * k,
+      optim=optim, adversary=adversary, heads=ScalarReadoutHeads(k))
+
+
+def _scale_learning_rates(state: train.TrainState, factor: float
+                          ) -> train.TrainState:
+  """Multiplies the learning rate held in every optimiser state by ``factor``."""
+  def scale(opt_state):
+    if opt_state is None:
+      return None
+    hyper = dict(opt_state.hyperparams)
+    hyper['learning_rate'] = hyper['learning_rate'] * factor
+    return opt_state._replace(hyperparams=hyper)
+  return state.replace(encoder_opt=scale(state.encoder_opt),
+                       heads_opt=scale(state.heads_opt),
+                       adversary_opt=scale(state.adversary_opt))
+
+
+def snapshot_steps(config: TrainConfig) -> np.ndarray:
+  """The step counts at which :func:`train_cell` records ``W`` and ``r``, ``[S]``."""
+  chunk = config.num_steps // config.num_snapshots
+  return chunk * np.arange(1, config.num_snapshots + 1)
+
+
+def decay_step(config: TrainConfig) -> int:
+  """The step after which every learning rate is multiplied by ``lr_decay``."""
+  chunk = config.num_steps // config.num_snapshots
+  return chunk * (config.num_snapshots // 2)
+
+
+def train_cell(trainer: train.Trainer, config: TrainConfig, key: jax.Array,
+               table: jax.Array, noise_var: jax.Array,
+               disentangle_weight: jax.Array, num_samples: int
+               ) -> dict[str, jax.Array]:
+  """Samples one training set and trains one model on it; pure, vmappable.
+
+  A ``lax.scan`` over ``num_snapshots`` chunks, each one
+  :meth:`~cmi_jax.train.Trainer.train_epoch` of ``num_steps / num_snapshots``
+  engine steps followed by a snapshot of ``W`` and ``r``; every learning rate
+  is multiplied by ``lr_decay`` once, after :func:`decay_step` (half time).
+  One scan body keeps a single copy of the step in the compiled program.
+
+  Args:
+    trainer: from :func:`make_classification_trainer`.
+    config: the optimisation settings.
+    key: raw uint32 ``[2]`` key of the cell; the data come from
+      ``fold_in(key, 0)``, the parameters and the training randomness from
+      ``fold_in(key, 1)``, so two objectives given the same key train on the
+      same sample.
+    table: ``(2,) * K`` training joint table.
+    noise_var: scalar ``sigma^2``.
+    disentangle_weight: scalar ``lambda``.
+    num_samples: ``N`` (static, divisible by ``pack_size``).
+
+  Returns:
+    dict of ``W`` ``[K, K]``, ``readout`` ``[K]``, ``W_history``
+    ``[S, K, K]`` and ``readout_history`` ``[S, K]`` at
+    :func:`snapshot_steps`, and the tail means (last ``config.tail`` steps)
+    of ``fit_accuracy`` (training-sample accuracy, mean over attributes),
+    ``ce_loss``, ``adversary_loss``, and ``adversary_acc`` (mean of the
+    real and fake accuracy; 0 for ``base``).
+  """
+  x, labels = sample_data(jax.random.fold_in(key, _DATA_STREAM), table,
+                          noise_var, num_samples)
+  state = trainer.init(jax.random.fold_in(key, _INIT_STREAM), x,
+                       disentangle_weight)
+  chunk = config.num_steps // config.num_snapshots
+  data = FullBatchDataset(x, labels, chunk)
+  decay_after = config.num_snapshots // 2 - 1
+
+  def body(state, index):
+    state, metrics = trainer.train_epoch(state, data, chunk)
+    factor = jnp.where(index == decay_after, config.lr_decay, 1.0)
+    state = _scale_learning_rates(state, factor)
+    snapshot = (encoder_matrix(state.encoder_params),
+                readout_vector(state.heads_params))
+    return state, (metrics, snapshot)
+
+  state, (metrics, snapshots) = jax.lax.scan(
+      body, state, jnp.arange(config.num_snapshots))
+  metrics = jax.tree.map(lambda m: m.reshape(-1), metrics)
+  tail = min(config.tail, config.num_steps)
+
+  def tail_mean(name):
+    return metrics[name][-tail:].mean()
+
+  num_attributes = labels.shape[1]
+  out = {
+      'W': encoder_matrix(state.encoder_params),
+      'readout': readout_vector(state.heads_params),
+      'W_history': snapshots[0],
+      'readout_history': snapshots[1],
+      'fit_accuracy': sum(tail_mean(f'accuracy/attr_{k}')
+                          for k in range(num_attributes)) / num_attributes,
+      'ce_loss': tail_mean('loss/ce'),
+      'adversary_loss': tail_mean('loss/adversary'),
+      'adversary_acc': jnp.zeros((), jnp.float32),
+  }
+  if trainer.uses_adversary:
+    out['adversary_acc'] = 0.5 * (tail_mean('adversary/acc_real')
+                                  + tail_mean('adversary/acc_fake'))
+  return out
+
+
+# XLA options of ``fast_compile``: about half the compile time of the
+# default pipeline, and steps about 2-3x slower; for smoke tests.
+_FAST_COMPILE_OPTIONS = (('xla_backend_optimization_level', 0),)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_sweep(objective: str, num_attributes: int, config: TrainConfig,
+                    num_samples: int, num_cells: int, fast_compile: bool):
+  """The vmapped training of ``num_cells`` cells, compiled ahead of time.
+
+  Cached per setting, so repeated sweeps (and tests) compile once.
+  """
+  trainer = make_classification_trainer(objective, num_attributes, config)
+  cell = functools.partial(train_cell, trainer, config,
+                           num_samples=num_samples)
+  shapes = (
+      jax.ShapeDtypeStruct((num_cells, 2), jnp.uint32),
+      jax.ShapeDtypeStruct((num_cells,) + (2,) * num_attributes, jnp.float32),
+      jax.ShapeDtypeStruct((num_cells,), jnp.float32),
+      jax.ShapeDtypeStruct((num_cells,), jnp.float32),
+  )
+  lowered = jax.jit(jax.vmap(cell)).lower(*shapes)
+  return lowered.compile(
+      compiler_options=dict(_FAST_COMPILE_OPTIONS) if fast_compile else None)
+
+
+def train_cells(objective: str, num_attributes: int, keys: jax.Array,
+                train_corrs: Sequence[float], noise_vars: Sequence[float],
+                config: TrainConfig = TrainConfig(),
+                num_samples: int = 10_000,
+                fast_compile: bool = False) -> dict[str, np.ndarray]:
+  """Trains ``C`` independent cells of one objective in one compiled call.
+
+  Args:
+    objective: one of :data:`OBJECTIVES`.
+    num_attributes: K.
+    keys: uint32 ``[C, 2]`` raw keys, one per cell.
+    train_corrs: ``C`` training correlations.
+    noise_vars: ``C`` noise variances (> 0).
+    config: optimisation settings.
+    num_samples: N, divisible by ``config.pack_size``.
+    fast_compile: compile with XLA's backend optimisation level 0 (half the
+      compile time, slower steps): for smoke runs and tests.
+
+  Returns:
+    The dict of :func:`train_cell` with a leading ``[C]`` axis, as NumPy.
+  """
+  _check_objective(objective)
+  k = _check_num_attributes(num_attributes)
+  keys = jnp.asarray(keys)
+  train_corrs = np.asarray(train_corrs, np.float64).reshape(-1)
+  noise_vars = np.asarray(noise_vars, np.float64).reshape(-1)
+  if (keys.shape != (len(train_corrs), 2) or keys.dtype != jnp.uint32
+      or len(noise_vars) != len(train_corrs)):
+    raise ValueError(
+        f'need one raw uint32 key [2] (cell_keys), one correlation and one '
+        f'noise level per cell; got keys {keys.shape} {keys.dtype}, '
+        f'{len(train_corrs)} correlations and {len(noise_vars)} noise levels.')
+  _check_noise(noise_vars)
+  _check_num_samples(num_samples, config.pack_size)
+  tables = np.stack([correlation.joint_table(float(c), k)
+                     for c in train_corrs])
+  weights = np.full(len(train_corrs), config.disentangle_weight(objective, k))
+  fn = _compiled_sweep(objective, k, config, int(num_samples), len(keys),
+                       bool(fast_compile))
+  out = fn(keys, jnp.asarray(tables, jnp.float32),
+           jnp.asarray(noise_vars, jnp.float32),
+           jnp.asarray(weights, jnp.float32))
+  return jax.tree.map(np.asarray, out)
+
+
+def _check_noise(noise_vars: np.ndarray) -> None:
+  if noise_vars.size == 0 or not np.all(np.isfinite(noise_vars)) or np.any(
+      noise_vars <= 0):
+    raise ValueError(
+        f'noise levels (variances sigma^2) must be finite and > 0; got '
+        f'{noise_vars.tolist()}.')
+
+
+def _check_num_samples(num_samples: int, pack_size: int) -> None:
+  if (isinstance(num_samples, bool) or not isinstance(num_samples,
+                                                      (int, np.integer))
+      or num_samples < pack_size or num_samples % pack_size
+      or num_samples > MAX_SAMPLES):
+    raise ValueError(
+        f'num_samples must be a positive multiple of the pack size '
+        f'{pack_size} (the discriminators see packs of {pack_size} '
+        f'samples) and at most {MAX_SAMPLES}; got {num_samples!r}.')
+
+
+# ----------------------------------------------------------------------------
+# Closed-form evaluation.
+# ----------------------------------------------------------------------------
+def evaluation_correlations(num_attributes: int, num: int = 21) -> np.ndarray:
+  """The evaluation grid: ``linspace(-1, 1, num)`` for K = 2, ``(0, 1)`` for K > 2."""
+  k = _check_num_attributes(num_attributes)
+  if int(num) < 2:
+    raise ValueError(f'need at least 2 test correlations; got {num}.')
+  return np.linspace(-1.0 if k == 2 else 0.0, 1.0, int(num))
+
+
+def accuracy(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
+             corrs: Sequence[float] | float, per_attribute: bool = False
+             ) -> np.ndarray:
+  r"""Exact population accuracy of ``sign(r_k (W x)_k)`` at test correlations.
+
+  Given ``a``, ``(W x)_k = (W a)_k + (W eps)_k`` with
+  ``(W eps)_k ~ N(0, sigma^2 ||W_k||^2)``, so the prediction of ``a_k`` is
+  right with probability ``Phi(sign(r_k) a_k (W a)_k / (sigma ||W_k||))``;
+  the accuracy is its average over ``a ~ joint_table(c, K)``. A score that
+  is identically 0 (``r_k = 0`` or ``W_k = 0``) predicts class 0 (``-1``),
+  as the engine's argmax does.
+
+  Args:
+    encoder: ``W`` ``[K, K]``.
+    readout: ``r`` ``[K]``.
+    noise_var: ``sigma^2 > 0``.
+    corrs: a test correlation or ``T`` of them.
+    per_attribute: return ``[T, K]`` instead of the mean over attributes.
+
+  Returns:
+    float64 ``[T]`` (or ``[T, K]``; a scalar axis is dropped for scalar
+    ``corrs``), accuracies in [0, 1].
+  """
+  encoder = np.asarray(encoder, np.float64)
+  readout = np.asarray(readout, np.float64)
+  k = encoder.shape[0] if encoder.ndim else 0
+  if k < 2 or encoder.shape != (k, k) or readout.shape != (k,):
+    raise ValueError(f'need W [K, K] and r [K] with K >= 2; got shapes '
+                     f'{encoder.shape} and {readout.shape}.')
+  _check_noise(np.asarray([noise_var], np.float64))
+  scalar = np.ndim(corrs) == 0
+  corrs = np.atleast_1d(np.asarray(corrs, np.float64))
+  combos = attribute_combinations(k).astype(np.float64)  # [M, K]
+  probs = np.stack([correlation.joint_table(float(c), k).ravel()
+                    for c in corrs])  # [T, M]
+  row_norm = np.linalg.norm(encoder, axis=1)  # [K]
+  sign = np.sign(readout)
+  degenerate = (sign == 0) | (row_norm == 0)
+  safe_norm = np.where(row_norm > 0, row_norm, 1.0)
+  margin = sign * combos * (combos @ encoder.T) / (
+      np.sqrt(noise_var) * safe_norm)  # [M, K]
+  correct = scipy.special.ndtr(margin)
+  # A zero score is argmax class 0: right exactly when a_k = -1.
+  correct = np.where(degenerate, (combos < 0).astype(np.float64), correct)
+  result = probs @ correct  # [T, K]
+  if not per_attribute:
+    result = result.mean(-1)
+  return result[0] if scalar else result
+
+
+def evaluate(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
+             train_corr: float, test_corrs: np.ndarray) -> dict[str, float]:
+  """The reported accuracies of one trained model (closed form, mean over attributes).
+
+  Returns:
+    dict with ``train_accuracy`` (at ``train_corr``), ``uncorrelated_accuracy``
+    (at 0), ``min_accuracy`` / ``max_accuracy`` over ``test_corrs`` and
+    ``worst_corr``, the test correlation of the minimum.
+  """
+  grid = accuracy(encoder, readout, noise_var, test_corrs)
+  train_acc, zero_acc = accuracy(encoder, readout, noise_var,
+                                 [train_corr, 0.0])
+  return {
+      'train_accuracy': float(train_acc),
+      'uncorrelated_accuracy': float(zero_acc),
+      'min_accuracy': float(grid.min()),
+      'max_accuracy': float(grid.max()),
+      'worst_corr': float(test_corrs[int(np.argmin(grid))]),
+  }
+
+
+# ----------------------------------------------------------------------------
+# Sweeps.
+# ----------------------------------------------------------------------------
+def cell_keys(seed: int, num_cells: int) -> jax.Array:
+  """Raw keys ``[num_cells, 2]``: cell ``i`` gets ``fold_in(PRNGKey(seed), i)``."""
+  base = jax.random.PRNGKey(int(seed))
+  return jax.vmap(lambda i: jax.random.fold_in(base, i))(
+      jnp.arange(num_cells, dtype=jnp.uint32))
+
+
+def check_sweep(num_attributes: int, noise_vars: Sequence[float],
+                train_corrs: Sequence[float], objectives: Sequence[str],
+                num_seeds: int, num_samples: int, config: TrainConfig,
+                num_test_corrs: int
+                ) -> tuple[int, np.ndarray, np.ndarray, tuple[str, ...]]:
+  """Validates the arguments of :func:`sweep` before anything is compiled.
+
+  Returns:
+    ``(K, noise_vars, train_corrs, objectives)`` normalised.
+
+  Raises:
+    ValueError: naming the first bad argument and the fix.
+  """
+  k = _check_num_attributes(num_attributes)
+  objectives = tuple(objectives)
+  if not objectives:
+    raise ValueError(f'give at least one objective of {OBJECTIVES}.')
+  for objective in objectives:
+    _check_objective(objective)
+  noise_vars = np.asarray(noise_vars, np.float64).reshape(-1)
+  train_corrs = np.asarray(train_corrs, np.float64).reshape(-1)
+  _check_noise(noise_vars)
+  if train_corrs.size == 0:
+    raise ValueError('give at least one training correlation.')
+  for c in train_corrs:
+    correlation.joint_table(float(c), k)  # Raises on an impossible c.
+  if (isinstance(num_seeds, bool) or not isinstance(num_seeds,
+                                                    (int, np.integer))
+      or num_seeds < 1):
+    raise ValueError(f'num_seeds must be an integer >= 1; got {num_seeds!r}.')
+  _check_num_samples(num_samples, config.pack_size)
+  evaluation_correlations(k, num_test_corrs)
+  return k, noise_vars, train_corrs, objectives
+
+
+def sweep(num_attributes: int, noise_vars: Sequence[float],
+          train_corrs: Sequence[float], objectives: Sequence[str] = OBJECTIVES,
+          seed: int = 0, num_seeds: int = 1,
+          config: TrainConfig = TrainConfig(), num_samples: int = 10_000,
+          num_test_corrs: int = 21,
+          fast_compile: bool = False) -> list[dict[str, Any]]:
+  """Trains and evaluates every (objective, train correlation, noise, seed) cell.
+
+  Each objective is one compiled call vmapped over all
+  ``len(train_corrs) * len(noise_vars) * num_seeds`` cells. Cell ``i`` (in
+  the row-major order correlation, noise, seed) uses the key
+  ``fold_in(PRNGKey(seed), i)`` for every objective, so the objectives see
+  identical training sets. ``fast_compile``: see :func:`train_cells`.
+
+  Returns:
+    A list of cells (objective-major), each a JSON-ready dict with
+    ``objective``, ``num_attributes``, ``noise_var``, ``train_corr``,
+    ``seed_index``, the :func:`evaluate` accuracies, ``fit_accuracy``,
+    ``final_ce_loss``, ``final_adversary_loss``, ``final_adversary_acc``
+    (``None`` for ``base``), ``W``, ``readout`` and ``W_history`` (at
+    :func:`snapshot_steps`) as nested lists.
+  """
+  k, noise_vars, train_corrs, objectives = check_sweep(
+      num_attributes, noise_vars, train_corrs, objectives, num_seeds,
+      num_samples, config, num_test_corrs)
+  grid = list(itertools.product(range(len(train_corrs)),
+                                range(len(noise_vars)), range(int(num_seeds))))
+  corr_of_cell = train_corrs[[g[0] for g in grid]]
+  noise_of_cell = noise_vars[[g[1] for g in grid]]
+  keys = cell_keys(seed, len(grid))
+  test_corrs = evaluation_correlations(k, num_test_corrs)
+  cells = []
+  for objective in objectives:
+    out = train_cells(objective, k, keys, corr_of_cell, noise_of_cell, config,
+                      num_samples, fast_compile)
+    for i, (_, _, seed_index) in enumerate(grid):
+      cell = {
+          'objective': objective,
+          'num_attributes': k,
+          'noise_var': float(noise_of_cell[i]),
+          'train_corr': float(corr_of_cell[i]),
+          'seed_index': seed_index,
+      }
+      cell.update(evaluate(out['W'][i], out['readout'][i], noise_of_cell[i],
+                           corr_of_cell[i], test_corrs))
+      has_adversary = objective != 'base'
+      cell.update({
+          'fit_accuracy': float(out['fit_accuracy'][i]),
+          'final_ce_loss': float(out['ce_loss'][i]),
+          'final_adversary_loss': (float(out['adversary_loss'][i])
+                                   if has_adversary else None),
+          'final_adversary_acc': (float(out['adversary_acc'][i])
+                                  if has_adversary else None),
+          'W': np.asarray(out['W'][i], np.float64).tolist(),
+          'readout': np.asarray(out['readout'][i], np.float64).tolist(),
+          'W_history': np.asarray(out['W_history'][i],
+                                  np.float64).tolist(),
+      })
+      cells.append(cell)
+  return cells

@@ -1,0 +1,366 @@
+r"""The paper's learned linear classification toy: accuracy vs noise under shift.
+
+Trains, for every objective (``base``, ``mi``, ``cmi``), training correlation
+and noise level, a linear encoder ``W`` with scalar readouts on ``N`` samples
+of ``x = a + eps`` (see :mod:`cmi_jax.toy.linear_classification`), through
+the engine's simultaneous step with PacGAN discriminators; each objective is
+one compiled call vmapped over all its cells. Accuracies are exact (closed
+form over the Gaussian noise and the ``2^K`` attribute combinations).
+
+Writes into ``--workdir``:
+
+* ``results.json``: ``{'config': ..., 'wall_time_s': {objective: s, 'total':
+  s}, 'cpu_time_s': {...}, 'snapshot_steps': [...], 'cells': [...]}`` (times
+  include compilation); every cell has
+  ``objective``, ``noise_var`` (``sigma^2``), ``train_corr``, ``seed_index``,
+  ``train_accuracy`` (at the training correlation), ``uncorrelated_accuracy``
+  (at 0), ``min_accuracy`` / ``max_accuracy`` over the test correlations and
+  ``worst_corr``, ``fit_accuracy`` (on the training sample, last steps),
+  ``final_ce_loss``, ``final_adversary_loss`` / ``final_adversary_acc``
+  (``null`` for ``base``; chance is ``log 2 = 0.693`` for ``mi`` and
+  ``2K log 2`` for ``cmi``, accuracy 0.5), ``W`` ``[K][K]`` (``z = W x``),
+  ``readout`` ``[K]``, and ``W_history`` at ``snapshot_steps``;
+* ``figure.png``: accuracy against noise level, one panel per training
+  correlation, one colour per objective; solid: at the training correlation,
+  dashed: uncorrelated, dotted: worst case over the test correlations (shaded
+  up to the best case).
+
+Usage::
+
+  python -m experiments.toy_linear_classification --num_attributes=2 \
+      --workdir=/tmp/toy_lc
+  python -m experiments.toy_linear_classification --workdir=/tmp/toy_lc_fast \
+      --fast
+  python -m experiments.toy_linear_classification --num_attributes=4 \
+      --workdir=/tmp/toy_lc4 --noise_levels=0.1,1,10 --train_corrs=0.95
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from absl import flags
+import numpy as np
+
+from cmi_jax.toy import linear_classification as lc
+
+_OBJECTIVE_TITLES = {'base': 'Base', 'mi': 'Base + MI', 'cmi': 'Base + CMI'}
+_OBJECTIVE_COLORS = {'base': '#d62728', 'mi': '#1f77b4', 'cmi': '#2ca02c'}
+
+# --fast: a plumbing check in about a minute, not a result. It also compiles
+# with XLA's backend optimisation level 0 (half the compile time, which
+# dominates such a short run).
+FAST = {'num_steps': 60, 'noise_levels': (0.1, 1.0, 10.0), 'num_samples': 1000}
+DEFAULT_NOISE_LEVELS = tuple(float(v) for v in np.logspace(-2, 2, 10))
+DEFAULT_TRAIN_CORRS = (0.0, 0.6, 0.95)
+
+
+def _define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
+  """Defines this experiment's flags on a private ``FlagValues``.
+
+  A private registry keeps names such as ``workdir`` from clashing with other
+  experiment modules imported in the same process.
+  """
+  fv = flag_values
+  defaults = lc.TrainConfig()
+  flags.DEFINE_string('workdir', None, 'Output directory (created if absent).',
+                      flag_values=fv)
+  flags.DEFINE_integer('num_attributes', 2, 'Number of attributes K (>= 2).',
+                       flag_values=fv)
+  flags.DEFINE_list('noise_levels', None, 'Noise variances sigma^2 (> 0), '
+                    'comma separated; default logspace(-2, 2, 10).',
+                    flag_values=fv)
+  flags.DEFINE_list('train_corrs', [str(c) for c in DEFAULT_TRAIN_CORRS],
+                    'Training correlations, in [-1, 1] for K=2, [0, 1] else.',
+                    flag_values=fv)
+  flags.DEFINE_list('objectives', list(lc.OBJECTIVES),
+                    f'Objectives, a subset of {lc.OBJECTIVES}.', flag_values=fv)
+  flags.DEFINE_integer('num_steps', None, 'Full-batch training steps '
+                       f'(default {defaults.num_steps}).', flag_values=fv)
+  flags.DEFINE_integer('seed', 0, 'Seed of data, parameters and shuffles.',
+                       flag_values=fv)
+  flags.DEFINE_integer('num_seeds', 1, 'Independent repeats of every cell.',
+                       flag_values=fv)
+  flags.DEFINE_integer('num_samples', None, 'Training samples N, a multiple '
+                       f'of {lc.PACK_SIZE} (default 10000).', flag_values=fv)
+  flags.DEFINE_integer('num_test_corrs', 21, 'Test correlations of the '
+                       'min/max accuracy grid.', flag_values=fv)
+  for name, help_text in (
+      ('base_lr', 'Encoder learning rate of base.'),
+      ('lr', 'Encoder learning rate of mi and cmi.'),
+      ('cls_lr', 'Readout learning rate.'),
+      ('d_lr', 'Discriminator learning rate.'),
+      ('mi_weight', 'lambda of mi.'),
+      ('cmi_weight', 'lambda of cmi at K=2 (scaled by 2/K).')):
+    flags.DEFINE_float(name, getattr(defaults, name), help_text,
+                       flag_values=fv)
+  flags.DEFINE_bool('fast', False, 'Plumbing check: '
+                    f'{FAST} unless given explicitly.', flag_values=fv)
+  return fv
+
+
+def _write_atomically(path: str, write: Callable[[str], None]) -> None:
+  """Calls ``write(tmp)`` on a temporary file next to ``path``, then renames.
+
+  Readers never see a half-written file: ``os.replace`` is atomic within a
+  file system, and the temporary file is removed if ``write`` fails.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory,
+                             prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+  os.close(fd)
+  try:
+    write(tmp)
+    # mkstemp creates the file private (0600); outputs are meant to be shared.
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _new_figure(**kwargs):
+  """A Matplotlib figure on the Agg canvas, without touching pyplot state."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(**kwargs)
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _mean_over_seeds(cells: Sequence[dict[str, Any]], objective: str,
+                     train_corr: float, metric: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """``(noise levels, metric averaged over seeds)`` of one curve, sorted by noise."""
+  by_noise: dict[float, list[float]] = {}
+  for cell in cells:
+    if cell['objective'] == objective and cell['train_corr'] == train_corr:
+      by_noise.setdefault(cell['noise_var'], []).append(cell[metric])
+  noise = np.array(sorted(by_noise))
+  return noise, np.array([np.mean(by_noise[n]) for n in noise])
+
+
+def plot_figure(cells: Sequence[dict[str, Any]]):
+  """Accuracy against noise level, one panel per training correlation.
+
+  Args:
+    cells: the ``cells`` of :func:`run` (any objectives, correlations and
+      seeds; seeds are averaged).
+
+  Returns:
+    A ``matplotlib.figure.Figure`` on the Agg canvas.
+  """
+  from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
+  corrs = sorted({c['train_corr'] for c in cells})
+  objectives = [o for o in lc.OBJECTIVES
+                if any(c['objective'] == o for c in cells)]
+  num_attributes = cells[0]['num_attributes']
+  fig = _new_figure(figsize=(4.4 * len(corrs) + 0.6, 4.2))
+  axes = np.atleast_1d(fig.subplots(1, len(corrs), sharey=True))
+  for ax, corr in zip(axes, corrs):
+    for objective in objectives:
+      color = _OBJECTIVE_COLORS[objective]
+      noise, train_acc = _mean_over_seeds(cells, objective, corr,
+                                          'train_accuracy')
+      _, zero_acc = _mean_over_seeds(cells, objective, corr,
+                                     'uncorrelated_accuracy')
+      _, low = _mean_over_seeds(cells, objective, corr, 'min_accuracy')
+      _, high = _mean_over_seeds(cells, objective, corr, 'max_accuracy')
+      ax.fill_between(noise, low, high, color=color, alpha=0.08, lw=0)
+      ax.plot(noise, train_acc, '-o', color=color, ms=3)
+      ax.plot(noise, zero_acc, '--', color=color)
+      ax.plot(noise, low, ':', color=color, lw=2)
+    ax.set_xscale('log')
+    ax.set_ylim(0.45, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(f'training correlation {corr:g}')
+    ax.set_xlabel(r'noise variance $\sigma^2$')
+  axes[0].set_ylabel(f'accuracy (mean over {num_attributes} attributes)')
+  color_handles = [Line2D([], [], color=_OBJECTIVE_COLORS[o], lw=2,
+                          label=_OBJECTIVE_TITLES[o]) for o in objectives]
+  grid = 'in [-1, 1]' if num_attributes == 2 else 'in [0, 1]'
+  style_handles = [
+      Line2D([], [], color='gray', ls='-', marker='o', ms=3,
+             label='at training correlation'),
+      Line2D([], [], color='gray', ls='--', label='at correlation 0'),
+      Line2D([], [], color='gray', ls=':', lw=2,
+             label=f'worst test correlation {grid}'),
+  ]
+  axes[0].legend(handles=color_handles, loc='lower left', fontsize=8,
+                 title='objective', title_fontsize=8)
+  axes[-1].legend(handles=style_handles, loc='lower left', fontsize=8,
+                  title='evaluation (shade: worst to best)', title_fontsize=8)
+  fig.suptitle(f'Learned linear classification, K = {num_attributes}')
+  return fig
+
+
+def _floats(values: Sequence[Any], name: str) -> tuple[float, ...]:
+  try:
+    return tuple(float(v) for v in values)
+  except (TypeError, ValueError):
+    raise ValueError(f'{name} must be numbers; got {list(values)}.') from None
+
+
+def run(workdir: str, num_attributes: int = 2,
+        noise_levels: Optional[Sequence[float]] = None,
+        train_corrs: Sequence[float] = DEFAULT_TRAIN_CORRS,
+        objectives: Sequence[str] = lc.OBJECTIVES,
+        num_steps: Optional[int] = None, seed: int = 0, num_seeds: int = 1,
+        num_samples: Optional[int] = None, num_test_corrs: int = 21,
+        fast: bool = False, **optim: float) -> dict[str, Any]:
+  """Runs the sweep, writes ``results.json`` and ``figure.png`` into ``workdir``.
+
+  Args:
+    workdir: output directory, created if absent.
+    num_attributes: K >= 2.
+    noise_levels: noise variances ``sigma^2`` (default ``logspace(-2, 2, 10)``,
+      or ``FAST['noise_levels']`` with ``fast``).
+    train_corrs: training correlations.
+    objectives: a subset of :data:`lc.OBJECTIVES`.
+    num_steps: training steps (default ``TrainConfig.num_steps``, or
+      ``FAST['num_steps']``).
+    seed: seed of everything random.
+    num_seeds: repeats of every cell.
+    num_samples: N (default 10000, or ``FAST['num_samples']``).
+    num_test_corrs: size of the test-correlation grid.
+    fast: use the :data:`FAST` settings for arguments left at ``None``, and
+      compile for speed of compilation (see :func:`lc.train_cells`).
+    **optim: overrides of :class:`lc.TrainConfig` fields (``base_lr``, ``lr``,
+      ``cls_lr``, ``d_lr``, ``mi_weight``, ``cmi_weight``, ...).
+
+  Returns:
+    ``{'config', 'wall_time_s', 'cpu_time_s', 'snapshot_steps', 'cells',
+    'files'}`` (the JSON content plus the written paths).
+  """
+  if not workdir:
+    raise ValueError('workdir is required; pass --workdir=DIR.')
+  defaults = FAST if fast else {'num_steps': lc.TrainConfig().num_steps,
+                                'noise_levels': DEFAULT_NOISE_LEVELS,
+                                'num_samples': 10_000}
+  noise_levels = _floats(defaults['noise_levels'] if noise_levels is None
+                         else noise_levels, 'noise_levels')
+  train_corrs = _floats(train_corrs, 'train_corrs')
+  num_steps = defaults['num_steps'] if num_steps is None else num_steps
+  num_samples = (defaults['num_samples'] if num_samples is None
+                 else num_samples)
+  known = {f.name for f in dataclasses.fields(lc.TrainConfig)}
+  unknown = sorted(set(optim) - known)
+  if unknown:
+    raise ValueError(f'unknown TrainConfig fields {unknown}; known: '
+                     f'{sorted(known)}.')
+  config = lc.TrainConfig(num_steps=int(num_steps), **optim)
+  # Every objective is checked before the first one trains (minutes).
+  lc.check_sweep(num_attributes, noise_levels, train_corrs, objectives,
+                 num_seeds, num_samples, config, num_test_corrs)
+
+  timings: dict[str, float] = {}
+  cpu_times: dict[str, float] = {}
+  cells: list[dict[str, Any]] = []
+  start, cpu_start = time.perf_counter(), time.process_time()
+  for objective in objectives:
+    # One objective at a time, so the time of each is measured. CPU time is
+    # reported too: on a shared machine the wall time mostly measures load.
+    tic, cpu_tic = time.perf_counter(), time.process_time()
+    cells += lc.sweep(num_attributes, noise_levels, train_corrs, (objective,),
+                      seed=seed, num_seeds=num_seeds, config=config,
+                      num_samples=num_samples, num_test_corrs=num_test_corrs,
+                      fast_compile=fast)
+    timings[objective] = time.perf_counter() - tic
+    cpu_times[objective] = time.process_time() - cpu_tic
+  timings['total'] = time.perf_counter() - start
+  cpu_times['total'] = time.process_time() - cpu_start
+
+  result = {
+      'config': {
+          'num_attributes': int(num_attributes),
+          'noise_levels': list(noise_levels),
+          'train_corrs': list(train_corrs),
+          'objectives': list(objectives),
+          'seed': int(seed),
+          'num_seeds': int(num_seeds),
+          'num_samples': int(num_samples),
+          'test_corrs': lc.evaluation_correlations(
+              num_attributes, num_test_corrs).tolist(),
+          'evaluation': 'closed form (exact population accuracy)',
+          'fast': bool(fast),
+          'train': dataclasses.asdict(config),
+      },
+      'wall_time_s': timings,
+      'cpu_time_s': cpu_times,
+      'snapshot_steps': lc.snapshot_steps(config).tolist(),
+      'cells': cells,
+  }
+  os.makedirs(workdir, exist_ok=True)
+  files = {'results': os.path.join(workdir, 'results.json'),
+           'figure': os.path.join(workdir, 'figure.png')}
+
+  def write_json(tmp):
+    with open(tmp, 'w') as f:
+      json.dump(result, f, indent=1, allow_nan=False)
+      f.write('\n')
+
+  _write_atomically(files['results'], write_json)
+  fig = plot_figure(cells)
+  # The temporary name has no .png suffix, so the format must be explicit.
+  _write_atomically(files['figure'], lambda tmp: fig.savefig(
+      tmp, format='png', dpi=120, bbox_inches='tight'))
+  return dict(result, files=files)
+
+
+def format_table(cells: Sequence[dict[str, Any]], train_corr: float) -> str:
+  """Text table at one training correlation: per noise, train/unc/worst per objective."""
+  objectives = [o for o in lc.OBJECTIVES
+                if any(c['objective'] == o for c in cells)]
+  header = 'sigma^2  ' + '  '.join(f'{_OBJECTIVE_TITLES[o]:>18}'
+                                   for o in objectives)
+  lines = [f'train corr {train_corr:g}: accuracy train / uncorrelated / '
+           'worst case', header]
+  noise = sorted({c['noise_var'] for c in cells
+                  if c['train_corr'] == train_corr})
+  for n in noise:
+    row = [f'{n:7.3g}']
+    for o in objectives:
+      values = [np.mean([c[m] for c in cells if c['objective'] == o
+                         and c['train_corr'] == train_corr
+                         and c['noise_var'] == n])
+                for m in ('train_accuracy', 'uncorrelated_accuracy',
+                          'min_accuracy')]
+      row.append('{:.3f}/{:.3f}/{:.3f}'.format(*values).rjust(18))
+    lines.append('  '.join(row))
+  return '\n'.join(lines)
+
+
+def main(argv: Sequence[str]) -> dict[str, Any]:
+  """Parses the command line and calls :func:`run`; prints tables and paths."""
+  flag_values = _define_flags(flags.FlagValues())
+  if any(arg in ('-h', '--help', '--helpfull') for arg in argv[1:]):
+    print(flag_values.get_help())
+    return {}
+  try:
+    extra = flag_values(list(argv))
+  except flags.Error as e:
+    raise ValueError(f'bad command line: {e}. Run with --help for the flags.'
+                     ) from None
+  if len(extra) > 1:
+    raise ValueError(f'unexpected positional arguments {extra[1:]}; all '
+                     'options are --flag=value.')
+  params = {name: flag_values[name].value for name in flag_values}
+  result = run(**params)
+  for corr in result['config']['train_corrs']:
+    print(format_table(result['cells'], corr))
+  print(f"wall time (s): {result['wall_time_s']}")
+  print(f"CPU time (s): {result['cpu_time_s']}")
+  for path in result['files'].values():
+    print(f'wrote {path}')
+  return result
+
+
+if __name__ == '__main__':
+  main(sys.argv)
