@@ -158,6 +158,7 @@ def plot_figure(cells: Sequence[dict[str, Any]]):
     A ``matplotlib.figure.Figure`` on the Agg canvas.
   """
   from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
+  from matplotlib.patches import Patch  # pylint: disable=g-import-not-at-top
   corrs = sorted({c['train_corr'] for c in cells})
   objectives = [o for o in lc.OBJECTIVES
                 if any(c['objective'] == o for c in cells)]
@@ -192,11 +193,12 @@ def plot_figure(cells: Sequence[dict[str, Any]]):
       Line2D([], [], color='gray', ls='--', label='at correlation 0'),
       Line2D([], [], color='gray', ls=':', lw=2,
              label=f'worst test correlation {grid}'),
+      Patch(color='gray', alpha=0.15, lw=0, label='worst to best'),
   ]
-  axes[0].legend(handles=color_handles, loc='lower left', fontsize=8,
-                 title='objective', title_fontsize=8)
-  axes[-1].legend(handles=style_handles, loc='lower left', fontsize=8,
-                  title='evaluation (shade: worst to best)', title_fontsize=8)
+  # Below the panels: inside, they would hide the low-accuracy curves.
+  fig.legend(handles=color_handles + style_handles, loc='upper center',
+             bbox_to_anchor=(0.5, 0.0), ncol=len(color_handles)
+             + len(style_handles), fontsize=8, frameon=False)
   fig.suptitle(f'Learned linear classification, K = {num_attributes}')
   return fig
 
