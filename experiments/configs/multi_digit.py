@@ -43,4 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.fast = False
   experiment.add_model_fields(config)
   config.disentangle_weight = 1.0  # lambda (paper: 1 for multi-digit MNIST)
+  # The images are gray in 3 identical channels (data/multi_digit.py): the
+  # same model as the paper's 3-channel MLP, ~2.5-3x faster first layer.
+  config.identical_channels = True
   return config
