@@ -86,7 +86,7 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
                num_classes: Sequence[int]) -> tuple[jax.Array, jax.Array]:
   """Adversarial losses for ``sum_k I(z_k; z_-k | s_k)``.
 
-  With ``fake_k = conditional_shuffle(key, z, labels, subspaces)[k]``,
+  With ``fake_k = conditional_shuffle(key, z, labels, subspaces, num_classes)[k]``,
   ``h = one_hot(s_k)``, ``r_i = adversary(k, [z_i, h_i])`` and
   ``f_i = adversary(k, [fake_k,i, h_i])``:
 
@@ -117,8 +117,8 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
     >>> enc, adv = cmi_losses(adversary, jax.random.key(1), z, labels,
     ...                       (2, 2), (2, 2))
   """
-  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces)
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
   enc_real, enc_fake = _conditional_logits(adversary, z, fakes, labels,
                                            num_classes)
   adv_real, adv_fake = _conditional_logits(
@@ -159,8 +159,8 @@ def cmi_adversary_accuracy(adversary: ConditionalAdversary, key: chex.PRNGKey,
   positive logit and of fake rows with a negative one, over attributes and rows
   with a label (0.5 each for a discriminator at chance).
   """
-  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces)
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
   real, fake = _conditional_logits(adversary, jax.lax.stop_gradient(z),
                                    jax.lax.stop_gradient(fakes), labels,
                                    num_classes)
@@ -275,8 +275,8 @@ def cmi_mmd_loss(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
     >>> labels = jnp.array([[0, 1]] * 4 + [[1, 0]] * 4)
     >>> loss = cmi_mmd_loss(jax.random.key(1), z, labels, (2, 2), (2, 2))
   """
-  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces)
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
   total = jnp.zeros((), z.dtype)
   for k, classes in enumerate(num_classes):
     member = (labels[:, k][:, None] == jnp.arange(classes)).astype(z.dtype)

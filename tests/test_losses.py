@@ -38,7 +38,8 @@ def small_batch():
 
 def expected_cmi_losses(key, z, labels, subspaces, num_classes, weights):
   """The documented formula, evaluated row by row in NumPy."""
-  fakes = np.asarray(cmi_jax.conditional_shuffle(key, z, labels, subspaces))
+  fakes = np.asarray(cmi_jax.conditional_shuffle(key, z, labels, subspaces,
+                                                 num_classes))
   z, labels = np.asarray(z), np.asarray(labels)
   enc = adv = 0.0
   for k, classes in enumerate(num_classes):

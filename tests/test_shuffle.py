@@ -16,10 +16,17 @@ def random_groups(seed, size=64, num_groups=3, missing=0.2):
   return jnp.asarray(groups, jnp.int32)
 
 
+# None: the generic three-sort path; 3: the one-sort path of the losses
+# (groups in [-1, 3)); 5: a loose bound is as good.
+NUM_GROUPS = (None, 3, 5)
+
+
+@pytest.mark.parametrize('num_groups', NUM_GROUPS)
 @pytest.mark.parametrize('seed', range(5))
-def test_group_permutation_is_bijection_inside_groups(seed):
+def test_group_permutation_is_bijection_inside_groups(seed, num_groups):
   groups = random_groups(seed)
-  perm = np.asarray(cmi_jax.group_permutation(jax.random.key(seed), groups))
+  perm = np.asarray(cmi_jax.group_permutation(jax.random.key(seed), groups,
+                                              num_groups))
   assert perm.dtype == np.int32
   assert sorted(perm.tolist()) == list(range(len(groups)))
   np.testing.assert_array_equal(np.asarray(groups)[perm], groups)
@@ -27,19 +34,22 @@ def test_group_permutation_is_bijection_inside_groups(seed):
   np.testing.assert_array_equal(perm[missing], missing)
 
 
-def test_group_permutation_moves_rows():
+@pytest.mark.parametrize('num_groups', NUM_GROUPS)
+def test_group_permutation_moves_rows(num_groups):
   # A bug that returned the identity would pass the bijection test.
   groups = jnp.zeros(50, jnp.int32)
-  perm = np.asarray(cmi_jax.group_permutation(jax.random.key(0), groups))
+  perm = np.asarray(cmi_jax.group_permutation(jax.random.key(0), groups,
+                                              num_groups))
   assert np.mean(perm != np.arange(50)) > 0.5
 
 
-def test_group_permutation_is_uniform_within_a_group():
+@pytest.mark.parametrize('num_groups', NUM_GROUPS)
+def test_group_permutation_is_uniform_within_a_group(num_groups):
   # Group 0 has 3 rows (3! = 6 arrangements), spread among other groups.
   groups = jnp.array([0, 1, 0, -1, 1, 2, 0, 2], jnp.int32)
   keys = jax.random.split(jax.random.key(42), 6000)
-  perms = np.asarray(jax.vmap(cmi_jax.group_permutation, (0, None))(
-      keys, groups))
+  perms = np.asarray(jax.vmap(
+      lambda k: cmi_jax.group_permutation(k, groups, num_groups))(keys))
   rows = perms[:, [0, 2, 6]]
   codes = rows[:, 0] * 100 + rows[:, 1] * 10 + rows[:, 2]
   _, counts = np.unique(codes, return_counts=True)
@@ -62,12 +72,29 @@ def test_group_permutation_jit_matches_eager_and_vmaps():
   assert len({tuple(p) for p in np.asarray(batched)}) > 1
 
 
+def test_random_order_is_a_uniform_permutation():
+  keys = jax.random.split(jax.random.key(7), 6000)
+  orders = np.asarray(jax.vmap(lambda k: cmi_jax.shuffle.random_order(k, 3))(
+      keys))
+  assert orders.dtype == np.int32
+  assert np.all(np.sort(orders, 1) == np.arange(3))
+  _, counts = np.unique(orders @ np.array([100, 10, 1]), return_counts=True)
+  assert len(counts) == 6
+  assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_group_permutation_rejects_a_bad_bound():
+  with pytest.raises(ValueError, match='num_groups must be a positive int'):
+    cmi_jax.group_permutation(jax.random.key(0), jnp.zeros(4, jnp.int32), 0)
+
+
 def test_group_permutation_rejects_2d_groups():
   with pytest.raises(ValueError, match='groups must have shape'):
     cmi_jax.group_permutation(jax.random.key(0), jnp.zeros((4, 2), jnp.int32))
 
 
-def test_conditional_shuffle_permutes_one_subspace_within_groups():
+@pytest.mark.parametrize('num_classes', [None, (2, 3)])
+def test_conditional_shuffle_permutes_one_subspace_within_groups(num_classes):
   rng = np.random.default_rng(0)
   z = jnp.asarray(rng.normal(size=(40, 5)), jnp.float32)
   labels = jnp.asarray(
@@ -75,7 +102,8 @@ def test_conditional_shuffle_permutes_one_subspace_within_groups():
       jnp.int32)
   subspaces = (2, 3)
   fakes = np.asarray(cmi_jax.conditional_shuffle(jax.random.key(1), z,
-                                                 labels, subspaces))
+                                                 labels, subspaces,
+                                                 num_classes))
   assert fakes.shape == (2, 40, 5)
   z, labels = np.asarray(z), np.asarray(labels)
   for k, cols, other in ((0, slice(0, 2), slice(2, 5)),
