@@ -10,6 +10,7 @@ draw derives from them, and evaluation never touches the state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Mapping, Optional
 
@@ -20,6 +21,7 @@ from absl import logging
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
 from cmi_jax import logs
+from cmi_jax.data import host
 from cmi_jax.data.base import DeviceDataset, validate_labels
 from cmi_jax.train import Trainer, TrainState
 
@@ -78,8 +80,12 @@ def first_non_finite(step_metrics: Mapping[str, np.ndarray]
   return int(rows[0]), [n for n, b in zip(names, bad[rows[0]]) if b]
 
 
-def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
-        eval_data: Mapping[str, DeviceDataset], workdir: str,
+# A device dataset, or a host dataset fed by a prefetching thread.
+Dataset = DeviceDataset | host.HostDataset
+
+
+def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
+        eval_data: Mapping[str, Dataset], workdir: str,
         config: FitConfig, *, run_config: Optional[dict[str, Any]] = None,
         epoch_hook: Optional[EpochHook] = None,
         train_epoch: Optional[Callable[..., Any]] = None) -> dict[str, Any]:
@@ -89,8 +95,11 @@ def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
     trainer: the engine.
     state: the initial state (ignored when ``workdir`` holds a checkpoint to
       resume from; it still gives the tree structure).
-    train_data: device dataset of the training split.
-    eval_data: evaluation datasets by split name (fixed batches), e.g.
+    train_data: device dataset of the training split, or a
+      :class:`~cmi_jax.data.host.HostDataset` (trained batch by batch with
+      :func:`cmi_jax.data.host.train_epoch`, on the same batches).
+    eval_data: evaluation datasets by split name (fixed batches; device or
+      host datasets), e.g.
       ``train_eval``, ``val``, ``test_anti``, ``test_uncorr``.
     workdir: directory for ``config.json``, ``log.jsonl``, ``tb/``,
       ``checkpoints/`` and ``results.json``.
@@ -99,8 +108,9 @@ def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
       ``workdir/config.json``.
     epoch_hook: extra metrics after each evaluation (e.g. MI estimates).
     train_epoch: ``(state, data) -> (state, stacked metrics)``; defaults to
-      ``trainer.jit_train_epoch`` (pass :func:`shard_map_train_epoch`'s result
-      to train on a device mesh).
+      ``trainer.jit_train_epoch`` for a device dataset and to
+      :func:`cmi_jax.data.host.train_epoch` for a host dataset (pass
+      :func:`shard_map_train_epoch`'s result to train on a device mesh).
 
   Returns:
     The results dict also written to ``workdir/results.json``: ``final``,
@@ -118,7 +128,10 @@ def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
         f'select_split {config.select_split!r} is not an evaluation split; '
         f'the splits are {sorted(eval_data)}.')
   _check_first_labels(trainer, train_data, eval_data)
-  train_epoch = trainer.jit_train_epoch if train_epoch is None else train_epoch
+  if train_epoch is None:
+    train_epoch = (functools.partial(host.train_epoch, trainer)
+                   if host.is_host_dataset(train_data)
+                   else trainer.jit_train_epoch)
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   if is_main:
@@ -188,14 +201,15 @@ def fit(trainer: Trainer, state: TrainState, train_data: DeviceDataset,
   return {'state': state, **results}
 
 
-def _check_first_labels(trainer: Trainer, train_data: DeviceDataset,
-                        eval_data: Mapping[str, DeviceDataset]) -> None:
+def _check_first_labels(trainer: Trainer, train_data: Dataset,
+                        eval_data: Mapping[str, Dataset]) -> None:
   """Host-side check of the labels of the first batch of every split.
 
   On the device an out-of-range label raises nothing (it one-hots to zeros or
   gathers out of bounds, giving NaN losses or wrong statistics), so it is
   caught here, where data enters a run; one batch per split keeps the check
-  cheap. Rows with ``mask == 0`` (padding) are skipped.
+  cheap (for a host dataset, one gathered batch). Rows with ``mask == 0``
+  (padding) are skipped.
 
   Raises:
     ValueError: naming the split and the attribute of a label outside

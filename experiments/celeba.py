@@ -6,13 +6,16 @@ supervised variant).
       [--config.attributes=Male,Smiling --config.train_corr=0.8 \
        --config.objective=cmi --config.weak_supervision=0.9 \
        --config.source=auto|tfds|files --config.tfds_data_dir=DIR \
-       --config.cache_dir=DIR ...]
+       --config.cache_dir=DIR --config.data_placement=auto|device|host ...]
 
 The data come from a prepared TFDS ``celeb_a`` or from the official files
 (see :mod:`cmi_jax.data.celeba`); the first run caches them as 64x64 arrays.
 Every split is sub-sampled to follow the correlation table exactly: train
 and val at ``train_corr``, ``test_anti`` at ``-train_corr`` and
-``test_uncorr`` at 0 (see :func:`cmi_jax.data.celeba.celeba_splits`).
+``test_uncorr`` at 0 (see :func:`cmi_jax.data.celeba.celeba_splits`). The
+images live on the device when they fit, else in host memory with batches
+prefetched to the device (``--config.data_placement``; one log line names
+the choice).
 
 Writes to ``workdir`` what every experiment writes (``results.json``,
 ``log.jsonl``, ``tb/``, ``checkpoints/``, ``config.json``,
@@ -42,6 +45,7 @@ from ml_collections import config_flags
 from cmi_jax import experiment
 from cmi_jax.data import celeba
 from cmi_jax.data import correlation
+from cmi_jax.data import host
 from experiments.configs import celeba as celeba_config
 
 RECORDS = ('final', 'best_val_accuracy', 'best_val_loss')
@@ -131,7 +135,7 @@ def weak_supervision_schedule(batch_size: int, num_epochs: int,
 
 
 def check_data_fields(config: ml_collections.ConfigDict) -> None:
-  """Checks source, correlation and noise before any data is read.
+  """Checks source, placement, correlation and noise before any data is read.
 
   Preparing the cache takes minutes the first time; a typo should not wait
   for it.
@@ -142,6 +146,15 @@ def check_data_fields(config: ml_collections.ConfigDict) -> None:
   if config.source not in SOURCES:
     raise ValueError(f'--config.source must be one of {SOURCES}; got '
                      f'{config.source!r}.')
+  placement = data_placement(config)
+  if placement not in host.PLACEMENTS:
+    raise ValueError(f'--config.data_placement must be one of '
+                     f'{host.PLACEMENTS}; got {placement!r}.')
+  if config.get('identical_channels', False):
+    raise ValueError(
+        '--config.identical_channels=True reads only the first channel, which '
+        'is right only for gray images made 3-channel; CelebA faces are in '
+        'colour. Leave it False.')
   try:
     correlation.joint_table(config.train_corr, len(config.attributes))
   except ValueError as e:
@@ -149,6 +162,11 @@ def check_data_fields(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= config.noise <= 1.0:
     raise ValueError(f'--config.noise (occlusion threshold) must lie in '
                      f'[0, 1]; got {config.noise!r}.')
+
+
+def data_placement(config: ml_collections.ConfigDict) -> str:
+  """``--config.data_placement`` (``'auto'`` in configs saved before it)."""
+  return config.get('data_placement', 'auto')
 
 
 def resolve_config(config: ml_collections.ConfigDict
@@ -196,7 +214,8 @@ def load_data(config: ml_collections.ConfigDict
   data = celeba.celeba_splits(
       loaded, config.train_corr, weak_supervision=config.weak_supervision,
       noise=config.noise, batch_size=config.batch_size, seed=config.seed,
-      occlusion_patch=config.occlusion_patch)
+      occlusion_patch=config.occlusion_patch,
+      placement=data_placement(config))
   return loaded, data
 
 
@@ -218,6 +237,8 @@ def data_info(config: ml_collections.ConfigDict,
       'weak_supervision': float(config.weak_supervision),
       'batch_size': int(config.batch_size),
       'num_epochs': int(config.num_epochs),
+      # What 'auto' chose: where the images lived (not what is trained).
+      'placement': data['placement'],
   }
 
 

@@ -15,6 +15,8 @@ from PIL import Image
 import pytest
 
 from cmi_jax.data import celeba
+from cmi_jax.data import host
+from cmi_jax.data.base import ArrayDataset
 from cmi_jax.data.correlation import exact_subsample_counts
 from cmi_jax.data.correlation import joint_counts
 from cmi_jax.data.correlation import joint_table
@@ -607,3 +609,72 @@ def test_fake_celeba_end_to_end(loaded):
   for key in ('train', 'train_eval', 'val', 'test_anti', 'test_uncorr'):
     assert out[key].steps_per_epoch >= 1
     assert out[key].images.shape[1:] == (64, 64, 3)
+
+
+# ---------------------------------------------------------------------------
+# Where the images live.
+
+
+def test_celeba_splits_on_the_host_hold_the_device_rows():
+  splits = _synthetic_splits()
+  on_device = celeba.celeba_splits(splits, 0.6, weak_supervision=0.5,
+                                   batch_size=32, seed=1)
+  on_host = celeba.celeba_splits(splits, 0.6, weak_supervision=0.5,
+                                 batch_size=32, seed=1, placement='host')
+  assert on_device['placement'] == 'device'
+  assert on_host['placement'] == 'host'
+  for key in ('train', 'train_eval', 'val', 'test_anti', 'test_uncorr'):
+    want, got = on_device[key], on_host[key]
+    assert isinstance(want, ArrayDataset), key
+    assert isinstance(got, host.HostDataset), key
+    assert isinstance(got.images, np.ndarray) and got.images.dtype == np.uint8
+    np.testing.assert_array_equal(got.images, np.asarray(want.images))
+    np.testing.assert_array_equal(got.labels, np.asarray(want.labels))
+    assert (got.batch_size, got.shuffle, got.steps_per_epoch) == (
+        want.batch_size, want.shuffle, want.steps_per_epoch), key
+    plan = got.epoch_plan(jax.random.key(7))
+    np.testing.assert_array_equal(
+        jax.device_get(got.batch(plan, 1))['image'],
+        jax.device_get(want.batch(want.epoch_plan(jax.random.key(7)), 1))[
+            'image'])
+  # One host copy of the train images, as on the device.
+  assert on_host['train'].images is on_host['train_eval'].images
+  for name in ('tables', 'joint_counts'):
+    for key, value in on_device[name].items():
+      np.testing.assert_array_equal(on_host[name][key], value)
+
+
+def test_celeba_splits_auto_placement_logs_its_choice(monkeypatch):
+  splits = _synthetic_splits(sizes=(400, 100, 100))
+  lines = []
+  monkeypatch.setattr(celeba.logging, 'info',
+                      lambda fmt, *args: lines.append(fmt % args))
+  # The CPU has no device memory apart from the host's: device.
+  out = celeba.celeba_splits(splits, 0.6, batch_size=20, placement='auto')
+  assert out['placement'] == 'device'
+  assert isinstance(out['train'], ArrayDataset)
+  placement_lines = [l for l in lines if 'placement' in l]
+  assert len(placement_lines) == 1
+  assert placement_lines[0].startswith('CelebA data placement: device (auto')
+
+  class SmallDevice:  # an accelerator with 1 MiB of memory
+    platform, id = 'gpu', 0
+
+    def memory_stats(self):
+      return {'bytes_limit': 2**20, 'bytes_in_use': 0}
+
+  monkeypatch.setattr(host, '_default_device', SmallDevice)
+  lines.clear()
+  out = celeba.celeba_splits(splits, 0.6, batch_size=20, placement='auto')
+  assert out['placement'] == 'host'
+  assert isinstance(out['val'], host.HostDataset)
+  (line,) = [l for l in lines if 'placement' in l]
+  assert line.startswith('CelebA data placement: host (auto: ')
+  assert '> 0.5 x 1.0 MiB of gpu device 0' in line
+
+
+@pytest.mark.parametrize('placement', ['gpu', 'HOST', None])
+def test_celeba_splits_rejects_an_unknown_placement(placement):
+  splits = _synthetic_splits(sizes=(400, 100, 100))
+  with pytest.raises(ValueError, match=r"one of \('auto', 'device', 'host'\)"):
+    celeba.celeba_splits(splits, 0.6, batch_size=20, placement=placement)

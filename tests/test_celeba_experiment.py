@@ -296,6 +296,9 @@ def test_bad_attributes_name_the_flag(attributes, match, tmp_path):
     ({'attributes': ('Male,Smiling,Young',), 'train_corr': -0.5,
       'z_dim': 12}, r'--config.train_corr'),
     ({'noise': 2.0}, r'--config.noise'),
+    ({'data_placement': 'gpu'},
+     r"--config.data_placement must be one of \('auto', 'device', 'host'\); "
+     r"got 'gpu'"),
     ({'objective': 'gan'}, 'objective'),
     ({'encoder': 'resnet'}, 'encoder'),
     ({'attributes': ('Male,Smiling,Young',)}, 'z_dim=10'),
@@ -306,6 +309,39 @@ def test_bad_fields_fail_before_reading_data(overrides, match, tmp_path):
     celeba_experiment.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not os.path.exists(tmp_path / 'cache')
   assert not os.path.exists(tmp_path / 'run')
+
+
+def test_host_placement_trains_end_to_end_and_resumes(fake_dir, cache_dir,
+                                                       tmp_path, monkeypatch):
+  """Images in host memory: a run stopped after epoch 1, then resumed.
+
+  test_host_data checks that host data train on the device path's batches
+  and resume bit for bit; this runs the experiment's whole path with them.
+  """
+  # Drawing takes most of a run this small; finished_run checks the figures.
+  monkeypatch.setattr(experiment, 'draw_run_figures', lambda *a, **k: [])
+  monkeypatch.setattr(experiment.plots, 'image_grid', lambda *a, **k: None)
+  monkeypatch.setattr(experiment.plots, 'joint_count_tables',
+                      lambda *a, **k: None)
+  config = _config(fake_dir, cache_dir, objective='base', weak_supervision=0.0,
+                   num_epochs=1, data_placement='host')
+  workdir = str(tmp_path / 'host')
+  first = celeba_experiment.train_and_evaluate(config, workdir)
+  config.num_epochs = 2
+  resumed = celeba_experiment.train_and_evaluate(config, workdir)
+
+  steps = resumed['data']['num_examples']['train'] // BATCH
+  assert resumed['data']['placement'] == 'host'
+  assert (first['step'], resumed['step']) == (steps, 2 * steps)
+  log = [json.loads(line) for line in open(os.path.join(workdir, 'log.jsonl'))]
+  assert [r['epoch'] for r in log] == [1, 2]
+  assert log[0] == json.loads(json.dumps(first['final']))  # kept on resume
+  for split, summary in resumed['final']['eval'].items():
+    covered = resumed['data']['num_examples'][split] // BATCH * BATCH
+    assert summary['num_examples'] == covered, split
+    assert np.isfinite(summary['loss']) and 0 <= summary['accuracy'] <= 1
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['config']['data_placement'] == 'host'
 
 
 def test_weak_supervision_schedule_is_the_papers():

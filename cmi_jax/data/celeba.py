@@ -34,10 +34,13 @@ complete, so an interrupted preparation never leaves a cache that looks valid
 (a killed process may leave a ``*.tmp-*`` directory beside it, which is never
 read and can be deleted).
 
-From the loaded splits, :func:`celeba_splits` builds the device datasets of
-one run: the correlated (and optionally weakly labelled, occluded) training
-set and the evaluation sets at the train correlation, the anti-correlated
-and the uncorrelated test tables.
+From the loaded splits, :func:`celeba_splits` builds the datasets of one
+run: the correlated (and optionally weakly labelled, occluded) training set
+and the evaluation sets at the train correlation, the anti-correlated and
+the uncorrelated test tables. Their uint8 images live on the device when
+they fit (batches are then gathered by index inside the compiled epoch),
+else in host memory, fed to the device by a prefetching thread
+(:mod:`cmi_jax.data.host`); ``placement`` chooses.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from cmi_jax.data import host
 from cmi_jax.data.base import ArrayDataset
 from cmi_jax.data.base import validate_labels
 from cmi_jax.data.correlation import exact_subsample_counts
@@ -938,7 +942,9 @@ def _child_seed(seed: int, purpose: str) -> int:
 def celeba_splits(splits: CelebASplits, train_corr: float,
                   weak_supervision: float = 0.0, noise: float = 0.0,
                   batch_size: int = 100, seed: int = 0,
-                  occlusion_patch: int = 4) -> dict[str, Any]:
+                  occlusion_patch: int = 4, placement: str = 'device',
+                  device_memory_fraction: float =
+                  host.DEFAULT_DEVICE_MEMORY_FRACTION) -> dict[str, Any]:
   """The datasets of one correlated CelebA run.
 
   Every split is sub-sampled (:func:`correlated_subsample`) to follow a joint
@@ -957,9 +963,12 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
   ``test_anti`` and ``test_uncorr`` are drawn independently from the same
   test split, so they may share images. For K > 2 an anti-correlated table
   does not exist (``c`` must lie in [0, 1]); ``test_anti`` then uses the
-  uncorrelated table ``joint_table(0, K)`` too. ``train`` is an
-  :class:`~cmi_jax.data.base.ArrayDataset` shuffled every epoch; the others
-  are sequential (``shuffle=False``). All use ``batch_size`` and drop the
+  uncorrelated table ``joint_table(0, K)`` too. ``train`` is shuffled every
+  epoch; the others are sequential (``shuffle=False``). With the images on
+  the device the datasets are :class:`~cmi_jax.data.base.ArrayDataset`;
+  in host memory they are :class:`~cmi_jax.data.host.HostDataset` with the
+  same rows, batches and epochs (``train`` and ``train_eval`` share one
+  image array either way). All use ``batch_size`` and drop the
   last ``N % batch_size`` examples of an epoch, so evaluation covers
   ``batch_size * steps_per_epoch`` rows. The paper's weak-supervision runs
   scale the batch size by ``1 / (1 - weak_supervision)``; the caller passes
@@ -976,10 +985,17 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
     batch_size: examples per batch, >= 1 and at most the smallest split.
     seed: non-negative int; fixes the sub-samples, removed labels and masks.
     occlusion_patch: side of the occlusion field (4 as for MNIST).
+    placement: where the images live: ``'device'``, ``'host'``, or
+      ``'auto'``: the device if all splits' images fit within
+      ``device_memory_fraction`` of its memory (always on the CPU backend),
+      else the host (see :func:`cmi_jax.data.host.choose_placement`). One
+      log line names the choice and why.
+    device_memory_fraction: the share of device memory ``'auto'`` allows.
 
   Returns:
     A dict with the five datasets above (images uint8 ``[N, 64, 64, 3]``,
-    labels int32 ``[N, K]``), plus ``'tables'`` (split -> target float64
+    labels int32 ``[N, K]``), plus ``'placement'`` (``'device'`` or
+    ``'host'``, as chosen), ``'tables'`` (split -> target float64
     table ``(2,) * K``), ``'joint_counts'`` (split -> int64 counts of the
     fully labelled rows; for ``'train'`` only rows that kept every label after
     weak supervision, ``'train_eval'`` has the whole sub-sample) and
@@ -987,9 +1003,11 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
 
   Raises:
     ValueError: for K < 2, a correlation out of range, a split too small for
-      the table or for ``batch_size``.
+      the table or for ``batch_size``, an unknown ``placement`` (listing the
+      valid ones).
   """
   seed = _check_seed(seed)
+  host.check_placement(placement)
   names = tuple(splits.attributes)
   num_attributes = len(names)
   if num_attributes < 2:
@@ -1039,18 +1057,31 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
   train_images, train_labels = chosen['train']
   weak_labels = remove_labels(train_labels, weak_supervision,
                               _child_seed(seed, 'weak'))
-  # train and train_eval share one device copy of the images.
-  train_images = jnp.asarray(train_images)
+  # train_eval shares the train images, so they count once.
+  nbytes = sum(int(chosen[k][0].nbytes)
+               for k in ('train', 'val', 'test_anti', 'test_uncorr'))
+  where, reason = host.choose_placement(nbytes, placement,
+                                        memory_fraction=device_memory_fraction)
+  logging.info('CelebA data placement: %s (%s).', where, reason)
+  on_host = where == 'host'
+  to_images = np.ascontiguousarray if on_host else jnp.asarray
+
+  def make(images, labels, shuffle):
+    if on_host:
+      return host.HostDataset(images, np.asarray(labels, np.int32),
+                              batch_size=int(batch_size), shuffle=shuffle)
+    return ArrayDataset(images, jnp.asarray(labels),
+                        batch_size=int(batch_size), shuffle=shuffle)
+
+  # train and train_eval share one copy of the images.
+  train_images = to_images(train_images)
   datasets = {
-      'train': ArrayDataset(train_images, jnp.asarray(weak_labels),
-                            batch_size=int(batch_size), shuffle=True),
-      'train_eval': ArrayDataset(train_images, jnp.asarray(train_labels),
-                                 batch_size=int(batch_size), shuffle=False),
+      'train': make(train_images, weak_labels, True),
+      'train_eval': make(train_images, train_labels, False),
   }
   for key in ('val', 'test_anti', 'test_uncorr'):
     images, labels = chosen[key]
-    datasets[key] = ArrayDataset(jnp.asarray(images), jnp.asarray(labels),
-                                 batch_size=int(batch_size), shuffle=False)
+    datasets[key] = make(to_images(images), labels, False)
   classes = (2,) * num_attributes
   counts = {'train': joint_counts(weak_labels, classes),
             'train_eval': joint_counts(train_labels, classes)}
@@ -1059,5 +1090,5 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
   logging.info('CelebA splits (c=%g, weak=%g, noise=%g): %s', train_corr,
                weak_supervision, noise,
                ', '.join(f'{k} {len(v[1])}' for k, v in chosen.items()))
-  return {**datasets, 'tables': tables, 'joint_counts': counts,
-          'attributes': names}
+  return {**datasets, 'placement': where, 'tables': tables,
+          'joint_counts': counts, 'attributes': names}

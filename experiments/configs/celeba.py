@@ -26,6 +26,12 @@ and the number of epochs are multiplied by ``1 / (1 - 0.9)`` (epochs at most
 same number of labels per step and takes the same number of steps.
 
 ``--config.fast=True`` shrinks the run for a laptop (see ``FAST``).
+
+``--config.data_placement=auto|device|host``: where the uint8 images live.
+``device`` gathers batches on the device inside the compiled epoch;
+``host`` keeps them in host memory and a background thread prefetches
+batches to the device; ``auto`` (default) takes the device when the images
+fit in half of its memory (always on a CPU) and logs its choice.
 """
 
 import ml_collections
@@ -55,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train_corr = 0.8
   config.noise = 0.0  # occlusion threshold in [0, 1]; 0 means none
   config.occlusion_patch = 4
+  config.data_placement = 'auto'  # 'auto' | 'device' | 'host'
   # Weak supervision: fraction of each attribute's train labels removed.
   config.weak_supervision = 0.0
   config.weak_scaling = True  # batch and epochs x 1 / (1 - weak_supervision)
