@@ -35,20 +35,29 @@ Example::
     states, metrics = epoch(states, datas)          # metrics: [S, steps]
   stats = sweep.sweep_evaluate(trainer, states, {'val': val_split})
   summaries = sweep.summarize(stats['val'])          # one dict per member
+
+:func:`fit_sweep` does all of the above (plus a non-finite check every
+epoch) and returns one ``final`` epoch record per member, the record
+:func:`cmi_jax.run.fit` writes; the ``--vmap`` modes of the sweep runners in
+``experiments/`` call it for each group of cells that
+:func:`cmi_jax.sweeps.run_grouped` forms.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cmi_jax import evaluation
+from cmi_jax.run import EpochHook, first_non_finite
 from cmi_jax.train import Metrics, Trainer, TrainState
 
 # The numbers a sweep can vary per member (the learning rates are the
@@ -174,8 +183,14 @@ def stack_datasets(datasets: Sequence[Any]) -> Any:
 
   The members may differ in their array fields (``noise``, ``table``, ...);
   static fields (batch size, steps per epoch, patch, seed) and array shapes
-  must agree, because one compiled program serves them all. Each member gets
-  its own copy of every array (a shared digit bank is copied S times).
+  must agree, because one compiled program serves them all.
+
+  Memory: the result is a new copy of every array, S times its size, even
+  of arrays the members share (a shared digit bank is copied S times; for
+  CelebA it is the members' ``[N, 64, 64, 3]`` training images). While the
+  caller keeps the inputs, both exist: drop them after stacking. An
+  evaluation split that shares arrays with a stacked dataset can reuse them
+  through :class:`Stacked`.
 
   Args:
     datasets: S datasets (flax struct dataclasses such as
@@ -303,7 +318,22 @@ def sweep_train_epoch(trainer: Trainer, mesh: Optional[Mesh] = None
   return run
 
 
-EvalData = Union[Any, Sequence[Any]]
+@dataclasses.dataclass(frozen=True)
+class Stacked:
+  """An evaluation split already stacked per member, for :func:`sweep_evaluate`.
+
+  Lets a split reuse arrays of another stacked dataset instead of stacking S
+  copies anew: e.g. CelebA's ``train_eval`` is ``train`` with full labels
+  and no shuffle, ``Stacked(train.replace(labels=stacked_labels,
+  shuffle=False))`` shares the ``[S, N, 64, 64, 3]`` images with ``train``.
+
+  Attributes:
+    data: a pytree whose leaves have a leading member axis of size S.
+  """
+  data: Any
+
+
+EvalData = Union[Any, Sequence[Any], Stacked]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -324,8 +354,9 @@ def sweep_evaluate(trainer: Trainer, states: TrainState,
     trainer: the shared engine.
     states: stacked states (:func:`init_sweep`).
     eval_datas: ``{split: data}``; ``data`` is one evaluation dataset shared
-      by all members, or a list/tuple of S datasets, one per member (e.g. each
-      member's own noise level).
+      by all members, a list/tuple of S datasets, one per member (e.g. each
+      member's own noise level; stacked here, a copy of every array), or a
+      :class:`Stacked` dataset (already one per member, not copied).
 
   Returns:
     ``{split: stats}`` with the statistics of
@@ -335,8 +366,14 @@ def sweep_evaluate(trainer: Trainer, states: TrainState,
   size = sweep_size(states)
   results = {}
   for split, data in eval_datas.items():
-    per_member = isinstance(data, (list, tuple))
-    if per_member:
+    per_member = isinstance(data, (list, tuple, Stacked))
+    if isinstance(data, Stacked):
+      data = data.data
+      if sweep_size(data) != size:
+        raise ValueError(f'eval split {split!r} is stacked for '
+                         f'{sweep_size(data)} members but the sweep has '
+                         f'{size}; stack one dataset per member.')
+    elif per_member:
       if len(data) != size:
         raise ValueError(f'eval split {split!r} has {len(data)} datasets for '
                          f'{size} members; give one per member or a single '
@@ -350,3 +387,105 @@ def sweep_evaluate(trainer: Trainer, states: TrainState,
 def summarize(stats: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
   """:func:`cmi_jax.evaluation.summarize` of every member, a list of S dicts."""
   return [evaluation.summarize(member) for member in unstack(dict(stats))]
+
+
+def keys_from_seeds(seeds: Sequence[int]) -> np.ndarray:
+  """uint32 ``[S, 2]`` keys ``PRNGKey(seed)``, one per member.
+
+  Each member then starts as the separate run of its seed does
+  (``trainer.init(PRNGKey(config.seed), ...)``).
+  """
+  return np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
+
+
+def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
+              train_data: Any, eval_datas: Mapping[str, EvalData],
+              num_epochs: int, *,
+              hparams: Optional[Mapping[str, Any]] = None,
+              hooks: Optional[Sequence[Optional[EpochHook]]] = None,
+              mesh: Optional[Mesh] = None, name: str = 'sweep'
+              ) -> tuple[TrainState, list[dict[str, Any]]]:
+  """Trains S members for ``num_epochs`` epochs and evaluates them once.
+
+  The vmapped counterpart of :func:`cmi_jax.run.fit` without its per-epoch
+  evaluation, checkpoints and logs: member ``i`` trains as the separate run
+  started with ``keys[i]`` on member ``i`` of ``train_data`` does (up to
+  float rounding), and its record equals that run's ``final`` record. An
+  interrupted call starts again from scratch.
+
+  Args:
+    trainer: the shared engine.
+    keys: uint32 ``[S, 2]`` keys (:func:`keys_from_seeds`).
+    example_input: one batch of inputs ``[B, ...]`` (shapes only).
+    train_data: the members' training sets, :func:`stack_datasets`.
+    eval_datas: ``{split: data}`` as :func:`sweep_evaluate` takes it.
+    num_epochs: epochs to train, >= 1.
+    hparams: per-member hyper-parameters, as :func:`init_sweep` takes them.
+    hooks: optional S epoch hooks (:data:`cmi_jax.run.EpochHook`, e.g.
+      :func:`cmi_jax.experiment.mi_hook` with each member's seed), called
+      after the final evaluation with the member's state and statistics;
+      what one returns becomes the member's ``record['extra']``, as in
+      :func:`cmi_jax.run.fit`.
+    mesh: optional 1-D mesh (:func:`sweep_mesh`) to split the members over.
+    name: what the progress log lines call this group.
+
+  Returns:
+    ``(states, records)``: the final stacked states and S records
+    ``{'epoch', 'step', 'train' (mean step metrics of the last epoch),
+    'eval' ({split: evaluation.summarize}), ['extra']}``. A member whose
+    metrics became non-finite gets ``{'epoch', 'non_finite': message}``
+    instead (the other members train on: they are independent).
+
+  Raises:
+    ValueError: for ``num_epochs < 1``, or as :func:`init_sweep` and
+      :func:`sweep_train_epoch` do.
+  """
+  if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or (
+      num_epochs < 1):
+    raise ValueError(f'num_epochs must be a positive integer; got '
+                     f'{num_epochs!r}.')
+  states = init_sweep(trainer, keys, example_input, hparams)
+  size = sweep_size(states)
+  if hooks is not None and len(hooks) != size:
+    raise ValueError(f'{len(hooks)} hooks for {size} members; give one per '
+                     'member (None for none).')
+  epoch_fn = sweep_train_epoch(trainer, mesh)
+  failed: dict[int, str] = {}
+  start = time.time()
+  for epoch in range(1, num_epochs + 1):
+    first_step = np.asarray(jax.device_get(states.step))
+    states, metrics = epoch_fn(states, train_data)
+    # Fetched every epoch, as run.fit does, to name the first bad step.
+    metrics = jax.device_get(metrics)
+    for i in range(size):
+      if i in failed:
+        continue
+      bad = first_non_finite({k: v[i] for k, v in metrics.items()})
+      if bad is not None:
+        failed[i] = (f'non-finite {", ".join(bad[1])} at step '
+                     f'{int(first_step[i]) + bad[0] + 1} (epoch {epoch}); '
+                     'lower the learning rates or the disentangle weight.')
+        logging.error('%s: member %d: %s', name, i, failed[i])
+    if epoch == num_epochs or epoch % max(1, num_epochs // 10) == 0:
+      ce = np.asarray(metrics['loss/ce']).mean(1)
+      logging.info('%s: epoch %d/%d, %d members, mean ce %.3f (%.0f s).',
+                   name, epoch, num_epochs, size, float(np.nanmean(ce)),
+                   time.time() - start)
+  stats = sweep_evaluate(trainer, states, eval_datas)
+  summaries = {split: summarize(value) for split, value in stats.items()}
+  steps = np.asarray(jax.device_get(states.step))
+  member_states = unstack(states) if hooks is not None else None
+  records = []
+  for i in range(size):
+    if i in failed:
+      records.append({'epoch': num_epochs, 'non_finite': failed[i]})
+      continue
+    record = {'epoch': num_epochs, 'step': int(steps[i]),
+              'train': {k: float(np.mean(v[i])) for k, v in metrics.items()},
+              'eval': {split: summaries[split][i] for split in summaries}}
+    if hooks is not None and hooks[i] is not None:
+      member_stats = {split: {k: v[i] for k, v in value.items()}
+                      for split, value in stats.items()}
+      record['extra'] = hooks[i](num_epochs, member_states[i], member_stats)
+    records.append(record)
+  return states, records

@@ -4,6 +4,12 @@ A sweep is the product of a few config fields (objective, train correlation,
 noise, seed); each *cell* is one run with its own work directory, so a sweep
 restarted after an interruption skips every cell that already has its
 ``results.json`` and resumes the one that was running.
+
+:func:`run_grouped` is the policy of the runners' ``--vmap`` mode: which
+cells train together (:mod:`cmi_jax.sweep`), which run separately, and what
+a restart skips; :func:`write_cell` writes a vmapped cell where and as a
+separate run writes it. :func:`parse_list` and :func:`check_command_line`
+are the runners' shared flag handling.
 """
 
 from __future__ import annotations
@@ -12,11 +18,22 @@ import dataclasses
 import itertools
 import json
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, \
+    Sequence, TypeVar
 
 import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+from cmi_jax import logs
 
 RESULTS = 'results.json'
+CONFIG = 'config.json'
+# Where run.fit keeps a run's resumable state (cmi_jax.checkpoint).
+LATEST_CHECKPOINTS = os.path.join('checkpoints', 'latest')
+
+AnyCell = TypeVar('AnyCell')  # Cell, or any object with .name and .overrides()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +69,209 @@ def grid(objectives: Sequence[str], train_corrs: Sequence[float],
                                               seeds)]
 
 
+def parse_list(values: Sequence[str], flag: str, kind: type = float
+               ) -> list[Any]:
+  """The numbers of a list flag (``flags.DEFINE_list`` gives strings).
+
+  Args:
+    values: the flag's strings, e.g. ``['0', '0.5']``.
+    flag: the flag's name, for the message.
+    kind: ``float`` or ``int`` (``'1.5'`` is no seed: it is rejected, not
+      truncated).
+
+  Raises:
+    app.UsageError: naming the flag and the value that is not a number.
+  """
+  out = []
+  for value in values:
+    try:
+      out.append(kind(value))
+    except ValueError:
+      what = 'integers' if kind is int else 'numbers'
+      raise app.UsageError(f'--{flag} takes comma-separated {what}; {value!r} '
+                           f'is not one (got {",".join(values)}).') from None
+  return out
+
+
+def check_command_line(argv: Sequence[str], workdir: Optional[str]) -> None:
+  """The checks every sweep command makes before any work.
+
+  Raises:
+    app.UsageError: for positional arguments or a missing ``--workdir``.
+  """
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {list(argv[1:])}; every '
+                         'setting is a --flag.')
+  if not workdir:
+    raise app.UsageError('--workdir is required (the sweep directory).')
+
+
+def define_vmap_flags(groups: str) -> tuple[Any, Any]:
+  """Defines ``--vmap`` and ``--vmap_max_members`` (call in a ``main``).
+
+  Args:
+    groups: which cells train together, for the help text.
+
+  Returns:
+    The two flag holders.
+  """
+  vmap = flags.DEFINE_bool(
+      'vmap', False, f'Train {groups} together with vmap (faster; their '
+      'results.json hold the final epoch only: no best-epoch records, '
+      'per-epoch logs, checkpoints or figures).')
+  max_members = flags.DEFINE_integer(
+      'vmap_max_members', None, 'With --vmap: the most cells trained '
+      'together (each holds its training data on the device); default: all '
+      'that share their shapes.', lower_bound=1)
+  return vmap, max_members
+
+
 def is_done(sweep_dir: str, cell: Cell) -> bool:
   """Whether the cell's run finished (its ``results.json`` exists)."""
   return os.path.exists(os.path.join(sweep_dir, cell.name, RESULTS))
+
+
+def is_started(sweep_dir: str, cell: Any) -> bool:
+  """Whether a separate run of the cell saved a checkpoint to resume from.
+
+  Such a cell is unfinished but should resume from its checkpoint, not
+  train again in a vmapped group next to a stale ``checkpoints/``.
+  """
+  path = os.path.join(sweep_dir, cell.name, LATEST_CHECKPOINTS)
+  return os.path.isdir(path) and any(
+      name.isdigit() for name in os.listdir(path))
+
+
+def group_cells(cells: Sequence[AnyCell], key: Callable[[AnyCell], Hashable],
+                max_members: Optional[int] = None) -> list[list[AnyCell]]:
+  """Cells with equal ``key``, in order of first appearance.
+
+  Args:
+    cells: the cells.
+    key: what must agree for cells to train together (e.g. the resolved
+      config without seed and noise).
+    max_members: split larger groups into chunks of at most this many (a
+      vmapped group holds every member's data on the device at once). None:
+      no limit.
+
+  Returns:
+    Groups, each a list of cells in their order in ``cells``.
+  """
+  if max_members is not None and max_members < 1:
+    raise ValueError(f'max_members must be >= 1 (or None for no limit); got '
+                     f'{max_members}.')
+  groups: dict[Hashable, list[AnyCell]] = {}
+  for cell in cells:
+    groups.setdefault(key(cell), []).append(cell)
+  out = []
+  for group in groups.values():
+    step = max_members or len(group)
+    out.extend(group[i:i + step] for i in range(0, len(group), step))
+  return out
+
+
+def config_key(config: Mapping[str, Any], varying: Sequence[str]) -> str:
+  """A config without the fields that may vary inside a vmapped group.
+
+  Two cells whose keys are equal build one trainer and datasets of the same
+  static fields, so they can share a compiled program.
+
+  Args:
+    config: a resolved config as a dict (``ConfigDict.to_dict()``).
+    varying: the fields to leave out (e.g. ``('seed', 'noise')``).
+
+  Returns:
+    The rest of the config as canonical JSON (a hashable group key).
+  """
+  return json.dumps({k: v for k, v in config.items() if k not in varying},
+                    sort_keys=True, default=repr)
+
+
+def run_grouped(sweep_dir: str, cells: Sequence[AnyCell], *,
+                group_key: Callable[[AnyCell], Hashable],
+                train_group: Callable[[list[AnyCell]], None],
+                run_separately: Callable[[list[AnyCell]], Any],
+                max_members: Optional[int] = None) -> None:
+  """The ``--vmap`` policy of a sweep runner: what trains together.
+
+  * Finished cells (:func:`is_done`) are skipped.
+  * Cells a separate run started (:func:`is_started`) resume separately
+    from their checkpoint: a vmapped group cannot resume one member.
+  * The rest are grouped by ``group_key`` (:func:`group_cells`); groups of
+    two or more go to ``train_group``, a group of one runs separately (its
+    separate run keeps every output: best-epoch records, checkpoints, logs).
+
+  A ``train_group`` that is interrupted writes nothing for its cells, so a
+  restart trains the whole group again.
+
+  Args:
+    sweep_dir: the folder of the cells.
+    cells: every cell of the sweep.
+    group_key: what must agree for cells to train together.
+    train_group: trains a group (>= 2 cells) and writes each cell's
+      ``config.json`` / ``results.json`` (:func:`write_cell`).
+    run_separately: the runner's non-vmapped path for a list of cells.
+    max_members: largest group (:func:`group_cells`).
+  """
+  todo = [c for c in cells if not is_done(sweep_dir, c)]
+  logging.info('%d of %d cells finished; %d to train.', len(cells) - len(todo),
+               len(cells), len(todo))
+  started = [c for c in todo if is_started(sweep_dir, c)]
+  if started:
+    logging.info('Resuming %d cells separately from their checkpoints: %s.',
+                 len(started), ', '.join(c.name for c in started))
+    run_separately(started)
+  fresh = [c for c in todo if c not in started]
+  for group in group_cells(fresh, group_key, max_members):
+    if len(group) == 1:
+      logging.info('%s: no other unfinished cell shares its shapes; it runs '
+                   'separately.', group[0].name)
+      run_separately(group)
+    else:
+      logging.info('Training %d cells together: %s.', len(group),
+                   ', '.join(c.name for c in group))
+      train_group(group)
+
+
+def write_members(cells: Sequence[AnyCell],
+                  records: Sequence[Mapping[str, Any]],
+                  write: Callable[[AnyCell, Mapping[str, Any]], None]) -> None:
+  """Writes every member of a vmapped group that trained to the end.
+
+  Args:
+    cells: the group's cells.
+    records: :func:`cmi_jax.sweep.fit_sweep`'s records, one per cell.
+    write: writes one cell's outputs from its record (:func:`write_cell`).
+
+  Raises:
+    cmi_jax.run.NonFiniteLossError: after writing the others, naming the
+      cells whose losses became non-finite (as a separate run raises it;
+      those cells stay unfinished, so a restart runs them again).
+  """
+  failed = []
+  for cell, record in zip(cells, records, strict=True):
+    if 'non_finite' in record:
+      failed.append(f'{cell.name}: {record["non_finite"]}')
+    else:
+      write(cell, record)
+  if failed:
+    from cmi_jax import run  # Local: keeps this bookkeeping module light.
+    raise run.NonFiniteLossError(
+        f'{len(failed)} of {len(cells)} cells of a vmapped group did not '
+        'finish (the others are written): ' + '; '.join(failed))
+
+
+def write_cell(workdir: str, run_config: Mapping[str, Any],
+               results: Mapping[str, Any]) -> None:
+  """Writes a cell trained in a vmapped group as a separate run writes it.
+
+  ``config.json`` (``run_config``: ``{'config': ..., 'data': ...}``) first,
+  ``results.json`` last and atomically, so :func:`is_done` is true only
+  once both are complete.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  logs.write_json_atomic(os.path.join(workdir, CONFIG), run_config)
+  logs.write_json_atomic(os.path.join(workdir, RESULTS), results)
 
 
 def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
@@ -81,7 +298,7 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
       continue
     with open(os.path.join(root, RESULTS)) as f:
       results = json.load(f)
-    with open(os.path.join(root, 'config.json')) as f:
+    with open(os.path.join(root, CONFIG)) as f:
       config = json.load(f)['config']
     if select not in results:
       raise ValueError(

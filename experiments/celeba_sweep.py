@@ -22,6 +22,16 @@ where it stopped (the interrupted cell resumes from its checkpoint). Weak
 cells scale their batch size and epochs by ``1 / (1 - p)`` (see
 :mod:`experiments.configs.celeba`). Draw the paper's figures with
 :mod:`experiments.plot_celeba`.
+
+``--vmap`` trains the cells that share every shape together, one compiled
+program for all of them (:func:`run_vmapped_sweep`): the seeds and noise
+levels of one (objective, correlation, weak fraction). Its cells hold the
+final epoch only (``results.json`` without best-epoch records, no
+checkpoints, log or figures); ``plot_celeba`` reads them as it reads the
+others::
+
+  python -m experiments.celeba_sweep --workdir=/tmp/celeba_sweep --vmap \
+      --config.celeba_dir=/data/celeba [--mode=weak --vmap_max_members=8 ...]
 """
 
 from __future__ import annotations
@@ -29,23 +39,33 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
 from absl import logging
+import jax
+import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
 from cmi_jax import experiment
 from cmi_jax import logs
+from cmi_jax import sweep as vmapped
 from cmi_jax import sweeps
+from cmi_jax.data import celeba
 from experiments import celeba as celeba_experiment
 from experiments.configs import celeba as celeba_config
-from experiments.multi_digit_sweep import parse_floats
 
 MODES = ('corr', 'weak')
 WEAK_PREFIX = 'weak'
+# The config fields that may differ inside a vmapped group. Neither changes
+# a shape nor the trainer: the sub-sample sizes of celeba_splits follow from
+# the labels and the correlation table alone (exact_subsample_counts), not
+# from the seed, and occlusion changes pixels only. Everything else (the
+# objective, the correlation, the weak fraction with its batch size and
+# epochs, ...) must agree.
+VMAP_VARYING = ('seed', 'noise')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +142,175 @@ def run_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
                  final['test_uncorr']['accuracy'], time.time() - start)
 
 
+def resolve_cell(base_config: ml_collections.ConfigDict, cell: AnyCell
+                 ) -> ml_collections.ConfigDict:
+  """The resolved config of a cell (what its separate run trains with)."""
+  config = ml_collections.ConfigDict(base_config.to_dict())
+  config.update(cell.overrides())
+  return celeba_experiment.resolve_config(config)
+
+
+def member_splits(loaded: celeba.CelebASplits,
+                  config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The datasets of one resolved config from already loaded CelebA.
+
+  The call of :func:`experiments.celeba.load_data` without its reading of
+  the cache (the whole 64x64 CelebA, once per group instead of per cell).
+  """
+  return celeba.celeba_splits(
+      loaded, config.train_corr, weak_supervision=config.weak_supervision,
+      noise=config.noise, batch_size=config.batch_size, seed=config.seed,
+      occlusion_patch=config.occlusion_patch)
+
+
+def train_group(loaded: celeba.CelebASplits, sweep_dir: str,
+                cells: Sequence[AnyCell],
+                configs: Sequence[ml_collections.ConfigDict]) -> None:
+  """Trains cells of equal shapes together (vmapped) and writes each one.
+
+  Member ``i`` trains as the separate run of ``cells[i]`` does (same key,
+  data, learning rates; equal up to float rounding), is evaluated once,
+  after the last epoch, and gets that run's ``config.json``,
+  ``joint_counts.json``, subpopulation tables and ``results.json`` (the
+  ``final`` record and the run's ``data`` / ``attributes`` / ``objective``,
+  plus ``mode: 'vmapped'`` and the group).
+
+  Memory: the group holds every member's training images at once,
+  ``S x N_train x 64 x 64 x 3`` bytes on the device (12 KiB an image, with
+  ``N_train`` the correlated sub-sample of the 162 770 official training
+  images: 10 000 images are 123 MB, so 6 members of 100 000 take 7.4 GB),
+  plus the small evaluation splits; while they are stacked, the members'
+  own copies exist too (twice that, briefly). ``train_eval`` reuses the
+  stacked training images (:class:`cmi_jax.sweep.Stacked`) instead of a
+  second stacked copy. No member shares an image array with another (each
+  seed draws other rows, each noise level other pixels), so stacking
+  cannot share more; ``--vmap_max_members`` bounds S.
+
+  Raises:
+    ValueError: if the members' datasets differ in shape after all (the
+      grouping assumes celeba_splits' sizes do not depend on seed or noise).
+  """
+  names = loaded.attributes
+  first = configs[0]
+  trainer = experiment.build_trainer(first, len(names),
+                                     celeba_config.PAPER_OPTIM)
+  trains, eval_labels, evals, infos, counts = [], [], [], [], []
+  for config in configs:
+    data = member_splits(loaded, config)
+    experiment.check_data({s: data[s] for s in ('train',)
+                           + experiment.EVAL_SPLITS}, len(names))
+    infos.append(celeba_experiment.data_info(config, loaded, data))
+    counts.append(dict(data['joint_counts']))
+    trains.append(data['train'])
+    eval_labels.append(data['train_eval'].labels)
+    evals.append({s: data[s] for s in experiment.EVAL_SPLITS
+                  if s != 'train_eval'})
+  example = experiment.first_batches(trains[0], first.batch_size)['image']
+  try:
+    train_data = vmapped.stack_datasets(trains)
+  except ValueError as e:
+    raise ValueError(
+        f'the cells {[c.name for c in cells]} were grouped because their '
+        f'configs differ only in {VMAP_VARYING}, but their training sets '
+        f'differ: {e} Run them without --vmap.') from e
+  del trains  # The stacked copy is all the group needs from here on.
+  eval_datas = {
+      # train and train_eval share the images (celeba_splits), so the
+      # stacked ones are reused rather than stacked a second time.
+      'train_eval': vmapped.Stacked(train_data.replace(
+          labels=jnp.stack(eval_labels), shuffle=False)),
+      **{s: [e[s] for e in evals] for s in evals[0]}}
+  hooks = [experiment.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
+                              seed=c.seed) for c in configs]
+  start = time.time()
+  _, records = vmapped.fit_sweep(
+      trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
+      train_data, eval_datas, first.num_epochs,
+      hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
+      hooks=None if all(h is None for h in hooks) else hooks,
+      name=os.path.dirname(cells[0].name))
+  seconds = time.time() - start
+  members = {cell: i for i, cell in enumerate(cells)}
+
+  def write(cell, record):
+    i = members[cell]
+    config, info = configs[i], infos[i]
+    results = {'final': record, 'num_epochs': config.num_epochs,
+               'step': record['step'], 'data': info,
+               'attributes': list(names), 'objective': config.objective,
+               'mode': 'vmapped',
+               'group': {'cells': [c.name for c in cells],
+                         'train_seconds': seconds}}
+    if jax.process_index() == 0:
+      workdir = os.path.join(sweep_dir, cell.name)
+      os.makedirs(workdir, exist_ok=True)
+      logs.write_json_atomic(os.path.join(workdir, 'joint_counts.json'),
+                             _joint_counts(counts[i], config.weak_supervision))
+      celeba_experiment.write_subpopulation_tables(results, names, workdir)
+      # results.json last: the cell counts as done only once all is written.
+      sweeps.write_cell(workdir, {'config': config.to_dict(), 'data': info},
+                        results)
+    final = record['eval']
+    logging.info('%s: anti %.3f, uncorr %.3f (group of %d, %.0f s).',
+                 cell.name, final['test_anti']['accuracy'],
+                 final['test_uncorr']['accuracy'], len(cells), seconds)
+
+  sweeps.write_members(cells, records, write)
+
+
+def _joint_counts(counts: dict[str, Any], weak_supervision: float
+                  ) -> dict[str, Any]:
+  """The joint counts as :func:`experiments.celeba.train_and_evaluate` saves
+  them: under weak supervision ``train`` holds only the rows that kept every
+  label (``train_eval`` has the whole sub-sample)."""
+  if weak_supervision > 0:
+    return {('train (every label kept)' if k == 'train' else k): v
+            for k, v in counts.items()}
+  return counts
+
+
+def run_vmapped_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
+                      cells: Sequence[AnyCell],
+                      max_members: Optional[int] = None) -> None:
+  """Runs every unfinished cell, those of equal shapes together (vmapped).
+
+  Cells whose resolved configs differ only in :data:`VMAP_VARYING` (seed,
+  noise) share the trainer and every shape, and train as one group
+  (:func:`train_group`); e.g. ``--seeds=1,2,3 --noises=0,0.5`` gives groups
+  of 6 cells per objective and correlation (or weak fraction). Groups of one
+  cell, and cells that a separate run started (they resume from their
+  checkpoint), run as :func:`run_sweep` runs them; see
+  :func:`cmi_jax.sweeps.run_grouped`. CelebA is read once, at the first
+  group.
+
+  Args:
+    base_config: the flag config (each cell overrides its fields).
+    sweep_dir: the folder of the mode's cells (:func:`mode_dir`).
+    cells: the cells of the sweep.
+    max_members: the largest group (memory, see :func:`train_group`); None:
+      no limit.
+  """
+  configs = {c: resolve_cell(base_config, c) for c in cells}
+  loaded = []  # CelebA, loaded by the first group that needs it.
+
+  def key(cell):
+    return sweeps.config_key(configs[cell].to_dict(), VMAP_VARYING)
+
+  def train(group):
+    if not loaded:
+      first = configs[group[0]]
+      loaded.append(celeba.load_celeba(
+          first.attributes, source=first.source,
+          tfds_data_dir=first.tfds_data_dir, celeba_dir=first.celeba_dir,
+          cache_dir=first.cache_dir))
+    train_group(loaded[0], sweep_dir, group, [configs[c] for c in group])
+
+  sweeps.run_grouped(
+      sweep_dir, cells, group_key=key, train_group=train,
+      run_separately=lambda group: run_sweep(base_config, sweep_dir, group),
+      max_members=max_members)
+
+
 def collect_weak(weak_dir: str, select: str = 'final'
                  ) -> list[dict[str, Any]]:
   """:func:`cmi_jax.sweeps.collect` of every ``weak<p>/`` folder.
@@ -180,18 +369,18 @@ def main() -> None:
       'Fractions of each attribute\'s train labels removed (mode weak).')
   weak_corr = flags.DEFINE_float('weak_train_corr', 0.8,
                                  'Training correlation (mode weak).')
+  vmap, max_members = sweeps.define_vmap_flags(
+      'the seeds and noise levels of each objective and correlation (mode '
+      'weak: and fraction)')
 
   def run(argv):
     experiment.quiet_library_logs()
-    if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    if not workdir.value:
-      raise app.UsageError('--workdir is required (the sweep directory).')
-    seed_list = [int(s) for s in parse_floats(seeds.value, 'seeds')]
-    noise_list = parse_floats(noises.value, 'noises')
+    sweeps.check_command_line(argv, workdir.value)
+    seed_list = sweeps.parse_list(seeds.value, 'seeds', int)
+    noise_list = sweeps.parse_list(noises.value, 'noises')
     if mode.value == 'corr':
       cells = sweeps.grid(objectives.value,
-                          parse_floats(corrs.value, 'train_corrs'),
+                          sweeps.parse_list(corrs.value, 'train_corrs'),
                           noise_list, seed_list)
     else:
       if len(noise_list) != 1:
@@ -199,12 +388,15 @@ def main() -> None:
                              f'{noise_list}.')
       try:
         cells = weak_grid(objectives.value,
-                          parse_floats(fractions.value, 'weak_fractions'),
+                          sweeps.parse_list(fractions.value, 'weak_fractions'),
                           weak_corr.value, noise_list[0], seed_list)
       except ValueError as e:
         raise app.UsageError(str(e)) from e
     folder = mode_dir(workdir.value, mode.value)
-    run_sweep(config.value, folder, cells)
+    if vmap.value:
+      run_vmapped_sweep(config.value, folder, cells, max_members.value)
+    else:
+      run_sweep(config.value, folder, cells)
     rows = (sweeps.collect(folder) if mode.value == 'corr'
             else collect_weak(folder))
     logs.write_json_atomic(os.path.join(folder, 'summary.json'), rows)

@@ -9,16 +9,17 @@ Each cell is a full run of :mod:`experiments.multi_digit_mnist` in
 ``results.json`` are skipped, so a restarted sweep picks up where it stopped
 (the interrupted cell resumes from its checkpoint). Draw the paper's figure
 with :mod:`experiments.plot_multi_digit`.
+
+``--vmap`` trains the cells of each objective together, one compiled
+program for all of them (:func:`run_vmapped_sweep`; final-epoch results
+only); ``--vmap_max_members`` bounds a group.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 
-import jax
-import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
@@ -33,12 +34,19 @@ from cmi_jax.data import sources
 from experiments import multi_digit_mnist
 from experiments.configs import multi_digit as multi_digit_config
 
-def parse_floats(values, name):
-  try:
-    return [float(v) for v in values]
-  except ValueError as e:
-    raise app.UsageError(f'--{name} takes comma-separated numbers; got '
-                         f'{values}.') from e
+# The config fields that may differ inside a vmapped group: the correlation
+# table, the noise level and the stream seed are arrays of the dataset
+# (MultiDigitDataset), so cells differing in them share every shape.
+VMAP_VARYING = ('seed', 'noise', 'train_corr')
+
+
+def resolve_cell(base_config, cell):
+  """The resolved config of a cell (what its separate run trains with)."""
+  config = multi_digit_mnist.resolve_config(base_config)
+  with config.unlocked():
+    config.update(cell.overrides())
+    config.fast = False  # Already applied by resolve_config.
+  return config
 
 
 def run_sweep(base_config, sweep_dir, cells):
@@ -47,13 +55,9 @@ def run_sweep(base_config, sweep_dir, cells):
     if sweeps.is_done(sweep_dir, cell):
       logging.info('[%d/%d] %s: done, skipped.', i + 1, len(cells), cell.name)
       continue
-    config = multi_digit_mnist.resolve_config(base_config)
-    with config.unlocked():
-      config.update(cell.overrides())
-      config.fast = False  # Already applied by resolve_config.
     start = time.time()
     results = multi_digit_mnist.train_and_evaluate(
-        config, f'{sweep_dir}/{cell.name}')
+        resolve_cell(base_config, cell), f'{sweep_dir}/{cell.name}')
     final = results['final']['eval']
     logging.info('[%d/%d] %s: anti %.3f, uncorr %.3f (%.0f s).', i + 1,
                  len(cells), cell.name, final['test_anti']['accuracy'],
@@ -63,73 +67,83 @@ def run_sweep(base_config, sweep_dir, cells):
   return rows
 
 
-def run_vmapped_sweep(base_config, sweep_dir, cells):
-  """Trains the unfinished cells of each objective together, vmapped.
+def train_group(digits, sweep_dir, cells, configs):
+  """Trains cells of one trainer together (vmapped) and writes each one.
 
-  Cells of one objective share every shape, so their states, keys, noise
-  levels and correlation tables are stacked and trained by one compiled
-  epoch (:mod:`cmi_jax.sweep`); member ``i`` equals the separate run of cell
-  ``i``. Evaluation runs once, after the last epoch, so each cell's
-  ``results.json`` holds the ``final`` record only (no best-epoch
-  checkpoints), and an interrupted group restarts from scratch.
+  Member ``i`` equals the separate run of cell ``i`` up to float rounding.
+  Each member's dataset holds its own copy of the digit bank (tens of MB).
+  """
+  first = configs[0]
+  splits = []
+  for config in configs:
+    data = multi_digit.multi_digit_splits(
+        digits, tuple(config.classes), config.num_digits, config.train_corr,
+        config.noise, config.patch, config.batch_size, config.seed)
+    if config.epoch_size is not None:
+      data['train'] = experiment.set_epoch_size(data['train'],
+                                                config.epoch_size)
+    splits.append(data)
+  trainer = experiment.build_trainer(first, first.num_digits,
+                                     multi_digit_config.PAPER_OPTIM)
+  example = experiment.first_batches(splits[0]['train'], 1)['image']
+  hooks = [experiment.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
+                              seed=c.seed) for c in configs]
+  start = time.time()
+  _, records = vmapped.fit_sweep(
+      trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
+      vmapped.stack_datasets([s['train'] for s in splits]),
+      {s: [d[s] for d in splits] for s in experiment.EVAL_SPLITS},
+      first.num_epochs,
+      hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
+      hooks=None if all(h is None for h in hooks) else hooks,
+      name=first.objective)
+  seconds = time.time() - start
+  members = {cell: i for i, cell in enumerate(cells)}
+
+  def write(cell, record):
+    config = configs[members[cell]]
+    data = {'dataset': digits.dataset, 'source': digits.source,
+            'classes': list(config.classes)}
+    sweeps.write_cell(
+        os.path.join(sweep_dir, cell.name),
+        {'config': config.to_dict(), 'data': {'source': digits.source}},
+        {'final': record, 'num_epochs': config.num_epochs,
+         'step': record['step'], 'data': data, 'objective': config.objective,
+         'mode': 'vmapped', 'group': {'cells': [c.name for c in cells],
+                                      'train_seconds': seconds}})
+
+  sweeps.write_members(cells, records, write)
+
+
+def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
+  """Runs every unfinished cell, those of one trainer together (vmapped).
+
+  Cells whose resolved configs differ only in :data:`VMAP_VARYING` (seed,
+  noise, correlation: typically every cell of one objective) share every
+  shape, so their states, keys, noise levels and correlation tables are
+  stacked and trained by one compiled epoch (:mod:`cmi_jax.sweep`); member
+  ``i`` equals the separate run of cell ``i``. Evaluation runs once, after
+  the last epoch, so each cell's ``results.json`` holds the ``final`` record
+  only (no best-epoch checkpoints), and an interrupted group restarts from
+  scratch. Groups of one cell, and cells a separate run started, run
+  separately (:func:`cmi_jax.sweeps.run_grouped`).
+
+  Returns:
+    The rows of :func:`cmi_jax.sweeps.collect`.
   """
   config = multi_digit_mnist.resolve_config(base_config)
   digits = sources.load_digits(config.dataset, config.source,
                                tfds_data_dir=config.tfds_data_dir,
                                manual_dir=config.manual_dir)
-  todo = [c for c in cells if not sweeps.is_done(sweep_dir, c)]
-  for objective, group in itertools.groupby(todo, key=lambda c: c.objective):
-    group = list(group)
-    configs, splits = [], []
-    for cell in group:
-      cell_config = multi_digit_mnist.resolve_config(config)
-      with cell_config.unlocked():
-        cell_config.update(cell.overrides())
-        cell_config.fast = False
-      configs.append(cell_config)
-      data = multi_digit.multi_digit_splits(
-          digits, tuple(cell_config.classes), cell_config.num_digits,
-          cell.train_corr, cell.noise, cell_config.patch,
-          cell_config.batch_size, cell.seed)
-      if cell_config.epoch_size is not None:
-        data['train'] = experiment.set_epoch_size(data['train'],
-                                                  cell_config.epoch_size)
-      splits.append(data)
-    trainer = experiment.build_trainer(configs[0], config.num_digits,
-                                       multi_digit_config.PAPER_OPTIM)
-    example = experiment.first_batches(splits[0]['train'], 1)['image']
-    keys = np.stack([np.asarray(jax.random.PRNGKey(c.seed)) for c in group])
-    states = vmapped.init_sweep(
-        trainer, keys, example,
-        {'disentangle_weight': [c.disentangle_weight for c in configs]})
-    datas = vmapped.stack_datasets([s['train'] for s in splits])
-    epoch = vmapped.sweep_train_epoch(trainer)
-    start = time.time()
-    for i in range(config.num_epochs):
-      states, metrics = epoch(states, datas)
-      if (i + 1) % max(1, config.num_epochs // 10) == 0:
-        ce = np.asarray(metrics['loss/ce']).mean(1)
-        logging.info('%s: epoch %d/%d, %d members, mean ce %.3f (%.0f s).',
-                     objective, i + 1, config.num_epochs, len(group),
-                     float(ce.mean()), time.time() - start)
-    stats = vmapped.sweep_evaluate(
-        trainer, states,
-        {s: [d[s] for d in splits] for s in experiment.EVAL_SPLITS})
-    summaries = {s: vmapped.summarize(v) for s, v in stats.items()}
-    for i, (cell, cell_config) in enumerate(zip(group, configs)):
-      record = {'epoch': config.num_epochs,
-                'step': config.num_epochs * datas.steps_per_epoch,
-                'eval': {s: summaries[s][i] for s in experiment.EVAL_SPLITS}}
-      workdir = os.path.join(sweep_dir, cell.name)
-      os.makedirs(workdir, exist_ok=True)
-      logs.write_json_atomic(os.path.join(workdir, 'config.json'),
-                             {'config': cell_config.to_dict(),
-                              'data': {'source': digits.source}})
-      logs.write_json_atomic(os.path.join(workdir, sweeps.RESULTS), {
-          'final': record, 'mode': 'vmapped', 'objective': objective,
-          'data': {'dataset': digits.dataset, 'source': digits.source,
-                   'classes': list(cell_config.classes)},
-          'train_seconds_for_group': time.time() - start})
+  configs = {c: resolve_cell(config, c) for c in cells}
+  sweeps.run_grouped(
+      sweep_dir, cells,
+      group_key=lambda c: sweeps.config_key(configs[c].to_dict(),
+                                            VMAP_VARYING),
+      train_group=lambda group: train_group(
+          digits, sweep_dir, group, [configs[c] for c in group]),
+      run_separately=lambda group: run_sweep(base_config, sweep_dir, group),
+      max_members=max_members)
   rows = sweeps.collect(sweep_dir)
   logs.write_json_atomic(os.path.join(sweep_dir, 'summary.json'), rows)
   return rows
@@ -147,22 +161,20 @@ def main() -> None:
   objectives = flags.DEFINE_list('objectives', ['base', 'mi', 'cmi'],
                                  'Objectives.')
   seeds = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
-  vmap = flags.DEFINE_bool(
-      'vmap', False, 'Train the cells of each objective together with vmap '
-      '(faster; final-epoch results only, no per-epoch logs or checkpoints).')
+  vmap, max_members = sweeps.define_vmap_flags('the cells of each objective')
 
   def run(argv):
     experiment.quiet_library_logs()
-    if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    if not workdir.value:
-      raise app.UsageError('--workdir is required (the sweep directory).')
+    sweeps.check_command_line(argv, workdir.value)
     cells = sweeps.grid(objectives.value,
-                        parse_floats(corrs.value, 'train_corrs'),
-                        parse_floats(noises.value, 'noises'),
-                        [int(s) for s in parse_floats(seeds.value, 'seeds')])
-    runner = run_vmapped_sweep if vmap.value else run_sweep
-    rows = runner(config.value, workdir.value, cells)
+                        sweeps.parse_list(corrs.value, 'train_corrs'),
+                        sweeps.parse_list(noises.value, 'noises'),
+                        sweeps.parse_list(seeds.value, 'seeds', int))
+    if vmap.value:
+      rows = run_vmapped_sweep(config.value, workdir.value, cells,
+                               max_members.value)
+    else:
+      rows = run_sweep(config.value, workdir.value, cells)
     print(f'{len(rows)} finished cells in {workdir.value}')
 
   app.run(run)

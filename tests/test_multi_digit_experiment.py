@@ -90,11 +90,22 @@ def test_bad_config_fields_are_named(overrides, match, tmp_path):
                                          str(tmp_path))
 
 
-def test_sweep_skips_finished_cells_and_plots(tmp_path):
-  sweep_dir = str(tmp_path / 'sweep')
+SWEEP_CELLS = sweeps.grid(['base', 'cmi'], [0.9], [0.0, 0.8], [0])
+
+
+@pytest.fixture(scope='module')
+def separate_sweep(tmp_path_factory):
+  """The cells of SWEEP_CELLS run one by one (the sweep without --vmap)."""
+  sweep_dir = str(tmp_path_factory.mktemp('sweep'))
   config = tiny_config(num_epochs=1, mi_every=0)
-  cells = sweeps.grid(['base', 'cmi'], [0.9], [0.0, 0.8], [0])
-  rows = multi_digit_sweep.run_sweep(config, sweep_dir, cells)
+  return sweep_dir, multi_digit_sweep.run_sweep(config, sweep_dir,
+                                                SWEEP_CELLS)
+
+
+def test_sweep_skips_finished_cells_and_plots(separate_sweep):
+  sweep_dir, rows = separate_sweep
+  config = tiny_config(num_epochs=1, mi_every=0)
+  cells = SWEEP_CELLS
   assert len(rows) == 4
   done = os.path.join(sweep_dir, cells[0].name, 'results.json')
   before = os.path.getmtime(done)
@@ -106,3 +117,33 @@ def test_sweep_skips_finished_cells_and_plots(tmp_path):
   assert table.count('\n') == 2 + 4
   with Image.open(paths['figure']) as im:
     assert im.size[0] > 300
+
+
+@pytest.mark.slow  # ~15-30 s of compiles; the shared machinery (fit_sweep,
+# run_grouped, write_members) runs by default in tests/test_celeba_sweep.py.
+def test_vmapped_sweep_equals_the_separate_runs(separate_sweep, tmp_path):
+  # The base cells (two noise levels) train as one group; each member's
+  # final record equals its separate run's (losses to 1e-5; measured: at
+  # most 5e-8).
+  separate_dir, _ = separate_sweep
+  sweep_dir = str(tmp_path / 'vmapped')
+  cells = [c for c in SWEEP_CELLS if c.objective == 'base']
+  rows = multi_digit_sweep.run_vmapped_sweep(
+      tiny_config(num_epochs=1, mi_every=0), sweep_dir, cells)
+  assert len(rows) == 2
+  for cell in cells:
+    with open(os.path.join(sweep_dir, cell.name, 'results.json')) as f:
+      got = json.load(f)
+    with open(os.path.join(separate_dir, cell.name, 'results.json')) as f:
+      want = json.load(f)
+    assert got['mode'] == 'vmapped' and 'best_val_loss' not in got
+    assert got['group']['cells'] == [c.name for c in cells]
+    assert got['final']['step'] == want['final']['step']
+    for split, summary in want['final']['eval'].items():
+      assert got['final']['eval'][split]['confusion'] == summary['confusion']
+      assert got['final']['eval'][split]['loss'] == pytest.approx(
+          summary['loss'], rel=1e-5, abs=1e-5)
+    for name, value in want['final']['train'].items():
+      assert got['final']['train'][name] == pytest.approx(value, rel=1e-5,
+                                                         abs=1e-5)
+  assert [r['noise'] for r in rows] == [0.0, 0.8]

@@ -12,6 +12,8 @@ trainer compiles to the very same program.
 """
 
 import functools
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +22,10 @@ import pytest
 
 from cmi_jax import evaluation
 from cmi_jax import models
+from absl import app
+
 from cmi_jax import sweep
+from cmi_jax import sweeps
 from cmi_jax import train
 from cmi_jax.data import synthetic
 
@@ -281,3 +286,164 @@ def test_epoch_rejects_member_count_mismatch(cmi_sweep):
   epoch = sweep.sweep_train_epoch(_trainer('cmi'))
   with pytest.raises(ValueError, match='4 states but 3 datasets'):
     epoch(cmi_sweep[0], sweep.stack_datasets(_datasets()[:3]))
+
+
+# ------------------------------------------------------------- fit_sweep
+
+def test_fit_sweep_equals_the_epoch_loop(cmi_sweep):
+  # The same compiled programs as the cmi_sweep fixture (no evaluation
+  # split: no evaluation compile), so the states agree exactly.
+  states, metrics, _ = cmi_sweep
+  seen = []
+
+  def hook(i):
+    def record(epoch, state, stats):
+      seen.append((i, epoch, int(state.step), stats))
+      return {'member': i}
+    return record
+
+  got, records = sweep.fit_sweep(
+      _trainer('cmi'), _keys(), _example(), sweep.stack_datasets(_datasets()),
+      {}, EPOCHS, hparams=HPARAMS, hooks=[hook(i) for i in range(SIZE)])
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(states)):
+    np.testing.assert_array_equal(a, b)
+  assert len(records) == SIZE
+  for i, record in enumerate(records):
+    assert record['epoch'] == EPOCHS and record['step'] == EPOCHS * STEPS
+    assert record['eval'] == {} and record['extra'] == {'member': i}
+    for name, value in metrics.items():  # the last epoch's mean, as run.fit
+      assert record['train'][name] == pytest.approx(
+          float(np.mean(value[i, -STEPS:])), rel=1e-6, abs=1e-7)
+  assert seen == [(i, EPOCHS, EPOCHS * STEPS, {}) for i in range(SIZE)]
+
+
+def test_fit_sweep_reports_a_diverged_member_and_trains_the_others(
+    cmi_sweep):
+  states, metrics, _ = cmi_sweep
+  datas = _datasets()
+  datas[2] = datas[2].replace(noise=jnp.float32(np.nan))  # NaN inputs
+  got, records = sweep.fit_sweep(
+      _trainer('cmi'), _keys(), _example(), sweep.stack_datasets(datas), {},
+      EPOCHS, hparams=HPARAMS)
+  assert set(records[2]) == {'epoch', 'non_finite'}
+  assert 'at step 1 (epoch 1)' in records[2]['non_finite']
+  for i in (0, 1, 3):  # members are independent: untouched by member 2
+    assert 'non_finite' not in records[i]
+    for name, value in metrics.items():
+      assert records[i]['train'][name] == pytest.approx(
+          float(np.mean(value[i, -STEPS:])), rel=1e-6, abs=1e-7)
+    for a, b in zip(jax.tree.leaves(sweep.unstack(got)[i]),
+                    jax.tree.leaves(sweep.unstack(states)[i])):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_fit_sweep_rejects_bad_arguments():
+  data = sweep.stack_datasets(_datasets())
+  with pytest.raises(ValueError, match='num_epochs must be a positive'):
+    sweep.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 0)
+  with pytest.raises(ValueError, match='3 hooks for 4 members'):
+    sweep.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 1,
+                    hparams=HPARAMS, hooks=[None] * 3)
+
+
+def test_stacked_eval_split_must_match_the_member_count(cmi_sweep):
+  three = sweep.Stacked(sweep.stack_datasets(_datasets()[:3]))
+  with pytest.raises(ValueError, match="'own' is stacked for 3 members but "
+                     'the sweep has 4'):
+    sweep.sweep_evaluate(_trainer('cmi'), cmi_sweep[0], {'own': three})
+
+
+def test_keys_from_seeds_are_the_separate_runs_keys():
+  keys = sweep.keys_from_seeds([3, 0])
+  assert keys.dtype == np.uint32 and keys.shape == (2, 2)
+  np.testing.assert_array_equal(keys[0], jax.random.PRNGKey(3))
+
+
+# ------------------------------------------- sweeps: the --vmap bookkeeping
+
+def test_parse_list_names_the_flag():
+  assert sweeps.parse_list(['0', '0.5'], 'noises') == [0.0, 0.5]
+  assert sweeps.parse_list(['1', '2'], 'seeds', int) == [1, 2]
+  with pytest.raises(app.UsageError, match=r"--seeds takes comma-separated "
+                     r"integers; '1\.5' is not one"):
+    sweeps.parse_list(['1', '1.5'], 'seeds', int)
+  with pytest.raises(app.UsageError, match='--noises .* numbers; .a. is'):
+    sweeps.parse_list(['a'], 'noises')
+
+
+def test_check_command_line():
+  sweeps.check_command_line(['prog'], '/tmp/sweep')
+  with pytest.raises(app.UsageError, match='--workdir is required'):
+    sweeps.check_command_line(['prog'], None)
+  with pytest.raises(app.UsageError, match=r"unexpected arguments: \['x'\]"):
+    sweeps.check_command_line(['prog', 'x'], '/tmp/sweep')
+
+
+def test_group_cells_keeps_order_and_splits_large_groups():
+  cells = sweeps.grid(['base', 'cmi'], [0.0], [0.0, 0.5], [0, 1])
+  by_objective = sweeps.group_cells(cells, lambda c: c.objective)
+  assert by_objective == [cells[:4], cells[4:]]
+  assert sweeps.group_cells(cells, lambda c: c.objective, 3) == [
+      cells[:3], cells[3:4], cells[4:7], cells[7:]]
+  # Equal keys need not be neighbours.
+  assert sweeps.group_cells(cells, lambda c: c.seed) == [cells[0::2],
+                                                         cells[1::2]]
+  with pytest.raises(ValueError, match='max_members must be >= 1'):
+    sweeps.group_cells(cells, lambda c: c.seed, 0)
+
+
+def test_config_key_leaves_out_the_varying_fields():
+  a = {'objective': 'cmi', 'seed': 1, 'noise': 0.0, 'hidden': (50, 50)}
+  assert sweeps.config_key(a, ('seed', 'noise')) == sweeps.config_key(
+      dict(a, seed=2, noise=0.5), ('seed', 'noise'))
+  assert sweeps.config_key(a, ('seed',)) != sweeps.config_key(
+      dict(a, noise=0.5), ('seed',))
+
+
+def _finish(sweep_dir, cell):
+  sweeps.write_cell(os.path.join(sweep_dir, cell.name),
+                    {'config': cell.overrides()},
+                    {'final': {'epoch': 1, 'eval': {}}})
+
+
+def test_run_grouped_policy(tmp_path):
+  sweep_dir = str(tmp_path)
+  cells = sweeps.grid(['base', 'cmi'], [0.0], [0.0], [0, 1, 2])
+  _finish(sweep_dir, cells[0])  # done: skipped
+  started = os.path.join(sweep_dir, cells[4].name, 'checkpoints', 'latest')
+  os.makedirs(os.path.join(started, '3'))  # a separate run's checkpoint
+  os.makedirs(os.path.join(sweep_dir, cells[5].name, 'checkpoints', 'latest'))
+  calls = []
+  sweeps.run_grouped(
+      sweep_dir, cells, group_key=lambda c: c.objective,
+      train_group=lambda group: calls.append(('together', group)),
+      run_separately=lambda group: calls.append(('separately', group)))
+  assert sweeps.is_started(sweep_dir, cells[4])
+  assert not sweeps.is_started(sweep_dir, cells[5])  # no checkpoint saved
+  assert calls == [('separately', [cells[4]]),
+                   ('together', cells[1:3]),
+                   ('together', [cells[3], cells[5]])]
+  calls.clear()
+  _finish(sweep_dir, cells[5])  # cells[3] is left alone: runs separately
+  sweeps.run_grouped(
+      sweep_dir, cells, group_key=lambda c: c.objective,
+      train_group=lambda group: calls.append(('together', group)),
+      run_separately=lambda group: calls.append(('separately', group)),
+      max_members=1)
+  assert calls == [('separately', [cells[4]]), ('separately', [cells[1]]),
+                   ('separately', [cells[2]]), ('separately', [cells[3]])]
+
+
+def test_write_members_writes_the_finished_and_raises_for_the_rest(
+    tmp_path):
+  cells = sweeps.grid(['cmi'], [0.0], [0.0], [0, 1, 2])
+  records = [{'epoch': 1}, {'epoch': 1, 'non_finite': 'NaN at step 3'},
+             {'epoch': 1}]
+  with pytest.raises(FloatingPointError,
+                     match=r'1 of 3 cells .*seed1: NaN at step 3'):
+    sweeps.write_members(cells, records,
+                         lambda cell, record: _finish(str(tmp_path), cell))
+  assert [sweeps.is_done(str(tmp_path), c) for c in cells] == [True, False,
+                                                               True]
+  with open(os.path.join(tmp_path, cells[0].name, 'config.json')) as f:
+    assert json.load(f) == {'config': cells[0].overrides()}

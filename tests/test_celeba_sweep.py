@@ -1,0 +1,298 @@
+"""The CelebA sweep's ``--vmap`` mode on the fake CelebA.
+
+One vmapped group (2 seeds x 2 noise levels of one weakly supervised
+setting) trains for real, and two of its cells also run separately, as the
+sweep without ``--vmap`` runs them: each member's ``results.json`` must
+equal the separate run's ``final`` record (losses and MI estimates to
+``TOL``; accuracies, counts and confusions exactly), and ``plot_celeba`` /
+``sweeps.collect`` must read the vmapped cells. Weak supervision makes
+``train_eval`` (full labels) differ from ``train`` (labels removed), so a
+group that evaluated the wrong labels would fail. Grouping and restarts are
+checked without training (the trainers are replaced by recorders).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import celeba_fixture
+import numpy as np
+import pytest
+import test_celeba_experiment
+
+from cmi_jax import experiment
+from cmi_jax import plots
+from cmi_jax import sweeps
+from experiments import celeba_sweep
+from experiments import plot_celeba
+
+# The experiment test's tiny setting; batch 10 becomes 20 and 1 epoch 2
+# under the weak-supervision scaling.
+NUM_FAKE = test_celeba_experiment.NUM_FAKE
+TRAIN_CORR = test_celeba_experiment.TRAIN_CORR
+WEAK = test_celeba_experiment.WEAK
+BATCH = test_celeba_experiment.BATCH
+# Members vs separate runs, measured on 2 CPU cores: losses and train
+# metrics differ by at most 1e-7, latent correlations by 1.4e-6 (float32
+# rounding of vmapped vs unbatched matmuls); accuracies, counts, confusions
+# and the kNN MI estimates not at all. (With the cmi objective: 2e-6.)
+TOL = 1e-5
+CELLS = [celeba_sweep.WeakCell(sweeps.Cell('base', TRAIN_CORR, noise, seed),
+                               WEAK)
+         for noise in (0.0, 0.5) for seed in (0, 1)]
+# Two members that differ in both seed and noise, checked against their
+# separate runs (a third run would only repeat the check).
+REFERENCE = (CELLS[0], CELLS[3])
+
+
+def _read(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope='module')
+def config(tmp_path_factory):
+  root = celeba_fixture.write_fake_celeba(
+      tmp_path_factory.mktemp('celeba_dir'), num_images=NUM_FAKE, seed=0)
+  # The base objective compiles fastest; the vmapped engine's equality for
+  # every objective is tests/test_sweep.py's.
+  return test_celeba_experiment._config(
+      root, tmp_path_factory.mktemp('cache'), objective='base')
+
+
+@pytest.fixture(scope='module')
+def vmapped_dir(config, tmp_path_factory):
+  """A sweep directory whose weak cells were trained as one vmapped group."""
+  sweep_dir = str(tmp_path_factory.mktemp('vmapped'))
+  separate = []
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(celeba_sweep, 'run_sweep',
+                  lambda base, folder, cells: separate.extend(cells))
+    celeba_sweep.run_vmapped_sweep(
+        config, celeba_sweep.mode_dir(sweep_dir, 'weak'), CELLS)
+  assert separate == []  # one group of four; nothing ran separately
+  return sweep_dir
+
+
+@pytest.fixture(scope='module')
+def separate_dir(config, tmp_path_factory):
+  """The REFERENCE cells run one by one (the sweep without --vmap)."""
+  sweep_dir = str(tmp_path_factory.mktemp('separate'))
+  with pytest.MonkeyPatch.context() as patch:
+    # Figures are not compared and take most of a tiny run's time.
+    patch.setattr(experiment, 'draw_run_figures', lambda *a, **k: [])
+    patch.setattr(plots, 'image_grid', lambda *a, **k: None)
+    patch.setattr(plots, 'joint_count_tables', lambda *a, **k: None)
+    celeba_sweep.run_sweep(config, celeba_sweep.mode_dir(sweep_dir, 'weak'),
+                           list(REFERENCE))
+  return sweep_dir
+
+
+def _cell_dir(sweep_dir, cell):
+  return os.path.join(celeba_sweep.mode_dir(sweep_dir, 'weak'), cell.name)
+
+
+@pytest.mark.parametrize('cell', REFERENCE, ids=lambda c: c.name)
+def test_member_equals_its_separate_run(vmapped_dir, separate_dir, cell):
+  got_dir, want_dir = (_cell_dir(d, cell) for d in (vmapped_dir, separate_dir))
+  got, want = (_read(os.path.join(d, 'results.json'))
+               for d in (got_dir, want_dir))
+  # Where and what the separate run writes: config, data, counts.
+  assert _read(os.path.join(got_dir, 'config.json')) == _read(
+      os.path.join(want_dir, 'config.json'))
+  assert _read(os.path.join(got_dir, 'joint_counts.json')) == _read(
+      os.path.join(want_dir, 'joint_counts.json'))
+  for key in ('data', 'attributes', 'objective', 'num_epochs', 'step'):
+    assert got[key] == want[key], key
+  assert got['num_epochs'] == 2 and got['data']['batch_size'] == 20
+  final, reference = got['final'], want['final']
+  assert final['epoch'] == reference['epoch'] == 2
+  assert final['step'] == reference['step']
+  assert set(final['eval']) == set(experiment.EVAL_SPLITS)
+  for split, summary in reference['eval'].items():
+    for name, value in summary.items():
+      where = f'{cell.name} {split} {name}'
+      # JSON holds NaN (an empty combination) as null.
+      got_value = np.asarray(final['eval'][split][name], float)
+      value = np.asarray(value, float)
+      if name in ('loss', 'z_correlation'):
+        np.testing.assert_allclose(got_value, value, rtol=TOL, atol=TOL,
+                                   err_msg=where)
+      else:  # accuracies, counts, confusion: exactly
+        np.testing.assert_array_equal(got_value, value, err_msg=where)
+  assert sorted(final['train']) == sorted(reference['train'])
+  for name, value in reference['train'].items():
+    np.testing.assert_allclose(final['train'][name], value, rtol=TOL,
+                               atol=TOL, err_msg=f'train {name}')
+  assert sorted(final['extra']) == sorted(reference['extra'])
+  assert final['extra']  # mi_every=2: the final epoch has MI estimates
+  for name, value in reference['extra'].items():
+    np.testing.assert_allclose(final['extra'][name], value, rtol=TOL,
+                               atol=TOL, err_msg=f'extra {name}')
+
+
+def test_members_are_different_runs(vmapped_dir):
+  # Equal members would make the comparison above vacuous.
+  losses = [_read(os.path.join(_cell_dir(vmapped_dir, c), 'results.json'))[
+      'final']['eval']['train_eval']['loss'] for c in CELLS]
+  assert len({round(l, 6) for l in losses}) == len(CELLS)
+
+
+def test_vmapped_cells_say_what_they_hold(vmapped_dir):
+  for cell in CELLS:
+    workdir = _cell_dir(vmapped_dir, cell)
+    results = _read(os.path.join(workdir, 'results.json'))
+    assert results['mode'] == 'vmapped'
+    assert results['group']['cells'] == [c.name for c in CELLS]
+    assert 'best_val_loss' not in results  # final epoch only
+    assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
+    with open(os.path.join(workdir, 'subpopulation_accuracy.csv')) as f:
+      rows = list(csv.DictReader(f))
+    assert {r['record'] for r in rows} == {'final'}
+    assert len(rows) == 4 * len(experiment.EVAL_SPLITS)
+  with pytest.raises(ValueError, match="no 'best_val_loss' record"):
+    sweeps.collect(os.path.join(celeba_sweep.mode_dir(vmapped_dir, 'weak'),
+                                'weak0.5'), 'best_val_loss')
+
+
+def test_plot_celeba_reads_a_vmapped_sweep(vmapped_dir, tmp_path):
+  paths = plot_celeba.make_report(vmapped_dir, str(tmp_path))
+  assert set(paths) == {f'celeba_weak_supervision.{e}'
+                        for e in ('png', 'csv', 'md')}
+  with open(paths['celeba_weak_supervision.csv']) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 2  # one per noise level, each over two seeds
+  for row in rows:
+    members = [c for c in CELLS if c.cell.noise == float(row['noise'])]
+    accuracy = [_read(os.path.join(_cell_dir(vmapped_dir, c),
+                                   'results.json'))['final']['eval'][
+                                       'test_anti']['accuracy']
+                for c in members]
+    assert int(row['num_seeds']) == 2
+    assert float(row['test_anti/accuracy/mean']) == pytest.approx(
+        np.mean(accuracy))
+
+
+def _recording(monkeypatch):
+  """Replaces both trainers of the sweep by recorders of their cells."""
+  calls = []
+  monkeypatch.setattr(
+      celeba_sweep, 'train_group',
+      lambda loaded, folder, cells, configs: calls.append(
+          ('vmapped', list(cells), [c.batch_size for c in configs])))
+  monkeypatch.setattr(celeba_sweep, 'run_sweep',
+                      lambda base, folder, cells: calls.append(
+                          ('separate', list(cells))))
+  return calls
+
+
+def test_restart_skips_finished_and_resumes_started_cells(
+    vmapped_dir, config, tmp_path, monkeypatch):
+  weak_dir = str(tmp_path / 'weak')
+  shutil.copytree(celeba_sweep.mode_dir(vmapped_dir, 'weak'), weak_dir)
+  done = os.path.join(weak_dir, CELLS[0].name, 'results.json')
+  before = os.path.getmtime(done)
+  calls = _recording(monkeypatch)
+  celeba_sweep.run_vmapped_sweep(config, weak_dir, CELLS)
+  assert calls == [] and os.path.getmtime(done) == before
+
+  # Two cells lose their results; one of them was started by a separate
+  # run (it has a checkpoint) and resumes separately, the other is left
+  # alone in its group and runs separately too.
+  for cell in CELLS[1:3]:
+    os.remove(os.path.join(weak_dir, cell.name, 'results.json'))
+  os.makedirs(os.path.join(weak_dir, CELLS[2].name, 'checkpoints', 'latest',
+                           '1'))
+  celeba_sweep.run_vmapped_sweep(config, weak_dir, CELLS)
+  assert calls == [('separate', [CELLS[2]]), ('separate', [CELLS[1]])]
+  assert os.path.getmtime(done) == before
+
+
+def test_grouping_rule(config, monkeypatch):
+  calls = _recording(monkeypatch)
+  cells = sweeps.grid(['base', 'cmi'], [0.2, 0.6], [0.0, 0.5], [1, 2])
+  celeba_sweep.run_vmapped_sweep(config, '/nonexistent/corr', cells)
+  # Seeds and noise levels train together; objective and correlation not.
+  assert [c[0] for c in calls] == ['vmapped'] * 4
+  for _, group, _ in calls:
+    assert len(group) == 4
+    assert len({(c.objective, c.train_corr) for c in group}) == 1
+    assert {(c.noise, c.seed) for c in group} == {
+        (n, s) for n in (0.0, 0.5) for s in (1, 2)}
+
+  calls.clear()
+  weak = celeba_sweep.weak_grid(['cmi'], [0.0, 0.75], TRAIN_CORR, 0.0,
+                                [1, 2, 3])
+  celeba_sweep.run_vmapped_sweep(config, '/nonexistent/weak', weak,
+                                 max_members=2)
+  # One group per fraction (its batch size is scaled), split at 2 members;
+  # the single cell left over runs separately.
+  assert calls == [('vmapped', weak[0:2], [BATCH] * 2),
+                   ('separate', weak[2:3]),
+                   ('vmapped', weak[3:5], [4 * BATCH] * 2),
+                   ('separate', weak[5:6])]
+
+
+def test_group_of_unequal_datasets_names_the_cells(config, tmp_path,
+                                                   monkeypatch):
+  real = celeba_sweep.member_splits
+
+  def shrink_seed_1(loaded, cell_config):
+    data = real(loaded, cell_config)
+    if cell_config.seed == 1:
+      data['train'] = data['train'].replace(images=data['train'].images[:-1])
+    return data
+
+  monkeypatch.setattr(celeba_sweep, 'member_splits', shrink_seed_1)
+  with pytest.raises(ValueError, match=r'differ only in \(.seed., .noise.\).*'
+                     r'datasets\[1\]\.images.*without --vmap'):
+    celeba_sweep.run_vmapped_sweep(config, str(tmp_path), CELLS[:2])
+  assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_seeds_and_noise_levels_give_equal_shapes(config):
+  # What the grouping rule rests on: celeba_splits' sizes follow from the
+  # labels and the tables alone.
+  loaded = celeba_sweep.celeba.load_celeba(
+      ('Male', 'Smiling'), source='files', celeba_dir=config.celeba_dir,
+      cache_dir=config.cache_dir)
+  shapes = set()
+  for cell in CELLS:
+    data = celeba_sweep.member_splits(
+        loaded, celeba_sweep.resolve_cell(config, cell))
+    shapes.add(tuple(data[s].images.shape for s in ('train',)
+                     + experiment.EVAL_SPLITS))
+  assert len(shapes) == 1
+  other = celeba_sweep.member_splits(loaded, celeba_sweep.resolve_cell(
+      config, sweeps.Cell('base', 0.0, 0.0, 0)))
+  assert other['train'].images.shape != data['train'].images.shape
+
+
+@pytest.mark.slow
+def test_command_line_vmap(config, tmp_path):
+  workdir = str(tmp_path / 'cli')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  command = [
+      sys.executable, '-m', 'experiments.celeba_sweep', f'--workdir={workdir}',
+      '--mode=weak', '--vmap', '--objectives=base', '--weak_fractions=0.5',
+      f'--weak_train_corr={TRAIN_CORR}', '--seeds=0,1',
+      '--config.source=files', f'--config.celeba_dir={config.celeba_dir}',
+      f'--config.cache_dir={config.cache_dir}',
+      f'--config.batch_size={BATCH}', '--config.num_epochs=1',
+      '--config.mi_every=0', '--config.progress=False']
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run(command, capture_output=True, text=True, env=env,
+                       timeout=600, cwd=root)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert '2 finished cells' in out.stdout
+  assert 'Training 2 cells together' in out.stderr
+  summary = _read(os.path.join(workdir, 'weak', 'summary.json'))
+  assert [r['seed'] for r in summary] == [0, 1]
+  for cell in CELLS[:2]:
+    results = _read(os.path.join(_cell_dir(workdir, cell), 'results.json'))
+    assert results['mode'] == 'vmapped'
