@@ -2,11 +2,25 @@
 
 Correlated two-item Fashion-MNIST (T-shirt/top = 0 vs Trouser = 1, the real
 IDX files of Debian's dataset-fashion-mnist), train correlation 0.9,
-occlusion noise 0.8, the paper's learning rates x 10 (lr_scale, for a 2,500
-step budget), seed 0. Measured when the test was written (seeds 0 and 1,
-same budget): anti-correlated test accuracy Base 0.522 / 0.518, Base+CMI
-0.563 / 0.548, a margin of 0.030-0.041; with 10,000 steps it grows to
-0.11-0.12 (docs/results.md). The test asserts half the smaller margin.
+occlusion noise 0.8, the paper's learning rates x 10 (lr_scale, for a 5,000
+step budget), seed 0.
+
+Measured with this code (one-sort shuffles, folded gray channels), seeds 0,
+1, 2 (data split, initialisation and shuffles), margin = CMI - Base
+anti-correlated test accuracy (Base stays at 0.515-0.531):
+
+==========  ==========================  ==========================
+steps       8 fake CPU devices (tests)  1 CPU device
+==========  ==========================  ==========================
+2,500       0.012 (seed 0)              0.046 / 0.048 / 0.014
+5,000       0.047 / 0.099 / 0.061       0.071 / 0.107 / 0.035
+7,500       0.102 / 0.128 / 0.108       --
+==========  ==========================  ==========================
+
+The adversarial game is chaotic: the same seed on 1 and on 8 fake devices
+(different float reduction order) lands on different margins, and at 2,500
+steps the margin can fall to ~0.01. At 5,000 steps every measured margin is
+>= 0.035; the test asserts 0.02, a little above half of that.
 """
 
 import os
@@ -22,8 +36,8 @@ from cmi_jax.data import sources
 from experiments.configs import multi_digit as multi_digit_config
 
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'
-MARGIN = 0.015
-STEPS_PER_EPOCH, EPOCHS = 500, 5
+MARGIN = 0.02
+STEPS_PER_EPOCH, EPOCHS = 500, 10
 
 
 def anti_correlated_accuracy(objective, splits):
