@@ -9,8 +9,9 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import jax
 import numpy as np
@@ -32,12 +33,37 @@ def to_jsonable(value: Any) -> Any:
   return value
 
 
+def write_atomically(path: str, write: Callable[[str], None]) -> str:
+  """Calls ``write(tmp)`` on a temporary file next to ``path``, then renames it.
+
+  Readers never see a half-written file (``os.replace`` is atomic within a
+  file system) and a failing ``write`` leaves nothing behind. The parent
+  directory is created if needed. Returns ``path``.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory,
+                             prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+  os.close(fd)
+  try:
+    write(tmp)
+    # mkstemp creates the file private (0600); outputs are meant to be shared.
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return path
+
+
 def write_json_atomic(path: str, data: Any) -> None:
-  """Writes JSON to ``path`` via a temporary file and a rename."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(to_jsonable(data), f, indent=1)
-  os.replace(tmp, path)
+  """Writes ``to_jsonable(data)`` as JSON to ``path`` (:func:`write_atomically`)."""
+  def write(tmp):
+    with open(tmp, 'w') as f:
+      json.dump(to_jsonable(data), f, indent=1, allow_nan=False)
+      f.write('\n')
+  write_atomically(path, write)
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:

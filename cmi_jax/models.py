@@ -7,7 +7,6 @@ from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 Activation = Callable[[jax.Array], jax.Array]

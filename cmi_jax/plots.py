@@ -6,10 +6,11 @@ touches pyplot's global state, so they are safe in scripts, tests and threads.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from cmi_jax import logs
 
 # Border colours of the prediction grid, by which attributes are wrong.
 ALL_RIGHT = '#2ca02c'
@@ -28,12 +29,10 @@ def new_figure(width: float, height: float):
 
 
 def save_figure(fig, path: str) -> str:
-  """Writes ``fig`` to ``path`` (PNG) via a temporary file and a rename."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}.png'
-  fig.savefig(tmp, bbox_inches='tight')
-  os.replace(tmp, path)
-  return path
+  """Writes ``fig`` to ``path`` as PNG, atomically (:func:`logs.write_atomically`)."""
+  # The temporary name has no .png suffix, so the format must be explicit.
+  return logs.write_atomically(
+      path, lambda tmp: fig.savefig(tmp, format='png', bbox_inches='tight'))
 
 
 def _annotated_matrix(ax, matrix: np.ndarray, row_labels: Sequence[str],

@@ -38,16 +38,16 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
-import tempfile
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from absl import flags
 import numpy as np
 
+from cmi_jax import logs
+from cmi_jax import plots
 from cmi_jax.toy import linear_classification as lc
 
 _OBJECTIVE_TITLES = {'base': 'Base', 'mi': 'Base + MI', 'cmi': 'Base + CMI'}
@@ -105,36 +105,6 @@ def _define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
   return fv
 
 
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
-  """Calls ``write(tmp)`` on a temporary file next to ``path``, then renames.
-
-  Readers never see a half-written file: ``os.replace`` is atomic within a
-  file system, and the temporary file is removed if ``write`` fails.
-  """
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory,
-                             prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-  os.close(fd)
-  try:
-    write(tmp)
-    # mkstemp creates the file private (0600); outputs are meant to be shared.
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def _new_figure(**kwargs):
-  """A Matplotlib figure on the Agg canvas, without touching pyplot state."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  fig = Figure(**kwargs)
-  FigureCanvasAgg(fig)
-  return fig
-
-
 def _mean_over_seeds(cells: Sequence[dict[str, Any]], objective: str,
                      train_corr: float, metric: str
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +133,7 @@ def plot_figure(cells: Sequence[dict[str, Any]]):
   objectives = [o for o in lc.OBJECTIVES
                 if any(c['objective'] == o for c in cells)]
   num_attributes = cells[0]['num_attributes']
-  fig = _new_figure(figsize=(4.4 * len(corrs) + 0.6, 4.2))
+  fig = plots.new_figure(4.4 * len(corrs) + 0.6, 4.2)
   axes = np.atleast_1d(fig.subplots(1, len(corrs), sharey=True))
   for ax, corr in zip(axes, corrs):
     for objective in objectives:
@@ -303,16 +273,8 @@ def run(workdir: str, num_attributes: int = 2,
   files = {'results': os.path.join(workdir, 'results.json'),
            'figure': os.path.join(workdir, 'figure.png')}
 
-  def write_json(tmp):
-    with open(tmp, 'w') as f:
-      json.dump(result, f, indent=1, allow_nan=False)
-      f.write('\n')
-
-  _write_atomically(files['results'], write_json)
-  fig = plot_figure(cells)
-  # The temporary name has no .png suffix, so the format must be explicit.
-  _write_atomically(files['figure'], lambda tmp: fig.savefig(
-      tmp, format='png', dpi=120, bbox_inches='tight'))
+  logs.write_json_atomic(files['results'], result)
+  plots.save_figure(plot_figure(cells), files['figure'])
   return dict(result, files=files)
 
 

@@ -20,15 +20,15 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import tempfile
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from absl import flags
 import numpy as np
 
+from cmi_jax import logs
+from cmi_jax import plots
 from cmi_jax.toy import linear_regression as lr
 
 _MODEL_TITLES = {
@@ -78,44 +78,6 @@ def _define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
   return fv
 
 
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
-  """Calls ``write(tmp)`` on a temporary file next to ``path``, then renames.
-
-  Readers never see a half-written file: ``os.replace`` is atomic within a
-  file system, and the temporary file is removed if ``write`` fails.
-  """
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory,
-                             prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
-  os.close(fd)
-  try:
-    write(tmp)
-    # mkstemp creates the file private (0600); outputs are meant to be shared.
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def _save_figure(fig, path: str) -> None:
-  # The temporary name has no .png suffix, so the format must be explicit.
-  _write_atomically(path, lambda tmp: fig.savefig(tmp, format='png', dpi=120,
-                                                  bbox_inches='tight'))
-
-
-def _new_figure(**kwargs):
-  """A Matplotlib figure on the Agg canvas, without touching pyplot state."""
-  # pylint: disable=g-import-not-at-top
-  # Imported here so that importing this module has no plotting side effects.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-  fig = Figure(**kwargs)
-  FigureCanvasAgg(fig)
-  return fig
-
-
 def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
                  noise_vars: np.ndarray, train_corrs: np.ndarray,
                  test_corr: float, marker: tuple[float, float] | None = None):
@@ -141,7 +103,7 @@ def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
   positive = values[values > 0]
   vmin = float(positive.min()) if positive.size else 1e-6
   norm = LogNorm(vmin=vmin, vmax=max(float(values.max()), 2 * vmin))
-  fig = _new_figure(figsize=(4.2 * len(names) + 1.0, 3.8))
+  fig = plots.new_figure(4.2 * len(names) + 1.0, 3.8)
   axes = fig.subplots(1, len(names), sharey=True)
   for ax, name in zip(axes, names):
     mesh = ax.pcolormesh(train_corrs, noise_vars, sweep['test_mse'][name],
@@ -175,7 +137,7 @@ def plot_figure3(scatter: dict[str, dict[str, Any]]):
   """
   columns = [('s', 'targets', 's'), ('x', 'inputs', 'x')] + [
       (name, title, r'\hat{s}') for name, title in _MODEL_TITLES.items()]
-  fig = _new_figure(figsize=(3.0 * len(columns), 6.2))
+  fig = plots.new_figure(3.0 * len(columns), 6.2)
   axes = fig.subplots(2, len(columns), sharex=True, sharey=True)
   for row, split in enumerate(('train', 'test')):
     data = scatter[split]
@@ -259,15 +221,11 @@ def run(workdir: str, train_corr: float = 0.8, noise_var: float = 0.1,
   files = {name: os.path.join(workdir, f'{name}.{ext}') for name, ext in
            (('table1', 'json'), ('figure2', 'png'), ('figure3', 'png'))}
 
-  def write_json(tmp):
-    with open(tmp, 'w') as f:
-      json.dump(table, f, indent=2, allow_nan=False)
-      f.write('\n')
-
-  _write_atomically(files['table1'], write_json)
-  _save_figure(plot_figure2(sweep, noise_vars, train_corrs, test_corr,
-                            marker=(train_corr, noise_var)), files['figure2'])
-  _save_figure(plot_figure3(scatter), files['figure3'])
+  logs.write_json_atomic(files['table1'], table)
+  plots.save_figure(plot_figure2(sweep, noise_vars, train_corrs, test_corr,
+                                 marker=(train_corr, noise_var)),
+                    files['figure2'])
+  plots.save_figure(plot_figure3(scatter), files['figure3'])
   return {'table1': table, 'files': files}
 
 
