@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import time
 from typing import Any, Callable, Mapping, Optional
 
 import jax
@@ -158,8 +159,11 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
   try:
     for epoch in range(start_epoch + 1, config.num_epochs + 1):
       first_step = int(state.step)
+      tic = time.perf_counter()
       state, step_metrics = train_epoch(state, train_data)
+      # device_get waits for the epoch, so the time covers its computation.
       step_metrics = jax.device_get(step_metrics)
+      seconds = {'train': time.perf_counter() - tic}
       bad = first_non_finite(step_metrics)
       if bad is not None:
         # Numbered like log.jsonl and TensorBoard: the step count after the
@@ -172,14 +176,20 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       _log_steps(logger, step_metrics, first_step, config.log_every_steps)
       record = {'epoch': epoch, 'step': int(state.step),
                 'train': {k: float(np.mean(v))
-                          for k, v in step_metrics.items()}}
+                          for k, v in step_metrics.items()},
+                # Filled in as the epoch goes: train, eval, hook.
+                'seconds': seconds}
       if epoch % config.eval_every == 0 or epoch == config.num_epochs:
+        tic = time.perf_counter()
         stats = {name: evaluation.evaluate(trainer, state, data)
                  for name, data in eval_data.items()}
         record['eval'] = {name: evaluation.summarize(s)
                           for name, s in stats.items()}
+        seconds['eval'] = time.perf_counter() - tic
         if epoch_hook is not None:
+          tic = time.perf_counter()
           record['extra'] = epoch_hook(epoch, state, stats)
+          seconds['hook'] = time.perf_counter() - tic
         _save_if_best(checkpoints, best, record, state, config.select_split)
       logger.write(record)
       if epoch % config.checkpoint_every == 0 or epoch == config.num_epochs:
