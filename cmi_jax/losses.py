@@ -16,7 +16,7 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import chex
 import jax
@@ -83,7 +83,9 @@ def _check_logits(logits: jax.Array, batch: int, what: str) -> None:
 
 def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
                z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
-               num_classes: Sequence[int]) -> tuple[jax.Array, jax.Array]:
+               num_classes: Sequence[int], *,
+               permutations: Optional[chex.Array] = None
+               ) -> tuple[jax.Array, jax.Array]:
   """Adversarial losses for ``sum_k I(z_k; z_-k | s_k)``.
 
   With ``fake_k = conditional_shuffle(key, z, labels, subspaces, num_classes)[k]``,
@@ -106,6 +108,10 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
     labels: int ``[B, K]``, ``-1`` for missing.
     subspaces: K positive ints summing to ``D``.
     num_classes: K positive ints.
+    permutations: optional int ``[K, B]`` from
+      :func:`cmi_jax.shuffle.conditional_permutations` ``(key, labels,
+      num_classes)``, drawn once and shared with the other calls of a step
+      (``key`` is then unused).
 
   Returns:
     ``(encoder_loss, adversary_loss)``, scalars in nats.
@@ -118,7 +124,8 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
     ...                       (2, 2), (2, 2))
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
-  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
+  fakes = _conditional_fakes(key, z, labels, subspaces, num_classes,
+                             permutations)
   enc_real, enc_fake = _conditional_logits(adversary, z, fakes, labels,
                                            num_classes)
   adv_real, adv_fake = _conditional_logits(
@@ -130,6 +137,16 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
     adversary_loss += grouped_mean(
         _real_fake_bce(adv_real[k], adv_fake[k], 1.0), labels[:, k], classes)
   return encoder_loss, adversary_loss
+
+
+def _conditional_fakes(key: chex.PRNGKey, z: jax.Array, labels: jax.Array,
+                       subspaces: Sequence[int], num_classes: tuple[int, ...],
+                       permutations: Optional[jax.Array]) -> jax.Array:
+  """The ``[K, B, D]`` fakes: shuffled from ``key``, or by given permutations."""
+  if permutations is None:
+    return shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
+  shuffle.check_labels(labels, z, tuple(subspaces))
+  return shuffle.permute_one_subspace(z, permutations, subspaces)
 
 
 def _conditional_logits(adversary: ConditionalAdversary, z: jax.Array,
@@ -151,16 +168,19 @@ def _conditional_logits(adversary: ConditionalAdversary, z: jax.Array,
 def cmi_adversary_accuracy(adversary: ConditionalAdversary, key: chex.PRNGKey,
                            z: chex.Array, labels: chex.Array,
                            subspaces: Sequence[int],
-                           num_classes: Sequence[int]
+                           num_classes: Sequence[int], *,
+                           permutations: Optional[chex.Array] = None
                            ) -> tuple[jax.Array, jax.Array]:
   """How often the conditional discriminators are right, on the fakes of ``key``.
 
   Returns ``(accuracy_real, accuracy_fake)``: the fraction of real rows with a
   positive logit and of fake rows with a negative one, over attributes and rows
-  with a label (0.5 each for a discriminator at chance).
+  with a label (0.5 each for a discriminator at chance). ``permutations``: as
+  in :func:`cmi_losses`.
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
-  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
+  fakes = _conditional_fakes(key, z, labels, subspaces, num_classes,
+                             permutations)
   real, fake = _conditional_logits(adversary, jax.lax.stop_gradient(z),
                                    jax.lax.stop_gradient(fakes), labels,
                                    num_classes)
@@ -172,16 +192,30 @@ def cmi_adversary_accuracy(adversary: ConditionalAdversary, key: chex.PRNGKey,
 
 
 def mi_adversary_accuracy(adversary: Adversary, key: chex.PRNGKey,
-                          z: chex.Array, subspaces: Sequence[int]
+                          z: chex.Array, subspaces: Sequence[int], *,
+                          permutations: Optional[chex.Array] = None
                           ) -> tuple[jax.Array, jax.Array]:
-  """``(accuracy_real, accuracy_fake)`` of the unconditional discriminator."""
-  fake = shuffle.marginal_shuffle(key, z, subspaces)
+  """``(accuracy_real, accuracy_fake)`` of the unconditional discriminator.
+
+  ``permutations``: as in :func:`mi_losses`.
+  """
+  fake = _marginal_fake(key, z, subspaces, permutations)
   z, fake = jax.lax.stop_gradient((z, fake))
   return jnp.mean(adversary(z) > 0), jnp.mean(adversary(fake) < 0)
 
 
+def _marginal_fake(key: chex.PRNGKey, z: jax.Array, subspaces: Sequence[int],
+                   permutations: Optional[jax.Array]) -> jax.Array:
+  """The ``[B, D]`` fake: shuffled from ``key``, or by given permutations."""
+  if permutations is None:
+    return shuffle.marginal_shuffle(key, z, subspaces)
+  return shuffle.permute_each_subspace(z, permutations, subspaces)
+
+
 def mi_losses(adversary: Adversary, key: chex.PRNGKey, z: chex.Array,
-              subspaces: Sequence[int]) -> tuple[jax.Array, jax.Array]:
+              subspaces: Sequence[int], *,
+              permutations: Optional[chex.Array] = None
+              ) -> tuple[jax.Array, jax.Array]:
   """Adversarial losses for the unconditional ``I(z_1; ...; z_K)`` baseline.
 
   With ``fake = marginal_shuffle(key, z, subspaces)``, ``r = adversary(z)``,
@@ -198,6 +232,9 @@ def mi_losses(adversary: Adversary, key: chex.PRNGKey, z: chex.Array,
     key: PRNG key of the shuffle.
     z: float ``[B, D]`` codes.
     subspaces: K positive ints summing to ``D``.
+    permutations: optional int ``[K, B]`` from
+      :func:`cmi_jax.shuffle.marginal_permutations` ``(key, B, K)``, shared
+      with the other calls of a step (``key`` is then unused).
 
   Returns:
     ``(encoder_loss, adversary_loss)``, scalars in nats.
@@ -206,7 +243,7 @@ def mi_losses(adversary: Adversary, key: chex.PRNGKey, z: chex.Array,
     >>> z = jax.random.normal(jax.random.key(0), (8, 4))
     >>> enc, adv = mi_losses(lambda x: x.sum(-1), jax.random.key(1), z, (2, 2))
   """
-  fake = shuffle.marginal_shuffle(key, z, subspaces)
+  fake = _marginal_fake(key, z, subspaces, permutations)
 
   def logits(codes):
     out = adversary(codes)

@@ -142,6 +142,50 @@ def _gather_columns(z: jax.Array, row_of_column: jax.Array) -> jax.Array:
   return jnp.take_along_axis(z, row_of_column, axis=0)
 
 
+def conditional_permutations(key: chex.PRNGKey, labels: chex.Array,
+                             num_classes: Sequence[int] | None = None
+                             ) -> jax.Array:
+  """The row permutations of :func:`conditional_shuffle`, int32 ``[K, B]``.
+
+  Row ``k`` is a :func:`group_permutation` of ``labels[:, k]`` drawn from
+  ``jax.random.split(key, K)[k]``. They depend on the key and the labels
+  only, so a training step can draw them once and share them between the
+  encoder's term, the adversary's loss and the accuracy metrics (the loss
+  functions' ``permutations`` argument); XLA does not merge repeated sorts.
+
+  Args:
+    key: PRNG key.
+    labels: int ``[B, K]``, ``-1`` for missing.
+    num_classes: optional K class counts (see :func:`conditional_shuffle`).
+  """
+  if jnp.ndim(labels) != 2:
+    raise ValueError(f'labels must have shape [B, K]; got {jnp.shape(labels)}.')
+  keys = jax.random.split(key, labels.shape[1])
+  # One static bound serves every attribute (vmapped): the largest count.
+  bound = None if num_classes is None else max(num_classes)
+  return jax.vmap(lambda k, g: group_permutation(k, g, bound))(keys, labels.T)
+
+
+def permute_one_subspace(z: chex.Array, permutations: chex.Array,
+                         subspaces: Sequence[int]) -> jax.Array:
+  """Fake batch ``k`` = ``z`` with subspace ``k``'s columns in row order ``permutations[k]``.
+
+  Args:
+    z: float ``[B, D]`` codes.
+    permutations: int ``[K, B]``, e.g. :func:`conditional_permutations`.
+    subspaces: K positive ints summing to ``D``.
+
+  Returns:
+    ``[K, B, D]``, same dtype as ``z``.
+  """
+  subspaces = check_subspaces(z, subspaces)
+  _check_permutations(permutations, z, subspaces)
+  masks = jnp.asarray(subspace_masks(subspaces))  # [K, D]
+  identity = jnp.arange(z.shape[0])[:, None]
+  rows = jnp.where(masks[:, None, :], permutations[:, :, None], identity[None])
+  return jax.vmap(_gather_columns, in_axes=(None, 0))(z, rows)
+
+
 def conditional_shuffle(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
                         subspaces: Sequence[int],
                         num_classes: Sequence[int] | None = None) -> jax.Array:
@@ -151,6 +195,8 @@ def conditional_shuffle(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
   the rows that share ``labels[:, k]`` (one :func:`group_permutation` per
   attribute, from ``jax.random.split(key, K)``); rows whose label ``k`` is
   ``-1`` keep their own values. Its rows follow ``p(z_k | s_k) p(z_-k | s_k)``.
+  Equals ``permute_one_subspace(z, conditional_permutations(key, labels,
+  num_classes), subspaces)``.
 
   Args:
     key: PRNG key.
@@ -165,17 +211,28 @@ def conditional_shuffle(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
     ``[K, B, D]`` fake batches, same dtype as ``z``.
   """
   subspaces = check_subspaces(z, subspaces)
-  _check_labels(labels, z, subspaces)
-  num_attributes = len(subspaces)
-  keys = jax.random.split(key, num_attributes)
-  # One static bound serves every attribute (vmapped): the largest count.
-  bound = None if num_classes is None else max(num_classes)
-  perms = jax.vmap(lambda k, g: group_permutation(k, g, bound))(
-      keys, labels.T)  # [K, B]
-  masks = jnp.asarray(subspace_masks(subspaces))  # [K, D]
-  identity = jnp.arange(z.shape[0])[:, None]
-  rows = jnp.where(masks[:, None, :], perms[:, :, None], identity[None])
-  return jax.vmap(_gather_columns, in_axes=(None, 0))(z, rows)
+  check_labels(labels, z, subspaces)
+  return permute_one_subspace(
+      z, conditional_permutations(key, labels, num_classes), subspaces)
+
+
+def marginal_permutations(key: chex.PRNGKey, batch_size: int,
+                          num_subspaces: int) -> jax.Array:
+  """The row permutations of :func:`marginal_shuffle`, int32 ``[K, B]``.
+
+  One :func:`random_order` per subspace, from ``jax.random.split(key, K)``.
+  """
+  keys = jax.random.split(key, num_subspaces)
+  return jax.vmap(random_order, in_axes=(0, None))(keys, batch_size)
+
+
+def permute_each_subspace(z: chex.Array, permutations: chex.Array,
+                          subspaces: Sequence[int]) -> jax.Array:
+  """``z`` with subspace ``k``'s columns in row order ``permutations[k]``, ``[B, D]``."""
+  subspaces = check_subspaces(z, subspaces)
+  _check_permutations(permutations, z, subspaces)
+  column_owner = np.repeat(np.arange(len(subspaces)), subspaces)  # [D]
+  return _gather_columns(z, permutations[column_owner].T)
 
 
 def marginal_shuffle(key: chex.PRNGKey, z: chex.Array,
@@ -183,7 +240,8 @@ def marginal_shuffle(key: chex.PRNGKey, z: chex.Array,
   """A fake batch from the product of the subspace marginals ``prod_k p(z_k)``.
 
   Every subspace is permuted independently over the whole batch (one
-  :func:`random_order` per subspace, from ``jax.random.split(key, K)``).
+  :func:`random_order` per subspace, from ``jax.random.split(key, K)``):
+  ``permute_each_subspace(z, marginal_permutations(key, B, K), subspaces)``.
 
   Args:
     key: PRNG key.
@@ -194,15 +252,23 @@ def marginal_shuffle(key: chex.PRNGKey, z: chex.Array,
     ``[B, D]`` fake batch.
   """
   subspaces = check_subspaces(z, subspaces)
-  keys = jax.random.split(key, len(subspaces))
-  perms = jax.vmap(random_order, in_axes=(0, None))(keys, z.shape[0])  # [K, B]
-  column_owner = np.repeat(np.arange(len(subspaces)), subspaces)  # [D]
-  rows = perms[column_owner].T  # [B, D]
-  return _gather_columns(z, rows)
+  return permute_each_subspace(
+      z, marginal_permutations(key, z.shape[0], len(subspaces)), subspaces)
 
 
-def _check_labels(labels: chex.Array, z: chex.Array,
-                  subspaces: tuple[int, ...]) -> None:
+def _check_permutations(permutations: chex.Array, z: chex.Array,
+                        subspaces: tuple[int, ...]) -> None:
+  if jnp.shape(permutations) != (len(subspaces), z.shape[0]) or (
+      not jnp.issubdtype(jnp.result_type(permutations), jnp.integer)):
+    raise ValueError(
+        f'permutations must be int [K, B] = [{len(subspaces)}, {z.shape[0]}] '
+        f'(one row order per subspace); got {jnp.result_type(permutations)} '
+        f'of shape {jnp.shape(permutations)}.')
+
+
+def check_labels(labels: chex.Array, z: chex.Array,
+                 subspaces: tuple[int, ...]) -> None:
+  """Raises ValueError unless ``labels`` is int ``[B, K]`` matching ``z`` and ``subspaces``."""
   if jnp.ndim(labels) != 2 or labels.shape != (z.shape[0], len(subspaces)):
     raise ValueError(
         f'labels must have shape [B, K] = [{z.shape[0]}, {len(subspaces)}] '

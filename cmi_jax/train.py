@@ -32,6 +32,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cmi_jax import losses
+from cmi_jax import shuffle
 from cmi_jax.data.base import Batch, DeviceDataset
 
 OBJECTIVES = ('base', 'mi', 'cmi', 'mmd_mi', 'mmd_cmi')
@@ -207,21 +208,43 @@ class Trainer:
     return jnp.stack([losses.masked_cross_entropy(l, labels[:, k])
                       for k, l in enumerate(logits)])
 
+  def fake_permutations(self, key: jax.Array, labels: jax.Array
+                        ) -> Optional[jax.Array]:
+    """The row permutations of the step's fake batch(es), int32 ``[K, B]``.
+
+    Drawn once per step and shared by the encoder's term, the adversary's
+    loss and the accuracy metrics: they depend on the key and labels only,
+    and XLA does not merge the sorts of three separate draws (at B = 10^4
+    on CPU, two extra draws cost more than the rest of a CMI step). None
+    for the objectives without an adversary.
+    """
+    if self.objective == 'cmi':
+      return shuffle.conditional_permutations(key, labels, self.num_classes)
+    if self.objective == 'mi':
+      return shuffle.marginal_permutations(key, labels.shape[0],
+                                           len(self.subspaces))
+    return None
+
   def disentangle_losses(self, adversary_params: Any, key: jax.Array,
-                         z: jax.Array, labels: jax.Array
+                         z: jax.Array, labels: jax.Array,
+                         permutations: Optional[jax.Array] = None
                          ) -> tuple[jax.Array, jax.Array]:
-    """``(encoder_term, adversary_loss)`` of the objective (zeros for base)."""
+    """``(encoder_term, adversary_loss)`` of the objective (zeros for base).
+
+    ``permutations``: :meth:`fake_permutations` of ``(key, labels)``, if
+    already drawn (the MMD objectives draw their own from ``key``).
+    """
     zero = jnp.zeros((), z.dtype)
     if self.objective == 'base':
       return zero, zero
     if self.objective == 'cmi':
       return losses.cmi_losses(self._conditional_adversary(adversary_params),
                                key, z, labels, self.subspaces,
-                               self.num_classes)
+                               self.num_classes, permutations=permutations)
     if self.objective == 'mi':
       return losses.mi_losses(
           functools.partial(self.adversary.apply, adversary_params), key, z,
-          self.subspaces)
+          self.subspaces, permutations=permutations)
     if self.objective == 'mmd_cmi':
       return losses.cmi_mmd_loss(key, z, labels, self.subspaces,
                                  self.num_classes, self.mmd_bandwidths), zero
@@ -232,17 +255,18 @@ class Trainer:
     return lambda k, inputs: self.adversary.apply(params, k, inputs)
 
   def adversary_accuracy(self, adversary_params: Any, key: jax.Array,
-                         z: jax.Array, labels: jax.Array
+                         z: jax.Array, labels: jax.Array,
+                         permutations: Optional[jax.Array] = None
                          ) -> tuple[jax.Array, jax.Array]:
     """Adversary accuracy on (real, fake) rows (objectives with an adversary)."""
     if self.objective == 'cmi':
       return losses.cmi_adversary_accuracy(
           self._conditional_adversary(adversary_params), key, z, labels,
-          self.subspaces, self.num_classes)
+          self.subspaces, self.num_classes, permutations=permutations)
     if self.objective == 'mi':
       return losses.mi_adversary_accuracy(
           functools.partial(self.adversary.apply, adversary_params), key, z,
-          self.subspaces)
+          self.subspaces, permutations=permutations)
     raise ValueError(f'objective {self.objective!r} has no adversary.')
 
   # --------------------------------------------------------------- step
@@ -274,10 +298,12 @@ class Trainer:
     if axis_name is not None:
       z, labels = jax.lax.all_gather((z, labels), axis_name, tiled=True)
 
+    perms = self.fake_permutations(loss_key, labels)
+
     def encoder_objective(z):
       ce = self.head_losses(state.heads_params, z, labels)
       term, _ = self.disentangle_losses(state.adversary_params, loss_key, z,
-                                        labels)
+                                        labels, perms)
       return ce.mean() + state.disentangle_weight * term, (ce, term)
 
     (encoder_loss, (ce, term)), grad_z = jax.value_and_grad(
@@ -301,7 +327,8 @@ class Trainer:
     adversary_loss = jnp.zeros((), z.dtype)
     if self.uses_adversary:
       def adversary_objective(params):
-        return self.disentangle_losses(params, loss_key, frozen, labels)[1]
+        return self.disentangle_losses(params, loss_key, frozen, labels,
+                                       perms)[1]
       adversary_loss, grads = jax.value_and_grad(adversary_objective)(
           state.adversary_params)
       updates, adversary_opt = self.adversary_tx.update(
@@ -317,7 +344,7 @@ class Trainer:
     if self.uses_adversary:
       metrics['adversary/acc_real'], metrics['adversary/acc_fake'] = (
           self.adversary_accuracy(state.adversary_params, loss_key, frozen,
-                                  labels))
+                                  labels, perms))
     accuracy = self._accuracy(state.heads_params, frozen, labels)
     for k in range(len(self.subspaces)):
       metrics[f'loss/ce_{k}'] = ce[k]

@@ -252,3 +252,26 @@ def test_heads_read_only_their_subspace():
   jac = jax.jacobian(lambda z: module.apply(params, z)[0])(z)
   assert float(jnp.abs(jac[..., 2:]).max()) == 0.0
   assert float(jnp.abs(jac[..., :2]).max()) > 0.0
+
+
+def test_shared_permutations_give_the_keys_losses():
+  # The engine draws a step's permutations once and passes them to the
+  # encoder term, the adversary loss and the metrics: same values as the key.
+  z, labels, subspaces, num_classes, weights = small_batch()
+  key = jax.random.key(5)
+  adversary = lambda k, x: x @ jnp.concatenate(
+      [weights[k], jnp.zeros(x.shape[1] - weights[k].shape[0])])
+  perms = cmi_jax.shuffle.conditional_permutations(key, labels, num_classes)
+  np.testing.assert_array_equal(
+      cmi_jax.cmi_losses(adversary, key, z, labels, subspaces, num_classes),
+      cmi_jax.cmi_losses(adversary, None, z, labels, subspaces, num_classes,
+                         permutations=perms))
+  marginal = cmi_jax.shuffle.marginal_permutations(key, z.shape[0], 2)
+  mi_adversary = lambda x: x.sum(-1)
+  np.testing.assert_array_equal(
+      cmi_jax.mi_losses(mi_adversary, key, z, subspaces),
+      cmi_jax.mi_losses(mi_adversary, None, z, subspaces,
+                        permutations=marginal))
+  with pytest.raises(ValueError, match=r'permutations must be int \[K, B\]'):
+    cmi_jax.cmi_losses(adversary, None, z, labels, subspaces, num_classes,
+                       permutations=perms[:1])
