@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 import jax
 import ml_collections
 import numpy as np
+from absl import flags
 from absl import logging
 
 from cmi_jax import logs
@@ -39,6 +40,34 @@ class _DropLibraryInfo(logging.logging.Filter):
 def quiet_library_logs() -> None:
   """Keeps the experiment's own INFO lines, hides the libraries' INFO noise."""
   logging.get_absl_handler().addFilter(_DropLibraryInfo())
+
+
+def parse_private_flags(flag_values: Any, argv: Sequence[str]
+                        ) -> Optional[dict[str, Any]]:
+  """Parses ``argv`` with a module's private ``absl.flags.FlagValues``.
+
+  For experiment modules whose ``main(argv)`` is also called from Python
+  (tests, notebooks), where global flags would clash between modules.
+
+  Returns:
+    ``{flag name: value}``, or None after printing the help for ``--help``.
+
+  Raises:
+    ValueError: one message for an unknown or malformed flag, or positional
+      arguments, naming the fix.
+  """
+  if any(arg in ('-h', '--help', '--helpfull') for arg in argv[1:]):
+    print(flag_values.get_help())
+    return None
+  try:
+    extra = flag_values(list(argv))
+  except flags.Error as e:
+    raise ValueError(f'bad command line: {e}. Run with --help for the flags.'
+                     ) from None
+  if len(extra) > 1:
+    raise ValueError(f'unexpected positional arguments {extra[1:]}; all '
+                     'options are --flag=value.')
+  return {name: flag_values[name].value for name in flag_values}
 
 
 def add_model_fields(config: ml_collections.ConfigDict) -> None:

@@ -57,6 +57,14 @@ def write_atomically(path: str, write: Callable[[str], None]) -> str:
   return path
 
 
+def write_text_atomic(path: str, text: str) -> str:
+  """Writes ``text`` (UTF-8) to ``path`` (:func:`write_atomically`); returns ``path``."""
+  def write(tmp):
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.write(text)
+  return write_atomically(path, write)
+
+
 def write_json_atomic(path: str, data: Any) -> None:
   """Writes ``to_jsonable(data)`` as JSON to ``path`` (:func:`write_atomically`)."""
   def write(tmp):

@@ -337,3 +337,34 @@ def aggregate(rows: Iterable[Mapping[str, Any]], metrics: Sequence[str]
           else 0.0
     out.append(entry)
   return out
+
+
+def report_main(make_report: Callable[[str, Optional[str], str],
+                                      Mapping[str, str]]) -> None:
+  """The command line of a sweep report (flags defined here, not at import).
+
+  ``--sweep_dir`` (required), ``--out_dir`` (default: the sweep directory),
+  ``--select`` (which epoch of every run: ``final``, ``best_val_loss``,
+  ``best_val_accuracy``); calls ``make_report(sweep_dir, out_dir, select)``,
+  prints every Markdown table it wrote, then every path.
+  """
+  sweep_dir = flags.DEFINE_string('sweep_dir', None, 'The sweep directory.')
+  out_dir = flags.DEFINE_string('out_dir', None,
+                                'Output directory (default: sweep_dir).')
+  select = flags.DEFINE_enum('select', 'final',
+                             ['final', 'best_val_loss', 'best_val_accuracy'],
+                             'Which epoch of every run to report.')
+
+  def run(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    if not sweep_dir.value:
+      raise app.UsageError('--sweep_dir is required.')
+    paths = make_report(sweep_dir.value, out_dir.value, select.value)
+    for path in paths.values():
+      if path.endswith('.md'):
+        with open(path, encoding='utf-8') as f:
+          print(f.read())
+    print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
+
+  app.run(run)

@@ -43,6 +43,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from cmi_jax import experiment
+from cmi_jax import logs
 from cmi_jax.data import celeba
 from cmi_jax.data import correlation
 from cmi_jax.data import host
@@ -50,15 +51,6 @@ from experiments.configs import celeba as celeba_config
 
 RECORDS = ('final', 'best_val_accuracy', 'best_val_loss')
 SOURCES = ('auto', 'tfds', 'files')
-
-
-def write_text_atomic(path: str, text: str) -> str:
-  """Writes ``text`` to ``path`` via a temporary file and a rename."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
-  return path
 
 
 def parse_attributes(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -302,9 +294,9 @@ def write_subpopulation_tables(results: Mapping[str, Any],
              *('–' if np.isnan(row[a]) else f'{row[a]:.3f}' for a in accuracy)]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return {
-      'csv': write_text_atomic(
+      'csv': logs.write_text_atomic(
           os.path.join(workdir, 'subpopulation_accuracy.csv'), out.getvalue()),
-      'md': write_text_atomic(
+      'md': logs.write_text_atomic(
           os.path.join(workdir, 'subpopulation_accuracy.md'),
           '\n'.join(lines) + '\n'),
   }

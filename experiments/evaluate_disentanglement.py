@@ -265,7 +265,7 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
                  scores['dci/disentanglement'])
   if jax.process_index() == 0:
     logs.write_json_atomic(os.path.join(workdir, OUTPUT_JSON), report)
-    celeba_experiment.write_text_atomic(os.path.join(workdir, OUTPUT_MD),
+    logs.write_text_atomic(os.path.join(workdir, OUTPUT_MD),
                                         markdown_table(report))
   return report
 

@@ -23,14 +23,12 @@ import io
 import os
 from typing import Any, Sequence
 
-from absl import app
-from absl import flags
 import numpy as np
 
+from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax import sweeps
 from experiments import celeba_sweep
-from experiments.celeba import write_text_atomic
 from experiments.plot_multi_digit import METRICS
 from experiments.plot_multi_digit import STYLES
 from experiments.plot_multi_digit import table_text
@@ -182,33 +180,14 @@ def make_report(sweep_dir: str, out_dir: str | None = None,
   for stem, draw, table, (csv_text, markdown) in reports:
     paths[f'{stem}.png'] = draw(table, os.path.join(out_dir, f'{stem}.png'))
     for ext, text in (('csv', csv_text), ('md', markdown)):
-      paths[f'{stem}.{ext}'] = write_text_atomic(
+      paths[f'{stem}.{ext}'] = logs.write_text_atomic(
           os.path.join(out_dir, f'{stem}.{ext}'), text)
   return paths
 
 
 def main() -> None:
-  """Command line (flags defined here, not at import)."""
-  sweep_dir = flags.DEFINE_string('sweep_dir', None, 'The sweep directory.')
-  out_dir = flags.DEFINE_string('out_dir', None,
-                                'Output directory (default: sweep_dir).')
-  select = flags.DEFINE_enum('select', 'final',
-                             ['final', 'best_val_loss', 'best_val_accuracy'],
-                             'Which epoch of every run to report.')
-
-  def run(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    if not sweep_dir.value:
-      raise app.UsageError('--sweep_dir is required.')
-    paths = make_report(sweep_dir.value, out_dir.value, select.value)
-    for name, path in paths.items():
-      if name.endswith('.md'):
-        with open(path, encoding='utf-8') as f:
-          print(f.read())
-    print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
-
-  app.run(run)
+  """Command line: ``--sweep_dir``, ``--out_dir``, ``--select``."""
+  sweeps.report_main(make_report)
 
 
 if __name__ == '__main__':

@@ -16,10 +16,9 @@ import io
 import os
 from typing import Any, Sequence
 
-from absl import app
-from absl import flags
 import numpy as np
 
+from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax import sweeps
 
@@ -90,34 +89,13 @@ def make_report(sweep_dir: str, out_dir: str | None = None,
   csv_text, markdown = table_text(table)
   paths = {'figure': draw_figure(table, os.path.join(out_dir, 'figure.png'))}
   for name, text in (('table.csv', csv_text), ('table.md', markdown)):
-    path = os.path.join(out_dir, name)
-    with open(path + '.tmp', 'w') as f:
-      f.write(text)
-    os.replace(path + '.tmp', path)
-    paths[name] = path
+    paths[name] = logs.write_text_atomic(os.path.join(out_dir, name), text)
   return paths
 
 
 def main() -> None:
-  """Command line (flags defined here, not at import)."""
-  sweep_dir = flags.DEFINE_string('sweep_dir', None, 'The sweep directory.')
-  out_dir = flags.DEFINE_string('out_dir', None,
-                                'Output directory (default: sweep_dir).')
-  select = flags.DEFINE_enum('select', 'final',
-                             ['final', 'best_val_loss', 'best_val_accuracy'],
-                             'Which epoch of every run to report.')
-
-  def run(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    if not sweep_dir.value:
-      raise app.UsageError('--sweep_dir is required.')
-    paths = make_report(sweep_dir.value, out_dir.value, select.value)
-    with open(paths['table.md']) as f:
-      print(f.read())
-    print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
-
-  app.run(run)
+  """Command line: ``--sweep_dir``, ``--out_dir``, ``--select``."""
+  sweeps.report_main(make_report)
 
 
 if __name__ == '__main__':

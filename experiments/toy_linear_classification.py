@@ -46,6 +46,7 @@ from typing import Any, Optional, Sequence
 from absl import flags
 import numpy as np
 
+from cmi_jax import experiment
 from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax.toy import linear_classification as lc
@@ -303,19 +304,10 @@ def format_table(cells: Sequence[dict[str, Any]], train_corr: float) -> str:
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
   """Parses the command line and calls :func:`run`; prints tables and paths."""
-  flag_values = _define_flags(flags.FlagValues())
-  if any(arg in ('-h', '--help', '--helpfull') for arg in argv[1:]):
-    print(flag_values.get_help())
+  params = experiment.parse_private_flags(_define_flags(flags.FlagValues()),
+                                         argv)
+  if params is None:
     return {}
-  try:
-    extra = flag_values(list(argv))
-  except flags.Error as e:
-    raise ValueError(f'bad command line: {e}. Run with --help for the flags.'
-                     ) from None
-  if len(extra) > 1:
-    raise ValueError(f'unexpected positional arguments {extra[1:]}; all '
-                     'options are --flag=value.')
-  params = {name: flag_values[name].value for name in flag_values}
   result = run(**params)
   for corr in result['config']['train_corrs']:
     print(format_table(result['cells'], corr))

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from absl import flags
 import numpy as np
 
+from cmi_jax import experiment
 from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax.toy import linear_regression as lr
@@ -231,19 +232,10 @@ def run(workdir: str, train_corr: float = 0.8, noise_var: float = 0.1,
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
   """Parses the command line and calls :func:`run`; prints Table 1."""
-  flag_values = _define_flags(flags.FlagValues())
-  if any(arg in ('-h', '--help', '--helpfull') for arg in argv[1:]):
-    print(flag_values.get_help())
+  params = experiment.parse_private_flags(_define_flags(flags.FlagValues()),
+                                         argv)
+  if params is None:
     return {}
-  try:
-    extra = flag_values(list(argv))
-  except flags.Error as e:
-    raise ValueError(f'bad command line: {e}. Run with --help for the flags.'
-                     ) from None
-  if len(extra) > 1:
-    raise ValueError(f'unexpected positional arguments {extra[1:]}; all '
-                     'options are --flag=value.')
-  params = {name: flag_values[name].value for name in flag_values}
   result = run(**params)
   print(lr.format_table1(result['table1']))
   for path in result['files'].values():

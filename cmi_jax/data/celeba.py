@@ -64,6 +64,7 @@ import tqdm
 
 from cmi_jax.data import host
 from cmi_jax.data.base import ArrayDataset
+from cmi_jax.data.base import bilinear_matrix
 from cmi_jax.data.base import validate_labels
 from cmi_jax.data.correlation import exact_subsample_counts
 from cmi_jax.data.correlation import joint_counts
@@ -855,23 +856,6 @@ def remove_labels(labels: np.ndarray, fraction: float, seed: int
   return out
 
 
-def _bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
-  """``[size_out, size_in]`` weights of a 1-D bilinear upsampling.
-
-  Half-pixel centres with the edges clamped, as ``jax.image.resize(...,
-  'bilinear')`` and PIL do when enlarging.
-  """
-  x = (np.arange(size_out) + 0.5) * size_in / size_out - 0.5
-  x = np.clip(x, 0, size_in - 1)
-  low = np.floor(x).astype(int)
-  high = np.minimum(low + 1, size_in - 1)
-  frac = x - low
-  weights = np.zeros((size_out, size_in))
-  np.add.at(weights, (np.arange(size_out), low), 1 - frac)
-  np.add.at(weights, (np.arange(size_out), high), frac)
-  return weights
-
-
 def occlusion_masks(num_images: int, height: int, width: int, noise: float,
                     patch: int = 4, seed: int = 0) -> np.ndarray:
   """Random blob masks: a ``patch x patch`` uniform field, upsampled, cut.
@@ -899,8 +883,8 @@ def occlusion_masks(num_images: int, height: int, width: int, noise: float,
       patch < 1):
     raise ValueError(f'patch must be a positive integer; got {patch!r}.')
   field = np.random.default_rng(seed).random((num_images, patch, patch))
-  rows = _bilinear_matrix(patch, height)
-  cols = _bilinear_matrix(patch, width)
+  rows = bilinear_matrix(patch, height)
+  cols = bilinear_matrix(patch, width)
   masks = np.empty((num_images, height, width), np.uint8)
   for start in range(0, num_images, 4096):  # bounds the float64 temporaries
     block = field[start:start + 4096]

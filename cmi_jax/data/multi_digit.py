@@ -45,6 +45,7 @@ import numpy as np
 
 from cmi_jax.data import correlation
 from cmi_jax.data.base import Batch
+from cmi_jax.data.base import bilinear_matrix
 
 IMAGE_SIZE = 32  # output side of every digit (pixels)
 NUM_CHANNELS = 3
@@ -92,27 +93,6 @@ def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
   # [B, K, 32, 32] -> [B, 32, K, 32] -> [B, 32, K*32]: digits side by side.
   x = x.transpose(0, 2, 1, 3).reshape(b, IMAGE_SIZE, k * IMAGE_SIZE)
   return jnp.broadcast_to(x[..., None], x.shape + (NUM_CHANNELS,))
-
-
-def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
-  """Bilinear resampling matrix ``[n_out, n_in]`` (float64), half-pixel centres.
-
-  Output pixel ``i`` samples input coordinate
-  ``(i + 0.5) * n_in / n_out - 0.5``, clamped to the border. For upsampling
-  this equals ``jax.image.resize(..., 'bilinear')`` (whose edge
-  renormalisation amounts to clamping).
-  """
-  if n_in < 1 or n_out < n_in:
-    raise ValueError(f'bilinear_matrix only upsamples; got n_in={n_in}, '
-                     f'n_out={n_out} (need 1 <= n_in <= n_out).')
-  x = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-  lo = np.floor(x).astype(int)
-  hi = np.minimum(lo + 1, n_in - 1)
-  w_hi = x - lo
-  matrix = np.zeros((n_out, n_in))
-  np.add.at(matrix, (np.arange(n_out), lo), 1.0 - w_hi)
-  np.add.at(matrix, (np.arange(n_out), hi), w_hi)
-  return matrix
 
 
 def _resize_host(x: np.ndarray, size: int) -> np.ndarray:
