@@ -477,6 +477,17 @@ def _compiled(trainer: Trainer, method: str) -> Callable[..., Any]:
   return jax.jit(trainer.eval_step)
 
 
+def epoch_data_key(state: TrainState) -> jax.Array:
+  """The key of the epoch plan starting at ``state``.
+
+  ``fold_in(fold_in(state.key, data stream), state.step)``: a different plan
+  every epoch, reproduced exactly on resume; every epoch loop (the scanned
+  one here, the host one of :mod:`cmi_jax.data.host`) draws it from here.
+  """
+  return jax.random.fold_in(
+      jax.random.fold_in(state.key, _DATA_STREAM), state.step)
+
+
 def scan_epoch(step_fn: Callable[[TrainState, Batch],
                                   tuple[TrainState, Metrics]],
                state: TrainState, data: DeviceDataset,
@@ -485,14 +496,11 @@ def scan_epoch(step_fn: Callable[[TrainState, Batch],
                ) -> tuple[TrainState, Metrics]:
   """Scans ``step_fn`` over ``num_steps`` batches of a device dataset.
 
-  The epoch plan is drawn from ``fold_in(state.key, step)`` on a stream of its
-  own, so it differs every epoch and is reproduced exactly on resume.
+  The epoch plan is drawn from :func:`epoch_data_key`.
   ``batch_sharding`` places every generated batch (used by the sharded epoch).
   """
   num_steps = data.steps_per_epoch if num_steps is None else num_steps
-  data_key = jax.random.fold_in(
-      jax.random.fold_in(state.key, _DATA_STREAM), state.step)
-  plan = data.epoch_plan(data_key)
+  plan = data.epoch_plan(epoch_data_key(state))
 
   def body(state, i):
     batch = data.batch(plan, i % data.steps_per_epoch)

@@ -403,18 +403,6 @@ def float_batch(batch: Batch) -> Batch:
   return {**batch, 'image': to_float_image(batch['image'])}
 
 
-def epoch_key(state: train.TrainState) -> jax.Array:
-  """The key of the epoch plan, as :func:`cmi_jax.train.scan_epoch` draws it.
-
-  ``fold_in(fold_in(state.key, data stream), state.step)``: a different plan
-  every epoch, reproduced exactly on resume.
-  """
-  # The engine's salt of the data stream, shared so that the two paths
-  # cannot drift apart (test_host_data checks that their batches agree).
-  stream = train._DATA_STREAM  # pylint: disable=protected-access
-  return jax.random.fold_in(jax.random.fold_in(state.key, stream), state.step)
-
-
 def scan_epoch(step_fn: Callable[[Any, Batch], tuple[Any, Any]], state: Any,
                data: HostDataset, num_steps: Optional[int] = None,
                device: Any = None) -> tuple[Any, dict[str, np.ndarray]]:
@@ -442,7 +430,7 @@ def scan_epoch(step_fn: Callable[[Any, Batch], tuple[Any, Any]], state: Any,
   num_steps = data.steps_per_epoch if num_steps is None else int(num_steps)
   if num_steps < 1:
     raise ValueError(f'num_steps must be >= 1; got {num_steps}.')
-  plan = data.epoch_plan(epoch_key(state))
+  plan = data.epoch_plan(train.epoch_data_key(state))
   metrics, depth = [], data.prefetch_depth
   with data.prefetch(plan, num_steps, device) as batches:
     for batch in batches:
