@@ -62,12 +62,13 @@ def random_order(key: chex.PRNGKey, size: int) -> jax.Array:
   return jnp.lexsort((bits[1], bits[0])).astype(jnp.int32)
 
 
-def _rows_by_group(groups: jax.Array, num_groups: int) -> jax.Array:
+def group_positions(groups: jax.Array, num_groups: int) -> jax.Array:
   """Position of every row in the stable order by group, int32 ``[B]``, no sort.
 
-  A counting sort over the buckets ``-1 .. num_groups - 1``: a row's position
-  is the number of rows in smaller groups plus the number of earlier rows of
-  its own group.
+  A counting sort over the buckets ``-1 .. num_groups - 1`` (groups outside
+  them give wrong positions), O(B * num_groups): a row's position is the
+  number of rows in smaller groups plus the number of earlier rows of its own
+  group.
   """
   member = groups[:, None] == jnp.arange(-1, num_groups)  # [B, G + 1]
   counts = member.sum(0)
@@ -134,7 +135,7 @@ def group_permutation(key: chex.PRNGKey, groups: chex.Array,
   low = jnp.where(missing, index.astype(jnp.uint32), bits[1])
   shuffled = jnp.lexsort((low, high, groups)).astype(jnp.int32)
   # perm[i] = the row at i's position of the (group, index) order.
-  return shuffled[_rows_by_group(groups, int(num_groups))]
+  return shuffled[group_positions(groups, int(num_groups))]
 
 
 def _gather_columns(z: jax.Array, row_of_column: jax.Array) -> jax.Array:

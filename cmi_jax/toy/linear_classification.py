@@ -119,6 +119,7 @@ import numpy as np
 import scipy.special
 
 from cmi_jax import models
+from cmi_jax import shuffle
 from cmi_jax import train
 from cmi_jax.data import correlation
 
@@ -323,12 +324,8 @@ def stable_class_order(classes: jax.Array, num_buckets: int
     ``(order, position)``: int32 ``[B]`` with ``classes[order]`` sorted
     (ties in row order) and ``position[order[j]] = j`` (its inverse).
   """
-  member = classes[:, None] == jnp.arange(num_buckets)  # [B, M]
-  counts = member.sum(0)
-  starts = jnp.cumsum(counts) - counts  # first slot of every bucket
-  rank_in_bucket = jnp.cumsum(member, axis=0) - 1  # [B, M]
-  position = jnp.sum(jnp.where(member, starts + rank_in_bucket, 0), axis=1)
-  position = position.astype(jnp.int32)
+  # The engine's counting sort (its extra bucket -1 stays empty here).
+  position = shuffle.group_positions(classes, num_buckets)
   size = classes.shape[0]
   order = jnp.zeros(size, jnp.int32).at[position].set(
       jnp.arange(size, dtype=jnp.int32))
