@@ -34,18 +34,25 @@ def resolve_config(config: ml_collections.ConfigDict
   return config
 
 
-def load_data(config: ml_collections.ConfigDict):
-  """``(digits, splits, joint_counts)`` of the config's data."""
-  digits = sources.load_digits(config.dataset, config.source,
-                               tfds_data_dir=config.tfds_data_dir,
-                               manual_dir=config.manual_dir)
-  logging.info('Digits from %s: %s', digits.source, digits.num_examples())
+def make_splits(config: ml_collections.ConfigDict, digits: Any
+                ) -> dict[str, Any]:
+  """The train and evaluation splits of ``config`` from loaded ``digits``."""
   splits = multi_digit.multi_digit_splits(
       digits, tuple(config.classes), config.num_digits, config.train_corr,
       config.noise, config.patch, config.batch_size, config.seed)
   if config.epoch_size is not None:
     splits['train'] = experiment.set_epoch_size(splits['train'],
                                                 config.epoch_size)
+  return splits
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """``(digits, splits, joint_counts)`` of the config's data."""
+  digits = sources.load_digits(config.dataset, config.source,
+                               tfds_data_dir=config.tfds_data_dir,
+                               manual_dir=config.manual_dir)
+  logging.info('Digits from %s: %s', digits.source, digits.num_examples())
+  splits = make_splits(config, digits)
   counts = {'train (expected per epoch)': np.asarray(
       splits['train'].table) * splits['train'].steps_per_epoch
             * splits['train'].batch_size}

@@ -29,7 +29,6 @@ from cmi_jax import experiment
 from cmi_jax import logs
 from cmi_jax import sweep as vmapped
 from cmi_jax import sweeps
-from cmi_jax.data import multi_digit
 from cmi_jax.data import sources
 from experiments import multi_digit_mnist
 from experiments.configs import multi_digit as multi_digit_config
@@ -74,15 +73,8 @@ def train_group(digits, sweep_dir, cells, configs):
   Each member's dataset holds its own copy of the digit bank (tens of MB).
   """
   first = configs[0]
-  splits = []
-  for config in configs:
-    data = multi_digit.multi_digit_splits(
-        digits, tuple(config.classes), config.num_digits, config.train_corr,
-        config.noise, config.patch, config.batch_size, config.seed)
-    if config.epoch_size is not None:
-      data['train'] = experiment.set_epoch_size(data['train'],
-                                                config.epoch_size)
-    splits.append(data)
+  splits = [multi_digit_mnist.make_splits(config, digits)
+            for config in configs]
   trainer = experiment.build_trainer(first, first.num_digits,
                                      multi_digit_config.PAPER_OPTIM)
   example = experiment.first_batches(splits[0]['train'], 1)['image']
