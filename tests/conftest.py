@@ -6,9 +6,27 @@ here, before any test module imports JAX.
 
 import os
 
+import pytest
+
 _FLAG = '--xla_force_host_platform_device_count=8'
 if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + _FLAG).strip()
 # TensorFlow (pulled in by TFDS) must never claim an accelerator JAX uses.
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+@pytest.fixture(scope='module')
+def fast_compiles():
+  """Skips most XLA optimisation passes while a module runs.
+
+  For modules of tiny models, where compiling dominates the run time and the
+  passes roughly double it (``pytestmark =
+  pytest.mark.usefixtures('fast_compiles')``); restored afterwards so other
+  modules are unaffected.
+  """
+  import jax  # pylint: disable=g-import-not-at-top  # After XLA_FLAGS.
+  previous = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield
+  jax.config.update('jax_disable_most_optimizations', previous)

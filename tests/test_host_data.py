@@ -10,9 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmi_jax import evaluation, models, run, train
+from cmi_jax import evaluation, run, train
 from cmi_jax.data import host
 from cmi_jax.data.base import ArrayDataset
+# The engine tests' tiny trainer (same subspaces and classes as here).
+from test_run import trainer_for
 
 N, BATCH = 53, 8  # 6 steps per epoch, 5 rows dropped
 SUBSPACES = NUM_CLASSES = (2, 2)
@@ -21,13 +23,8 @@ SUBSPACES = NUM_CLASSES = (2, 2)
 OBJECTIVE = 'mmd_cmi'
 
 
-@pytest.fixture(autouse=True, scope='module')
-def fast_compiles():
-  """Skips most XLA passes (tiny models: compiling dominates); see test_run."""
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+# Tiny models: compiling dominates (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
 def arrays(n=N, seed=0, row_ids=False):
@@ -132,14 +129,6 @@ def test_host_epochs_see_the_scanned_epochs_batches():
   assert not np.array_equal(seen[0], seen[1])  # a new order every epoch
   np.testing.assert_array_equal(seen[2][6:12], seen[2][:6])  # wraps around
   assert len(np.unique(seen[0])) == 6 * BATCH  # no row twice in an epoch
-
-
-@functools.lru_cache(maxsize=None)
-def trainer_for(objective):
-  return train.make_trainer(
-      models.MLPEncoder(latent_dim=4, hidden=(8,)), objective, SUBSPACES,
-      NUM_CLASSES, train.OptimConfig(lr=1e-2, cls_lr=1e-2, d_lr=1e-2),
-      adversary_hidden=(8,))
 
 
 @functools.lru_cache(maxsize=None)

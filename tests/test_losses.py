@@ -1,6 +1,5 @@
 """The adversarial and MMD losses: values, masking, gradients, statistics."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -31,17 +31,8 @@ DATA = synthetic.synthetic_dataset(0.8, batch_size=BATCH_SIZE,
 ADVERSARIAL = ('mi', 'cmi')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def fast_compiles():
-  """Skips most XLA optimisation passes while this module runs.
-
-  The models are tiny, so compiling dominates the run time and the passes
-  roughly double it; restored afterwards so other modules are unaffected.
-  """
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+# Tiny models: compiling dominates (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
 def make_trainer(objective, **optim):
