@@ -54,12 +54,16 @@ def grouped_mean(values: chex.Array, groups: chex.Array,
 
 def _real_fake_bce(real_logits: jax.Array, fake_logits: jax.Array,
                    real_target: float) -> jax.Array:
-  """Per-row BCE averaged over the real and the fake copy of each row, ``[B]``."""
+  """Per-row ``BCE(real_i, t) + BCE(fake_i, 1 - t)``, ``[B]``.
+
+  Summed, not averaged, as in the paper's code: its real and fake terms are
+  two separate BCE means that it adds.
+  """
   real = optax.sigmoid_binary_cross_entropy(
       real_logits, jnp.full_like(real_logits, real_target))
   fake = optax.sigmoid_binary_cross_entropy(
       fake_logits, jnp.full_like(fake_logits, 1.0 - real_target))
-  return 0.5 * (real + fake)
+  return real + fake
 
 
 def _check_num_classes(num_classes: Sequence[int],
@@ -92,12 +96,16 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
   ``h = one_hot(s_k)``, ``r_i = adversary(k, [z_i, h_i])`` and
   ``f_i = adversary(k, [fake_k,i, h_i])``:
 
-      adversary_loss = sum_k sum_c mean_{i: s_ik = c} (BCE(r_i, 1) + BCE(f_i, 0)) / 2
-      encoder_loss   = sum_k sum_c mean_{i: s_ik = c} (BCE(r_i, 0) + BCE(f_i, 1)) / 2
+      adversary_loss = sum_k sum_c [mean_{i: s_ik = c} BCE(r_i, 1)
+                                    + mean_{i: s_ik = c} BCE(f_i, 0)]
+      encoder_loss   = sum_k sum_c [mean_{i: s_ik = c} BCE(f_i, 1)
+                                    + mean_{i: s_ik = c} BCE(r_i, 0)]
 
-  (the encoder's is the flipped, non-saturating objective). Each group's term
-  is the mean BCE over its real and fake rows, so a discriminator at chance
-  scores ``log 2`` per present group (``2 log 2`` per binary attribute).
+  (the encoder's is the flipped, non-saturating objective). This is the
+  reference code's convention: the real and fake means are added, and the
+  groups and attributes summed, so a discriminator at chance scores
+  ``2 log 2`` per present group (``4 log 2`` per binary attribute) and the
+  encoder's weight ``lambda`` is the paper's.
   ``adversary_loss`` sees ``stop_gradient(z)``; ``encoder_loss`` carries the
   gradient into ``z`` (differentiate it only with respect to ``z``).
 
@@ -221,10 +229,11 @@ def mi_losses(adversary: Adversary, key: chex.PRNGKey, z: chex.Array,
   With ``fake = marginal_shuffle(key, z, subspaces)``, ``r = adversary(z)``,
   ``f = adversary(fake)``:
 
-      adversary_loss = mean_i (BCE(r_i, 1) + BCE(f_i, 0)) / 2
-      encoder_loss   = mean_i (BCE(r_i, 0) + BCE(f_i, 1)) / 2
+      adversary_loss = mean_i BCE(r_i, 1) + mean_i BCE(f_i, 0)
+      encoder_loss   = mean_i BCE(f_i, 1) + mean_i BCE(r_i, 0)
 
-  A discriminator at chance scores ``log 2``. ``adversary_loss`` sees
+  (real and fake means added, as in the paper's code). A discriminator at
+  chance scores ``2 log 2``. ``adversary_loss`` sees
   ``stop_gradient(z)``.
 
   Args:
@@ -287,14 +296,51 @@ def weighted_mmd2(x: chex.Array, y: chex.Array, weights: chex.Array,
   return quad(x, x) + quad(y, y) - 2.0 * quad(x, y)
 
 
+# The reference's multi-scale list (its ``--mmd_full_sigmas=1``); its default
+# is the single bandwidth 1.
+FULL_BANDWIDTHS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def mmd_distance(mmd2: chex.Array) -> jax.Array:
+  """``sqrt(max(MMD^2, 0))``, with gradient 0 (not inf) where ``MMD^2 <= 0``.
+
+  The biased estimate can dip below 0 by rounding; the paper's code minimises
+  this root, not the square.
+  """
+  positive = mmd2 > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, mmd2, 1.0)), 0.0)
+
+
+def cmi_mmd2(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
+             subspaces: Sequence[int], num_classes: Sequence[int],
+             bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
+  """Per-group biased ``MMD^2(z[s_k = c], fake_k[s_k = c])``, ``[K, C_max]``.
+
+  The fakes are those of :func:`cmi_jax.conditional_shuffle`; the kernel is
+  the sum of RBF kernels over ``bandwidths``. Entry ``[k, c]`` is 0 for an
+  absent class and for ``c >= num_classes[k]``.
+  """
+  num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
+  widest = max(num_classes)
+  rows = []
+  for k, classes in enumerate(num_classes):
+    member = (labels[:, k][:, None] == jnp.arange(classes)).astype(z.dtype)
+    weights = member / jnp.maximum(member.sum(0), 1.0)  # [B, C]
+    per_class = jax.vmap(weighted_mmd2, in_axes=(None, None, 1, None))(
+        z, fakes[k], weights, bandwidths)
+    rows.append(jnp.pad(per_class, (0, widest - classes)))
+  return jnp.stack(rows)
+
+
 def cmi_mmd_loss(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
                  subspaces: Sequence[int], num_classes: Sequence[int],
                  bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
   """MMD estimate of ``sum_k I(z_k; z_-k | s_k)``, minimised by the encoder.
 
-  ``sum_k sum_c MMD^2(z[s_k = c], fake_k[s_k = c])`` with the fakes of
-  :func:`cmi_jax.conditional_shuffle` and the biased estimator with an RBF
-  kernel (sum over ``bandwidths``). Absent classes and missing labels add 0.
+  ``sum_k sum_c sqrt(max(MMD^2(z[s_k = c], fake_k[s_k = c]), 0))``: the
+  per-group MMD (not its square) of :func:`cmi_mmd2`, as the paper's code
+  minimises it. Absent classes and missing labels add 0.
 
   Args:
     key: PRNG key of the shuffle.
@@ -302,34 +348,38 @@ def cmi_mmd_loss(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
     labels: int ``[B, K]``, ``-1`` for missing.
     subspaces: K positive ints summing to ``D``.
     num_classes: K positive ints.
-    bandwidths: kernel bandwidths in units of ``z``.
+    bandwidths: kernel bandwidths in units of ``z`` (the reference's default
+      is ``(1.0,)``; :data:`FULL_BANDWIDTHS` is its multi-scale list).
 
   Returns:
-    Scalar loss.
+    Scalar loss, in units of the kernel's feature norm.
 
   Example:
     >>> z = jax.random.normal(jax.random.key(0), (8, 4))
     >>> labels = jnp.array([[0, 1]] * 4 + [[1, 0]] * 4)
     >>> loss = cmi_mmd_loss(jax.random.key(1), z, labels, (2, 2), (2, 2))
+    >>> bool(loss >= 0)
+    True
   """
-  num_classes = _check_num_classes(num_classes, tuple(subspaces))
-  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
-  total = jnp.zeros((), z.dtype)
-  for k, classes in enumerate(num_classes):
-    member = (labels[:, k][:, None] == jnp.arange(classes)).astype(z.dtype)
-    weights = member / jnp.maximum(member.sum(0), 1.0)  # [B, C]
-    per_class = jax.vmap(weighted_mmd2, in_axes=(None, None, 1, None))(
-        z, fakes[k], weights, bandwidths)
-    total += per_class.sum()
-  return total
+  return mmd_distance(
+      cmi_mmd2(key, z, labels, subspaces, num_classes, bandwidths)).sum()
+
+
+def mi_mmd2(key: chex.PRNGKey, z: chex.Array, subspaces: Sequence[int],
+            bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
+  """Biased ``MMD^2(z, marginal_shuffle(key, z, subspaces))``, a scalar."""
+  fake = shuffle.marginal_shuffle(key, z, subspaces)
+  weights = jnp.full((z.shape[0],), 1.0 / z.shape[0], z.dtype)
+  return weighted_mmd2(z, fake, weights, bandwidths)
 
 
 def mi_mmd_loss(key: chex.PRNGKey, z: chex.Array, subspaces: Sequence[int],
                 bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
   """MMD estimate of the unconditional dependence between subspaces.
 
-  ``MMD^2(z, marginal_shuffle(key, z, subspaces))``, biased estimator, RBF
-  kernel summed over ``bandwidths``.
+  ``sqrt(max(MMD^2(z, marginal_shuffle(key, z, subspaces)), 0))`` with the
+  biased estimator and an RBF kernel summed over ``bandwidths``, as the
+  paper's code minimises it (:func:`mi_mmd2` is the square).
 
   Args:
     key: PRNG key of the shuffle.
@@ -343,10 +393,10 @@ def mi_mmd_loss(key: chex.PRNGKey, z: chex.Array, subspaces: Sequence[int],
   Example:
     >>> z = jax.random.normal(jax.random.key(0), (8, 4))
     >>> loss = mi_mmd_loss(jax.random.key(1), z, (2, 2))
+    >>> bool(loss >= 0)
+    True
   """
-  fake = shuffle.marginal_shuffle(key, z, subspaces)
-  weights = jnp.full((z.shape[0],), 1.0 / z.shape[0], z.dtype)
-  return weighted_mmd2(z, fake, weights, bandwidths)
+  return mmd_distance(mi_mmd2(key, z, subspaces, bandwidths))
 
 
 def masked_cross_entropy(logits: chex.Array, labels: chex.Array) -> jax.Array:

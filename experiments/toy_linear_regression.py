@@ -3,9 +3,11 @@ r"""The paper's linear-Gaussian regression theory: Table 1, Figures 2 and 3.
 Everything is computed in closed form by :mod:`cmi_jax.toy.linear_regression`
 (only Figure 3 samples points). Writes into ``--workdir``:
 
-* ``table1.json``: ``{model: {train_mse, test_mse, train_ve, test_ve}}`` for
-  model in ``regression, mi0, cmi0, reference``; MSE is
-  ``E||s - s_hat||^2 / K``, VE ``1 - MSE / Var(s)`` as a fraction;
+* ``table1.json``: ``{model: {train_mse, test_mse, train_mse_mean,
+  test_mse_mean, train_ve, test_ve}}`` for model in ``regression, mi0, cmi0,
+  reference``; MSE is the paper's ``E||s - s_hat||^2`` (summed over the K
+  attributes), ``*_mse_mean`` its per-attribute mean ``MSE / K``, VE
+  ``1 - MSE / tr Sigma_s`` as a fraction;
 * ``figure2.png``: test MSE (at ``--test_corr``) over noise variance x
   training correlation, one heat map per model;
 * ``figure3.png``: predictions against targets at the training and the test
@@ -120,7 +122,7 @@ def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
     axes[0].legend(loc='lower left', fontsize=8)
   colorbar = fig.colorbar(mesh, ax=list(axes))
   colorbar.set_label(f'test MSE at correlation {test_corr:g}  '
-                     r'($E\|s-\hat s\|^2/K$)')
+                     r'($E\|s-\hat s\|^2$)')
   fig.suptitle('Closed-form test MSE under correlation shift')
   return fig
 

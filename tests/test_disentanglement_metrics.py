@@ -61,8 +61,9 @@ def scores():
 
 
 def _chance_sap():
-  # A perfect one-dimension-per-factor code: best dim has balanced accuracy 1,
-  # the runner-up is at chance 1/V_j, so SAP = mean_j (1 - 1/V_j).
+  # Scale-free SAP of a perfect one-dimension-per-factor code: best dim has
+  # balanced accuracy 1, the runner-up is at chance 1/V_j, so
+  # SAP = mean_j (1 - 1/V_j).
   return np.mean([1 - 1 / v for v in CARDINALITIES])
 
 
@@ -79,7 +80,10 @@ def test_identity_scores_near_top(scores):
               'factor_vae/eval_accuracy', 'beta_vae/eval_accuracy'):
     assert s[key] > 0.9, key
   assert s['irs/irs'] > 0.85  # 1 - q99(|noise|) / max deviation ~ 0.9
-  assert s['sap/sap'] == pytest.approx(_chance_sap(), abs=0.1)
+  assert s['sap_scale_free/sap'] == pytest.approx(_chance_sap(), abs=0.1)
+  # dlib's C = 0.01 cannot isolate the middle values of a 4-valued factor
+  # from one feature, so its SAP of the same code is lower, yet well above 0.
+  assert 0.3 < s['sap/sap'] < s['sap_scale_free/sap']
   # Independent factors -> nearly uncorrelated codes.
   assert s['total_correlation/gaussian_total_correlation'] < 0.05
   assert s['wasserstein/gaussian_wasserstein_correlation_norm'] < 0.05
@@ -309,3 +313,22 @@ def test_unsupervised_bad_inputs_raise(fn):
 def test_bad_options_raise(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_dlib_defaults_move_with_the_code_scale_and_scale_free_ones_do_not():
+  # disentanglement_lib's SAP (C = 0.01 on raw codes) depends on the scale of
+  # the code; the scale-free variants give the same score for codes x 0.01.
+  factors, codes = _representations()
+  big, small = codes['identity'], codes['identity'] * 0.01
+  dlib_big = metrics.compute_sap(big, factors, seed=0)['sap']
+  dlib_small = metrics.compute_sap(small, factors, seed=0)['sap']
+  assert dlib_small < dlib_big - 0.2
+  free = [metrics.compute_sap(c, factors, seed=0, variant='scale_free')['sap']
+          for c in (big, small)]
+  assert free[0] == pytest.approx(free[1], abs=1e-9)
+  beta = [metrics.compute_beta_vae(c, factors, seed=0, variant='scale_free',
+                                   **FAST['beta_vae'])
+          for c in (codes['rotated'], codes['rotated'] * 0.01)]
+  assert beta[0] == beta[1]
+  with pytest.raises(ValueError, match='variant must be one of'):
+    metrics.compute_sap(big, factors, variant='dlb')

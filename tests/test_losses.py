@@ -51,8 +51,9 @@ def expected_cmi_losses(key, z, labels, subspaces, num_classes, weights):
       real = np.array([np.concatenate([z[i], onehot]) @ w for i in rows])
       fake = np.array([np.concatenate([fakes[k][i], onehot]) @ w
                        for i in rows])
-      adv += np.mean(np.concatenate([bce(real, 1), bce(fake, 0)]))
-      enc += np.mean(np.concatenate([bce(real, 0), bce(fake, 1)]))
+      # The reference adds the real and the fake mean of every group.
+      adv += np.mean(bce(real, 1)) + np.mean(bce(fake, 0))
+      enc += np.mean(bce(fake, 1)) + np.mean(bce(real, 0))
   return enc, adv
 
 
@@ -71,17 +72,17 @@ def test_cmi_losses_match_hand_computation():
              num_classes), (enc, adv), rtol=1e-6)
 
 
-def test_chance_adversary_scores_log2_per_present_group():
+def test_chance_adversary_scores_2log2_per_present_group():
   z, labels, subspaces, num_classes, _ = small_batch()
   zero = lambda k, x: jnp.zeros(x.shape[0])
   enc, adv = cmi_jax.cmi_losses(zero, jax.random.key(0), z, labels,
                                 subspaces, num_classes)
   # Attribute 0: classes 0 and 1 present; attribute 1: classes 0 and 1.
-  np.testing.assert_allclose([enc, adv], [4 * LOG2] * 2, rtol=1e-6)
+  np.testing.assert_allclose([enc, adv], [8 * LOG2] * 2, rtol=1e-6)
   one_class = labels.at[:, 1].set(jnp.where(labels[:, 1] >= 0, 1, -1))
   enc, _ = cmi_jax.cmi_losses(zero, jax.random.key(0), z, one_class,
                               subspaces, num_classes)
-  np.testing.assert_allclose(enc, 3 * LOG2, rtol=1e-6)
+  np.testing.assert_allclose(enc, 6 * LOG2, rtol=1e-6)
 
 
 def test_mi_losses_match_hand_computation():
@@ -92,11 +93,66 @@ def test_mi_losses_match_hand_computation():
   fake = np.asarray(cmi_jax.marginal_shuffle(key, z, subspaces))
   real_logits, fake_logits = np.asarray(z) @ np.asarray(w), fake @ np.asarray(w)
   np.testing.assert_allclose(
-      adv, np.mean(np.concatenate([bce(real_logits, 1), bce(fake_logits, 0)])),
+      adv, np.mean(bce(real_logits, 1)) + np.mean(bce(fake_logits, 0)),
       rtol=1e-5)
   np.testing.assert_allclose(
-      enc, np.mean(np.concatenate([bce(real_logits, 0), bce(fake_logits, 1)])),
+      enc, np.mean(bce(fake_logits, 1)) + np.mean(bce(real_logits, 0)),
       rtol=1e-5)
+  chance = cmi_jax.mi_losses(lambda x: jnp.zeros(x.shape[0]), key, z,
+                             subspaces)
+  np.testing.assert_allclose(chance, [2 * LOG2] * 2, rtol=1e-6)
+
+
+def test_summed_formula_by_hand_with_a_missing_label_and_an_absent_class():
+  # Attribute 0: rows 0, 1, 3 in class 0, row 2 missing, class 1 absent.
+  # Attribute 1: rows 0, 2, 3 in class 1, row 1 alone in class 0.
+  z = jnp.array([[1.0, -1.0], [0.5, 2.0], [-2.0, 0.0], [0.0, 1.0]])
+  labels = jnp.array([[0, 1], [0, 0], [-1, 1], [0, 1]], jnp.int32)
+  # Within-group permutations (fake row i takes subspace k from row p[k, i]).
+  perms = jnp.array([[1, 3, 2, 0], [2, 1, 3, 0]], jnp.int32)
+  w = [np.array([1.0, 0.5, 0.2, -0.3]), np.array([-0.5, 1.0, 0.4, 0.1])]
+  adversary = lambda k, x: x @ jnp.asarray(w[k], x.dtype)
+  enc, adv = cmi_jax.cmi_losses(adversary, None, z, labels, (1, 1), (2, 2),
+                                permutations=perms)
+  zn = np.asarray(z)
+  fake = [np.stack([zn[[1, 3, 2, 0], 0], zn[:, 1]], 1),
+          np.stack([zn[:, 0], zn[[2, 1, 3, 0], 1]], 1)]
+  want_enc = want_adv = 0.0
+  groups = {0: [[0, 1, 3]], 1: [[1], [0, 2, 3]]}  # absent class 1 of attr 0
+  for k, rows_per_class in groups.items():
+    for rows in rows_per_class:
+      c = int(labels[rows[0], k])
+      onehot = np.eye(2)[c]
+      r = np.array([np.concatenate([zn[i], onehot]) @ w[k] for i in rows])
+      f = np.array([np.concatenate([fake[k][i], onehot]) @ w[k]
+                    for i in rows])
+      want_enc += np.mean(softplus(-f)) + np.mean(softplus(r))
+      want_adv += np.mean(softplus(-r)) + np.mean(softplus(f))
+  np.testing.assert_allclose([enc, adv], [want_enc, want_adv], rtol=1e-5)
+  # Three present groups, each at least 2 log 2 away from a perfect score:
+  # the value is on the reference's (summed) scale, not half of it.
+  zero = lambda k, x: jnp.zeros(x.shape[0])
+  np.testing.assert_allclose(
+      cmi_jax.cmi_losses(zero, None, z, labels, (1, 1), (2, 2),
+                         permutations=perms), [6 * LOG2] * 2, rtol=1e-6)
+
+
+def test_encoder_gradient_is_the_paper_scale():
+  # d/dz of the summed loss is twice that of the old averaged one: check it
+  # against the BCE's derivative by hand for one row alone in its group.
+  z = jnp.array([[0.5, -1.0]], jnp.float32)
+  labels = jnp.array([[0, 1]], jnp.int32)
+  w = jnp.array([1.0, 2.0, 0.0, 0.0])
+  adversary = lambda k, x: x @ w
+  perms = jnp.zeros((2, 1), jnp.int32)
+  grad = jax.grad(lambda z: cmi_jax.cmi_losses(
+      adversary, None, z, labels, (1, 1), (2, 2), permutations=perms)[0])(z)
+  # Real and fake are the same row: logit l = z @ w[:2] = -1.5; per
+  # attribute d/dl [softplus(-l) + softplus(l)] = 2 sigmoid(l) - 1, and two
+  # attributes each contribute it.
+  l = -1.5
+  dl = 2 * (2 / (1 + np.exp(-l)) - 1)
+  np.testing.assert_allclose(grad, dl * np.array([[1.0, 2.0]]), rtol=1e-5)
 
 
 def test_gradient_routing():
@@ -207,11 +263,11 @@ def train_adversary(objective, steps=400, size=256):
 
 
 def test_conditional_adversary_cannot_beat_chance_but_unconditional_can():
-  # Two attributes (both s), two groups each: chance is 4 log 2.
+  # Two attributes (both s), two groups each, 2 log 2 a group: chance 8 log 2.
   cmi_loss = train_adversary('cmi')
-  assert cmi_loss > 4 * LOG2 * 0.97, cmi_loss
+  assert cmi_loss > 8 * LOG2 * 0.97, cmi_loss
   mi_loss = train_adversary('mi')
-  assert mi_loss < LOG2 * 0.85, mi_loss
+  assert mi_loss < 2 * LOG2 * 0.85, mi_loss
 
 
 def test_bad_inputs_name_the_argument():
@@ -274,3 +330,50 @@ def test_shared_permutations_give_the_keys_losses():
   with pytest.raises(ValueError, match=r'permutations must be int \[K, B\]'):
     cmi_jax.cmi_losses(adversary, None, z, labels, subspaces, num_classes,
                        permutations=perms[:1])
+
+
+def numpy_biased_mmd2(x, y, bandwidths):
+  """The biased estimator on two equal-size samples, from its definition."""
+  def k(a, b):
+    d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return sum(np.exp(-d2 / (2 * s**2)) for s in bandwidths)
+  return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+
+
+@pytest.mark.parametrize('bandwidths', [(1.0,), losses.FULL_BANDWIDTHS])
+def test_mmd_losses_minimise_the_root_per_group(bandwidths):
+  z, labels, subspaces, num_classes, _ = small_batch()
+  key = jax.random.key(4)
+  fakes = np.asarray(cmi_jax.conditional_shuffle(key, z, labels, subspaces,
+                                                 num_classes))
+  zn, ln = np.asarray(z), np.asarray(labels)
+  want = 0.0
+  for k, classes in enumerate(num_classes):
+    for c in range(classes):
+      rows = np.flatnonzero(ln[:, k] == c)
+      if len(rows):
+        want += np.sqrt(max(numpy_biased_mmd2(zn[rows], fakes[k][rows],
+                                              bandwidths), 0.0))
+  got = cmi_jax.cmi_mmd_loss(key, z, labels, subspaces, num_classes,
+                             bandwidths)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  fake = np.asarray(cmi_jax.marginal_shuffle(key, z, subspaces))
+  np.testing.assert_allclose(
+      cmi_jax.mi_mmd_loss(key, z, subspaces, bandwidths),
+      np.sqrt(max(numpy_biased_mmd2(zn, fake, bandwidths), 0.0)),
+      rtol=1e-4, atol=1e-6)
+
+
+def test_mmd_root_has_a_finite_gradient_at_zero():
+  # Identical rows: every fake equals the real batch, so MMD^2 = 0 (or a
+  # rounding error below it) where the root's derivative is infinite.
+  z = jnp.ones((6, 2))
+  labels = jnp.array([[0, 1]] * 3 + [[1, 0]] * 3, jnp.int32)
+  for fn in (lambda z: cmi_jax.cmi_mmd_loss(jax.random.key(0), z, labels,
+                                            (1, 1), (2, 2)),
+             lambda z: cmi_jax.mi_mmd_loss(jax.random.key(0), z, (1, 1))):
+    value, grad = jax.value_and_grad(fn)(z)
+    assert float(value) == pytest.approx(0.0, abs=1e-3)
+    assert np.all(np.isfinite(grad))
+  np.testing.assert_array_equal(
+      losses.mmd_distance(jnp.array([-1e-7, 0.0, 4.0])), [0.0, 0.0, 2.0])

@@ -33,7 +33,8 @@ def test_closed_form_mse_matches_monte_carlo(num_attributes):
       np.testing.assert_allclose(
           exact, mc, atol=_MC_ATOL,
           err_msg=f'{name} at c={setting.attribute_cov[0, 1]}')
-      assert lr.mse(setting, solution) == pytest.approx(exact.mean())
+      # The paper's unit: summed over attributes.
+      assert lr.mse(setting, solution) == pytest.approx(exact.sum())
 
 
 def test_closed_form_mse_general_mixing_matches_monte_carlo():
@@ -68,26 +69,31 @@ def test_table_matches_eigen_decomposition(corr, noise_var):
   # of Sigma_s the problem splits into scalar regressions with signal
   # variance 1 +- c and noise variance sigma^2, each with MSE
   # lambda sigma^2 / (lambda + sigma^2); CMI=0 and the reference regress
-  # s_k on s_k + eps_k, MSE sigma^2 / (1 + sigma^2).
+  # s_k on s_k + eps_k, MSE sigma^2 / (1 + sigma^2) per attribute. The
+  # table's MSE sums the two attributes (the paper's unit).
   table = lr.table1(train_corr=corr, noise_var=noise_var)
   eig = np.array([1 + corr, 1 - corr])
   assert table['regression']['train_mse'] == pytest.approx(
-      np.mean(eig * noise_var / (eig + noise_var)), abs=1e-12)
+      np.sum(eig * noise_var / (eig + noise_var)), abs=1e-12)
   for name in ('cmi0', 'reference'):
     for metric in ('train_mse', 'test_mse'):
       assert table[name][metric] == pytest.approx(
+          2 * noise_var / (1 + noise_var), abs=1e-12)
+      assert table[name][metric + '_mean'] == pytest.approx(
           noise_var / (1 + noise_var), abs=1e-12)
   for row in table.values():
-    # Unit attribute variances: VE = 1 - MSE.
-    assert row['train_ve'] == pytest.approx(1 - row['train_mse'], abs=1e-12)
-    assert row['test_ve'] == pytest.approx(1 - row['test_mse'], abs=1e-12)
+    # Unit attribute variances: VE = 1 - MSE / K.
+    assert row['train_ve'] == pytest.approx(1 - row['train_mse'] / 2,
+                                            abs=1e-12)
+    assert row['test_ve'] == pytest.approx(1 - row['test_mse_mean'],
+                                           abs=1e-12)
 
 
 def test_table1_keys_and_ordering_of_models():
   table = lr.table1(train_corr=0.8, noise_var=0.1, test_corr=0.0)
   assert set(table) == {'regression', 'mi0', 'cmi0', 'reference'}
   for row in table.values():
-    assert set(row) == {'train_mse', 'test_mse', 'train_ve', 'test_ve'}
+    assert set(row) == set(lr.METRICS)
     assert all(isinstance(v, float) and np.isfinite(v) for v in row.values())
   # Regression exploits the correlation: best on train, worse than CMI=0 at
   # test; MI=0 throws away signal and is worst on both.
@@ -222,7 +228,7 @@ def test_cmi0_is_invariant_to_correlation_shift(num_attributes):
 
 def test_three_attributes_table_and_sweep():
   table = lr.table1(num_attributes=3)
-  assert table['cmi0']['test_mse'] == pytest.approx(0.1 / 1.1, abs=1e-12)
+  assert table['cmi0']['test_mse'] == pytest.approx(3 * 0.1 / 1.1, abs=1e-12)
   assert table['regression']['train_mse'] < table['cmi0']['train_mse']
   sweep = lr.noise_correlation_sweep([0.1, 1.0], [0.0, 0.6], num_attributes=3,
                                      num_restarts=3)
@@ -316,7 +322,7 @@ def test_experiment_runs_end_to_end(tmp_path):
   assert set(table) == {'regression', 'mi0', 'cmi0', 'reference'}
   expected = lr.table1(0.8, 0.1, 0.0, 2)
   for name, row in table.items():
-    assert set(row) == {'train_mse', 'test_mse', 'train_ve', 'test_ve'}
+    assert set(row) == set(lr.METRICS)
     assert row == pytest.approx(expected[name], abs=1e-12)
   assert result['table1'] == table
   for name in ('figure2.png', 'figure3.png'):
@@ -331,7 +337,7 @@ def test_experiment_run_three_attributes(tmp_path):
   result = experiment.run(str(tmp_path), num_attributes=3, grid_num_noise=2,
                           grid_num_corr=2, num_scatter_samples=50,
                           num_restarts=2)
-  assert result['table1']['cmi0']['test_mse'] == pytest.approx(0.1 / 1.1)
+  assert result['table1']['cmi0']['test_mse'] == pytest.approx(3 * 0.1 / 1.1)
   assert all(os.path.getsize(p) > 0 for p in result['files'].values())
 
 

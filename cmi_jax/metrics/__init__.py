@@ -4,10 +4,18 @@ Every disentanglement metric is a pure function
 ``compute_<name>(codes [N, D] float, factors [N, K] int, ...) -> dict`` of
 named float scores, NumPy/scikit-learn only, with an explicit ``seed`` where it
 samples. ``compute_all`` runs all of them.
+
+Defaults follow disentanglement_lib's definitions (which the paper's metric
+code ports), so scores compare with published numbers; SAP and BetaVAE also
+come in a ``scale_free`` variant (``sap_scale_free``, ``beta_vae_scale_free``)
+that does not move with the scale of the code. The one remaining difference
+from disentanglement_lib: IRS treats labels as categories, where dlib bins
+them into 20 histogram bins (identical for factors with <= 20 values).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 from cmi_jax.metrics.beta_vae import compute_beta_vae
@@ -30,9 +38,13 @@ _METRICS = {
     'dci': (compute_dci, True, True),
     'mig': (compute_mig, True, False),
     'sap': (compute_sap, True, True),
+    'sap_scale_free': (functools.partial(compute_sap, variant='scale_free'),
+                       True, True),
     'irs': (compute_irs, True, False),
     'factor_vae': (compute_factor_vae, True, True),
     'beta_vae': (compute_beta_vae, True, True),
+    'beta_vae_scale_free': (
+        functools.partial(compute_beta_vae, variant='scale_free'), True, True),
     'total_correlation': (compute_total_correlation, False, False),
     'wasserstein': (compute_wasserstein_correlation, False, False),
 }

@@ -3,18 +3,29 @@
 Observations").
 
 Score matrix ``S [D, K]``: ``S_ij`` is how well code dimension i *alone*
-predicts factor j. Factors here are categorical, so ``S_ij`` is the test-set
-balanced accuracy (mean per-class recall) of a linear classifier on the single
-feature ``z_i`` (the paper's one-dimensional threshold classifier, generalised
-to several classes by a one-vs-rest linear SVM). The SAP score is the mean
-over factors of the gap between the best and the second best dimension:
+predicts factor j, the test-set accuracy of a one-vs-rest linear SVM on the
+single feature ``z_i`` (the paper's one-dimensional threshold classifier,
+generalised to several classes). The SAP score is the mean over factors of
+the gap between the best and the second best dimension:
 
     SAP = (1/K) sum_j (S_(1)j - S_(2)j).
 
-Balanced accuracy makes chance level ``1/V_j`` for every dimension that knows
-nothing, whatever the class frequencies, so a constant or pure-noise code
-scores ~0. A perfect one-dimension-per-factor code scores ``1 - 1/V_j`` per
-factor (the runner-up is at chance): 0.5 for binary attributes, not 1.
+Two definitions (``variant``):
+
+* ``'dlib'`` (default): disentanglement_lib's, which the paper's metric code
+  ports and published SAP numbers use: ``LinearSVC(C=0.01,
+  class_weight='balanced')`` on the raw code, ``S_ij`` the plain accuracy.
+  It depends on the scale of the code: with ``C = 0.01`` the penalty
+  dominates for small codes, so ``codes * 0.01`` changes the score.
+* ``'scale_free'``: each dimension standardised with its train mean and std,
+  ``C = 1``, ``S_ij`` the balanced accuracy (mean per-class recall). Chance is
+  then ``1/V_j`` whatever the class frequencies, so a constant or pure-noise
+  code scores ~0, and a perfect one-dimension-per-factor code scores
+  ``1 - 1/V_j`` per factor (0.5 for binary attributes). Not comparable with
+  published numbers.
+
+In both, a dimension that is constant on the train rows predicts the
+majority class.
 """
 
 from __future__ import annotations
@@ -34,15 +45,14 @@ def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
   return float(np.mean(recalls))
 
 
+VARIANTS = ('dlib', 'scale_free')
+_DEFAULT_C = {'dlib': 0.01, 'scale_free': 1.0}
+
+
 def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
                      codes_test: np.ndarray, factors_test: np.ndarray, *,
-                     C: float = 1.0) -> np.ndarray:
-  """``S [D, K]``: test balanced accuracy of factor j from code dimension i.
-
-  Each code dimension is standardised with its train mean and std before the
-  fit: the SVM's penalty ``C`` then means the same for codes of any scale (the
-  paper's threshold classifier is scale-free). A dimension that is constant on
-  the train rows predicts the majority class, i.e. scores chance.
+                     C: float, variant: str = 'dlib') -> np.ndarray:
+  """``S [D, K]``: test accuracy of factor j from code dimension i.
 
   Args:
     codes_train: float ``[Ntr, D]``.
@@ -50,15 +60,22 @@ def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
     codes_test: float ``[Nte, D]``.
     factors_test: int ``[Nte, K]``.
     C: inverse regularisation strength of ``sklearn.svm.LinearSVC``.
+    variant: ``'dlib'`` (raw codes, plain accuracy) or ``'scale_free'``
+      (standardised codes, balanced accuracy); see the module docstring.
 
   Returns:
     float64 ``[D, K]`` in [0, 1].
   """
-  mean = codes_train.mean(axis=0)
   std = codes_train.std(axis=0)
-  scale = np.where(std > 0, std, 1.0)
-  z_train = (codes_train - mean) / scale
-  z_test = (codes_test - mean) / scale
+  if variant == 'scale_free':
+    mean = codes_train.mean(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    z_train = (codes_train - mean) / scale
+    z_test = (codes_test - mean) / scale
+    accuracy = _balanced_accuracy
+  else:
+    z_train, z_test = codes_train, codes_test
+    accuracy = lambda y, pred: float(np.mean(pred == y))
   num_codes, num_factors = codes_train.shape[1], factors_train.shape[1]
   scores = np.zeros((num_codes, num_factors))
   for j in range(num_factors):
@@ -76,30 +93,37 @@ def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
           warnings.simplefilter('ignore', sk_exceptions.ConvergenceWarning)
           clf.fit(z_train[:, i:i + 1], y_train)
         pred = clf.predict(z_test[:, i:i + 1])
-      scores[i, j] = _balanced_accuracy(y_test, pred)
+      scores[i, j] = accuracy(y_test, pred)
   return scores
 
 
 def compute_sap(codes, factors, *, test_fraction: float = 0.25,
-                C: float = 1.0, seed: _common.Seed = 0) -> dict[str, float]:
+                C: float | None = None, variant: str = 'dlib',
+                seed: _common.Seed = 0) -> dict[str, float]:
   """SAP score of a representation.
 
   Args:
     codes: float ``[N, D]`` codes, D >= 2.
     factors: int ``[N, K]`` factor labels, each column with >= 2 values.
     test_fraction: share of rows held out to score the classifiers.
-    C: inverse regularisation of the one-feature linear SVMs. A single
-      standardised feature needs no shrinkage; disentanglement_lib's 0.01
-      flattens the one-vs-rest lines so much that even a perfect code cannot
-      single out the middle values of a factor with more than two values.
+    C: inverse regularisation of the one-feature linear SVMs; default 0.01
+      for ``'dlib'`` (disentanglement_lib's) and 1 for ``'scale_free'`` (a
+      single standardised feature needs no shrinkage; 0.01 there flattens the
+      one-vs-rest lines so much that even a perfect code cannot single out
+      the middle values of a factor with more than two values).
+    variant: ``'dlib'`` or ``'scale_free'`` (module docstring).
     seed: int or ``numpy.random.Generator`` fixing the split.
 
   Returns:
     ``{'sap': mean top-two gap in [0, 1]}`` (difference of accuracies).
 
   Raises:
-    ValueError: on malformed inputs, ``D < 2`` or ``C <= 0``.
+    ValueError: on malformed inputs, ``D < 2``, ``C <= 0`` or an unknown
+      variant.
   """
+  if variant not in VARIANTS:
+    raise ValueError(f'variant must be one of {VARIANTS}; got {variant!r}.')
+  C = _DEFAULT_C[variant] if C is None else C
   codes, factors = _common.check_codes_and_factors(codes, factors)
   if codes.shape[1] < 2:
     raise ValueError(
@@ -110,6 +134,6 @@ def compute_sap(codes, factors, *, test_fraction: float = 0.25,
   rng = _common.as_generator(seed)
   train, test = _common.split_indices(codes.shape[0], test_fraction, rng)
   scores = sap_score_matrix(codes[train], factors[train], codes[test],
-                            factors[test], C=C)
+                            factors[test], C=C, variant=variant)
   top_two = -np.sort(-scores, axis=0)[:2]
   return {'sap': float(np.mean(top_two[0] - top_two[1]))}
