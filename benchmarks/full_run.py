@@ -36,7 +36,7 @@ from absl import flags
 import numpy as np
 from ml_collections import config_flags
 
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import logs
 from experiments import multi_digit_mnist
 from experiments.configs import multi_digit as multi_digit_config
@@ -85,7 +85,7 @@ def summarize(log: list[dict], total_s: float, cpu_s: float,
 def main(argv):
   """Runs the experiment once and prints its timing."""
   del argv
-  experiment.quiet_library_logs()
+  common.quiet_library_logs()
   config = flags.FLAGS.config
   keep = flags.FLAGS.workdir is not None
   workdir = flags.FLAGS.workdir or tempfile.mkdtemp(prefix='full_run_')

@@ -42,7 +42,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import logs
 from cmi_jax.data import celeba
 from cmi_jax.data import correlation
@@ -215,7 +215,7 @@ def data_info(config: ml_collections.ConfigDict,
               loaded: celeba.CelebASplits,
               data: Mapping[str, Any]) -> dict[str, Any]:
   """What a run was trained on, for ``results.json`` and ``config.json``."""
-  splits = ('train',) + experiment.EVAL_SPLITS
+  splits = ('train',) + common.EVAL_SPLITS
   labels = np.asarray(data['train'].labels)
   return {
       'dataset': 'celeba',
@@ -311,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   config = resolve_config(config)
   # Fails fast on bad model fields (objective, encoder, z_dim), before the
   # data are read; run_experiment builds the trainer it trains.
-  experiment.build_trainer(config, len(config.attributes),
+  common.build_trainer(config, len(config.attributes),
                            celeba_config.PAPER_OPTIM)
   loaded, data = load_data(config)
   names = loaded.attributes
@@ -321,8 +321,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     # train_eval has the whole sub-sample.
     counts = {('train (every label kept)' if k == 'train' else k): v
               for k, v in counts.items()}
-  splits = {s: data[s] for s in ('train',) + experiment.EVAL_SPLITS}
-  results = experiment.run_experiment(
+  splits = {s: data[s] for s in ('train',) + common.EVAL_SPLITS}
+  results = common.run_experiment(
       config, workdir, splits,
       attribute_names=names, paper_optim=celeba_config.PAPER_OPTIM,
       joint_counts=counts, data_info=data_info(config, loaded, data))
@@ -339,7 +339,7 @@ def main() -> None:
   workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
 
   def run(argv):
-    experiment.quiet_library_logs()
+    common.quiet_library_logs()
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not workdir_flag.value:

@@ -49,10 +49,10 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import logs
-from cmi_jax import sweep as vmapped
-from cmi_jax import sweeps
+from cmi_jax import vmapped
+from experiments import sweeps
 from cmi_jax.data import celeba
 from experiments import celeba as celeba_experiment
 from experiments.configs import celeba as celeba_config
@@ -72,10 +72,10 @@ VMAP_VARYING = ('seed', 'noise')
 class WeakCell:
   """A sweep cell with a fraction of each attribute's train labels removed.
 
-  Wraps :class:`cmi_jax.sweeps.Cell` (objective, correlation, noise, seed):
+  Wraps :class:`experiments.sweeps.Cell` (objective, correlation, noise, seed):
   its directory is ``weak<p>/<cell.name>`` and its overrides add
-  ``weak_supervision``, so :func:`cmi_jax.sweeps.is_done` and
-  :func:`cmi_jax.sweeps.collect` (run on ``weak<p>/``) work unchanged.
+  ``weak_supervision``, so :func:`experiments.sweeps.is_done` and
+  :func:`experiments.sweeps.collect` (run on ``weak<p>/``) work unchanged.
   """
   cell: sweeps.Cell
   weak_supervision: float
@@ -181,7 +181,7 @@ def train_group(loaded: celeba.CelebASplits, sweep_dir: str,
   images: 10 000 images are 123 MB, so 6 members of 100 000 take 7.4 GB),
   plus the small evaluation splits; while they are stacked, the members'
   own copies exist too (twice that, briefly). ``train_eval`` reuses the
-  stacked training images (:class:`cmi_jax.sweep.Stacked`) instead of a
+  stacked training images (:class:`cmi_jax.vmapped.Stacked`) instead of a
   second stacked copy. No member shares an image array with another (each
   seed draws other rows, each noise level other pixels), so stacking
   cannot share more; ``--vmap_max_members`` bounds S.
@@ -192,20 +192,20 @@ def train_group(loaded: celeba.CelebASplits, sweep_dir: str,
   """
   names = loaded.attributes
   first = configs[0]
-  trainer = experiment.build_trainer(first, len(names),
+  trainer = common.build_trainer(first, len(names),
                                      celeba_config.PAPER_OPTIM)
   trains, eval_labels, evals, infos, counts = [], [], [], [], []
   for config in configs:
     data = member_splits(loaded, config)
-    experiment.check_data({s: data[s] for s in ('train',)
-                           + experiment.EVAL_SPLITS}, len(names))
+    common.check_data({s: data[s] for s in ('train',)
+                           + common.EVAL_SPLITS}, len(names))
     infos.append(celeba_experiment.data_info(config, loaded, data))
     counts.append(dict(data['joint_counts']))
     trains.append(data['train'])
     eval_labels.append(data['train_eval'].labels)
-    evals.append({s: data[s] for s in experiment.EVAL_SPLITS
+    evals.append({s: data[s] for s in common.EVAL_SPLITS
                   if s != 'train_eval'})
-  example = experiment.first_batches(trains[0], first.batch_size)['image']
+  example = common.first_batches(trains[0], first.batch_size)['image']
   try:
     train_data = vmapped.stack_datasets(trains)
   except ValueError as e:
@@ -220,7 +220,7 @@ def train_group(loaded: celeba.CelebASplits, sweep_dir: str,
       'train_eval': vmapped.Stacked(train_data.replace(
           labels=jnp.stack(eval_labels), shuffle=False)),
       **{s: [e[s] for e in evals] for s in evals[0]}}
-  hooks = [experiment.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
+  hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
                               seed=c.seed) for c in configs]
   start = time.time()
   _, records = vmapped.fit_sweep(
@@ -280,7 +280,7 @@ def run_vmapped_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
   of 6 cells per objective and correlation (or weak fraction). Groups of one
   cell, and cells that a separate run started (they resume from their
   checkpoint), run as :func:`run_sweep` runs them; see
-  :func:`cmi_jax.sweeps.run_grouped`. CelebA is read once, at the first
+  :func:`experiments.sweeps.run_grouped`. CelebA is read once, at the first
   group.
 
   Args:
@@ -313,7 +313,7 @@ def run_vmapped_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
 
 def collect_weak(weak_dir: str, select: str = 'final'
                  ) -> list[dict[str, Any]]:
-  """:func:`cmi_jax.sweeps.collect` of every ``weak<p>/`` folder.
+  """:func:`experiments.sweeps.collect` of every ``weak<p>/`` folder.
 
   Returns:
     The rows of all fractions, each with ``weak_supervision`` added.
@@ -374,7 +374,7 @@ def main() -> None:
       'weak: and fraction)')
 
   def run(argv):
-    experiment.quiet_library_logs()
+    common.quiet_library_logs()
     sweeps.check_command_line(argv, workdir.value)
     seed_list = sweeps.parse_list(seeds.value, 'seeds', int)
     noise_list = sweeps.parse_list(noises.value, 'noises')

@@ -30,7 +30,7 @@ import numpy as np
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import logs
 from cmi_jax import metrics
 from cmi_jax import train
@@ -110,8 +110,8 @@ def rebuild(config: ml_collections.ConfigDict, kind: str
     paper = multi_digit_config.PAPER_OPTIM
   else:
     raise ValueError(f'kind must be one of {KINDS}; got {kind!r}.')
-  trainer = experiment.build_trainer(config, len(names), paper)
-  return trainer, {s: data[s] for s in experiment.EVAL_SPLITS}, names
+  trainer = common.build_trainer(config, len(names), paper)
+  return trainer, {s: data[s] for s in common.EVAL_SPLITS}, names
 
 
 def restore_state(workdir: str, trainer: train.Trainer,
@@ -236,17 +236,17 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
   workdir = os.path.abspath(workdir)
   config, info = read_run_config(workdir)
   kind = experiment_kind(config, info)
-  unknown = [s for s in splits if s not in experiment.EVAL_SPLITS]
+  unknown = [s for s in splits if s not in common.EVAL_SPLITS]
   if unknown or not splits:
     raise ValueError(f'--splits {list(splits)}: each must be one of '
-                     f'{list(experiment.EVAL_SPLITS)} (at least one).')
+                     f'{list(common.EVAL_SPLITS)} (at least one).')
   if max_rows < 0:
     raise ValueError(f'--max_rows must be >= 0 (0: all rows); got {max_rows}.')
   if checkpoint not in CHECKPOINTS:
     raise ValueError(f'--checkpoint={checkpoint!r} is unknown; choose one of '
                      f'{list(CHECKPOINTS)}.')
   trainer, data, names = rebuild(config, kind)
-  example = experiment.first_batches(data[splits[0]], 1)['image']
+  example = common.first_batches(data[splits[0]], 1)['image']
   state, epoch = restore_state(workdir, trainer, example, config, checkpoint)
   logging.info('Restored %s of %s (epoch %d).', checkpoint, workdir, epoch)
   report = {'workdir': workdir, 'experiment': kind, 'checkpoint': checkpoint,
@@ -282,7 +282,7 @@ def main() -> None:
   seed = flags.DEFINE_integer('seed', 0, 'Seed of the metrics.')
 
   def run(argv):
-    experiment.quiet_library_logs()
+    common.quiet_library_logs()
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not workdir.value:

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax.data import correlation
 from cmi_jax.data import multi_digit
 from cmi_jax.data import sources
@@ -41,7 +41,7 @@ def make_splits(config: ml_collections.ConfigDict, digits: Any
       digits, tuple(config.classes), config.num_digits, config.train_corr,
       config.noise, config.patch, config.batch_size, config.seed)
   if config.epoch_size is not None:
-    splits['train'] = experiment.set_epoch_size(splits['train'],
+    splits['train'] = common.set_epoch_size(splits['train'],
                                                 config.epoch_size)
   return splits
 
@@ -56,7 +56,7 @@ def load_data(config: ml_collections.ConfigDict):
   counts = {'train (expected per epoch)': np.asarray(
       splits['train'].table) * splits['train'].steps_per_epoch
             * splits['train'].batch_size}
-  for name in experiment.EVAL_SPLITS:
+  for name in common.EVAL_SPLITS:
     counts[name] = correlation.joint_counts(np.asarray(splits[name].labels))
   return digits, splits, counts
 
@@ -70,7 +70,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   info = {'dataset': digits.dataset, 'source': digits.source,
           'num_images': digits.num_examples(),
           'classes': list(config.classes)}
-  return experiment.run_experiment(
+  return common.run_experiment(
       config, workdir, splits, attribute_names=names,
       paper_optim=multi_digit_config.PAPER_OPTIM, joint_counts=counts,
       data_info=info)
@@ -84,7 +84,7 @@ def main() -> None:
   workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
 
   def run(argv):
-    experiment.quiet_library_logs()
+    common.quiet_library_logs()
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not workdir_flag.value:

@@ -25,10 +25,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import logs
-from cmi_jax import sweep as vmapped
-from cmi_jax import sweeps
+from cmi_jax import vmapped
+from experiments import sweeps
 from cmi_jax.data import sources
 from experiments import multi_digit_mnist
 from experiments.configs import multi_digit as multi_digit_config
@@ -75,16 +75,16 @@ def train_group(digits, sweep_dir, cells, configs):
   first = configs[0]
   splits = [multi_digit_mnist.make_splits(config, digits)
             for config in configs]
-  trainer = experiment.build_trainer(first, first.num_digits,
+  trainer = common.build_trainer(first, first.num_digits,
                                      multi_digit_config.PAPER_OPTIM)
-  example = experiment.first_batches(splits[0]['train'], 1)['image']
-  hooks = [experiment.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
+  example = common.first_batches(splits[0]['train'], 1)['image']
+  hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
                               seed=c.seed) for c in configs]
   start = time.time()
   _, records = vmapped.fit_sweep(
       trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
       vmapped.stack_datasets([s['train'] for s in splits]),
-      {s: [d[s] for d in splits] for s in experiment.EVAL_SPLITS},
+      {s: [d[s] for d in splits] for s in common.EVAL_SPLITS},
       first.num_epochs,
       hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
       hooks=None if all(h is None for h in hooks) else hooks,
@@ -113,15 +113,15 @@ def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
   Cells whose resolved configs differ only in :data:`VMAP_VARYING` (seed,
   noise, correlation: typically every cell of one objective) share every
   shape, so their states, keys, noise levels and correlation tables are
-  stacked and trained by one compiled epoch (:mod:`cmi_jax.sweep`); member
+  stacked and trained by one compiled epoch (:mod:`cmi_jax.vmapped`); member
   ``i`` equals the separate run of cell ``i``. Evaluation runs once, after
   the last epoch, so each cell's ``results.json`` holds the ``final`` record
   only (no best-epoch checkpoints), and an interrupted group restarts from
   scratch. Groups of one cell, and cells a separate run started, run
-  separately (:func:`cmi_jax.sweeps.run_grouped`).
+  separately (:func:`experiments.sweeps.run_grouped`).
 
   Returns:
-    The rows of :func:`cmi_jax.sweeps.collect`.
+    The rows of :func:`experiments.sweeps.collect`.
   """
   config = multi_digit_mnist.resolve_config(base_config)
   digits = sources.load_digits(config.dataset, config.source,
@@ -156,7 +156,7 @@ def main() -> None:
   vmap, max_members = sweeps.define_vmap_flags('the cells of each objective')
 
   def run(argv):
-    experiment.quiet_library_logs()
+    common.quiet_library_logs()
     sweeps.check_command_line(argv, workdir.value)
     cells = sweeps.grid(objectives.value,
                         sweeps.parse_list(corrs.value, 'train_corrs'),

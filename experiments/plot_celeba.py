@@ -27,7 +27,7 @@ import numpy as np
 
 from cmi_jax import logs
 from cmi_jax import plots
-from cmi_jax import sweeps
+from experiments import sweeps
 from experiments import celeba_sweep
 from experiments.plot_multi_digit import METRICS
 from experiments.plot_multi_digit import STYLES
@@ -64,7 +64,7 @@ def draw_correlation_figure(table: Sequence[dict[str, Any]],
   """Accuracy vs train correlation; columns: test split, rows: noise level.
 
   Args:
-    table: :func:`cmi_jax.sweeps.aggregate` rows (objective, train_corr,
+    table: :func:`experiments.sweeps.aggregate` rows (objective, train_corr,
       noise, ``<metric>/mean`` and ``/std`` for :data:`METRICS`).
     path: PNG path.
   """
@@ -115,7 +115,7 @@ def weak_table(weak_dir: str, select: str = 'final') -> list[dict[str, Any]]:
   """Mean and std over seeds per (objective, fraction removed).
 
   Returns:
-    :func:`cmi_jax.sweeps.aggregate` rows, each with ``weak_supervision``.
+    :func:`experiments.sweeps.aggregate` rows, each with ``weak_supervision``.
   """
   rows = celeba_sweep.collect_weak(weak_dir, select)
   table = []

@@ -20,7 +20,7 @@ import numpy as np
 
 from cmi_jax import logs
 from cmi_jax import plots
-from cmi_jax import sweeps
+from experiments import sweeps
 
 METRICS = ('test_anti/accuracy', 'test_uncorr/accuracy', 'val/accuracy')
 STYLES = {'base': ('#1f77b4', 'Base'), 'mi': ('#ff7f0e', 'Base+MI'),

@@ -46,7 +46,7 @@ from typing import Any, Optional, Sequence
 from absl import flags
 import numpy as np
 
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax.toy import linear_classification as lc
@@ -304,7 +304,7 @@ def format_table(cells: Sequence[dict[str, Any]], train_corr: float) -> str:
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
   """Parses the command line and calls :func:`run`; prints tables and paths."""
-  params = experiment.parse_private_flags(_define_flags(flags.FlagValues()),
+  params = common.parse_private_flags(_define_flags(flags.FlagValues()),
                                          argv)
   if params is None:
     return {}

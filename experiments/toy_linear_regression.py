@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from absl import flags
 import numpy as np
 
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax.toy import linear_regression as lr
@@ -234,7 +234,7 @@ def run(workdir: str, train_corr: float = 0.8, noise_var: float = 0.1,
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
   """Parses the command line and calls :func:`run`; prints Table 1."""
-  params = experiment.parse_private_flags(_define_flags(flags.FlagValues()),
+  params = common.parse_private_flags(_define_flags(flags.FlagValues()),
                                          argv)
   if params is None:
     return {}

@@ -26,9 +26,9 @@ from PIL import Image
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import metrics
-from cmi_jax import sweeps
+from experiments import sweeps
 from experiments import celeba as celeba_experiment
 from experiments import celeba_sweep
 from experiments import evaluate_disentanglement
@@ -152,7 +152,7 @@ def test_run_outputs_and_exact_joint_counts(finished_run, fake_dir):
 
   for key in ('final', 'best_val_loss', 'best_val_accuracy'):
     record = results[key]
-    assert set(record['eval']) == set(experiment.EVAL_SPLITS)
+    assert set(record['eval']) == set(common.EVAL_SPLITS)
     for split, summary in record['eval'].items():
       assert 0.0 <= summary['accuracy'] <= 1.0
       assert all(0.0 <= a <= 1.0 for a in summary['accuracy_per_attribute'])
@@ -175,7 +175,7 @@ def test_run_outputs_and_exact_joint_counts(finished_run, fake_dir):
 def test_run_figures_are_valid_pngs(finished_run):
   workdir, _ = finished_run
   names = ['curves', 'joint_counts'] + [
-      f'samples_{s}' for s in ('train',) + experiment.EVAL_SPLITS] + [
+      f'samples_{s}' for s in ('train',) + common.EVAL_SPLITS] + [
           f'{kind}_{s}' for kind in ('confusion', 'latent_correlation',
                                      'subpopulation_accuracy', 'predictions')
           for s in ('test_anti', 'test_uncorr')]
@@ -194,13 +194,13 @@ def test_subpopulation_table_matches_predictions(finished_run):
   with open(os.path.join(workdir, 'config.json')) as f:
     config = ml_collections.ConfigDict(json.load(f)['config'])
   _, data = celeba_experiment.load_data(config)
-  trainer = experiment.build_trainer(config, 2, celeba_config.PAPER_OPTIM)
+  trainer = common.build_trainer(config, 2, celeba_config.PAPER_OPTIM)
   state = results['state']  # the final state, as the run left it
   with open(os.path.join(workdir, 'subpopulation_accuracy.csv')) as f:
     rows = list(csv.DictReader(f))
   assert {r['record'] for r in rows} == {'final', 'best_val_accuracy',
                                          'best_val_loss'}
-  for split in experiment.EVAL_SPLITS:
+  for split in common.EVAL_SPLITS:
     stats = evaluation.evaluate(trainer, state, data[split])
     labels, preds = stats['labels'], stats['preds']
     for row in (r for r in rows if r['record'] == 'final'
@@ -320,8 +320,8 @@ def test_host_placement_trains_end_to_end_and_resumes(fake_dir, cache_dir,
   """
   # Drawing takes most of a run this small; finished_run checks the figures.
   monkeypatch.setattr(experiment, 'draw_run_figures', lambda *a, **k: [])
-  monkeypatch.setattr(experiment.plots, 'image_grid', lambda *a, **k: None)
-  monkeypatch.setattr(experiment.plots, 'joint_count_tables',
+  monkeypatch.setattr(common.plots, 'image_grid', lambda *a, **k: None)
+  monkeypatch.setattr(common.plots, 'joint_count_tables',
                       lambda *a, **k: None)
   config = _config(fake_dir, cache_dir, objective='base', weak_supervision=0.0,
                    num_epochs=1, data_placement='host')
@@ -396,7 +396,7 @@ def test_paper_defaults():
   assert config.batch_size == 100 and config.num_cls_steps == 1
   assert config.noise == 0.0 and config.weak_supervision == 0.0
   for objective in ('base', 'mi', 'cmi'):
-    optim = experiment.resolve_optim(_with_objective(config, objective),
+    optim = common.resolve_optim(_with_objective(config, objective),
                                      celeba_config.PAPER_OPTIM)
     assert (optim.lr, optim.cls_lr, optim.d_lr) == (1e-5, 1e-4, 1e-4)
 

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 import test_celeba_experiment
 
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import plots
-from cmi_jax import sweeps
+from experiments import sweeps
 from experiments import celeba_sweep
 from experiments import plot_celeba
 
@@ -113,7 +113,7 @@ def test_member_equals_its_separate_run(vmapped_dir, separate_dir, cell):
   final, reference = got['final'], want['final']
   assert final['epoch'] == reference['epoch'] == 2
   assert final['step'] == reference['step']
-  assert set(final['eval']) == set(experiment.EVAL_SPLITS)
+  assert set(final['eval']) == set(common.EVAL_SPLITS)
   for split, summary in reference['eval'].items():
     for name, value in summary.items():
       where = f'{cell.name} {split} {name}'
@@ -154,7 +154,7 @@ def test_vmapped_cells_say_what_they_hold(vmapped_dir):
     with open(os.path.join(workdir, 'subpopulation_accuracy.csv')) as f:
       rows = list(csv.DictReader(f))
     assert {r['record'] for r in rows} == {'final'}
-    assert len(rows) == 4 * len(experiment.EVAL_SPLITS)
+    assert len(rows) == 4 * len(common.EVAL_SPLITS)
   with pytest.raises(ValueError, match="no 'best_val_loss' record"):
     sweeps.collect(os.path.join(celeba_sweep.mode_dir(vmapped_dir, 'weak'),
                                 'weak0.5'), 'best_val_loss')
@@ -266,7 +266,7 @@ def test_seeds_and_noise_levels_give_equal_shapes(config):
     data = celeba_sweep.member_splits(
         loaded, celeba_sweep.resolve_cell(config, cell))
     shapes.add(tuple(data[s].images.shape for s in ('train',)
-                     + experiment.EVAL_SPLITS))
+                     + common.EVAL_SPLITS))
   assert len(shapes) == 1
   other = celeba_sweep.member_splits(loaded, celeba_sweep.resolve_cell(
       config, sweeps.Cell('base', 0.0, 0.0, 0)))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cmi_jax import sweeps
+from experiments import sweeps
 from experiments import multi_digit_mnist
 from experiments import multi_digit_sweep
 from experiments import plot_multi_digit

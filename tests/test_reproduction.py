@@ -29,7 +29,7 @@ import jax
 import pytest
 
 from cmi_jax import evaluation
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax.data import multi_digit
 from cmi_jax.data import sources
 from experiments.configs import multi_digit as multi_digit_config
@@ -58,10 +58,10 @@ def accuracies_at(objective, splits, budgets=(EPOCHS * STEPS_PER_EPOCH,),
   config = multi_digit_config.get_config()
   config.objective = objective
   config.lr_scale = 10.0
-  trainer = experiment.build_trainer(config, 2,
+  trainer = common.build_trainer(config, 2,
                                      multi_digit_config.PAPER_OPTIM)
   data = splits['train'].replace(steps_per_epoch=STEPS_PER_EPOCH)
-  example = experiment.first_batches(data, 1)['image']
+  example = common.first_batches(data, 1)['image']
   state = trainer.init(jax.random.PRNGKey(seed), example,
                        config.disentangle_weight)
   steps = 0

@@ -24,8 +24,8 @@ from cmi_jax import evaluation
 from cmi_jax import models
 from absl import app
 
-from cmi_jax import sweep
-from cmi_jax import sweeps
+from cmi_jax import vmapped
+from experiments import sweeps
 from cmi_jax import train
 from cmi_jax.data import synthetic
 
@@ -89,9 +89,9 @@ def _reference_runs(objective, hparams):
 
 def _run_sweep(objective, hparams, mesh=None):
   trainer = _trainer(objective)
-  states = sweep.init_sweep(trainer, _keys(), _example(), hparams)
-  datas = sweep.stack_datasets(_datasets())
-  epoch = sweep.sweep_train_epoch(trainer, mesh)
+  states = vmapped.init_sweep(trainer, _keys(), _example(), hparams)
+  datas = vmapped.stack_datasets(_datasets())
+  epoch = vmapped.sweep_train_epoch(trainer, mesh)
   metrics = []
   for _ in range(EPOCHS):
     states, m = epoch(states, datas)
@@ -101,7 +101,7 @@ def _run_sweep(objective, hparams, mesh=None):
 
 
 def _assert_member_equal(states, metrics, i, want_state, want_metrics):
-  member = sweep.unstack(jax.device_get(states))[i]
+  member = vmapped.unstack(jax.device_get(states))[i]
   got_leaves = jax.tree_util.tree_flatten_with_path(member)[0]
   want_leaves = jax.tree.leaves(want_state)
   assert len(got_leaves) == len(want_leaves)
@@ -150,7 +150,7 @@ def test_sweep_state_holds_the_hyperparameters(cmi_sweep):
 @pytest.mark.slow  # one more compile of the CMI epoch (~30 s on 2 cores)
 def test_sharded_sweep_equals_unsharded(cmi_sweep):
   states, metrics, _ = cmi_sweep
-  mesh = sweep.sweep_mesh(SIZE)
+  mesh = vmapped.sweep_mesh(SIZE)
   assert mesh.size == SIZE  # 8 fake devices: one member per device
   sharded_states, sharded_metrics = _run_sweep('cmi', HPARAMS, mesh)
   leaf = jax.tree.leaves(sharded_states)[0]
@@ -197,16 +197,16 @@ def test_sweep_evaluate_equals_evaluate(cmi_sweep):
   own = [synthetic.synthetic_dataset(c, batch_size=BATCH, steps_per_epoch=2,
                                      noise=n, features=3, seed=12)
          for c, n in zip(CORR, NOISE)]
-  stats = sweep.sweep_evaluate(trainer, states,
+  stats = vmapped.sweep_evaluate(trainer, states,
                                {'shared': shared, 'own': own})
-  members = sweep.unstack(states)
+  members = vmapped.unstack(states)
   for i, member in enumerate(members):
     for split, data in (('shared', shared), ('own', own[i])):
       want = evaluation.evaluate(trainer, member, data)
       for name, value in want.items():
         np.testing.assert_allclose(stats[split][name][i], value, rtol=1e-5,
                                    atol=1e-5, err_msg=f'{split} {name} {i}')
-  summaries = sweep.summarize(stats['own'])
+  summaries = vmapped.summarize(stats['own'])
   assert len(summaries) == SIZE
   assert summaries[0]['num_examples'] == 2 * BATCH
 
@@ -218,11 +218,11 @@ def test_stack_datasets_names_mismatched_static_field():
   data[2] = synthetic.synthetic_dataset(0.5, batch_size=BATCH // 2,
                                         steps_per_epoch=STEPS, features=3)
   with pytest.raises(ValueError, match=r'datasets\[2\]\.batch_size is 16'):
-    sweep.stack_datasets(data)
+    vmapped.stack_datasets(data)
   data[2] = synthetic.synthetic_dataset(0.5, batch_size=BATCH,
                                         steps_per_epoch=STEPS + 1, features=3)
   with pytest.raises(ValueError, match=r'datasets\[2\]\.steps_per_epoch'):
-    sweep.stack_datasets(data)
+    vmapped.stack_datasets(data)
 
 
 def test_stack_datasets_names_mismatched_array_shape():
@@ -230,16 +230,16 @@ def test_stack_datasets_names_mismatched_array_shape():
       0.5, num_attributes=3, batch_size=BATCH, steps_per_epoch=STEPS,
       features=3)]
   with pytest.raises(ValueError, match=r'datasets\[2\]\.table'):
-    sweep.stack_datasets(data)
+    vmapped.stack_datasets(data)
 
 
 def test_stack_datasets_rejects_mixed_types():
   with pytest.raises(ValueError, match='one type'):
-    sweep.stack_datasets([_datasets()[0], {'table': jnp.zeros((2, 2))}])
+    vmapped.stack_datasets([_datasets()[0], {'table': jnp.zeros((2, 2))}])
 
 
 def test_stack_datasets_stacks_array_fields():
-  stacked = sweep.stack_datasets(_datasets())
+  stacked = vmapped.stack_datasets(_datasets())
   np.testing.assert_allclose(stacked.noise, NOISE)
   assert stacked.table.shape == (SIZE, 2, 2)
   assert stacked.batch_size == BATCH
@@ -252,40 +252,40 @@ def test_stack_datasets_stacks_array_fields():
 ])
 def test_init_sweep_rejects_bad_hparams(hparams, match):
   with pytest.raises(ValueError, match=match):
-    sweep.init_sweep(_trainer('cmi'), _keys(), _example(), hparams)
+    vmapped.init_sweep(_trainer('cmi'), _keys(), _example(), hparams)
 
 
 def test_init_sweep_rejects_adversary_rate_without_adversary():
   with pytest.raises(ValueError, match='no adversary'):
-    sweep.init_sweep(_trainer('base'), _keys(), _example(),
+    vmapped.init_sweep(_trainer('base'), _keys(), _example(),
                      {'d_lr': [1e-3] * SIZE})
 
 
 def test_init_sweep_rejects_typed_keys():
   with pytest.raises(ValueError, match=r'uint32 keys of shape \[S, 2\]'):
-    sweep.init_sweep(_trainer('base'), jax.random.split(jax.random.key(0), 4),
+    vmapped.init_sweep(_trainer('base'), jax.random.split(jax.random.key(0), 4),
                      _example())
 
 
 def test_sweep_mesh_uses_most_devices_that_divide():
-  assert sweep.sweep_mesh(8).size == 8
-  assert sweep.sweep_mesh(12).size == 6
-  assert sweep.sweep_mesh(7).size == 7
-  assert sweep.sweep_mesh(3, jax.devices()[:2]).size == 1
+  assert vmapped.sweep_mesh(8).size == 8
+  assert vmapped.sweep_mesh(12).size == 6
+  assert vmapped.sweep_mesh(7).size == 7
+  assert vmapped.sweep_mesh(3, jax.devices()[:2]).size == 1
 
 
 def test_sharded_epoch_rejects_indivisible_members(cmi_sweep):
   three = jax.tree.map(lambda a: a[:3], cmi_sweep[0])
-  datas = sweep.stack_datasets(_datasets()[:3])
-  epoch = sweep.sweep_train_epoch(_trainer('cmi'), sweep.sweep_mesh(4))
+  datas = vmapped.stack_datasets(_datasets()[:3])
+  epoch = vmapped.sweep_train_epoch(_trainer('cmi'), vmapped.sweep_mesh(4))
   with pytest.raises(ValueError, match='3 sweep members do not split over 4'):
     epoch(three, datas)
 
 
 def test_epoch_rejects_member_count_mismatch(cmi_sweep):
-  epoch = sweep.sweep_train_epoch(_trainer('cmi'))
+  epoch = vmapped.sweep_train_epoch(_trainer('cmi'))
   with pytest.raises(ValueError, match='4 states but 3 datasets'):
-    epoch(cmi_sweep[0], sweep.stack_datasets(_datasets()[:3]))
+    epoch(cmi_sweep[0], vmapped.stack_datasets(_datasets()[:3]))
 
 
 # ------------------------------------------------------------- fit_sweep
@@ -302,8 +302,8 @@ def test_fit_sweep_equals_the_epoch_loop(cmi_sweep):
       return {'member': i}
     return record
 
-  got, records = sweep.fit_sweep(
-      _trainer('cmi'), _keys(), _example(), sweep.stack_datasets(_datasets()),
+  got, records = vmapped.fit_sweep(
+      _trainer('cmi'), _keys(), _example(), vmapped.stack_datasets(_datasets()),
       {}, EPOCHS, hparams=HPARAMS, hooks=[hook(i) for i in range(SIZE)])
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(states)):
     np.testing.assert_array_equal(a, b)
@@ -322,8 +322,8 @@ def test_fit_sweep_reports_a_diverged_member_and_trains_the_others(
   states, metrics, _ = cmi_sweep
   datas = _datasets()
   datas[2] = datas[2].replace(noise=jnp.float32(np.nan))  # NaN inputs
-  got, records = sweep.fit_sweep(
-      _trainer('cmi'), _keys(), _example(), sweep.stack_datasets(datas), {},
+  got, records = vmapped.fit_sweep(
+      _trainer('cmi'), _keys(), _example(), vmapped.stack_datasets(datas), {},
       EPOCHS, hparams=HPARAMS)
   assert set(records[2]) == {'epoch', 'non_finite'}
   assert 'at step 1 (epoch 1)' in records[2]['non_finite']
@@ -332,29 +332,29 @@ def test_fit_sweep_reports_a_diverged_member_and_trains_the_others(
     for name, value in metrics.items():
       assert records[i]['train'][name] == pytest.approx(
           float(np.mean(value[i, -STEPS:])), rel=1e-6, abs=1e-7)
-    for a, b in zip(jax.tree.leaves(sweep.unstack(got)[i]),
-                    jax.tree.leaves(sweep.unstack(states)[i])):
+    for a, b in zip(jax.tree.leaves(vmapped.unstack(got)[i]),
+                    jax.tree.leaves(vmapped.unstack(states)[i])):
       np.testing.assert_array_equal(a, b)
 
 
 def test_fit_sweep_rejects_bad_arguments():
-  data = sweep.stack_datasets(_datasets())
+  data = vmapped.stack_datasets(_datasets())
   with pytest.raises(ValueError, match='num_epochs must be a positive'):
-    sweep.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 0)
+    vmapped.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 0)
   with pytest.raises(ValueError, match='3 hooks for 4 members'):
-    sweep.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 1,
+    vmapped.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 1,
                     hparams=HPARAMS, hooks=[None] * 3)
 
 
 def test_stacked_eval_split_must_match_the_member_count(cmi_sweep):
-  three = sweep.Stacked(sweep.stack_datasets(_datasets()[:3]))
+  three = vmapped.Stacked(vmapped.stack_datasets(_datasets()[:3]))
   with pytest.raises(ValueError, match="'own' is stacked for 3 members but "
                      'the sweep has 4'):
-    sweep.sweep_evaluate(_trainer('cmi'), cmi_sweep[0], {'own': three})
+    vmapped.sweep_evaluate(_trainer('cmi'), cmi_sweep[0], {'own': three})
 
 
 def test_keys_from_seeds_are_the_separate_runs_keys():
-  keys = sweep.keys_from_seeds([3, 0])
+  keys = vmapped.keys_from_seeds([3, 0])
   assert keys.dtype == np.uint32 and keys.shape == (2, 2)
   np.testing.assert_array_equal(keys[0], jax.random.PRNGKey(3))
 

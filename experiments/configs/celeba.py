@@ -36,7 +36,7 @@ fit in half of its memory (always on a CPU) and logs its choice.
 
 import ml_collections
 
-from cmi_jax import experiment
+from experiments import common
 from cmi_jax import train
 
 # The reference learning rates for CelebA: the same for every objective
@@ -67,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weak_scaling = True  # batch and epochs x 1 / (1 - weak_supervision)
   config.weak_max_epochs = 2200
   config.fast = False
-  experiment.add_model_fields(config)
+  common.add_model_fields(config)
   config.disentangle_weight = 10.0  # lambda (paper: 10 for CelebA)
   config.num_epochs = 200
   config.batch_size = 100

@@ -8,7 +8,7 @@
 
 import ml_collections
 
-from cmi_jax import experiment
+from experiments import common
 
 # The reference learning rates (paper notes, "Reference hyper-parameters").
 PAPER_OPTIM = {
@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   # of full MNIST.
   config.epoch_size = ml_collections.config_dict.placeholder(int)
   config.fast = False
-  experiment.add_model_fields(config)
+  common.add_model_fields(config)
   config.disentangle_weight = 1.0  # lambda (paper: 1 for multi-digit MNIST)
   # The images are gray in 3 identical channels (data/multi_digit.py): the
   # same model as the paper's 3-channel MLP, ~2.5-3x faster first layer.

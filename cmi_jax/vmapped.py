@@ -27,20 +27,20 @@ Example::
 
   trainer = train.make_trainer(models.MLPEncoder(), 'cmi', (5, 5), (2, 2))
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
-  states = sweep.init_sweep(trainer, keys, example_images, {
+  states = vmapped.init_sweep(trainer, keys, example_images, {
       'lr': [1e-5, 1e-5, 1e-4, 1e-4], 'disentangle_weight': [1., 10., 1., 10.]})
-  datas = sweep.stack_datasets([train_split] * 4)
-  epoch = sweep.sweep_train_epoch(trainer, sweep.sweep_mesh(4))
+  datas = vmapped.stack_datasets([train_split] * 4)
+  epoch = vmapped.sweep_train_epoch(trainer, vmapped.sweep_mesh(4))
   for _ in range(num_epochs):
     states, metrics = epoch(states, datas)          # metrics: [S, steps]
-  stats = sweep.sweep_evaluate(trainer, states, {'val': val_split})
-  summaries = sweep.summarize(stats['val'])          # one dict per member
+  stats = vmapped.sweep_evaluate(trainer, states, {'val': val_split})
+  summaries = vmapped.summarize(stats['val'])          # one dict per member
 
 :func:`fit_sweep` does all of the above (plus a non-finite check every
 epoch) and returns one ``final`` epoch record per member, the record
 :func:`cmi_jax.run.fit` writes; the ``--vmap`` modes of the sweep runners in
 ``experiments/`` call it for each group of cells that
-:func:`cmi_jax.sweeps.run_grouped` forms.
+:func:`experiments.sweeps.run_grouped` forms.
 """
 
 from __future__ import annotations
@@ -422,7 +422,7 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
     num_epochs: epochs to train, >= 1.
     hparams: per-member hyper-parameters, as :func:`init_sweep` takes them.
     hooks: optional S epoch hooks (:data:`cmi_jax.run.EpochHook`, e.g.
-      :func:`cmi_jax.experiment.mi_hook` with each member's seed), called
+      :func:`experiments.common.mi_hook` with each member's seed), called
       after the final evaluation with the member's state and statistics;
       what one returns becomes the member's ``record['extra']``, as in
       :func:`cmi_jax.run.fit`.

@@ -6,7 +6,7 @@ restarted after an interruption skips every cell that already has its
 ``results.json`` and resumes the one that was running.
 
 :func:`run_grouped` is the policy of the runners' ``--vmap`` mode: which
-cells train together (:mod:`cmi_jax.sweep`), which run separately, and what
+cells train together (:mod:`cmi_jax.vmapped`), which run separately, and what
 a restart skips; :func:`write_cell` writes a vmapped cell where and as a
 separate run writes it. :func:`parse_list` and :func:`check_command_line`
 are the runners' shared flag handling.
@@ -240,7 +240,7 @@ def write_members(cells: Sequence[AnyCell],
 
   Args:
     cells: the group's cells.
-    records: :func:`cmi_jax.sweep.fit_sweep`'s records, one per cell.
+    records: :func:`cmi_jax.vmapped.fit_sweep`'s records, one per cell.
     write: writes one cell's outputs from its record (:func:`write_cell`).
 
   Raises:
