@@ -4,13 +4,16 @@ Layout under ``workdir/checkpoints``: ``latest/<epoch>``, ``best_val_loss/<epoch
 and ``best_val_accuracy/<epoch>``, each holding the :class:`TrainState` and a
 JSON ``meta`` record (epoch, metrics, best-so-far values). Orbax writes every
 checkpoint to a temporary directory and renames it when complete, so a crash
-never leaves a half-written checkpoint that a resume could pick up.
+never leaves a half-written checkpoint that a resume could pick up; the
+temporary directories of a killed save are removed when the series is next
+opened. A checkpoint that is complete but unreadable (a damaged disk, a
+truncated copy) is skipped by :meth:`RunCheckpoints.restore_newest_readable`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import orbax.checkpoint as ocp
@@ -18,6 +21,10 @@ import orbax.checkpoint as ocp
 LATEST = 'latest'
 BEST_LOSS = 'best_val_loss'
 BEST_ACCURACY = 'best_val_accuracy'
+
+
+class UnreadableCheckpointError(RuntimeError):
+  """Every checkpoint of a series exists but none can be read."""
 
 
 class RunCheckpoints:
@@ -37,7 +44,8 @@ class RunCheckpoints:
         name: ocp.CheckpointManager(
             os.path.join(self.root, name),
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep if name == LATEST else None, create=True))
+                max_to_keep=keep if name == LATEST else None, create=True,
+                cleanup_tmp_directories=True))
         for name in (LATEST, BEST_LOSS, BEST_ACCURACY)}
 
   def save(self, series: str, epoch: int, state: Any,
@@ -74,6 +82,47 @@ class RunCheckpoints:
         state=ocp.args.StandardRestore(abstract),
         meta=ocp.args.JsonRestore()))
     return restored.state, restored.meta
+
+  def epochs(self, series: str = LATEST) -> list[int]:
+    """Every saved epoch of ``series``, oldest first."""
+    return sorted(self._managers[series].all_steps())
+
+  def restore_newest_readable(
+      self, series: str, like_state: Any,
+      warn: Callable[[str], None]) -> Optional[tuple[Any, dict[str, Any]]]:
+    """``(state, meta)`` of the newest checkpoint of ``series`` that reads.
+
+    Unreadable ones are reported through ``warn`` with their path (the
+    caller deletes them with :meth:`delete_after` before saving again).
+
+    Returns:
+      None if the series holds no checkpoint.
+
+    Raises:
+      UnreadableCheckpointError: if it holds checkpoints and none reads.
+    """
+    failures = []
+    for epoch in reversed(self.epochs(series)):
+      try:
+        return self.restore(series, like_state, epoch)
+      except Exception as e:  # pylint: disable=broad-except
+        # Orbax and TensorStore raise many types for damaged files.
+        path = self.path(series, epoch)
+        summary = str(e).strip().splitlines()[0][:200] if str(e) else type(
+            e).__name__
+        warn(f'checkpoint {path} cannot be read ({summary}); falling back '
+             'to the previous one.')
+        failures.append(path)
+    if failures:
+      raise UnreadableCheckpointError(
+          f'none of the checkpoints in {os.path.join(self.root, series)} can '
+          f'be read ({", ".join(failures)}). To start the run over, delete '
+          f'{self.root} (or pass another --workdir).')
+    return None
+
+  def discard(self, series: str, epoch: int) -> None:
+    """Deletes checkpoint ``series/epoch`` (an unreadable one, say)."""
+    self._managers[series].delete(epoch)
 
   def delete_after(self, series: str, epoch: int) -> None:
     """Deletes the checkpoints of ``series`` saved after ``epoch``."""

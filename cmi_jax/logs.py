@@ -57,6 +57,26 @@ def write_atomically(path: str, write: Callable[[str], None]) -> str:
   return path
 
 
+def remove_stale_temporaries(directory: str) -> list[str]:
+  """Deletes the temporary files that a killed :func:`write_atomically` left.
+
+  Looks in ``directory`` and its ``figures/`` folder for ``.NAME.*.tmp``
+  (and the log's ``log.jsonl.tmp``); returns the removed paths.
+  """
+  removed = []
+  for folder in (directory, os.path.join(directory, 'figures')):
+    if not os.path.isdir(folder):
+      continue
+    for name in os.listdir(folder):
+      if (name.startswith('.') and name.endswith('.tmp')) or (
+          name == 'log.jsonl.tmp'):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+          os.remove(path)
+          removed.append(path)
+  return removed
+
+
 def write_text_atomic(path: str, text: str) -> str:
   """Writes ``text`` (UTF-8) to ``path`` (:func:`write_atomically`); returns ``path``."""
   def write(tmp):

@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from cmi_jax import shuffle
@@ -78,6 +79,28 @@ def _check_num_classes(num_classes: Sequence[int],
   return tuple(int(n) for n in num_classes)
 
 
+def check_label_range(labels: chex.Array, num_classes: Sequence[int]) -> None:
+  """Refuses labels outside ``[-1, num_classes[k])`` when they are concrete.
+
+  Under ``jit``/``vmap`` the labels are traced and cannot be inspected: there
+  an out-of-range label belongs to no group (its one-hot row is zero), so it
+  adds nothing to the adversarial losses, but a head's cross-entropy with it
+  is undefined. Check data where it enters (``cmi_jax.data.base.
+  validate_labels``; ``run.fit`` checks the first batch of every split).
+  """
+  try:
+    values = np.asarray(labels)
+  except jax.errors.TracerArrayConversionError:
+    return
+  for k, n in enumerate(num_classes):
+    bad = (values[:, k] < -1) | (values[:, k] >= n)
+    if bad.any():
+      raise ValueError(
+          f'labels[:, {k}] holds {int(values[:, k][np.argmax(bad)])}, outside '
+          f'[-1, {n}) for num_classes[{k}] = {n} (-1 marks a missing label); '
+          'relabel the classes as 0..n-1.')
+
+
 def _check_logits(logits: jax.Array, batch: int, what: str) -> None:
   if logits.shape != (batch,):
     raise ValueError(
@@ -124,6 +147,10 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
   Returns:
     ``(encoder_loss, adversary_loss)``, scalars in nats.
 
+  Raises:
+    ValueError: on bad shapes, or (for concrete labels) a label outside
+      ``[-1, num_classes[k])`` (:func:`check_label_range`).
+
   Example:
     >>> z = jax.random.normal(jax.random.key(0), (8, 4))
     >>> labels = jnp.array([[0, 1]] * 4 + [[1, 0]] * 4)
@@ -134,6 +161,7 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
   fakes = _conditional_fakes(key, z, labels, subspaces, num_classes,
                              permutations)
+  check_label_range(labels, num_classes)
   enc_real, enc_fake = _conditional_logits(adversary, z, fakes, labels,
                                            num_classes)
   adv_real, adv_fake = _conditional_logits(
@@ -322,6 +350,7 @@ def cmi_mmd2(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
   fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
+  check_label_range(labels, num_classes)
   widest = max(num_classes)
   rows = []
   for k, classes in enumerate(num_classes):

@@ -80,7 +80,8 @@ def joint_count_tables(tables: Mapping[str, np.ndarray],
 
 def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
                title: str, columns: int = 8,
-               preds: np.ndarray | None = None) -> str:
+               preds: np.ndarray | None = None,
+               class_names: Sequence[Sequence[str]] | None = None) -> str:
   """A grid of images with their labels (and coloured borders with ``preds``).
 
   Args:
@@ -92,7 +93,15 @@ def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
     preds: optional int ``[N, K]`` predictions. Borders: green all right,
       orange only attribute 0 wrong, blue only attribute 1 wrong, red all
       wrong (K > 2: orange for any partial error).
+    class_names: optional per attribute, the name of each class index
+      (``[['3', '8'], ['3', '8']]``); captions show names instead of indices.
   """
+  def name(k, value):
+    value = int(value)
+    if class_names is None or value < 0:
+      return str(value)
+    return str(class_names[k][value])
+
   count = len(images)
   rows = max(1, int(np.ceil(count / columns)))
   aspect = images.shape[2] / images.shape[1]
@@ -102,14 +111,14 @@ def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
     ax.imshow(np.clip(images[i], 0, 1), interpolation='nearest')
     ax.set_xticks([])
     ax.set_yticks([])
-    caption = ','.join(str(int(v)) for v in labels[i])
+    caption = ','.join(name(k, v) for k, v in enumerate(labels[i]))
     if preds is not None:
       wrong = preds[i] != labels[i]
       color = border_color(wrong)
       for spine in ax.spines.values():
         spine.set_edgecolor(color)
         spine.set_linewidth(3)
-      caption += ' → ' + ','.join(str(int(v)) for v in preds[i])
+      caption += ' → ' + ','.join(name(k, v) for k, v in enumerate(preds[i]))
     ax.set_title(caption, fontsize=7)
   if preds is not None:
     title += ('\nborder: green both right · orange attr 0 wrong · '

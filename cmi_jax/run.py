@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Collection, Mapping, Optional
 
 import jax
 import numpy as np
@@ -69,6 +70,85 @@ class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or infinite during training."""
 
 
+class ConfigMismatchError(ValueError):
+  """A run would resume a checkpoint saved with a different configuration."""
+
+
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  if isinstance(tree, Mapping):
+    out = {}
+    for key, value in tree.items():
+      out.update(_flatten(value, f'{prefix}{key}.'))
+    return out
+  if isinstance(tree, tuple):
+    tree = list(tree)
+  return {prefix[:-1]: tree}
+
+
+def config_differences(saved: Mapping[str, Any], new: Mapping[str, Any],
+                       may_change: Collection[str] = ()) -> list[str]:
+  """Dotted names of the fields where ``new`` differs from ``saved``.
+
+  Both are nested mappings (JSON-like). A field is ignored when its dotted
+  name, or that name without its first component (``config.lr`` -> ``lr``),
+  is in ``may_change``.
+  """
+  saved, new = _flatten(logs.to_jsonable(saved)), _flatten(
+      logs.to_jsonable(new))
+  allowed = set(may_change)
+  differ = []
+  for name in sorted(set(saved) | set(new)):
+    if name in allowed or name.split('.', 1)[-1] in allowed:
+      continue
+    if saved.get(name, '<absent>') != new.get(name, '<absent>'):
+      differ.append(name)
+  return differ
+
+
+def check_resumable(workdir: str, run_config: Optional[Mapping[str, Any]],
+                    may_change: Collection[str] = ()) -> bool:
+  """Whether ``workdir`` holds a run to resume; refuses a changed config.
+
+  Reads nothing but ``workdir/config.json`` and the checkpoint listing, and
+  writes nothing, so it can run before any output of a run is made.
+
+  Returns:
+    True if ``workdir`` has a ``latest`` checkpoint (the run resumes).
+
+  Raises:
+    ConfigMismatchError: listing the fields of ``run_config`` that differ
+      from the saved ``config.json`` (except ``may_change``), with the fix.
+  """
+  root = os.path.join(os.path.abspath(workdir), 'checkpoints', ckpt.LATEST)
+  has_checkpoint = os.path.isdir(root) and any(
+      name.isdigit() for name in os.listdir(root))
+  saved_path = os.path.join(workdir, 'config.json')
+  if not has_checkpoint or run_config is None or not os.path.exists(
+      saved_path):
+    return has_checkpoint
+  try:
+    with open(saved_path) as f:
+      saved = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ConfigMismatchError(
+        f'{saved_path} cannot be read ({e}), so the checkpoint in {workdir} '
+        'cannot be matched to a configuration. Pass another --workdir, or '
+        f'delete {workdir} to start over.') from None
+  differ = config_differences(saved, run_config, may_change)
+  if differ:
+    shown = ', '.join(
+        f'{name} ({_flatten(logs.to_jsonable(saved)).get(name, "absent")!r}'
+        f' -> {_flatten(logs.to_jsonable(run_config)).get(name, "absent")!r})'
+        for name in differ[:8])
+    more = f' and {len(differ) - 8} more' if len(differ) > 8 else ''
+    raise ConfigMismatchError(
+        f'{workdir} holds a run with another configuration; it differs in '
+        f'{shown}{more}. Use another --workdir for the new configuration, '
+        'or, for fields that may change on resume (e.g. num_epochs), name '
+        'them in --allow_change.')
+  return True
+
+
 def first_non_finite(step_metrics: Mapping[str, np.ndarray]
                      ) -> Optional[tuple[int, list[str]]]:
   """``(index, names)`` of the first step with a non-finite metric, or None."""
@@ -88,6 +168,8 @@ Dataset = DeviceDataset | host.HostDataset
 def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
         eval_data: Mapping[str, Dataset], workdir: str,
         config: FitConfig, *, run_config: Optional[dict[str, Any]] = None,
+        may_change: Collection[str] = (),
+        results_extra: Optional[Mapping[str, Any]] = None,
         epoch_hook: Optional[EpochHook] = None,
         train_epoch: Optional[Callable[..., Any]] = None) -> dict[str, Any]:
   """Trains for ``config.num_epochs`` epochs, evaluating and checkpointing.
@@ -106,7 +188,13 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       ``checkpoints/`` and ``results.json``.
     config: :class:`FitConfig`.
     run_config: the resolved experiment configuration, saved as
-      ``workdir/config.json``.
+      ``workdir/config.json``. On resume it must equal the saved one
+      (:func:`check_resumable`) except in the fields of ``may_change``.
+    may_change: dotted field names of ``run_config`` that may differ from
+      the saved config on resume (logging, progress, an extended
+      ``num_epochs``).
+    results_extra: more entries of ``results.json`` (data, attributes, ...),
+      so that the file is written once.
     epoch_hook: extra metrics after each evaluation (e.g. MI estimates).
     train_epoch: ``(state, data) -> (state, stacked metrics)``; defaults to
       ``trainer.jit_train_epoch`` for a device dataset and to
@@ -117,9 +205,17 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     The results dict also written to ``workdir/results.json``: ``final``,
     ``best_val_loss`` and ``best_val_accuracy`` epoch records.
 
+  A run interrupted at any moment restarts cleanly: with a readable
+  ``latest`` checkpoint it resumes there (falling back to an older one, with
+  a warning, when the newest cannot be read); without one it starts over,
+  dropping the best checkpoints and the log of the interrupted attempt.
+  Temporary files of an interrupted write are removed.
+
   Raises:
     NonFiniteLossError: naming the step, the loss term and the last good
       checkpoint; nothing is saved after the bad step.
+    ConfigMismatchError: if ``workdir`` holds a run of another config.
+    checkpoint.UnreadableCheckpointError: if no latest checkpoint reads.
     ValueError: if ``config.select_split`` is not among ``eval_data``, or the
       first batch of a split holds a label outside ``[-1, num_classes[k])``
       (naming the split and the attribute).
@@ -135,20 +231,31 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
                    else trainer.jit_train_epoch)
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
+  check_resumable(workdir, run_config, may_change)
   if is_main:
     os.makedirs(workdir, exist_ok=True)
-    if run_config is not None:
-      logs.write_json_atomic(os.path.join(workdir, 'config.json'), run_config)
+    for path in logs.remove_stale_temporaries(workdir):
+      logging.info('Removed %s, left by an interrupted write.', path)
 
   checkpoints = ckpt.RunCheckpoints(workdir, config.keep_checkpoints)
   best = {'loss': None, 'accuracy': None}
   start_epoch = 0
-  if checkpoints.latest_epoch() is not None:
-    state, meta = checkpoints.restore(ckpt.LATEST, state)
+  restored = checkpoints.restore_newest_readable(ckpt.LATEST, state,
+                                                 logging.warning)
+  if restored is not None:
+    state, meta = restored
     start_epoch, best = meta['epoch'], meta['best']
+    checkpoints.delete_after(ckpt.LATEST, start_epoch)
     _drop_checkpoints_after(checkpoints, start_epoch)
     logging.info('Resuming %s from epoch %d (step %d).', workdir, start_epoch,
                  int(state.step))
+  else:
+    # Starting over: what an attempt stopped before its first latest
+    # checkpoint saved belongs to no resumable run.
+    for series in (ckpt.BEST_LOSS, ckpt.BEST_ACCURACY):
+      checkpoints.keep_only(series, None)
+  if is_main and run_config is not None:
+    logs.write_json_atomic(os.path.join(workdir, 'config.json'), run_config)
   logger = logs.RunLogger(workdir, keep_until_step=int(state.step)
                           if start_epoch else None,
                           tensorboard=config.tensorboard)
@@ -205,7 +312,8 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
 
   results = {'final': record, 'best_val_loss': best['loss'],
              'best_val_accuracy': best['accuracy'],
-             'num_epochs': config.num_epochs, 'step': int(state.step)}
+             'num_epochs': config.num_epochs, 'step': int(state.step),
+             **dict(results_extra or {})}
   if is_main:
     logs.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   return {'state': state, **results}

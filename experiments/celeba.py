@@ -21,8 +21,8 @@ Writes to ``workdir`` what every experiment writes (``results.json``,
 ``log.jsonl``, ``tb/``, ``checkpoints/``, ``config.json``,
 ``joint_counts.json``, ``figures/``) plus ``subpopulation_accuracy.csv`` and
 ``.md``: the accuracy of every attribute in every cell of the joint table.
-``config.json`` holds the resolved config (fast variant and weak-supervision
-scaling applied), so it describes the run as it was trained. Started again
+``config.json`` holds the resolved config (weak-supervision scaling and
+learning rates applied), so it describes the run as it was trained. Started again
 with the same command, a run resumes where it stopped.
 """
 
@@ -40,7 +40,6 @@ from absl import flags
 import jax
 import ml_collections
 import numpy as np
-from ml_collections import config_flags
 
 from experiments import common
 from cmi_jax import logs
@@ -157,28 +156,25 @@ def check_data_fields(config: ml_collections.ConfigDict) -> None:
 
 
 def data_placement(config: ml_collections.ConfigDict) -> str:
-  """``--config.data_placement`` (``'auto'`` in configs saved before it)."""
-  return config.get('data_placement', 'auto')
+  """``--config.data_placement``."""
+  return config.data_placement
 
 
 def resolve_config(config: ml_collections.ConfigDict
                    ) -> ml_collections.ConfigDict:
   """The config a run trains with (a copy; the input is left as it is).
 
-  Applies ``fast`` (``celeba_config.FAST``), then the weak-supervision
-  scaling of batch size and epochs, normalises ``attributes`` to a tuple of
-  names and marks both steps as done (``fast=False``,
-  ``weak_scaling=False``), so resolving the result again changes nothing
-  and ``config.json`` reruns the same run.
+  Applies the weak-supervision scaling of batch size and epochs, normalises
+  ``attributes`` to a tuple of names, sets unset learning rates to the
+  paper's and marks the scaling as done (``weak_scaling=False``), so
+  resolving the result again changes nothing and ``config.json`` holds the
+  values that ran.
 
   Raises:
     ValueError: naming the field, for bad attributes, source, correlation,
       noise or weak supervision.
   """
   config = ml_collections.ConfigDict(config.to_dict())
-  if config.fast:
-    config.update(celeba_config.FAST)
-    config.fast = False
   config.attributes = parse_attributes(config.attributes)
   check_data_fields(config)
   batch_size, num_epochs = weak_supervision_schedule(
@@ -187,7 +183,7 @@ def resolve_config(config: ml_collections.ConfigDict
   if config.weak_scaling:
     config.batch_size, config.num_epochs = batch_size, num_epochs
     config.weak_scaling = False
-  return config
+  return common.resolve_learning_rates(config, celeba_config.PAPER_OPTIM)
 
 
 def load_data(config: ml_collections.ConfigDict
@@ -302,8 +298,8 @@ def write_subpopulation_tables(results: Mapping[str, Any],
   }
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_change=()) -> dict[str, Any]:
   """Runs the experiment of ``config`` in ``workdir``; returns its results.
 
   ``config`` is the flag config (:func:`resolve_config` is applied here).
@@ -325,7 +321,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   results = common.run_experiment(
       config, workdir, splits,
       attribute_names=names, paper_optim=celeba_config.PAPER_OPTIM,
-      joint_counts=counts, data_info=data_info(config, loaded, data))
+      joint_counts=counts, data_info=data_info(config, loaded, data),
+      allow_change=allow_change)
   if jax.process_index() == 0:
     write_subpopulation_tables(results, names, workdir)
   return results
@@ -334,17 +331,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 def main() -> None:
   """Command line (flags defined here, not at import, so that modules that
   compose this one can define their own)."""
-  config_flag = config_flags.DEFINE_config_dict(
-      'config', celeba_config.get_config(), lock_config=True)
+  config_flag = common.define_config_flag('celeba.py')
   workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
+  allow_flag = common.define_allow_change_flag()
 
   def run(argv):
-    common.quiet_library_logs()
-    if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    del argv
     if not workdir_flag.value:
       raise app.UsageError('--workdir is required (the output directory).')
-    results = train_and_evaluate(config_flag.value, workdir_flag.value)
+    results = train_and_evaluate(config_flag.value, workdir_flag.value,
+                                 allow_change=allow_flag.value)
     names = results['attributes']
     print(f"data: {results['data']['source']} "
           f"({results['data']['location']}), attributes {', '.join(names)}")
@@ -353,7 +349,8 @@ def main() -> None:
                       zip(names, summary['accuracy_per_attribute']))
       print(f"{split:>12}: accuracy {summary['accuracy']:.3f} ({per})")
 
-  app.run(run)
+  common.run_main(run, workdir=lambda: workdir_flag.value,
+                  config_fields=lambda: celeba_config.get_config().keys())
 
 
 if __name__ == '__main__':

@@ -47,7 +47,6 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 
 from experiments import common
 from cmi_jax import logs
@@ -124,8 +123,8 @@ def run_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
   """Runs every unfinished cell of ``cells`` under ``sweep_dir``.
 
   ``base_config`` is the flag config; each cell overrides its fields and
-  :func:`experiments.celeba.train_and_evaluate` resolves it (fast variant,
-  weak-supervision scaling).
+  :func:`experiments.celeba.train_and_evaluate` resolves it
+  (weak-supervision scaling, learning rates).
   """
   for i, cell in enumerate(cells):
     if sweeps.is_done(sweep_dir, cell):
@@ -352,8 +351,7 @@ def mode_dir(sweep_dir: str, mode: str) -> str:
 
 def main() -> None:
   """Command line (flags defined here, not at import)."""
-  config = config_flags.DEFINE_config_dict(
-      'config', celeba_config.get_config(), lock_config=True)
+  config = common.define_config_flag('celeba.py')
   workdir = flags.DEFINE_string('workdir', None, 'Sweep directory.')
   mode = flags.DEFINE_enum('mode', 'corr', list(MODES),
                            'corr: train correlations; weak: fractions of '
@@ -374,7 +372,6 @@ def main() -> None:
       'weak: and fraction)')
 
   def run(argv):
-    common.quiet_library_logs()
     sweeps.check_command_line(argv, workdir.value)
     seed_list = sweeps.parse_list(seeds.value, 'seeds', int)
     noise_list = sweeps.parse_list(noises.value, 'noises')
@@ -403,7 +400,8 @@ def main() -> None:
     print(f'{len(rows)} finished cells in {folder}; draw them with '
           f'python -m experiments.plot_celeba --sweep_dir={workdir.value}')
 
-  app.run(run)
+  common.run_main(run, workdir=lambda: workdir.value,
+                  config_fields=lambda: celeba_config.get_config().keys())
 
 
 if __name__ == '__main__':

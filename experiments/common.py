@@ -8,15 +8,20 @@ listed in :func:`add_model_fields`.
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Any, Mapping, Optional, Sequence
+import sys
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import jax
 import ml_collections
 import numpy as np
+from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
+from cmi_jax import checkpoint
 from cmi_jax import logs
 from cmi_jax import models
 from cmi_jax import plots
@@ -40,6 +45,147 @@ class _DropLibraryInfo(logging.logging.Filter):
 def quiet_library_logs() -> None:
   """Keeps the experiment's own INFO lines, hides the libraries' INFO noise."""
   logging.get_absl_handler().addFilter(_DropLibraryInfo())
+
+
+# ---------------------------------------------------------------------------
+# Command lines: one convention for every experiment module.
+# ---------------------------------------------------------------------------
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          'configs')
+
+# Exceptions that mean "the user asked for something that cannot run", with
+# a message that says what and how to fix it: one line, exit status 2.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError,
+               IsADirectoryError, FileExistsError, PermissionError,
+               app.UsageError, checkpoint.UnreadableCheckpointError,
+               run.NonFiniteLossError)
+
+
+def define_config_flag(config_file: str) -> Any:
+  """``--config=FILE[:variant]`` with ``--config.FIELD=VALUE`` overrides.
+
+  ``config_file`` is a file name in ``experiments/configs``; its
+  ``get_config(variant)`` builds the config before the field overrides are
+  applied, so a variant (``:fast``) never replaces a value the user gave.
+  """
+  path = os.path.join(CONFIG_DIR, config_file)
+  try:
+    return config_flags.DEFINE_config_file(
+        'config', path,
+        f'The experiment config: a file such as {config_file} (default: '
+        f'experiments/configs/{config_file}), optionally FILE:fast; override '
+        'fields with --config.FIELD=VALUE.', lock_config=True)
+  except (AttributeError, KeyError) as e:
+    # ml_collections resolves the --config.FIELD overrides of sys.argv here.
+    name = str(e).strip('"\'')
+    _fail(f'--config.{name} names no field of the config. The fields are: '
+          f'{", ".join(sorted(_config_fields(path)))}.')
+
+
+def _config_fields(path: str) -> list[str]:
+  """The top-level field names of the default config in ``path``."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location('_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return list(module.get_config().keys())
+
+
+def define_allow_change_flag() -> Any:
+  """``--allow_change``: config fields that may differ when a run resumes."""
+  return flags.DEFINE_list(
+      'allow_change', [],
+      'Config fields that may differ from the saved run when it resumes '
+      '(e.g. num_epochs to train on); every other change is refused.')
+
+
+def _is_disk_full(error: BaseException) -> bool:
+  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    return True
+  text = str(error)
+  return 'No space left on device' in text or 'ENOSPC' in text
+
+
+def _explain(error: BaseException, workdir: Optional[str]) -> Optional[str]:
+  """The one-line message for a user error, or None for a bug."""
+  if _is_disk_full(error):
+    where = f' in {workdir}' if workdir else ''
+    return (f'no space left on device while writing{where}. Free some space '
+            '(or pass another --workdir) and run the same command again: the '
+            'run resumes from its last checkpoint.')
+  if isinstance(error, USER_ERRORS):
+    message = str(error).strip() or type(error).__name__
+    if isinstance(error, OSError) and error.filename is not None:
+      message = f'{error.strerror}: {error.filename}'
+    return message
+  return None
+
+
+def _fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def _verbose(argv: Sequence[str]) -> bool:
+  return any(a.startswith(('--verbosity', '-v')) and not a.endswith(('=0',
+             '=-1')) for a in argv[1:])
+
+
+def _flags_parser(config_fields: Optional[Callable[[], Iterable[str]]]):
+  """A flag parser for ``app.run`` that reports mistakes in one line."""
+  def parse(argv):
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      text = str(e)
+      if 'Traceback' in text:
+        # A config file that raised while it was built: keep its last line.
+        lines = [l for l in text.splitlines() if l.strip()]
+        text = next((l for l in reversed(lines) if 'Error' in l), lines[-1])
+      _fail(f'{text.rstrip(". ")}. Run with --helpshort for the flags.')
+    except (AttributeError, KeyError) as e:
+      # ml_collections raises these for an override of an unknown field.
+      name = str(e).strip('"\'')
+      known = sorted(config_fields()) if config_fields else []
+      hint = f' The fields are: {", ".join(known)}.' if known else ''
+      _fail(f'--config.{name} names no field of the config.{hint}')
+  return parse
+
+
+def run_main(main: Callable[[Sequence[str]], None], *,
+             workdir: Optional[Callable[[], Optional[str]]] = None,
+             config_fields: Optional[Callable[[], Iterable[str]]] = None
+             ) -> None:
+  """Runs ``main(argv)`` as a command: user errors are one line, exit 2.
+
+  A mistake in the flags, a value the config refuses, missing or corrupt
+  input files, a run of another config in the workdir, a full disk: each
+  prints ``error: <what and how to fix it>`` without a traceback (pass
+  ``--verbosity=1`` for it) and exits with status 2. Ctrl-C exits with 130
+  and a reminder that the same command resumes.
+
+  Args:
+    main: the module's ``main(argv)``.
+    workdir: returns the output directory (named in the disk-full message).
+    config_fields: returns the config's field names (for an unknown
+      ``--config.FIELD``).
+  """
+  def guarded(argv):
+    quiet_library_logs()
+    if len(argv) > 1:
+      _fail(f'unexpected arguments {argv[1:]}; every option is --flag=value.')
+    try:
+      main(argv)
+    except KeyboardInterrupt:
+      print('interrupted; run the same command again to resume.',
+            file=sys.stderr)
+      sys.exit(130)
+    except Exception as e:  # pylint: disable=broad-except
+      message = _explain(e, workdir() if workdir else None)
+      if message is None or _verbose(sys.argv):
+        raise
+      _fail(message)
+  app.run(guarded, flags_parser=_flags_parser(config_fields))
 
 
 def parse_private_flags(flag_values: Any, argv: Sequence[str]
@@ -74,7 +220,8 @@ def add_model_fields(config: ml_collections.ConfigDict) -> None:
   """Adds the model, optimiser and run fields every experiment config has.
 
   ``lr``, ``cls_lr`` and ``d_lr`` default to None, meaning "the paper's value
-  for this objective" (see :func:`resolve_optim`).
+  for this objective times ``lr_scale``"; :func:`resolve_config` replaces
+  them by the numbers before a run starts, so ``config.json`` holds what ran.
   """
   placeholder = ml_collections.config_dict.placeholder
   config.objective = 'cmi'
@@ -111,25 +258,72 @@ def add_model_fields(config: ml_collections.ConfigDict) -> None:
   config.tensorboard = True
 
 
-def resolve_optim(config: ml_collections.ConfigDict,
-                  paper: Mapping[str, Mapping[str, float]]) -> train.OptimConfig:
-  """The optimiser settings; unset learning rates are ``paper``'s times ``lr_scale``.
+# Fields that only change how a run reports or where it reads its data from,
+# not what it computes: they may differ when a run resumes.
+COSMETIC_FIELDS = ('progress', 'tensorboard', 'log_every_steps',
+                   'keep_checkpoints', 'checkpoint_every', 'tfds_data_dir',
+                   'manual_dir', 'cache_dir', 'data_placement')
 
-  Args:
-    config: experiment config (``lr``, ``cls_lr``, ``d_lr`` may be None).
-    paper: objective -> {'lr', 'cls_lr', 'd_lr'} reference values.
+LEARNING_RATES = ('lr', 'cls_lr', 'd_lr')
+
+
+def check_run_fields(config: ml_collections.ConfigDict) -> None:
+  """Refuses values that cannot make a meaningful run, naming the flag.
+
+  Raises:
+    ValueError: for a non-positive learning rate, scale, batch size or
+      count, or a negative ``disentangle_weight``.
+  """
+  for name in LEARNING_RATES + ('lr_scale',):
+    value = config[name]
+    if value is not None and not value > 0:
+      raise ValueError(f'--config.{name} must be > 0; got {value!r}.')
+  if not config.disentangle_weight >= 0:
+    raise ValueError('--config.disentangle_weight (lambda) must be >= 0; got '
+                     f'{config.disentangle_weight!r}.')
+  for name in ('num_epochs', 'batch_size', 'eval_every', 'checkpoint_every',
+               'keep_checkpoints', 'num_cls_steps', 'z_dim'):
+    if not config[name] >= 1:
+      raise ValueError(f'--config.{name} must be >= 1; got {config[name]!r}.')
+  for name in ('mi_every', 'log_every_steps'):
+    if not config[name] >= 0:
+      raise ValueError(f'--config.{name} must be >= 0; got {config[name]!r}.')
+
+
+def resolve_learning_rates(config: ml_collections.ConfigDict,
+                           paper: Mapping[str, Mapping[str, float]]
+                           ) -> ml_collections.ConfigDict:
+  """A copy with every unset learning rate set to ``paper``'s x ``lr_scale``.
+
+  A learning rate the user gave is kept as given (``lr_scale`` scales the
+  paper's values only).
+
+  Raises:
+    ValueError: for an unknown objective or a bad field
+      (:func:`check_run_fields`).
   """
   if config.objective not in paper:
-    raise ValueError(f'objective {config.objective!r} is unknown; choose one '
-                     f'of {tuple(paper)}.')
+    raise ValueError(f'--config.objective={config.objective!r} is unknown; '
+                     f'choose one of {tuple(paper)}.')
+  check_run_fields(config)
+  config = ml_collections.ConfigDict(config.to_dict())
   defaults = paper[config.objective]
-  scale = config.get('lr_scale', 1.0)  # Absent in configs saved before it.
-  pick = lambda name: (defaults[name] * scale if config[name] is None
-                       else float(config[name]))
+  for name in LEARNING_RATES:
+    if config[name] is None:
+      config[name] = defaults[name] * config.lr_scale
+  return config
+
+
+def resolve_optim(config: ml_collections.ConfigDict) -> train.OptimConfig:
+  """The optimiser settings of a resolved config (:func:`resolve_learning_rates`)."""
+  missing = [name for name in LEARNING_RATES if config[name] is None]
+  if missing:
+    raise ValueError(f'learning rates {missing} are unset; resolve the config '
+                     'with resolve_learning_rates first.')
   return train.OptimConfig(
-      lr=pick('lr'), cls_lr=pick('cls_lr'), d_lr=pick('d_lr'),
-      betas=tuple(config.betas), d_betas=tuple(config.d_betas),
-      num_cls_steps=int(config.num_cls_steps))
+      lr=float(config.lr), cls_lr=float(config.cls_lr),
+      d_lr=float(config.d_lr), betas=tuple(config.betas),
+      d_betas=tuple(config.d_betas), num_cls_steps=int(config.num_cls_steps))
 
 
 def subspace_sizes(z_dim: int, num_attributes: int) -> tuple[int, ...]:
@@ -143,12 +337,15 @@ def subspace_sizes(z_dim: int, num_attributes: int) -> tuple[int, ...]:
 
 def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
                   paper: Mapping[str, Mapping[str, float]]) -> train.Trainer:
-  """The engine for an experiment config (encoder, heads, adversaries)."""
+  """The engine for an experiment config (encoder, heads, adversaries).
+
+  Unset learning rates are the ``paper``'s (:func:`resolve_learning_rates`).
+  """
+  config = resolve_learning_rates(config, paper)
   if config.encoder not in ENCODERS:
     raise ValueError(f'encoder {config.encoder!r} is unknown; choose one of '
                      f'{ENCODERS}.')
-  # Absent in configs saved before the field existed.
-  identical = bool(config.get('identical_channels', False))
+  identical = bool(config.identical_channels)
   if config.encoder == 'mlp':
     encoder = models.MLPEncoder(config.z_dim, tuple(config.hidden),
                                 identical_channels=identical)
@@ -162,7 +359,7 @@ def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
   return train.make_trainer(
       encoder, config.objective,
       subspace_sizes(config.z_dim, num_attributes), (2,) * num_attributes,
-      resolve_optim(config, paper),
+      resolve_optim(config),
       adversary_hidden=tuple(config.adversary_hidden),
       mmd_bandwidths=tuple(config.mmd_bandwidths))
 
@@ -243,22 +440,48 @@ def check_data(data: Mapping[str, DeviceDataset], num_attributes: int) -> None:
                     where=f'the first batch of split {name!r}')
 
 
+def check_workdir(workdir: str) -> None:
+  """Refuses a ``--workdir`` that is a file or cannot be written.
+
+  Raises:
+    ValueError: naming the directory and the fix.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f'--workdir {workdir} is a file, not a directory; pass '
+                     'a directory (it is created if needed).')
+  existing = workdir
+  while not os.path.exists(existing):
+    existing = os.path.dirname(os.path.abspath(existing))
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f'--workdir {workdir} cannot be written ({existing} is '
+                     'read-only for this user); pass a writable directory.')
+
+
 def run_experiment(config: ml_collections.ConfigDict, workdir: str,
                    data: Mapping[str, DeviceDataset], *,
                    attribute_names: Sequence[str],
                    paper_optim: Mapping[str, Mapping[str, float]],
                    joint_counts: Mapping[str, np.ndarray],
-                   data_info: Mapping[str, Any]) -> dict[str, Any]:
+                   data_info: Mapping[str, Any],
+                   allow_change: Sequence[str] = ()) -> dict[str, Any]:
   """Trains, evaluates and draws one experiment.
 
+  Everything that can refuse the run (the config's values, the labels, a
+  workdir holding a run of another config) is checked before the first file
+  is written.
+
   Args:
-    config: the experiment config (see :func:`add_model_fields`).
+    config: the experiment config (see :func:`add_model_fields`); unset
+      learning rates are resolved here, so ``config.json`` holds the values
+      that ran.
     workdir: output directory.
     data: ``'train'`` plus the evaluation splits of :data:`EVAL_SPLITS`.
     attribute_names: K names (for figures and results).
     paper_optim: objective -> reference learning rates.
     joint_counts: split -> joint label counts ``(2,) * K``.
     data_info: what was loaded (source, dataset, ...), saved in the results.
+    allow_change: config fields that may differ from the saved run's on
+      resume, beyond :data:`COSMETIC_FIELDS` (e.g. ``num_epochs``).
 
   Returns:
     The results written to ``workdir/results.json`` (plus ``'state'``).
@@ -267,9 +490,15 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str,
   if missing:
     raise ValueError(f'the experiment needs the splits {missing}; got '
                      f'{sorted(data)}.')
+  config = resolve_learning_rates(config, paper_optim)
+  fit = fit_config(config)
   num_attributes = len(attribute_names)
   check_data(data, num_attributes)
   trainer = build_trainer(config, num_attributes, paper_optim)
+  run_config = {'config': config.to_dict(), 'data': dict(data_info)}
+  may_change = tuple(COSMETIC_FIELDS) + tuple(allow_change)
+  check_workdir(workdir)
+  run.check_resumable(workdir, run_config, may_change)
   os.makedirs(workdir, exist_ok=True)
   figures = os.path.join(workdir, 'figures')
   if jax.process_index() == 0:
@@ -281,7 +510,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str,
       sample = first_batches(data[split], 16)
       plots.image_grid(sample['image'], sample['labels'],
                        os.path.join(figures, f'samples_{split}.png'),
-                       f'{split}: labels ({", ".join(attribute_names)})')
+                       f'{split}: labels ({", ".join(attribute_names)})',
+                       class_names=data_info.get('class_names'))
 
   example = first_batches(data['train'], data['train'].batch_size)['image']
   state = trainer.init(jax.random.PRNGKey(config.seed), example,
@@ -291,24 +521,33 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str,
                data['train'].steps_per_epoch, workdir)
   eval_data = {s: data[s] for s in EVAL_SPLITS}
   result = run.fit(
-      trainer, state, data['train'], eval_data, workdir, fit_config(config),
-      run_config={'config': config.to_dict(), 'data': dict(data_info)},
+      trainer, state, data['train'], eval_data, workdir, fit,
+      run_config=run_config, may_change=may_change,
+      results_extra={'data': dict(data_info),
+                     'attributes': list(attribute_names),
+                     'objective': config.objective},
       epoch_hook=mi_hook(trainer.subspaces, config.mi_every,
                          config.mi_max_rows, seed=config.seed))
   state = result.pop('state')
-  result['data'] = dict(data_info)
-  result['attributes'] = list(attribute_names)
-  result['objective'] = config.objective
   if jax.process_index() == 0:
-    logs.write_json_atomic(os.path.join(workdir, 'results.json'), result)
-    draw_run_figures(trainer, state, eval_data, workdir, attribute_names)
+    draw_run_figures(trainer, state, eval_data, workdir, attribute_names,
+                     final_eval=result['final'].get('eval'),
+                     class_names=data_info.get('class_names'))
   return {'state': state, **result}
 
 
 def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
                      eval_data: Mapping[str, DeviceDataset], workdir: str,
-                     attribute_names: Sequence[str]) -> list[str]:
-  """The figures of a finished run, from its final state and log."""
+                     attribute_names: Sequence[str], *,
+                     final_eval: Optional[Mapping[str, Any]] = None,
+                     class_names: Optional[Sequence[Sequence[str]]] = None
+                     ) -> list[str]:
+  """The figures of a finished run, from its final state and log.
+
+  ``final_eval``: the summaries of the last evaluation by split (the
+  ``final`` record's ``eval``); evaluated again from ``state`` if None.
+  ``class_names``: per attribute, the names of its classes (captions).
+  """
   from cmi_jax import evaluation  # Local: evaluation imports train.
   figures = os.path.join(workdir, 'figures')
   names = combination_names(len(attribute_names))
@@ -316,18 +555,21 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
       logs.read_jsonl(os.path.join(workdir, 'log.jsonl')),
       os.path.join(figures, 'curves.png'))]
   for split in ('test_anti', 'test_uncorr'):
-    summary = evaluation.summarize(
-        evaluation.evaluate(trainer, state, eval_data[split]))
+    if final_eval is not None and split in final_eval:
+      summary = final_eval[split]
+    else:
+      summary = evaluation.summarize(
+          evaluation.evaluate(trainer, state, eval_data[split]))
     paths.append(plots.confusion_matrix(
         np.asarray(summary['confusion']), names,
         os.path.join(figures, f'confusion_{split}.png'),
         f'{split}: joint predictions'))
     paths.append(plots.latent_correlation(
-        np.asarray(summary['z_correlation']), trainer.subspaces,
+        np.asarray(summary['z_correlation'], float), trainer.subspaces,
         os.path.join(figures, f'latent_correlation_{split}.png'),
         f'{split}: correlation of z'))
     paths.append(plots.subpopulation_accuracy(
-        np.asarray(summary['accuracy_per_combination']),
+        np.asarray(summary['accuracy_per_combination'], float),
         np.asarray(summary['combination_count']), attribute_names, names,
         os.path.join(figures, f'subpopulation_accuracy_{split}.png'),
         f'{split}: accuracy per attribute in each combination'))
@@ -338,5 +580,5 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
     paths.append(plots.image_grid(
         sample['image'], sample['labels'],
         os.path.join(figures, f'predictions_{split}.png'),
-        f'{split}: label → prediction', preds=preds))
+        f'{split}: label → prediction', preds=preds, class_names=class_names))
   return paths

@@ -282,9 +282,7 @@ def main() -> None:
   seed = flags.DEFINE_integer('seed', 0, 'Seed of the metrics.')
 
   def run(argv):
-    common.quiet_library_logs()
-    if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    del argv
     if not workdir.value:
       raise app.UsageError('--workdir is required (a finished run directory).')
     evaluate_run(workdir.value, checkpoint.value, splits.value, max_rows.value,
@@ -292,7 +290,7 @@ def main() -> None:
     with open(os.path.join(workdir.value, OUTPUT_MD), encoding='utf-8') as f:
       print(f.read())
 
-  app.run(run)
+  common.run_main(run, workdir=lambda: workdir.value)
 
 
 if __name__ == '__main__':

@@ -1,11 +1,14 @@
 r"""Correlated multi-digit MNIST: the paper's main experiment.
 
   python -m experiments.multi_digit_mnist --workdir=/tmp/md \
+      [--config=experiments/configs/multi_digit.py[:fast]] \
       [--config.objective=cmi --config.train_corr=0.9 --config.noise=0.8 ...]
 
 Writes to ``workdir``: ``results.json``, ``log.jsonl``, ``tb/``,
-``checkpoints/``, ``config.json``, ``joint_counts.json`` and ``figures/``.
-Started again with the same command, a run resumes where it stopped.
+``checkpoints/``, ``config.json`` (the effective config: learning rates
+resolved), ``joint_counts.json`` and ``figures/``. Started again with the
+same command, a run resumes where it stopped; a changed config is refused
+unless the changed fields are named in ``--allow_change``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from absl import flags
 from absl import logging
 import ml_collections
 import numpy as np
-from ml_collections import config_flags
 
 from experiments import common
 from cmi_jax.data import correlation
@@ -27,11 +29,12 @@ from experiments.configs import multi_digit as multi_digit_config
 
 def resolve_config(config: ml_collections.ConfigDict
                    ) -> ml_collections.ConfigDict:
-  """Applies ``config.fast`` (a copy; the input is left as it is)."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  if config.fast:
-    config.update(multi_digit_config.FAST)
-  return config
+  """The config a run trains with: unset learning rates set (a copy).
+
+  Raises:
+    ValueError: naming the field of a value that cannot run.
+  """
+  return common.resolve_learning_rates(config, multi_digit_config.PAPER_OPTIM)
 
 
 def make_splits(config: ml_collections.ConfigDict, digits: Any
@@ -61,41 +64,58 @@ def load_data(config: ml_collections.ConfigDict):
   return digits, splits, counts
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict[str, Any]:
-  """Runs the experiment of ``config`` in ``workdir``; returns its results."""
+def class_names(dataset: str, classes) -> list[str]:
+  """Readable names of the chosen classes (digits, or Fashion-MNIST items)."""
+  if dataset == 'fashion_mnist':
+    return [sources.FASHION_MNIST_NAMES[int(c)] for c in classes]
+  return [str(int(c)) for c in classes]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_change=()) -> dict[str, Any]:
+  """Runs the experiment of ``config`` in ``workdir``; returns its results.
+
+  ``allow_change``: config fields that may differ from the saved run's when
+  ``workdir`` holds one to resume (see :func:`common.run_experiment`).
+  """
   config = resolve_config(config)
+  # Fails fast on bad model fields (objective, encoder, z_dim) before the
+  # data are read.
+  common.build_trainer(config, config.num_digits,
+                       multi_digit_config.PAPER_OPTIM)
   digits, splits, counts = load_data(config)
   names = tuple(f'digit{k}' for k in range(config.num_digits))
   info = {'dataset': digits.dataset, 'source': digits.source,
           'num_images': digits.num_examples(),
-          'classes': list(config.classes)}
+          'classes': list(config.classes),
+          'class_names': [class_names(digits.dataset, config.classes)]
+                         * config.num_digits}
   return common.run_experiment(
       config, workdir, splits, attribute_names=names,
       paper_optim=multi_digit_config.PAPER_OPTIM, joint_counts=counts,
-      data_info=info)
+      data_info=info, allow_change=allow_change)
 
 
 def main() -> None:
   """Command line: flags are defined here, not at import, so that modules
   composing this one (the sweep) can define their own."""
-  config_flag = config_flags.DEFINE_config_dict(
-      'config', multi_digit_config.get_config(), lock_config=True)
+  config_flag = common.define_config_flag('multi_digit.py')
   workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
+  allow_flag = common.define_allow_change_flag()
 
   def run(argv):
-    common.quiet_library_logs()
-    if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    del argv
     if not workdir_flag.value:
       raise app.UsageError('--workdir is required (the output directory).')
-    results = train_and_evaluate(config_flag.value, workdir_flag.value)
+    results = train_and_evaluate(config_flag.value, workdir_flag.value,
+                                 allow_change=allow_flag.value)
     print(f"data: {results['data']['source']}")
     for split, summary in results['final']['eval'].items():
       print(f"{split:>12}: accuracy {summary['accuracy']:.3f} "
             f"per digit {np.round(summary['accuracy_per_attribute'], 3)}")
 
-  app.run(run)
+  common.run_main(run, workdir=lambda: workdir_flag.value,
+                  config_fields=lambda: multi_digit_config.get_config().keys())
 
 
 if __name__ == '__main__':

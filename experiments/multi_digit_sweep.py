@@ -20,17 +20,16 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app
+import ml_collections
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
-from experiments import common
 from cmi_jax import logs
 from cmi_jax import vmapped
-from experiments import sweeps
 from cmi_jax.data import sources
+from experiments import common
 from experiments import multi_digit_mnist
+from experiments import sweeps
 from experiments.configs import multi_digit as multi_digit_config
 
 # The config fields that may differ inside a vmapped group: the correlation
@@ -40,12 +39,14 @@ VMAP_VARYING = ('seed', 'noise', 'train_corr')
 
 
 def resolve_cell(base_config, cell):
-  """The resolved config of a cell (what its separate run trains with)."""
-  config = multi_digit_mnist.resolve_config(base_config)
-  with config.unlocked():
-    config.update(cell.overrides())
-    config.fast = False  # Already applied by resolve_config.
-  return config
+  """The resolved config of a cell (what its separate run trains with).
+
+  The cell's overrides (objective, correlation, noise, seed) come first, so
+  the learning rates resolved are those of the cell's objective.
+  """
+  config = ml_collections.ConfigDict(base_config.to_dict())
+  config.update(cell.overrides())
+  return multi_digit_mnist.resolve_config(config)
 
 
 def run_sweep(base_config, sweep_dir, cells):
@@ -123,7 +124,7 @@ def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
   Returns:
     The rows of :func:`experiments.sweeps.collect`.
   """
-  config = multi_digit_mnist.resolve_config(base_config)
+  config = base_config
   digits = sources.load_digits(config.dataset, config.source,
                                tfds_data_dir=config.tfds_data_dir,
                                manual_dir=config.manual_dir)
@@ -143,8 +144,7 @@ def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
 
 def main() -> None:
   """Command line (flags defined here, not at import)."""
-  config = config_flags.DEFINE_config_dict(
-      'config', multi_digit_config.get_config(), lock_config=True)
+  config = common.define_config_flag('multi_digit.py')
   workdir = flags.DEFINE_string('workdir', None, 'Sweep directory.')
   noises = flags.DEFINE_list('noises', ['0', '0.2', '0.4', '0.6', '0.8'],
                              'Occlusion noise levels.')
@@ -156,7 +156,6 @@ def main() -> None:
   vmap, max_members = sweeps.define_vmap_flags('the cells of each objective')
 
   def run(argv):
-    common.quiet_library_logs()
     sweeps.check_command_line(argv, workdir.value)
     cells = sweeps.grid(objectives.value,
                         sweeps.parse_list(corrs.value, 'train_corrs'),
@@ -169,7 +168,8 @@ def main() -> None:
       rows = run_sweep(config.value, workdir.value, cells)
     print(f'{len(rows)} finished cells in {workdir.value}')
 
-  app.run(run)
+  common.run_main(run, workdir=lambda: workdir.value,
+                  config_fields=lambda: multi_digit_config.get_config().keys())
 
 
 if __name__ == '__main__':

@@ -27,6 +27,7 @@ from absl import flags
 from absl import logging
 
 from cmi_jax import logs
+from experiments import common
 
 RESULTS = 'results.json'
 CONFIG = 'config.json'
@@ -126,9 +127,38 @@ def define_vmap_flags(groups: str) -> tuple[Any, Any]:
   return vmap, max_members
 
 
+def read_cell_results(root: str) -> Optional[tuple[dict[str, Any],
+                                                   dict[str, Any]]]:
+  """``(results, config)`` of the run in ``root``, or None if unreadable.
+
+  A cell whose ``results.json`` or ``config.json`` is missing, truncated or
+  not a run's (a kill during a copy, a disk error) counts as unfinished: a
+  warning names the file, and the sweep trains the cell again.
+  """
+  paths = [os.path.join(root, RESULTS), os.path.join(root, CONFIG)]
+  loaded = []
+  for path in paths:
+    try:
+      with open(path) as f:
+        loaded.append(json.load(f))
+    except FileNotFoundError:
+      return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+      logging.warning('%s cannot be read (%s); the cell counts as unfinished '
+                      'and is trained again.', path, e)
+      return None
+  results, config = loaded
+  if not (isinstance(results, dict) and 'final' in results
+          and isinstance(config, dict) and 'config' in config):
+    logging.warning('%s is not the results of a finished run; the cell '
+                    'counts as unfinished and is trained again.', paths[0])
+    return None
+  return results, config
+
+
 def is_done(sweep_dir: str, cell: Cell) -> bool:
-  """Whether the cell's run finished (its ``results.json`` exists)."""
-  return os.path.exists(os.path.join(sweep_dir, cell.name, RESULTS))
+  """Whether the cell's run finished (a readable ``results.json``)."""
+  return read_cell_results(os.path.join(sweep_dir, cell.name)) is not None
 
 
 def is_started(sweep_dir: str, cell: Any) -> bool:
@@ -296,10 +326,10 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
   for root, _, files in os.walk(sweep_dir):
     if RESULTS not in files:
       continue
-    with open(os.path.join(root, RESULTS)) as f:
-      results = json.load(f)
-    with open(os.path.join(root, CONFIG)) as f:
-      config = json.load(f)['config']
+    loaded = read_cell_results(root)
+    if loaded is None:
+      continue
+    results, config = loaded[0], loaded[1]['config']
     if select not in results:
       raise ValueError(
           f'{root} has no {select!r} record (a vmapped sweep keeps the final '
@@ -356,8 +386,7 @@ def report_main(make_report: Callable[[str, Optional[str], str],
                              'Which epoch of every run to report.')
 
   def run(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    del argv
     if not sweep_dir.value:
       raise app.UsageError('--sweep_dir is required.')
     paths = make_report(sweep_dir.value, out_dir.value, select.value)
@@ -367,4 +396,4 @@ def report_main(make_report: Callable[[str, Optional[str], str],
           print(f.read())
     print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
 
-  app.run(run)
+  common.run_main(run, workdir=lambda: out_dir.value or sweep_dir.value)

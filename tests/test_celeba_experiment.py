@@ -319,7 +319,7 @@ def test_host_placement_trains_end_to_end_and_resumes(fake_dir, cache_dir,
   and resume bit for bit; this runs the experiment's whole path with them.
   """
   # Drawing takes most of a run this small; finished_run checks the figures.
-  monkeypatch.setattr(experiment, 'draw_run_figures', lambda *a, **k: [])
+  monkeypatch.setattr(common, 'draw_run_figures', lambda *a, **k: [])
   monkeypatch.setattr(common.plots, 'image_grid', lambda *a, **k: None)
   monkeypatch.setattr(common.plots, 'joint_count_tables',
                       lambda *a, **k: None)
@@ -372,8 +372,7 @@ def test_bad_schedule_fields_are_named(field, value, match):
 
 
 def test_resolve_is_idempotent_and_fast_comes_before_scaling():
-  config = celeba_config.get_config()
-  config.fast = True
+  config = celeba_config.get_config('fast')
   config.weak_supervision = 0.75
   resolved = celeba_experiment.resolve_config(config)
   assert resolved.num_epochs == round(celeba_config.FAST['num_epochs'] / 0.25)
@@ -381,8 +380,10 @@ def test_resolve_is_idempotent_and_fast_comes_before_scaling():
   assert resolved.mi_every == celeba_config.FAST['mi_every']
   again = celeba_experiment.resolve_config(resolved)
   assert again.to_dict() == resolved.to_dict()
-  assert config.fast and config.num_epochs == 200  # input untouched
-  config.fast = False
+  assert config.num_epochs == celeba_config.FAST['num_epochs']  # untouched
+  assert resolved.lr == 1e-5 and config.lr is None
+  config = celeba_config.get_config()
+  config.weak_supervision = 0.75
   config.weak_scaling = False
   unscaled = celeba_experiment.resolve_config(config)
   assert (unscaled.batch_size, unscaled.num_epochs) == (100, 200)
@@ -396,8 +397,8 @@ def test_paper_defaults():
   assert config.batch_size == 100 and config.num_cls_steps == 1
   assert config.noise == 0.0 and config.weak_supervision == 0.0
   for objective in ('base', 'mi', 'cmi'):
-    optim = common.resolve_optim(_with_objective(config, objective),
-                                     celeba_config.PAPER_OPTIM)
+    optim = common.resolve_optim(common.resolve_learning_rates(
+        _with_objective(config, objective), celeba_config.PAPER_OPTIM))
     assert (optim.lr, optim.cls_lr, optim.d_lr) == (1e-5, 1e-4, 1e-4)
 
 

@@ -85,7 +85,7 @@ def separate_dir(config, tmp_path_factory):
   sweep_dir = str(tmp_path_factory.mktemp('separate'))
   with pytest.MonkeyPatch.context() as patch:
     # Figures are not compared and take most of a tiny run's time.
-    patch.setattr(experiment, 'draw_run_figures', lambda *a, **k: [])
+    patch.setattr(common, 'draw_run_figures', lambda *a, **k: [])
     patch.setattr(plots, 'image_grid', lambda *a, **k: None)
     patch.setattr(plots, 'joint_count_tables', lambda *a, **k: None)
     celeba_sweep.run_sweep(config, celeba_sweep.mode_dir(sweep_dir, 'weak'),

@@ -283,6 +283,19 @@ def test_bad_inputs_name_the_argument():
                        num_classes)
   with pytest.raises(ValueError, match=r'logits of shape \[B\]'):
     cmi_jax.mi_losses(lambda x: x[:, :1], jax.random.key(0), z, subspaces)
+  for bad in (2, -2):
+    with pytest.raises(ValueError, match=r'labels\[:, 1\] holds .* outside'):
+      cmi_jax.cmi_losses(adv, jax.random.key(0), z, labels.at[0, 1].set(bad),
+                         subspaces, num_classes)
+    with pytest.raises(ValueError, match='outside'):
+      cmi_jax.cmi_mmd_loss(jax.random.key(0), z, labels.at[0, 1].set(bad),
+                           subspaces, num_classes)
+  # Traced labels cannot be checked: the documented behaviour is that the
+  # row joins no group, so the adversarial losses stay finite.
+  traced = jax.jit(lambda l: cmi_jax.cmi_losses(
+      adv, jax.random.key(0), z, l, subspaces, num_classes))(
+          labels.at[0, 1].set(5))
+  assert all(np.isfinite(v) for v in traced)
 
 
 def test_modules_shapes():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cmi_jax import run
 from experiments import sweeps
 from experiments import multi_digit_mnist
 from experiments import multi_digit_sweep
@@ -62,20 +63,46 @@ def test_run_writes_results_logs_checkpoints_and_figures(finished_run):
 
 def test_run_resumes_to_more_epochs(finished_run, tmp_path):
   workdir, _ = finished_run
+  before = sorted(os.listdir(workdir))
+  config_json = open(os.path.join(workdir, 'config.json')).read()
+  # Refused, naming the field, before anything is written...
+  with pytest.raises(run.ConfigMismatchError, match=r'config.num_epochs \(2 -> 3\)'):
+    multi_digit_mnist.train_and_evaluate(tiny_config(num_epochs=3), workdir)
+  with pytest.raises(run.ConfigMismatchError, match=r'config.objective'):
+    multi_digit_mnist.train_and_evaluate(tiny_config(objective='base'),
+                                         workdir)
+  assert sorted(os.listdir(workdir)) == before
+  assert open(os.path.join(workdir, 'config.json')).read() == config_json
+  # ...and continued when the change is allowed.
   results = multi_digit_mnist.train_and_evaluate(
-      tiny_config(num_epochs=3), workdir)
+      tiny_config(num_epochs=3), workdir, allow_change=('num_epochs',))
   records = [json.loads(l) for l in open(os.path.join(workdir, 'log.jsonl'))]
   assert [r['epoch'] for r in records] == [1, 2, 3]
   assert results['final']['epoch'] == 3
 
 
 def test_fast_variant_changes_only_its_fields():
-  config = multi_digit_config.get_config()
-  config.fast = True
-  resolved = multi_digit_mnist.resolve_config(config)
+  default = multi_digit_config.get_config()
+  fast = multi_digit_config.get_config('fast')
   for name, value in multi_digit_config.FAST.items():
-    assert resolved[name] == value
-  assert resolved.lr is None and resolved.noise == config.noise
+    assert fast[name] == value
+  changed = {k for k in default.keys() if default[k] != fast[k]}
+  assert changed <= set(multi_digit_config.FAST)
+  with pytest.raises(ValueError, match='unknown config variant'):
+    multi_digit_config.get_config('fsat')
+
+
+def test_resolved_config_holds_the_effective_learning_rates():
+  config = multi_digit_config.get_config()
+  config.objective, config.lr_scale = 'base', 10.0
+  config.cls_lr = 0.5  # explicit: kept, not scaled
+  resolved = multi_digit_mnist.resolve_config(config)
+  assert resolved.lr == pytest.approx(1e-3)  # paper 1e-4 x 10
+  assert resolved.cls_lr == 0.5
+  assert resolved.d_lr == pytest.approx(1e-3)
+  assert config.lr is None  # the input is left as it is
+  assert multi_digit_mnist.resolve_config(resolved).to_dict() == (
+      resolved.to_dict())
 
 
 @pytest.mark.parametrize('overrides, match', [

@@ -446,3 +446,89 @@ def test_checkpoints_round_trip_a_state_with_adversaries(tmp_path):
   finally:
     checkpoints.close()
   assert checkpoint_dirs(tmp_path)[ckpt.LATEST] == [2]
+
+
+# ------------------------------------------------------ interrupted runs
+
+
+def test_crash_before_the_first_latest_checkpoint_starts_over_cleanly(
+    tmp_path):
+  # checkpoint_every=3: epoch 1 saves best checkpoints and a log record but
+  # no latest checkpoint; the crash in epoch 2's hook leaves them behind.
+  whole = fit(tmp_path / 'whole', 3, checkpoint_every=3, hook=hook_for())
+  with pytest.raises(SimulatedCrash):
+    fit(tmp_path / 'crash', 3, checkpoint_every=3, hook=hook_for(2))
+  assert checkpoint_dirs(tmp_path / 'crash')[ckpt.LATEST] == []
+  assert checkpoint_dirs(tmp_path / 'crash')[ckpt.BEST_LOSS] == [1]
+  again = fit(tmp_path / 'crash', 3, checkpoint_every=3, hook=hook_for())
+  assert_states_equal(again['state'], whole['state'])
+  assert without_timing(again['final']) == without_timing(whole['final'])
+  assert read_log(tmp_path / 'crash') == read_log(tmp_path / 'whole')
+  assert checkpoint_dirs(tmp_path / 'crash') == checkpoint_dirs(
+      tmp_path / 'whole')
+
+
+def damage(checkpoint_dir):
+  """Overwrites every file of a checkpoint with bytes no reader accepts."""
+  for root, _, files in os.walk(checkpoint_dir):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'\x00not a checkpoint')
+
+
+def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(
+    tmp_path, caplog):
+  whole = fit(tmp_path / 'whole', 3)
+  fit(tmp_path / 'run', 2)  # latest/1 and latest/2 (keep 2)
+  damage(os.path.join(tmp_path, 'run', 'checkpoints', ckpt.LATEST, '2'))
+  with caplog.at_level('WARNING'):
+    resumed = fit(tmp_path / 'run', 3)
+  warned = [r.getMessage() for r in caplog.records
+            if 'cannot be read' in r.getMessage()]
+  assert len(warned) == 1 and os.path.join('latest', '2') in warned[0]
+  assert 'falling back' in warned[0]
+  # Resumed from epoch 1: the damaged epoch 2 was trained again.
+  assert_states_equal(resumed['state'], whole['state'])
+  assert [r['epoch'] for r in read_log(tmp_path / 'run')] == [1, 2, 3]
+  assert checkpoint_dirs(tmp_path / 'run')[ckpt.LATEST] == [2, 3]
+
+
+def test_no_readable_checkpoint_says_how_to_start_over(tmp_path):
+  fit(tmp_path, 2)
+  for epoch in ('1', '2'):
+    damage(os.path.join(tmp_path, 'checkpoints', ckpt.LATEST, epoch))
+  with pytest.raises(ckpt.UnreadableCheckpointError,
+                     match=r'none of the checkpoints .* delete .*checkpoints'):
+    fit(tmp_path, 3)
+
+
+def test_resume_refuses_a_changed_config_before_writing(tmp_path):
+  fit(tmp_path, 1)
+  saved = open(os.path.join(tmp_path, 'config.json')).read()
+  state = jax.device_put(host_state('base'))
+  config = run.FitConfig(num_epochs=2, progress=False)
+  with pytest.raises(run.ConfigMismatchError,
+                     match=r"objective \('base' -> 'cmi'\).*--allow_change"):
+    run.fit(trainer_for('base'), state, TRAIN, EVAL, str(tmp_path), config,
+            run_config={'objective': 'cmi'})
+  assert open(os.path.join(tmp_path, 'config.json')).read() == saved
+  # A field named in may_change is not compared.
+  result = run.fit(trainer_for('base'), state, TRAIN, EVAL, str(tmp_path),
+                   config, run_config={'objective': 'cmi'},
+                   may_change=('objective',))
+  assert result['final']['epoch'] == 2
+  assert run.config_differences({'config': {'lr': 1, 'progress': True}},
+                                {'config': {'lr': 2, 'progress': False}},
+                                ('progress',)) == ['config.lr']
+
+
+def test_temporary_files_of_an_interrupted_write_are_removed(tmp_path):
+  fit(tmp_path, 1)
+  stale = [os.path.join(tmp_path, '.results.json.abc123.tmp'),
+           os.path.join(tmp_path, 'log.jsonl.tmp')]
+  for path in stale:
+    with open(path, 'w') as f:
+      f.write('{"half": ')
+  fit(tmp_path, 2)
+  assert not any(os.path.exists(p) for p in stale)
+  assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]

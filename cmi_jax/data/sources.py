@@ -41,6 +41,10 @@ Dataset = Literal['mnist', 'fashion_mnist']
 Source = Literal['auto', 'tfds', 'idx', 'embedded']
 
 DATASETS = ('mnist', 'fashion_mnist')
+
+# Fashion-MNIST's class names, by label (Xiao, Rasul & Vollgraf, 2017).
+FASHION_MNIST_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                       'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 SOURCES = ('auto', 'tfds', 'idx', 'embedded')
 # Debian/Ubuntu package `dataset-fashion-mnist` installs the IDX files here.
 DEFAULT_MANUAL_DIRS = {'fashion_mnist': '/usr/share/datasets/fashion-mnist'}
