@@ -12,10 +12,13 @@ truncated copy) is skipped by :meth:`RunCheckpoints.restore_newest_readable`.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from typing import Any, Callable, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 LATEST = 'latest'
@@ -50,13 +53,30 @@ class RunCheckpoints:
 
   def save(self, series: str, epoch: int, state: Any,
            meta: dict[str, Any]) -> str:
-    """Saves ``state`` and ``meta`` as ``series/epoch``; returns its path."""
+    """Saves ``state`` and ``meta`` as ``series/epoch``; returns its path.
+
+    Raises:
+      OSError: ``ENOSPC`` before writing, when the disk cannot hold the
+        checkpoint (orbax would fail inside its writer threads, with a
+        traceback per thread).
+    """
+    self._check_free_space(state)
     manager = self._managers[series]
     manager.save(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
                  force=True)
     manager.wait_until_finished()
     return self.path(series, epoch)
+
+  def _check_free_space(self, state: Any) -> None:
+    # The arrays, a temporary copy's worth of headroom and 1 MiB of metadata.
+    needed = 2 * sum(int(np.prod(x.shape)) * x.dtype.itemsize
+                     for x in jax.tree.leaves(state)) + (1 << 20)
+    free = shutil.disk_usage(self.root).free
+    if free < needed:
+      raise OSError(errno.ENOSPC,
+                    f'No space left on device: {free} bytes free in '
+                    f'{self.root}, a checkpoint needs about {needed}')
 
   def path(self, series: str, epoch: int) -> str:
     """The directory of checkpoint ``series/epoch`` (saved or not)."""

@@ -34,7 +34,35 @@ def resolve_config(config: ml_collections.ConfigDict
   Raises:
     ValueError: naming the field of a value that cannot run.
   """
+  check_data_fields(config)
   return common.resolve_learning_rates(config, multi_digit_config.PAPER_OPTIM)
+
+
+def check_data_fields(config: ml_collections.ConfigDict) -> None:
+  """Refuses data fields that cannot make splits, naming the flag.
+
+  Raises:
+    ValueError: for a correlation without a joint table, a noise outside
+      [0, 1], repeated or out-of-range classes, or a bad patch or epoch size.
+  """
+  try:
+    correlation.joint_table(config.train_corr, config.num_digits)
+  except ValueError as e:
+    raise ValueError(f'--config.train_corr={config.train_corr!r}: {e}'
+                     ) from None
+  if not 0.0 <= config.noise <= 1.0:
+    raise ValueError(f'--config.noise (occlusion threshold) must lie in '
+                     f'[0, 1]; got {config.noise!r}.')
+  classes = tuple(config.classes)
+  if len(classes) != 2 or len(set(classes)) != 2 or not all(
+      0 <= int(c) <= 9 for c in classes):
+    raise ValueError(f'--config.classes must be two different class labels '
+                     f'in 0..9; got {classes}.')
+  if config.patch < 1:
+    raise ValueError(f'--config.patch must be >= 1; got {config.patch}.')
+  if config.epoch_size is not None and config.epoch_size < config.batch_size:
+    raise ValueError(f'--config.epoch_size={config.epoch_size} is smaller '
+                     f'than one batch ({config.batch_size}).')
 
 
 def make_splits(config: ml_collections.ConfigDict, digits: Any
