@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -120,6 +121,16 @@ def flat_scalars(record: dict[str, Any], prefix: str = ''
       yield name, float(value)
 
 
+def tensorboard_tag(name: str) -> str:
+  """``name`` with every character TensorBoard rejects replaced by ``_``.
+
+  TensorBoard tags allow letters, digits and ``_ . / -``; the kNN MI keys
+  (``I(z1;z2|s1)``) are made legal here, once, instead of by tensorboardX,
+  which logs a line per tag and step when it renames one.
+  """
+  return re.sub(r'[^A-Za-z0-9_./\-]', '_', name)
+
+
 class RunLogger:
   """Appends records to ``workdir/log.jsonl`` and TensorBoard ``workdir/tb``.
 
@@ -174,7 +185,8 @@ class RunLogger:
     if self._writer is not None:
       for name, value in flat_scalars(record):
         if name not in ('step', 'epoch'):
-          self._writer.add_scalar(name, value, record['step'])
+          self._writer.add_scalar(tensorboard_tag(name), value,
+                                  record['step'])
       self._writer.flush()
 
   def close(self) -> None:

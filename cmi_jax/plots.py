@@ -41,13 +41,26 @@ def _annotated_matrix(ax, matrix: np.ndarray, row_labels: Sequence[str],
   image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
   ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha='right')
   ax.set_yticks(range(len(row_labels)), row_labels)
-  finite = matrix[np.isfinite(matrix)]
-  middle = (finite.max() + finite.min()) / 2 if finite.size else 0
   for (i, j), value in np.ndenumerate(matrix):
     if np.isfinite(value):
       ax.text(j, i, format(value, fmt), ha='center', va='center', fontsize=8,
-              color='white' if value > middle else 'black')
+              color=text_color(image.cmap(image.norm(value))))
   return image
+
+
+def text_color(rgba: Sequence[float]) -> str:
+  """Black or white, whichever contrasts more with a cell of colour ``rgba``.
+
+  Uses the WCAG relative luminance of the cell (sRGB, linearised), so the
+  choice holds for diverging maps (pale middle) and dark-to-light ones alike.
+  """
+  channels = np.asarray(rgba[:3], np.float64)
+  linear = np.where(channels <= 0.04045, channels / 12.92,
+                    ((channels + 0.055) / 1.055) ** 2.4)
+  luminance = float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+  # Contrast with black (L + 0.05) / 0.05 against white 1.05 / (L + 0.05).
+  return 'black' if luminance > 0.179 else 'white'
+
 
 
 def joint_count_tables(tables: Mapping[str, np.ndarray],

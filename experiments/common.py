@@ -35,11 +35,22 @@ ENCODERS = ('mlp', 'conv')
 
 
 class _DropLibraryInfo(logging.logging.Filter):
-  """Drops INFO records of chatty libraries (orbax logs every save step)."""
+  """Drops INFO records of chatty libraries (orbax logs every save step).
+
+  Also TFDS's warnings about the folders it scans for other versions of a
+  dataset, which say nothing about the data that is loaded.
+  """
 
   def filter(self, record):
-    return record.levelno > logging.logging.INFO or not any(
-        part in record.pathname for part in ('/orbax/', '/tensorflow'))
+    library = any(part in record.pathname
+                  for part in ('/orbax/', '/tensorflow'))
+    if not library:
+      return True
+    if record.levelno <= logging.logging.INFO:
+      return False
+    return not ('tensorflow_datasets' in record.pathname
+                and record.levelno == logging.logging.WARNING
+                and 'has no dataset_info.json' in record.getMessage())
 
 
 def quiet_library_logs() -> None:

@@ -447,3 +447,24 @@ def test_write_members_writes_the_finished_and_raises_for_the_rest(
                                                                True]
   with open(os.path.join(tmp_path, cells[0].name, 'config.json')) as f:
     assert json.load(f) == {'config': cells[0].overrides()}
+
+
+def test_a_corrupt_cell_counts_as_unfinished_and_does_not_block_collect(
+    tmp_path, caplog):
+  good, bad = (sweeps.Cell('cmi', 0.9, 0.8, 0), sweeps.Cell('cmi', 0.9, 0.8, 1))
+  record = {'epoch': 2, 'step': 4, 'eval': {
+      'val': {'accuracy': 0.75, 'loss': 0.5}}}
+  for cell in (good, bad):
+    sweeps.write_cell(str(tmp_path / cell.name),
+                      {'config': {'objective': 'cmi', 'train_corr': 0.9,
+                                  'noise': 0.8, 'seed': cell.seed}},
+                      {'final': record})
+  with open(tmp_path / bad.name / sweeps.RESULTS, 'w') as f:
+    f.write('{"final": {"epo')  # a kill during a copy
+  with caplog.at_level('WARNING'):
+    assert sweeps.is_done(str(tmp_path), good)
+    assert not sweeps.is_done(str(tmp_path), bad)
+    rows = sweeps.collect(str(tmp_path))
+  assert [r['seed'] for r in rows] == [0]
+  assert any(str(tmp_path / bad.name / sweeps.RESULTS) in r.getMessage()
+             and 'trained again' in r.getMessage() for r in caplog.records)
