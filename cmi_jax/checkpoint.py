@@ -1,7 +1,8 @@
 """Orbax checkpoints of a run: the latest few, the best by validation loss and accuracy.
 
-Layout under ``workdir/checkpoints``: ``latest/<epoch>``, ``best_val_loss/<epoch>``
-and ``best_val_accuracy/<epoch>``, each holding the :class:`TrainState` and a
+Layout under ``workdir/checkpoints``: ``latest/<epoch>``, ``best_val_loss/<epoch>``,
+``best_val_accuracy/<epoch>`` and ``best_val_worst_group/<epoch>`` (best
+validation worst-group accuracy), each holding the :class:`TrainState` and a
 JSON ``meta`` record (epoch, metrics, best-so-far values). Orbax writes every
 checkpoint to a temporary directory and renames it when complete, so a crash
 never leaves a half-written checkpoint that a resume could pick up; the
@@ -12,6 +13,7 @@ truncated copy) is skipped by :meth:`RunCheckpoints.restore_newest_readable`.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -24,6 +26,19 @@ import orbax.checkpoint as ocp
 LATEST = 'latest'
 BEST_LOSS = 'best_val_loss'
 BEST_ACCURACY = 'best_val_accuracy'
+BEST_WORST_GROUP = 'best_val_worst_group'
+BEST_SERIES = (BEST_LOSS, BEST_ACCURACY, BEST_WORST_GROUP)
+
+
+def _present_fields(state: Any) -> dict[str, Any]:
+  """The state's fields as a dict, without those that are None.
+
+  A field an objective does not use (no adversary, no GroupDRO weights) is
+  None; leaving it out of the saved tree keeps checkpoints of states that
+  gained such a field readable by, and equal to, those saved before.
+  """
+  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+          if getattr(state, f.name) is not None}
 
 
 class UnreadableCheckpointError(RuntimeError):
@@ -49,7 +64,7 @@ class RunCheckpoints:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep if name == LATEST else None, create=True,
                 cleanup_tmp_directories=True))
-        for name in (LATEST, BEST_LOSS, BEST_ACCURACY)}
+        for name in (LATEST,) + BEST_SERIES}
 
   def save(self, series: str, epoch: int, state: Any,
            meta: dict[str, Any]) -> str:
@@ -63,8 +78,8 @@ class RunCheckpoints:
     self._check_free_space(state)
     manager = self._managers[series]
     manager.save(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-                 force=True)
+        state=ocp.args.StandardSave(_present_fields(state)),
+        meta=ocp.args.JsonSave(meta)), force=True)
     manager.wait_until_finished()
     return self.path(series, epoch)
 
@@ -97,11 +112,12 @@ class RunCheckpoints:
     epoch = manager.latest_step() if epoch is None else epoch
     if epoch is None:
       raise FileNotFoundError(f'no checkpoint in {self.root}/{series}.')
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                            _present_fields(like_state))
     restored = manager.restore(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract),
         meta=ocp.args.JsonRestore()))
-    return restored.state, restored.meta
+    return like_state.replace(**restored.state), restored.meta
 
   def epochs(self, series: str = LATEST) -> list[int]:
     """Every saved epoch of ``series``, oldest first."""

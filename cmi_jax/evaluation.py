@@ -94,15 +94,73 @@ def evaluate(trainer: Trainer, state: TrainState,
   return jax.tree.map(np.asarray, _evaluate(trainer, state, data))
 
 
-def summarize(stats: dict[str, Any]) -> dict[str, Any]:
+def group_accuracies(combo_correct: np.ndarray, combo_count: np.ndarray,
+                     group_weights: np.ndarray | None = None
+                     ) -> dict[str, Any]:
+  """Group-robustness numbers from per-group counts.
+
+  A group is one combination of attribute values (``C = prod_k C_k`` of
+  them, row-major). Groups without examples are left out.
+
+  Args:
+    combo_correct: ``[C, K]`` correct predictions of head k in group g.
+    combo_count: ``[C]`` examples per group.
+    group_weights: optional ``[C]`` group frequencies (of the training
+      split); normalised over the groups present here.
+
+  Returns:
+    ``worst_group_accuracy``: ``min_g mean_k acc_k(g)``, the accuracy (mean
+    over heads) of the worst group; ``worst_group_accuracy_per_attribute``
+    ``[K]``: ``min_g acc_k(g)`` per head; ``mean_group_accuracy``: the mean
+    over present groups of ``mean_k acc_k(g)``; with ``group_weights`` also
+    ``train_weighted_accuracy``: ``sum_g w_g mean_k acc_k(g)``, the average
+    accuracy under the training split's group frequencies (Sagawa et al.,
+    2020). Fractions in [0, 1]; NaN if no group has examples.
+  """
+  combo_count = np.asarray(combo_count, np.float64)
+  present = combo_count > 0
+  out: dict[str, Any] = {}
+  if not present.any():
+    nan = float('nan')
+    out.update(worst_group_accuracy=nan, mean_group_accuracy=nan,
+               worst_group_accuracy_per_attribute=[nan] * np.shape(
+                   combo_correct)[1])
+    if group_weights is not None:
+      out['train_weighted_accuracy'] = nan
+    return out
+  per_head = (np.asarray(combo_correct, np.float64)[present]
+              / combo_count[present, None])  # [G, K]
+  per_group = per_head.mean(1)
+  out['worst_group_accuracy'] = float(per_group.min())
+  out['worst_group_accuracy_per_attribute'] = per_head.min(0).tolist()
+  out['mean_group_accuracy'] = float(per_group.mean())
+  if group_weights is not None:
+    weights = np.asarray(group_weights, np.float64)[present]
+    total = weights.sum()
+    out['train_weighted_accuracy'] = (float(weights @ per_group / total)
+                                      if total > 0 else float('nan'))
+  return out
+
+
+def summarize(stats: dict[str, Any],
+              group_weights: np.ndarray | None = None) -> dict[str, Any]:
   """Readable metrics from :func:`evaluate`'s output.
+
+  Args:
+    stats: :func:`evaluate`'s output.
+    group_weights: optional ``[C]`` training group frequencies (e.g. the
+      ``combination_count`` of the training split), for
+      ``train_weighted_accuracy``.
 
   Returns:
     dict with ``loss`` (mean cross-entropy over attributes, nats),
     ``accuracy`` (mean over attributes), ``accuracy_per_attribute`` [K],
     ``accuracy_per_combination`` [C, K] (NaN where a combination is absent),
     ``combination_count`` [C], ``confusion`` [C, C] (counts; rows true,
-    columns predicted), ``z_correlation`` [D, D] (Pearson), ``num_examples``.
+    columns predicted), ``z_correlation`` [D, D] (Pearson), ``num_examples``,
+    and the group numbers of :func:`group_accuracies`
+    (``worst_group_accuracy``, ``worst_group_accuracy_per_attribute``,
+    ``mean_group_accuracy``, ``train_weighted_accuracy``).
   """
   count = np.maximum(stats['count'], 1)
   per_attribute = stats['correct'] / count
@@ -119,4 +177,6 @@ def summarize(stats: dict[str, Any]) -> dict[str, Any]:
       'confusion': stats['confusion'].astype(int).tolist(),
       'z_correlation': correlation.tolist(),
       'num_examples': int((stats['mask'] > 0).sum()),
+      **group_accuracies(stats['combo_correct'], stats['combo_count'],
+                         group_weights),
   }

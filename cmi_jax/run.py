@@ -42,8 +42,11 @@ class FitConfig:
     checkpoint_every: save the latest state every this many epochs.
     keep_checkpoints: how many latest checkpoints to keep.
     log_every_steps: also log training metrics every this many steps (0: no).
-    select_split: the validation split of the best-loss / best-accuracy
-      checkpoints.
+    select_split: the validation split of the best-loss / best-accuracy /
+      best-worst-group checkpoints.
+    group_weights_split: the split whose group counts weigh
+      ``train_weighted_accuracy`` in every split's summary (skipped when it
+      is not evaluated).
     progress: tqdm bar; None shows it only on a terminal.
     tensorboard: write TensorBoard event files.
   """
@@ -53,6 +56,7 @@ class FitConfig:
   keep_checkpoints: int = 2
   log_every_steps: int = 0
   select_split: str = 'val'
+  group_weights_split: str = 'train_eval'
   progress: Optional[bool] = None
   tensorboard: bool = True
 
@@ -64,6 +68,15 @@ class FitConfig:
     if self.log_every_steps < 0:
       raise ValueError('log_every_steps must be >= 0; got '
                        f'{self.log_every_steps}.')
+
+
+# (key in the latest checkpoint's meta, checkpoint series and results key,
+# (summary metric, +1 to maximise / -1 to minimise)) of the best epochs.
+BEST_CRITERIA = (
+    ('loss', ckpt.BEST_LOSS, ('loss', -1)),
+    ('accuracy', ckpt.BEST_ACCURACY, ('accuracy', 1)),
+    ('worst_group', ckpt.BEST_WORST_GROUP, ('worst_group_accuracy', 1)),
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -238,13 +251,14 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       logging.info('Removed %s, left by an interrupted write.', path)
 
   checkpoints = ckpt.RunCheckpoints(workdir, config.keep_checkpoints)
-  best = {'loss': None, 'accuracy': None}
+  best = {name: None for name, _, _ in BEST_CRITERIA}
   start_epoch = 0
   restored = checkpoints.restore_newest_readable(ckpt.LATEST, state,
                                                  logging.warning)
   if restored is not None:
     state, meta = restored
-    start_epoch, best = meta['epoch'], meta['best']
+    start_epoch = meta['epoch']
+    best.update(meta['best'])
     checkpoints.delete_after(ckpt.LATEST, start_epoch)
     _drop_checkpoints_after(checkpoints, start_epoch)
     logging.info('Resuming %s from epoch %d (step %d).', workdir, start_epoch,
@@ -252,7 +266,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
   else:
     # Starting over: what an attempt stopped before its first latest
     # checkpoint saved belongs to no resumable run.
-    for series in (ckpt.BEST_LOSS, ckpt.BEST_ACCURACY):
+    for series in ckpt.BEST_SERIES:
       checkpoints.keep_only(series, None)
   if is_main and run_config is not None:
     logs.write_json_atomic(os.path.join(workdir, 'config.json'), run_config)
@@ -290,7 +304,9 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
         tic = time.perf_counter()
         stats = {name: evaluation.evaluate(trainer, state, data)
                  for name, data in eval_data.items()}
-        record['eval'] = {name: evaluation.summarize(s)
+        weights = (stats[config.group_weights_split]['combo_count']
+                   if config.group_weights_split in stats else None)
+        record['eval'] = {name: evaluation.summarize(s, weights)
                           for name, s in stats.items()}
         seconds['eval'] = time.perf_counter() - tic
         if epoch_hook is not None:
@@ -310,8 +326,8 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     logger.close()
     checkpoints.close()
 
-  results = {'final': record, 'best_val_loss': best['loss'],
-             'best_val_accuracy': best['accuracy'],
+  results = {'final': record,
+             **{series: best[name] for name, series, _ in BEST_CRITERIA},
              'num_epochs': config.num_epochs, 'step': int(state.step),
              **dict(results_extra or {})}
   if is_main:
@@ -348,16 +364,15 @@ def _save_if_best(checkpoints: ckpt.RunCheckpoints, best: dict[str, Any],
                   record: dict[str, Any], state: TrainState,
                   split: str) -> None:
   summary = record['eval'][split]
-  if best['loss'] is None or summary['loss'] < best['loss']['eval'][split][
-      'loss']:
-    best['loss'] = logs.to_jsonable(record)
-    checkpoints.save(ckpt.BEST_LOSS, record['epoch'], state,
-                     {'epoch': record['epoch']})
-  if best['accuracy'] is None or summary['accuracy'] > best['accuracy'][
-      'eval'][split]['accuracy']:
-    best['accuracy'] = logs.to_jsonable(record)
-    checkpoints.save(ckpt.BEST_ACCURACY, record['epoch'], state,
-                     {'epoch': record['epoch']})
+  for name, series, (metric, sign) in BEST_CRITERIA:
+    value = summary[metric]
+    if value is None or not np.isfinite(value):
+      continue  # e.g. no group of the split has examples
+    held = best[name]
+    if held is None or sign * value > sign * held['eval'][split][metric]:
+      best[name] = logs.to_jsonable(record)
+      checkpoints.save(series, record['epoch'], state,
+                       {'epoch': record['epoch']})
 
 
 def _prune_best(checkpoints: ckpt.RunCheckpoints,
@@ -368,8 +383,7 @@ def _prune_best(checkpoints: ckpt.RunCheckpoints,
   successors: a run that crashes before that resumes with its recorded best
   still on disk (the newer ones are dropped on resume and redone).
   """
-  for series, name in ((ckpt.BEST_LOSS, 'loss'),
-                       (ckpt.BEST_ACCURACY, 'accuracy')):
+  for name, series, _ in BEST_CRITERIA:
     checkpoints.keep_only(
         series, None if best[name] is None else best[name]['epoch'])
 
@@ -377,7 +391,7 @@ def _prune_best(checkpoints: ckpt.RunCheckpoints,
 def _drop_checkpoints_after(checkpoints: ckpt.RunCheckpoints,
                             epoch: int) -> None:
   """Removes best checkpoints newer than the resumed epoch (they are redone)."""
-  for series in (ckpt.BEST_LOSS, ckpt.BEST_ACCURACY):
+  for series in ckpt.BEST_SERIES:
     checkpoints.delete_after(series, epoch)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from cmi_jax import groups
 from cmi_jax import losses
 from cmi_jax import shuffle
 from cmi_jax.data.base import Batch, DeviceDataset
@@ -81,6 +82,8 @@ class TrainState:
       (``adversary_params`` is ``None`` for objectives without an adversary).
     encoder_opt, heads_opt, adversary_opt: optax states (learning rates inside).
     disentangle_weight: float32 scalar ``lambda`` (a leaf, so it can be swept).
+    group_weights: GroupDRO's group weights ``q`` ``[G]``
+      (:mod:`cmi_jax.groups`); None for the other group weightings.
   """
   step: jax.Array
   key: jax.Array
@@ -91,6 +94,7 @@ class TrainState:
   heads_opt: Any
   adversary_opt: Any
   disentangle_weight: jax.Array
+  group_weights: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +114,8 @@ class Trainer:
     num_classes: K class counts.
     optim: :class:`OptimConfig`.
     mmd_bandwidths: RBF bandwidths of the MMD objectives.
+    group_weighting: how the heads' cross-entropy weighs the groups of
+      attribute values (:class:`cmi_jax.groups.GroupWeighting`).
   """
   encoder: nn.Module
   heads: nn.Module
@@ -119,6 +125,7 @@ class Trainer:
   num_classes: tuple[int, ...]
   optim: OptimConfig = OptimConfig()
   mmd_bandwidths: tuple[float, ...] = (1.0,)
+  group_weighting: groups.GroupWeighting = groups.GroupWeighting()
 
   def __post_init__(self):
     if self.objective not in OBJECTIVES:
@@ -197,7 +204,12 @@ class Trainer:
         encoder_opt=self.encoder_tx.init(encoder_params),
         heads_opt=self.heads_tx.init(heads_params),
         adversary_opt=adversary_opt,
-        disentangle_weight=jnp.asarray(disentangle_weight, jnp.float32))
+        disentangle_weight=jnp.asarray(disentangle_weight, jnp.float32),
+        group_weights=(jnp.full(groups.num_groups(self.num_classes),
+                                1.0 / groups.num_groups(self.num_classes),
+                                jnp.float32)
+                       if self.group_weighting.method == 'groupdro'
+                       else None))
 
   # --------------------------------------------------------------- losses
 
@@ -207,6 +219,36 @@ class Trainer:
     logits = self.heads.apply(heads_params, z)
     return jnp.stack([losses.masked_cross_entropy(l, labels[:, k])
                       for k, l in enumerate(logits)])
+
+  def classification_loss(self, heads_params: Any, z: jax.Array,
+                          labels: jax.Array, q: Optional[jax.Array] = None
+                          ) -> tuple[jax.Array, jax.Array]:
+    """``(loss, per-head CE [K])``: the heads' loss under the group weighting.
+
+    ``q``: GroupDRO's weights for this step (:meth:`dro_weights`).
+    """
+    if self.group_weighting.method in ('none', 'subsample'):
+      ce = self.head_losses(heads_params, z, labels)
+      return ce.mean(), ce
+    return groups.classification_loss(self.heads.apply(heads_params, z),
+                                      labels, self.num_classes,
+                                      self.group_weighting, q)
+
+  def dro_weights(self, state: TrainState, z: jax.Array,
+                  labels: jax.Array) -> Optional[jax.Array]:
+    """GroupDRO's ``q`` after this step's update (None for other methods).
+
+    Computed from the group losses at the pre-update parameters (``z`` and
+    the current heads) on the global batch.
+    """
+    if self.group_weighting.method != 'groupdro':
+      return None
+    ce, present = groups.row_ce(self.heads.apply(state.heads_params, z),
+                                labels)
+    return groups.dro_update(
+        state.group_weights,
+        groups.group_losses(ce, present, labels, self.num_classes),
+        self.group_weighting)
 
   def fake_permutations(self, key: jax.Array, labels: jax.Array
                         ) -> Optional[jax.Array]:
@@ -299,12 +341,14 @@ class Trainer:
       z, labels = jax.lax.all_gather((z, labels), axis_name, tiled=True)
 
     perms = self.fake_permutations(loss_key, labels)
+    q = self.dro_weights(state, jax.lax.stop_gradient(z), labels)
 
     def encoder_objective(z):
-      ce = self.head_losses(state.heads_params, z, labels)
+      classification, ce = self.classification_loss(state.heads_params, z,
+                                                     labels, q)
       term, _ = self.disentangle_losses(state.adversary_params, loss_key, z,
                                         labels, perms)
-      return ce.mean() + state.disentangle_weight * term, (ce, term)
+      return classification + state.disentangle_weight * term, (ce, term)
 
     (encoder_loss, (ce, term)), grad_z = jax.value_and_grad(
         encoder_objective, has_aux=True)(z)
@@ -320,7 +364,7 @@ class Trainer:
     encoder_params = optax.apply_updates(state.encoder_params, updates)
 
     frozen = jax.lax.stop_gradient(z)
-    heads_params, heads_opt = self._update_heads(state, frozen, labels)
+    heads_params, heads_opt = self._update_heads(state, frozen, labels, q)
 
     adversary_params, adversary_opt = (state.adversary_params,
                                        state.adversary_opt)
@@ -341,6 +385,8 @@ class Trainer:
         'loss/disentangle': term,
         'loss/adversary': adversary_loss,
     }
+    if q is not None:
+      metrics['group_dro/max_weight'] = q.max()
     if self.uses_adversary:
       metrics['adversary/acc_real'], metrics['adversary/acc_fake'] = (
           self.adversary_accuracy(state.adversary_params, loss_key, frozen,
@@ -353,14 +399,17 @@ class Trainer:
         step=state.step + 1,
         encoder_params=encoder_params, encoder_opt=encoder_opt,
         heads_params=heads_params, heads_opt=heads_opt,
-        adversary_params=adversary_params, adversary_opt=adversary_opt)
+        adversary_params=adversary_params, adversary_opt=adversary_opt,
+        group_weights=state.group_weights if q is None else q)
     return new_state, metrics
 
   def _update_heads(self, state: TrainState, z: jax.Array,
-                    labels: jax.Array) -> tuple[Any, Any]:
+                    labels: jax.Array, q: Optional[jax.Array] = None
+                    ) -> tuple[Any, Any]:
     def one_step(carry, _):
       params, opt = carry
-      grads = jax.grad(lambda p: self.head_losses(p, z, labels).mean())(params)
+      grads = jax.grad(
+          lambda p: self.classification_loss(p, z, labels, q)[0])(params)
       updates, opt = self.heads_tx.update(grads, opt, params)
       return (optax.apply_updates(params, updates), opt), None
     (params, opt), _ = jax.lax.scan(one_step,
@@ -524,7 +573,9 @@ def make_trainer(encoder: nn.Module, objective: str,
                  adversary_hidden: Sequence[int] = (50, 50),
                  adversary: Optional[nn.Module] = None,
                  heads: Optional[nn.Module] = None,
-                 mmd_bandwidths: Sequence[float] = (1.0,)) -> Trainer:
+                 mmd_bandwidths: Sequence[float] = (1.0,),
+                 group_weighting: Optional[groups.GroupWeighting] = None
+                 ) -> Trainer:
   """A :class:`Trainer` with the paper's heads and adversaries by default.
 
   Args:
@@ -538,6 +589,7 @@ def make_trainer(encoder: nn.Module, objective: str,
       :class:`cmi_jax.models.Adversary` / ``UnconditionalAdversary``).
     heads: a custom heads module (default :class:`cmi_jax.models.AttributeHeads`).
     mmd_bandwidths: RBF bandwidths of the MMD objectives.
+    group_weighting: the heads' group weighting (default: none).
   """
   from cmi_jax import models  # Local: models import nothing from here.
   subspaces, num_classes = tuple(subspaces), tuple(num_classes)
@@ -552,7 +604,8 @@ def make_trainer(encoder: nn.Module, objective: str,
   return Trainer(encoder=encoder, heads=heads, adversary=adversary,
                  objective=objective, subspaces=subspaces,
                  num_classes=num_classes, optim=optim,
-                 mmd_bandwidths=tuple(mmd_bandwidths))
+                 mmd_bandwidths=tuple(mmd_bandwidths),
+                 group_weighting=group_weighting or groups.GroupWeighting())
 
 
 # ------------------------------------------------------------------ devices
@@ -630,6 +683,12 @@ def pmap_train_step(trainer: Trainer, axis_name: str = 'data'
                     ) -> Callable[[TrainState, Batch],
                                   tuple[TrainState, Metrics]]:
   """The same step through ``jax.pmap``, for codebases built on it.
+
+  ``jax.pmap`` is in maintenance mode upstream (JAX recommends ``jit`` with
+  shardings or ``shard_map`` for new code): prefer
+  :func:`shard_map_train_step` / :func:`shard_map_train_epoch`, which run the
+  same per-device step over a mesh. This entry point stays for codebases
+  built on pmap and gives the same state.
 
   Takes a state replicated along a leading device axis
   (:func:`replicate_for_pmap`) and a batch shaped ``[num_devices, B/n, ...]``

@@ -384,9 +384,18 @@ def sweep_evaluate(trainer: Trainer, states: TrainState,
   return results
 
 
-def summarize(stats: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
-  """:func:`cmi_jax.evaluation.summarize` of every member, a list of S dicts."""
-  return [evaluation.summarize(member) for member in unstack(dict(stats))]
+def summarize(stats: Mapping[str, np.ndarray],
+              group_weights: Optional[np.ndarray] = None
+              ) -> list[dict[str, Any]]:
+  """:func:`cmi_jax.evaluation.summarize` of every member, a list of S dicts.
+
+  ``group_weights``: optional ``[S, C]`` training group counts per member.
+  """
+  members = unstack(dict(stats))
+  weights = [None] * len(members) if group_weights is None else list(
+      np.asarray(group_weights))
+  return [evaluation.summarize(member, w)
+          for member, w in zip(members, weights)]
 
 
 def keys_from_seeds(seeds: Sequence[int]) -> np.ndarray:
@@ -472,7 +481,11 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
                    name, epoch, num_epochs, size, float(np.nanmean(ce)),
                    time.time() - start)
   stats = sweep_evaluate(trainer, states, eval_datas)
-  summaries = {split: summarize(value) for split, value in stats.items()}
+  # As run.fit: weighted by the members' training group counts.
+  weights = (stats['train_eval']['combo_count'] if 'train_eval' in stats
+             else None)
+  summaries = {split: summarize(value, weights)
+               for split, value in stats.items()}
   steps = np.asarray(jax.device_get(states.step))
   member_states = unstack(states) if hooks is not None else None
   records = []

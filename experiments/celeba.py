@@ -48,7 +48,8 @@ from cmi_jax.data import correlation
 from cmi_jax.data import host
 from experiments.configs import celeba as celeba_config
 
-RECORDS = ('final', 'best_val_accuracy', 'best_val_loss')
+RECORDS = ('final', 'best_val_accuracy', 'best_val_loss',
+           'best_val_worst_group')
 SOURCES = ('auto', 'tfds', 'files')
 
 

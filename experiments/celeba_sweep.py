@@ -191,11 +191,20 @@ def train_group(loaded: celeba.CelebASplits, sweep_dir: str,
   """
   names = loaded.attributes
   first = configs[0]
-  trainer = common.build_trainer(first, len(names),
-                                     celeba_config.PAPER_OPTIM)
+  if first.group_weighting == 'subsample':
+    raise ValueError(
+        'group_weighting=subsample draws each member its own balanced epoch '
+        'from images the vmapped group shares; run these cells without '
+        '--vmap.')
+  trainer = None
   trains, eval_labels, evals, infos, counts = [], [], [], [], []
   for config in configs:
     data = member_splits(loaded, config)
+    if trainer is None:
+      # The members share the correlation, hence the group counts.
+      trainer = common.build_trainer(
+          first, len(names), celeba_config.PAPER_OPTIM,
+          common.group_weighting(first, data['train'], (2,) * len(names)))
     common.check_data({s: data[s] for s in ('train',)
                            + common.EVAL_SPLITS}, len(names))
     infos.append(celeba_experiment.data_info(config, loaded, data))

@@ -14,6 +14,7 @@ import sys
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app
@@ -22,11 +23,13 @@ from absl import logging
 from ml_collections import config_flags
 
 from cmi_jax import checkpoint
+from cmi_jax import groups
 from cmi_jax import logs
 from cmi_jax import models
 from cmi_jax import plots
 from cmi_jax import run
 from cmi_jax import train
+from cmi_jax.data import base as data_base
 from cmi_jax.data.base import DeviceDataset, validate_labels
 from cmi_jax.metrics import knn_mi
 
@@ -247,6 +250,11 @@ def add_model_fields(config: ml_collections.ConfigDict) -> None:
   config.identical_channels = False
   config.adversary_hidden = (50, 50)
   config.mmd_bandwidths = (1.0,)
+  # Group weighting of the heads' cross-entropy (cmi_jax.groups): none,
+  # reweight, subsample or groupdro; GroupDRO's eta and size adjustment C.
+  config.group_weighting = 'none'
+  config.dro_step_size = 0.01
+  config.dro_size_adjustment = 0.0
   config.lr = placeholder(float)
   config.cls_lr = placeholder(float)
   config.d_lr = placeholder(float)
@@ -299,6 +307,15 @@ def check_run_fields(config: ml_collections.ConfigDict) -> None:
   for name in ('mi_every', 'log_every_steps'):
     if not config[name] >= 0:
       raise ValueError(f'--config.{name} must be >= 0; got {config[name]!r}.')
+  if config.group_weighting not in groups.METHODS:
+    raise ValueError(f'--config.group_weighting={config.group_weighting!r} '
+                     f'is unknown; choose one of {groups.METHODS}.')
+  if not config.dro_step_size > 0:
+    raise ValueError('--config.dro_step_size (GroupDRO eta) must be > 0; got '
+                     f'{config.dro_step_size!r}.')
+  if not config.dro_size_adjustment >= 0:
+    raise ValueError('--config.dro_size_adjustment (GroupDRO C) must be >= 0;'
+                     f' got {config.dro_size_adjustment!r}.')
 
 
 def resolve_learning_rates(config: ml_collections.ConfigDict,
@@ -346,11 +363,79 @@ def subspace_sizes(z_dim: int, num_attributes: int) -> tuple[int, ...]:
   return (z_dim // num_attributes,) * num_attributes
 
 
+def training_group_counts(data: Any, num_classes: Sequence[int]
+                          ) -> np.ndarray:
+  """Examples per group of attribute values in an epoch of ``data``, ``[G]``.
+
+  For a generated stream (a joint ``table``) the expected counts, otherwise
+  the fully labelled rows of each group.
+  """
+  if hasattr(data, 'table'):
+    table = np.asarray(data.table, np.float64).reshape(-1)
+    return table * data.steps_per_epoch * data.batch_size
+  labels = np.asarray(data.labels)
+  full = (labels >= 0).all(1)
+  index = np.ravel_multi_index(tuple(np.maximum(labels[full], 0).T),
+                               tuple(num_classes))
+  return np.bincount(index, minlength=int(np.prod(num_classes))).astype(
+      np.float64)
+
+
+def group_weighting(config: ml_collections.ConfigDict, train_data: Any,
+                    num_classes: Sequence[int]) -> groups.GroupWeighting:
+  """The :class:`cmi_jax.groups.GroupWeighting` of a config and its data."""
+  method = config.group_weighting
+  if method not in groups.METHODS:
+    raise ValueError(f'--config.group_weighting={method!r} is unknown; choose '
+                     f'one of {groups.METHODS}.')
+  counts = (training_group_counts(train_data, num_classes)
+            if method in ('reweight', 'groupdro') else None)
+  try:
+    return groups.GroupWeighting(
+        method,
+        group_freqs=(tuple(counts / counts.sum()) if method == 'reweight'
+                     else None),
+        group_counts=(tuple(counts) if method == 'groupdro' else None),
+        dro_step_size=float(config.dro_step_size),
+        dro_size_adjustment=float(config.dro_size_adjustment))
+  except ValueError as e:
+    raise ValueError(f'--config.group_weighting={method}: {e}') from None
+
+
+def balanced_training_data(config: ml_collections.ConfigDict, train_data: Any,
+                           num_classes: Sequence[int]) -> Any:
+  """The training set of ``group_weighting=subsample`` (else ``train_data``).
+
+  A stored split (``ArrayDataset``) draws a group-balanced subsample every
+  epoch (:func:`cmi_jax.data.base.group_balanced`). A generated stream (the
+  multi-digit data: pairs drawn from a joint table) draws its pairs from the
+  uniform table instead, and its epoch shrinks to ``G * min_g p(g)`` of its
+  length: the size of the balanced subsample of an epoch.
+  """
+  if config.group_weighting != 'subsample':
+    return train_data
+  if hasattr(train_data, 'table'):
+    table = np.asarray(train_data.table, np.float64)
+    steps = max(1, int(round(train_data.steps_per_epoch * table.size
+                             * table.min())))
+    return train_data.replace(
+        table=jnp.full(table.shape, 1.0 / table.size, jnp.float32),
+        steps_per_epoch=steps)
+  if not hasattr(train_data, 'images') or not hasattr(train_data, 'replace'):
+    raise ValueError('--config.group_weighting=subsample needs the training '
+                     'images on the device (--config.data_placement=device).')
+  return data_base.group_balanced(train_data, num_classes)
+
+
 def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
-                  paper: Mapping[str, Mapping[str, float]]) -> train.Trainer:
+                  paper: Mapping[str, Mapping[str, float]],
+                  weighting: Optional[groups.GroupWeighting] = None
+                  ) -> train.Trainer:
   """The engine for an experiment config (encoder, heads, adversaries).
 
   Unset learning rates are the ``paper``'s (:func:`resolve_learning_rates`).
+  ``weighting``: the heads' group weighting (:func:`group_weighting`);
+  default none.
   """
   config = resolve_learning_rates(config, paper)
   if config.encoder not in ENCODERS:
@@ -372,7 +457,8 @@ def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
       subspace_sizes(config.z_dim, num_attributes), (2,) * num_attributes,
       resolve_optim(config),
       adversary_hidden=tuple(config.adversary_hidden),
-      mmd_bandwidths=tuple(config.mmd_bandwidths))
+      mmd_bandwidths=tuple(config.mmd_bandwidths),
+      group_weighting=weighting)
 
 
 def fit_config(config: ml_collections.ConfigDict) -> run.FitConfig:
@@ -505,7 +591,11 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str,
   fit = fit_config(config)
   num_attributes = len(attribute_names)
   check_data(data, num_attributes)
-  trainer = build_trainer(config, num_attributes, paper_optim)
+  num_classes = (2,) * num_attributes
+  weighting = group_weighting(config, data['train'], num_classes)
+  data = {**data, 'train': balanced_training_data(config, data['train'],
+                                                  num_classes)}
+  trainer = build_trainer(config, num_attributes, paper_optim, weighting)
   run_config = {'config': config.to_dict(), 'data': dict(data_info)}
   may_change = tuple(COSMETIC_FIELDS) + tuple(allow_change)
   check_workdir(workdir)

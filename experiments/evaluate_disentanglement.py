@@ -40,7 +40,8 @@ from experiments import multi_digit_mnist
 from experiments.configs import celeba as celeba_config
 from experiments.configs import multi_digit as multi_digit_config
 
-CHECKPOINTS = (ckpt.BEST_ACCURACY, ckpt.BEST_LOSS, ckpt.LATEST)
+CHECKPOINTS = (ckpt.BEST_ACCURACY, ckpt.BEST_LOSS, ckpt.BEST_WORST_GROUP,
+               ckpt.LATEST)
 SPLITS = ('test_uncorr', 'test_anti')
 KINDS = ('celeba', 'multi_digit')
 OUTPUT_JSON = 'disentanglement.json'

@@ -38,6 +38,16 @@ from experiments.configs import multi_digit as multi_digit_config
 VMAP_VARYING = ('seed', 'noise', 'train_corr')
 
 
+def vmap_varying(config) -> tuple[str, ...]:
+  """:data:`VMAP_VARYING`, less ``train_corr`` when the group weighting
+  depends on the training groups' frequencies (one trainer, one weighting)
+  or changes the epoch length (subsample)."""
+  if config.group_weighting in ('reweight', 'subsample') or (
+      config.group_weighting == 'groupdro' and config.dro_size_adjustment > 0):
+    return ('seed', 'noise')
+  return VMAP_VARYING
+
+
 def resolve_cell(base_config, cell):
   """The resolved config of a cell (what its separate run trains with).
 
@@ -76,8 +86,15 @@ def train_group(digits, sweep_dir, cells, configs):
   first = configs[0]
   splits = [multi_digit_mnist.make_splits(config, digits)
             for config in configs]
+  num_classes = (2,) * first.num_digits
+  # Group keys hold train_corr fixed whenever the weighting depends on it
+  # (vmap_varying), so the first member's weighting is every member's.
+  weighting = common.group_weighting(first, splits[0]['train'], num_classes)
+  for config, split in zip(configs, splits):
+    split['train'] = common.balanced_training_data(config, split['train'],
+                                                   num_classes)
   trainer = common.build_trainer(first, first.num_digits,
-                                     multi_digit_config.PAPER_OPTIM)
+                                 multi_digit_config.PAPER_OPTIM, weighting)
   example = common.first_batches(splits[0]['train'], 1)['image']
   hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
                               seed=c.seed) for c in configs]
@@ -132,7 +149,7 @@ def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
   sweeps.run_grouped(
       sweep_dir, cells,
       group_key=lambda c: sweeps.config_key(configs[c].to_dict(),
-                                            VMAP_VARYING),
+                                            vmap_varying(configs[c])),
       train_group=lambda group: train_group(
           digits, sweep_dir, group, [configs[c] for c in group]),
       run_separately=lambda group: run_sweep(base_config, sweep_dir, group),

@@ -1,7 +1,8 @@
 r"""The paper's multi-digit figure and table from a sweep directory.
 
   python -m experiments.plot_multi_digit --sweep_dir=/tmp/md_sweep \
-      [--select=final|best_val_loss|best_val_accuracy --out_dir=DIR]
+      [--select=final|best_val_loss|best_val_accuracy|best_val_worst_group
+       --out_dir=DIR]
 
 Writes ``figure.png`` (accuracy on the anti-correlated and on the
 uncorrelated test set against noise; one panel per training correlation, one
@@ -22,7 +23,8 @@ from cmi_jax import logs
 from cmi_jax import plots
 from experiments import sweeps
 
-METRICS = ('test_anti/accuracy', 'test_uncorr/accuracy', 'val/accuracy')
+METRICS = ('test_anti/accuracy', 'test_uncorr/accuracy', 'val/accuracy',
+           'test_uncorr/worst_group_accuracy')
 STYLES = {'base': ('#1f77b4', 'Base'), 'mi': ('#ff7f0e', 'Base+MI'),
           'cmi': ('#2ca02c', 'Base+CMI'), 'mmd_mi': ('#9467bd', 'MMD MI'),
           'mmd_cmi': ('#8c564b', 'MMD CMI')}
@@ -71,9 +73,11 @@ def table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
   writer.writeheader()
   writer.writerows(table)
   lines = ['| objective | train corr | noise | seeds | anti-correlated test '
-           '| uncorrelated test | val |', '|---|---|---|---|---|---|---|']
+           '| uncorrelated test | val | worst group (uncorrelated test) |',
+           '|---|---|---|---|---|---|---|---|']
   for r in table:
-    cells = [f"{r[f'{m}/mean']:.3f} ± {r[f'{m}/std']:.3f}" for m in METRICS]
+    cells = ['–' if np.isnan(r[f'{m}/mean']) else
+             f"{r[f'{m}/mean']:.3f} ± {r[f'{m}/std']:.3f}" for m in METRICS]
     lines.append(f"| {r['objective']} | {r['train_corr']:g} | "
                  f"{r['noise']:g} | {r['num_seeds']} | " + ' | '.join(cells)
                  + ' |')

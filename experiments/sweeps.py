@@ -156,6 +156,11 @@ def read_cell_results(root: str) -> Optional[tuple[dict[str, Any],
   return results, config
 
 
+# The epoch records of a run that a report can select.
+SELECTIONS = ('final', 'best_val_loss', 'best_val_accuracy',
+              'best_val_worst_group')
+
+
 def is_done(sweep_dir: str, cell: Cell) -> bool:
   """Whether the cell's run finished (a readable ``results.json``)."""
   return read_cell_results(os.path.join(sweep_dir, cell.name)) is not None
@@ -309,16 +314,16 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
 
   Args:
     sweep_dir: the sweep's directory.
-    select: which epoch record of each run: 'final', 'best_val_loss' or
-      'best_val_accuracy'.
+    select: which epoch record of each run: 'final', 'best_val_loss',
+      'best_val_accuracy' or 'best_val_worst_group'.
 
   Returns:
     Rows with objective, train_corr, noise, seed and ``<split>/accuracy`` /
     ``<split>/loss`` for every evaluation split, sorted by cell.
   """
-  if select not in ('final', 'best_val_loss', 'best_val_accuracy'):
-    raise ValueError(f'select {select!r} is unknown; choose final, '
-                     'best_val_loss or best_val_accuracy.')
+  if select not in SELECTIONS:
+    raise ValueError(f'select {select!r} is unknown; choose one of '
+                     f'{SELECTIONS}.')
   if not os.path.isdir(sweep_dir):
     raise ValueError(f'sweep directory {sweep_dir} does not exist; run the '
                      'sweep first or pass the directory it wrote.')
@@ -342,6 +347,8 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
     for split, summary in record['eval'].items():
       row[f'{split}/accuracy'] = summary['accuracy']
       row[f'{split}/loss'] = summary['loss']
+      if 'worst_group_accuracy' in summary:
+        row[f'{split}/worst_group_accuracy'] = summary['worst_group_accuracy']
     rows.append(row)
   if not rows:
     raise ValueError(f'no finished run (no {RESULTS}) under {sweep_dir}.')
@@ -361,8 +368,11 @@ def aggregate(rows: Iterable[Mapping[str, Any]], metrics: Sequence[str]
     entry = {'objective': objective, 'train_corr': corr, 'noise': noise,
              'num_seeds': len(members)}
     for metric in metrics:
-      values = np.array([m[metric] for m in members], np.float64)
-      entry[f'{metric}/mean'] = float(values.mean())
+      # Runs saved before a metric existed lack it: NaN, left out.
+      values = np.array([m.get(metric, np.nan) for m in members], np.float64)
+      values = values[np.isfinite(values)]
+      entry[f'{metric}/mean'] = float(values.mean()) if len(values) else (
+          float('nan'))
       entry[f'{metric}/std'] = float(values.std(ddof=1)) if len(values) > 1 \
           else 0.0
     out.append(entry)
@@ -374,15 +384,14 @@ def report_main(make_report: Callable[[str, Optional[str], str],
   """The command line of a sweep report (flags defined here, not at import).
 
   ``--sweep_dir`` (required), ``--out_dir`` (default: the sweep directory),
-  ``--select`` (which epoch of every run: ``final``, ``best_val_loss``,
-  ``best_val_accuracy``); calls ``make_report(sweep_dir, out_dir, select)``,
+  ``--select`` (which epoch of every run: one of :data:`SELECTIONS`); calls ``make_report(sweep_dir, out_dir, select)``,
   prints every Markdown table it wrote, then every path.
   """
   sweep_dir = flags.DEFINE_string('sweep_dir', None, 'The sweep directory.')
   out_dir = flags.DEFINE_string('out_dir', None,
                                 'Output directory (default: sweep_dir).')
   select = flags.DEFINE_enum('select', 'final',
-                             ['final', 'best_val_loss', 'best_val_accuracy'],
+                             list(SELECTIONS),
                              'Which epoch of every run to report.')
 
   def run(argv):

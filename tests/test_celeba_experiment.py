@@ -169,7 +169,7 @@ def test_run_outputs_and_exact_joint_counts(finished_run, fake_dir):
   log = [json.loads(line) for line in open(os.path.join(workdir, 'log.jsonl'))]
   assert [r['epoch'] for r in log] == [1, 2]
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == [
-      'best_val_accuracy', 'best_val_loss', 'latest']
+      'best_val_accuracy', 'best_val_loss', 'best_val_worst_group', 'latest']
 
 
 def test_run_figures_are_valid_pngs(finished_run):
@@ -328,7 +328,8 @@ def test_host_placement_trains_end_to_end_and_resumes(fake_dir, cache_dir,
   workdir = str(tmp_path / 'host')
   first = celeba_experiment.train_and_evaluate(config, workdir)
   config.num_epochs = 2
-  resumed = celeba_experiment.train_and_evaluate(config, workdir)
+  resumed = celeba_experiment.train_and_evaluate(
+      config, workdir, allow_change=('num_epochs',))
 
   steps = resumed['data']['num_examples']['train'] // BATCH
   assert resumed['data']['placement'] == 'host'

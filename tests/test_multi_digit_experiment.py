@@ -58,7 +58,7 @@ def test_run_writes_results_logs_checkpoints_and_figures(finished_run):
     with Image.open(os.path.join(workdir, 'figures', f'{name}.png')) as im:
       assert im.size[0] > 100 and im.size[1] > 100
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == [
-      'best_val_accuracy', 'best_val_loss', 'latest']
+      'best_val_accuracy', 'best_val_loss', 'best_val_worst_group', 'latest']
 
 
 def test_run_resumes_to_more_epochs(finished_run, tmp_path):

@@ -532,3 +532,46 @@ def test_temporary_files_of_an_interrupted_write_are_removed(tmp_path):
   fit(tmp_path, 2)
   assert not any(os.path.exists(p) for p in stale)
   assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]
+
+
+# ------------------------------------------------------- group robustness
+
+
+def test_group_accuracies_against_a_numpy_count():
+  from cmi_jax import evaluation  # pylint: disable=g-import-not-at-top
+  # Two binary attributes, groups 00, 01, 10, 11 (row-major); group 10 has
+  # no examples. Rows: (labels, predictions).
+  labels = np.array([[0, 0], [0, 0], [0, 1], [0, 1], [0, 1], [1, 1]])
+  preds = np.array([[0, 0], [1, 0], [0, 0], [0, 1], [1, 1], [1, 1]])
+  group = labels[:, 0] * 2 + labels[:, 1]
+  correct = preds == labels
+  combo_count = np.bincount(group, minlength=4)
+  combo_correct = np.stack([np.bincount(group, correct[:, k], minlength=4)
+                            for k in range(2)], 1)
+  train_counts = np.array([40, 10, 10, 40])
+  out = evaluation.group_accuracies(combo_correct, combo_count, train_counts)
+  # Group 00: head 0 1/2, head 1 2/2 -> 0.75; group 01: 2/3, 2/3 -> 2/3;
+  # group 11: 1, 1 -> 1.
+  assert out['worst_group_accuracy'] == pytest.approx(2 / 3)
+  assert out['worst_group_accuracy_per_attribute'] == pytest.approx(
+      [1 / 2, 2 / 3])
+  assert out['mean_group_accuracy'] == pytest.approx((0.75 + 2 / 3 + 1) / 3)
+  assert out['train_weighted_accuracy'] == pytest.approx(
+      (40 * 0.75 + 10 * 2 / 3 + 40 * 1) / 90)
+
+
+def test_best_worst_group_checkpoint_and_record(tmp_path):
+  result = fit(tmp_path, 3)
+  best = result['best_val_worst_group']
+  values = [r['eval']['val']['worst_group_accuracy']
+            for r in read_log(tmp_path)]
+  assert best['epoch'] == 1 + int(np.argmax(values))
+  assert checkpoint_dirs(tmp_path)  # series listed below
+  root = os.path.join(tmp_path, 'checkpoints', ckpt.BEST_WORST_GROUP)
+  assert sorted(os.listdir(root)) == [str(best['epoch'])]
+  saved = json.load(open(os.path.join(tmp_path, 'results.json')))
+  assert saved['best_val_worst_group']['epoch'] == best['epoch']
+  final = saved['final']['eval']['val']
+  for key in ('worst_group_accuracy', 'mean_group_accuracy',
+              'worst_group_accuracy_per_attribute'):
+    assert key in final

@@ -84,6 +84,89 @@ class ArrayDataset:
             'labels': self.labels[index]}
 
 
+@flax.struct.dataclass
+class GroupBalancedDataset:
+  """An :class:`ArrayDataset` whose every epoch is a group-balanced sample.
+
+  Each epoch draws, without replacement, ``per_group`` rows from each group
+  (combination of attribute values; ``per_group`` = the smallest group's
+  size), and shuffles them: "simple data balancing" by subsampling the large
+  groups (Idrissi et al., 2022), redrawn every epoch. Rows with a missing
+  label belong to no group and are never drawn. Build it with
+  :func:`group_balanced`.
+
+  Attributes:
+    images, labels: as in :class:`ArrayDataset`.
+    group_rows: int32 ``[G, n_max]`` the rows of each group, padded.
+    group_sizes: int32 ``[G]``.
+    per_group: rows drawn per group and epoch (static).
+    batch_size: examples per batch (static).
+  """
+  images: jax.Array
+  labels: jax.Array
+  group_rows: jax.Array
+  group_sizes: jax.Array
+  per_group: int = flax.struct.field(pytree_node=False)
+  batch_size: int = flax.struct.field(pytree_node=False)
+
+  @property
+  def steps_per_epoch(self) -> int:
+    """``G * per_group // batch_size``."""
+    return self.group_rows.shape[0] * self.per_group // self.batch_size
+
+  def epoch_plan(self, key: jax.Array) -> jax.Array:
+    """``G * per_group`` distinct rows, ``per_group`` of each group, shuffled."""
+    k_groups, k_order = jax.random.split(key)
+    scores = jax.random.uniform(k_groups, self.group_rows.shape)
+    # Padding positions sort last, so each group draws only its own rows.
+    valid = jnp.arange(self.group_rows.shape[1]) < self.group_sizes[:, None]
+    order = jnp.argsort(jnp.where(valid, scores, 2.0), axis=1)
+    picked = jnp.take_along_axis(self.group_rows, order, 1)[:, :self.per_group]
+    return jax.random.permutation(k_order, picked.reshape(-1))
+
+  def batch(self, plan: jax.Array, step: jax.Array) -> Batch:
+    """Rows ``plan[step * B : (step + 1) * B]``, images scaled to [0, 1]."""
+    index = jax.lax.dynamic_slice_in_dim(plan, step * self.batch_size,
+                                         self.batch_size)
+    return {'image': to_float_image(self.images[index]),
+            'labels': self.labels[index]}
+
+
+def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
+                   ) -> GroupBalancedDataset:
+  """The group-balanced version of a training set (:class:`GroupBalancedDataset`).
+
+  Raises:
+    ValueError: if a group has no fully labelled example, or the balanced
+      epoch is smaller than one batch.
+  """
+  labels = np.asarray(dataset.labels)
+  num_classes = tuple(int(c) for c in num_classes)
+  full = (labels >= 0).all(1)
+  index = np.ravel_multi_index(tuple(np.maximum(labels, 0).T), num_classes)
+  index = np.where(full, index, -1)
+  rows = [np.flatnonzero(index == g) for g in range(int(np.prod(num_classes)))]
+  sizes = np.array([len(r) for r in rows])
+  if sizes.min() == 0:
+    empty = int(np.argmin(sizes))
+    name = ''.join(str(v) for v in np.unravel_index(empty, num_classes))
+    raise ValueError(
+        f'group {name} has no example with every label, so no balanced '
+        'sample exists; use group_weighting=reweight or groupdro instead.')
+  per_group = int(sizes.min())
+  if len(rows) * per_group < dataset.batch_size:
+    raise ValueError(
+        f'a balanced epoch has {len(rows) * per_group} examples ({per_group} '
+        f'per group), fewer than one batch of {dataset.batch_size}.')
+  padded = np.stack([np.pad(r, (0, sizes.max() - len(r)), mode='edge')
+                     for r in rows]).astype(np.int32)
+  return GroupBalancedDataset(
+      images=dataset.images, labels=dataset.labels,
+      group_rows=jnp.asarray(padded), group_sizes=jnp.asarray(sizes,
+                                                               jnp.int32),
+      per_group=per_group, batch_size=dataset.batch_size)
+
+
 def to_float_image(images: jax.Array) -> jax.Array:
   """uint8 images -> float32 in [0, 1]; float images pass through as float32."""
   if images.dtype == jnp.uint8:

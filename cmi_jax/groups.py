@@ -1,0 +1,172 @@
+"""Group-robust training: groups of attribute values and their loss weights.
+
+A *group* is one combination of attribute values, ``g = ravel(s_1, ..., s_K)``
+(row-major, ``G = prod_k C_k`` groups; 4 for two binary attributes). A row
+with any missing label (``-1``) belongs to no group (``g = -1``).
+
+The heads' cross-entropy can be weighted by group, orthogonally to the
+disentanglement objective (``base``, ``mi`` and ``cmi`` each combine with any
+method of :class:`GroupWeighting`):
+
+* ``none``: the mean cross-entropy of every head over its labelled rows.
+* ``reweight``: row i weighs ``w_i = 1 / (G p(g_i))`` with ``p`` the training
+  split's group frequencies (importance weighting to the uniform group
+  distribution); rows in no group weigh 1. Each head's loss is
+  ``sum_i w_i CE_ik / sum_i w_i`` over its labelled rows.
+* ``groupdro``: the online algorithm of Sagawa et al. (2020, "Distributionally
+  Robust Neural Networks for Group Shifts", Algorithm 1). With ``L_g`` the
+  mean over the batch's rows of group g of the heads' mean cross-entropy
+  (0 for a group absent from the batch) and ``n_g`` the group's training
+  count, every step updates the group weights by exponentiated gradient
+
+      q_g <- q_g exp(eta (L_g + C / sqrt(n_g))),   q <- q / sum(q),
+
+  and the loss is ``sum_g q_g L_g`` with the updated ``q`` (as their code
+  does). ``q`` starts uniform and lives in the train state, so resumed and
+  sharded runs follow the same weights. Defaults: ``eta = 0.01`` and
+  ``C = 0`` (no size adjustment), the paper's values for CelebA.
+* ``subsample``: the data's business (each epoch draws a group-balanced
+  sample; :class:`cmi_jax.data.base.GroupBalancedDataset`); the loss is the
+  ``none`` loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+METHODS = ('none', 'reweight', 'subsample', 'groupdro')
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupWeighting:
+  """How the heads' cross-entropy weighs the groups (module docstring).
+
+  Attributes:
+    method: one of :data:`METHODS`.
+    group_freqs: ``G`` training group frequencies (``reweight``), summing
+      to 1.
+    group_counts: ``G`` training group counts (``groupdro`` with a size
+      adjustment).
+    dro_step_size: GroupDRO's ``eta``.
+    dro_size_adjustment: GroupDRO's ``C``.
+  """
+  method: str = 'none'
+  group_freqs: Optional[tuple[float, ...]] = None
+  group_counts: Optional[tuple[float, ...]] = None
+  dro_step_size: float = 0.01
+  dro_size_adjustment: float = 0.0
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ValueError(f'group weighting {self.method!r} is unknown; choose '
+                       f'one of {METHODS}.')
+    if self.method == 'reweight':
+      if self.group_freqs is None:
+        raise ValueError('reweight needs the training group frequencies '
+                         '(group_freqs).')
+      freqs = np.asarray(self.group_freqs, np.float64)
+      if np.any(freqs <= 0):
+        raise ValueError(
+            'reweight needs every group in the training data (a group of '
+            f'frequency 0 would get an infinite weight); got {freqs}.')
+    if self.method == 'groupdro':
+      if not self.dro_step_size > 0:
+        raise ValueError('the GroupDRO step size must be > 0; got '
+                         f'{self.dro_step_size}.')
+      if self.dro_size_adjustment < 0:
+        raise ValueError('the GroupDRO size adjustment must be >= 0; got '
+                         f'{self.dro_size_adjustment}.')
+      if self.dro_size_adjustment > 0 and self.group_counts is None:
+        raise ValueError('a GroupDRO size adjustment needs the training group '
+                         'counts (group_counts).')
+
+
+def num_groups(num_classes: Sequence[int]) -> int:
+  """``G = prod_k C_k``."""
+  return int(np.prod(num_classes))
+
+
+def group_index(labels: jax.Array, num_classes: Sequence[int]) -> jax.Array:
+  """Row-major group of every row, int32 ``[B]``; -1 where a label is missing."""
+  index = jnp.zeros(labels.shape[0], jnp.int32)
+  for k, classes in enumerate(num_classes):
+    index = index * classes + jnp.maximum(labels[:, k], 0)
+  return jnp.where(jnp.all(labels >= 0, -1), index, -1)
+
+
+def group_membership(labels: jax.Array, num_classes: Sequence[int]
+                     ) -> jax.Array:
+  """float32 ``[B, G]`` one-hot of :func:`group_index` (zero rows: no group)."""
+  return jax.nn.one_hot(group_index(labels, num_classes),
+                        num_groups(num_classes))
+
+
+def row_ce(logits: Sequence[jax.Array], labels: jax.Array
+           ) -> tuple[jax.Array, jax.Array]:
+  """``(ce [B, K], present [B, K])``: per-row cross-entropy of every head."""
+  present = labels >= 0
+  ce = jnp.stack([
+      optax.softmax_cross_entropy_with_integer_labels(
+          l, jnp.where(present[:, k], labels[:, k], 0))
+      for k, l in enumerate(logits)], -1)
+  return jnp.where(present, ce, 0.0), present
+
+
+def reweight_weights(labels: jax.Array, num_classes: Sequence[int],
+                     group_freqs: Sequence[float]) -> jax.Array:
+  """``w_i = 1 / (G p(g_i))`` (1 for rows in no group), float32 ``[B]``."""
+  freqs = jnp.asarray(group_freqs, jnp.float32)
+  per_group = 1.0 / (freqs.shape[0] * freqs)
+  index = group_index(labels, num_classes)
+  return jnp.where(index >= 0, per_group[jnp.maximum(index, 0)], 1.0)
+
+
+def group_losses(ce: jax.Array, present: jax.Array, labels: jax.Array,
+                 num_classes: Sequence[int]) -> jax.Array:
+  """``L_g``: mean over the rows of group g of the heads' mean CE, ``[G]``.
+
+  0 for a group without rows in the batch.
+  """
+  del present  # rows in a group have every label
+  member = group_membership(labels, num_classes)  # [B, G]
+  per_row = ce.mean(-1)
+  return (member.T @ per_row) / jnp.maximum(member.sum(0), 1.0)
+
+
+def dro_update(q: jax.Array, losses_g: jax.Array,
+               weighting: GroupWeighting) -> jax.Array:
+  """One exponentiated-gradient step of GroupDRO's group weights ``[G]``."""
+  adjusted = jax.lax.stop_gradient(losses_g)
+  if weighting.dro_size_adjustment > 0:
+    counts = jnp.asarray(weighting.group_counts, jnp.float32)
+    adjusted = adjusted + weighting.dro_size_adjustment / jnp.sqrt(
+        jnp.maximum(counts, 1.0))
+  q = q * jnp.exp(weighting.dro_step_size * adjusted)
+  return q / q.sum()
+
+
+def classification_loss(logits: Sequence[jax.Array], labels: jax.Array,
+                        num_classes: Sequence[int], weighting: GroupWeighting,
+                        q: Optional[jax.Array] = None
+                        ) -> tuple[jax.Array, jax.Array]:
+  """``(loss, per-head unweighted CE [K])`` under ``weighting``.
+
+  ``q``: GroupDRO's group weights to use (already updated for this step).
+  """
+  ce, present = row_ce(logits, labels)
+  counts = jnp.maximum(present.sum(0), 1)
+  plain = ce.sum(0) / counts  # [K]
+  if weighting.method in ('none', 'subsample'):
+    return plain.mean(), plain
+  if weighting.method == 'reweight':
+    w = reweight_weights(labels, num_classes, weighting.group_freqs)
+    weighted = (w[:, None] * ce).sum(0) / jnp.maximum(
+        (w[:, None] * present).sum(0), 1e-12)
+    return weighted.mean(), plain
+  return q @ group_losses(ce, present, labels, num_classes), plain
