@@ -37,8 +37,9 @@ Example::
   summaries = vmapped.summarize(stats['val'])          # one dict per member
 
 :func:`fit_sweep` does all of the above (plus a non-finite check every
-epoch) and returns one ``final`` epoch record per member, the record
-:func:`cmi_jax.run.fit` writes; the ``--vmap`` modes of the sweep runners in
+epoch, per-epoch evaluation, best-epoch records, member logs and resumable
+group checkpoints) and returns the results :func:`cmi_jax.run.fit` would
+write for every member; the ``--vmap`` modes of the sweep runners in
 ``experiments/`` call it for each group of cells that
 :func:`experiments.sweeps.run_grouped` forms.
 """
@@ -56,7 +57,10 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
+from cmi_jax import logs
+from cmi_jax import run
 from cmi_jax.run import EpochHook, first_non_finite
 from cmi_jax.train import Metrics, Trainer, TrainState
 
@@ -407,20 +411,51 @@ def keys_from_seeds(seeds: Sequence[int]) -> np.ndarray:
   return np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepRun:
+  """How :func:`fit_sweep` drives a group (the counterpart of ``run.FitConfig``).
+
+  Attributes:
+    eval_every: evaluate every member every this many epochs (and after the
+      last); 0 evaluates after the last epoch only.
+    select_split: the split whose loss, accuracy and worst-group accuracy
+      select each member's best epochs.
+    checkpoint_dir: where the group's stacked state is checkpointed (orbax,
+      atomic), so an interrupted group resumes; None keeps no checkpoint.
+    checkpoint_every: epochs between group checkpoints (and after the last).
+    log_dirs: one directory per member; each gets the ``log.jsonl`` a
+      separate run writes (one record per evaluated epoch). None: no logs.
+    progress: a progress bar over the group's epochs (None: on a terminal).
+  """
+  eval_every: int = 0
+  select_split: str = 'val'
+  checkpoint_dir: Optional[str] = None
+  checkpoint_every: int = 10
+  log_dirs: Optional[Sequence[str]] = None
+  progress: Optional[bool] = None
+
+
 def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
               train_data: Any, eval_datas: Mapping[str, EvalData],
               num_epochs: int, *,
               hparams: Optional[Mapping[str, Any]] = None,
               hooks: Optional[Sequence[Optional[EpochHook]]] = None,
-              mesh: Optional[Mesh] = None, name: str = 'sweep'
+              mesh: Optional[Mesh] = None, name: str = 'sweep',
+              driver: SweepRun = SweepRun()
               ) -> tuple[TrainState, list[dict[str, Any]]]:
-  """Trains S members for ``num_epochs`` epochs and evaluates them once.
+  """Trains S members for ``num_epochs`` epochs, evaluating as a run does.
 
-  The vmapped counterpart of :func:`cmi_jax.run.fit` without its per-epoch
-  evaluation, checkpoints and logs: member ``i`` trains as the separate run
-  started with ``keys[i]`` on member ``i`` of ``train_data`` does (up to
-  float rounding), and its record equals that run's ``final`` record. An
-  interrupted call starts again from scratch.
+  The vmapped counterpart of :func:`cmi_jax.run.fit`: member ``i`` trains as
+  the separate run started with ``keys[i]`` on member ``i`` of
+  ``train_data`` does (up to float rounding), and gets that run's results:
+  its ``final`` record and its best-epoch records on
+  ``driver.select_split`` (``best_val_loss``, ``best_val_accuracy``,
+  ``best_val_worst_group``) among the evaluated epochs, plus, with
+  ``driver.log_dirs``, its per-epoch ``log.jsonl``. With
+  ``driver.checkpoint_dir`` the group checkpoints its stacked state every
+  ``checkpoint_every`` epochs and a restarted call resumes from the newest
+  readable checkpoint, ending with the same states (bit for bit) as an
+  uninterrupted call.
 
   Args:
     trainer: the shared engine.
@@ -432,54 +467,131 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
     hparams: per-member hyper-parameters, as :func:`init_sweep` takes them.
     hooks: optional S epoch hooks (:data:`cmi_jax.run.EpochHook`, e.g.
       :func:`experiments.common.mi_hook` with each member's seed), called
-      after the final evaluation with the member's state and statistics;
-      what one returns becomes the member's ``record['extra']``, as in
-      :func:`cmi_jax.run.fit`.
+      after every evaluation with the member's state and statistics; what
+      one returns becomes the record's ``extra``, as in :func:`run.fit`.
     mesh: optional 1-D mesh (:func:`sweep_mesh`) to split the members over.
     name: what the progress log lines call this group.
+    driver: evaluation, selection, checkpoints and logs (:class:`SweepRun`).
 
   Returns:
-    ``(states, records)``: the final stacked states and S records
-    ``{'epoch', 'step', 'train' (mean step metrics of the last epoch),
-    'eval' ({split: evaluation.summarize}), ['extra']}``. A member whose
-    metrics became non-finite gets ``{'epoch', 'non_finite': message}``
-    instead (the other members train on: they are independent).
+    ``(states, results)``: the final stacked states and S results dicts
+    ``{'final', 'best_val_loss', 'best_val_accuracy', 'best_val_worst_group',
+    'num_epochs', 'step'}`` with records ``{'epoch', 'step', 'train' (mean
+    step metrics of the epoch), 'eval' ({split: evaluation.summarize}),
+    ['extra']}``. A member whose metrics became non-finite gets
+    ``{'epoch', 'non_finite': message}`` instead (the other members train
+    on: they are independent).
 
   Raises:
-    ValueError: for ``num_epochs < 1``, or as :func:`init_sweep` and
-      :func:`sweep_train_epoch` do.
+    ValueError: for ``num_epochs < 1``, a bad driver, or as
+      :func:`init_sweep` and :func:`sweep_train_epoch` do.
   """
   if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or (
       num_epochs < 1):
     raise ValueError(f'num_epochs must be a positive integer; got '
                      f'{num_epochs!r}.')
+  if driver.eval_every < 0 or driver.checkpoint_every < 1:
+    raise ValueError('eval_every must be >= 0 and checkpoint_every >= 1; got '
+                     f'{driver.eval_every}, {driver.checkpoint_every}.')
   states = init_sweep(trainer, keys, example_input, hparams)
   size = sweep_size(states)
   if hooks is not None and len(hooks) != size:
     raise ValueError(f'{len(hooks)} hooks for {size} members; give one per '
                      'member (None for none).')
+  if driver.log_dirs is not None and len(driver.log_dirs) != size:
+    raise ValueError(f'{len(driver.log_dirs)} log_dirs for {size} members.')
+  if driver.eval_every and driver.select_split not in eval_datas:
+    raise ValueError(f'select_split {driver.select_split!r} is not an '
+                     f'evaluation split; the splits are {sorted(eval_datas)}.')
   epoch_fn = sweep_train_epoch(trainer, mesh)
   failed: dict[int, str] = {}
+  best: list[dict[str, Any]] = [
+      {key: None for key, _, _ in run.BEST_CRITERIA} for _ in range(size)]
+  start_epoch, last = 0, [None] * size
+  group = (ckpt.RunCheckpoints(driver.checkpoint_dir, keep=2)
+           if driver.checkpoint_dir else None)
+  if group is not None:
+    restored = group.restore_newest_readable(ckpt.LATEST, states,
+                                             logging.warning)
+    if restored is not None:
+      states, meta = restored
+      start_epoch, best, last = meta['epoch'], meta['best'], meta['last']
+      failed = {int(k): v for k, v in meta['failed'].items()}
+      group.delete_after(ckpt.LATEST, start_epoch)
+      logging.info('%s: resuming %d members from epoch %d.', name, size,
+                   start_epoch)
+  loggers = None
+  if driver.log_dirs is not None:
+    step0 = np.asarray(jax.device_get(states.step))
+    loggers = [logs.RunLogger(d, keep_until_step=int(step0[i])
+                              if start_epoch else None, tensorboard=False)
+               for i, d in enumerate(driver.log_dirs)]
+  bar = logs.progress_bar(num_epochs, start_epoch, driver.progress)
   start = time.time()
-  for epoch in range(1, num_epochs + 1):
-    first_step = np.asarray(jax.device_get(states.step))
-    states, metrics = epoch_fn(states, train_data)
-    # Fetched every epoch, as run.fit does, to name the first bad step.
-    metrics = jax.device_get(metrics)
-    for i in range(size):
-      if i in failed:
-        continue
-      bad = first_non_finite({k: v[i] for k, v in metrics.items()})
-      if bad is not None:
-        failed[i] = (f'non-finite {", ".join(bad[1])} at step '
-                     f'{int(first_step[i]) + bad[0] + 1} (epoch {epoch}); '
-                     'lower the learning rates or the disentangle weight.')
-        logging.error('%s: member %d: %s', name, i, failed[i])
-    if epoch == num_epochs or epoch % max(1, num_epochs // 10) == 0:
-      ce = np.asarray(metrics['loss/ce']).mean(1)
-      logging.info('%s: epoch %d/%d, %d members, mean ce %.3f (%.0f s).',
-                   name, epoch, num_epochs, size, float(np.nanmean(ce)),
-                   time.time() - start)
+  try:
+    for epoch in range(start_epoch + 1, num_epochs + 1):
+      first_step = np.asarray(jax.device_get(states.step))
+      states, metrics = epoch_fn(states, train_data)
+      # Fetched every epoch, as run.fit does, to name the first bad step.
+      metrics = jax.device_get(metrics)
+      for i in range(size):
+        if i in failed:
+          continue
+        bad = first_non_finite({k: v[i] for k, v in metrics.items()})
+        if bad is not None:
+          failed[i] = (f'non-finite {", ".join(bad[1])} at step '
+                       f'{int(first_step[i]) + bad[0] + 1} (epoch {epoch}); '
+                       'lower the learning rates or the disentangle weight.')
+          logging.error('%s: member %d: %s', name, i, failed[i])
+      evaluate = epoch == num_epochs or (
+          driver.eval_every and epoch % driver.eval_every == 0)
+      if evaluate:
+        records = _member_records(trainer, states, metrics, eval_datas,
+                                  epoch, hooks)
+        for i, record in enumerate(records):
+          if i in failed:
+            continue
+          last[i] = logs.to_jsonable(record)
+          if driver.eval_every:
+            _update_best(best[i], last[i], driver.select_split)
+          if loggers is not None:
+            loggers[i].write(record)
+      if group is not None and (epoch % driver.checkpoint_every == 0
+                                or epoch == num_epochs):
+        group.save(ckpt.LATEST, epoch, states,
+                   {'epoch': epoch, 'best': best, 'last': last,
+                    'failed': {str(k): v for k, v in failed.items()}})
+      bar.update(1)
+      if epoch == num_epochs or epoch % max(1, num_epochs // 10) == 0:
+        ce = np.asarray(metrics['loss/ce']).mean(1)
+        logging.info('%s: epoch %d/%d, %d members, mean ce %.3f (%.0f s).',
+                     name, epoch, num_epochs, size, float(np.nanmean(ce)),
+                     time.time() - start)
+  finally:
+    bar.close()
+    if loggers is not None:
+      for logger in loggers:
+        logger.close()
+    if group is not None:
+      group.close()
+  results = []
+  for i in range(size):
+    if i in failed:
+      results.append({'epoch': num_epochs, 'non_finite': failed[i]})
+      continue
+    results.append({'final': last[i],
+                    **{series: best[i][key]
+                       for key, series, _ in run.BEST_CRITERIA},
+                    'num_epochs': num_epochs, 'step': last[i]['step']})
+  return states, results
+
+
+def _member_records(trainer: Trainer, states: TrainState,
+                    metrics: Mapping[str, np.ndarray],
+                    eval_datas: Mapping[str, EvalData], epoch: int,
+                    hooks: Optional[Sequence[Optional[EpochHook]]]
+                    ) -> list[dict[str, Any]]:
+  """Every member's epoch record: its training means and evaluation."""
   stats = sweep_evaluate(trainer, states, eval_datas)
   # As run.fit: weighted by the members' training group counts.
   weights = (stats['train_eval']['combo_count'] if 'train_eval' in stats
@@ -489,16 +601,26 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
   steps = np.asarray(jax.device_get(states.step))
   member_states = unstack(states) if hooks is not None else None
   records = []
-  for i in range(size):
-    if i in failed:
-      records.append({'epoch': num_epochs, 'non_finite': failed[i]})
-      continue
-    record = {'epoch': num_epochs, 'step': int(steps[i]),
+  for i in range(len(steps)):
+    record = {'epoch': epoch, 'step': int(steps[i]),
               'train': {k: float(np.mean(v[i])) for k, v in metrics.items()},
               'eval': {split: summaries[split][i] for split in summaries}}
     if hooks is not None and hooks[i] is not None:
       member_stats = {split: {k: v[i] for k, v in value.items()}
                       for split, value in stats.items()}
-      record['extra'] = hooks[i](num_epochs, member_states[i], member_stats)
+      record['extra'] = hooks[i](epoch, member_states[i], member_stats)
     records.append(record)
-  return states, records
+  return records
+
+
+def _update_best(best: dict[str, Any], record: dict[str, Any],
+                 split: str) -> None:
+  """Keeps ``record`` where it beats the member's best (as run.fit selects)."""
+  summary = record['eval'][split]
+  for key, _, (metric, sign) in run.BEST_CRITERIA:
+    value = summary.get(metric)
+    if value is None or not np.isfinite(value):
+      continue
+    held = best[key]
+    if held is None or sign * value > sign * held['eval'][split][metric]:
+      best[key] = record

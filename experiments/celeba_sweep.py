@@ -231,20 +231,26 @@ def train_group(loaded: celeba.CelebASplits, sweep_dir: str,
   hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
                               seed=c.seed) for c in configs]
   start = time.time()
+  group_dir = sweeps.group_checkpoint_dir(sweep_dir, cells)
   _, records = vmapped.fit_sweep(
       trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
       train_data, eval_datas, first.num_epochs,
       hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
       hooks=None if all(h is None for h in hooks) else hooks,
-      name=os.path.dirname(cells[0].name))
+      name=os.path.dirname(cells[0].name),
+      driver=vmapped.SweepRun(
+          eval_every=first.eval_every, checkpoint_dir=group_dir,
+          checkpoint_every=first.checkpoint_every,
+          log_dirs=[os.path.join(sweep_dir, c.name) for c in cells],
+          progress=first.progress))
   seconds = time.time() - start
   members = {cell: i for i, cell in enumerate(cells)}
 
-  def write(cell, record):
+  def write(cell, member):
     i = members[cell]
     config, info = configs[i], infos[i]
-    results = {'final': record, 'num_epochs': config.num_epochs,
-               'step': record['step'], 'data': info,
+    record = member['final']
+    results = {**member, 'data': info,
                'attributes': list(names), 'objective': config.objective,
                'mode': 'vmapped',
                'group': {'cells': [c.name for c in cells],
@@ -264,6 +270,7 @@ def train_group(loaded: celeba.CelebASplits, sweep_dir: str,
                  final['test_uncorr']['accuracy'], len(cells), seconds)
 
   sweeps.write_members(cells, records, write)
+  sweeps.remove_group_checkpoints(group_dir)
 
 
 def _joint_counts(counts: dict[str, Any], weak_supervision: float
@@ -379,6 +386,7 @@ def main() -> None:
   vmap, max_members = sweeps.define_vmap_flags(
       'the seeds and noise levels of each objective and correlation (mode '
       'weak: and fraction)')
+  shard = sweeps.define_shard_flag()
 
   def run(argv):
     sweeps.check_command_line(argv, workdir.value)
@@ -398,6 +406,7 @@ def main() -> None:
                           weak_corr.value, noise_list[0], seed_list)
       except ValueError as e:
         raise app.UsageError(str(e)) from e
+    cells = sweeps.select_shard(cells, *sweeps.parse_shard(shard.value))
     folder = mode_dir(workdir.value, mode.value)
     if vmap.value:
       run_vmapped_sweep(config.value, folder, cells, max_members.value)

@@ -99,6 +99,21 @@ def class_names(dataset: str, classes) -> list[str]:
   return [str(int(c)) for c in classes]
 
 
+def attribute_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """``digit0``, ``digit1``, ...: the attributes are the digit positions."""
+  return tuple(f'digit{k}' for k in range(config.num_digits))
+
+
+def data_info(config: ml_collections.ConfigDict, digits: Any
+              ) -> dict[str, Any]:
+  """What a run's ``results.json`` and ``config.json`` say of its data."""
+  return {'dataset': digits.dataset, 'source': digits.source,
+          'num_images': digits.num_examples(),
+          'classes': list(config.classes),
+          'class_names': [class_names(digits.dataset, config.classes)]
+                         * config.num_digits}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        allow_change=()) -> dict[str, Any]:
   """Runs the experiment of ``config`` in ``workdir``; returns its results.
@@ -112,16 +127,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   common.build_trainer(config, config.num_digits,
                        multi_digit_config.PAPER_OPTIM)
   digits, splits, counts = load_data(config)
-  names = tuple(f'digit{k}' for k in range(config.num_digits))
-  info = {'dataset': digits.dataset, 'source': digits.source,
-          'num_images': digits.num_examples(),
-          'classes': list(config.classes),
-          'class_names': [class_names(digits.dataset, config.classes)]
-                         * config.num_digits}
   return common.run_experiment(
-      config, workdir, splits, attribute_names=names,
+      config, workdir, splits, attribute_names=attribute_names(config),
       paper_optim=multi_digit_config.PAPER_OPTIM, joint_counts=counts,
-      data_info=info, allow_change=allow_change)
+      data_info=data_info(config, digits), allow_change=allow_change)
 
 
 def main() -> None:

@@ -99,6 +99,7 @@ def train_group(digits, sweep_dir, cells, configs):
   hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
                               seed=c.seed) for c in configs]
   start = time.time()
+  group_dir = sweeps.group_checkpoint_dir(sweep_dir, cells)
   _, records = vmapped.fit_sweep(
       trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
       vmapped.stack_datasets([s['train'] for s in splits]),
@@ -106,23 +107,28 @@ def train_group(digits, sweep_dir, cells, configs):
       first.num_epochs,
       hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
       hooks=None if all(h is None for h in hooks) else hooks,
-      name=first.objective)
+      name=first.objective,
+      driver=vmapped.SweepRun(
+          eval_every=first.eval_every, checkpoint_dir=group_dir,
+          checkpoint_every=first.checkpoint_every,
+          log_dirs=[os.path.join(sweep_dir, c.name) for c in cells],
+          progress=first.progress))
   seconds = time.time() - start
   members = {cell: i for i, cell in enumerate(cells)}
 
-  def write(cell, record):
+  def write(cell, results):
     config = configs[members[cell]]
-    data = {'dataset': digits.dataset, 'source': digits.source,
-            'classes': list(config.classes)}
+    data = multi_digit_mnist.data_info(config, digits)
     sweeps.write_cell(
         os.path.join(sweep_dir, cell.name),
-        {'config': config.to_dict(), 'data': {'source': digits.source}},
-        {'final': record, 'num_epochs': config.num_epochs,
-         'step': record['step'], 'data': data, 'objective': config.objective,
+        {'config': config.to_dict(), 'data': data},
+        {**results, 'data': data, 'objective': config.objective,
+         'attributes': list(multi_digit_mnist.attribute_names(config)),
          'mode': 'vmapped', 'group': {'cells': [c.name for c in cells],
                                       'train_seconds': seconds}})
 
   sweeps.write_members(cells, records, write)
+  sweeps.remove_group_checkpoints(group_dir)
 
 
 def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
@@ -171,6 +177,7 @@ def main() -> None:
                                  'Objectives.')
   seeds = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
   vmap, max_members = sweeps.define_vmap_flags('the cells of each objective')
+  shard = sweeps.define_shard_flag()
 
   def run(argv):
     sweeps.check_command_line(argv, workdir.value)
@@ -178,6 +185,10 @@ def main() -> None:
                         sweeps.parse_list(corrs.value, 'train_corrs'),
                         sweeps.parse_list(noises.value, 'noises'),
                         sweeps.parse_list(seeds.value, 'seeds', int))
+    index, count = sweeps.parse_shard(shard.value)
+    cells = sweeps.select_shard(cells, index, count)
+    if count > 1:
+      logging.info('Shard %d of %d: %d cells.', index, count, len(cells))
     if vmap.value:
       rows = run_vmapped_sweep(config.value, workdir.value, cells,
                                max_members.value)

@@ -15,9 +15,11 @@ are the runners' shared flag handling.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
+import shutil
 from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, \
     Sequence, TypeVar
 
@@ -70,6 +72,54 @@ def grid(objectives: Sequence[str], train_corrs: Sequence[float],
                                               seeds)]
 
 
+SLURM_INDEX, SLURM_COUNT = 'SLURM_ARRAY_TASK_ID', 'SLURM_ARRAY_TASK_COUNT'
+
+
+def define_shard_flag() -> Any:
+  """``--shard=I/N``: this job trains the cells of shard I of N."""
+  return flags.DEFINE_string(
+      'shard', None, 'I/N: train only shard I (0-based) of N of the cells, '
+      'so N jobs (e.g. a SLURM job array) share one sweep directory; '
+      f'default: ${SLURM_INDEX}/${SLURM_COUNT} when SLURM sets them, else '
+      'all cells.')
+
+
+def parse_shard(value: Optional[str], environ: Mapping[str, str] = os.environ
+                ) -> tuple[int, int]:
+  """``(index, count)`` of ``--shard`` (or of a SLURM job array, or ``(0, 1)``).
+
+  Raises:
+    app.UsageError: for a malformed value or an index outside ``[0, N)``.
+  """
+  if value is None and SLURM_INDEX in environ and SLURM_COUNT in environ:
+    value = f'{environ[SLURM_INDEX]}/{environ[SLURM_COUNT]}'
+    # SLURM numbers array tasks from --array's first value (often 0).
+    if 'SLURM_ARRAY_TASK_MIN' in environ:
+      value = (f'{int(environ[SLURM_INDEX]) - int(environ["SLURM_ARRAY_TASK_MIN"])}'
+               f'/{environ[SLURM_COUNT]}')
+  if value is None:
+    return 0, 1
+  try:
+    index, count = (int(part) for part in value.split('/'))
+  except ValueError:
+    raise app.UsageError(f'--shard takes I/N with integers, e.g. 0/4; got '
+                         f'{value!r}.') from None
+  if count < 1 or not 0 <= index < count:
+    raise app.UsageError(f'--shard={value}: need N >= 1 and 0 <= I < N.')
+  return index, count
+
+
+def select_shard(cells: Sequence[AnyCell], index: int, count: int
+                 ) -> list[AnyCell]:
+  """The cells of shard ``index`` of ``count``: every ``count``-th cell.
+
+  Deterministic (the grid's order), disjoint across shards and their union
+  is every cell; round robin keeps each shard's groups of one objective
+  about equal.
+  """
+  return [cell for i, cell in enumerate(cells) if i % count == index]
+
+
 def parse_list(values: Sequence[str], flag: str, kind: type = float
                ) -> list[Any]:
   """The numbers of a list flag (``flags.DEFINE_list`` gives strings).
@@ -117,9 +167,10 @@ def define_vmap_flags(groups: str) -> tuple[Any, Any]:
     The two flag holders.
   """
   vmap = flags.DEFINE_bool(
-      'vmap', False, f'Train {groups} together with vmap (faster; their '
-      'results.json hold the final epoch only: no best-epoch records, '
-      'per-epoch logs, checkpoints or figures).')
+      'vmap', False, f'Train {groups} together with vmap (faster). Each '
+      'member gets a separate run\'s results.json, best-epoch records and '
+      'per-epoch log; the group checkpoints every --config.checkpoint_every '
+      'epochs and resumes (no per-member checkpoints or figures).')
   max_members = flags.DEFINE_integer(
       'vmap_max_members', None, 'With --vmap: the most cells trained '
       'together (each holds its training data on the device); default: all '
@@ -275,8 +326,8 @@ def write_members(cells: Sequence[AnyCell],
 
   Args:
     cells: the group's cells.
-    records: :func:`cmi_jax.vmapped.fit_sweep`'s records, one per cell.
-    write: writes one cell's outputs from its record (:func:`write_cell`).
+    records: :func:`cmi_jax.vmapped.fit_sweep`'s results, one per cell.
+    write: writes one cell's outputs from its results (:func:`write_cell`).
 
   Raises:
     cmi_jax.run.NonFiniteLossError: after writing the others, naming the
@@ -294,6 +345,24 @@ def write_members(cells: Sequence[AnyCell],
     raise run.NonFiniteLossError(
         f'{len(failed)} of {len(cells)} cells of a vmapped group did not '
         'finish (the others are written): ' + '; '.join(failed))
+
+
+GROUPS_DIR = '_groups'
+
+
+def group_checkpoint_dir(sweep_dir: str, cells: Sequence[AnyCell]) -> str:
+  """Where a vmapped group of ``cells`` checkpoints its stacked state.
+
+  Named by the group's members, so a restarted sweep that forms the same
+  group resumes it (one with other members starts afresh).
+  """
+  digest = hashlib.sha1('\n'.join(sorted(c.name for c in cells)).encode())
+  return os.path.join(sweep_dir, GROUPS_DIR, digest.hexdigest()[:16])
+
+
+def remove_group_checkpoints(group_dir: str) -> None:
+  """Deletes a finished group's checkpoints (every member is written)."""
+  shutil.rmtree(group_dir, ignore_errors=True)
 
 
 def write_cell(workdir: str, run_config: Mapping[str, Any],

@@ -246,3 +246,34 @@ def test_disk_full_is_one_message_and_the_run_resumes_after(tmp_path):
       assert json.load(f)['final']['epoch'] == 2
   finally:
     subprocess.run(['umount', str(disk)], capture_output=True)
+
+
+SWEEP = TINY + ['--config.num_epochs=1', '--objectives=base,cmi',
+                '--train_corrs=0.9', '--noises=0.8', '--seeds=0,1']
+
+
+@pytest.mark.slow  # three sweeps of four tiny cells: about a minute
+def test_two_shards_as_two_processes_equal_the_unsharded_sweep(tmp_path):
+  shared = str(tmp_path / 'sharded')
+  procs = [command('multi_digit_sweep', f'--workdir={shared}',
+                   f'--shard={i}/2', *SWEEP) for i in (0, 1)]
+  for proc in procs:
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+  whole = str(tmp_path / 'whole')
+  code, _, err = run_command('multi_digit_sweep', f'--workdir={whole}',
+                             *SWEEP, timeout=600)
+  assert code == 0, err
+  cells = sorted(os.path.relpath(r, whole) for r, _, f in os.walk(whole)
+                 if 'results.json' in f)
+  assert len(cells) == 4
+  assert sorted(os.path.relpath(r, shared) for r, _, f in os.walk(shared)
+                if 'results.json' in f) == cells
+  for cell in cells:
+    got, want = (without_seconds(json.load(open(os.path.join(d, cell,
+                                                             'results.json'))))
+                 for d in (shared, whole))
+    assert got == want, cell
+  code, out, err = run_command('plot_multi_digit', f'--sweep_dir={shared}')
+  assert code == 0, err
+  assert '| base | 0.9 | 0.8 | 2 |' in out and '| cmi | 0.9 | 0.8 | 2 |' in out

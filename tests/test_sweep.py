@@ -308,7 +308,9 @@ def test_fit_sweep_equals_the_epoch_loop(cmi_sweep):
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(states)):
     np.testing.assert_array_equal(a, b)
   assert len(records) == SIZE
-  for i, record in enumerate(records):
+  for i, results in enumerate(records):
+    record = results['final']
+    assert results['best_val_loss'] is None  # evaluated after the last only
     assert record['epoch'] == EPOCHS and record['step'] == EPOCHS * STEPS
     assert record['eval'] == {} and record['extra'] == {'member': i}
     for name, value in metrics.items():  # the last epoch's mean, as run.fit
@@ -330,7 +332,7 @@ def test_fit_sweep_reports_a_diverged_member_and_trains_the_others(
   for i in (0, 1, 3):  # members are independent: untouched by member 2
     assert 'non_finite' not in records[i]
     for name, value in metrics.items():
-      assert records[i]['train'][name] == pytest.approx(
+      assert records[i]['final']['train'][name] == pytest.approx(
           float(np.mean(value[i, -STEPS:])), rel=1e-6, abs=1e-7)
     for a, b in zip(jax.tree.leaves(vmapped.unstack(got)[i]),
                     jax.tree.leaves(vmapped.unstack(states)[i])):
@@ -468,3 +470,89 @@ def test_a_corrupt_cell_counts_as_unfinished_and_does_not_block_collect(
   assert [r['seed'] for r in rows] == [0]
   assert any(str(tmp_path / bad.name / sweeps.RESULTS) in r.getMessage()
              and 'trained again' in r.getMessage() for r in caplog.records)
+
+
+def test_fit_sweep_evaluates_logs_selects_and_resumes_like_separate_runs(
+    tmp_path):
+  """Every member gets a run's per-epoch log and best-epoch records, and a
+  group killed after a checkpoint resumes to the uninterrupted states."""
+  from cmi_jax import run  # pylint: disable=g-import-not-at-top
+  trainer = _trainer('cmi')
+  val = synthetic.synthetic_dataset(0.8, batch_size=BATCH, steps_per_epoch=2,
+                                    features=3, seed=9)
+  evals = {'val': val}
+  datas = vmapped.stack_datasets(_datasets())
+  epochs = 4
+
+  def driver(name, **kw):
+    return vmapped.SweepRun(
+        eval_every=1, checkpoint_dir=str(tmp_path / name / 'group'),
+        checkpoint_every=2,
+        log_dirs=[str(tmp_path / name / f'm{i}') for i in range(SIZE)],
+        progress=False, **kw)
+
+  whole_states, whole = vmapped.fit_sweep(
+      trainer, _keys(), _example(), datas, evals, epochs, hparams=HPARAMS,
+      driver=driver('whole'))
+  # Interrupted: the first call stops after epoch 3 (checkpoint at 2).
+  class Stop(Exception):
+    pass
+
+  calls = []
+
+  def stop_in_epoch_3(epoch, state, stats):
+    del state, stats
+    calls.append(epoch)
+    if epoch == 3 and len(calls) == 3 * SIZE:
+      raise Stop()
+    return {}
+
+  with pytest.raises(Stop):
+    vmapped.fit_sweep(trainer, _keys(), _example(), datas, evals, epochs,
+                      hparams=HPARAMS, hooks=[stop_in_epoch_3] * SIZE,
+                      driver=driver('killed'))
+  states, resumed = vmapped.fit_sweep(
+      trainer, _keys(), _example(), datas, evals, epochs, hparams=HPARAMS,
+      driver=driver('killed'))
+  for a, b in zip(jax.tree.leaves(states), jax.tree.leaves(whole_states)):
+    np.testing.assert_array_equal(a, b)
+  strip = lambda r: {k: v for k, v in r.items() if k != 'extra'}
+  for i in range(SIZE):
+    for key in ('final', 'best_val_loss', 'best_val_accuracy',
+                'best_val_worst_group'):
+      assert strip(resumed[i][key]) == strip(whole[i][key]), (i, key)
+    log = [json.loads(l) for l in open(tmp_path / 'killed' / f'm{i}' /
+                                       'log.jsonl')]
+    assert [r['epoch'] for r in log] == [1, 2, 3, 4]  # each epoch once
+    whole_log = [json.loads(l) for l in open(tmp_path / 'whole' / f'm{i}' /
+                                             'log.jsonl')]
+    assert [strip(r) for r in log] == [strip(r) for r in whole_log]
+    losses = [r['eval']['val']['loss'] for r in whole_log]
+    assert whole[i]['best_val_loss']['epoch'] == 1 + int(np.argmin(losses))
+    wga = [r['eval']['val']['worst_group_accuracy'] for r in whole_log]
+    assert whole[i]['best_val_worst_group']['epoch'] == 1 + int(
+        np.argmax(wga))
+  assert set(whole[0]) == {'final', 'num_epochs', 'step', *(
+      series for _, series, _ in run.BEST_CRITERIA)}
+
+
+def test_shards_are_disjoint_deterministic_and_cover_the_grid():
+  cells = sweeps.grid(['base', 'cmi'], [0.0, 0.9], [0.0, 0.8], [0, 1, 2])
+  shards = [sweeps.select_shard(cells, i, 5) for i in range(5)]
+  assert sorted(c.name for s in shards for c in s) == sorted(
+      c.name for c in cells)
+  assert all(set(a).isdisjoint(b) for i, a in enumerate(shards)
+             for b in shards[i + 1:])
+  assert shards == [sweeps.select_shard(cells, i, 5) for i in range(5)]
+  assert sweeps.parse_shard('2/5', {}) == (2, 5)
+  assert sweeps.parse_shard(None, {}) == (0, 1)
+  assert sweeps.parse_shard(None, {'SLURM_ARRAY_TASK_ID': '3',
+                                   'SLURM_ARRAY_TASK_COUNT': '4'}) == (3, 4)
+  assert sweeps.parse_shard(None, {'SLURM_ARRAY_TASK_ID': '5',
+                                   'SLURM_ARRAY_TASK_COUNT': '4',
+                                   'SLURM_ARRAY_TASK_MIN': '2'}) == (3, 4)
+  assert sweeps.parse_shard('1/2', {'SLURM_ARRAY_TASK_ID': '0',
+                                    'SLURM_ARRAY_TASK_COUNT': '4'}) == (1, 2)
+  for bad in ('3/3', '1', 'a/b', '0/0'):
+    with pytest.raises(app.UsageError, match='--shard'):
+      sweeps.parse_shard(bad, {})
