@@ -138,6 +138,10 @@ def check_data_fields(config: ml_collections.ConfigDict) -> None:
   if config.source not in SOURCES:
     raise ValueError(f'--config.source must be one of {SOURCES}; got '
                      f'{config.source!r}.')
+  if config.correlation_mode not in celeba.CORRELATION_MODES:
+    raise ValueError(f'--config.correlation_mode must be one of '
+                     f'{celeba.CORRELATION_MODES}; got '
+                     f'{config.correlation_mode!r}.')
   placement = data_placement(config)
   if placement not in host.PLACEMENTS:
     raise ValueError(f'--config.data_placement must be one of '
@@ -204,7 +208,8 @@ def load_data(config: ml_collections.ConfigDict
       loaded, config.train_corr, weak_supervision=config.weak_supervision,
       noise=config.noise, batch_size=config.batch_size, seed=config.seed,
       occlusion_patch=config.occlusion_patch,
-      placement=data_placement(config))
+      placement=data_placement(config),
+      correlation_mode=config.correlation_mode)
   return loaded, data
 
 
@@ -228,6 +233,10 @@ def data_info(config: ml_collections.ConfigDict,
       'num_epochs': int(config.num_epochs),
       # What 'auto' chose: where the images lived (not what is trained).
       'placement': data['placement'],
+      'correlation_mode': data['correlation_mode'],
+      # natural mode: the training split's own correlation (train_corr is
+      # not used there).
+      'natural_corr': data['natural_corr'],
   }
 
 

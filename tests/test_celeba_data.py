@@ -678,3 +678,45 @@ def test_celeba_splits_rejects_an_unknown_placement(placement):
   splits = _synthetic_splits(sizes=(400, 100, 100))
   with pytest.raises(ValueError, match=r"one of \('auto', 'device', 'host'\)"):
     celeba.celeba_splits(splits, 0.6, batch_size=20, placement=placement)
+
+
+def _correlated_splits(sizes=(2000, 600, 600), corr=0.7):
+  """Official-like splits whose two attributes are naturally correlated."""
+  rng = np.random.default_rng(1)
+  parts = []
+  for n in sizes:
+    first = rng.integers(0, 2, n)
+    same = rng.random(n) < (1 + corr) / 2
+    labels = np.stack([first, np.where(same, first, 1 - first)],
+                      1).astype(np.int32)
+    images = np.full((n, 64, 64, 3), 200, np.uint8)
+    images[:, 0, 0, 0] = labels_to_combination(labels) * 10
+    parts.append(celeba.CelebASplit(images=images, labels=labels))
+  return celeba.CelebASplits(*parts, attributes=('Blond_Hair', 'Male'),
+                             source='synthetic', location='')
+
+
+def test_natural_mode_keeps_the_official_splits_and_subsamples_test():
+  splits = _correlated_splits()
+  out = celeba.celeba_splits(splits, train_corr=0.0, batch_size=50, seed=2,
+                             correlation_mode='natural')
+  # Train and val are the official splits, every row in its order.
+  np.testing.assert_array_equal(out['train_eval'].labels, splits.train.labels)
+  np.testing.assert_array_equal(out['val'].labels, splits.val.labels)
+  measured = np.corrcoef(splits.train.labels.T.astype(float))[0, 1]
+  assert out['natural_corr'] == pytest.approx(measured)
+  assert 0.6 < out['natural_corr'] < 0.8
+  np.testing.assert_allclose(
+      out['tables']['train'],
+      joint_counts(splits.train.labels) / len(splits.train.labels))
+  # The test split is sub-sampled to the negated natural correlation and 0.
+  np.testing.assert_allclose(out['tables']['test_anti'],
+                             joint_table(-out['natural_corr']))
+  for key in ('test_anti', 'test_uncorr'):
+    labels = np.asarray(out[key].labels)
+    counts = joint_counts(labels)
+    assert np.all(np.abs(counts / counts.sum() - out['tables'][key])
+                  <= 4 / counts.sum())
+  assert out['correlation_mode'] == 'natural'
+  with pytest.raises(ValueError, match='correlation_mode'):
+    celeba.celeba_splits(splits, 0.0, batch_size=50, correlation_mode='nat')

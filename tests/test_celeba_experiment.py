@@ -577,3 +577,27 @@ def test_command_line(fake_dir, cache_dir, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'test_uncorr: accuracy' in out.stdout
   assert os.path.isfile(os.path.join(workdir, 'results.json'))
+
+
+def test_blond_male_preset_trains_on_the_natural_splits_with_group_dro(
+    fake_dir, cache_dir, tmp_path):
+  # The field's standard task on the fixture's official layout: the
+  # official splits as they are, GroupDRO on the heads, worst-group records.
+  preset = celeba_config.get_config('blond_male')
+  assert tuple(preset.attributes) == ('Blond_Hair', 'Male')
+  assert preset.correlation_mode == 'natural'
+  config = _config(fake_dir, cache_dir, attributes=('Blond_Hair', 'Male'),
+                   correlation_mode='natural', weak_supervision=0.0,
+                   batch_size=4, mi_every=0, group_weighting='groupdro')
+  results = celeba_experiment.train_and_evaluate(config, str(tmp_path / 'run'))
+  loaded, _ = celeba_experiment.load_data(
+      celeba_experiment.resolve_config(config))
+  assert results['data']['correlation_mode'] == 'natural'
+  assert results['data']['num_examples']['train_eval'] == (
+      len(loaded.train.labels) // 4 * 4)
+  assert -1.0 <= results['data']['natural_corr'] <= 1.0
+  final = results['final']
+  assert 'group_dro/max_weight' in final['train']
+  for split in ('val', 'test_anti', 'test_uncorr'):
+    assert 0.0 <= final['eval'][split]['worst_group_accuracy'] <= 1.0
+  assert results['best_val_worst_group']['epoch'] == 1

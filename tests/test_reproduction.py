@@ -5,22 +5,22 @@ IDX files of Debian's dataset-fashion-mnist), train correlation 0.9,
 occlusion noise 0.8, the paper's learning rates x 10 (lr_scale, for a 5,000
 step budget), seed 0.
 
-Measured with this code (one-sort shuffles, folded gray channels), seeds 0,
-1, 2 (data split, initialisation and shuffles), margin = CMI - Base
-anti-correlated test accuracy (Base stays at 0.515-0.531):
+Measured with the corrected (paper-scale) losses, seeds 0, 1, 2 (data
+split, initialisation and shuffles), margin = CMI - Base anti-correlated
+test accuracy (Base at 0.520-0.521); 1 device and 8 fake devices agree:
 
-==========  ==========================  ==========================
-steps       8 fake CPU devices (tests)  1 CPU device
-==========  ==========================  ==========================
-2,500       0.012 (seed 0)              0.046 / 0.048 / 0.014
-5,000       0.047 / 0.099 / 0.061       0.071 / 0.107 / 0.035
-7,500       0.102 / 0.128 / 0.108       --
-==========  ==========================  ==========================
+==========  ======  ======  ======
+steps       seed 0  seed 1  seed 2
+==========  ======  ======  ======
+5,000       0.043   0.033   0.005
+7,500       0.074   0.063   0.004
+10,000      0.139   0.102   0.021
+==========  ======  ======  ======
 
-The adversarial game is chaotic: the same seed on 1 and on 8 fake devices
-(different float reduction order) lands on different margins, and at 2,500
-steps the margin can fall to ~0.01. At 5,000 steps every measured margin is
->= 0.035; the test asserts 0.02, a little above half of that.
+The adversarial game is chaotic and, at this short budget, seed-dependent
+(seed 2 barely moves); the test pins seed 0, whose 5,000-step margin is
+about twice the asserted 0.02. docs/results.md holds the over-seed claim at
+the paper's full budget.
 """
 
 import os
