@@ -4,10 +4,13 @@ r"""The paper's multi-digit figure and table from a sweep directory.
       [--select=final|best_val_loss|best_val_accuracy|best_val_worst_group
        --out_dir=DIR]
 
-Writes ``figure.png`` (accuracy on the anti-correlated and on the
-uncorrelated test set against noise; one panel per training correlation, one
-line per objective, mean and standard deviation over seeds), ``table.csv``
-and ``table.md`` into ``out_dir`` (default: the sweep directory).
+Writes ``figure.png`` as the paper draws it (a grid: rows the training
+correlations, columns Base / Base+MI / Base+CMI; in each panel the accuracy
+on the training split, the anti-correlated and the uncorrelated test split
+against the occlusion noise, mean and a band of one standard deviation over
+seeds, and the reference line: Base trained at correlation 0, on the
+uncorrelated test split), ``table.csv`` and ``table.md`` into ``out_dir``
+(default: the sweep directory). The title names the data.
 """
 
 from __future__ import annotations
@@ -24,43 +27,74 @@ from cmi_jax import plots
 from experiments import sweeps
 
 METRICS = ('test_anti/accuracy', 'test_uncorr/accuracy', 'val/accuracy',
-           'test_uncorr/worst_group_accuracy')
+           'test_uncorr/worst_group_accuracy', 'train_eval/accuracy')
 STYLES = {'base': ('#1f77b4', 'Base'), 'mi': ('#ff7f0e', 'Base+MI'),
           'cmi': ('#2ca02c', 'Base+CMI'), 'mmd_mi': ('#9467bd', 'MMD MI'),
           'mmd_cmi': ('#8c564b', 'MMD CMI')}
+# The curves of every panel: (metric, label, colour).
+CURVES = (('train_eval/accuracy', 'train', '#7f7f7f'),
+          ('test_anti/accuracy', 'anti-correlated test', '#d62728'),
+          ('test_uncorr/accuracy', 'uncorrelated test', '#1f77b4'))
+REFERENCE = ('base', 0.0, 'test_uncorr/accuracy')
 
 
-def draw_figure(table: Sequence[dict[str, Any]], path: str) -> str:
-  """Accuracy vs noise; rows: test split, columns: training correlation."""
+def data_title(rows: Sequence[dict[str, Any]]) -> str:
+  """What the sweep trained on, e.g. 'Fashion-MNIST, T-shirt/top vs Trouser'."""
+  datasets = {r.get('dataset') for r in rows} - {None}
+  names = {tuple(r['class_names']) for r in rows if r.get('class_names')}
+  dataset = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}.get(
+      next(iter(datasets)), next(iter(datasets))) if len(datasets) == 1 else (
+          'multi-digit data')
+  classes = f", {' vs '.join(next(iter(names)))}" if len(names) == 1 else ''
+  return f'Correlated two-item {dataset}{classes}'
+
+
+def _points(table, objective, corr, metric):
+  points = sorted((r for r in table if r['objective'] == objective
+                   and r['train_corr'] == corr), key=lambda r: r['noise'])
+  return (np.array([p['noise'] for p in points]),
+          np.array([p[f'{metric}/mean'] for p in points], np.float64),
+          np.array([p[f'{metric}/std'] for p in points], np.float64))
+
+
+def draw_figure(table: Sequence[dict[str, Any]], path: str,
+                title: str = 'Correlated two-item digits') -> str:
+  """The paper's grid: rows training correlation, columns objective."""
   corrs = sorted({r['train_corr'] for r in table})
   objectives = sorted({r['objective'] for r in table},
                       key=lambda o: list(STYLES).index(o) if o in STYLES else 9)
-  splits = (('test_anti/accuracy', 'anti-correlated test'),
-            ('test_uncorr/accuracy', 'uncorrelated test'))
-  fig = plots.new_figure(3.6 * len(corrs), 6.4)
-  for row, (metric, title) in enumerate(splits):
-    for col, corr in enumerate(corrs):
-      ax = fig.add_subplot(len(splits), len(corrs),
-                           row * len(corrs) + col + 1)
-      for objective in objectives:
-        points = sorted((r for r in table if r['objective'] == objective
-                         and r['train_corr'] == corr),
-                        key=lambda r: r['noise'])
-        noise = np.array([p['noise'] for p in points])
-        mean = np.array([p[f'{metric}/mean'] for p in points])
-        std = np.array([p[f'{metric}/std'] for p in points])
-        color, label = STYLES.get(objective, (None, objective))
-        ax.plot(noise, mean, marker='o', color=color, label=label)
+  ref_objective, ref_corr, ref_metric = REFERENCE
+  reference = _points(table, ref_objective, ref_corr, ref_metric)
+  fig = plots.new_figure(3.4 * len(objectives) + 0.4, 2.8 * len(corrs) + 0.8)
+  axes = fig.subplots(len(corrs), len(objectives), sharex=True, sharey=True,
+                      squeeze=False)
+  for row, corr in enumerate(corrs):
+    for col, objective in enumerate(objectives):
+      ax = axes[row, col]
+      for metric, label, color in CURVES:
+        noise, mean, std = _points(table, objective, corr, metric)
+        if not len(noise) or np.all(np.isnan(mean)):
+          continue
+        ax.plot(noise, mean, marker='o', markersize=3, color=color,
+                label=label)
         ax.fill_between(noise, mean - std, mean + std, color=color,
-                        alpha=0.2)
-      ax.set_title(f'{title}, train corr {corr:g}', fontsize=9)
-      ax.set_xlabel('occlusion noise')
-      ax.set_ylabel('accuracy')
+                        alpha=0.2, linewidth=0)
+      if len(reference[0]):
+        ax.plot(reference[0], reference[1], linestyle='--', color='black',
+                linewidth=1, label='Base at c = 0 (uncorrelated test)')
+      ax.set_ylim(0.45, 1.02)
       ax.grid(alpha=0.3)
-      if row == 0 and col == 0:
-        ax.legend(fontsize=8)
-  fig.suptitle('Correlated multi-digit MNIST (mean ± std over seeds)')
-  fig.tight_layout()
+      if row == 0:
+        ax.set_title(STYLES.get(objective, (None, objective))[1], fontsize=10)
+      if col == 0:
+        ax.set_ylabel(f'train corr {corr:g}\naccuracy', fontsize=9)
+      if row == len(corrs) - 1:
+        ax.set_xlabel('occlusion noise')
+  handles, labels = axes[0, 0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='lower center', ncol=len(labels),
+             fontsize=8, frameon=False)
+  fig.suptitle(f'{title} (mean ± std over seeds)', fontsize=11)
+  fig.tight_layout(rect=(0, 0.05, 1, 1))
   return plots.save_figure(fig, path)
 
 
@@ -73,8 +107,8 @@ def table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
   writer.writeheader()
   writer.writerows(table)
   lines = ['| objective | train corr | noise | seeds | anti-correlated test '
-           '| uncorrelated test | val | worst group (uncorrelated test) |',
-           '|---|---|---|---|---|---|---|---|']
+           '| uncorrelated test | val | worst group (uncorrelated test) '
+           '| train |', '|---|---|---|---|---|---|---|---|---|']
   for r in table:
     cells = ['–' if np.isnan(r[f'{m}/mean']) else
              f"{r[f'{m}/mean']:.3f} ± {r[f'{m}/std']:.3f}" for m in METRICS]
@@ -89,9 +123,11 @@ def make_report(sweep_dir: str, out_dir: str | None = None,
   """Writes the figure and tables; returns their paths."""
   out_dir = out_dir or sweep_dir
   os.makedirs(out_dir, exist_ok=True)
-  table = sweeps.aggregate(sweeps.collect(sweep_dir, select), METRICS)
+  rows = sweeps.collect(sweep_dir, select)
+  table = sweeps.aggregate(rows, METRICS)
   csv_text, markdown = table_text(table)
-  paths = {'figure': draw_figure(table, os.path.join(out_dir, 'figure.png'))}
+  paths = {'figure': draw_figure(table, os.path.join(out_dir, 'figure.png'),
+                                 data_title(rows))}
   for name, text in (('table.csv', csv_text), ('table.md', markdown)):
     paths[name] = logs.write_text_atomic(os.path.join(out_dir, name), text)
   return paths

@@ -412,7 +412,10 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
     row = {'objective': config['objective'],
            'train_corr': config['train_corr'], 'noise': config['noise'],
            'seed': config['seed'], 'epoch': record['epoch'],
-           'source': results.get('data', {}).get('source')}
+           'source': results.get('data', {}).get('source'),
+           'dataset': results.get('data', {}).get('dataset'),
+           'class_names': (results.get('data', {}).get('class_names')
+                           or [None])[0]}
     for split, summary in record['eval'].items():
       row[f'{split}/accuracy'] = summary['accuracy']
       row[f'{split}/loss'] = summary['loss']
