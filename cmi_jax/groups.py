@@ -139,15 +139,20 @@ def group_losses(ce: jax.Array, present: jax.Array, labels: jax.Array,
   return (member.T @ per_row) / jnp.maximum(member.sum(0), 1.0)
 
 
-def dro_update(q: jax.Array, losses_g: jax.Array,
-               weighting: GroupWeighting) -> jax.Array:
-  """One exponentiated-gradient step of GroupDRO's group weights ``[G]``."""
+def dro_update(q: jax.Array, losses_g: jax.Array, step_size: jax.Array,
+               size_adjustment: jax.Array = 0.0,
+               group_counts: Optional[Sequence[float]] = None) -> jax.Array:
+  """One exponentiated-gradient step of GroupDRO's group weights ``[G]``.
+
+  ``q * exp(eta (L_g + C / sqrt(n_g)))``, normalised; ``eta`` and ``C`` may
+  be traced (state leaves, so a sweep can vary them). Without
+  ``group_counts`` the adjustment term is 0.
+  """
   adjusted = jax.lax.stop_gradient(losses_g)
-  if weighting.dro_size_adjustment > 0:
-    counts = jnp.asarray(weighting.group_counts, jnp.float32)
-    adjusted = adjusted + weighting.dro_size_adjustment / jnp.sqrt(
-        jnp.maximum(counts, 1.0))
-  q = q * jnp.exp(weighting.dro_step_size * adjusted)
+  if group_counts is not None:
+    counts = jnp.asarray(group_counts, jnp.float32)
+    adjusted = adjusted + size_adjustment / jnp.sqrt(jnp.maximum(counts, 1.0))
+  q = q * jnp.exp(step_size * adjusted)
   return q / q.sum()
 
 

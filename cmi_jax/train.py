@@ -82,8 +82,9 @@ class TrainState:
       (``adversary_params`` is ``None`` for objectives without an adversary).
     encoder_opt, heads_opt, adversary_opt: optax states (learning rates inside).
     disentangle_weight: float32 scalar ``lambda`` (a leaf, so it can be swept).
-    group_weights: GroupDRO's group weights ``q`` ``[G]``
-      (:mod:`cmi_jax.groups`); None for the other group weightings.
+    group_dro: GroupDRO's state (:mod:`cmi_jax.groups`): ``{'q': [G] group
+      weights, 'step_size': eta, 'size_adjustment': C}`` (float32 leaves, so
+      sweeps can vary eta and C); None for the other group weightings.
   """
   step: jax.Array
   key: jax.Array
@@ -94,7 +95,7 @@ class TrainState:
   heads_opt: Any
   adversary_opt: Any
   disentangle_weight: jax.Array
-  group_weights: Any = None
+  group_dro: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,11 +206,17 @@ class Trainer:
         heads_opt=self.heads_tx.init(heads_params),
         adversary_opt=adversary_opt,
         disentangle_weight=jnp.asarray(disentangle_weight, jnp.float32),
-        group_weights=(jnp.full(groups.num_groups(self.num_classes),
-                                1.0 / groups.num_groups(self.num_classes),
-                                jnp.float32)
-                       if self.group_weighting.method == 'groupdro'
-                       else None))
+        group_dro=self._initial_group_dro())
+
+  def _initial_group_dro(self) -> Optional[dict[str, jax.Array]]:
+    if self.group_weighting.method != 'groupdro':
+      return None
+    count = groups.num_groups(self.num_classes)
+    return {'q': jnp.full(count, 1.0 / count, jnp.float32),
+            'step_size': jnp.asarray(self.group_weighting.dro_step_size,
+                                     jnp.float32),
+            'size_adjustment': jnp.asarray(
+                self.group_weighting.dro_size_adjustment, jnp.float32)}
 
   # --------------------------------------------------------------- losses
 
@@ -245,10 +252,11 @@ class Trainer:
       return None
     ce, present = groups.row_ce(self.heads.apply(state.heads_params, z),
                                 labels)
+    dro = state.group_dro
     return groups.dro_update(
-        state.group_weights,
-        groups.group_losses(ce, present, labels, self.num_classes),
-        self.group_weighting)
+        dro['q'], groups.group_losses(ce, present, labels, self.num_classes),
+        dro['step_size'], dro['size_adjustment'],
+        self.group_weighting.group_counts)
 
   def fake_permutations(self, key: jax.Array, labels: jax.Array
                         ) -> Optional[jax.Array]:
@@ -400,7 +408,8 @@ class Trainer:
         encoder_params=encoder_params, encoder_opt=encoder_opt,
         heads_params=heads_params, heads_opt=heads_opt,
         adversary_params=adversary_params, adversary_opt=adversary_opt,
-        group_weights=state.group_weights if q is None else q)
+        group_dro=(state.group_dro if q is None
+                   else {**state.group_dro, 'q': q}))
     return new_state, metrics
 
   def _update_heads(self, state: TrainState, z: jax.Array,

@@ -66,8 +66,11 @@ from cmi_jax.train import Metrics, Trainer, TrainState
 
 # The numbers a sweep can vary per member (the learning rates are the
 # 'learning_rate' hyper-parameter of the optax state named in _OPT_FIELDS;
-# disentangle_weight is a leaf of the state).
-HPARAMS = ('lr', 'cls_lr', 'd_lr', 'disentangle_weight')
+# disentangle_weight and GroupDRO's eta and C are leaves of the state).
+HPARAMS = ('lr', 'cls_lr', 'd_lr', 'disentangle_weight', 'dro_step_size',
+           'dro_size_adjustment')
+_DRO_FIELDS = {'dro_step_size': 'step_size',
+               'dro_size_adjustment': 'size_adjustment'}
 _OPT_FIELDS = {'lr': 'encoder_opt', 'cls_lr': 'heads_opt',
                'd_lr': 'adversary_opt'}
 SWEEP_AXIS = 'sweep'
@@ -76,12 +79,17 @@ SWEEP_AXIS = 'sweep'
 def default_hparams(trainer: Trainer) -> dict[str, float]:
   """The trainer's own values of the sweepable hyper-parameters.
 
-  ``d_lr`` is left out for objectives without an adversary.
+  ``d_lr`` is left out for objectives without an adversary, GroupDRO's
+  ``dro_step_size`` / ``dro_size_adjustment`` without GroupDRO.
   """
   values = {'lr': trainer.optim.lr, 'cls_lr': trainer.optim.cls_lr,
             'disentangle_weight': 1.0}
   if trainer.uses_adversary:
     values['d_lr'] = trainer.optim.d_lr
+  if trainer.group_weighting.method == 'groupdro':
+    values['dro_step_size'] = trainer.group_weighting.dro_step_size
+    values['dro_size_adjustment'] = (
+        trainer.group_weighting.dro_size_adjustment)
   return values
 
 
@@ -99,6 +107,14 @@ def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
   if 'd_lr' in hparams and not trainer.uses_adversary:
     raise ValueError(f'd_lr was given but objective {trainer.objective!r} has '
                      'no adversary; drop d_lr from the sweep.')
+  dro = sorted(set(hparams) & set(_DRO_FIELDS))
+  if dro and trainer.group_weighting.method != 'groupdro':
+    raise ValueError(f'{dro} given but the trainer does not use GroupDRO; '
+                     "build it with GroupWeighting('groupdro').")
+  if 'dro_size_adjustment' in hparams and (
+      trainer.group_weighting.group_counts is None):
+    raise ValueError('dro_size_adjustment needs the training group counts in '
+                     'the trainer (GroupWeighting(group_counts=...)).')
   resolved = {}
   for name, default in default_hparams(trainer).items():
     value = np.asarray(hparams.get(name, default), np.float32)
@@ -108,11 +124,12 @@ def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
       raise ValueError(
           f'hyper-parameter {name!r} has shape {value.shape}; give one value '
           f'per member, shape [{size}] (or a scalar shared by all members).')
-    if not np.all(np.isfinite(value)) or (name != 'disentangle_weight'
-                                          and np.any(value <= 0)):
-      raise ValueError(f'hyper-parameter {name!r} must be finite'
-                       + ('' if name == 'disentangle_weight' else
-                          ' and positive') + f'; got {value.tolist()}.')
+    may_be_zero = name in ('disentangle_weight', 'dro_size_adjustment')
+    if not np.all(np.isfinite(value)) or np.any(value < 0) or (
+        not may_be_zero and np.any(value == 0)):
+      raise ValueError(f'hyper-parameter {name!r} must be finite and '
+                       + ('>= 0' if may_be_zero else 'positive')
+                       + f'; got {value.tolist()}.')
     resolved[name] = jnp.asarray(value)
   return resolved
 
@@ -130,6 +147,10 @@ def _init_member(trainer: Trainer, key: jax.Array, example_input: jax.Array,
   state = trainer.init(key, example_input, hparams['disentangle_weight'])
   updates = {field: _with_learning_rate(getattr(state, field), hparams[name])
              for name, field in _OPT_FIELDS.items() if name in hparams}
+  if state.group_dro is not None:
+    updates['group_dro'] = {**state.group_dro, **{
+        leaf: hparams[name] for name, leaf in _DRO_FIELDS.items()
+        if name in hparams}}
   return state.replace(**updates)
 
 

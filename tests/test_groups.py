@@ -90,7 +90,9 @@ def test_group_dro_weights_follow_the_published_algorithm():
     ce, present = groups.row_ce(logits, jnp.asarray(labels))
     losses_g = groups.group_losses(ce, present, jnp.asarray(labels),
                                    NUM_CLASSES)
-    q = groups.dro_update(q, losses_g, weighting)
+    q = groups.dro_update(q, losses_g, weighting.dro_step_size,
+                          weighting.dro_size_adjustment,
+                          weighting.group_counts)
     loss, _ = groups.classification_loss(logits, jnp.asarray(labels),
                                          NUM_CLASSES, weighting, q)
     got.append((np.asarray(q), float(loss)))
@@ -121,7 +123,7 @@ def batch(seed=1):
 def test_trainer_step_updates_q_from_the_pre_update_group_losses():
   trainer = dro_trainer()
   state = trainer.init(jax.random.PRNGKey(0), batch()['image'], 1.0)
-  np.testing.assert_allclose(state.group_weights, [0.25] * 4)
+  np.testing.assert_allclose(state.group_dro['q'], [0.25] * 4)
   for seed in (1, 2, 3):
     b = batch(seed)
     z = trainer.encoder.apply(state.encoder_params, b['image'])
@@ -133,10 +135,10 @@ def test_trainer_step_updates_q_from_the_pre_update_group_losses():
                     for k in range(2)] for i in range(len(labels))]).mean(-1)
     loss_g = np.array([ce[group == j].mean() if (group == j).any() else 0.0
                        for j in range(4)])
-    want = np.asarray(state.group_weights) * np.exp(0.5 * loss_g)
+    want = np.asarray(state.group_dro['q']) * np.exp(0.5 * loss_g)
     want /= want.sum()
     state, metrics = trainer.jit_train_step(state, b)
-    np.testing.assert_allclose(state.group_weights, want, rtol=1e-5)
+    np.testing.assert_allclose(state.group_dro['q'], want, rtol=1e-5)
     assert float(metrics['group_dro/max_weight']) == pytest.approx(want.max(),
                                                                    rel=1e-5)
 
@@ -153,7 +155,7 @@ def test_group_dro_step_does_not_depend_on_the_number_of_devices():
   for a, e in zip(jax.tree.leaves(eight), jax.tree.leaves(one)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5,
                                atol=1e-5)
-  np.testing.assert_allclose(eight.group_weights, one.group_weights,
+  np.testing.assert_allclose(eight.group_dro['q'], one.group_dro['q'],
                              rtol=1e-6)
 
 
@@ -175,7 +177,7 @@ def test_group_dro_run_resumes_bit_for_bit(tmp_path):
   for a, e in zip(jax.tree.leaves(resumed['state']),
                   jax.tree.leaves(whole['state'])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
-  assert not np.allclose(whole['state'].group_weights, 0.25)
+  assert not np.allclose(whole['state'].group_dro['q'], 0.25)
 
 
 def test_group_balanced_epochs_are_exactly_balanced():
@@ -204,3 +206,31 @@ def test_group_balanced_epochs_are_exactly_balanced():
   with pytest.raises(ValueError, match='group 01 has no example'):
     base.group_balanced(base.ArrayDataset(
         jnp.asarray(images[:50]), jnp.asarray(labels[:50]), 4), NUM_CLASSES)
+
+
+def test_a_sweep_varies_group_dro_step_size_like_separate_runs():
+  from cmi_jax import vmapped  # pylint: disable=g-import-not-at-top
+  trainer = dro_trainer('base')
+  example = batch()['image']
+  etas = [0.1, 0.5, 2.0]
+  keys = vmapped.keys_from_seeds([0, 0, 0])
+  states = vmapped.init_sweep(trainer, keys, example,
+                              {'dro_step_size': etas})
+  data = vmapped.stack_datasets([DATA] * 3)
+  states, _ = vmapped.sweep_train_epoch(trainer)(states, data)
+  for i, eta in enumerate(etas):
+    alone = train.make_trainer(
+        models.MLPEncoder(latent_dim=4, hidden=(8,)), 'base', SUBSPACES,
+        NUM_CLASSES, train.OptimConfig(lr=1e-2, cls_lr=3e-2, d_lr=1e-2),
+        group_weighting=groups.GroupWeighting('groupdro', dro_step_size=eta))
+    state = alone.init(jax.random.PRNGKey(0), example, 1.0)
+    state, _ = alone.jit_train_epoch(state, DATA)
+    np.testing.assert_allclose(vmapped.unstack(states)[i].group_dro['q'],
+                               state.group_dro['q'], rtol=1e-5, atol=1e-6)
+  q = np.asarray(states.group_dro['q'])
+  assert np.abs(q - 0.25).max(1).tolist() == sorted(
+      np.abs(q - 0.25).max(1).tolist())  # larger eta, larger departure
+  with pytest.raises(ValueError, match='does not use GroupDRO'):
+    vmapped.init_sweep(train.make_trainer(
+        models.MLPEncoder(latent_dim=4, hidden=(8,)), 'base', SUBSPACES,
+        NUM_CLASSES), keys, example, {'dro_step_size': etas})
