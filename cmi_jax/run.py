@@ -9,6 +9,7 @@ draw derives from them, and evaluation never touches the state.
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import functools
 import json
@@ -18,7 +19,6 @@ from typing import Any, Callable, Collection, Mapping, Optional
 
 import jax
 import numpy as np
-from absl import logging
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
@@ -26,6 +26,8 @@ from cmi_jax import logs
 from cmi_jax.data import host
 from cmi_jax.data.base import DeviceDataset, validate_labels
 from cmi_jax.train import Trainer, TrainState
+
+_log = logging.getLogger(__name__)
 
 # (epoch, state, {split: raw evaluation stats}) -> extra metrics for the log.
 EpochHook = Callable[[int, TrainState, dict[str, dict[str, np.ndarray]]],
@@ -248,20 +250,20 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
   if is_main:
     os.makedirs(workdir, exist_ok=True)
     for path in logs.remove_stale_temporaries(workdir):
-      logging.info('Removed %s, left by an interrupted write.', path)
+      _log.info('Removed %s, left by an interrupted write.', path)
 
   checkpoints = ckpt.RunCheckpoints(workdir, config.keep_checkpoints)
   best = {name: None for name, _, _ in BEST_CRITERIA}
   start_epoch = 0
   restored = checkpoints.restore_newest_readable(ckpt.LATEST, state,
-                                                 logging.warning)
+                                                 _log.warning)
   if restored is not None:
     state, meta = restored
     start_epoch = meta['epoch']
     best.update(meta['best'])
     checkpoints.delete_after(ckpt.LATEST, start_epoch)
     _drop_checkpoints_after(checkpoints, start_epoch)
-    logging.info('Resuming %s from epoch %d (step %d).', workdir, start_epoch,
+    _log.info('Resuming %s from epoch %d (step %d).', workdir, start_epoch,
                  int(state.step))
   else:
     # Starting over: what an attempt stopped before its first latest

@@ -46,6 +46,7 @@ write for every member; the ``--vmap`` modes of the sweep runners in
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import functools
 import time
@@ -54,7 +55,6 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cmi_jax import checkpoint as ckpt
@@ -63,6 +63,8 @@ from cmi_jax import logs
 from cmi_jax import run
 from cmi_jax.run import EpochHook, first_non_finite
 from cmi_jax.train import Metrics, Trainer, TrainState
+
+_log = logging.getLogger(__name__)
 
 # The numbers a sweep can vary per member (the learning rates are the
 # 'learning_rate' hyper-parameter of the optax state named in _OPT_FIELDS;
@@ -533,13 +535,13 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
            if driver.checkpoint_dir else None)
   if group is not None:
     restored = group.restore_newest_readable(ckpt.LATEST, states,
-                                             logging.warning)
+                                             _log.warning)
     if restored is not None:
       states, meta = restored
       start_epoch, best, last = meta['epoch'], meta['best'], meta['last']
       failed = {int(k): v for k, v in meta['failed'].items()}
       group.delete_after(ckpt.LATEST, start_epoch)
-      logging.info('%s: resuming %d members from epoch %d.', name, size,
+      _log.info('%s: resuming %d members from epoch %d.', name, size,
                    start_epoch)
   loggers = None
   if driver.log_dirs is not None:
@@ -563,7 +565,7 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
           failed[i] = (f'non-finite {", ".join(bad[1])} at step '
                        f'{int(first_step[i]) + bad[0] + 1} (epoch {epoch}); '
                        'lower the learning rates or the disentangle weight.')
-          logging.error('%s: member %d: %s', name, i, failed[i])
+          _log.error('%s: member %d: %s', name, i, failed[i])
       evaluate = epoch == num_epochs or (
           driver.eval_every and epoch % driver.eval_every == 0)
       if evaluate:
@@ -585,7 +587,7 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
       bar.update(1)
       if epoch == num_epochs or epoch % max(1, num_epochs // 10) == 0:
         ce = np.asarray(metrics['loss/ce']).mean(1)
-        logging.info('%s: epoch %d/%d, %d members, mean ce %.3f (%.0f s).',
+        _log.info('%s: epoch %d/%d, %d members, mean ce %.3f (%.0f s).',
                      name, epoch, num_epochs, size, float(np.nanmean(ce)),
                      time.time() - start)
   finally:

@@ -57,8 +57,13 @@ class _DropLibraryInfo(logging.logging.Filter):
 
 
 def quiet_library_logs() -> None:
-  """Keeps the experiment's own INFO lines, hides the libraries' INFO noise."""
+  """Keeps the experiment's own INFO lines, hides the libraries' INFO noise.
+
+  The library logs through Python's ``logging`` (logger ``cmi_jax``); a
+  command shows its INFO lines, which absl's handler then prints.
+  """
   logging.get_absl_handler().addFilter(_DropLibraryInfo())
+  logging.logging.getLogger('cmi_jax').setLevel(logging.logging.INFO)
 
 
 # ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@ else in host memory, fed to the device by a prefetching thread
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import io
 import json
@@ -56,7 +57,6 @@ import zipfile
 import zlib
 from typing import Any, Iterator, Literal, Sequence
 
-from absl import logging
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
@@ -70,6 +70,8 @@ from cmi_jax.data.correlation import exact_subsample_counts
 from cmi_jax.data.correlation import joint_counts
 from cmi_jax.data.correlation import joint_table
 from cmi_jax.data.correlation import labels_to_combination
+
+_log = logging.getLogger(__name__)
 
 # The 40 attributes in the order of the columns of list_attr_celeba.txt.
 CELEBA_ATTRIBUTES = (
@@ -464,7 +466,7 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
             f'the CelebA cache {path} holds {meta["num_images"]} images but '
             f'{attr_path} lists {int(first[0])}; delete {path} or pass '
             'another cache_dir.')
-    logging.info('CelebA: reusing the cache %s', path)
+    _log.info('CelebA: reusing the cache %s', path)
     return path
 
   if not os.path.isdir(celeba_dir):
@@ -497,7 +499,7 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
         description='CelebA -> 64x64')
   finally:
     reader.close()
-  logging.info('CelebA: cached %d images from %s in %s', len(filenames),
+  _log.info('CelebA: cached %d images from %s in %s', len(filenames),
                celeba_dir, path)
   return path
 
@@ -519,7 +521,7 @@ def _hide_gpus_from_tensorflow() -> None:
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:
     # TF was initialised earlier (by the caller); devices are fixed by then.
-    logging.warning('TensorFlow was initialised before CelebA loading; could '
+    _log.warning('TensorFlow was initialised before CelebA loading; could '
                     'not hide GPUs from it.')
 
 
@@ -604,7 +606,7 @@ def _prepare_from_tfds(builder, cache_dir: str) -> str:
           f'the CelebA cache {path} holds splits of {meta["split_sizes"]} '
           f'examples but the TFDS data in {builder.data_dir} has '
           f'{split_sizes}; delete {path} or pass another cache_dir.')
-    logging.info('CelebA: reusing the cache %s', path)
+    _log.info('CelebA: reusing the cache %s', path)
     return path
   _write_cache(path, split_sizes, _tfds_examples(builder, split_sizes),
                meta={'source': 'tfds', 'location': str(builder.data_dir),
@@ -729,7 +731,7 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
         '--config.celeba_dir=<dir> where <dir> holds '
         f'{_LAYOUT} (celeba_dir=None now).')
   train, val, test = _read_cache(path, attributes)
-  logging.info('CelebA: source %s (%s, cache %s); train/val/test = %d/%d/%d; '
+  _log.info('CelebA: source %s (%s, cache %s); train/val/test = %d/%d/%d; '
                'attributes %s', used, location, path, len(train), len(val),
                len(test), ', '.join(attributes))
   return CelebASplits(train=train, val=val, test=test, attributes=attributes,
@@ -1089,7 +1091,7 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
                for k in ('train', 'val', 'test_anti', 'test_uncorr'))
   where, reason = host.choose_placement(nbytes, placement,
                                         memory_fraction=device_memory_fraction)
-  logging.info('CelebA data placement: %s (%s).', where, reason)
+  _log.info('CelebA data placement: %s (%s).', where, reason)
   on_host = where == 'host'
   to_images = np.ascontiguousarray if on_host else jnp.asarray
 
@@ -1114,7 +1116,7 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
             'train_eval': joint_counts(train_labels, classes)}
   for key in ('val', 'test_anti', 'test_uncorr'):
     counts[key] = joint_counts(chosen[key][1], classes)
-  logging.info('CelebA splits (c=%g, weak=%g, noise=%g): %s', train_corr,
+  _log.info('CelebA splits (c=%g, weak=%g, noise=%g): %s', train_corr,
                weak_supervision, noise,
                ', '.join(f'{k} {len(v[1])}' for k, v in chosen.items()))
   if natural:

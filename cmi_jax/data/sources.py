@@ -24,18 +24,20 @@ corrupt IDX file, say) raises, so bad data is never silently replaced.
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import gzip
 import importlib.util
 import os
 from typing import Literal
 
-from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
 from cmi_jax.data import digit_builders
 from cmi_jax.data import idx
+
+_log = logging.getLogger(__name__)
 
 Dataset = Literal['mnist', 'fashion_mnist']
 Source = Literal['auto', 'tfds', 'idx', 'embedded']
@@ -147,7 +149,7 @@ def _import_tensorflow_cpu_only():
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:
     # TF was initialised earlier by someone else; its device set is fixed now.
-    logging.warning('TensorFlow already initialised; could not hide GPUs.')
+    _log.warning('TensorFlow already initialised; could not hide GPUs.')
   return tf
 
 
@@ -368,7 +370,7 @@ def load_digits(dataset: Dataset = 'mnist', source: Source = 'auto',
       skipped = f' (skipped: {"; ".join(reasons)})' if reasons else ''
       # The embedded set is a 5k subset: results are not comparable to the
       # paper's, so make its use loud.
-      log = logging.warning if name == 'embedded' else logging.info
+      log = _log.warning if name == 'embedded' else _log.info
       log('load_digits: %s from %s, %s%s', dataset, digits.source,
           digits.num_examples(), skipped)
       return digits
