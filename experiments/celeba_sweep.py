@@ -25,9 +25,10 @@ cells scale their batch size and epochs by ``1 / (1 - p)`` (see
 
 ``--vmap`` trains the cells that share every shape together, one compiled
 program for all of them (:func:`run_vmapped_sweep`): the seeds and noise
-levels of one (objective, correlation, weak fraction). Its cells hold the
-final epoch only (``results.json`` without best-epoch records, no
-checkpoints, log or figures); ``plot_celeba`` reads them as it reads the
+levels of one (objective, correlation, weak fraction). Its cells get a
+separate run's ``results.json`` (final and best-epoch records) and
+``log.jsonl``, not its checkpoints or figures; the group checkpoints its
+stacked state and resumes; ``plot_celeba`` reads the cells as it reads the
 others::
 
   python -m experiments.celeba_sweep --workdir=/tmp/celeba_sweep --vmap \

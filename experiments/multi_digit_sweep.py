@@ -11,8 +11,11 @@ Each cell is a full run of :mod:`experiments.multi_digit_mnist` in
 with :mod:`experiments.plot_multi_digit`.
 
 ``--vmap`` trains the cells of each objective together, one compiled
-program for all of them (:func:`run_vmapped_sweep`; final-epoch results
-only); ``--vmap_max_members`` bounds a group.
+program for all of them (:func:`run_vmapped_sweep`; each cell still gets a
+separate run's results and log, and the group resumes after a kill);
+``--vmap_max_members`` bounds a group. ``--shard=I/N`` trains every N-th
+cell only, so N jobs (a SLURM array: ``docs/slurm_sweep.sh``) share one
+sweep directory.
 """
 
 from __future__ import annotations
@@ -138,11 +141,12 @@ def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
   noise, correlation: typically every cell of one objective) share every
   shape, so their states, keys, noise levels and correlation tables are
   stacked and trained by one compiled epoch (:mod:`cmi_jax.vmapped`); member
-  ``i`` equals the separate run of cell ``i``. Evaluation runs once, after
-  the last epoch, so each cell's ``results.json`` holds the ``final`` record
-  only (no best-epoch checkpoints), and an interrupted group restarts from
-  scratch. Groups of one cell, and cells a separate run started, run
-  separately (:func:`experiments.sweeps.run_grouped`).
+  ``i`` equals the separate run of cell ``i``, evaluated every
+  ``eval_every`` epochs, and gets that run's ``results.json`` (final and
+  best-epoch records) and ``log.jsonl``; the group checkpoints its stacked
+  state every ``checkpoint_every`` epochs and an interrupted group resumes.
+  Groups of one cell, and cells a separate run started, run separately
+  (:func:`experiments.sweeps.run_grouped`).
 
   Returns:
     The rows of :func:`experiments.sweeps.collect`.
