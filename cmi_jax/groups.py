@@ -24,7 +24,9 @@ method of :class:`GroupWeighting`):
   and the loss is ``sum_g q_g L_g`` with the updated ``q`` (as their code
   does). ``q`` starts uniform and lives in the train state, so resumed and
   sharded runs follow the same weights. Defaults: ``eta = 0.01`` and
-  ``C = 0`` (no size adjustment), the paper's values for CelebA.
+  ``C = 0`` (no size adjustment), the defaults of the authors' code
+  (``--robust_step_size``, ``--generalization_adjustment``); the paper tunes
+  C on validation data.
 * ``subsample``: the data's business (each epoch draws a group-balanced
   sample; :class:`cmi_jax.data.base.GroupBalancedDataset`); the loss is the
   ``none`` loss.

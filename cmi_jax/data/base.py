@@ -78,10 +78,7 @@ class ArrayDataset:
 
   def batch(self, plan: jax.Array, step: jax.Array) -> Batch:
     """Rows ``plan[step * B : (step + 1) * B]``, images scaled to [0, 1]."""
-    index = jax.lax.dynamic_slice_in_dim(plan, step * self.batch_size,
-                                         self.batch_size)
-    return {'image': to_float_image(self.images[index]),
-            'labels': self.labels[index]}
+    return gather_batch(self.images, self.labels, plan, step, self.batch_size)
 
 
 @flax.struct.dataclass
@@ -126,10 +123,7 @@ class GroupBalancedDataset:
 
   def batch(self, plan: jax.Array, step: jax.Array) -> Batch:
     """Rows ``plan[step * B : (step + 1) * B]``, images scaled to [0, 1]."""
-    index = jax.lax.dynamic_slice_in_dim(plan, step * self.batch_size,
-                                         self.batch_size)
-    return {'image': to_float_image(self.images[index]),
-            'labels': self.labels[index]}
+    return gather_batch(self.images, self.labels, plan, step, self.batch_size)
 
 
 def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
@@ -165,6 +159,13 @@ def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
       group_rows=jnp.asarray(padded), group_sizes=jnp.asarray(sizes,
                                                                jnp.int32),
       per_group=per_group, batch_size=dataset.batch_size)
+
+
+def gather_batch(images: jax.Array, labels: jax.Array, plan: jax.Array,
+                 step: jax.Array, batch_size: int) -> Batch:
+  """Rows ``plan[step * B : (step + 1) * B]`` of an array dataset."""
+  index = jax.lax.dynamic_slice_in_dim(plan, step * batch_size, batch_size)
+  return {'image': to_float_image(images[index]), 'labels': labels[index]}
 
 
 def to_float_image(images: jax.Array) -> jax.Array:
