@@ -647,7 +647,7 @@ def test_celeba_splits_on_the_host_hold_the_device_rows():
 def test_celeba_splits_auto_placement_logs_its_choice(monkeypatch):
   splits = _synthetic_splits(sizes=(400, 100, 100))
   lines = []
-  monkeypatch.setattr(celeba.logging, 'info',
+  monkeypatch.setattr(celeba._log, 'info',
                       lambda fmt, *args: lines.append(fmt % args))
   # The CPU has no device memory apart from the host's: device.
   out = celeba.celeba_splits(splits, 0.6, batch_size=20, placement='auto')

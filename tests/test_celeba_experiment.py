@@ -199,7 +199,8 @@ def test_subpopulation_table_matches_predictions(finished_run):
   with open(os.path.join(workdir, 'subpopulation_accuracy.csv')) as f:
     rows = list(csv.DictReader(f))
   assert {r['record'] for r in rows} == {'final', 'best_val_accuracy',
-                                         'best_val_loss'}
+                                         'best_val_loss',
+                                         'best_val_worst_group'}
   for split in common.EVAL_SPLITS:
     stats = evaluation.evaluate(trainer, state, data[split])
     labels, preds = stats['labels'], stats['preds']

@@ -2,6 +2,7 @@
 
 import functools
 import json
+import math
 import os
 import re
 import struct
@@ -240,8 +241,12 @@ def hook_for(crash_at=None):
   def hook(epoch, state, stats):
     if epoch == crash_at:
       raise SimulatedCrash(f'simulated crash at epoch {epoch}')
-    return {'heads_sum': float(sum(np.sum(x) for x in jax.tree.leaves(
-        state.heads_params))), 'val_rows': int(stats['val']['mask'].sum())}
+    # math.fsum: exact, so equal states give equal sums (NumPy's float32
+    # sum depends on the buffer's alignment).
+    return {'heads_sum': math.fsum(
+        float(v) for x in jax.tree.leaves(state.heads_params)
+        for v in np.asarray(x).ravel()),
+            'val_rows': int(stats['val']['mask'].sum())}
   return hook
 
 
