@@ -362,19 +362,32 @@ def _check_first_labels(trainer: Trainer, train_data: Dataset,
                     where=f'{where} (first batch)')
 
 
+def improved_criteria(best: dict[str, Any], record: dict[str, Any],
+                      split: str) -> list[tuple[str, str]]:
+  """``(key, series)`` of the :data:`BEST_CRITERIA` that ``record`` improves.
+
+  A NaN or missing metric (e.g. no group of the split has examples) never
+  counts as an improvement.
+  """
+  summary = record['eval'][split]
+  improved = []
+  for name, series, (metric, sign) in BEST_CRITERIA:
+    value = summary.get(metric)
+    if value is None or not np.isfinite(value):
+      continue
+    held = best[name]
+    if held is None or sign * value > sign * held['eval'][split][metric]:
+      improved.append((name, series))
+  return improved
+
+
 def _save_if_best(checkpoints: ckpt.RunCheckpoints, best: dict[str, Any],
                   record: dict[str, Any], state: TrainState,
                   split: str) -> None:
-  summary = record['eval'][split]
-  for name, series, (metric, sign) in BEST_CRITERIA:
-    value = summary[metric]
-    if value is None or not np.isfinite(value):
-      continue  # e.g. no group of the split has examples
-    held = best[name]
-    if held is None or sign * value > sign * held['eval'][split][metric]:
-      best[name] = logs.to_jsonable(record)
-      checkpoints.save(series, record['epoch'], state,
-                       {'epoch': record['epoch']})
+  for name, series in improved_criteria(best, record, split):
+    best[name] = logs.to_jsonable(record)
+    checkpoints.save(series, record['epoch'], state,
+                     {'epoch': record['epoch']})
 
 
 def _prune_best(checkpoints: ckpt.RunCheckpoints,

@@ -639,11 +639,5 @@ def _member_records(trainer: Trainer, states: TrainState,
 def _update_best(best: dict[str, Any], record: dict[str, Any],
                  split: str) -> None:
   """Keeps ``record`` where it beats the member's best (as run.fit selects)."""
-  summary = record['eval'][split]
-  for key, _, (metric, sign) in run.BEST_CRITERIA:
-    value = summary.get(metric)
-    if value is None or not np.isfinite(value):
-      continue
-    held = best[key]
-    if held is None or sign * value > sign * held['eval'][split][metric]:
-      best[key] = record
+  for key, _ in run.improved_criteria(best, record, split):
+    best[key] = record
