@@ -4,7 +4,7 @@ Multi-digit (``--paths=multi_digit``). Device path: one jitted ``lax.scan``
 generates a whole epoch of batches from the device-resident digit bank (what
 the training engine does); each batch is reduced to a checksum so that
 nothing is copied back. Host path: the NumPy reference
-:func:`cmi_jax.data.multi_digit.sample_host_batch`, alone and followed by
+``tests/numpy_reference.sample_batch``, alone and followed by
 ``jax.device_put`` (the cost of feeding a device from the host).
 
 CelebA (``--paths=celeba``), on synthetic uint8 64x64x3 images of
@@ -22,7 +22,7 @@ CelebA (``--paths=celeba``), on synthetic uint8 64x64x3 images of
 * with ``--celeba_train``, ``celeba_train_device`` / ``celeba_train_host``:
   training steps/s of the paper's CelebA model (MLP encoder, ``cmi``) on
   each path (``trainer.jit_train_epoch`` vs
-  :func:`cmi_jax.data.host.train_epoch`): whether the host path starves the
+  :func:`cmi_jax.data.host_loop.train_epoch`): whether the host path starves the
   device.
 
 Usage (from the repository root)::
@@ -48,10 +48,12 @@ import numpy as np
 
 from cmi_jax import models
 from cmi_jax import train
+from cmi_jax import host_loop
 from cmi_jax.data import host
 from cmi_jax.data import multi_digit as md
 from cmi_jax.data import sources
 from cmi_jax.data.base import ArrayDataset
+from tests import numpy_reference
 
 PATHS = ('multi_digit', 'celeba')
 
@@ -134,8 +136,8 @@ def benchmark_host(dataset: md.MultiDigitDataset, num_batches: int,
   rng = np.random.default_rng(0)
 
   def one():
-    batch = md.sample_host_batch(rng, bank, counts, table, noise,
-                                 dataset.patch, dataset.batch_size)
+    batch = numpy_reference.sample_batch(rng, bank, counts, table, noise,
+                                         dataset.patch, dataset.batch_size)
     if to_device:
       batch = jax.block_until_ready(jax.device_put(batch))
     return batch
@@ -266,7 +268,7 @@ def _benchmark_celeba_training(on_device: ArrayDataset,
       ('celeba_train_device',
        lambda s, n: trainer.jit_train_epoch(s, on_device, n)),
       ('celeba_train_host',
-       lambda s, n: host.train_epoch(trainer, s, on_host, n))):
+       lambda s, n: host_loop.train_epoch(trainer, s, on_host, n))):
     start = time.perf_counter()
     warm, _ = epoch(jax.device_put(state), num_steps)  # compiles
     jax.block_until_ready(warm)

@@ -16,13 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cmi_jax.data import host
+from cmi_jax import host_loop
 from cmi_jax.data.base import DeviceDataset
 from cmi_jax.train import Trainer, TrainState
 
-_SUMMED = ('ce_sum', 'correct', 'count', 'confusion', 'combo_correct',
-           'combo_count')
-_STACKED = ('z', 'labels', 'preds', 'mask')
+_SUMMED, _STACKED = host_loop.SUMMED, host_loop.STACKED
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -42,46 +40,14 @@ def _evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
   return {**totals, **stacked}
 
 
-@functools.lru_cache(maxsize=None)
-def _host_eval_step(trainer: Trainer):
-  """Compiled ``(totals, state, raw batch) -> (totals, stacked rows)``."""
-
-  def step(totals, state, batch):
-    out = trainer.eval_step(state, host.float_batch(batch))
-    return ({k: totals[k] + out[k] for k in _SUMMED},
-            {k: out[k] for k in _STACKED})
-  return jax.jit(step, donate_argnums=0)
-
-
-def _evaluate_host(trainer: Trainer, state: TrainState,
-                   data: host.HostDataset) -> dict[str, jax.Array]:
-  """:func:`_evaluate` for host data: the same sums, in the same order."""
-  plan = data.epoch_plan(jax.random.PRNGKey(0))
-  step = _host_eval_step(trainer)
-  totals, stacked = None, []
-  with data.prefetch(plan) as batches:
-    for batch in batches:
-      if totals is None:
-        first = jax.eval_shape(trainer.eval_step, state,
-                               host.float_batch(batch))
-        totals = {k: jnp.zeros(first[k].shape, first[k].dtype)
-                  for k in _SUMMED}
-      totals, rows = step(totals, state, batch)
-      stacked.append(rows)
-      if len(stacked) > data.prefetch_depth:
-        # Bounds the batches in flight, as host.scan_epoch does.
-        jax.block_until_ready(stacked[-1 - data.prefetch_depth])
-  return {**totals, **{k: jnp.concatenate([r[k] for r in stacked])
-                       for k in _STACKED}}
-
-
 def evaluate(trainer: Trainer, state: TrainState,
-             data: DeviceDataset | host.HostDataset
+             data: DeviceDataset | Any
              ) -> dict[str, np.ndarray]:
   """Runs the state over every batch of ``data`` (its fixed epoch plan).
 
-  A device dataset is evaluated in one compiled scan; a
-  :class:`~cmi_jax.data.host.HostDataset` batch by batch from the host.
+  A device dataset is evaluated in one compiled scan; a host-fed one
+  (:class:`~cmi_jax.data.host.HostDataset`) batch by batch
+  (:func:`cmi_jax.host_loop.evaluate`).
 
   Returns:
     NumPy dict: the sums of :meth:`Trainer.eval_step` (``ce_sum``, ``correct``,
@@ -89,8 +55,8 @@ def evaluate(trainer: Trainer, state: TrainState,
     concatenated per-example ``z`` ``[N, D]``, ``labels``/``preds`` ``[N, K]``,
     ``mask`` ``[N]``.
   """
-  if host.is_host_dataset(data):
-    return jax.tree.map(np.asarray, _evaluate_host(trainer, state, data))
+  if host_loop.is_host_fed(data):
+    return jax.tree.map(np.asarray, host_loop.evaluate(trainer, state, data))
   return jax.tree.map(np.asarray, _evaluate(trainer, state, data))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -22,6 +21,7 @@ import numpy as np
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
+from cmi_jax import host_loop
 from cmi_jax import logs
 from cmi_jax.data import host
 from cmi_jax.data.base import DeviceDataset, validate_labels
@@ -195,7 +195,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       resume from; it still gives the tree structure).
     train_data: device dataset of the training split, or a
       :class:`~cmi_jax.data.host.HostDataset` (trained batch by batch with
-      :func:`cmi_jax.data.host.train_epoch`, on the same batches).
+      :func:`cmi_jax.host_loop.train_epoch`, on the same batches).
     eval_data: evaluation datasets by split name (fixed batches; device or
       host datasets), e.g.
       ``train_eval``, ``val``, ``test_anti``, ``test_uncorr``.
@@ -213,7 +213,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     epoch_hook: extra metrics after each evaluation (e.g. MI estimates).
     train_epoch: ``(state, data) -> (state, stacked metrics)``; defaults to
       ``trainer.jit_train_epoch`` for a device dataset and to
-      :func:`cmi_jax.data.host.train_epoch` for a host dataset (pass
+      :func:`cmi_jax.host_loop.train_epoch` for a host dataset (pass
       :func:`shard_map_train_epoch`'s result to train on a device mesh).
 
   Returns:
@@ -241,9 +241,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
         f'the splits are {sorted(eval_data)}.')
   _check_first_labels(trainer, train_data, eval_data)
   if train_epoch is None:
-    train_epoch = (functools.partial(host.train_epoch, trainer)
-                   if host.is_host_dataset(train_data)
-                   else trainer.jit_train_epoch)
+    train_epoch = host_loop.epoch_function(trainer, train_data)
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   check_resumable(workdir, run_config, may_change)

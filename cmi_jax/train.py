@@ -33,10 +33,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cmi_jax import groups
 from cmi_jax import losses
-from cmi_jax import shuffle
+from cmi_jax import models
+from cmi_jax import objectives
 from cmi_jax.data.base import Batch, DeviceDataset
 
-OBJECTIVES = ('base', 'mi', 'cmi', 'mmd_mi', 'mmd_cmi')
 Metrics = dict[str, jax.Array]
 
 # Salts that separate the random streams drawn from the state's key.
@@ -109,44 +109,46 @@ class Trainer:
   Attributes:
     encoder: module ``x [B, ...] -> z [B, D]``.
     heads: module ``z -> tuple of K logits [B, num_classes[k]]``.
-    adversary: ``Adversary`` (cmi), ``UnconditionalAdversary`` (mi) or None.
-    objective: one of :data:`OBJECTIVES`.
-    subspaces: K sizes summing to D.
-    num_classes: K class counts.
+    objective: the :class:`cmi_jax.objectives.Objective` (its term, its
+      adversary, the subspaces and class counts).
     optim: :class:`OptimConfig`.
-    mmd_bandwidths: RBF bandwidths of the MMD objectives.
     group_weighting: how the heads' cross-entropy weighs the groups of
       attribute values (:class:`cmi_jax.groups.GroupWeighting`).
   """
   encoder: nn.Module
   heads: nn.Module
-  adversary: Optional[nn.Module]
-  objective: str
-  subspaces: tuple[int, ...]
-  num_classes: tuple[int, ...]
+  objective: objectives.Objective
   optim: OptimConfig = OptimConfig()
-  mmd_bandwidths: tuple[float, ...] = (1.0,)
   group_weighting: groups.GroupWeighting = groups.GroupWeighting()
 
   def __post_init__(self):
-    if self.objective not in OBJECTIVES:
-      raise ValueError(f'objective {self.objective!r} is unknown; choose one '
-                       f'of {OBJECTIVES}.')
     if len(self.subspaces) != len(self.num_classes):
       raise ValueError(
           f'{len(self.subspaces)} subspaces but {len(self.num_classes)} '
           'num_classes; give one of each per attribute.')
-    if self.uses_adversary and self.adversary is None:
-      raise ValueError(f'objective {self.objective!r} needs an adversary '
-                       'module; pass one (see make_trainer).')
     if self.optim.num_cls_steps < 1:
       raise ValueError('num_cls_steps must be >= 1; got '
                        f'{self.optim.num_cls_steps}.')
 
   @property
+  def subspaces(self) -> tuple[int, ...]:
+    """K latent subspace sizes, summing to ``D``."""
+    return self.objective.subspaces
+
+  @property
+  def num_classes(self) -> tuple[int, ...]:
+    """K class counts."""
+    return self.objective.num_classes
+
+  @property
+  def adversary(self) -> Optional[nn.Module]:
+    """The objective's adversary module, or None."""
+    return self.objective.adversary
+
+  @property
   def uses_adversary(self) -> bool:
-    """Whether the objective trains an adversary (``mi``, ``cmi``)."""
-    return self.objective in ('mi', 'cmi')
+    """Whether the objective trains an adversary."""
+    return self.adversary is not None
 
   @property
   def encoder_tx(self) -> optax.GradientTransformation:
@@ -186,14 +188,8 @@ class Trainer:
           'encoder latent_dim to the sum of the subspaces.')
     z = jnp.zeros(z.shape, z.dtype)
     heads_params = self.heads.init(k_heads, z)
-    adversary_params = adversary_opt = None
-    if self.objective == 'cmi':
-      inputs = [jnp.concatenate([z, jnp.zeros((z.shape[0], c), z.dtype)], -1)
-                for c in self.num_classes]
-      adversary_params = self.adversary.init(
-          k_adv, inputs, method=self.adversary.init_all)
-    elif self.objective == 'mi':
-      adversary_params = self.adversary.init(k_adv, z)
+    adversary_params = self.objective.init_adversary(k_adv, z)
+    adversary_opt = None
     if adversary_params is not None:
       adversary_opt = self.adversary_tx.init(adversary_params)
     return TrainState(
@@ -258,67 +254,6 @@ class Trainer:
         dro['step_size'], dro['size_adjustment'],
         self.group_weighting.group_counts)
 
-  def fake_permutations(self, key: jax.Array, labels: jax.Array
-                        ) -> Optional[jax.Array]:
-    """The row permutations of the step's fake batch(es), int32 ``[K, B]``.
-
-    Drawn once per step and shared by the encoder's term, the adversary's
-    loss and the accuracy metrics: they depend on the key and labels only,
-    and XLA does not merge the sorts of three separate draws (at B = 10^4
-    on CPU, two extra draws cost more than the rest of a CMI step). None
-    for the objectives without an adversary.
-    """
-    if self.objective == 'cmi':
-      return shuffle.conditional_permutations(key, labels, self.num_classes)
-    if self.objective == 'mi':
-      return shuffle.marginal_permutations(key, labels.shape[0],
-                                           len(self.subspaces))
-    return None
-
-  def disentangle_losses(self, adversary_params: Any, key: jax.Array,
-                         z: jax.Array, labels: jax.Array,
-                         permutations: Optional[jax.Array] = None
-                         ) -> tuple[jax.Array, jax.Array]:
-    """``(encoder_term, adversary_loss)`` of the objective (zeros for base).
-
-    ``permutations``: :meth:`fake_permutations` of ``(key, labels)``, if
-    already drawn (the MMD objectives draw their own from ``key``).
-    """
-    zero = jnp.zeros((), z.dtype)
-    if self.objective == 'base':
-      return zero, zero
-    if self.objective == 'cmi':
-      return losses.cmi_losses(self._conditional_adversary(adversary_params),
-                               key, z, labels, self.subspaces,
-                               self.num_classes, permutations=permutations)
-    if self.objective == 'mi':
-      return losses.mi_losses(
-          functools.partial(self.adversary.apply, adversary_params), key, z,
-          self.subspaces, permutations=permutations)
-    if self.objective == 'mmd_cmi':
-      return losses.cmi_mmd_loss(key, z, labels, self.subspaces,
-                                 self.num_classes, self.mmd_bandwidths), zero
-    return losses.mi_mmd_loss(key, z, self.subspaces,
-                              self.mmd_bandwidths), zero
-
-  def _conditional_adversary(self, params: Any) -> losses.ConditionalAdversary:
-    return lambda k, inputs: self.adversary.apply(params, k, inputs)
-
-  def adversary_accuracy(self, adversary_params: Any, key: jax.Array,
-                         z: jax.Array, labels: jax.Array,
-                         permutations: Optional[jax.Array] = None
-                         ) -> tuple[jax.Array, jax.Array]:
-    """Adversary accuracy on (real, fake) rows (objectives with an adversary)."""
-    if self.objective == 'cmi':
-      return losses.cmi_adversary_accuracy(
-          self._conditional_adversary(adversary_params), key, z, labels,
-          self.subspaces, self.num_classes, permutations=permutations)
-    if self.objective == 'mi':
-      return losses.mi_adversary_accuracy(
-          functools.partial(self.adversary.apply, adversary_params), key, z,
-          self.subspaces, permutations=permutations)
-    raise ValueError(f'objective {self.objective!r} has no adversary.')
-
   # --------------------------------------------------------------- step
 
   def step(self, state: TrainState, batch: Batch,
@@ -348,14 +283,15 @@ class Trainer:
     if axis_name is not None:
       z, labels = jax.lax.all_gather((z, labels), axis_name, tiled=True)
 
-    perms = self.fake_permutations(loss_key, labels)
+    objective = self.objective
+    perms = objective.fake_permutations(loss_key, labels)
     q = self.dro_weights(state, jax.lax.stop_gradient(z), labels)
 
     def encoder_objective(z):
       classification, ce = self.classification_loss(state.heads_params, z,
                                                      labels, q)
-      term, _ = self.disentangle_losses(state.adversary_params, loss_key, z,
-                                        labels, perms)
+      term, _ = objective.losses(state.adversary_params, loss_key, z, labels,
+                                 perms)
       return classification + state.disentangle_weight * term, (ce, term)
 
     (encoder_loss, (ce, term)), grad_z = jax.value_and_grad(
@@ -379,8 +315,7 @@ class Trainer:
     adversary_loss = jnp.zeros((), z.dtype)
     if self.uses_adversary:
       def adversary_objective(params):
-        return self.disentangle_losses(params, loss_key, frozen, labels,
-                                       perms)[1]
+        return objective.losses(params, loss_key, frozen, labels, perms)[1]
       adversary_loss, grads = jax.value_and_grad(adversary_objective)(
           state.adversary_params)
       updates, adversary_opt = self.adversary_tx.update(
@@ -395,10 +330,8 @@ class Trainer:
     }
     if q is not None:
       metrics['group_dro/max_weight'] = q.max()
-    if self.uses_adversary:
-      metrics['adversary/acc_real'], metrics['adversary/acc_fake'] = (
-          self.adversary_accuracy(state.adversary_params, loss_key, frozen,
-                                  labels, perms))
+    metrics.update(objective.diagnostics(state.adversary_params, loss_key,
+                                         frozen, labels, perms))
     accuracy = self._accuracy(state.heads_params, frozen, labels)
     for k in range(len(self.subspaces)):
       metrics[f'loss/ce_{k}'] = ce[k]
@@ -520,13 +453,14 @@ class Trainer:
     return _compiled(self, 'eval_step')
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=32)
 def _compiled(trainer: Trainer, method: str) -> Callable[..., Any]:
   """One jitted function per *equal* trainer and method.
 
   Trainers are frozen dataclasses that compare by value, so every run, sweep
   cell or test that builds the same trainer shares one compilation cache
-  instead of recompiling identical code.
+  instead of recompiling identical code; the cache is bounded so a process
+  that builds many trainers does not keep all their executables.
   """
   if method == 'step':
     return jax.jit(trainer.step, donate_argnums=0)
@@ -576,44 +510,44 @@ def _combination_index(labels: jax.Array, num_classes: Sequence[int]
   return labels @ jnp.asarray(strides, labels.dtype)
 
 
-def make_trainer(encoder: nn.Module, objective: str,
+def make_trainer(encoder: nn.Module,
+                 objective: str | objectives.Objective,
                  subspaces: Sequence[int], num_classes: Sequence[int],
                  optim: OptimConfig = OptimConfig(),
-                 adversary_hidden: Sequence[int] = (50, 50),
-                 adversary: Optional[nn.Module] = None,
                  heads: Optional[nn.Module] = None,
-                 mmd_bandwidths: Sequence[float] = (1.0,),
-                 group_weighting: Optional[groups.GroupWeighting] = None
-                 ) -> Trainer:
+                 group_weighting: Optional[groups.GroupWeighting] = None,
+                 **objective_options: Any) -> Trainer:
   """A :class:`Trainer` with the paper's heads and adversaries by default.
 
   Args:
     encoder: module ``x -> z [B, sum(subspaces)]``.
-    objective: one of :data:`OBJECTIVES`.
+    objective: a registered name (:func:`cmi_jax.objectives.names`) or an
+      :class:`~cmi_jax.objectives.Objective` built for these subspaces.
     subspaces: K sizes of the latent subspaces.
     num_classes: K class counts.
     optim: optimiser settings.
-    adversary_hidden: hidden widths of the default adversaries.
-    adversary: a custom adversary module (same call contract as
-      :class:`cmi_jax.models.Adversary` / ``UnconditionalAdversary``).
     heads: a custom heads module (default :class:`cmi_jax.models.AttributeHeads`).
-    mmd_bandwidths: RBF bandwidths of the MMD objectives.
     group_weighting: the heads' group weighting (default: none).
+    **objective_options: passed to the objective's ``create``:
+      ``adversary`` (a custom module with the contract of
+      :class:`cmi_jax.models.Adversary` / ``UnconditionalAdversary``),
+      ``adversary_hidden`` (default adversary widths, ``(50, 50)``),
+      ``mmd_bandwidths`` (RBF bandwidths, ``(1.0,)``).
   """
-  from cmi_jax import models  # Local: models import nothing from here.
   subspaces, num_classes = tuple(subspaces), tuple(num_classes)
+  if isinstance(objective, str):
+    objective = objectives.make_objective(objective, subspaces, num_classes,
+                                          **objective_options)
+  elif (objective.subspaces, objective.num_classes) != (subspaces,
+                                                         num_classes):
+    raise ValueError(
+        f'the objective was built for subspaces {objective.subspaces} and '
+        f'classes {objective.num_classes}, not {subspaces} and '
+        f'{num_classes}; build it with the same ones.')
   if heads is None:
     heads = models.AttributeHeads(subspaces, num_classes)
-  if adversary is None and objective == 'cmi':
-    adversary = models.Adversary(len(subspaces), tuple(adversary_hidden))
-  elif adversary is None and objective == 'mi':
-    adversary = models.UnconditionalAdversary(tuple(adversary_hidden))
-  elif objective not in ('mi', 'cmi'):
-    adversary = None
-  return Trainer(encoder=encoder, heads=heads, adversary=adversary,
-                 objective=objective, subspaces=subspaces,
-                 num_classes=num_classes, optim=optim,
-                 mmd_bandwidths=tuple(mmd_bandwidths),
+  return Trainer(encoder=encoder, heads=heads, objective=objective,
+                 optim=optim,
                  group_weighting=group_weighting or groups.GroupWeighting())
 
 

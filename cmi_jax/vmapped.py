@@ -107,7 +107,7 @@ def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
                      f'{HPARAMS} (other settings are static: build one '
                      'trainer per value).')
   if 'd_lr' in hparams and not trainer.uses_adversary:
-    raise ValueError(f'd_lr was given but objective {trainer.objective!r} has '
+    raise ValueError(f'd_lr was given but objective {trainer.objective.name!r} has '
                      'no adversary; drop d_lr from the sweep.')
   dro = sorted(set(hparams) & set(_DRO_FIELDS))
   if dro and trainer.group_weighting.method != 'groupdro':

@@ -454,9 +454,6 @@ def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
     encoder = models.ConvEncoder(config.z_dim, tuple(config.conv_channels),
                                  tuple(config.hidden[-1:]),
                                  identical_channels=identical)
-  if config.objective not in train.OBJECTIVES:
-    raise ValueError(f'objective {config.objective!r} is unknown; choose one '
-                     f'of {train.OBJECTIVES}.')
   return train.make_trainer(
       encoder, config.objective,
       subspace_sizes(config.z_dim, num_attributes), (2,) * num_attributes,

@@ -462,15 +462,6 @@ def test_remove_labels_rejects_bad_fraction(fraction):
 # Occlusion.
 
 
-@pytest.mark.parametrize('size_in,size_out', [(4, 64), (3, 17), (5, 5)])
-def test_bilinear_upsampling_matches_jax(size_in, size_out):
-  field = np.random.default_rng(0).random((2, size_in, size_in))
-  ours = np.einsum('hp,npq,wq->nhw', celeba.bilinear_matrix(size_in, size_out),
-                   field, celeba.bilinear_matrix(size_in, size_out))
-  ref = jax.image.resize(field, (2, size_out, size_out), 'bilinear')
-  np.testing.assert_allclose(ours, np.asarray(ref), atol=1e-5)
-
-
 def test_occlusion_masks():
   keep_all = celeba.occlusion_masks(5, 64, 64, 0.0, seed=1)
   assert keep_all.dtype == np.uint8 and np.all(keep_all == 1)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmi_jax import evaluation, run, train
+from cmi_jax import evaluation, host_loop, run, train
 from cmi_jax.data import host
 from cmi_jax.data.base import ArrayDataset
 # The engine tests' tiny trainer (same subspaces and classes as here).
@@ -113,12 +113,12 @@ def test_host_epochs_see_the_scanned_epochs_batches():
   device, on_host = both(images, labels)
   scanned = jax.jit(functools.partial(train.scan_epoch, record_rows),
                     static_argnums=2)
-  host_step = jax.jit(lambda s, b: record_rows(s, host.float_batch(b)))
+  host_step = jax.jit(lambda s, b: record_rows(s, host_loop.float_batch(b)))
   seen = []
   # Two epochs (the plan follows the step) and a run past the epoch's end.
   for step, num_steps in ((0, None), (6, None), (6, 2 * 6 + 1)):
     want_state, want = scanned(bare_state(step), device, num_steps)
-    got_state, got = host.scan_epoch(host_step, bare_state(step), on_host,
+    got_state, got = host_loop.scan_epoch(host_step, bare_state(step), on_host,
                                      num_steps)
     assert isinstance(got['rows'], np.ndarray)
     np.testing.assert_array_equal(got['rows'], want['rows'])
@@ -145,10 +145,10 @@ def test_train_epoch_matches_the_device_epoch():
   device, on_host = both(images, labels)
   want_state, want = trainer.jit_train_epoch(
       jax.device_put(initial_state(OBJECTIVE)), device)
-  got_state, got = host.train_epoch(trainer,
+  got_state, got = host_loop.train_epoch(trainer,
                                     jax.device_put(initial_state(OBJECTIVE)),
                                     on_host)
-  again_state, again = host.train_epoch(
+  again_state, again = host_loop.train_epoch(
       trainer, jax.device_put(initial_state(OBJECTIVE)), on_host)
   assert sorted(got) == sorted(want)
   assert int(got_state.step) == int(want_state.step) == N // BATCH
@@ -169,8 +169,8 @@ def test_train_epoch_matches_the_device_epoch():
 def test_train_epoch_rejects_device_data():
   images, labels = arrays()
   device, _ = both(images, labels)
-  with pytest.raises(ValueError, match='takes a HostDataset.*jit_train_epoch'):
-    host.train_epoch(trainer_for('base'), initial_state('base'), device)
+  with pytest.raises(ValueError, match='takes a host-fed dataset.*jit_train_epoch'):
+    host_loop.train_epoch(trainer_for('base'), initial_state('base'), device)
 
 
 def test_evaluate_host_data_equals_device_data():
@@ -292,10 +292,10 @@ def test_failing_step_leaves_no_prefetch_thread():
   def step(state, batch):
     if int(state.step) == 2:
       raise FloatingPointError('step 2 failed')
-    return record_rows(state, host.float_batch(batch))
+    return record_rows(state, host_loop.float_batch(batch))
 
   with pytest.raises(FloatingPointError, match='step 2 failed'):
-    host.scan_epoch(step, bare_state(0), on_host)
+    host_loop.scan_epoch(step, bare_state(0), on_host)
   assert prefetch_threads() == []
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from cmi_jax import evaluation, losses, models, train
+from cmi_jax import evaluation, losses, models, objectives, train
 from cmi_jax.data import synthetic
 
 SUBSPACES = (2, 2)
@@ -262,7 +262,7 @@ def test_players_update_simultaneously_from_the_old_state():
 # ----------------------------------------------------------- objectives
 
 
-@pytest.mark.parametrize('objective', train.OBJECTIVES)
+@pytest.mark.parametrize('objective', objectives.names())
 def test_every_objective_trains(objective):
   old = host_state(objective)
   new, metrics = one_device_step(objective)
@@ -333,7 +333,7 @@ FAST_DEVICE_CASES = {('cmi', 'shard_map', 8), ('base', 'pmap', 4)}
 
 
 def device_cases():
-  for objective in train.OBJECTIVES:
+  for objective in objectives.names():
     for path in ('shard_map', 'pmap'):
       for n in (1, 2, 4, 8):
         marks = () if (objective, path, n) in FAST_DEVICE_CASES else (

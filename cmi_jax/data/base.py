@@ -209,24 +209,3 @@ def validate_labels(labels: np.ndarray | jax.Array, num_classes: Sequence[int],
           f'{where}: attribute {name} has label {value}, outside [-1, {n}) '
           f'({int(bad.sum())} such rows); labels must be a class index in '
           f'[0, {n}) or -1 for missing.')
-
-
-def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
-  """Bilinear resampling matrix ``[n_out, n_in]`` (float64), half-pixel centres.
-
-  Output pixel ``i`` samples input coordinate
-  ``(i + 0.5) * n_in / n_out - 0.5``, clamped to the border. For upsampling
-  this equals ``jax.image.resize(..., 'bilinear')`` (whose edge
-  renormalisation amounts to clamping).
-  """
-  if n_in < 1 or n_out < n_in:
-    raise ValueError(f'bilinear_matrix only upsamples; got n_in={n_in}, '
-                     f'n_out={n_out} (need 1 <= n_in <= n_out).')
-  x = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-  lo = np.floor(x).astype(int)
-  hi = np.minimum(lo + 1, n_in - 1)
-  w_hi = x - lo
-  matrix = np.zeros((n_out, n_in))
-  np.add.at(matrix, (np.arange(n_out), lo), 1.0 - w_hi)
-  np.add.at(matrix, (np.arange(n_out), hi), w_hi)
-  return matrix

@@ -57,18 +57,19 @@ import zipfile
 import zlib
 from typing import Any, Iterator, Literal, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import tqdm
 
 from cmi_jax.data import host
+from cmi_jax.data import occlusion
 from cmi_jax.data.base import ArrayDataset
-from cmi_jax.data.base import bilinear_matrix
 from cmi_jax.data.base import validate_labels
 from cmi_jax.data.correlation import exact_subsample_counts
 from cmi_jax.data.correlation import joint_counts
-from cmi_jax.data.correlation import joint_table
+from cmi_jax.data.correlation import joint_table, split_tables
 from cmi_jax.data.correlation import labels_to_combination
 
 _log = logging.getLogger(__name__)
@@ -858,6 +859,9 @@ def remove_labels(labels: np.ndarray, fraction: float, seed: int
   return out
 
 
+_occluded = jax.jit(occlusion.occluded, static_argnums=(1, 2))
+
+
 def occlusion_masks(num_images: int, height: int, width: int, noise: float,
                     patch: int = 4, seed: int = 0) -> np.ndarray:
   """Random blob masks: a ``patch x patch`` uniform field, upsampled, cut.
@@ -885,13 +889,11 @@ def occlusion_masks(num_images: int, height: int, width: int, noise: float,
       patch < 1):
     raise ValueError(f'patch must be a positive integer; got {patch!r}.')
   field = np.random.default_rng(seed).random((num_images, patch, patch))
-  rows = bilinear_matrix(patch, height)
-  cols = bilinear_matrix(patch, width)
   masks = np.empty((num_images, height, width), np.uint8)
-  for start in range(0, num_images, 4096):  # bounds the float64 temporaries
-    block = field[start:start + 4096]
-    smooth = np.einsum('hp,npq,wq->nhw', rows, block, cols)
-    masks[start:start + 4096] = smooth >= noise
+  for start in range(0, num_images, 4096):  # bounds the device temporaries
+    block = jnp.asarray(field[start:start + 4096], jnp.float32)
+    masks[start:start + 4096] = ~np.asarray(
+        _occluded(block, height, width, noise))
   return masks
 
 
@@ -1044,14 +1046,7 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
     train_corr = natural_corr if natural_corr is not None else 0.0
   else:
     train_table = joint_table(train_corr, num_attributes)
-  anti = -train_corr if num_attributes == 2 else 0.0
-  tables = {
-      'train': train_table,
-      'train_eval': train_table,
-      'val': train_table,
-      'test_anti': joint_table(anti, num_attributes),
-      'test_uncorr': joint_table(0.0, num_attributes),
-  }
+  tables = split_tables(train_table, train_corr, num_attributes)
   sources = {'train': splits.train, 'val': splits.val,
              'test_anti': splits.test, 'test_uncorr': splits.test}
 

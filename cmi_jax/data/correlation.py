@@ -52,6 +52,34 @@ def joint_table(corr: float, num_attributes: int = 2) -> np.ndarray:
   return (1.0 + corr) * uniform - corr * mixed
 
 
+def anti_correlation(train_corr: float, num_attributes: int) -> float:
+  """The correlation of the anti-correlated test split.
+
+  K = 2: ``-train_corr``. K > 2: negative correlations are not defined for the
+  all-equal table family (:func:`joint_table`), so 0; ``test_anti`` then equals
+  ``test_uncorr`` in distribution.
+  """
+  return -float(train_corr) if num_attributes == 2 else 0.0
+
+
+def split_tables(train_table: np.ndarray, train_corr: float,
+                 num_attributes: int) -> dict[str, np.ndarray]:
+  """The joint table of every split of the paper's protocol.
+
+  ``train``, ``train_eval`` and ``val`` follow ``train_table`` (at
+  correlation ``train_corr``); ``test_anti`` is ``joint_table`` at
+  :func:`anti_correlation`, ``test_uncorr`` at 0.
+  """
+  return {
+      'train': train_table,
+      'train_eval': train_table,
+      'val': train_table,
+      'test_anti': joint_table(anti_correlation(train_corr, num_attributes),
+                               num_attributes),
+      'test_uncorr': joint_table(0.0, num_attributes),
+  }
+
+
 def validate_table(table: np.ndarray | Sequence) -> np.ndarray:
   """Checks a user-given joint table and returns it normalised as float64.
 
@@ -178,3 +206,18 @@ def exact_subsample_counts(available: np.ndarray, table: np.ndarray
   total = int(np.floor(np.min(available[positive] / table[positive])))
   counts = np.floor(total * table + 1e-9).astype(np.int64)
   return np.minimum(counts, available)
+
+
+def exact_combination_counts(table: np.ndarray, n: int) -> np.ndarray:
+  """Counts of every combination, summing to ``n``, that follow ``table`` best.
+
+  Largest-remainder rounding of ``n * table`` (ties to the lower flat index),
+  so every count is within 1 of ``n * p``.
+  """
+  table = validate_table(table)
+  exact = n * table.ravel()
+  counts = np.floor(exact).astype(np.int64)
+  # Stable sort keeps ties in flat-index order, making the result deterministic.
+  order = np.argsort(-(exact - counts), kind='stable')
+  counts[order[:n - counts.sum()]] += 1
+  return counts.reshape(table.shape)

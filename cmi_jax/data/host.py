@@ -11,14 +11,14 @@ device:
   host (``np.take``) and starts their ``jax.device_put`` while the device
   runs step ``i``. Images travel as uint8 (a quarter of the float32 bytes)
   and are scaled to [0, 1] inside the compiled step.
-* :func:`train_epoch` runs :meth:`Trainer.step` batch by batch; at most
-  ``depth + 1`` steps are in flight, so device memory holds a bounded
-  number of batches however far the host gets ahead.
+* :mod:`cmi_jax.host_loop` (the engine's side) runs :meth:`Trainer.step`
+  batch by batch; at most ``depth + 1`` steps are in flight, so device memory
+  holds a bounded number of batches however far the host gets ahead.
 
 Same epochs as the device path: the plan of an epoch is the permutation that
 :meth:`ArrayDataset.epoch_plan` draws from the same key (computed by JAX,
 then copied to the host; ``N`` ints), the key is drawn from the state's key
-and step exactly as :func:`cmi_jax.train.scan_epoch` draws it, and the last
+and step exactly as :func:`cmi_jax.train.epoch_data_key` draws it, and the last
 ``N % batch_size`` rows of the order are dropped. The batches of a host
 epoch are therefore *equal* to the device epoch's, a run is reproduced on
 resume, and a run may switch placement between restarts. (The float results
@@ -40,16 +40,14 @@ Python loop that dispatches the steps), and the depth is a parameter.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import numbers
 import queue
 import threading
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import jax
 import numpy as np
 
-from cmi_jax import train
 from cmi_jax.data.base import Batch, to_float_image
 
 PLACEMENTS = ('auto', 'device', 'host')
@@ -270,10 +268,10 @@ def _produce_all(produce: Callable[[int], Any], count: int,
 class HostDataset:
   """A labelled image array in host memory, batched like an ``ArrayDataset``.
 
-  Not a pytree (its arrays must not be traced into a compiled function); the
-  training epoch of host data is :func:`train_epoch`, which
-  :func:`cmi_jax.run.fit` picks for it, and :func:`cmi_jax.evaluation.
-  evaluate` accepts it.
+  Not a pytree (its arrays must not be traced into a compiled function):
+  ``host_fed`` tells the engine to train and evaluate it batch by batch
+  (:mod:`cmi_jax.host_loop`), which :func:`cmi_jax.run.fit` and
+  :func:`cmi_jax.evaluation.evaluate` do.
 
   Attributes:
     images: uint8 ``[N, H, W, C]`` (or float ``[N, ...]``) NumPy array or
@@ -289,6 +287,8 @@ class HostDataset:
   batch_size: int
   shuffle: bool = True
   prefetch_depth: int = DEFAULT_PREFETCH
+
+  host_fed: ClassVar[bool] = True
 
   def __post_init__(self):
     images, labels = self.images, self.labels
@@ -387,90 +387,3 @@ class HostDataset:
     return Prefetcher(produce, num_steps,
                       self.prefetch_depth if depth is None else depth,
                       name='HostDataset.prefetch')
-
-
-def is_host_dataset(data: Any) -> bool:
-  """Whether ``data`` is a :class:`HostDataset` (fed from host memory)."""
-  return isinstance(data, HostDataset)
-
-
-# ---------------------------------------------------------------------------
-# Training on host data.
-
-
-def float_batch(batch: Batch) -> Batch:
-  """A batch with its images scaled to float32 [0, 1] (the step's input)."""
-  return {**batch, 'image': to_float_image(batch['image'])}
-
-
-def scan_epoch(step_fn: Callable[[Any, Batch], tuple[Any, Any]], state: Any,
-               data: HostDataset, num_steps: Optional[int] = None,
-               device: Any = None) -> tuple[Any, dict[str, np.ndarray]]:
-  """The host counterpart of :func:`cmi_jax.train.scan_epoch`.
-
-  Runs ``step_fn`` over ``num_steps`` prefetched batches of the epoch plan
-  drawn from the state's key and step (the batches the scanned epoch of an
-  ``ArrayDataset`` with the same rows would see). At most
-  ``data.prefetch_depth + 1`` steps are in flight: the host waits for step
-  ``i - depth`` before it starts step ``i + 1``, so that device memory holds
-  a bounded number of batches.
-
-  Args:
-    step_fn: ``(state, batch) -> (state, metrics)``, usually jitted, taking
-      the *raw* device batch (uint8 images; see :func:`float_batch`).
-    state: anything with ``key`` and ``step`` (a ``TrainState``).
-    data: the host dataset.
-    num_steps: default one epoch.
-    device: where the batches go (see :meth:`HostDataset.prefetch`).
-
-  Returns:
-    ``(state, metrics)``; each metric stacked over steps, NumPy
-    ``[num_steps, ...]``.
-  """
-  num_steps = data.steps_per_epoch if num_steps is None else int(num_steps)
-  if num_steps < 1:
-    raise ValueError(f'num_steps must be >= 1; got {num_steps}.')
-  plan = data.epoch_plan(train.epoch_data_key(state))
-  metrics, depth = [], data.prefetch_depth
-  with data.prefetch(plan, num_steps, device) as batches:
-    for batch in batches:
-      state, step_metrics = step_fn(state, batch)
-      metrics.append(step_metrics)
-      if len(metrics) > depth:
-        jax.block_until_ready(metrics[-1 - depth])
-  metrics = jax.device_get(metrics)
-  return state, jax.tree.map(lambda *steps: np.stack(steps), *metrics)
-
-
-@functools.lru_cache(maxsize=None)
-def compiled_step(trainer: train.Trainer) -> Callable[..., Any]:
-  """``jit(trainer.step)`` on raw host batches, the state donated.
-
-  The uint8 images are scaled inside the compiled step (one program per
-  equal trainer, shared like ``Trainer.jit_train_step``).
-  """
-  return jax.jit(lambda state, batch: trainer.step(state, float_batch(batch)),
-                 donate_argnums=0)
-
-
-def train_epoch(trainer: train.Trainer, state: train.TrainState,
-                data: HostDataset, num_steps: Optional[int] = None
-                ) -> tuple[train.TrainState, dict[str, np.ndarray]]:
-  """One epoch (or ``num_steps`` steps) of ``trainer`` on host data.
-
-  The host-data counterpart of ``trainer.jit_train_epoch``, and what
-  :func:`cmi_jax.run.fit` uses for a :class:`HostDataset`
-  (``functools.partial(train_epoch, trainer)`` has its ``(state, data)``
-  signature).
-
-  Returns:
-    ``(state, metrics)``; every metric of :meth:`Trainer.step` stacked over
-    steps, NumPy ``[num_steps]``.
-  """
-  if not is_host_dataset(data):
-    raise ValueError(
-        'train_epoch of cmi_jax.data.host takes a HostDataset; got a '
-        f'{type(data).__name__}. Use trainer.jit_train_epoch for device '
-        'datasets.')
-  return scan_epoch(compiled_step(trainer), state, data, num_steps)
-

@@ -28,8 +28,8 @@ Two dataset types satisfy :class:`cmi_jax.data.base.DeviceDataset`:
   its key.
 
 ``noise`` and ``table`` are array fields, so a sweep can ``jax.vmap`` over
-them. :func:`compose_host` and :func:`sample_host_batch` are the NumPy
-reference of the same composition, used in tests and benchmarks.
+them. The NumPy reference of the same composition, for tests and benchmarks,
+is ``tests/numpy_reference.py``.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cmi_jax.data import correlation
+from cmi_jax.data import occlusion
 from cmi_jax.data.base import Batch
-from cmi_jax.data.base import bilinear_matrix
 
 IMAGE_SIZE = 32  # output side of every digit (pixels)
 NUM_CHANNELS = 3
@@ -56,7 +56,7 @@ DEFAULT_CORR = 0.9
 
 # ------------------------------------------------------------------ composition
 def _check_compose_shapes(digits: Any, fields: Any) -> None:
-  """Static shape checks shared by :func:`compose` and :func:`compose_host`."""
+  """Static shape checks of :func:`compose` (and of its NumPy reference)."""
   if (digits.ndim != 4 or digits.dtype != np.uint8
       or digits.shape[2] > IMAGE_SIZE or digits.shape[3] > IMAGE_SIZE):
     raise ValueError(
@@ -88,40 +88,11 @@ def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
   b, k = digits.shape[:2]
   size = (b, k, IMAGE_SIZE, IMAGE_SIZE)
   x = jax.image.resize(digits.astype(jnp.float32) / 255.0, size, 'bilinear')
-  field = jax.image.resize(fields.astype(jnp.float32), size, 'bilinear')
-  x = jnp.where(field < noise, OCCLUDED_VALUE, x)
+  x = jnp.where(occlusion.occluded(fields, IMAGE_SIZE, IMAGE_SIZE, noise),
+                OCCLUDED_VALUE, x)
   # [B, K, 32, 32] -> [B, 32, K, 32] -> [B, 32, K*32]: digits side by side.
   x = x.transpose(0, 2, 1, 3).reshape(b, IMAGE_SIZE, k * IMAGE_SIZE)
   return jnp.broadcast_to(x[..., None], x.shape + (NUM_CHANNELS,))
-
-
-def _resize_host(x: np.ndarray, size: int) -> np.ndarray:
-  """Bilinear resize of the last two axes of float ``x`` to ``size``^2."""
-  rows = bilinear_matrix(x.shape[-2], size).astype(np.float32)
-  cols = bilinear_matrix(x.shape[-1], size).astype(np.float32)
-  return rows @ x @ cols.T
-
-
-def compose_host(digits: np.ndarray, fields: np.ndarray, noise: float
-                 ) -> np.ndarray:
-  """NumPy reference of :func:`compose` (same shapes, same maths).
-
-  Args:
-    digits: uint8 ``[B, K, H, W]``.
-    fields: float ``[B, K, P, P]`` in [0, 1).
-    noise: occlusion threshold in [0, 1].
-
-  Returns:
-    float32 ``[B, 32, 32 * K, 3]``.
-  """
-  digits, fields = np.asarray(digits), np.asarray(fields)
-  _check_compose_shapes(digits, fields)
-  b, k = digits.shape[:2]
-  x = _resize_host(digits.astype(np.float32) / np.float32(255.0), IMAGE_SIZE)
-  field = _resize_host(fields.astype(np.float32), IMAGE_SIZE)
-  x = np.where(field < np.float32(noise), np.float32(OCCLUDED_VALUE), x)
-  x = x.transpose(0, 2, 1, 3).reshape(b, IMAGE_SIZE, k * IMAGE_SIZE)
-  return np.repeat(x[..., None], NUM_CHANNELS, axis=-1).astype(np.float32)
 
 
 def _uniform_fields(key: jax.Array, shape: tuple[int, ...], patch: int
@@ -149,30 +120,6 @@ def _sample_batch(key: jax.Array, bank: jax.Array, counts: jax.Array,
                       count - 1)
   fields = _uniform_fields(k_field, labels.shape, patch)
   return {'image': compose(bank[labels, index], fields, noise),
-          'labels': labels}
-
-
-def sample_host_batch(rng: np.random.Generator, bank: np.ndarray,
-                      counts: np.ndarray, table: np.ndarray, noise: float,
-                      patch: int, batch_size: int) -> dict[str, np.ndarray]:
-  """NumPy twin of a :class:`MultiDigitDataset` batch (same distribution).
-
-  Args:
-    rng: NumPy random generator.
-    bank: uint8 ``[2, M, H, W]`` digit bank (see :func:`build_digit_bank`).
-    counts: int ``[2]`` valid images per class in ``bank``.
-    table: joint table ``(2,) * K``.
-    noise: occlusion threshold in [0, 1].
-    patch: side of the occlusion field.
-    batch_size: B.
-
-  Returns:
-    ``{'image': float32 [B, 32, 32*K, 3], 'labels': int32 [B, K]}``.
-  """
-  labels = correlation.sample_combinations(rng, np.asarray(table), batch_size)
-  index = rng.integers(0, np.asarray(counts)[labels])
-  fields = rng.random(labels.shape + (patch, patch), dtype=np.float32)
-  return {'image': compose_host(np.asarray(bank)[labels, index], fields, noise),
           'labels': labels}
 
 
@@ -470,26 +417,11 @@ class MultiDigitEvalSplit:
             'labels': labels}
 
 
-def exact_combination_counts(table: np.ndarray, n: int) -> np.ndarray:
-  """Counts ``(2,) * K`` summing to ``n`` that follow ``table`` best.
-
-  Largest-remainder rounding of ``n * table`` (ties to the lower flat index),
-  so every count is within 1 of ``n * p``.
-  """
-  table = correlation.validate_table(table)
-  exact = n * table.ravel()
-  counts = np.floor(exact).astype(np.int64)
-  # Stable sort keeps ties in flat-index order, making the result deterministic.
-  order = np.argsort(-(exact - counts), kind='stable')
-  counts[order[:n - counts.sum()]] += 1
-  return counts.reshape(table.shape)
-
-
 def _eval_assignment(rng: np.random.Generator, counts: np.ndarray,
                      table: np.ndarray, n: int
                      ) -> tuple[np.ndarray, np.ndarray]:
   """Fixed labels ``[n, K]`` and digit positions ``[n, K]`` of an eval split."""
-  combos = exact_combination_counts(table, n).ravel()
+  combos = correlation.exact_combination_counts(table, n).ravel()
   flat = np.repeat(np.arange(combos.size), combos)
   labels = correlation.combination_to_labels(rng.permutation(flat),
                                              table.ndim).astype(np.int32)
@@ -538,7 +470,7 @@ def make_eval_split(images: Any, labels: Any,
   ``num_examples``) rounded *down* to a multiple of ``batch_size`` (at most
   ``batch_size - 1`` examples are dropped, so shapes stay static). Its label
   combinations follow the table exactly up to rounding (see
-  :func:`exact_combination_counts`), in a shuffled order; the digits of each
+  :func:`cmi_jax.data.correlation.exact_combination_counts`), in a shuffled order; the digits of each
   class cycle through fresh permutations of the class's images, so each image
   is used as evenly as possible.
 
@@ -593,19 +525,6 @@ def materialize(dataset: MultiDigitDataset | MultiDigitEvalSplit,
           for name in batches[0]}
 
 
-def anti_table(train_corr: float, num_digits: int) -> np.ndarray:
-  """Joint table of the anti-correlated test split.
-
-  K = 2: the table at ``-train_corr``. K > 2: correlations below 0 are not
-  defined for the all-equal table family (see
-  :func:`cmi_jax.data.correlation.joint_table`), so the *uncorrelated* table is
-  used; 'test_anti' then equals 'test_uncorr' in distribution.
-  """
-  if num_digits == 2:
-    return resolve_table(2, -train_corr)
-  return resolve_table(num_digits, 0.0)
-
-
 def multi_digit_splits(digits: Any, classes: Sequence[int] = DEFAULT_CLASSES,
                        num_digits: int = 2, train_corr: float = DEFAULT_CORR,
                        noise: float = 0.0, patch: int = 4,
@@ -625,7 +544,7 @@ def multi_digit_splits(digits: Any, classes: Sequence[int] = DEFAULT_CLASSES,
     'train_eval': fixed set on the train images at c,
     'val': fixed set on the val images at c,
     'test_anti': fixed set on the test images at -c (uncorrelated for K > 2,
-    see :func:`anti_table`),
+    see :func:`cmi_jax.data.correlation.anti_correlation`),
     'test_uncorr': fixed set on the test images at 0}``. Splits built on the
     same images share one device-resident bank.
 
@@ -633,9 +552,7 @@ def multi_digit_splits(digits: Any, classes: Sequence[int] = DEFAULT_CLASSES,
     ValueError: as :func:`make_multi_digit_dataset`, naming the split.
   """
   train_table = resolve_table(num_digits, corr=train_corr)
-  tables = {'train_eval': train_table, 'val': train_table,
-            'test_anti': anti_table(train_corr, num_digits),
-            'test_uncorr': resolve_table(num_digits, corr=0.0)}
+  tables = correlation.split_tables(train_table, train_corr, num_digits)
   noise = _check_noise(noise)
   patch = _check_int(patch, 'patch', 1, IMAGE_SIZE,
                      'It is the side of the occlusion field (the paper: 4).')

@@ -79,7 +79,7 @@ def synthetic_splits(train_corr: float, num_attributes: int = 2,
     ``(train, eval)`` with eval splits ``val`` (train_corr), ``test_anti``
     (-train_corr; the uncorrelated table when K > 2) and ``test_uncorr`` (0).
   """
-  anti = -train_corr if num_attributes == 2 else 0.0
+  anti = correlation.anti_correlation(train_corr, num_attributes)
   make = lambda corr, split_seed: synthetic_dataset(
       corr, num_attributes, batch_size, steps_per_epoch, noise,
       features=features, seed=split_seed)

@@ -1,0 +1,260 @@
+"""The training objectives: the encoder's disentanglement term and its adversary.
+
+An objective owns everything that differs between base training, adversarial
+MI / CMI and their MMD variants: the adversary module and its parameters, the
+fake permutations of a step, the pair ``(encoder_term, adversary_loss)`` and
+the adversary's diagnostics. The engine (:mod:`cmi_jax.train`) calls these
+methods and nothing else, so a new objective is one subclass of
+:class:`Objective` registered with :func:`register` (see docs/extending.md).
+
+The encoder minimises ``mean CE + lambda * encoder_term``; an adversary, where
+there is one, minimises ``adversary_loss`` on ``stop_gradient(z)``. Objects are
+frozen dataclasses (hashable, compared by value), so trainers holding them can
+key compilation caches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, ClassVar, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cmi_jax import losses
+from cmi_jax import models
+from cmi_jax import shuffle
+
+Pair = tuple[jax.Array, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """Base training: the heads' cross-entropy only (no term, no adversary).
+
+  Attributes:
+    subspaces: K latent subspace sizes, summing to ``D``.
+    num_classes: K class counts.
+  """
+  subspaces: tuple[int, ...]
+  num_classes: tuple[int, ...]
+
+  name: ClassVar[str] = 'base'
+
+  @classmethod
+  def create(cls, subspaces: Sequence[int], num_classes: Sequence[int],
+             **options: Any) -> 'Objective':
+    """Builds the objective; ``options`` it does not use are ignored.
+
+    Options the engine passes: ``adversary`` (a module, or None for the
+    default), ``adversary_hidden`` (default adversary widths) and
+    ``mmd_bandwidths``.
+    """
+    del options
+    return cls(tuple(subspaces), tuple(num_classes))
+
+  @property
+  def adversary(self) -> Optional[nn.Module]:
+    """The trained adversary module, or None."""
+    return None
+
+  def init_adversary(self, key: jax.Array, z: jax.Array) -> Any:
+    """Adversary parameters for codes shaped like ``z`` ``[B, D]`` (or None)."""
+    del key, z
+    return None
+
+  def fake_permutations(self, key: jax.Array, labels: jax.Array
+                        ) -> Optional[jax.Array]:
+    """Row permutations of the step's fake batch(es), int32 ``[K, B]``, or None.
+
+    Drawn once per step and shared by the encoder's term, the adversary's
+    loss and the diagnostics (XLA does not merge the sorts of separate draws).
+    """
+    del key, labels
+    return None
+
+  def losses(self, adversary_params: Any, key: jax.Array, z: jax.Array,
+             labels: jax.Array, permutations: Optional[jax.Array]) -> Pair:
+    """``(encoder_term, adversary_loss)``, float scalars (zeros here)."""
+    del adversary_params, key, labels, permutations
+    zero = jnp.zeros((), z.dtype)
+    return zero, zero
+
+  def diagnostics(self, adversary_params: Any, key: jax.Array, z: jax.Array,
+                  labels: jax.Array, permutations: Optional[jax.Array]
+                  ) -> dict[str, jax.Array]:
+    """Scalar metrics of the adversary on this batch (none here)."""
+    del adversary_params, key, z, labels, permutations
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Adversarial(Objective):
+  """Shared by the objectives that train an adversary module."""
+  adversary_module: Optional[nn.Module] = None
+
+  @property
+  def adversary(self) -> nn.Module:
+    return self.adversary_module
+
+  def diagnostics(self, adversary_params, key, z, labels, permutations):
+    real, fake = self.adversary_accuracy(adversary_params, key, z, labels,
+                                         permutations)
+    return {'adversary/acc_real': real, 'adversary/acc_fake': fake}
+
+  def adversary_accuracy(self, adversary_params: Any, key: jax.Array,
+                         z: jax.Array, labels: jax.Array,
+                         permutations: Optional[jax.Array]) -> Pair:
+    """The adversary's accuracy on (real, fake) rows, float scalars."""
+    raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarialCMI(_Adversarial):
+  """Adversarial CMI: one conditional adversary per attribute.
+
+  Adversary ``k`` tells ``(z, onehot(y_k))`` from the same rows with the other
+  subspaces permuted among rows of equal ``y_k``; the encoder maximises its
+  BCE (:func:`cmi_jax.losses.cmi_losses`).
+  """
+  name: ClassVar[str] = 'cmi'
+
+  @classmethod
+  def create(cls, subspaces, num_classes, *, adversary=None,
+             adversary_hidden=(50, 50), **options):
+    del options
+    if adversary is None:
+      adversary = models.Adversary(len(subspaces), tuple(adversary_hidden))
+    return cls(tuple(subspaces), tuple(num_classes), adversary)
+
+  def _apply(self, params: Any) -> losses.ConditionalAdversary:
+    return lambda k, inputs: self.adversary_module.apply(params, k, inputs)
+
+  def init_adversary(self, key, z):
+    inputs = [jnp.concatenate([z, jnp.zeros((z.shape[0], c), z.dtype)], -1)
+              for c in self.num_classes]
+    return self.adversary_module.init(
+        key, inputs, method=self.adversary_module.init_all)
+
+  def fake_permutations(self, key, labels):
+    return shuffle.conditional_permutations(key, labels, self.num_classes)
+
+  def losses(self, adversary_params, key, z, labels, permutations):
+    return losses.cmi_losses(self._apply(adversary_params), key, z, labels,
+                             self.subspaces, self.num_classes,
+                             permutations=permutations)
+
+  def adversary_accuracy(self, adversary_params, key, z, labels,
+                         permutations):
+    return losses.cmi_adversary_accuracy(
+        self._apply(adversary_params), key, z, labels, self.subspaces,
+        self.num_classes, permutations=permutations)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarialMI(_Adversarial):
+  """Adversarial MI: one unconditional adversary against marginal shuffles.
+
+  The adversary tells ``z`` from rows whose subspaces are permuted
+  independently (:func:`cmi_jax.losses.mi_losses`).
+  """
+  name: ClassVar[str] = 'mi'
+
+  @classmethod
+  def create(cls, subspaces, num_classes, *, adversary=None,
+             adversary_hidden=(50, 50), **options):
+    del options
+    if adversary is None:
+      adversary = models.UnconditionalAdversary(tuple(adversary_hidden))
+    return cls(tuple(subspaces), tuple(num_classes), adversary)
+
+  def _apply(self, params: Any) -> losses.Adversary:
+    return functools.partial(self.adversary_module.apply, params)
+
+  def init_adversary(self, key, z):
+    return self.adversary_module.init(key, z)
+
+  def fake_permutations(self, key, labels):
+    return shuffle.marginal_permutations(key, labels.shape[0],
+                                         len(self.subspaces))
+
+  def losses(self, adversary_params, key, z, labels, permutations):
+    del labels
+    return losses.mi_losses(self._apply(adversary_params), key, z,
+                            self.subspaces, permutations=permutations)
+
+  def adversary_accuracy(self, adversary_params, key, z, labels,
+                         permutations):
+    del labels
+    return losses.mi_adversary_accuracy(
+        self._apply(adversary_params), key, z, self.subspaces,
+        permutations=permutations)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MMD(Objective):
+  """Shared by the kernel objectives (no adversary; RBF bandwidths)."""
+  bandwidths: tuple[float, ...] = (1.0,)
+
+  @classmethod
+  def create(cls, subspaces, num_classes, *, mmd_bandwidths=(1.0,),
+             **options):
+    del options
+    return cls(tuple(subspaces), tuple(num_classes), tuple(mmd_bandwidths))
+
+
+@dataclasses.dataclass(frozen=True)
+class MMDCMI(_MMD):
+  """Conditional MMD between ``z`` and its conditional shuffles
+  (:func:`cmi_jax.losses.cmi_mmd_loss`)."""
+  name: ClassVar[str] = 'mmd_cmi'
+
+  def losses(self, adversary_params, key, z, labels, permutations):
+    del adversary_params, permutations
+    term = losses.cmi_mmd_loss(key, z, labels, self.subspaces,
+                               self.num_classes, self.bandwidths)
+    return term, jnp.zeros((), z.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class MMDMI(_MMD):
+  """MMD between ``z`` and its marginal shuffles
+  (:func:`cmi_jax.losses.mi_mmd_loss`)."""
+  name: ClassVar[str] = 'mmd_mi'
+
+  def losses(self, adversary_params, key, z, labels, permutations):
+    del adversary_params, labels, permutations
+    term = losses.mi_mmd_loss(key, z, self.subspaces, self.bandwidths)
+    return term, jnp.zeros((), z.dtype)
+
+
+_REGISTRY: dict[str, type[Objective]] = {}
+
+
+def register(cls: type[Objective]) -> type[Objective]:
+  """Adds an :class:`Objective` subclass under its ``name`` (a decorator)."""
+  if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+    raise ValueError(f'an objective named {cls.name!r} is already '
+                     'registered; give the new class another name.')
+  _REGISTRY[cls.name] = cls
+  return cls
+
+
+for _cls in (Objective, AdversarialMI, AdversarialCMI, MMDMI, MMDCMI):
+  register(_cls)
+
+
+def names() -> tuple[str, ...]:
+  """The registered objective names, in registration order."""
+  return tuple(_REGISTRY)
+
+
+def make_objective(name: str, subspaces: Sequence[int],
+                   num_classes: Sequence[int], **options: Any) -> Objective:
+  """The registered objective ``name`` (options: see :meth:`Objective.create`)."""
+  if name not in _REGISTRY:
+    raise ValueError(f'objective {name!r} is unknown; choose one of '
+                     f'{names()}.')
+  return _REGISTRY[name].create(subspaces, num_classes, **options)
