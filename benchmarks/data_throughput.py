@@ -54,6 +54,7 @@ from cmi_jax.data import multi_digit as md
 from cmi_jax.data import sources
 from cmi_jax.data.base import ArrayDataset
 from tests import numpy_reference
+from experiments import common
 
 PATHS = ('multi_digit', 'celeba')
 
@@ -350,4 +351,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run_main(main)

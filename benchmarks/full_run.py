@@ -31,7 +31,6 @@ import shutil
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 from ml_collections import config_flags
@@ -141,4 +140,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('workdir', None, 'Keep the run here (default: a '
                       'temporary directory, removed afterwards).')
   flags.DEFINE_string('out', None, 'Write the figures as JSON here.')
-  app.run(main)
+  common.run_main(main)

@@ -253,7 +253,16 @@ def names() -> tuple[str, ...]:
 
 def make_objective(name: str, subspaces: Sequence[int],
                    num_classes: Sequence[int], **options: Any) -> Objective:
-  """The registered objective ``name`` (options: see :meth:`Objective.create`)."""
+  """The registered objective ``name`` (options: see :meth:`Objective.create`).
+
+  Example::
+
+    >>> cmi = make_objective('cmi', (2, 2), (2, 2), adversary_hidden=(16,))
+    >>> cmi.name, type(cmi.adversary).__name__, cmi.adversary.hidden
+    ('cmi', 'Adversary', (16,))
+    >>> make_objective('mmd_mi', (2, 2), (2, 2)).adversary is None
+    True
+  """
   if name not in _REGISTRY:
     raise ValueError(f'objective {name!r} is unknown; choose one of '
                      f'{names()}.')

@@ -55,6 +55,10 @@ class OptimConfig:
     betas: Adam (b1, b2) of the encoder and the heads.
     d_betas: Adam (b1, b2) of the adversaries.
     num_cls_steps: head updates per training step, on the same batch.
+    decay_step: with ``lr_decay``, every learning rate is multiplied by
+      ``lr_decay`` from this training step on (an optax piecewise-constant
+      schedule); None keeps the rates constant.
+    lr_decay: the factor of that step decay.
   """
   lr: float = 1e-4
   cls_lr: float = 1e-3
@@ -62,11 +66,22 @@ class OptimConfig:
   betas: tuple[float, float] = (0.9, 0.999)
   d_betas: tuple[float, float] = (0.9, 0.999)
   num_cls_steps: int = 1
+  decay_step: Optional[int] = None
+  lr_decay: float = 1.0
 
 
-def adam(learning_rate: float, betas: Sequence[float]
+def adam(learning_rate: float, betas: Sequence[float],
+         decay_step: Optional[int] = None, lr_decay: float = 1.0
          ) -> optax.GradientTransformation:
-  """Adam whose learning rate lives in its state (so sweeps can vmap it)."""
+  """Adam whose learning rate lives in its state (so sweeps can vmap it).
+
+  With ``decay_step`` (counted in this optimiser's updates) the rate follows
+  ``optax.piecewise_constant_schedule``: ``learning_rate`` before it,
+  ``learning_rate * lr_decay`` from it on.
+  """
+  if decay_step is not None:
+    learning_rate = optax.piecewise_constant_schedule(
+        learning_rate, {int(decay_step): float(lr_decay)})
   return optax.inject_hyperparams(optax.adam)(
       learning_rate=learning_rate, b1=betas[0], b2=betas[1])
 
@@ -150,20 +165,26 @@ class Trainer:
     """Whether the objective trains an adversary."""
     return self.adversary is not None
 
+  def _decay(self, updates_per_step: int = 1) -> dict[str, Any]:
+    step = self.optim.decay_step
+    return {'decay_step': None if step is None else step * updates_per_step,
+            'lr_decay': self.optim.lr_decay}
+
   @property
   def encoder_tx(self) -> optax.GradientTransformation:
     """The encoder's Adam (``lr``, ``betas``)."""
-    return adam(self.optim.lr, self.optim.betas)
+    return adam(self.optim.lr, self.optim.betas, **self._decay())
 
   @property
   def heads_tx(self) -> optax.GradientTransformation:
-    """The heads' Adam (``cls_lr``, ``betas``)."""
-    return adam(self.optim.cls_lr, self.optim.betas)
+    """The heads' Adam (``cls_lr``, ``betas``; ``num_cls_steps`` per step)."""
+    return adam(self.optim.cls_lr, self.optim.betas,
+                **self._decay(self.optim.num_cls_steps))
 
   @property
   def adversary_tx(self) -> optax.GradientTransformation:
     """The adversaries' Adam (``d_lr``, ``d_betas``)."""
-    return adam(self.optim.d_lr, self.optim.d_betas)
+    return adam(self.optim.d_lr, self.optim.d_betas, **self._decay())
 
   # --------------------------------------------------------------- init
 

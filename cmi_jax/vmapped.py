@@ -107,8 +107,13 @@ def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
                      f'{HPARAMS} (other settings are static: build one '
                      'trainer per value).')
   if 'd_lr' in hparams and not trainer.uses_adversary:
-    raise ValueError(f'd_lr was given but objective {trainer.objective.name!r} has '
-                     'no adversary; drop d_lr from the sweep.')
+    raise ValueError(f'd_lr was given but objective {trainer.objective.name!r} '
+                     'has no adversary; drop d_lr from the sweep.')
+  swept_rates = sorted(set(hparams) & set(_OPT_FIELDS))
+  if swept_rates and trainer.optim.decay_step is not None:
+    raise ValueError(f'{swept_rates} cannot vary across members of a trainer '
+                     'with a learning-rate schedule (decay_step); build one '
+                     'trainer per rate.')
   dro = sorted(set(hparams) & set(_DRO_FIELDS))
   if dro and trainer.group_weighting.method != 'groupdro':
     raise ValueError(f'{dro} given but the trainer does not use GroupDRO; '

@@ -1,6 +1,6 @@
 r"""Margins of the regression test over seeds and step budgets (docs/results.md).
 
-Trains Base and Base+CMI exactly as ``tests/test_reproduction.py`` does
+Trains Base and Base+CMI exactly as ``tests/reproduction_protocol.py`` does
 (Fashion-MNIST 0 vs 1, c = 0.9, noise 0.8, lr x 10, epochs of 500 steps),
 for each seed (data split, initialisation and shuffles), and prints the
 accuracies and the margin ``CMI - Base`` on the anti-correlated test set
@@ -15,7 +15,8 @@ after each step budget.
 from absl import app
 from absl import flags
 
-from tests import test_reproduction
+from tests import reproduction_protocol
+from experiments import common
 
 _STEPS = flags.DEFINE_list('steps', ['2500', '5000'], 'Step budgets, '
                            'multiples of 500, increasing.')
@@ -25,15 +26,15 @@ _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
 def main(argv):
   del argv
   budgets = [int(s) for s in _STEPS.value]
-  steps_per_epoch = test_reproduction.STEPS_PER_EPOCH
+  steps_per_epoch = reproduction_protocol.STEPS_PER_EPOCH
   if any(b % steps_per_epoch for b in budgets) or budgets != sorted(budgets):
     raise app.UsageError(f'--steps must be increasing multiples of '
                          f'{steps_per_epoch}; got {budgets}.')
   for seed in (int(s) for s in _SEEDS.value):
-    splits = test_reproduction.fashion_splits(seed)
+    splits = reproduction_protocol.fashion_splits(seed)
     anti = {}
     for objective in ('base', 'cmi'):
-      for steps, accuracies in test_reproduction.accuracies_at(
+      for steps, accuracies in reproduction_protocol.accuracies_at(
           objective, splits, budgets, seed):
         anti[(objective, steps)] = accuracies['test_anti']
         print(f'seed {seed} {objective:>4} {steps:>6} steps: ' + ', '.join(
@@ -44,4 +45,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run_main(main)

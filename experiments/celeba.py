@@ -44,6 +44,7 @@ import numpy as np
 from experiments import common
 from cmi_jax import logs
 from cmi_jax.data import celeba
+from cmi_jax.data import celeba_files
 from cmi_jax.data import correlation
 from cmi_jax.data import host
 from experiments.configs import celeba as celeba_config
@@ -70,20 +71,20 @@ def parse_attributes(value: str | Sequence[str]) -> tuple[str, ...]:
                 if part.strip())
   usage = ('set e.g. --config.attributes=Male,Smiling (comma-separated, '
            'case-sensitive).')
-  unknown = [n for n in names if n not in celeba.CELEBA_ATTRIBUTES]
+  unknown = [n for n in names if n not in celeba_files.CELEBA_ATTRIBUTES]
   if unknown:
-    hints = {n: difflib.get_close_matches(n, celeba.CELEBA_ATTRIBUTES, 2, 0.6)
-             for n in unknown}
+    hints = {n: difflib.get_close_matches(
+        n, celeba_files.CELEBA_ATTRIBUTES, 2, 0.6) for n in unknown}
     hint = '; '.join(f'{n!r}: did you mean {h}?' for n, h in hints.items()
                      if h)
     raise ValueError(
         f'--config.attributes: unknown CelebA attributes {unknown}'
         f'{" (" + hint + ")" if hint else ""}; the valid names are '
-        f'{list(celeba.CELEBA_ATTRIBUTES)}; {usage}')
+        f'{list(celeba_files.CELEBA_ATTRIBUTES)}; {usage}')
   if len(names) < 2 or len(set(names)) != len(names):
     raise ValueError(f'--config.attributes must name at least two different '
                      f'attributes; got {list(names)}; {usage}')
-  return celeba.check_attributes(names)
+  return celeba_files.check_attributes(names)
 
 
 def weak_supervision_schedule(batch_size: int, num_epochs: int,
@@ -192,15 +193,15 @@ def resolve_config(config: ml_collections.ConfigDict
 
 
 def load_data(config: ml_collections.ConfigDict
-              ) -> tuple[celeba.CelebASplits, dict[str, Any]]:
+              ) -> tuple[celeba_files.CelebASplits, dict[str, Any]]:
   """The data of a resolved config.
 
   Returns:
     ``(loaded, data)``: the official splits from
-    :func:`~cmi_jax.data.celeba.load_celeba` and the datasets, tables and
+    :func:`~cmi_jax.data.celeba_files.load_celeba` and the datasets, tables and
     joint counts of :func:`~cmi_jax.data.celeba.celeba_splits`.
   """
-  loaded = celeba.load_celeba(
+  loaded = celeba_files.load_celeba(
       parse_attributes(config.attributes), source=config.source,
       tfds_data_dir=config.tfds_data_dir, celeba_dir=config.celeba_dir,
       cache_dir=config.cache_dir)
@@ -214,7 +215,7 @@ def load_data(config: ml_collections.ConfigDict
 
 
 def data_info(config: ml_collections.ConfigDict,
-              loaded: celeba.CelebASplits,
+              loaded: celeba_files.CelebASplits,
               data: Mapping[str, Any]) -> dict[str, Any]:
   """What a run was trained on, for ``results.json`` and ``config.json``."""
   splits = ('train',) + common.EVAL_SPLITS

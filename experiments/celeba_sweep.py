@@ -45,7 +45,6 @@ from typing import Any, Optional, Sequence, Union
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -54,6 +53,7 @@ from cmi_jax import logs
 from cmi_jax import vmapped
 from experiments import sweeps
 from cmi_jax.data import celeba
+from cmi_jax.data import celeba_files
 from experiments import celeba as celeba_experiment
 from experiments.configs import celeba as celeba_config
 
@@ -150,7 +150,7 @@ def resolve_cell(base_config: ml_collections.ConfigDict, cell: AnyCell
   return celeba_experiment.resolve_config(config)
 
 
-def member_splits(loaded: celeba.CelebASplits,
+def member_splits(loaded: celeba_files.CelebASplits,
                   config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The datasets of one resolved config from already loaded CelebA.
 
@@ -163,7 +163,7 @@ def member_splits(loaded: celeba.CelebASplits,
       occlusion_patch=config.occlusion_patch)
 
 
-def train_group(loaded: celeba.CelebASplits, sweep_dir: str,
+def train_group(loaded: celeba_files.CelebASplits, sweep_dir: str,
                 cells: Sequence[AnyCell],
                 configs: Sequence[ml_collections.ConfigDict]) -> None:
   """Trains cells of equal shapes together (vmapped) and writes each one.
@@ -229,49 +229,17 @@ def train_group(loaded: celeba.CelebASplits, sweep_dir: str,
       'train_eval': vmapped.Stacked(train_data.replace(
           labels=jnp.stack(eval_labels), shuffle=False)),
       **{s: [e[s] for e in evals] for s in evals[0]}}
-  hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
-                              seed=c.seed) for c in configs]
-  start = time.time()
-  group_dir = sweeps.group_checkpoint_dir(sweep_dir, cells)
-  _, records = vmapped.fit_sweep(
-      trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
-      train_data, eval_datas, first.num_epochs,
-      hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
-      hooks=None if all(h is None for h in hooks) else hooks,
-      name=os.path.dirname(cells[0].name),
-      driver=vmapped.SweepRun(
-          eval_every=first.eval_every, checkpoint_dir=group_dir,
-          checkpoint_every=first.checkpoint_every,
-          log_dirs=[os.path.join(sweep_dir, c.name) for c in cells],
-          progress=first.progress))
-  seconds = time.time() - start
-  members = {cell: i for i, cell in enumerate(cells)}
 
-  def write(cell, member):
-    i = members[cell]
-    config, info = configs[i], infos[i]
-    record = member['final']
-    results = {**member, 'data': info,
-               'attributes': list(names), 'objective': config.objective,
-               'mode': 'vmapped',
-               'group': {'cells': [c.name for c in cells],
-                         'train_seconds': seconds}}
-    if jax.process_index() == 0:
-      workdir = os.path.join(sweep_dir, cell.name)
-      os.makedirs(workdir, exist_ok=True)
-      logs.write_json_atomic(os.path.join(workdir, 'joint_counts.json'),
-                             _joint_counts(counts[i], config.weak_supervision))
-      celeba_experiment.write_subpopulation_tables(results, names, workdir)
-      # results.json last: the cell counts as done only once all is written.
-      sweeps.write_cell(workdir, {'config': config.to_dict(), 'data': info},
-                        results)
-    final = record['eval']
-    logging.info('%s: anti %.3f, uncorr %.3f (group of %d, %.0f s).',
-                 cell.name, final['test_anti']['accuracy'],
-                 final['test_uncorr']['accuracy'], len(cells), seconds)
+  def write_extra(i, workdir, results):
+    logs.write_json_atomic(os.path.join(workdir, 'joint_counts.json'),
+                           _joint_counts(counts[i],
+                                         configs[i].weak_supervision))
+    celeba_experiment.write_subpopulation_tables(results, names, workdir)
 
-  sweeps.write_members(cells, records, write)
-  sweeps.remove_group_checkpoints(group_dir)
+  sweeps.train_group(
+      trainer, cells, configs, sweep_dir, example, train_data, eval_datas,
+      [{'data': info, 'attributes': list(names)} for info in infos],
+      write_extra)
 
 
 def _joint_counts(counts: dict[str, Any], weak_supervision: float
@@ -315,7 +283,7 @@ def run_vmapped_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
   def train(group):
     if not loaded:
       first = configs[group[0]]
-      loaded.append(celeba.load_celeba(
+      loaded.append(celeba_files.load_celeba(
           first.attributes, source=first.source,
           tfds_data_dir=first.tfds_data_dir, celeba_dir=first.celeba_dir,
           cache_dir=first.cache_dir))

@@ -99,39 +99,13 @@ def train_group(digits, sweep_dir, cells, configs):
   trainer = common.build_trainer(first, first.num_digits,
                                  multi_digit_config.PAPER_OPTIM, weighting)
   example = common.first_batches(splits[0]['train'], 1)['image']
-  hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
-                              seed=c.seed) for c in configs]
-  start = time.time()
-  group_dir = sweeps.group_checkpoint_dir(sweep_dir, cells)
-  _, records = vmapped.fit_sweep(
-      trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
+  sweeps.train_group(
+      trainer, cells, configs, sweep_dir, example,
       vmapped.stack_datasets([s['train'] for s in splits]),
       {s: [d[s] for d in splits] for s in common.EVAL_SPLITS},
-      first.num_epochs,
-      hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
-      hooks=None if all(h is None for h in hooks) else hooks,
-      name=first.objective,
-      driver=vmapped.SweepRun(
-          eval_every=first.eval_every, checkpoint_dir=group_dir,
-          checkpoint_every=first.checkpoint_every,
-          log_dirs=[os.path.join(sweep_dir, c.name) for c in cells],
-          progress=first.progress))
-  seconds = time.time() - start
-  members = {cell: i for i, cell in enumerate(cells)}
-
-  def write(cell, results):
-    config = configs[members[cell]]
-    data = multi_digit_mnist.data_info(config, digits)
-    sweeps.write_cell(
-        os.path.join(sweep_dir, cell.name),
-        {'config': config.to_dict(), 'data': data},
-        {**results, 'data': data, 'objective': config.objective,
-         'attributes': list(multi_digit_mnist.attribute_names(config)),
-         'mode': 'vmapped', 'group': {'cells': [c.name for c in cells],
-                                      'train_seconds': seconds}})
-
-  sweeps.write_members(cells, records, write)
-  sweeps.remove_group_checkpoints(group_dir)
+      [{'data': multi_digit_mnist.data_info(config, digits),
+        'attributes': list(multi_digit_mnist.attribute_names(config))}
+       for config in configs])
 
 
 def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):

@@ -20,15 +20,18 @@ import itertools
 import json
 import os
 import shutil
+import time
 from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, \
     Sequence, TypeVar
 
+import jax
 import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
 
 from cmi_jax import logs
+from cmi_jax import vmapped
 from experiments import common
 
 RESULTS = 'results.json'
@@ -376,6 +379,74 @@ def write_cell(workdir: str, run_config: Mapping[str, Any],
   os.makedirs(workdir, exist_ok=True)
   logs.write_json_atomic(os.path.join(workdir, CONFIG), run_config)
   logs.write_json_atomic(os.path.join(workdir, RESULTS), results)
+
+def train_group(trainer: Any, cells: Sequence[AnyCell],
+                configs: Sequence[Any], sweep_dir: str, example: Any,
+                train_data: Any, eval_data: Mapping[str, Any],
+                member_results: Sequence[Mapping[str, Any]],
+                write_extra: Optional[Callable[[int, str, Mapping[str, Any]],
+                                               None]] = None) -> None:
+  """Trains a group of cells together (vmapped) and writes every member.
+
+  The one group-training function of the sweep runners: builds each
+  member's kNN MI hook, trains with :func:`cmi_jax.vmapped.fit_sweep`
+  (checkpointed in :func:`group_checkpoint_dir`, resumed from there), and
+  writes each cell as a separate run would (:func:`write_cell`, on the main
+  process), then deletes the group's checkpoints.
+
+  Args:
+    trainer: the group's trainer.
+    cells, configs: the members (resolved configs, in the same order).
+    sweep_dir: the sweep directory.
+    example: an input batch for ``Trainer.init``.
+    train_data: the stacked training sets (:func:`cmi_jax.vmapped.
+      stack_datasets`).
+    eval_data: split -> the members' datasets (or a ``vmapped.Stacked``).
+    member_results: per member, the entries its ``results.json`` adds to
+      the trained records (``data``, ``attributes``, ...); ``data`` also
+      goes to its ``config.json``.
+    write_extra: ``(member, workdir, results)`` writes a member's other
+      files before its ``results.json`` (the cell is done only after).
+  """
+  first = configs[0]
+  hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
+                          seed=c.seed) for c in configs]
+  group_dir = group_checkpoint_dir(sweep_dir, cells)
+  start = time.time()
+  _, records = vmapped.fit_sweep(
+      trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
+      train_data, eval_data, first.num_epochs,
+      hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
+      hooks=None if all(h is None for h in hooks) else hooks,
+      name=first.objective,
+      driver=vmapped.SweepRun(
+          eval_every=first.eval_every, checkpoint_dir=group_dir,
+          checkpoint_every=first.checkpoint_every,
+          log_dirs=[os.path.join(sweep_dir, c.name) for c in cells],
+          progress=first.progress))
+  seconds = time.time() - start
+  members = {cell: i for i, cell in enumerate(cells)}
+
+  def write(cell, member):
+    i = members[cell]
+    results = {**member, **member_results[i],
+               'objective': configs[i].objective, 'mode': 'vmapped',
+               'group': {'cells': [c.name for c in cells],
+                         'train_seconds': seconds}}
+    if jax.process_index() == 0:
+      workdir = os.path.join(sweep_dir, cell.name)
+      os.makedirs(workdir, exist_ok=True)
+      if write_extra is not None:
+        write_extra(i, workdir, results)
+      write_cell(workdir, {'config': configs[i].to_dict(),
+                           'data': member_results[i].get('data')}, results)
+    final = member['final']['eval']
+    logging.info('%s: anti %.3f, uncorr %.3f (group of %d, %.0f s).',
+                 cell.name, final['test_anti']['accuracy'],
+                 final['test_uncorr']['accuracy'], len(cells), seconds)
+
+  write_members(cells, records, write)
+  remove_group_checkpoints(group_dir)
 
 
 def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:

@@ -19,6 +19,9 @@ attributes are independent coin flips.
 ``celeb_a`` (no records) so that ``tfds.testing.mock_data`` with
 ``policy=MockPolicy.USE_FILES`` serves random examples from it.
 
+``tiny_config`` is the experiment config of the tests' short weakly
+supervised CelebA run on such a fixture.
+
 Import from a test as ``import celeba_fixture`` (pytest puts ``tests/`` on
 the path).
 """
@@ -35,7 +38,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
-from cmi_jax.data.celeba import CELEBA_ATTRIBUTES
+from cmi_jax.data.celeba_files import CELEBA_ATTRIBUTES
 
 WIDTH, HEIGHT = 178, 218  # the aligned CelebA image size, in pixels
 
@@ -193,3 +196,25 @@ def write_celeba_tfds_metadata(data_dir: str | os.PathLike,
   builder.data_path.mkdir(parents=True, exist_ok=True)
   builder.info.write_to_directory(builder.data_path)
   return os.fspath(builder.data_path)
+
+
+# The tests' tiny CelebA setting; batch 10 becomes 20 under the
+# weak-supervision scaling 1 / (1 - 0.5).
+NUM_FAKE = 240
+TRAIN_CORR = 0.6
+WEAK = 0.5
+BATCH = 10
+
+
+def tiny_config(root, cache, **overrides):
+  """The CelebA experiment config of one short run on a fixture at ``root``."""
+  from experiments.configs import celeba as celeba_config  # After XLA_FLAGS.
+  config = celeba_config.get_config()
+  config.update({
+      'source': 'files', 'celeba_dir': str(root), 'cache_dir': str(cache),
+      'train_corr': TRAIN_CORR, 'batch_size': BATCH, 'num_epochs': 1,
+      'weak_supervision': WEAK, 'mi_every': 2, 'mi_max_rows': 100,
+      'checkpoint_every': 1, 'progress': False, 'tensorboard': False,
+      # Large steps so that 14 steps move the predictions off a constant.
+      'lr': 1e-3, 'cls_lr': 1e-2, 'd_lr': 1e-3, **overrides})
+  return config

@@ -30,3 +30,10 @@ def fast_compiles():
   jax.config.update('jax_disable_most_optimizations', True)
   yield
   jax.config.update('jax_disable_most_optimizations', previous)
+
+
+@pytest.fixture
+def tiny_trainer():
+  """``objective -> Trainer``: the shared tiny trainers of tests/tiny.py."""
+  import tiny  # pylint: disable=g-import-not-at-top  # After XLA_FLAGS.
+  return tiny.trainer

@@ -67,11 +67,11 @@ def compose(digits: np.ndarray, fields: np.ndarray, noise: float
 def sample_batch(rng: np.random.Generator, bank: np.ndarray,
                  counts: np.ndarray, table: np.ndarray, noise: float,
                  patch: int, batch_size: int) -> dict[str, np.ndarray]:
-  """NumPy twin of a :class:`~cmi_jax.data.multi_digit.MultiDigitDataset` batch (same distribution).
+  """One batch of a ``MultiDigitDataset`` in NumPy (same distribution).
 
   Args:
     rng: NumPy random generator.
-    bank: uint8 ``[2, M, H, W]`` digit bank (see :func:`~cmi_jax.data.multi_digit.build_digit_bank`).
+    bank: uint8 ``[2, M, H, W]`` digit bank (``multi_digit.build_digit_bank``).
     counts: int ``[2]`` valid images per class in ``bank``.
     table: joint table ``(2,) * K``.
     noise: occlusion threshold in [0, 1].

@@ -15,6 +15,7 @@ from PIL import Image
 import pytest
 
 from cmi_jax.data import celeba
+from cmi_jax.data import celeba_files
 from cmi_jax.data import host
 from cmi_jax.data.base import ArrayDataset
 from cmi_jax.data.correlation import exact_subsample_counts
@@ -65,7 +66,7 @@ def fake_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def loaded(fake_dir, tmp_path_factory):
-  return celeba.load_celeba(
+  return celeba_files.load_celeba(
       ('Male', 'Smiling'), source='files', celeba_dir=fake_dir,
       cache_dir=tmp_path_factory.mktemp('cache'))
 
@@ -76,14 +77,14 @@ def loaded(fake_dir, tmp_path_factory):
 
 def test_attribute_names_match_the_tfds_builder():
   from tensorflow_datasets.datasets.celeb_a import celeb_a_dataset_builder
-  assert celeba.CELEBA_ATTRIBUTES == tuple(
+  assert celeba_files.CELEBA_ATTRIBUTES == tuple(
       celeb_a_dataset_builder.ATTR_HEADINGS)
-  assert len(celeba.CELEBA_ATTRIBUTES) == 40
+  assert len(celeba_files.CELEBA_ATTRIBUTES) == 40
 
 
 def test_fixture_writes_the_official_format(fake_dir):
   header, names, attributes, partition = _parse_official(fake_dir)
-  assert tuple(header) == celeba.CELEBA_ATTRIBUTES
+  assert tuple(header) == celeba_files.CELEBA_ATTRIBUTES
   assert names[0] == '000001.jpg' and len(names) == NUM_FAKE
   with Image.open(os.path.join(fake_dir, 'img_align_celeba', names[0])) as im:
     assert im.format == 'JPEG' and im.size == (178, 218)
@@ -92,12 +93,12 @@ def test_fixture_writes_the_official_format(fake_dir):
 
 def test_unknown_attribute_lists_the_valid_names(fake_dir, tmp_path):
   with pytest.raises(ValueError, match='Smilling') as info:
-    celeba.load_celeba(('Male', 'Smilling'), celeba_dir=fake_dir,
+    celeba_files.load_celeba(('Male', 'Smilling'), celeba_dir=fake_dir,
                        cache_dir=tmp_path)
   assert '5_o_Clock_Shadow' in str(info.value)
   assert 'Smiling' in str(info.value) and 'Young' in str(info.value)
   with pytest.raises(ValueError, match='twice'):
-    celeba.load_celeba(('Male', 'Male'), celeba_dir=fake_dir,
+    celeba_files.load_celeba(('Male', 'Male'), celeba_dir=fake_dir,
                        cache_dir=tmp_path)
   assert _cache_files(tmp_path) == []  # failed before any work
 
@@ -113,7 +114,7 @@ def _cached_arrays(path):
 
 def test_prepare_gives_the_official_data(fake_dir, tmp_path):
   _, names, attributes, partition = _parse_official(fake_dir)
-  arrays = _cached_arrays(celeba.prepare_celeba(fake_dir, tmp_path))
+  arrays = _cached_arrays(celeba_files.prepare_celeba(fake_dir, tmp_path))
   images = arrays['images']
   assert images.dtype == np.uint8 and images.shape == (NUM_FAKE, 64, 64, 3)
   assert arrays['attributes'].dtype == np.int8
@@ -133,8 +134,8 @@ def test_zip_archive_gives_the_same_cache(tmp_path):
   assert sorted(os.listdir(as_zip)) == [
       'img_align_celeba.zip', 'list_attr_celeba.txt',
       'list_eval_partition.txt']
-  from_dir = _cached_arrays(celeba.prepare_celeba(as_dir, tmp_path / 'a'))
-  from_zip = _cached_arrays(celeba.prepare_celeba(as_zip, tmp_path / 'b'))
+  from_dir = _cached_arrays(celeba_files.prepare_celeba(as_dir, tmp_path / 'a'))
+  from_zip = _cached_arrays(celeba_files.prepare_celeba(as_zip, tmp_path / 'b'))
   for name, array in from_dir.items():
     np.testing.assert_array_equal(array, from_zip[name])
 
@@ -143,7 +144,7 @@ def test_load_celeba_files(loaded, fake_dir):
   _, _, attributes, partition = _parse_official(fake_dir)
   assert loaded.source == 'files'
   assert loaded.attributes == ('Male', 'Smiling')
-  columns = [celeba.CELEBA_ATTRIBUTES.index(a) for a in loaded.attributes]
+  columns = [celeba_files.CELEBA_ATTRIBUTES.index(a) for a in loaded.attributes]
   for code, split in enumerate((loaded.train, loaded.val, loaded.test)):
     assert split.images.shape == (np.sum(partition == code), 64, 64, 3)
     assert split.images.dtype == np.uint8
@@ -153,7 +154,7 @@ def test_load_celeba_files(loaded, fake_dir):
 
 
 def test_attribute_order_follows_the_request(loaded, fake_dir, tmp_path):
-  swapped = celeba.load_celeba(('Smiling', 'Male', 'Young'),
+  swapped = celeba_files.load_celeba(('Smiling', 'Male', 'Young'),
                                celeba_dir=fake_dir, cache_dir=tmp_path,
                                tfds_data_dir=tmp_path / 'no_tfds')
   np.testing.assert_array_equal(swapped.train.labels[:, :2],
@@ -162,17 +163,17 @@ def test_attribute_order_follows_the_request(loaded, fake_dir, tmp_path):
 
 
 def test_cache_is_reused_without_preparing(fake_dir, tmp_path, monkeypatch):
-  path = celeba.prepare_celeba(fake_dir, tmp_path)
+  path = celeba_files.prepare_celeba(fake_dir, tmp_path)
   stamps = {f: os.stat(os.path.join(path, f)).st_mtime_ns
             for f in os.listdir(path)}
 
   def fail(*args, **kwargs):
     raise AssertionError('the cache was prepared again')
 
-  monkeypatch.setattr(celeba, '_preprocess', fail)
-  monkeypatch.setattr(celeba, '_write_cache', fail)
-  assert celeba.prepare_celeba(fake_dir, tmp_path) == path
-  splits = celeba.load_celeba(celeba_dir=fake_dir, cache_dir=tmp_path,
+  monkeypatch.setattr(celeba_files, '_preprocess', fail)
+  monkeypatch.setattr(celeba_files, '_write_cache', fail)
+  assert celeba_files.prepare_celeba(fake_dir, tmp_path) == path
+  splits = celeba_files.load_celeba(celeba_dir=fake_dir, cache_dir=tmp_path,
                               tfds_data_dir=tmp_path / 'no_tfds')
   assert len(splits.train) + len(splits.val) + len(splits.test) == NUM_FAKE
   assert stamps == {f: os.stat(os.path.join(path, f)).st_mtime_ns
@@ -189,7 +190,7 @@ def test_missing_file_names_it_and_leaves_no_cache(tmp_path, missing):
   shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
   cache = tmp_path / 'cache'
   with pytest.raises(ValueError, match=missing) as info:
-    celeba.prepare_celeba(root, cache)
+    celeba_files.prepare_celeba(root, cache)
   assert 'list_eval_partition.txt' in str(info.value)  # the expected layout
   assert _cache_files(cache) == []
 
@@ -198,7 +199,7 @@ def test_missing_image_names_it(tmp_path):
   root = celeba_fixture.write_fake_celeba(tmp_path / 'data', num_images=24)
   os.remove(os.path.join(root, 'img_align_celeba', '000007.jpg'))
   with pytest.raises(ValueError, match='000007.jpg'):
-    celeba.prepare_celeba(root, tmp_path / 'cache')
+    celeba_files.prepare_celeba(root, tmp_path / 'cache')
   assert _cache_files(tmp_path / 'cache') == []
 
 
@@ -208,14 +209,14 @@ def test_corrupt_image_fails_without_partial_cache(tmp_path):
     f.write(b'not a jpeg at all')
   cache = tmp_path / 'cache'
   with pytest.raises(ValueError, match='000010.jpg'):
-    celeba.prepare_celeba(root, cache)
+    celeba_files.prepare_celeba(root, cache)
   assert _cache_files(cache) == []
 
 
 def test_interrupted_prepare_leaves_no_cache(tmp_path, monkeypatch):
   root = celeba_fixture.write_fake_celeba(tmp_path / 'data', num_images=24)
   cache = tmp_path / 'cache'
-  original = celeba._preprocess
+  original = celeba_files._preprocess
   calls = []
 
   def crash_after_five(*args):
@@ -224,20 +225,20 @@ def test_interrupted_prepare_leaves_no_cache(tmp_path, monkeypatch):
       raise KeyboardInterrupt
     return original(*args)
 
-  monkeypatch.setattr(celeba, '_preprocess', crash_after_five)
+  monkeypatch.setattr(celeba_files, '_preprocess', crash_after_five)
   with pytest.raises(KeyboardInterrupt):
-    celeba.prepare_celeba(root, cache)
+    celeba_files.prepare_celeba(root, cache)
   assert _cache_files(cache) == []
-  monkeypatch.setattr(celeba, '_preprocess', original)
-  path = celeba.prepare_celeba(root, cache)
+  monkeypatch.setattr(celeba_files, '_preprocess', original)
+  path = celeba_files.prepare_celeba(root, cache)
   assert np.load(os.path.join(path, 'images.npy')).shape[0] == 24
 
 
 def test_files_path_does_not_import_tensorflow(fake_dir, tmp_path):
   code = (
       'import sys\n'
-      'from cmi_jax.data import celeba\n'
-      f'celeba.load_celeba(celeba_dir={str(fake_dir)!r}, '
+      'from cmi_jax.data import celeba, celeba_files\n'
+      f'celeba_files.load_celeba(celeba_dir={str(fake_dir)!r}, '
       f'cache_dir={str(tmp_path)!r}, tfds_data_dir={str(tmp_path)!r})\n'
       "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
   result = subprocess.run([sys.executable, '-c', code], capture_output=True,
@@ -246,33 +247,33 @@ def test_files_path_does_not_import_tensorflow(fake_dir, tmp_path):
 
 
 def test_foreign_directory_at_the_cache_path_is_refused(fake_dir, tmp_path):
-  os.makedirs(os.path.join(celeba.cache_path(tmp_path, 'files'), 'junk'))
+  os.makedirs(os.path.join(celeba_files.cache_path(tmp_path, 'files'), 'junk'))
   with pytest.raises(ValueError, match='not a complete CelebA cache'):
-    celeba.prepare_celeba(fake_dir, tmp_path)
+    celeba_files.prepare_celeba(fake_dir, tmp_path)
 
 
 def test_cache_of_other_data_is_refused(tmp_path):
   small = celeba_fixture.write_fake_celeba(tmp_path / 'a', num_images=24)
   other = celeba_fixture.write_fake_celeba(tmp_path / 'b', num_images=28)
-  celeba.prepare_celeba(small, tmp_path / 'cache')
+  celeba_files.prepare_celeba(small, tmp_path / 'cache')
   with pytest.raises(ValueError, match='delete'):
-    celeba.prepare_celeba(other, tmp_path / 'cache')
+    celeba_files.prepare_celeba(other, tmp_path / 'cache')
 
 
 def test_no_source_error_lists_both_ways(tmp_path):
   tfds_dir = str(tmp_path / 'tfds')
   with pytest.raises(ValueError) as info:
-    celeba.load_celeba(tfds_data_dir=tfds_dir, cache_dir=tmp_path)
+    celeba_files.load_celeba(tfds_data_dir=tfds_dir, cache_dir=tmp_path)
   message = str(info.value)
   assert '--config.tfds_data_dir' in message
   assert '--config.celeba_dir' in message
   assert os.path.join(tfds_dir, 'celeb_a') in message
   assert 'list_attr_celeba.txt' in message
   with pytest.raises(ValueError, match='not prepared in'):
-    celeba.load_celeba(source='tfds', tfds_data_dir=tfds_dir,
+    celeba_files.load_celeba(source='tfds', tfds_data_dir=tfds_dir,
                        cache_dir=tmp_path)
   with pytest.raises(ValueError, match='source must be'):
-    celeba.load_celeba(source='web', cache_dir=tmp_path)
+    celeba_files.load_celeba(source='web', cache_dir=tmp_path)
 
 
 # ---------------------------------------------------------------------------
@@ -318,14 +319,14 @@ def test_tfds_source_with_mock_data(tmp_path, fake_dir, file_format):
   with tfds.testing.mock_data(num_examples=num, data_dir=data_dir,
                               policy=tfds.testing.MockPolicy.USE_FILES):
     # 'auto' prefers a prepared TFDS over the official files.
-    splits = celeba.load_celeba(('Male', 'Smiling'), source='auto',
+    splits = celeba_files.load_celeba(('Male', 'Smiling'), source='auto',
                                 tfds_data_dir=data_dir, celeba_dir=fake_dir,
                                 cache_dir=tmp_path / 'cache')
     ref_jpegs, ref_labels = _mock_reference(data_dir, 'validation', num,
                                             file_format)
   assert splits.source == 'tfds'
-  assert os.path.isdir(celeba.cache_path(tmp_path / 'cache', 'tfds'))
-  assert not os.path.isdir(celeba.cache_path(tmp_path / 'cache', 'files'))
+  assert os.path.isdir(celeba_files.cache_path(tmp_path / 'cache', 'tfds'))
+  assert not os.path.isdir(celeba_files.cache_path(tmp_path / 'cache', 'files'))
   for split in (splits.train, splits.val, splits.test):
     assert split.images.shape == (num, 64, 64, 3)
     assert split.images.dtype == np.uint8
@@ -346,7 +347,7 @@ def test_tfds_source_with_mock_data(tmp_path, fake_dir, file_format):
 
 def test_auto_falls_back_to_files(fake_dir, tmp_path):
   os.makedirs(tmp_path / 'tfds' / 'celeb_a')  # present but not prepared
-  splits = celeba.load_celeba(tfds_data_dir=tmp_path / 'tfds',
+  splits = celeba_files.load_celeba(tfds_data_dir=tmp_path / 'tfds',
                               celeba_dir=fake_dir, cache_dir=tmp_path)
   assert splits.source == 'files'
 
@@ -505,8 +506,8 @@ def _synthetic_splits(attributes=('Male', 'Smiling'),
     labels = rng.integers(0, 2, (n, len(attributes))).astype(np.int32)
     images = np.full((n, 64, 64, 3), 200, np.uint8)
     images[:, 0, 0, 0] = labels_to_combination(labels) * 10
-    parts.append(celeba.CelebASplit(images=images, labels=labels))
-  return celeba.CelebASplits(*parts, attributes=tuple(attributes),
+    parts.append(celeba_files.CelebASplit(images=images, labels=labels))
+  return celeba_files.CelebASplits(*parts, attributes=tuple(attributes),
                              source='synthetic', location='')
 
 
@@ -588,7 +589,7 @@ def test_celeba_splits_rejects_bad_arguments():
     celeba.celeba_splits(splits, 0.6, noise=-0.1)
   with pytest.raises(ValueError, match='outside'):
     celeba.celeba_splits(splits, 1.5)
-  one = celeba.CelebASplits(splits.train, splits.val, splits.test,
+  one = celeba_files.CelebASplits(splits.train, splits.val, splits.test,
                             attributes=('Male',), source='x', location='')
   with pytest.raises(ValueError, match='K >= 2'):
     celeba.celeba_splits(one, 0.6)
@@ -682,8 +683,8 @@ def _correlated_splits(sizes=(2000, 600, 600), corr=0.7):
                       1).astype(np.int32)
     images = np.full((n, 64, 64, 3), 200, np.uint8)
     images[:, 0, 0, 0] = labels_to_combination(labels) * 10
-    parts.append(celeba.CelebASplit(images=images, labels=labels))
-  return celeba.CelebASplits(*parts, attributes=('Blond_Hair', 'Male'),
+    parts.append(celeba_files.CelebASplit(images=images, labels=labels))
+  return celeba_files.CelebASplits(*parts, attributes=('Blond_Hair', 'Male'),
                              source='synthetic', location='')
 
 

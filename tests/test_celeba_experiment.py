@@ -35,10 +35,9 @@ from experiments import evaluate_disentanglement
 from experiments import plot_celeba
 from experiments.configs import celeba as celeba_config
 
-NUM_FAKE = 240
-TRAIN_CORR = 0.6
-WEAK = 0.5
-BATCH = 10  # before weak-supervision scaling: 10 / (1 - 0.5) = 20
+NUM_FAKE, TRAIN_CORR, WEAK, BATCH = (
+    celeba_fixture.NUM_FAKE, celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
+    celeba_fixture.BATCH)
 CELL = celeba_sweep.WeakCell(sweeps.Cell('cmi', TRAIN_CORR, 0.0, 0), WEAK)
 
 
@@ -75,18 +74,6 @@ def _largest_counts(labels, table):
   raise AssertionError('no sub-sample')
 
 
-def _config(root, cache, **overrides):
-  config = celeba_config.get_config()
-  config.update({
-      'source': 'files', 'celeba_dir': str(root), 'cache_dir': str(cache),
-      'train_corr': TRAIN_CORR, 'batch_size': BATCH, 'num_epochs': 1,
-      'weak_supervision': WEAK, 'mi_every': 2, 'mi_max_rows': 100,
-      'checkpoint_every': 1, 'progress': False, 'tensorboard': False,
-      # Large steps so that 14 steps move the predictions off a constant.
-      'lr': 1e-3, 'cls_lr': 1e-2, 'd_lr': 1e-3, **overrides})
-  return config
-
-
 @pytest.fixture(scope='module')
 def fake_dir(tmp_path_factory):
   return celeba_fixture.write_fake_celeba(
@@ -106,7 +93,7 @@ def sweep_dir(tmp_path_factory):
 @pytest.fixture(scope='module')
 def finished_run(fake_dir, cache_dir, sweep_dir):
   """One weak-supervision sweep cell, trained for real (2 scaled epochs)."""
-  config = _config(fake_dir, cache_dir)
+  config = celeba_fixture.tiny_config(fake_dir, cache_dir)
   config.update(CELL.overrides())
   workdir = os.path.join(celeba_sweep.mode_dir(sweep_dir, 'weak'), CELL.name)
   results = celeba_experiment.train_and_evaluate(config, workdir)
@@ -305,7 +292,8 @@ def test_bad_attributes_name_the_flag(attributes, match, tmp_path):
     ({'attributes': ('Male,Smiling,Young',)}, 'z_dim=10'),
 ])
 def test_bad_fields_fail_before_reading_data(overrides, match, tmp_path):
-  config = _config(tmp_path / 'no_data', tmp_path / 'cache', **overrides)
+  config = celeba_fixture.tiny_config(tmp_path / 'no_data', tmp_path / 'cache',
+                                      **overrides)
   with pytest.raises(ValueError, match=match):
     celeba_experiment.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not os.path.exists(tmp_path / 'cache')
@@ -324,8 +312,9 @@ def test_host_placement_trains_end_to_end_and_resumes(fake_dir, cache_dir,
   monkeypatch.setattr(common.plots, 'image_grid', lambda *a, **k: None)
   monkeypatch.setattr(common.plots, 'joint_count_tables',
                       lambda *a, **k: None)
-  config = _config(fake_dir, cache_dir, objective='base', weak_supervision=0.0,
-                   num_epochs=1, data_placement='host')
+  config = celeba_fixture.tiny_config(
+      fake_dir, cache_dir, objective='base', weak_supervision=0.0,
+      num_epochs=1, data_placement='host')
   workdir = str(tmp_path / 'host')
   first = celeba_experiment.train_and_evaluate(config, workdir)
   config.num_epochs = 2
@@ -411,7 +400,7 @@ def _with_objective(config, objective):
 
 
 def test_three_attributes_load(fake_dir, cache_dir):
-  config = celeba_experiment.resolve_config(_config(
+  config = celeba_experiment.resolve_config(celeba_fixture.tiny_config(
       fake_dir, cache_dir, attributes=('Male,Smiling,Eyeglasses',),
       train_corr=0.3, weak_supervision=0.0, batch_size=4))
   loaded, data = celeba_experiment.load_data(config)
@@ -428,7 +417,7 @@ def test_tfds_source_through_the_experiment(tmp_path):
   import tensorflow_datasets as tfds
   data_dir = str(tmp_path / 'tfds')
   celeba_fixture.write_celeba_tfds_metadata(data_dir, 48, 'array_record')
-  config = celeba_experiment.resolve_config(_config(
+  config = celeba_experiment.resolve_config(celeba_fixture.tiny_config(
       tmp_path / 'no_files', tmp_path / 'cache', source='tfds',
       tfds_data_dir=data_dir, celeba_dir=None, train_corr=0.0,
       weak_supervision=0.0, batch_size=4))
@@ -587,9 +576,10 @@ def test_blond_male_preset_trains_on_the_natural_splits_with_group_dro(
   preset = celeba_config.get_config('blond_male')
   assert tuple(preset.attributes) == ('Blond_Hair', 'Male')
   assert preset.correlation_mode == 'natural'
-  config = _config(fake_dir, cache_dir, attributes=('Blond_Hair', 'Male'),
-                   correlation_mode='natural', weak_supervision=0.0,
-                   batch_size=4, mi_every=0, group_weighting='groupdro')
+  config = celeba_fixture.tiny_config(
+      fake_dir, cache_dir, attributes=('Blond_Hair', 'Male'),
+      correlation_mode='natural', weak_supervision=0.0, batch_size=4,
+      mi_every=0, group_weighting='groupdro')
   results = celeba_experiment.train_and_evaluate(config, str(tmp_path / 'run'))
   loaded, _ = celeba_experiment.load_data(
       celeba_experiment.resolve_config(config))

@@ -23,7 +23,6 @@ import sys
 import celeba_fixture
 import numpy as np
 import pytest
-import test_celeba_experiment
 
 from experiments import common
 from cmi_jax import plots
@@ -34,10 +33,9 @@ from experiments import plot_celeba
 
 # The experiment test's tiny setting; batch 10 becomes 20 and 1 epoch 2
 # under the weak-supervision scaling.
-NUM_FAKE = test_celeba_experiment.NUM_FAKE
-TRAIN_CORR = test_celeba_experiment.TRAIN_CORR
-WEAK = test_celeba_experiment.WEAK
-BATCH = test_celeba_experiment.BATCH
+NUM_FAKE, TRAIN_CORR, WEAK, BATCH = (
+    celeba_fixture.NUM_FAKE, celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
+    celeba_fixture.BATCH)
 # Members vs separate runs, measured on 2 CPU cores: losses and train
 # metrics differ by at most 1e-7, latent correlations by 1.4e-6 (float32
 # rounding of vmapped vs unbatched matmuls); accuracies, counts, confusions
@@ -62,7 +60,7 @@ def config(tmp_path_factory):
       tmp_path_factory.mktemp('celeba_dir'), num_images=NUM_FAKE, seed=0)
   # The base objective compiles fastest; the vmapped engine's equality for
   # every objective is tests/test_sweep.py's.
-  return test_celeba_experiment._config(
+  return celeba_fixture.tiny_config(
       root, tmp_path_factory.mktemp('cache'), objective='base')
 
 
@@ -268,7 +266,7 @@ def test_group_of_unequal_datasets_names_the_cells(config, tmp_path,
 def test_seeds_and_noise_levels_give_equal_shapes(config):
   # What the grouping rule rests on: celeba_splits' sizes follow from the
   # labels and the tables alone.
-  loaded = celeba_sweep.celeba.load_celeba(
+  loaded = celeba_sweep.celeba_files.load_celeba(
       ('Male', 'Smiling'), source='files', celeba_dir=config.celeba_dir,
       cache_dir=config.cache_dir)
   shapes = set()

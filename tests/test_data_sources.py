@@ -262,6 +262,18 @@ def test_load_embedded_mnist(tmp_path, caplog):
   assert not os.path.exists(tmp_path / 'empty')  # looking creates nothing
 
 
+def test_embedded_source_does_not_import_tfds():
+  code = ('import sys\n'
+          'from cmi_jax.data import multi_digit, sources\n'
+          "digits = sources.load_digits('mnist', source='embedded')\n"
+          'multi_digit.multi_digit_splits(digits)\n'
+          "print(sorted(m for m in ('tensorflow_datasets', 'tensorflow')\n"
+          '             if m in sys.modules))\n')
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=300, check=True)
+  assert result.stdout.strip().splitlines()[-1] == '[]', result.stdout
+
+
 def _fake_prepared_official_mnist(data_dir):
   """Metadata of a prepared official `mnist` (what mock_data reads)."""
   builder = tfds.builder('mnist', data_dir=data_dir)

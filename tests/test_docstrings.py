@@ -5,7 +5,8 @@ not starting with ``_``. Only objects *defined* in the package are checked
 (a name a module imports from elsewhere is checked where it is defined, or not
 at all if it comes from another library). Methods are those in a class's own
 ``__dict__``: functions, static and class methods, properties and cached
-properties; dunder methods are left out.
+properties; dunder methods are left out. A method that overrides one a base
+class documents keeps that contract and needs no docstring of its own.
 """
 
 from __future__ import annotations
@@ -70,6 +71,15 @@ def _method_function(member):
   return None
 
 
+def _overrides_documented(cls, attr: str) -> bool:
+  """Whether a base class of ``cls`` documents ``attr`` (its contract holds)."""
+  for base in cls.__mro__[1:]:
+    function = _method_function(vars(base).get(attr))
+    if function is not None and _has_doc(function):
+      return True
+  return False
+
+
 def missing_docstrings(module: types.ModuleType) -> list[str]:
   """Qualified names in ``module`` that lack a docstring ('' = the module)."""
   missing = []
@@ -88,7 +98,7 @@ def missing_docstrings(module: types.ModuleType) -> list[str]:
         if function is None or not getattr(
             function, '__module__', '').startswith(PACKAGE):
           continue  # Not a method, or one added by another library.
-        if not _has_doc(function):
+        if not (_has_doc(function) or _overrides_documented(obj, attr)):
           missing.append(f'{module.__name__}.{name}.{attr}')
     elif inspect.isfunction(obj) and not _has_doc(obj):
       missing.append(f'{module.__name__}.{name}')
@@ -134,10 +144,30 @@ def test_the_checker_flags_what_lacks_a_docstring():
   class UndocumentedData:
     x: int = 0
 
-  for obj in (documented, bare, Bare, Data, UndocumentedData):
+  class Override(Bare):
+    """Documented subclass."""
+
+    def method(self):  # Bare.method has no docstring either: flagged.
+      pass
+
+  class Documented:
+    """Documented base."""
+
+    def method(self):
+      """The contract."""
+
+  class Refines(Documented):
+    """Documented subclass."""
+
+    def method(self):  # inherits Documented.method's contract: not flagged
+      pass
+
+  for obj in (documented, bare, Bare, Data, UndocumentedData, Override,
+              Documented, Refines):
     obj.__module__ = module.__name__
     module.__dict__[obj.__name__] = obj
-  for function in (Bare.method, Bare.value.fget, Bare._private):
+  for function in (Bare.method, Bare.value.fget, Bare._private,
+                   Override.method, Documented.method, Refines.method):
     function.__module__ = PACKAGE + '.fake'
   module.__dict__['imported'] = inspect.isclass  # from elsewhere: skipped
   assert missing_docstrings(module) == [
@@ -145,6 +175,7 @@ def test_the_checker_flags_what_lacks_a_docstring():
       'fake_cmi_module.Bare',
       'fake_cmi_module.Bare.method',
       'fake_cmi_module.Bare.value',
+      'fake_cmi_module.Override.method',
       'fake_cmi_module.UndocumentedData',
       'fake_cmi_module.bare',
   ]

@@ -9,8 +9,9 @@ import pytest
 
 from cmi_jax import groups, models, train
 from cmi_jax.data import base, synthetic
+import tiny
 
-SUBSPACES, NUM_CLASSES = (2, 2), (2, 2)
+SUBSPACES, NUM_CLASSES = tiny.SUBSPACES, tiny.NUM_CLASSES
 DATA = synthetic.synthetic_dataset(0.8, batch_size=16, steps_per_epoch=3)
 FREQS = (0.45, 0.05, 0.05, 0.45)
 

@@ -13,11 +13,9 @@ import pytest
 from cmi_jax import evaluation, host_loop, run, train
 from cmi_jax.data import host
 from cmi_jax.data.base import ArrayDataset
-# The engine tests' tiny trainer (same subspaces and classes as here).
-from test_run import trainer_for
+import tiny
 
 N, BATCH = 53, 8  # 6 steps per epoch, 5 rows dropped
-SUBSPACES = NUM_CLASSES = (2, 2)
 # Draws from the loss key every step, so the two paths must also agree on the
 # step's randomness.
 OBJECTIVE = 'mmd_cmi'
@@ -135,12 +133,12 @@ def test_host_epochs_see_the_scanned_epochs_batches():
 def initial_state(objective):
   """NumPy copy of an initial state (a fresh device copy per use: donated)."""
   example = np.zeros((BATCH, 4, 4, 3), np.float32)
-  return jax.device_get(trainer_for(objective).init(
+  return jax.device_get(tiny.trainer(objective).init(
       jax.random.PRNGKey(0), example, disentangle_weight=0.5))
 
 
 def test_train_epoch_matches_the_device_epoch():
-  trainer = trainer_for(OBJECTIVE)
+  trainer = tiny.trainer(OBJECTIVE)
   images, labels = arrays()
   device, on_host = both(images, labels)
   want_state, want = trainer.jit_train_epoch(
@@ -169,12 +167,13 @@ def test_train_epoch_matches_the_device_epoch():
 def test_train_epoch_rejects_device_data():
   images, labels = arrays()
   device, _ = both(images, labels)
-  with pytest.raises(ValueError, match='takes a host-fed dataset.*jit_train_epoch'):
-    host_loop.train_epoch(trainer_for('base'), initial_state('base'), device)
+  with pytest.raises(ValueError,
+                     match='takes a host-fed dataset.*jit_train_epoch'):
+    host_loop.train_epoch(tiny.trainer('base'), initial_state('base'), device)
 
 
 def test_evaluate_host_data_equals_device_data():
-  trainer = trainer_for('base')
+  trainer = tiny.trainer('base')
   images, labels = arrays(seed=4)
   device, on_host = both(images, labels, shuffle=False)
   state = jax.device_put(initial_state('base'))
@@ -196,7 +195,7 @@ def test_evaluate_host_data_equals_device_data():
 def fit(workdir, num_epochs, train_data, eval_data):
   config = run.FitConfig(num_epochs=num_epochs, progress=False,
                          tensorboard=False)
-  return run.fit(trainer_for(OBJECTIVE),
+  return run.fit(tiny.trainer(OBJECTIVE),
                  jax.device_put(initial_state(OBJECTIVE)), train_data,
                  eval_data, str(workdir), config)
 
@@ -326,7 +325,7 @@ def test_host_dataset_rejects_bad_arrays():
     host.HostDataset(jnp.asarray(images), labels, batch_size=BATCH)
   with pytest.raises(ValueError, match='same N'):
     host.HostDataset(images[:-1], labels, batch_size=BATCH)
-  with pytest.raises(ValueError, match=r'batch_size.*\[1, N=53\]'):
+  with pytest.raises(ValueError, match=r'batch_size must lie in \[1, 53\]'):
     host.HostDataset(images, labels, batch_size=54)
   on_host = host.HostDataset(images, labels, batch_size=BATCH)
   with pytest.raises(ValueError, match='past the end'):

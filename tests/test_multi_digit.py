@@ -354,10 +354,10 @@ def test_fashion_mnist_splits_from_real_idx():
     (dict(corr=-0.5, num_digits=3), r'outside \[0, 1\] for num_digits=3'),
     (dict(corr=0.5, table=[[1, 0], [0, 1]]), 'either corr or table'),
     (dict(table=np.ones((2, 2, 2))), r'table has shape \(2, 2, 2\)'),
-    (dict(patch=0), r'patch must be an integer \[1, 32\]; got 0'),
-    (dict(noise=1.5), r'noise must be a number in \[0, 1\]'),
+    (dict(patch=0), r'patch must lie in \[1, 32\]; got 0'),
+    (dict(noise=1.5), r'noise must lie in \[0, 1\]; got 1.5'),
     (dict(batch_size=601), 'batch_size=601 exceeds the 600 samples'),
-    (dict(num_digits=0), 'num_digits must be an integer >= 1'),
+    (dict(num_digits=0), 'num_digits must be >= 1'),
 ])
 def test_bad_inputs_raise_one_clear_error(digits, kwargs, message):
   with pytest.raises(ValueError, match=message):

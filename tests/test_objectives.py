@@ -1,4 +1,4 @@
-"""The objective registry: a new objective is one class and one register call."""
+"""The objective registry: a new objective is a class and a register call."""
 
 import dataclasses
 

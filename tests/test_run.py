@@ -1,6 +1,5 @@
 """Runs: their files, exact resume, non-finite losses, label checks, logs."""
 
-import functools
 import json
 import math
 import os
@@ -18,43 +17,26 @@ from tensorboardX import event_file_writer
 from tensorboardX.proto import event_pb2
 
 from cmi_jax import checkpoint as ckpt
-from cmi_jax import logs, models, run, train
+from cmi_jax import logs, run, train
 from cmi_jax.data import synthetic
+import tiny
 
-SUBSPACES = (2, 2)
-NUM_CLASSES = (2, 2)
 TRAIN = synthetic.synthetic_dataset(0.8, batch_size=16, steps_per_epoch=2)
 EVAL = {'val': synthetic.synthetic_dataset(0.8, batch_size=16,
                                            steps_per_epoch=2, seed=7)}
-EXAMPLE = np.zeros((16, 4), np.float32)
 
 
 # Tiny models: compiling dominates (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
-@functools.lru_cache(maxsize=None)
-def trainer_for(objective):
-  """One trainer per objective, so runs share its compiled epoch."""
-  return train.make_trainer(
-      models.MLPEncoder(latent_dim=4, hidden=(8,)), objective, SUBSPACES,
-      NUM_CLASSES, train.OptimConfig(lr=1e-2, cls_lr=1e-2, d_lr=1e-2),
-      adversary_hidden=(8,))
-
-
-@functools.lru_cache(maxsize=None)
-def host_state(objective):
-  """The initial state of ``trainer_for(objective)`` as NumPy arrays."""
-  return jax.device_get(trainer_for(objective).init(
-      jax.random.PRNGKey(0), EXAMPLE, disentangle_weight=0.5))
-
-
 def fit(workdir, num_epochs, objective='base', train_data=TRAIN,
         eval_data=None, hook=None, train_epoch=None, **config):
   """``run.fit`` from a fresh initial state (resumes if workdir has one)."""
   config = run.FitConfig(num_epochs=num_epochs, progress=False, **config)
-  return run.fit(trainer_for(objective), jax.device_put(host_state(objective)),
-                 train_data, EVAL if eval_data is None else eval_data,
+  return run.fit(tiny.trainer(objective),
+                 jax.device_put(tiny.host_state(objective)), train_data,
+                 EVAL if eval_data is None else eval_data,
                  str(workdir), config, run_config={'objective': objective},
                  epoch_hook=hook, train_epoch=train_epoch)
 
@@ -178,11 +160,11 @@ def test_fit_writes_config_logs_checkpoints_and_results(tmp_path, monkeypatch):
   # (from an empty cache, so an earlier test's compile cannot hide a retrace).
   monkeypatch.setattr(train, 'scan_epoch',
                       chex.assert_max_traces(train.scan_epoch, n=1))
-  trainer = trainer_for('base')
+  trainer = tiny.trainer('base')
   trainer.jit_train_epoch.clear_cache()
   config = run.FitConfig(num_epochs=3, keep_checkpoints=2, log_every_steps=3,
                          progress=False)
-  result = run.fit(trainer, jax.device_put(host_state('base')), TRAIN, EVAL,
+  result = run.fit(trainer, jax.device_put(tiny.host_state('base')), TRAIN, EVAL,
                    str(tmp_path), config,
                    run_config={'lr': 0.01, 'name': 'smoke'})
 
@@ -299,7 +281,7 @@ def best_states(workdir, objective):
   """The states of the best-loss and best-accuracy checkpoints of a run."""
   checkpoints = ckpt.RunCheckpoints(str(workdir))
   try:
-    return [checkpoints.restore(series, host_state(objective))[0]
+    return [checkpoints.restore(series, tiny.host_state(objective))[0]
             for series in (ckpt.BEST_LOSS, ckpt.BEST_ACCURACY)]
   finally:
     checkpoints.close()
@@ -346,7 +328,7 @@ def test_best_checkpoints_stay_consistent_across_repeated_crashes(
 
 
 def test_non_finite_loss_names_step_term_and_last_checkpoint(tmp_path):
-  trainer = trainer_for('base')
+  trainer = tiny.trainer('base')
   poisoned = PoisonedDataset(TRAIN, bad_step=1)
   epochs_run = []
 
@@ -432,7 +414,7 @@ def test_resumed_logger_keeps_earlier_records_in_log_and_tensorboard(
 
 
 def test_checkpoints_round_trip_a_state_with_adversaries(tmp_path):
-  state = host_state('cmi')
+  state = tiny.host_state('cmi')
   checkpoints = ckpt.RunCheckpoints(str(tmp_path), keep=2)
   try:
     for epoch in (1, 2, 3):
@@ -510,15 +492,15 @@ def test_no_readable_checkpoint_says_how_to_start_over(tmp_path):
 def test_resume_refuses_a_changed_config_before_writing(tmp_path):
   fit(tmp_path, 1)
   saved = open(os.path.join(tmp_path, 'config.json')).read()
-  state = jax.device_put(host_state('base'))
+  state = jax.device_put(tiny.host_state('base'))
   config = run.FitConfig(num_epochs=2, progress=False)
   with pytest.raises(run.ConfigMismatchError,
                      match=r"objective \('base' -> 'cmi'\).*--allow_change"):
-    run.fit(trainer_for('base'), state, TRAIN, EVAL, str(tmp_path), config,
+    run.fit(tiny.trainer('base'), state, TRAIN, EVAL, str(tmp_path), config,
             run_config={'objective': 'cmi'})
   assert open(os.path.join(tmp_path, 'config.json')).read() == saved
   # A field named in may_change is not compared.
-  result = run.fit(trainer_for('base'), state, TRAIN, EVAL, str(tmp_path),
+  result = run.fit(tiny.trainer('base'), state, TRAIN, EVAL, str(tmp_path),
                    config, run_config={'objective': 'cmi'},
                    may_change=('objective',))
   assert result['final']['epoch'] == 2

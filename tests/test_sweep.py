@@ -28,9 +28,9 @@ from cmi_jax import vmapped
 from experiments import sweeps
 from cmi_jax import train
 from cmi_jax.data import synthetic
+import tiny
 
-SUBSPACES = (2, 2)
-NUM_CLASSES = (2, 2)
+SUBSPACES, NUM_CLASSES = tiny.SUBSPACES, tiny.NUM_CLASSES
 BATCH = 32
 STEPS = 3
 EPOCHS = 2

@@ -18,9 +18,9 @@ import pytest
 
 from cmi_jax import evaluation, losses, models, objectives, train
 from cmi_jax.data import synthetic
+import tiny
 
-SUBSPACES = (2, 2)
-NUM_CLASSES = (2, 2)
+SUBSPACES, NUM_CLASSES = tiny.SUBSPACES, tiny.NUM_CLASSES
 BATCH_SIZE = 16
 # Distinct rates and betas per player, so a setting routed to the wrong
 # optimiser changes the result.

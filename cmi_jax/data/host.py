@@ -25,22 +25,12 @@ resume, and a run may switch placement between restarts. (The float results
 of a host epoch match the scanned epoch's to rounding, not bit for bit: XLA
 compiles one step and a scan of steps differently.)
 
-Why a thread and not ``grain``: the data are already decoded uint8 arrays in
-memory, so a batch costs one gather of ``B * 12 KiB`` (well under a
-millisecond) and one copy to the device; there is no per-example decoding or
-augmentation for grain's worker processes to parallelise, and moving batches
-out of worker processes would add a copy through shared memory. Grain's own
-index shuffle would also give a different order from the device path's
-``jax.random.permutation``, losing the equality above, and it would be one
-more dependency. One thread suffices: a batch of 100 rows is gathered in
-about 0.1 ms (``np.take`` releases the GIL, so the gather overlaps the
-Python loop that dispatches the steps), and the depth is a parameter.
+A thread and not ``grain``: docs/design.md gives the reasons.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import queue
 import threading
 from typing import Any, Callable, ClassVar, Iterator, Optional
@@ -48,6 +38,7 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 import jax
 import numpy as np
 
+from cmi_jax import validate
 from cmi_jax.data.base import Batch, to_float_image
 
 PLACEMENTS = ('auto', 'device', 'host')
@@ -70,10 +61,7 @@ def check_placement(placement: Any) -> str:
   Raises:
     ValueError: listing the valid values.
   """
-  if not isinstance(placement, str) or placement not in PLACEMENTS:
-    raise ValueError(f'data placement must be one of {PLACEMENTS}; got '
-                     f'{placement!r}.')
-  return placement
+  return validate.choice(placement, 'data placement', PLACEMENTS)
 
 
 def _default_device() -> jax.Device:
@@ -108,10 +96,7 @@ def choose_placement(nbytes: int, placement: str = 'auto',
     ValueError: for an unknown placement or a fraction outside (0, 1].
   """
   check_placement(placement)
-  if not (isinstance(memory_fraction, numbers.Real)
-          and 0.0 < memory_fraction <= 1.0):
-    raise ValueError(f'memory_fraction must lie in (0, 1]; got '
-                     f'{memory_fraction!r}.')
+  validate.number(memory_fraction, 'memory_fraction', 0, 1, open_low=True)
   size = f'{_size(nbytes)} of images'
   if placement != 'auto':
     return placement, f'requested; {size}'
@@ -169,10 +154,7 @@ class Prefetcher:
       depth: finished items kept ahead, >= 1.
       name: the thread's name (shows in debuggers and thread dumps).
     """
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or (
-        depth < 1):
-      raise ValueError(f'prefetch depth must be a positive integer; got '
-                       f'{depth!r}.')
+    validate.integer(depth, 'prefetch depth', 1)
     self._queue: queue.Queue = queue.Queue(maxsize=int(depth))
     self._stop = threading.Event()
     self._count = int(count)
@@ -303,16 +285,9 @@ class HostDataset:
       raise ValueError(
           f'HostDataset needs images [N, ...] and labels [N, K] with the same '
           f'N; got {images.shape} and {labels.shape}.')
-    if isinstance(self.batch_size, bool) or not isinstance(
-        self.batch_size, numbers.Integral) or not (
-            1 <= self.batch_size <= len(labels)):
-      raise ValueError(
-          f'batch_size must be an integer in [1, N={len(labels)}]; got '
-          f'{self.batch_size!r}.')
-    if isinstance(self.prefetch_depth, bool) or not isinstance(
-        self.prefetch_depth, numbers.Integral) or self.prefetch_depth < 1:
-      raise ValueError(f'prefetch_depth must be a positive integer; got '
-                       f'{self.prefetch_depth!r}.')
+    validate.integer(self.batch_size, 'batch_size', 1, len(labels),
+                     hint=f'N = {len(labels)} rows.')
+    validate.integer(self.prefetch_depth, 'prefetch_depth', 1)
 
   @property
   def steps_per_epoch(self) -> int:

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import validate
 from cmi_jax.data import correlation
 from cmi_jax.data import occlusion
 from cmi_jax.data.base import Batch
@@ -127,13 +128,7 @@ def _sample_batch(key: jax.Array, bank: jax.Array, counts: jax.Array,
 def _check_int(value: Any, name: str, low: int, high: int | None = None,
                fix: str = '') -> int:
   """``value`` as an int in ``[low, high]``, else one clear ValueError."""
-  ok = (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-        and value >= low and (high is None or value <= high))
-  if not ok:
-    bound = f'[{low}, {high}]' if high is not None else f'>= {low}'
-    raise ValueError(f'{name} must be an integer {bound}; got {value!r}.'
-                     + (f' {fix}' if fix else ''))
-  return int(value)
+  return validate.integer(value, name, low, high, fix)
 
 
 def _check_images(images: Any, labels: Any, where: str
@@ -181,15 +176,11 @@ def _check_classes(classes: Any, labels: np.ndarray, where: str
 
 
 def _check_noise(noise: Any) -> float:
-  ok = isinstance(noise, numbers.Real) or (
-      isinstance(noise, (np.ndarray, jax.Array)) and np.ndim(noise) == 0)
-  value = float(noise) if ok else math.nan
-  if not ok or not 0.0 <= value <= 1.0:
-    raise ValueError(
-        f'noise must be a number in [0, 1] (the occlusion threshold: 0 '
-        f'occludes nothing, 1 everything); got {noise!r}. To sweep noise, '
-        'build once and jax.vmap over dataset.replace(noise=...).')
-  return value
+  return validate.number(
+      noise, 'noise', 0, 1,
+      hint='It is the occlusion threshold: 0 occludes nothing, 1 everything. '
+      'To sweep noise, build once and jax.vmap over '
+      'dataset.replace(noise=...).')
 
 
 def resolve_table(num_digits: int, corr: float | None = None,

@@ -32,9 +32,7 @@ import os
 from typing import Literal
 
 import numpy as np
-import tensorflow_datasets as tfds
 
-from cmi_jax.data import digit_builders
 from cmi_jax.data import idx
 
 _log = logging.getLogger(__name__)
@@ -154,12 +152,17 @@ def _import_tensorflow_cpu_only():
 
 
 def _official_builder(dataset: str, tfds_data_dir: str | None):
+  # Local: only the TFDS paths need TFDS (the embedded digits do not).
+  import tensorflow_datasets as tfds
   return tfds.builder(dataset, data_dir=tfds_data_dir)
 
 
 def _read_official_split(builder, split: str
                          ) -> tuple[np.ndarray, np.ndarray]:
   """Reads one split of a prepared official builder (any file format)."""
+  # Local: only the TFDS paths need TFDS (the embedded digits do not).
+  import tensorflow_datasets as tfds
+  from cmi_jax.data import digit_builders
   if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
     return digit_builders.read_prepared_split(builder, split)
   # tfrecord (TFDS's default for the official datasets) needs tf.data.
@@ -197,6 +200,8 @@ def _has_idx_files(manual_dir: str) -> bool:
 def _try_idx(dataset: str, manual_dir: str | None, tfds_data_dir: str | None
              ) -> tuple[DigitSplits | None, str]:
   """The IDX builder (cached, or prepared now), else ``(None, why not)``."""
+  # Local: only the TFDS paths need TFDS (the embedded digits do not).
+  from cmi_jax.data import digit_builders
   builder = digit_builders.idx_builder(dataset, tfds_data_dir)
   if builder.is_prepared():
     source = f'tfds:{builder.data_dir}'
@@ -301,6 +306,8 @@ def _try_embedded(dataset: str) -> tuple[DigitSplits | None, str]:
 # ------------------------------------------------------------------ public API
 def _nothing_found_message(dataset: str, source: str, tfds_data_dir,
                            manual_dir, reasons: list[str]) -> str:
+  # Local: only the TFDS paths need TFDS (the embedded digits do not).
+  from cmi_jax.data import digit_builders
   default_manual = DEFAULT_MANUAL_DIRS.get(dataset)
   builder_name = digit_builders.BUILDERS[dataset].name
   lines = [

@@ -22,6 +22,8 @@ from typing import Union
 
 import numpy as np
 
+from cmi_jax import validate
+
 Seed = Union[int, np.random.Generator, None]
 
 
@@ -40,11 +42,12 @@ def as_generator(seed: Seed) -> np.random.Generator:
       f'{type(seed).__name__}. Pass e.g. seed=0.')
 
 
-def check_codes(codes, name: str = 'codes') -> np.ndarray:
+def check_codes(codes, name: str = 'codes', min_rows: int = 1) -> np.ndarray:
   """Validates a code matrix and returns it as float64 ``[N, D]``.
 
   Raises:
-    ValueError: if ``codes`` is not 2-D, is empty, or holds NaN/inf values.
+    ValueError: if ``codes`` is not 2-D, is empty, has fewer than
+      ``min_rows`` rows, or holds NaN/inf values.
   """
   codes = np.asarray(codes)
   if codes.ndim != 2:
@@ -57,6 +60,9 @@ def check_codes(codes, name: str = 'codes') -> np.ndarray:
   if not np.issubdtype(codes.dtype, np.number) or np.issubdtype(
       codes.dtype, np.complexfloating):
     raise ValueError(f'{name} must be real numbers; got dtype {codes.dtype}.')
+  if codes.shape[0] < min_rows:
+    raise ValueError(f'{name} needs at least {min_rows} rows here; got '
+                     f'{codes.shape[0]}.')
   codes = codes.astype(np.float64)
   if not np.all(np.isfinite(codes)):
     bad = np.argwhere(~np.isfinite(codes))[0]
@@ -114,18 +120,12 @@ def check_codes_and_factors(codes, factors) -> tuple[np.ndarray, np.ndarray]:
 
 def check_fraction(value: float, name: str) -> float:
   """Checks that a split fraction lies strictly inside (0, 1)."""
-  if not 0.0 < float(value) < 1.0:
-    raise ValueError(f'{name} must lie strictly between 0 and 1; got {value}.')
-  return float(value)
+  return validate.number(value, name, 0, 1, open_low=True, open_high=True)
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
   """Checks that ``value`` is an integer >= ``minimum``."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise ValueError(f'{name} must be an integer; got {value!r}.')
-  if value < minimum:
-    raise ValueError(f'{name} must be >= {minimum}; got {value}.')
-  return int(value)
+  return validate.integer(value, name, minimum)
 
 
 def dense_labels(factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -283,6 +283,18 @@ class SameValueSampler:
     return np.asarray(
         [j for j, rows in enumerate(self._eligible) if rows.size > 0],
         dtype=np.int64)
+
+  def require_usable_factors(self, what: str) -> np.ndarray:
+    """:attr:`usable_factors`, or a ValueError if there is none.
+
+    ``what``: the group the score forms, e.g. ``'pair'`` or ``'batch'``.
+    """
+    usable = self.usable_factors
+    if usable.size == 0:
+      raise ValueError(
+          f'no factor value is shared by two rows, so no {what} with a fixed '
+          'factor can be formed; pass more rows.')
+    return usable
 
   def draw_anchors(self, factor: np.ndarray,
                    rng: np.random.Generator) -> np.ndarray:

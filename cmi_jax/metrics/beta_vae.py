@@ -54,11 +54,7 @@ def _points(codes: np.ndarray, dense: np.ndarray, num_points: int,
     rng: random generator.
   """
   sampler = _common.SameValueSampler(dense)
-  usable = sampler.usable_factors
-  if usable.size == 0:
-    raise ValueError(
-        'no factor value is shared by two rows, so no pair with a fixed factor '
-        'can be formed; pass more rows.')
+  usable = sampler.require_usable_factors('pair')
   features = np.empty((num_points, codes.shape[1]))
   labels = np.empty(num_points, dtype=np.int64)
   for start in range(0, num_points, _BLOCK):

@@ -40,11 +40,7 @@ def _votes(codes: np.ndarray, dense: np.ndarray, num_votes: int,
     rng: random generator.
   """
   sampler = _common.SameValueSampler(dense)
-  usable = sampler.usable_factors
-  if usable.size == 0:
-    raise ValueError(
-        'no factor value is shared by two rows, so no batch with a fixed '
-        'factor can be formed; pass more rows.')
+  usable = sampler.require_usable_factors('batch')
   counts = np.zeros((codes.shape[1], dense.shape[1]), dtype=np.int64)
   for start in range(0, num_votes, _BLOCK):
     m = min(_BLOCK, num_votes - start)

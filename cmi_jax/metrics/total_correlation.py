@@ -60,10 +60,7 @@ def compute_total_correlation(codes) -> dict[str, float]:
   Raises:
     ValueError: on malformed codes or N < 2.
   """
-  codes = _common.check_codes(codes)
-  if codes.shape[0] < 2:
-    raise ValueError(
-        f'a covariance needs at least 2 rows of codes; got {codes.shape[0]}.')
+  codes = _common.check_codes(codes, min_rows=2)  # for a covariance
   active = _common.active_dims(codes)
   if active.sum() < 2:
     return {'gaussian_total_correlation': 0.0}

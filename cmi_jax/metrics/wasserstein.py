@@ -55,10 +55,7 @@ def compute_wasserstein_correlation(codes) -> dict[str, float]:
   Raises:
     ValueError: on malformed codes or N < 2.
   """
-  codes = _common.check_codes(codes)
-  if codes.shape[0] < 2:
-    raise ValueError(
-        f'a covariance needs at least 2 rows of codes; got {codes.shape[0]}.')
+  codes = _common.check_codes(codes, min_rows=2)  # for a covariance
   cov = np.atleast_2d(np.cov(codes, rowvar=False))
   value = gaussian_wasserstein_correlation(cov)
   trace = np.trace(cov)

@@ -79,7 +79,7 @@ full-batch steps of Adam. ``W``: ``base_lr = 1e-2`` for ``base``,
 ``lr = 1e-3`` for ``mi`` and ``cmi`` (the minimax game is only stable with
 the encoder slower than the discriminators, ``d_lr = 5e-3``); readout
 ``cls_lr = 3e-2``, one update per step; every learning rate drops 10x after
-step 500 (as in the reference). ``lambda``: the engine's losses add the real
+step 500 (as in the reference; ``OptimConfig.decay_step``). ``lambda``: the engine's losses add the real
 and the fake BCE of every class (``2 log 2`` at chance, the paper's
 convention for its real-data experiments), while the reference's toy averages
 them, so the weights here are half the toy's: ``mi_weight = 5`` for ``mi``;
@@ -87,22 +87,9 @@ them, so the weights here are half the toy's: ``mi_weight = 5`` for ``mi``;
 ``cmi_weight * 2 / K`` with ``cmi_weight = 1.25``, i.e. 10 per term averaged
 over real/fake (the reference's toy averages its ``2K`` conditional
 discriminators).
-Convergence, checked on K = 2, c = 0.95, ``sigma^2`` = 1.67 and 4.64 (seed
-0) with :func:`snapshot_steps`: ``base``'s ``W`` stops moving after ~200
-steps, ``mi``'s and ``cmi``'s after ~600; their discriminators end at chance
-(loss ``2 log 2`` and ``8 log 2``, accuracy 0.50-0.51); and the learned
-training accuracies match the closed-form optima within 0.002 (``mi``
-0.736 / 0.666 against 0.735 / 0.665 for the best decorrelating linear map,
-``cmi`` 0.780 / 0.679 against 0.781 / 0.679 for ``W = I``).
-
-Cost: on CPU the engine's shuffles dominate a step. A step draws its fake
-permutations once (:meth:`cmi_jax.train.Trainer.fake_permutations`), one
-sort over the ``N = 10^4`` rows per attribute, and XLA's CPU sort is far
-slower than NumPy's (~3.6 ms for one group permutation of 10^4 rows on this
-project's 2-core machine). Measured per step and cell (K = 2, N = 10^4,
-one process on that machine): ``base`` 0.6 ms, ``mi`` 9.8 ms, ``cmi`` 15.7
-ms, of which ~7 ms are the two permutations. This module adds no sort of its
-own (counting sorts and affine re-indexing instead).
+The fake permutations are drawn once per step by the objective
+(:meth:`cmi_jax.objectives.Objective.fake_permutations`); this module adds no
+sort of its own (counting sorts and affine re-indexing instead).
 
 Shapes: ``K`` attributes (= input and latent dimension), ``N`` samples,
 ``C`` cells of a sweep (vmapped), ``T`` test correlations.
@@ -122,6 +109,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
+from cmi_jax import validate
 from cmi_jax import models
 from cmi_jax import shuffle
 from cmi_jax import train
@@ -139,13 +127,8 @@ _INIT_STREAM = 1
 # Data.
 # ----------------------------------------------------------------------------
 def _check_num_attributes(num_attributes) -> int:
-  if (isinstance(num_attributes, bool)
-      or not isinstance(num_attributes, (int, np.integer))
-      or num_attributes < 2):
-    raise ValueError(
-        f'num_attributes must be an integer >= 2 (one latent dimension per '
-        f'attribute); got {num_attributes!r}.')
-  return int(num_attributes)
+  return validate.integer(num_attributes, 'num_attributes', 2,
+                          hint='One latent dimension per attribute.')
 
 
 def mixing_matrix(num_attributes: int) -> np.ndarray:
@@ -530,24 +513,12 @@ def make_classification_trainer(objective: str, num_attributes: int,
   optim = train.OptimConfig(lr=config.encoder_lr(objective),
                             cls_lr=config.cls_lr,
                             d_lr=config.d_lr,
-                            num_cls_steps=config.num_cls_steps)
+                            num_cls_steps=config.num_cls_steps,
+                            decay_step=decay_step(config),
+                            lr_decay=config.lr_decay)
   return train.make_trainer(
       LinearEncoder(k), objective, subspaces=(1,) * k, num_classes=(2,) * k,
       optim=optim, adversary=adversary, heads=ScalarReadoutHeads(k))
-
-
-def _scale_learning_rates(state: train.TrainState, factor: float
-                          ) -> train.TrainState:
-  """Multiplies the learning rate held in every optimiser state by ``factor``."""
-  def scale(opt_state):
-    if opt_state is None:
-      return None
-    hyper = dict(opt_state.hyperparams)
-    hyper['learning_rate'] = hyper['learning_rate'] * factor
-    return opt_state._replace(hyperparams=hyper)
-  return state.replace(encoder_opt=scale(state.encoder_opt),
-                       heads_opt=scale(state.heads_opt),
-                       adversary_opt=scale(state.adversary_opt))
 
 
 def snapshot_steps(config: TrainConfig) -> np.ndarray:
@@ -600,12 +571,10 @@ def train_cell(trainer: train.Trainer, config: TrainConfig, key: jax.Array,
                        disentangle_weight)
   chunk = config.num_steps // config.num_snapshots
   data = FullBatchDataset(x, labels, chunk)
-  decay_after = config.num_snapshots // 2 - 1
 
   def body(state, index):
+    del index
     state, metrics = trainer.train_epoch(state, data, chunk)
-    factor = jnp.where(index == decay_after, config.lr_decay, 1.0)
-    state = _scale_learning_rates(state, factor)
     snapshot = (encoder_matrix(state.encoder_params),
                 readout_vector(state.heads_params))
     return state, (metrics, snapshot)
@@ -641,7 +610,7 @@ def train_cell(trainer: train.Trainer, config: TrainConfig, key: jax.Array,
 _FAST_COMPILE_OPTIONS = (('xla_backend_optimization_level', 0),)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=16)
 def _compiled_sweep(objective: str, num_attributes: int, config: TrainConfig,
                     num_samples: int, num_cells: int, fast_compile: bool):
   """The vmapped training of ``num_cells`` cells, compiled ahead of time.

@@ -61,6 +61,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import scipy.stats
 
+from cmi_jax import validate
+
 MODELS = ('regression', 'mi0', 'cmi0', 'reference')
 METRICS = ('train_mse', 'test_mse', 'train_mse_mean', 'test_mse_mean',
            'train_ve', 'test_ve')
@@ -73,13 +75,8 @@ _SINGULAR_RTOL = 1e-12
 # The generative model.
 # ----------------------------------------------------------------------------
 def _check_num_attributes(num_attributes) -> int:
-  if (isinstance(num_attributes, bool)
-      or not isinstance(num_attributes, (int, np.integer))
-      or num_attributes < 2):
-    raise ValueError(
-        f'num_attributes must be an integer >= 2 (one latent subspace per '
-        f'attribute); got {num_attributes!r}.')
-  return int(num_attributes)
+  return validate.integer(num_attributes, 'num_attributes', 2,
+                          hint='One latent subspace per attribute.')
 
 
 def _check_corr(corr, num_attributes: int, name: str) -> float:
@@ -263,10 +260,7 @@ def sample(setting: LinearGaussianSetting, num_samples: int,
   Returns:
     ``s`` float64 ``[N, K]`` and ``x = [s, eps] A^T`` float64 ``[N, D]``.
   """
-  if (isinstance(num_samples, bool)
-      or not isinstance(num_samples, (int, np.integer)) or num_samples < 1):
-    raise ValueError(f'num_samples must be a positive integer; got '
-                     f'{num_samples!r}.')
+  validate.integer(num_samples, 'num_samples', 1)
   k = setting.num_attributes
   chol = np.linalg.cholesky(setting.attribute_cov)
   s = rng.standard_normal((num_samples, k)) @ chol.T

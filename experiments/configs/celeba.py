@@ -6,7 +6,7 @@ r"""Config of the correlated CelebA experiment (paper defaults).
        --config.objective=base --config.weak_supervision=0.9 ...]
 
 Attributes are any K >= 2 of the 40 CelebA names (case-sensitive, see
-``cmi_jax.data.celeba.CELEBA_ATTRIBUTES``), given comma-separated:
+``cmi_jax.data.celeba_files.CELEBA_ATTRIBUTES``), given comma-separated:
 ``--config.attributes=Male,Smiling,Eyeglasses`` (the tuple form
 ``--config.attributes="('Male','Eyeglasses')"`` works too). ``z_dim`` must
 be a multiple of K (10 splits into 2 or 5 subspaces; use e.g.

@@ -1,0 +1,719 @@
+"""CelebA on disk: the official files or TFDS ``celeb_a``, cached as 64x64 arrays.
+
+The paper's real-data experiment (Funke et al. 2022, "Correlated CelebA")
+uses two of the 40 binary attributes (``Male`` and ``Smiling`` by default),
+images centre-cropped to 128x128 and resized to 64x64x3, and the official
+train/validation/test partition. This module reads them; the correlated
+splits of a run are :mod:`cmi_jax.data.celeba`'s.
+
+Where the images come from (:func:`load_celeba`, ``source='auto'`` tries them
+in this order):
+1. the official TFDS ``celeb_a`` builder, already prepared in a TFDS data dir
+   (``--config.tfds_data_dir``; nothing is downloaded);
+2. the official files in a directory (``--config.celeba_dir``)::
+
+     celeba_dir/
+       img_align_celeba/000001.jpg ...   (or img_align_celeba.zip holding
+                                          img_align_celeba/000001.jpg ...)
+       list_attr_celeba.txt
+       list_eval_partition.txt
+
+Either way the 64x64 images are computed once and cached as plain ``.npy``
+files (:func:`prepare_celeba`; no TensorFlow needed to read them back):
+
+  <cache_dir>/celeba64_v1_<source>/   (source: 'files' or 'tfds')
+    images.npy       uint8 [N, 64, 64, 3]
+    attributes.npy   int8 [N, 40] in {0, 1}, columns as CELEBA_ATTRIBUTES
+    partition.npy    int8 [N], 0/1/2 = train/validation/test, sorted so
+                     that every split is one contiguous block
+    meta.json        source, location, split sizes, format version
+
+The cache directory is written under a temporary name and renamed when
+complete, so an interrupted preparation never leaves a cache that looks valid
+(a killed process may leave a ``*.tmp-*`` directory beside it, which is never
+read and can be deleted).
+"""
+
+from __future__ import annotations
+
+import logging
+import dataclasses
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+from PIL import Image
+import tqdm
+
+
+_log = logging.getLogger(__name__)
+
+# The 40 attributes in the order of the columns of list_attr_celeba.txt.
+CELEBA_ATTRIBUTES = (
+    '5_o_Clock_Shadow', 'Arched_Eyebrows', 'Attractive', 'Bags_Under_Eyes',
+    'Bald', 'Bangs', 'Big_Lips', 'Big_Nose', 'Black_Hair', 'Blond_Hair',
+    'Blurry', 'Brown_Hair', 'Bushy_Eyebrows', 'Chubby', 'Double_Chin',
+    'Eyeglasses', 'Goatee', 'Gray_Hair', 'Heavy_Makeup', 'High_Cheekbones',
+    'Male', 'Mouth_Slightly_Open', 'Mustache', 'Narrow_Eyes', 'No_Beard',
+    'Oval_Face', 'Pale_Skin', 'Pointy_Nose', 'Receding_Hairline',
+    'Rosy_Cheeks', 'Sideburns', 'Smiling', 'Straight_Hair', 'Wavy_Hair',
+    'Wearing_Earrings', 'Wearing_Hat', 'Wearing_Lipstick', 'Wearing_Necklace',
+    'Wearing_Necktie', 'Young',
+)
+
+CROP_SIZE = 128  # centre crop of the 178x218 aligned images, in pixels
+IMAGE_SIZE = 64  # side of the cached square images, in pixels
+
+IMAGE_DIR = 'img_align_celeba'
+IMAGE_ZIP = 'img_align_celeba.zip'
+ATTR_FILE = 'list_attr_celeba.txt'
+PARTITION_FILE = 'list_eval_partition.txt'
+
+SPLIT_NAMES = ('train', 'val', 'test')  # partition codes 0, 1, 2
+_TFDS_SPLITS = ('train', 'validation', 'test')  # the same, as TFDS names them
+_TFDS_NAME = 'celeb_a'
+
+# Bump when the preprocessing changes: a new version gets a new directory, so
+# an old cache is never read as a new one.
+_CACHE_VERSION = 1
+_CACHE_FILES = ('images.npy', 'attributes.npy', 'partition.npy', 'meta.json')
+
+_LAYOUT = (f'{IMAGE_DIR}/000001.jpg ... (or {IMAGE_ZIP}), {ATTR_FILE}, '
+           f'{PARTITION_FILE}')
+
+
+@dataclasses.dataclass(frozen=True)
+class CelebASplit:
+  """One split of CelebA.
+
+  Attributes:
+    images: uint8 ``[N, 64, 64, 3]``, pixel values 0..255.
+    labels: int32 ``[N, K]`` in {0, 1}, one column per requested attribute.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class CelebASplits:
+  """The official CelebA partition, with the requested attributes.
+
+  Attributes:
+    train, val, test: :class:`CelebASplit` (the official partition 0, 1, 2).
+    attributes: the K attribute names, in the column order of ``labels``.
+    source: ``'tfds'`` or ``'files'``, where the images came from.
+    location: the TFDS data dir or the CelebA directory that was read (or
+      whose cache was read).
+  """
+  train: CelebASplit
+  val: CelebASplit
+  test: CelebASplit
+  attributes: tuple[str, ...]
+  source: str
+  location: str
+
+
+# ---------------------------------------------------------------------------
+# Images.
+
+
+def _crop_and_resize(image: Image.Image, name: str) -> np.ndarray:
+  """Centre ``CROP_SIZE`` crop, bilinear resize: PIL image -> uint8 [64, 64, 3].
+
+  PIL's bilinear filter widens its support when shrinking (it averages all
+  covered pixels), like ``torchvision.transforms.Resize`` of the reference.
+  """
+  width, height = image.size
+  if width < CROP_SIZE or height < CROP_SIZE:
+    raise ValueError(
+        f'image {name} is {width}x{height} pixels, smaller than the '
+        f'{CROP_SIZE}x{CROP_SIZE} centre crop; CelebA aligned images are '
+        '178x218: is this the img_align_celeba set?')
+  # Rounded like torchvision's CenterCrop: (25, 45) for 178x218.
+  left = int(round((width - CROP_SIZE) / 2.0))
+  top = int(round((height - CROP_SIZE) / 2.0))
+  image = image.convert('RGB').crop(
+      (left, top, left + CROP_SIZE, top + CROP_SIZE))
+  image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+  return np.asarray(image, dtype=np.uint8)
+
+
+def _preprocess(data: bytes | np.ndarray, name: str) -> np.ndarray:
+  """Encoded image bytes (or a decoded array) -> uint8 ``[64, 64, 3]``.
+
+  Raises:
+    ValueError: naming ``name``, if the bytes are not a readable image.
+  """
+  try:
+    if isinstance(data, np.ndarray):
+      image = Image.fromarray(np.asarray(data, np.uint8))
+    else:
+      image = Image.open(io.BytesIO(data))
+      image.load()  # decode now, so a truncated file fails here
+  except (OSError, ValueError, SyntaxError) as e:
+    # PIL raises UnidentifiedImageError (an OSError) for garbage and OSError
+    # for truncated data; both mean the copy of the file is broken.
+    raise ValueError(
+        f'cannot decode image {name} ({e}); the file is corrupt or '
+        'truncated: extract or copy it again.') from e
+  return _crop_and_resize(image, name)
+
+
+# ---------------------------------------------------------------------------
+# The official files.
+
+
+def _require_file(path: str, celeba_dir: str) -> None:
+  if not os.path.isfile(path):
+    raise ValueError(
+        f'CelebA file {path} not found. celeba_dir ({celeba_dir}) must hold '
+        f'the official layout: {_LAYOUT}.')
+
+
+def _read_lines(path: str) -> list[str]:
+  with open(path, 'r', encoding='utf-8', errors='replace') as f:
+    # split() later also strips the '\r' of Windows line ends.
+    return [line for line in f.read().splitlines() if line.strip()]
+
+
+def read_attribute_file(path: str | os.PathLike
+                        ) -> tuple[list[str], np.ndarray]:
+  """Parses ``list_attr_celeba.txt``.
+
+  The format: line 1 the number of images, line 2 the 40 attribute names,
+  then one line per image, ``000001.jpg -1  1 ...`` with 40 values in
+  {-1, 1}.
+
+  Args:
+    path: the file.
+
+  Returns:
+    ``(filenames, attributes)``: N names and int8 ``[N, 40]`` in {0, 1}
+    (1 where the file says 1), columns in :data:`CELEBA_ATTRIBUTES` order.
+
+  Raises:
+    ValueError: naming the file and line, if the count, the header or a row
+      is malformed.
+  """
+  path = os.fspath(path)
+  lines = _read_lines(path)
+  if len(lines) < 2:
+    raise ValueError(f'{path} has {len(lines)} non-empty lines; expected the '
+                     'image count, the 40 attribute names and one row per '
+                     'image.')
+  try:
+    count = int(lines[0].split()[0])
+  except ValueError:
+    raise ValueError(f'{path}: line 1 is {lines[0][:40]!r}, not the number '
+                     'of images.') from None
+  names = lines[1].split()
+  if tuple(names) != CELEBA_ATTRIBUTES:
+    raise ValueError(
+        f'{path}: line 2 must name the 40 CelebA attributes in the official '
+        f'order {list(CELEBA_ATTRIBUTES)}; got {names[:5]}... '
+        f'({len(names)} names).')
+  rows = lines[2:]
+  if len(rows) != count:
+    raise ValueError(f'{path} declares {count} images on line 1 but has '
+                     f'{len(rows)} rows; the file is truncated or edited.')
+  filenames = []
+  values = np.empty((count, len(CELEBA_ATTRIBUTES)), np.int8)
+  for i, row in enumerate(rows):
+    fields = row.split()
+    try:
+      if len(fields) != len(CELEBA_ATTRIBUTES) + 1:
+        raise ValueError
+      values[i] = [int(v) for v in fields[1:]]
+    except ValueError:
+      raise ValueError(
+          f'{path}, line {i + 3}: expected a file name and '
+          f'{len(CELEBA_ATTRIBUTES)} values in {{-1, 1}}; got '
+          f'{row[:60]!r}.') from None
+    filenames.append(fields[0])
+  bad = (values != 1) & (values != -1)
+  if np.any(bad):
+    row = int(np.argwhere(bad)[0, 0])
+    raise ValueError(f'{path}, line {row + 3}: attribute values must be -1 or '
+                     f'1; got {rows[row][:60]!r}.')
+  return filenames, (values > 0).astype(np.int8)
+
+
+def read_partition_file(path: str | os.PathLike) -> dict[str, int]:
+  """Parses ``list_eval_partition.txt`` (``000001.jpg 0`` per line).
+
+  Returns:
+    file name -> partition (0 train, 1 validation, 2 test).
+
+  Raises:
+    ValueError: naming the file and line, if a line is malformed.
+  """
+  path = os.fspath(path)
+  partition = {}
+  for i, line in enumerate(_read_lines(path)):
+    fields = line.split()
+    if len(fields) != 2 or fields[1] not in ('0', '1', '2'):
+      raise ValueError(f'{path}, line {i + 1}: expected "<file name> 0|1|2"; '
+                       f'got {line[:60]!r}.')
+    partition[fields[0]] = int(fields[1])
+  return partition
+
+
+class _ImageReader:
+  """Reads the encoded images from ``img_align_celeba/`` or its zip."""
+
+  def __init__(self, celeba_dir: str):
+    directory = os.path.join(celeba_dir, IMAGE_DIR)
+    archive = os.path.join(celeba_dir, IMAGE_ZIP)
+    self._zip = None
+    if os.path.isdir(directory):
+      self.where = directory
+      self._members = {name: os.path.join(directory, name)
+                       for name in os.listdir(directory)}
+    elif os.path.isfile(archive):
+      self.where = archive
+      try:
+        self._zip = zipfile.ZipFile(archive)
+      except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f'{archive} is not a readable zip archive ({e}); '
+                         'download or copy it again.') from e
+      # The official archive holds img_align_celeba/000001.jpg; match by the
+      # base name so a re-zipped flat archive works too.
+      self._members = {os.path.basename(m): m for m in self._zip.namelist()
+                       if not m.endswith('/')}
+    else:
+      raise ValueError(
+          f'CelebA images not found: neither the directory {directory} nor '
+          f'the archive {archive} exists. celeba_dir ({celeba_dir}) must hold '
+          f'the official layout: {_LAYOUT}.')
+
+  def check_present(self, filenames: Sequence[str]) -> None:
+    missing = [f for f in filenames if f not in self._members]
+    if missing:
+      raise ValueError(
+          f'{len(missing)} images listed in {ATTR_FILE} are missing from '
+          f'{self.where}, e.g. {missing[:3]}; extract the complete '
+          f'{IMAGE_ZIP}.')
+
+  def read(self, filename: str) -> bytes:
+    member = self._members[filename]
+    try:
+      if self._zip is not None:
+        return self._zip.read(member)
+      with open(member, 'rb') as f:
+        return f.read()
+    except (OSError, zipfile.BadZipFile, zlib.error) as e:
+      raise ValueError(f'cannot read image {filename} from {self.where} '
+                       f'({e}); copy the data again.') from e
+
+  def close(self) -> None:
+    if self._zip is not None:
+      self._zip.close()
+
+
+# ---------------------------------------------------------------------------
+# The cache.
+
+
+def default_cache_dir() -> str:
+  """``$XDG_CACHE_HOME/cmi_jax`` (``~/.cache/cmi_jax`` when unset)."""
+  root = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+  return os.path.join(root, 'cmi_jax')
+
+
+def cache_path(cache_dir: str | os.PathLike, source: str) -> str:
+  """The cache directory of one source (``'files'`` or ``'tfds'``)."""
+  return os.path.join(os.fspath(cache_dir),
+                      f'celeba{IMAGE_SIZE}_v{_CACHE_VERSION}_{source}')
+
+
+def _read_meta(path: str) -> dict[str, Any] | None:
+  """The cache's metadata, or None if ``path`` is not a complete cache."""
+  if not all(os.path.isfile(os.path.join(path, f)) for f in _CACHE_FILES):
+    return None
+  with open(os.path.join(path, 'meta.json'), 'r', encoding='utf-8') as f:
+    return json.load(f)
+
+
+def _write_cache(path: str, split_sizes: Sequence[int],
+                 examples: Iterator[tuple[np.ndarray, np.ndarray]],
+                 meta: dict[str, Any], description: str) -> None:
+  """Writes a cache directory atomically.
+
+  Args:
+    path: the final cache directory; it appears only once complete.
+    split_sizes: number of train, validation, test examples.
+    examples: yields ``(image uint8 [64, 64, 3], attributes int8 [40])`` for
+      all train examples, then validation, then test.
+    meta: JSON-serialisable description stored as ``meta.json``.
+    description: label of the progress bar.
+  """
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  # Same filesystem as the target, so the final rename is atomic.
+  tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + '.tmp-', dir=parent)
+  try:
+    total = int(sum(split_sizes))
+    images = np.lib.format.open_memmap(
+        os.path.join(tmp, 'images.npy'), mode='w+', dtype=np.uint8,
+        shape=(total, IMAGE_SIZE, IMAGE_SIZE, 3))
+    attributes = np.lib.format.open_memmap(
+        os.path.join(tmp, 'attributes.npy'), mode='w+', dtype=np.int8,
+        shape=(total, len(CELEBA_ATTRIBUTES)))
+    count = 0
+    for image, attrs in tqdm.tqdm(examples, total=total, desc=description,
+                                  unit='img', mininterval=1.0):
+      images[count] = image
+      attributes[count] = attrs
+      count += 1
+    if count != total:  # the example iterators check this; a safety net
+      raise ValueError(f'{description}: expected {total} images, got {count}.')
+    images.flush()
+    attributes.flush()
+    del images, attributes
+    np.save(os.path.join(tmp, 'partition.npy'),
+            np.repeat(np.arange(3, dtype=np.int8), split_sizes))
+    meta = dict(meta, version=_CACHE_VERSION, split_sizes=list(split_sizes),
+                image_size=IMAGE_SIZE, crop_size=CROP_SIZE,
+                attributes=list(CELEBA_ATTRIBUTES))
+    with open(os.path.join(tmp, 'meta.json'), 'w', encoding='utf-8') as f:
+      json.dump(meta, f, indent=1)
+    try:
+      os.rename(tmp, path)
+    except OSError:
+      # Another process finished the same cache first: keep theirs.
+      if _read_meta(path) is None:
+        raise
+      shutil.rmtree(tmp, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def _file_examples(celeba_dir: str, reader: _ImageReader,
+                   filenames: Sequence[str], attributes: np.ndarray
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  for filename, attrs in zip(filenames, attributes):
+    name = f'{filename} in {reader.where}'
+    yield _preprocess(reader.read(filename), name), attrs
+
+
+def prepare_celeba(celeba_dir: str | os.PathLike,
+                   cache_dir: str | os.PathLike) -> str:
+  """Caches the official CelebA files as 64x64 arrays (once).
+
+  Reads ``celeba_dir`` in the official layout (``img_align_celeba/`` or
+  ``img_align_celeba.zip``, ``list_attr_celeba.txt``,
+  ``list_eval_partition.txt``), centre-crops every image to 128x128, resizes
+  it (bilinear) to 64x64 and writes all splits to
+  ``cache_path(cache_dir, 'files')`` (see the module doc), showing a progress
+  bar. Takes a few minutes for the 202,599 images; a complete cache is reused
+  without reading any image.
+
+  Args:
+    celeba_dir: the directory with the official files.
+    cache_dir: where the cache directory goes.
+
+  Returns:
+    The cache directory.
+
+  Raises:
+    ValueError: naming the file, if a file or image is missing, malformed or
+      corrupt (no cache is left behind then), or if an existing cache was
+      made from a different number of images.
+  """
+  celeba_dir = os.fspath(celeba_dir)
+  path = cache_path(cache_dir, 'files')
+  attr_path = os.path.join(celeba_dir, ATTR_FILE)
+  meta = _read_meta(path)
+  if meta is None and os.path.exists(path):
+    raise ValueError(f'{path} exists but is not a complete CelebA cache (it '
+                     'was not written by prepare_celeba); delete it.')
+  if meta is not None:
+    # A cheap check that the cache belongs to this data: the declared count.
+    if os.path.isfile(attr_path):
+      with open(attr_path, 'r', encoding='utf-8', errors='replace') as f:
+        first = f.readline().split()
+      if first and first[0].isdigit() and int(first[0]) != meta['num_images']:
+        raise ValueError(
+            f'the CelebA cache {path} holds {meta["num_images"]} images but '
+            f'{attr_path} lists {int(first[0])}; delete {path} or pass '
+            'another cache_dir.')
+    _log.info('CelebA: reusing the cache %s', path)
+    return path
+
+  if not os.path.isdir(celeba_dir):
+    raise ValueError(f'celeba_dir {celeba_dir} is not a directory; it must '
+                     f'hold the official CelebA layout: {_LAYOUT}.')
+  partition_path = os.path.join(celeba_dir, PARTITION_FILE)
+  _require_file(attr_path, celeba_dir)
+  _require_file(partition_path, celeba_dir)
+  reader = _ImageReader(celeba_dir)
+  try:
+    filenames, attributes = read_attribute_file(attr_path)
+    partition = read_partition_file(partition_path)
+    unassigned = [f for f in filenames if f not in partition]
+    if unassigned:
+      raise ValueError(
+          f'{len(unassigned)} images of {attr_path} have no partition in '
+          f'{partition_path}, e.g. {unassigned[:3]}; the two files must list '
+          'the same images.')
+    reader.check_present(filenames)
+    codes = np.array([partition[f] for f in filenames], np.int8)
+    # Stable: file order within a split, and each split one block.
+    order = np.argsort(codes, kind='stable')
+    split_sizes = [int(np.sum(codes == s)) for s in range(3)]
+    _write_cache(
+        path, split_sizes,
+        _file_examples(celeba_dir, reader, [filenames[i] for i in order],
+                       attributes[order]),
+        meta={'source': 'files', 'location': os.path.abspath(celeba_dir),
+              'num_images': len(filenames)},
+        description='CelebA -> 64x64')
+  finally:
+    reader.close()
+  _log.info('CelebA: cached %d images from %s in %s', len(filenames),
+               celeba_dir, path)
+  return path
+
+
+# ---------------------------------------------------------------------------
+# TFDS.
+
+
+def _hide_gpus_from_tensorflow() -> None:
+  """Keeps TensorFlow (only used to read records) off the accelerators."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ValueError(
+        f'the TFDS {_TFDS_NAME} data is stored as TFRecord, which needs '
+        'TensorFlow to read: install it (pip install "cmi-jax[tf]") or use '
+        "source='files' with --config.celeba_dir.") from e
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:
+    # TF was initialised earlier (by the caller); devices are fixed by then.
+    _log.warning('TensorFlow was initialised before CelebA loading; could '
+                    'not hide GPUs from it.')
+
+
+def default_tfds_data_dir() -> str:
+  """TFDS's default: ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``."""
+  return (os.environ.get('TFDS_DATA_DIR')
+          or os.path.expanduser('~/tensorflow_datasets'))
+
+
+def _prepared_tfds_builder(data_dir: str):
+  """The ``celeb_a`` builder if it is prepared in ``data_dir``, else None."""
+  # Checked first so that an absent dataset costs no TFDS import or warning.
+  if not os.path.isdir(os.path.join(data_dir, _TFDS_NAME)):
+    return None
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(_TFDS_NAME, data_dir=data_dir)
+  return builder if builder.is_prepared() else None
+
+
+def _tfds_examples(builder, split_sizes: Sequence[int]
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Yields the preprocessed examples of all splits, in partition order.
+
+  The JPEG bytes are read undecoded and go through the same PIL path as the
+  official files, so both sources give the same pixels.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  file_format = builder.info.file_format
+  array_record = getattr(file_format, 'value', file_format) == 'array_record'
+  decoders = {'image': tfds.decode.SkipDecoding()}
+  if not array_record:
+    _hide_gpus_from_tensorflow()
+  for split, expected in zip(_TFDS_SPLITS, split_sizes):
+    count = 0
+    if array_record:
+      # Random-access records: no TensorFlow involved.
+      records = builder.as_data_source(split=split, decoders=decoders)
+      batches = ({'image': [ex['image']],
+                  'attributes': {k: [v] for k, v in ex['attributes'].items()}}
+                 for ex in (records[i] for i in range(len(records))))
+    else:
+      ds = builder.as_dataset(split=split, shuffle_files=False,
+                              decoders=decoders)
+      ds = ds.map(lambda ex: {'image': ex['image'],
+                              'attributes': ex['attributes']})
+      batches = tfds.as_numpy(ds.batch(256))
+    for batch in batches:
+      missing = [a for a in CELEBA_ATTRIBUTES if a not in batch['attributes']]
+      if missing:
+        raise ValueError(f'the TFDS {_TFDS_NAME} data in {builder.data_dir} '
+                         f'lacks the attributes {missing}; re-prepare it with '
+                         'the current TFDS.')
+      attrs = np.stack([np.asarray(batch['attributes'][a])
+                        for a in CELEBA_ATTRIBUTES], axis=-1).astype(np.int8)
+      for image, row in zip(batch['image'], attrs):
+        if count == expected:
+          raise ValueError(
+              f'TFDS {_TFDS_NAME} split {split} in {builder.data_dir} yields '
+              f'more examples than the {expected} of its metadata; the '
+              'prepared data is inconsistent: prepare it again.')
+        yield _preprocess(image, f'{split} example {count}'), row
+        count += 1
+    if count != expected:
+      raise ValueError(
+          f'TFDS {_TFDS_NAME} split {split} in {builder.data_dir} yielded '
+          f'{count} examples but its metadata says {expected}; the prepared '
+          'data is incomplete: prepare it again.')
+
+
+def _prepare_from_tfds(builder, cache_dir: str) -> str:
+  """Caches a prepared TFDS ``celeb_a`` like :func:`prepare_celeba`."""
+  path = cache_path(cache_dir, 'tfds')
+  split_sizes = [int(builder.info.splits[s].num_examples)
+                 for s in _TFDS_SPLITS]
+  meta = _read_meta(path)
+  if meta is None and os.path.exists(path):
+    raise ValueError(f'{path} exists but is not a complete CelebA cache (it '
+                     'was not written by this module); delete it.')
+  if meta is not None:
+    if meta['split_sizes'] != split_sizes:
+      raise ValueError(
+          f'the CelebA cache {path} holds splits of {meta["split_sizes"]} '
+          f'examples but the TFDS data in {builder.data_dir} has '
+          f'{split_sizes}; delete {path} or pass another cache_dir.')
+    _log.info('CelebA: reusing the cache %s', path)
+    return path
+  _write_cache(path, split_sizes, _tfds_examples(builder, split_sizes),
+               meta={'source': 'tfds', 'location': str(builder.data_dir),
+                     'num_images': int(sum(split_sizes))},
+               description='TFDS celeb_a -> 64x64')
+  return path
+
+
+# ---------------------------------------------------------------------------
+# Loading.
+
+
+def check_attributes(attributes: str | Sequence[str]) -> tuple[str, ...]:
+  """Validates attribute names; returns them as a tuple (a str is one name).
+
+  Raises:
+    ValueError: listing the valid names, if a name is unknown, repeated, or
+      none is given.
+  """
+  if isinstance(attributes, str):
+    attributes = (attributes,)
+  attributes = tuple(attributes)
+  if not attributes:
+    raise ValueError('attributes is empty; name at least one CelebA '
+                     f'attribute out of {list(CELEBA_ATTRIBUTES)}.')
+  unknown = [a for a in attributes if a not in CELEBA_ATTRIBUTES]
+  if unknown:
+    raise ValueError(f'unknown CelebA attributes {unknown}; valid names '
+                     f'(case-sensitive) are {list(CELEBA_ATTRIBUTES)}.')
+  if len(set(attributes)) != len(attributes):
+    raise ValueError(f'attributes {list(attributes)} name an attribute twice; '
+                     'give each once.')
+  return attributes
+
+
+def _read_cache(path: str, attributes: tuple[str, ...]
+                ) -> tuple[CelebASplit, CelebASplit, CelebASplit]:
+  meta = _read_meta(path)
+  if meta is None or meta.get('attributes') != list(CELEBA_ATTRIBUTES):
+    raise ValueError(f'{path} is not a complete CelebA cache; delete it and '
+                     'load again.')
+  images = np.load(os.path.join(path, 'images.npy'), mmap_mode='r')
+  all_attributes = np.load(os.path.join(path, 'attributes.npy'))
+  columns = [CELEBA_ATTRIBUTES.index(a) for a in attributes]
+  bounds = np.cumsum([0] + meta['split_sizes'])
+  splits = []
+  for s in range(3):
+    block = slice(int(bounds[s]), int(bounds[s + 1]))
+    splits.append(CelebASplit(
+        images=np.array(images[block]),
+        labels=all_attributes[block][:, columns].astype(np.int32)))
+  return tuple(splits)
+
+
+def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
+                source: Literal['auto', 'tfds', 'files'] = 'auto',
+                tfds_data_dir: str | os.PathLike | None = None,
+                celeba_dir: str | os.PathLike | None = None,
+                cache_dir: str | os.PathLike | None = None) -> CelebASplits:
+  """Loads the official CelebA partition as 64x64 images and attribute labels.
+
+  Sources, tried in this order by ``source='auto'``:
+
+  1. ``'tfds'``: the official TFDS ``celeb_a`` builder prepared in
+     ``tfds_data_dir`` (default: ``$TFDS_DATA_DIR`` or
+     ``~/tensorflow_datasets``); nothing is downloaded. Records stored as
+     TFRecord need TensorFlow (GPUs hidden from it); ArrayRecord does not.
+  2. ``'files'``: the official files in ``celeba_dir`` (see
+     :func:`prepare_celeba`).
+
+  The first use of a source preprocesses every image (centre crop 128,
+  bilinear resize to 64) into ``cache_dir`` (default
+  :func:`default_cache_dir`); later calls only read the cache.
+
+  Args:
+    attributes: K names out of :data:`CELEBA_ATTRIBUTES` (the label columns).
+    source: ``'auto'``, ``'tfds'`` or ``'files'``.
+    tfds_data_dir: the TFDS data dir (``--config.tfds_data_dir``).
+    celeba_dir: the directory of the official files (``--config.celeba_dir``).
+    cache_dir: where the 64x64 cache goes.
+
+  Returns:
+    :class:`CelebASplits`: images uint8 ``[N, 64, 64, 3]``, labels int32
+    ``[N, K]`` in {0, 1}.
+
+  Raises:
+    ValueError: for an unknown attribute (listing the valid ones) or source;
+      if the chosen source is not available, naming the paths it looked at
+      and the flags that point to the data.
+  """
+  attributes = check_attributes(attributes)
+  if source not in ('auto', 'tfds', 'files'):
+    raise ValueError(f"source must be 'auto', 'tfds' or 'files'; got "
+                     f'{source!r}.')
+  tfds_dir = os.fspath(tfds_data_dir or default_tfds_data_dir())
+  cache_dir = os.fspath(cache_dir or default_cache_dir())
+
+  builder = None
+  if source in ('auto', 'tfds'):
+    builder = _prepared_tfds_builder(tfds_dir)
+    if builder is None and source == 'tfds':
+      raise ValueError(
+          f'the TFDS dataset {_TFDS_NAME} is not prepared in {tfds_dir} '
+          f'(looked for {os.path.join(tfds_dir, _TFDS_NAME)}/<version>/'
+          'dataset_info.json). Prepare it there (its images need a manual '
+          'download), point --config.tfds_data_dir at the data dir that '
+          "holds it, or use source='files' with --config.celeba_dir.")
+  if builder is not None:
+    used, location = 'tfds', str(builder.data_dir)
+    path = _prepare_from_tfds(builder, cache_dir)
+  elif celeba_dir is not None:
+    used, location = 'files', os.path.abspath(os.fspath(celeba_dir))
+    path = prepare_celeba(celeba_dir, cache_dir)
+  else:
+    tried = ('' if source == 'files' else
+             f'(1) a prepared TFDS {_TFDS_NAME}: not found in '
+             f'{os.path.join(tfds_dir, _TFDS_NAME)}; set '
+             '--config.tfds_data_dir=<data dir holding celeb_a/2.1.0>; ')
+    raise ValueError(
+        f'no CelebA data found. Ways to provide it: {tried}'
+        f'({"2" if tried else "1"}) the official files: set '
+        '--config.celeba_dir=<dir> where <dir> holds '
+        f'{_LAYOUT} (celeba_dir=None now).')
+  train, val, test = _read_cache(path, attributes)
+  _log.info('CelebA: source %s (%s, cache %s); train/val/test = %d/%d/%d; '
+               'attributes %s', used, location, path, len(train), len(val),
+               len(test), ', '.join(attributes))
+  return CelebASplits(train=train, val=val, test=test, attributes=attributes,
+                      source=used, location=location)
