@@ -94,12 +94,12 @@ def test_fixture_writes_the_official_format(fake_dir):
 def test_unknown_attribute_lists_the_valid_names(fake_dir, tmp_path):
   with pytest.raises(ValueError, match='Smilling') as info:
     celeba_files.load_celeba(('Male', 'Smilling'), celeba_dir=fake_dir,
-                       cache_dir=tmp_path)
+                             cache_dir=tmp_path)
   assert '5_o_Clock_Shadow' in str(info.value)
   assert 'Smiling' in str(info.value) and 'Young' in str(info.value)
   with pytest.raises(ValueError, match='twice'):
     celeba_files.load_celeba(('Male', 'Male'), celeba_dir=fake_dir,
-                       cache_dir=tmp_path)
+                             cache_dir=tmp_path)
   assert _cache_files(tmp_path) == []  # failed before any work
 
 
@@ -155,8 +155,8 @@ def test_load_celeba_files(loaded, fake_dir):
 
 def test_attribute_order_follows_the_request(loaded, fake_dir, tmp_path):
   swapped = celeba_files.load_celeba(('Smiling', 'Male', 'Young'),
-                               celeba_dir=fake_dir, cache_dir=tmp_path,
-                               tfds_data_dir=tmp_path / 'no_tfds')
+                                     celeba_dir=fake_dir, cache_dir=tmp_path,
+                                     tfds_data_dir=tmp_path / 'no_tfds')
   np.testing.assert_array_equal(swapped.train.labels[:, :2],
                                 loaded.train.labels[:, ::-1])
   np.testing.assert_array_equal(swapped.test.images, loaded.test.images)
@@ -174,7 +174,7 @@ def test_cache_is_reused_without_preparing(fake_dir, tmp_path, monkeypatch):
   monkeypatch.setattr(celeba_files, '_write_cache', fail)
   assert celeba_files.prepare_celeba(fake_dir, tmp_path) == path
   splits = celeba_files.load_celeba(celeba_dir=fake_dir, cache_dir=tmp_path,
-                              tfds_data_dir=tmp_path / 'no_tfds')
+                                    tfds_data_dir=tmp_path / 'no_tfds')
   assert len(splits.train) + len(splits.val) + len(splits.test) == NUM_FAKE
   assert stamps == {f: os.stat(os.path.join(path, f)).st_mtime_ns
                     for f in os.listdir(path)}
@@ -271,7 +271,7 @@ def test_no_source_error_lists_both_ways(tmp_path):
   assert 'list_attr_celeba.txt' in message
   with pytest.raises(ValueError, match='not prepared in'):
     celeba_files.load_celeba(source='tfds', tfds_data_dir=tfds_dir,
-                       cache_dir=tmp_path)
+                             cache_dir=tmp_path)
   with pytest.raises(ValueError, match='source must be'):
     celeba_files.load_celeba(source='web', cache_dir=tmp_path)
 
@@ -319,9 +319,9 @@ def test_tfds_source_with_mock_data(tmp_path, fake_dir, file_format):
   with tfds.testing.mock_data(num_examples=num, data_dir=data_dir,
                               policy=tfds.testing.MockPolicy.USE_FILES):
     # 'auto' prefers a prepared TFDS over the official files.
-    splits = celeba_files.load_celeba(('Male', 'Smiling'), source='auto',
-                                tfds_data_dir=data_dir, celeba_dir=fake_dir,
-                                cache_dir=tmp_path / 'cache')
+    splits = celeba_files.load_celeba(
+        ('Male', 'Smiling'), source='auto', tfds_data_dir=data_dir,
+        celeba_dir=fake_dir, cache_dir=tmp_path / 'cache')
     ref_jpegs, ref_labels = _mock_reference(data_dir, 'validation', num,
                                             file_format)
   assert splits.source == 'tfds'
@@ -348,7 +348,7 @@ def test_tfds_source_with_mock_data(tmp_path, fake_dir, file_format):
 def test_auto_falls_back_to_files(fake_dir, tmp_path):
   os.makedirs(tmp_path / 'tfds' / 'celeb_a')  # present but not prepared
   splits = celeba_files.load_celeba(tfds_data_dir=tmp_path / 'tfds',
-                              celeba_dir=fake_dir, cache_dir=tmp_path)
+                                    celeba_dir=fake_dir, cache_dir=tmp_path)
   assert splits.source == 'files'
 
 
@@ -508,7 +508,7 @@ def _synthetic_splits(attributes=('Male', 'Smiling'),
     images[:, 0, 0, 0] = labels_to_combination(labels) * 10
     parts.append(celeba_files.CelebASplit(images=images, labels=labels))
   return celeba_files.CelebASplits(*parts, attributes=tuple(attributes),
-                             source='synthetic', location='')
+                                   source='synthetic', location='')
 
 
 def test_celeba_splits_tables_counts_and_weak_labels():
@@ -590,7 +590,7 @@ def test_celeba_splits_rejects_bad_arguments():
   with pytest.raises(ValueError, match='outside'):
     celeba.celeba_splits(splits, 1.5)
   one = celeba_files.CelebASplits(splits.train, splits.val, splits.test,
-                            attributes=('Male',), source='x', location='')
+                                  attributes=('Male',), source='x', location='')
   with pytest.raises(ValueError, match='K >= 2'):
     celeba.celeba_splits(one, 0.6)
 
@@ -685,7 +685,7 @@ def _correlated_splits(sizes=(2000, 600, 600), corr=0.7):
     images[:, 0, 0, 0] = labels_to_combination(labels) * 10
     parts.append(celeba_files.CelebASplit(images=images, labels=labels))
   return celeba_files.CelebASplits(*parts, attributes=('Blond_Hair', 'Male'),
-                             source='synthetic', location='')
+                                   source='synthetic', location='')
 
 
 def test_natural_mode_keeps_the_official_splits_and_subsamples_test():
