@@ -95,6 +95,20 @@ class _Adversarial(Objective):
   """Shared by the objectives that train an adversary module."""
   adversary_module: Optional[nn.Module] = None
 
+  @classmethod
+  def create(cls, subspaces, num_classes, *, adversary=None,
+             adversary_hidden=(50, 50), **options):
+    del options
+    if adversary is None:
+      adversary = cls.default_adversary(tuple(subspaces), adversary_hidden)
+    return cls(tuple(subspaces), tuple(num_classes), adversary)
+
+  @classmethod
+  def default_adversary(cls, subspaces: tuple[int, ...],
+                        hidden: Sequence[int]) -> nn.Module:
+    """The module ``create`` builds when no ``adversary`` is given."""
+    raise NotImplementedError
+
   @property
   def adversary(self) -> nn.Module:
     return self.adversary_module
@@ -122,12 +136,8 @@ class AdversarialCMI(_Adversarial):
   name: ClassVar[str] = 'cmi'
 
   @classmethod
-  def create(cls, subspaces, num_classes, *, adversary=None,
-             adversary_hidden=(50, 50), **options):
-    del options
-    if adversary is None:
-      adversary = models.Adversary(len(subspaces), tuple(adversary_hidden))
-    return cls(tuple(subspaces), tuple(num_classes), adversary)
+  def default_adversary(cls, subspaces, hidden):
+    return models.Adversary(len(subspaces), tuple(hidden))
 
   def _apply(self, params: Any) -> losses.ConditionalAdversary:
     return lambda k, inputs: self.adversary_module.apply(params, k, inputs)
@@ -163,12 +173,8 @@ class AdversarialMI(_Adversarial):
   name: ClassVar[str] = 'mi'
 
   @classmethod
-  def create(cls, subspaces, num_classes, *, adversary=None,
-             adversary_hidden=(50, 50), **options):
-    del options
-    if adversary is None:
-      adversary = models.UnconditionalAdversary(tuple(adversary_hidden))
-    return cls(tuple(subspaces), tuple(num_classes), adversary)
+  def default_adversary(cls, subspaces, hidden):
+    return models.UnconditionalAdversary(tuple(hidden))
 
   def _apply(self, params: Any) -> losses.Adversary:
     return functools.partial(self.adversary_module.apply, params)
