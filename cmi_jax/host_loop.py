@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cmi_jax import train
-from cmi_jax.data.base import Batch, to_float_image
+from cmi_jax.data.base import Batch
 
 Metrics = dict[str, np.ndarray]
 # Fields of Trainer.eval_step that add over batches / stack over rows.
@@ -36,11 +36,6 @@ STACKED = ('z', 'labels', 'preds', 'mask')
 def is_host_fed(data: Any) -> bool:
   """Whether ``data`` asks to be fed batch by batch (``host_fed = True``)."""
   return bool(getattr(data, 'host_fed', False))
-
-
-def float_batch(batch: Batch) -> Batch:
-  """A batch with its images scaled to float32 [0, 1] (the step's input)."""
-  return {**batch, 'image': to_float_image(batch['image'])}
 
 
 def _bounded_loop(step: Callable[[Any, Batch], tuple[Any, Any]], carry: Any,
@@ -61,7 +56,7 @@ def scan_epoch(step_fn: Callable[[Any, Batch], tuple[Any, Any]], state: Any,
 
   Args:
     step_fn: ``(state, batch) -> (state, metrics)``, usually jitted, taking
-      the *raw* device batch (uint8 images; see :func:`float_batch`).
+      the raw device batch (uint8 images).
     state: anything with ``key`` and ``step`` (a ``TrainState``).
     data: a host-fed dataset (``epoch_plan``, ``prefetch``,
       ``prefetch_depth``, ``steps_per_epoch``).
@@ -83,17 +78,6 @@ def scan_epoch(step_fn: Callable[[Any, Batch], tuple[Any, Any]], state: Any,
   return state, jax.tree.map(lambda *steps: np.stack(steps), *metrics)
 
 
-@functools.lru_cache(maxsize=32)
-def compiled_step(trainer: train.Trainer) -> Callable[..., Any]:
-  """``jit(trainer.step)`` on raw host batches, the state donated.
-
-  The uint8 images are scaled inside the compiled step (one program per
-  equal trainer, shared like ``Trainer.jit_train_step``).
-  """
-  return jax.jit(lambda state, batch: trainer.step(state, float_batch(batch)),
-                 donate_argnums=0)
-
-
 def train_epoch(trainer: train.Trainer, state: train.TrainState, data: Any,
                 num_steps: Optional[int] = None
                 ) -> tuple[train.TrainState, Metrics]:
@@ -111,7 +95,7 @@ def train_epoch(trainer: train.Trainer, state: train.TrainState, data: Any,
         'host_loop.train_epoch takes a host-fed dataset (HostDataset); got '
         f'a {type(data).__name__}. Use trainer.jit_train_epoch for device '
         'datasets.')
-  return scan_epoch(compiled_step(trainer), state, data, num_steps)
+  return scan_epoch(trainer.jit_train_step, state, data, num_steps)
 
 
 def epoch_function(trainer: train.Trainer, data: Any
@@ -122,29 +106,24 @@ def epoch_function(trainer: train.Trainer, data: Any
   return trainer.jit_train_epoch
 
 
-@functools.lru_cache(maxsize=32)
-def _eval_step(trainer: train.Trainer):
-  """Compiled ``(totals, state, raw batch) -> (totals, stacked rows)``."""
-
-  def step(totals, state, batch):
-    out = trainer.eval_step(state, float_batch(batch))
-    return ({k: totals[k] + out[k] for k in SUMMED},
-            {k: out[k] for k in STACKED})
-  return jax.jit(step, donate_argnums=0)
-
-
 def evaluate(trainer: train.Trainer, state: train.TrainState, data: Any
              ) -> dict[str, jax.Array]:
   """:func:`cmi_jax.evaluation.evaluate`'s sums and rows, fed from the host."""
   plan = data.epoch_plan(jax.random.PRNGKey(0))
-  step = _eval_step(trainer)
+  step = trainer.jit_eval_step
+
+  def accumulate(totals, batch):
+    out = step(state, batch)
+    return ({k: totals[k] + out[k] for k in SUMMED},
+            {k: out[k] for k in STACKED})
+
   with data.prefetch(plan) as batches:
     batches = iter(batches)
     batch = next(batches)
-    first = jax.eval_shape(trainer.eval_step, state, float_batch(batch))
+    first = jax.eval_shape(trainer.eval_step, state, batch)
     totals = {k: jnp.zeros(first[k].shape, first[k].dtype) for k in SUMMED}
-    totals, stacked = _bounded_loop(
-        lambda totals, batch: step(totals, state, batch), totals,
-        itertools.chain([batch], batches), data.prefetch_depth)
+    totals, stacked = _bounded_loop(accumulate, totals,
+                                    itertools.chain([batch], batches),
+                                    data.prefetch_depth)
   return {**totals, **{k: jnp.concatenate([r[k] for r in stacked])
                        for k in STACKED}}

@@ -35,7 +35,7 @@ from cmi_jax import groups
 from cmi_jax import losses
 from cmi_jax import models
 from cmi_jax import objectives
-from cmi_jax.data.base import Batch, DeviceDataset
+from cmi_jax.data.base import Batch, DeviceDataset, to_float_image
 
 Metrics = dict[str, jax.Array]
 
@@ -283,14 +283,16 @@ class Trainer:
 
     Args:
       state: the current state (replicated across devices when sharded).
-      batch: ``{'image': [B, ...], 'labels': int [B, K]}``; with ``axis_name``
-        this is the device's slice of the global batch.
+      batch: ``{'image': [B, ...], 'labels': int [B, K]}``, images float or
+        uint8 (scaled to [0, 1] here, so host-fed batches need no
+        conversion); with ``axis_name`` this is the device's slice of the
+        global batch.
       axis_name: the named device axis, or None on one device.
 
     Returns:
       ``(new_state, metrics)``; metrics are scalars of the global batch.
     """
-    x, labels = batch['image'], batch['labels']
+    x, labels = to_float_image(batch['image']), batch['labels']
     chex.assert_rank(labels, 2)
     if labels.shape[1] != len(self.subspaces):
       raise ValueError(f'batch labels have {labels.shape[1]} attributes but '
@@ -411,7 +413,8 @@ class Trainer:
         ``combo_correct``: ``[C, K]`` correct predictions of every attribute
           inside each true combination; ``combo_count``: ``[C]``.
     """
-    x, labels = batch['image'], batch['labels'].astype(jnp.int32)
+    x = to_float_image(batch['image'])
+    labels = batch['labels'].astype(jnp.int32)
     mask = batch.get('mask', jnp.ones(labels.shape[0], jnp.float32))
     z = self.encoder.apply(state.encoder_params, x)
     logits = self.heads.apply(state.heads_params, z)
@@ -461,33 +464,49 @@ class Trainer:
   def jit_train_step(self) -> Callable[[TrainState, Batch],
                                        tuple[TrainState, Metrics]]:
     """``jax.jit(step)`` with the state's buffers donated."""
-    return _compiled(self, 'step')
+    return compiled(self, 'step')
 
   @property
   def jit_train_epoch(self) -> Callable[..., tuple[TrainState, Metrics]]:
     """``jax.jit(train_epoch)``; ``num_steps`` is static, the state donated."""
-    return _compiled(self, 'train_epoch')
+    return compiled(self, 'epoch')
 
   @property
   def jit_eval_step(self) -> Callable[[TrainState, Batch], Metrics]:
     """``jax.jit(eval_step)`` (the state is not donated)."""
-    return _compiled(self, 'eval_step')
+    return compiled(self, 'eval')
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(trainer: Trainer, method: str) -> Callable[..., Any]:
-  """One jitted function per *equal* trainer and method.
+def compiled(trainer: Trainer, kind: str, mesh: Optional[Mesh] = None
+             ) -> Callable[..., Any]:
+  """The one place the engine is compiled: ``kind`` of ``trainer`` on ``mesh``.
 
-  Trainers are frozen dataclasses that compare by value, so every run, sweep
-  cell or test that builds the same trainer shares one compilation cache
-  instead of recompiling identical code; the cache is bounded so a process
-  that builds many trainers does not keep all their executables.
+  Args:
+    trainer: compared by value, so equal trainers share one executable.
+    kind: ``'step'`` (``(state, batch)``, state donated), ``'epoch'``
+      (``(state, data, num_steps)``, ``num_steps`` static, state donated) or
+      ``'eval'`` (``(state, batch)``; one device only).
+    mesh: a 1-D data mesh: the per-device step runs under ``jax.shard_map``
+      with a replicated state and the global batch split over the mesh
+      (generated batches are placed so too); None: one device.
+
+  The cache is bounded so that a process building many trainers does not
+  keep all their executables.
   """
-  if method == 'step':
-    return jax.jit(trainer.step, donate_argnums=0)
-  if method == 'train_epoch':
-    return jax.jit(trainer.train_epoch, static_argnums=2, donate_argnums=0)
-  return jax.jit(trainer.eval_step)
+  step = trainer.step if mesh is None else _shard_mapped_step(trainer, mesh)
+  if kind == 'step':
+    return jax.jit(step, donate_argnums=0)
+  if kind == 'epoch':
+    sharding = None if mesh is None else NamedSharding(mesh,
+                                                       P(*mesh.axis_names))
+    return jax.jit(functools.partial(scan_epoch, step,
+                                     batch_sharding=sharding),
+                   static_argnums=2, donate_argnums=0)
+  if kind == 'eval' and mesh is None:
+    return jax.jit(trainer.eval_step)
+  raise ValueError(f"no compiled {kind!r} with mesh={mesh}; kinds: 'step', "
+                   "'epoch' and, on one device, 'eval'.")
 
 
 def epoch_data_key(state: TrainState) -> jax.Array:
@@ -611,7 +630,7 @@ def shard_map_train_step(trainer: Trainer, mesh: Mesh
   (split along its first axis over the mesh) and returns the replicated new
   state and metrics. The result equals the one-device step on the same batch.
   """
-  sharded = jax.jit(_shard_mapped_step(trainer, mesh), donate_argnums=0)
+  sharded = compiled(trainer, 'step', mesh)
 
   def step(state: TrainState, batch: Batch):
     _check_divisible(batch, mesh.size)
@@ -627,11 +646,7 @@ def shard_map_train_epoch(trainer: Trainer, mesh: Mesh
   step is :func:`shard_map_train_step`'s, so the result equals the one-device
   epoch. ``data.batch_size`` must divide by the number of devices.
   """
-  (axis_name,) = mesh.axis_names
-  compiled = jax.jit(
-      functools.partial(scan_epoch, _shard_mapped_step(trainer, mesh),
-                        batch_sharding=NamedSharding(mesh, P(axis_name))),
-      static_argnums=2, donate_argnums=0)
+  sharded = compiled(trainer, 'epoch', mesh)
 
   def epoch(state: TrainState, data: DeviceDataset,
             num_steps: Optional[int] = None):
@@ -639,7 +654,7 @@ def shard_map_train_epoch(trainer: Trainer, mesh: Mesh
       raise ValueError(
           f'the batch size {data.batch_size} does not divide over '
           f'{mesh.size} devices; use a multiple of {mesh.size}.')
-    return compiled(state, data, num_steps)
+    return sharded(state, data, num_steps)
   return epoch
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from cmi_jax import evaluation, host_loop, run, train
 from cmi_jax.data import host
-from cmi_jax.data.base import ArrayDataset
+from cmi_jax.data.base import ArrayDataset, to_float_image
 import tiny
 
 N, BATCH = 53, 8  # 6 steps per epoch, 5 rows dropped
@@ -93,7 +93,8 @@ def test_plans_and_batches_equal_the_device_datasets(shuffle):
 
 def record_rows(state, batch):
   """A step that trains nothing and reports which rows it saw."""
-  pixels = jnp.round(batch['image'] * 255).astype(jnp.int32).sum()
+  pixels = jnp.round(to_float_image(batch['image']) * 255).astype(
+      jnp.int32).sum()
   return state.replace(step=state.step + 1), {'rows': batch['labels'][:, 0],
                                               'pixels': pixels}
 
@@ -111,7 +112,7 @@ def test_host_epochs_see_the_scanned_epochs_batches():
   device, on_host = both(images, labels)
   scanned = jax.jit(functools.partial(train.scan_epoch, record_rows),
                     static_argnums=2)
-  host_step = jax.jit(lambda s, b: record_rows(s, host_loop.float_batch(b)))
+  host_step = jax.jit(record_rows)
   seen = []
   # Two epochs (the plan follows the step) and a run past the epoch's end.
   for step, num_steps in ((0, None), (6, None), (6, 2 * 6 + 1)):
@@ -291,7 +292,7 @@ def test_failing_step_leaves_no_prefetch_thread():
   def step(state, batch):
     if int(state.step) == 2:
       raise FloatingPointError('step 2 failed')
-    return record_rows(state, host_loop.float_batch(batch))
+    return record_rows(state, batch)
 
   with pytest.raises(FloatingPointError, match='step 2 failed'):
     host_loop.scan_epoch(step, bare_state(0), on_host)
