@@ -1,14 +1,12 @@
-"""What the training engine consumes: batches, device-resident datasets, label checks.
+"""What the training engine consumes: batches, device datasets, label checks.
 
 A *batch* is a dict ``{'image': float32 [B, ...], 'labels': int32 [B, K]}``;
 labels hold class indices, ``-1`` for a missing label.
 
-A *device dataset* produces a whole epoch of batches inside one compiled call:
-``epoch_plan(key)`` draws whatever is fixed for an epoch (a permutation, say),
-``batch(plan, step)`` returns batch number ``step`` of that epoch. Both are pure,
-jit-safe functions of arrays that live on the device, so
-:func:`cmi_jax.train.train_epoch` can ``lax.scan`` over them with the host out
-of the loop.
+A *device dataset* (:class:`DeviceDataset`) makes a whole epoch inside one
+compiled call: ``epoch_plan(key)`` draws what is fixed for an epoch (a
+permutation, say), ``batch(plan, step)`` returns batch ``step``; both are
+pure and jit-safe, so :func:`cmi_jax.train.train_epoch` can scan them.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ Batch = dict[str, jax.Array]
 
 @runtime_checkable
 class DeviceDataset(Protocol):
-  """A training set whose batches are generated on the device (see module doc)."""
+  """A training set whose batches are generated on the device."""
 
   @property
   def steps_per_epoch(self) -> int:
@@ -42,7 +40,7 @@ class DeviceDataset(Protocol):
     ...
 
   def batch(self, plan: Any, step: jax.Array) -> Batch:
-    """Batch ``step`` of the epoch: ``{'image': [B, ...], 'labels': [B, K]}``."""
+    """Batch ``step``: ``{'image': [B, ...], 'labels': [B, K]}``."""
     ...
 
 
@@ -56,8 +54,6 @@ class ArrayDataset:
     labels: int32 ``[N, K]``, -1 for missing.
     batch_size: examples per batch (static).
     shuffle: draw a fresh permutation every epoch (else sequential order).
-  The epoch has ``N // batch_size`` steps; the remainder is dropped so shapes
-  stay static (a different remainder is dropped each epoch when shuffling).
   """
   images: jax.Array
   labels: jax.Array
@@ -66,7 +62,7 @@ class ArrayDataset:
 
   @property
   def steps_per_epoch(self) -> int:
-    """``N // batch_size``: the remainder is dropped."""
+    """``N // batch_size``; the remainder is dropped (shapes stay static)."""
     return self.images.shape[0] // self.batch_size
 
   def epoch_plan(self, key: jax.Array) -> jax.Array:
@@ -85,19 +81,16 @@ class ArrayDataset:
 class GroupBalancedDataset:
   """An :class:`ArrayDataset` whose every epoch is a group-balanced sample.
 
-  Each epoch draws, without replacement, ``per_group`` rows from each group
-  (combination of attribute values; ``per_group`` = the smallest group's
-  size), and shuffles them: "simple data balancing" by subsampling the large
-  groups (Idrissi et al., 2022), redrawn every epoch. Rows with a missing
-  label belong to no group and are never drawn. Build it with
-  :func:`group_balanced`.
+  Each epoch draws, without replacement, ``per_group`` rows (the smallest
+  group's size) from each group (combination of attribute values) and
+  shuffles them: "simple data balancing" (Idrissi et al., 2022). Rows with a
+  missing label are never drawn. Build it with :func:`group_balanced`.
 
   Attributes:
-    images, labels: as in :class:`ArrayDataset`.
+    images, labels, batch_size: as in :class:`ArrayDataset`.
     group_rows: int32 ``[G, n_max]`` the rows of each group, padded.
     group_sizes: int32 ``[G]``.
     per_group: rows drawn per group and epoch (static).
-    batch_size: examples per batch (static).
   """
   images: jax.Array
   labels: jax.Array
@@ -112,7 +105,7 @@ class GroupBalancedDataset:
     return self.group_rows.shape[0] * self.per_group // self.batch_size
 
   def epoch_plan(self, key: jax.Array) -> jax.Array:
-    """``G * per_group`` distinct rows, ``per_group`` of each group, shuffled."""
+    """``G * per_group`` distinct rows, ``per_group`` per group, shuffled."""
     k_groups, k_order = jax.random.split(key)
     scores = jax.random.uniform(k_groups, self.group_rows.shape)
     # Padding positions sort last, so each group draws only its own rows.
@@ -128,11 +121,10 @@ class GroupBalancedDataset:
 
 def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
                    ) -> GroupBalancedDataset:
-  """The group-balanced version of a training set (:class:`GroupBalancedDataset`).
+  """The :class:`GroupBalancedDataset` version of a training set.
 
   Raises:
-    ValueError: if a group has no fully labelled example, or the balanced
-      epoch is smaller than one batch.
+    ValueError: if a group is empty or a balanced epoch is under one batch.
   """
   labels = np.asarray(dataset.labels)
   num_classes = tuple(int(c) for c in num_classes)
@@ -180,22 +172,17 @@ def validate_labels(labels: np.ndarray | jax.Array, num_classes: Sequence[int],
                     where: str = 'labels') -> None:
   """Host-side check of a label array where data enters the library.
 
-  Args:
-    labels: ``[N, K]`` integer labels, -1 for missing.
-    num_classes: K ints.
-    names: optional K attribute names used in the message.
-    where: what the labels belong to (a split, a batch), for the message.
-
-  Raises:
-    ValueError: naming the attribute, if the shape is wrong, the labels are not
-      integers, or a value lies outside ``[-1, num_classes[k])``.
+  ``labels`` are ``[N, K]`` integers, -1 for missing, each below its
+  ``num_classes``; the optional K ``names`` and ``where`` (a split, a batch)
+  go into the ValueError message.
   """
   labels = np.asarray(labels)
   num_classes = tuple(num_classes)
   if labels.ndim != 2 or labels.shape[1] != len(num_classes):
     raise ValueError(
-        f'{where}: labels must have shape [N, K={len(num_classes)}] (one column '
-        f'per attribute of num_classes={num_classes}); got {labels.shape}.')
+        f'{where}: labels must have shape [N, K={len(num_classes)}] (one '
+        f'column per attribute of num_classes={num_classes}); got '
+        f'{labels.shape}.')
   if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f'{where}: labels must be integers (class index, -1 for '
                      f'missing); got dtype {labels.dtype}.')

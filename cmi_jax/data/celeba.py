@@ -1,13 +1,7 @@
-"""Correlated CelebA: the sub-sampled, weakly labelled, occluded splits of a run.
+"""Correlated CelebA: the sub-sampled, weakly labelled, occluded run splits.
 
-From the splits :func:`cmi_jax.data.celeba_files.load_celeba` reads,
-:func:`celeba_splits` builds the datasets of one run: every split sub-sampled
-so that its joint attribute counts follow a correlation table exactly (the
-train correlation, the anti-correlated and the uncorrelated tables), labels
-optionally removed (weak supervision) and images optionally occluded. Their
-uint8 images live on the device when they fit (batches are then gathered by
-index inside the compiled epoch), else in host memory, fed to the device by a
-prefetching thread (:mod:`cmi_jax.data.host`); ``placement`` chooses.
+:func:`celeba_splits` builds them from the splits that
+:func:`cmi_jax.data.celeba_files.load_celeba` reads.
 """
 
 from __future__ import annotations
@@ -33,10 +27,6 @@ from cmi_jax.data.correlation import labels_to_combination
 
 _log = logging.getLogger(__name__)
 
-# ---------------------------------------------------------------------------
-# Correlated splits.
-
-
 
 def _combination_name(combo: Sequence[int], names: Sequence[str] | None
                       ) -> str:
@@ -50,24 +40,19 @@ def correlated_subsample(labels: np.ndarray, table: np.ndarray | Sequence,
                          names: Sequence[str] | None = None) -> np.ndarray:
   """Row indices of the largest sub-sample whose joint counts follow ``table``.
 
-  Draws, without replacement, ``exact_subsample_counts(available, table)``
-  rows of every attribute combination: the largest total ``T`` such that
-  ``floor(T * p)`` examples exist for every combination, so every joint
-  proportion equals the table up to the rounding to whole examples.
+  Draws, without replacement, the rows of every attribute combination that
+  :func:`~cmi_jax.data.correlation.exact_subsample_counts` gives.
 
-  Args:
-    labels: ``[N, K]`` integer labels in {0, 1} (no missing labels).
-    table: target joint table of shape ``(2,) * K`` (e.g.
-      :func:`~cmi_jax.data.correlation.joint_table`); normalised here.
-    seed: non-negative int, the choice of rows.
-    names: optional K attribute names for error messages.
+  ``labels`` are ``[N, K]`` in {0, 1} (none missing), ``table`` the target
+  of shape ``(2,) * K`` (normalised here), ``seed`` >= 0 chooses the rows and
+  the optional K ``names`` go into error messages.
 
   Returns:
     int64 ``[M]`` sorted, distinct row indices into ``labels``.
 
   Raises:
-    ValueError: for bad labels or table, or naming the attribute combination
-      that has probability > 0 but would be left with zero examples.
+    ValueError: for bad labels or table, or naming a combination of
+      probability > 0 that would be left with zero examples.
   """
   seed = validate.integer(seed, 'seed', 0)
   labels = np.asarray(labels)
@@ -118,17 +103,9 @@ def remove_labels(labels: np.ndarray, fraction: float, seed: int
   For every attribute independently, exactly ``round(fraction * N)`` rows
   (Python rounding) chosen uniformly at random get the label -1 (missing).
 
-  Args:
-    labels: ``[N, K]`` integer labels.
-    fraction: in ``[0, 1)``, the share of labels removed per attribute.
-    seed: non-negative int.
-
   Returns:
-    int32 ``[N, K]``, a copy with the removed labels set to -1.
-
-  Raises:
-    ValueError: if ``labels`` is not ``[N, K]`` integer or ``fraction`` is
-      outside ``[0, 1)``.
+    int32 ``[N, K]``, a copy of the integer ``labels`` with the removed
+    labels set to -1.
   """
   seed = validate.integer(seed, 'seed', 0)
   labels = np.asarray(labels)
@@ -152,22 +129,13 @@ _occluded = jax.jit(occlusion.occluded, static_argnums=(1, 2))
 
 def occlusion_masks(num_images: int, height: int, width: int, noise: float,
                     patch: int = 4, seed: int = 0) -> np.ndarray:
-  """Random blob masks: a ``patch x patch`` uniform field, upsampled, cut.
+  """Random blob masks (:mod:`cmi_jax.data.occlusion`), one per image.
 
-  Each image gets its own field of ``U[0, 1)`` values, enlarged bilinearly to
-  ``height x width``; a pixel is kept (1) where the field is ``>= noise`` and
-  occluded (0) elsewhere. ``noise=0`` keeps everything; a larger ``noise``
-  occludes a superset of the pixels (the field depends on ``seed`` only).
-
-  Args:
-    num_images: N.
-    height, width: mask size in pixels.
-    noise: threshold in ``[0, 1]``.
-    patch: side of the random field (>= 1); larger gives smaller blobs.
-    seed: non-negative int.
+  The fields depend on ``seed`` (>= 0) only, so a larger ``noise`` (in
+  [0, 1]) occludes a superset of the pixels.
 
   Returns:
-    uint8 ``[N, height, width]`` in {0, 1}.
+    uint8 ``[num_images, height, width]``: 1 where kept, 0 where occluded.
   """
   seed = validate.integer(seed, 'seed', 0)
   noise = validate.number(noise, 'noise (occlusion threshold)', 0, 1)
@@ -185,16 +153,11 @@ def occlude(images: np.ndarray, noise: float, patch: int = 4, seed: int = 0
             ) -> np.ndarray:
   """Multiplies every image by its own :func:`occlusion_masks` mask.
 
-  Occluded pixels become 0 (black) in every channel.
-
-  Args:
-    images: ``[N, H, W, C]`` (uint8 or float).
-    noise: threshold in ``[0, 1]``; 0 returns the images unchanged.
-    patch: side of the random field.
-    seed: non-negative int.
+  Occluded pixels become 0 (black) in every channel; ``noise`` 0 returns the
+  images unchanged.
 
   Returns:
-    Array of the same shape and dtype.
+    The ``[N, H, W, C]`` images (uint8 or float), same shape and dtype.
   """
   images = np.asarray(images)
   if images.ndim != 4:
@@ -215,7 +178,7 @@ CORRELATION_MODES = ('subsampled', 'natural')
 
 
 def natural_correlation(labels: np.ndarray) -> float:
-  """Pearson correlation of two binary attributes, in [-1, 1] (0 if constant)."""
+  """Pearson correlation of two binary attributes ``[N, 2]`` (0 if constant)."""
   labels = np.asarray(labels, np.float64)
   std = labels.std(0)
   if np.any(std == 0):
@@ -232,17 +195,9 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
                   correlation_mode: str = 'subsampled') -> dict[str, Any]:
   """The datasets of one correlated CelebA run.
 
-  ``correlation_mode='natural'`` (the group-robustness benchmark's setting,
-  e.g. ``Blond_Hair`` x ``Male``): train, train_eval and val are the official
-  splits as they are, with their own (natural) correlation; ``train_corr``
-  is not used. The test split is still sub-sampled: ``test_anti`` at the
-  negated natural correlation of the training split (K = 2; the
-  uncorrelated table for K > 2) and ``test_uncorr`` at 0. The measured
-  correlation is returned as ``'natural_corr'``.
-
-  By default (``'subsampled'``, the paper's setting) every split is
-  sub-sampled (:func:`correlated_subsample`) to follow a joint table of the
-  K attributes:
+  With ``correlation_mode='subsampled'`` (the paper's setting) every split is
+  sub-sampled (:func:`correlated_subsample`) to a joint table of the K
+  attributes:
 
   ===============  ===================  =========================  ==========
   key              data                 table                      labels
@@ -254,51 +209,38 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
   ``test_uncorr``  official test        ``joint_table(0)``         full
   ===============  ===================  =========================  ==========
 
-  ``test_anti`` and ``test_uncorr`` are drawn independently from the same
-  test split, so they may share images. For K > 2 an anti-correlated table
-  does not exist (``c`` must lie in [0, 1]); ``test_anti`` then uses the
-  uncorrelated table ``joint_table(0, K)`` too. ``train`` is shuffled every
-  epoch; the others are sequential (``shuffle=False``). With the images on
-  the device the datasets are :class:`~cmi_jax.data.base.ArrayDataset`;
-  in host memory they are :class:`~cmi_jax.data.host.HostDataset` with the
-  same rows, batches and epochs (``train`` and ``train_eval`` share one
-  image array either way). All use ``batch_size`` and drop the
-  last ``N % batch_size`` examples of an epoch, so evaluation covers
-  ``batch_size * steps_per_epoch`` rows. The paper's weak-supervision runs
-  scale the batch size by ``1 / (1 - weak_supervision)``; the caller passes
-  the scaled value.
+  ``test_anti`` and ``test_uncorr`` are drawn independently (they may share
+  images); for K > 2 ``test_anti`` uses ``joint_table(0)`` too. With
+  ``'natural'`` (the group-robustness benchmarks', e.g. ``Blond_Hair`` x
+  ``Male``) train, train_eval and val are the official splits as they are,
+  and ``c`` is the training split's measured correlation (0 for K > 2).
+  ``train`` is shuffled every epoch, the others are sequential; they are
+  :class:`~cmi_jax.data.base.ArrayDataset` on the device or
+  :class:`~cmi_jax.data.host.HostDataset` (same batches) in host memory.
 
   Args:
     splits: from :func:`load_celeba`, K >= 2 attributes.
-    train_corr: the correlation ``c`` of train and validation (in [-1, 1] for
-      K = 2, [0, 1] for K > 2).
-    weak_supervision: fraction of each attribute's train labels removed
-      (:func:`remove_labels`), in [0, 1).
-    noise: occlusion threshold in [0, 1] (:func:`occlude`), applied to every
-      split; 0 means none.
-    batch_size: examples per batch, >= 1 and at most the smallest split.
-    seed: non-negative int; fixes the sub-samples, removed labels and masks.
-    occlusion_patch: side of the occlusion field (4 as for MNIST).
-    placement: where the images live: ``'device'``, ``'host'``, or
-      ``'auto'``: the device if all splits' images fit within
-      ``device_memory_fraction`` of its memory (always on the CPU backend),
-      else the host (see :func:`cmi_jax.data.host.choose_placement`). One
-      log line names the choice and why.
-    device_memory_fraction: the share of device memory ``'auto'`` allows.
+    train_corr: ``c``, in [-1, 1] for K = 2, [0, 1] for K > 2.
+    weak_supervision: share of each attribute's train labels removed
+      (:func:`remove_labels`), in [0, 1). The paper's runs scale the batch
+      size by ``1 / (1 - weak_supervision)``; the caller passes the result.
+    noise, occlusion_patch: occlusion of every split (:func:`occlude`).
+    batch_size: at most the smallest split.
+    seed: fixes the sub-samples, removed labels and masks.
+    placement, device_memory_fraction: where the images live
+      (:func:`cmi_jax.data.host.choose_placement`; logged).
+    correlation_mode: one of :data:`CORRELATION_MODES`.
 
   Returns:
-    A dict with the five datasets above (images uint8 ``[N, 64, 64, 3]``,
-    labels int32 ``[N, K]``), plus ``'placement'`` (``'device'`` or
-    ``'host'``, as chosen), ``'tables'`` (split -> target float64
-    table ``(2,) * K``), ``'joint_counts'`` (split -> int64 counts of the
-    fully labelled rows; for ``'train'`` only rows that kept every label after
-    weak supervision, ``'train_eval'`` has the whole sub-sample) and
-    ``'attributes'``.
+    The five datasets above (images uint8 ``[N, 64, 64, 3]``, labels int32
+    ``[N, K]``) and ``'placement'``, ``'tables'`` (split -> float64 table
+    ``(2,) * K``, target or held), ``'joint_counts'`` (split -> int64 counts
+    of the fully labelled rows), ``'attributes'``, ``'correlation_mode'``,
+    ``'natural_corr'`` (measured for ``'natural'`` with K = 2, else None).
 
   Raises:
-    ValueError: for K < 2, a correlation out of range, a split too small for
-      the table or for ``batch_size``, an unknown ``placement`` (listing the
-      valid ones).
+    ValueError: for bad arguments or a split too small for its table or for
+      ``batch_size``; the message names the fix.
   """
   seed = validate.integer(seed, 'seed', 0)
   host.check_placement(placement)
@@ -359,9 +301,8 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
   train_images, train_labels = chosen['train']
   weak_labels = remove_labels(train_labels, weak_supervision,
                               _child_seed(seed, 'weak'))
-  # train_eval shares the train images, so they count once.
-  nbytes = sum(int(chosen[k][0].nbytes)
-               for k in ('train', 'val', 'test_anti', 'test_uncorr'))
+  # train_eval shares the train images.
+  nbytes = sum(int(images.nbytes) for images, _ in chosen.values())
   where, reason = host.choose_placement(nbytes, placement,
                                         memory_fraction=device_memory_fraction)
   _log.info('CelebA data placement: %s (%s).', where, reason)
@@ -375,7 +316,6 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
     return ArrayDataset(images, jnp.asarray(labels),
                         batch_size=int(batch_size), shuffle=shuffle)
 
-  # train and train_eval share one copy of the images.
   train_images = to_images(train_images)
   datasets = {
       'train': make(train_images, weak_labels, True),
@@ -390,10 +330,9 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
   for key in ('val', 'test_anti', 'test_uncorr'):
     counts[key] = joint_counts(chosen[key][1], classes)
   _log.info('CelebA splits (c=%g, weak=%g, noise=%g): %s', train_corr,
-               weak_supervision, noise,
-               ', '.join(f'{k} {len(v[1])}' for k, v in chosen.items()))
+            weak_supervision, noise,
+            ', '.join(f'{k} {len(v[1])}' for k, v in chosen.items()))
   if natural:
-    # What the official splits hold, not a target.
     tables['train'] = tables['train_eval'] = train_table
     val_counts = counts['val'].astype(np.float64)
     tables['val'] = val_counts / max(val_counts.sum(), 1)

@@ -1,25 +1,16 @@
-"""CelebA on disk: the official files or TFDS ``celeb_a``, cached as 64x64 arrays.
+"""CelebA on disk: official files or TFDS ``celeb_a``, cached as 64x64 arrays.
 
-The paper's real-data experiment (Funke et al. 2022, "Correlated CelebA")
-uses two of the 40 binary attributes (``Male`` and ``Smiling`` by default),
-images centre-cropped to 128x128 and resized to 64x64x3, and the official
-train/validation/test partition. This module reads them; the correlated
-splits of a run are :mod:`cmi_jax.data.celeba`'s.
+As in the paper (Funke et al. 2022), images are centre-cropped to 128x128
+and resized to 64x64x3, with the official train/validation/test partition.
+The official files lie in ``celeba_dir`` as::
 
-Where the images come from (:func:`load_celeba`, ``source='auto'`` tries them
-in this order):
-1. the official TFDS ``celeb_a`` builder, already prepared in a TFDS data dir
-   (``--config.tfds_data_dir``; nothing is downloaded);
-2. the official files in a directory (``--config.celeba_dir``)::
+  celeba_dir/
+    img_align_celeba/000001.jpg ...   (or img_align_celeba.zip holding
+                                       img_align_celeba/000001.jpg ...)
+    list_attr_celeba.txt
+    list_eval_partition.txt
 
-     celeba_dir/
-       img_align_celeba/000001.jpg ...   (or img_align_celeba.zip holding
-                                          img_align_celeba/000001.jpg ...)
-       list_attr_celeba.txt
-       list_eval_partition.txt
-
-Either way the 64x64 images are computed once and cached as plain ``.npy``
-files (:func:`prepare_celeba`; no TensorFlow needed to read them back):
+The 64x64 images are computed once per source and cached as ``.npy``::
 
   <cache_dir>/celeba64_v1_<source>/   (source: 'files' or 'tfds')
     images.npy       uint8 [N, 64, 64, 3]
@@ -28,18 +19,16 @@ files (:func:`prepare_celeba`; no TensorFlow needed to read them back):
                      that every split is one contiguous block
     meta.json        source, location, split sizes, format version
 
-The cache directory is written under a temporary name and renamed when
-complete, so an interrupted preparation never leaves a cache that looks valid
-(a killed process may leave a ``*.tmp-*`` directory beside it, which is never
-read and can be deleted).
+A cache is written under a temporary name and renamed when complete; a
+``*.tmp-*`` directory left by a killed process is never read.
 """
 
 from __future__ import annotations
 
-import logging
 import dataclasses
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -79,8 +68,7 @@ SPLIT_NAMES = ('train', 'val', 'test')  # partition codes 0, 1, 2
 _TFDS_SPLITS = ('train', 'validation', 'test')  # the same, as TFDS names them
 _TFDS_NAME = 'celeb_a'
 
-# Bump when the preprocessing changes: a new version gets a new directory, so
-# an old cache is never read as a new one.
+# Bump when the preprocessing changes, so an old cache is never read.
 _CACHE_VERSION = 1
 _CACHE_FILES = ('images.npy', 'attributes.npy', 'partition.npy', 'meta.json')
 
@@ -111,8 +99,7 @@ class CelebASplits:
     train, val, test: :class:`CelebASplit` (the official partition 0, 1, 2).
     attributes: the K attribute names, in the column order of ``labels``.
     source: ``'tfds'`` or ``'files'``, where the images came from.
-    location: the TFDS data dir or the CelebA directory that was read (or
-      whose cache was read).
+    location: the TFDS data dir or CelebA directory read (or cached).
   """
   train: CelebASplit
   val: CelebASplit
@@ -122,15 +109,14 @@ class CelebASplits:
   location: str
 
 
-# ---------------------------------------------------------------------------
-# Images.
+# ---------------------------------------------------------------------- images
 
 
 def _crop_and_resize(image: Image.Image, name: str) -> np.ndarray:
   """Centre ``CROP_SIZE`` crop, bilinear resize: PIL image -> uint8 [64, 64, 3].
 
-  PIL's bilinear filter widens its support when shrinking (it averages all
-  covered pixels), like ``torchvision.transforms.Resize`` of the reference.
+  PIL's bilinear filter averages all covered pixels when shrinking, like
+  ``torchvision.transforms.Resize`` of the reference.
   """
   width, height = image.size
   if width < CROP_SIZE or height < CROP_SIZE:
@@ -148,11 +134,7 @@ def _crop_and_resize(image: Image.Image, name: str) -> np.ndarray:
 
 
 def _preprocess(data: bytes | np.ndarray, name: str) -> np.ndarray:
-  """Encoded image bytes (or a decoded array) -> uint8 ``[64, 64, 3]``.
-
-  Raises:
-    ValueError: naming ``name``, if the bytes are not a readable image.
-  """
+  """Encoded image bytes (or a decoded array) -> uint8 ``[64, 64, 3]``."""
   try:
     if isinstance(data, np.ndarray):
       image = Image.fromarray(np.asarray(data, np.uint8))
@@ -160,16 +142,13 @@ def _preprocess(data: bytes | np.ndarray, name: str) -> np.ndarray:
       image = Image.open(io.BytesIO(data))
       image.load()  # decode now, so a truncated file fails here
   except (OSError, ValueError, SyntaxError) as e:
-    # PIL raises UnidentifiedImageError (an OSError) for garbage and OSError
-    # for truncated data; both mean the copy of the file is broken.
     raise ValueError(
         f'cannot decode image {name} ({e}); the file is corrupt or '
         'truncated: extract or copy it again.') from e
   return _crop_and_resize(image, name)
 
 
-# ---------------------------------------------------------------------------
-# The official files.
+# ---------------------------------------------------------- the official files
 
 
 def _require_file(path: str, celeba_dir: str) -> None:
@@ -181,7 +160,6 @@ def _require_file(path: str, celeba_dir: str) -> None:
 
 def _read_lines(path: str) -> list[str]:
   with open(path, 'r', encoding='utf-8', errors='replace') as f:
-    # split() later also strips the '\r' of Windows line ends.
     return [line for line in f.read().splitlines() if line.strip()]
 
 
@@ -189,20 +167,12 @@ def read_attribute_file(path: str | os.PathLike
                         ) -> tuple[list[str], np.ndarray]:
   """Parses ``list_attr_celeba.txt``.
 
-  The format: line 1 the number of images, line 2 the 40 attribute names,
-  then one line per image, ``000001.jpg -1  1 ...`` with 40 values in
-  {-1, 1}.
-
-  Args:
-    path: the file.
+  Line 1 holds the number of images, line 2 the 40 attribute names, then
+  one line per image: ``000001.jpg -1  1 ...`` with 40 values in {-1, 1}.
 
   Returns:
     ``(filenames, attributes)``: N names and int8 ``[N, 40]`` in {0, 1}
     (1 where the file says 1), columns in :data:`CELEBA_ATTRIBUTES` order.
-
-  Raises:
-    ValueError: naming the file and line, if the count, the header or a row
-      is malformed.
   """
   path = os.fspath(path)
   lines = _read_lines(path)
@@ -252,9 +222,6 @@ def read_partition_file(path: str | os.PathLike) -> dict[str, int]:
 
   Returns:
     file name -> partition (0 train, 1 validation, 2 test).
-
-  Raises:
-    ValueError: naming the file and line, if a line is malformed.
   """
   path = os.fspath(path)
   partition = {}
@@ -285,8 +252,7 @@ class _ImageReader:
       except (zipfile.BadZipFile, OSError) as e:
         raise ValueError(f'{archive} is not a readable zip archive ({e}); '
                          'download or copy it again.') from e
-      # The official archive holds img_align_celeba/000001.jpg; match by the
-      # base name so a re-zipped flat archive works too.
+      # By base name, so a re-zipped flat archive works too.
       self._members = {os.path.basename(m): m for m in self._zip.namelist()
                        if not m.endswith('/')}
     else:
@@ -319,8 +285,7 @@ class _ImageReader:
       self._zip.close()
 
 
-# ---------------------------------------------------------------------------
-# The cache.
+# ------------------------------------------------------------------- the cache
 
 
 def default_cache_dir() -> str:
@@ -346,15 +311,10 @@ def _read_meta(path: str) -> dict[str, Any] | None:
 def _write_cache(path: str, split_sizes: Sequence[int],
                  examples: Iterator[tuple[np.ndarray, np.ndarray]],
                  meta: dict[str, Any], description: str) -> None:
-  """Writes a cache directory atomically.
+  """Writes the cache directory ``path`` atomically (it appears complete).
 
-  Args:
-    path: the final cache directory; it appears only once complete.
-    split_sizes: number of train, validation, test examples.
-    examples: yields ``(image uint8 [64, 64, 3], attributes int8 [40])`` for
-      all train examples, then validation, then test.
-    meta: JSON-serialisable description stored as ``meta.json``.
-    description: label of the progress bar.
+  ``examples`` yields ``(image uint8 [64, 64, 3], attributes int8 [40])`` for
+  the ``split_sizes`` train, validation and test examples, in that order.
   """
   parent = os.path.dirname(path)
   os.makedirs(parent, exist_ok=True)
@@ -374,7 +334,7 @@ def _write_cache(path: str, split_sizes: Sequence[int],
       images[count] = image
       attributes[count] = attrs
       count += 1
-    if count != total:  # the example iterators check this; a safety net
+    if count != total:
       raise ValueError(f'{description}: expected {total} images, got {count}.')
     images.flush()
     attributes.flush()
@@ -388,8 +348,7 @@ def _write_cache(path: str, split_sizes: Sequence[int],
       json.dump(meta, f, indent=1)
     try:
       os.rename(tmp, path)
-    except OSError:
-      # Another process finished the same cache first: keep theirs.
+    except OSError:  # another process finished the same cache first
       if _read_meta(path) is None:
         raise
       shutil.rmtree(tmp, ignore_errors=True)
@@ -398,8 +357,8 @@ def _write_cache(path: str, split_sizes: Sequence[int],
     raise
 
 
-def _file_examples(celeba_dir: str, reader: _ImageReader,
-                   filenames: Sequence[str], attributes: np.ndarray
+def _file_examples(reader: _ImageReader, filenames: Sequence[str],
+                   attributes: np.ndarray
                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   for filename, attrs in zip(filenames, attributes):
     name = f'{filename} in {reader.where}'
@@ -410,25 +369,16 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
                    cache_dir: str | os.PathLike) -> str:
   """Caches the official CelebA files as 64x64 arrays (once).
 
-  Reads ``celeba_dir`` in the official layout (``img_align_celeba/`` or
-  ``img_align_celeba.zip``, ``list_attr_celeba.txt``,
-  ``list_eval_partition.txt``), centre-crops every image to 128x128, resizes
-  it (bilinear) to 64x64 and writes all splits to
-  ``cache_path(cache_dir, 'files')`` (see the module doc), showing a progress
-  bar. Takes a few minutes for the 202,599 images; a complete cache is reused
-  without reading any image.
-
-  Args:
-    celeba_dir: the directory with the official files.
-    cache_dir: where the cache directory goes.
+  Reads ``celeba_dir`` (the layout of the module doc), preprocesses every
+  image and writes all splits to ``cache_path(cache_dir, 'files')``; a
+  complete cache is reused without reading any image.
 
   Returns:
     The cache directory.
 
   Raises:
-    ValueError: naming the file, if a file or image is missing, malformed or
-      corrupt (no cache is left behind then), or if an existing cache was
-      made from a different number of images.
+    ValueError: naming the file, for missing or bad data (no cache is left
+      behind then) or an existing cache of another number of images.
   """
   celeba_dir = os.fspath(celeba_dir)
   path = cache_path(cache_dir, 'files')
@@ -438,7 +388,7 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
     raise ValueError(f'{path} exists but is not a complete CelebA cache (it '
                      'was not written by prepare_celeba); delete it.')
   if meta is not None:
-    # A cheap check that the cache belongs to this data: the declared count.
+    # A cheap check that the cache belongs to this data.
     if os.path.isfile(attr_path):
       with open(attr_path, 'r', encoding='utf-8', errors='replace') as f:
         first = f.readline().split()
@@ -468,12 +418,12 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
           'the same images.')
     reader.check_present(filenames)
     codes = np.array([partition[f] for f in filenames], np.int8)
-    # Stable: file order within a split, and each split one block.
+    # Stable: file order within each split's block.
     order = np.argsort(codes, kind='stable')
     split_sizes = [int(np.sum(codes == s)) for s in range(3)]
     _write_cache(
         path, split_sizes,
-        _file_examples(celeba_dir, reader, [filenames[i] for i in order],
+        _file_examples(reader, [filenames[i] for i in order],
                        attributes[order]),
         meta={'source': 'files', 'location': os.path.abspath(celeba_dir),
               'num_images': len(filenames)},
@@ -481,12 +431,11 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
   finally:
     reader.close()
   _log.info('CelebA: cached %d images from %s in %s', len(filenames),
-               celeba_dir, path)
+            celeba_dir, path)
   return path
 
 
-# ---------------------------------------------------------------------------
-# TFDS.
+# ------------------------------------------------------------------------ tfds
 
 
 def _hide_gpus_from_tensorflow() -> None:
@@ -500,10 +449,9 @@ def _hide_gpus_from_tensorflow() -> None:
         "source='files' with --config.celeba_dir.") from e
   try:
     tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:
-    # TF was initialised earlier (by the caller); devices are fixed by then.
+  except RuntimeError:  # TF initialised earlier: its devices are fixed
     _log.warning('TensorFlow was initialised before CelebA loading; could '
-                    'not hide GPUs from it.')
+                 'not hide GPUs from it.')
 
 
 def default_tfds_data_dir() -> str:
@@ -514,7 +462,7 @@ def default_tfds_data_dir() -> str:
 
 def _prepared_tfds_builder(data_dir: str):
   """The ``celeb_a`` builder if it is prepared in ``data_dir``, else None."""
-  # Checked first so that an absent dataset costs no TFDS import or warning.
+  # Checked first: an absent dataset costs no TFDS import.
   if not os.path.isdir(os.path.join(data_dir, _TFDS_NAME)):
     return None
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -526,8 +474,8 @@ def _tfds_examples(builder, split_sizes: Sequence[int]
                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields the preprocessed examples of all splits, in partition order.
 
-  The JPEG bytes are read undecoded and go through the same PIL path as the
-  official files, so both sources give the same pixels.
+  The JPEG bytes go undecoded through the same PIL path as the official
+  files, so both sources give the same pixels.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   file_format = builder.info.file_format
@@ -537,8 +485,7 @@ def _tfds_examples(builder, split_sizes: Sequence[int]
     _hide_gpus_from_tensorflow()
   for split, expected in zip(_TFDS_SPLITS, split_sizes):
     count = 0
-    if array_record:
-      # Random-access records: no TensorFlow involved.
+    if array_record:  # no TensorFlow involved
       records = builder.as_data_source(split=split, decoders=decoders)
       batches = ({'image': [ex['image']],
                   'attributes': {k: [v] for k, v in ex['attributes'].items()}}
@@ -596,17 +543,11 @@ def _prepare_from_tfds(builder, cache_dir: str) -> str:
   return path
 
 
-# ---------------------------------------------------------------------------
-# Loading.
+# --------------------------------------------------------------------- loading
 
 
 def check_attributes(attributes: str | Sequence[str]) -> tuple[str, ...]:
-  """Validates attribute names; returns them as a tuple (a str is one name).
-
-  Raises:
-    ValueError: listing the valid names, if a name is unknown, repeated, or
-      none is given.
-  """
+  """Validates attribute names; returns them as a tuple (a str is one name)."""
   if isinstance(attributes, str):
     attributes = (attributes,)
   attributes = tuple(attributes)
@@ -649,34 +590,19 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
                 cache_dir: str | os.PathLike | None = None) -> CelebASplits:
   """Loads the official CelebA partition as 64x64 images and attribute labels.
 
-  Sources, tried in this order by ``source='auto'``:
-
-  1. ``'tfds'``: the official TFDS ``celeb_a`` builder prepared in
-     ``tfds_data_dir`` (default: ``$TFDS_DATA_DIR`` or
-     ``~/tensorflow_datasets``); nothing is downloaded. Records stored as
-     TFRecord need TensorFlow (GPUs hidden from it); ArrayRecord does not.
-  2. ``'files'``: the official files in ``celeba_dir`` (see
-     :func:`prepare_celeba`).
-
-  The first use of a source preprocesses every image (centre crop 128,
-  bilinear resize to 64) into ``cache_dir`` (default
-  :func:`default_cache_dir`); later calls only read the cache.
-
-  Args:
-    attributes: K names out of :data:`CELEBA_ATTRIBUTES` (the label columns).
-    source: ``'auto'``, ``'tfds'`` or ``'files'``.
-    tfds_data_dir: the TFDS data dir (``--config.tfds_data_dir``).
-    celeba_dir: the directory of the official files (``--config.celeba_dir``).
-    cache_dir: where the 64x64 cache goes.
+  ``source='auto'`` tries, in this order, ``'tfds'``: the official TFDS
+  ``celeb_a`` prepared in ``tfds_data_dir`` (default
+  :func:`default_tfds_data_dir`; TFRecord files need TensorFlow, ArrayRecord
+  does not), then ``'files'``: the official files in ``celeba_dir``. The
+  first use of a source fills the cache in ``cache_dir`` (default
+  :func:`default_cache_dir`). ``attributes`` names the K label columns.
 
   Returns:
-    :class:`CelebASplits`: images uint8 ``[N, 64, 64, 3]``, labels int32
-    ``[N, K]`` in {0, 1}.
+    A :class:`CelebASplits`.
 
   Raises:
-    ValueError: for an unknown attribute (listing the valid ones) or source;
-      if the chosen source is not available, naming the paths it looked at
-      and the flags that point to the data.
+    ValueError: for bad arguments or an unavailable source (naming the paths
+      tried and the ``--config`` flags that point to the data).
   """
   attributes = check_attributes(attributes)
   if source not in ('auto', 'tfds', 'files'):
@@ -713,7 +639,7 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
         f'{_LAYOUT} (celeba_dir=None now).')
   train, val, test = _read_cache(path, attributes)
   _log.info('CelebA: source %s (%s, cache %s); train/val/test = %d/%d/%d; '
-               'attributes %s', used, location, path, len(train), len(val),
-               len(test), ', '.join(attributes))
+            'attributes %s', used, location, path, len(train), len(val),
+            len(test), ', '.join(attributes))
   return CelebASplits(train=train, val=val, test=test, attributes=attributes,
                       source=used, location=location)

@@ -1,9 +1,9 @@
 """Joint distributions of K binary attributes with a prescribed correlation.
 
-A *joint table* is a NumPy array of shape ``(2,) * K`` holding the probability of
-every attribute combination; entry ``table[a_1, ..., a_K]`` is ``p(s_1=a_1, ..., s_K=a_K)``.
-Combinations are also addressed by a flat index in ``[0, 2**K)`` in C order, so
-attribute 0 is the most significant bit.
+A *joint table* is a NumPy array of shape ``(2,) * K``: entry
+``table[a_1, ..., a_K]`` is ``p(s_1=a_1, ..., s_K=a_K)``. Combinations are also
+addressed by a flat index in ``[0, 2**K)`` in C order, so attribute 0 is the
+most significant bit.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ def joint_table(corr: float, num_attributes: int = 2) -> np.ndarray:
   ``(1 - c) * uniform + c * uniform-over-{0...0, 1...1}``, with ``c`` in
   ``[0, 1]``; every pair of attributes then has correlation ``c`` (in the +/-1
   coding), and K = 2 reduces to the matrix above.
-
-  Args:
-    corr: the correlation ``c``.
-    num_attributes: K >= 2.
 
   Returns:
     float64 array of shape ``(2,) * K`` summing to 1.
@@ -55,9 +51,8 @@ def joint_table(corr: float, num_attributes: int = 2) -> np.ndarray:
 def anti_correlation(train_corr: float, num_attributes: int) -> float:
   """The correlation of the anti-correlated test split.
 
-  K = 2: ``-train_corr``. K > 2: negative correlations are not defined for the
-  all-equal table family (:func:`joint_table`), so 0; ``test_anti`` then equals
-  ``test_uncorr`` in distribution.
+  K = 2: ``-train_corr``. K > 2: 0, as :func:`joint_table` has no negative
+  correlations; ``test_anti`` then equals ``test_uncorr`` in distribution.
   """
   return -float(train_corr) if num_attributes == 2 else 0.0
 
@@ -81,12 +76,7 @@ def split_tables(train_table: np.ndarray, train_corr: float,
 
 
 def validate_table(table: np.ndarray | Sequence) -> np.ndarray:
-  """Checks a user-given joint table and returns it normalised as float64.
-
-  Raises:
-    ValueError: if the table is not of shape ``(2,) * K`` with K >= 1, has
-      negative or non-finite entries, or sums to zero.
-  """
+  """Checks a user-given joint table; returns it normalised, as float64."""
   table = np.asarray(table, dtype=np.float64)
   if table.ndim < 1 or any(n != 2 for n in table.shape):
     raise ValueError(
@@ -103,16 +93,14 @@ def validate_table(table: np.ndarray | Sequence) -> np.ndarray:
 
 def combination_to_labels(index: np.ndarray | jax.Array,
                           num_attributes: int) -> jax.Array | np.ndarray:
-  """Flat combination index ``[...]`` -> attribute labels ``[..., K]`` (0/1).
-
-  Works on NumPy and JAX arrays alike (attribute 0 is the most significant bit).
-  """
+  """Flat combination index ``[...]`` -> 0/1 labels ``[..., K]`` (np or jnp)."""
   xp = jnp if isinstance(index, jax.Array) else np
   shifts = xp.arange(num_attributes - 1, -1, -1)
   return (index[..., None] >> shifts) & 1
 
 
-def labels_to_combination(labels: np.ndarray | jax.Array) -> jax.Array | np.ndarray:
+def labels_to_combination(labels: np.ndarray | jax.Array
+                          ) -> jax.Array | np.ndarray:
   """Attribute labels ``[..., K]`` (0/1) -> flat combination index ``[...]``."""
   xp = jnp if isinstance(labels, jax.Array) else np
   num_attributes = labels.shape[-1]
@@ -132,12 +120,11 @@ def sample_combinations_jax(key: jax.Array, table: jax.Array,
                             n: int) -> jax.Array:
   """JAX twin of :func:`sample_combinations`: ``[n, K]`` int32, jit-safe.
 
-  ``table`` is a (traced) array of shape ``(2,) * K``; zero entries are never
-  drawn.
+  ``table`` may be traced; its zero entries are never drawn.
   """
   num_attributes = table.ndim
-  # Inverse-CDF sampling: same distribution as jax.random.categorical, but
-  # it compiles in a fraction of the time on CPU.
+  # Inverse-CDF sampling: the distribution of jax.random.categorical, but
+  # much faster to compile on CPU.
   cdf = jnp.cumsum(table.reshape(-1))
   u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
   flat = jnp.minimum(jnp.searchsorted(cdf, u, side='right'), cdf.size - 1)
@@ -146,7 +133,7 @@ def sample_combinations_jax(key: jax.Array, table: jax.Array,
 
 def joint_counts(labels: np.ndarray, num_classes: Sequence[int] | None = None
                  ) -> np.ndarray:
-  """Counts of every label combination: ``[N, K]`` int -> ``num_classes``-shaped.
+  """Counts ``num_classes``-shaped of the combinations in labels ``[N, K]``.
 
   Rows with any missing label (-1) are left out.
   """
@@ -155,8 +142,10 @@ def joint_counts(labels: np.ndarray, num_classes: Sequence[int] | None = None
     num_classes = (2,) * labels.shape[1]
   num_classes = tuple(num_classes)
   full = labels[np.all(labels >= 0, axis=1)]
-  flat = np.ravel_multi_index(tuple(full.T), num_classes) if len(full) else np.zeros(0, int)
-  return np.bincount(flat, minlength=int(np.prod(num_classes))).reshape(num_classes)
+  flat = (np.ravel_multi_index(tuple(full.T), num_classes) if len(full)
+          else np.zeros(0, int))
+  return np.bincount(flat, minlength=int(np.prod(num_classes))).reshape(
+      num_classes)
 
 
 def realised_correlation(labels: np.ndarray) -> np.ndarray:
@@ -172,19 +161,14 @@ def realised_correlation(labels: np.ndarray) -> np.ndarray:
 
 def exact_subsample_counts(available: np.ndarray, table: np.ndarray
                            ) -> np.ndarray:
-  """The largest per-combination counts that follow ``table`` within ``available``.
+  """The largest counts ``floor(N * p)`` that fit within ``available``.
 
-  Finds the largest total ``N`` with ``floor(N * p) <= available`` for every
-  combination, so that a sub-sample drawn without replacement has joint
-  frequencies equal to ``table`` up to rounding to whole examples.
-
-  Args:
-    available: integer counts of every combination, shape ``(2,) * K`` (or
-      any shape equal to ``table``'s).
-    table: the target joint table, same shape.
+  ``N`` is the largest total with ``floor(N * p) <= available`` for every
+  combination, so a sub-sample of these counts has joint frequencies equal to
+  ``table`` up to rounding to whole examples.
 
   Returns:
-    int64 counts of the same shape.
+    int64 counts of the shape of ``table`` and ``available``.
 
   Raises:
     ValueError: if a combination with positive probability has no example.
@@ -217,7 +201,7 @@ def exact_combination_counts(table: np.ndarray, n: int) -> np.ndarray:
   table = validate_table(table)
   exact = n * table.ravel()
   counts = np.floor(exact).astype(np.int64)
-  # Stable sort keeps ties in flat-index order, making the result deterministic.
+  # Stable: ties go to the lower flat index.
   order = np.argsort(-(exact - counts), kind='stable')
   counts[order[:n - counts.sum()]] += 1
   return counts.reshape(table.shape)

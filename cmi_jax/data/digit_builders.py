@@ -1,21 +1,11 @@
 """TFDS builders that turn local IDX files into a prepared, cached dataset.
 
 ``cmi_mnist_idx`` and ``cmi_fashion_mnist_idx`` read the four standard IDX
-files (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
-``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``) from a
-*manual* directory; nothing is ever downloaded. The features are plain
-``tfds.features.Tensor`` (uint8 image bytes, int64 label), so the dataset is
-written as ``array_record`` and read back through ``builder.as_data_source``
-without importing TensorFlow.
+files (:data:`cmi_jax.data.idx.IDX_FILE_NAMES`) from a *manual* directory;
+nothing is downloaded. The dataset is written as ``array_record`` (read back
+without TensorFlow) in the IDX order::
 
-Shuffling is disabled on purpose: the examples keep the IDX order, so "the
-first 50,000 training images" means what it means in the original files.
-
-Use goes through :func:`prepare_idx_dataset` (which also cleans up after a
-failed preparation) and :func:`read_prepared_split`::
-
-  builder = prepare_idx_dataset('fashion_mnist',
-                                '/usr/share/datasets/fashion-mnist', data_dir)
+  builder = prepare_idx_dataset('fashion_mnist', manual_dir, data_dir)
   images, labels = read_prepared_split(builder, 'train')
 """
 
@@ -43,9 +33,8 @@ class _IdxDigitsBuilder(tfds.core.GeneratorBasedBuilder,
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'IDX files read from a manual directory, in order.'}
   _DESCRIPTION = ''
-  # TFDS 4.9.10 derives `code_path` through `importlib_resources`, a package it
-  # only installs on Python < 3.9, and crashes for builders in a package; the
-  # path is only used to look for a checksums file, which we do not have.
+  # TFDS derives `code_path` through `importlib_resources`, which it installs
+  # only on Python < 3.9; the path only locates a checksums file we lack.
   code_path = epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -53,22 +42,19 @@ class _IdxDigitsBuilder(tfds.core.GeneratorBasedBuilder,
         builder=self,
         description=self._DESCRIPTION,
         features=tfds.features.FeaturesDict({
-            # BYTES stores the 784 pixels as one raw string rather than a list
-            # of 784 integers: smaller files, faster decoding.
+            # One raw string, not 784 integers: smaller, faster to decode.
             'image': tfds.features.Tensor(
                 shape=IMAGE_SHAPE, dtype=np.uint8,
                 encoding=tfds.features.Encoding.BYTES),
             'label': tfds.features.Tensor(shape=(), dtype=np.int64),
         }),
         supervised_keys=('image', 'label'),
-        # Keep IDX order (see module doc).
-        disable_shuffling=True,
+        disable_shuffling=True,  # keep the IDX order
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = os.fspath(dl_manager.manual_dir)
-    # Read (and thereby validate) both splits before TFDS writes anything, so
-    # a bad test file does not cost a written training split first.
+    # Both splits are validated before TFDS writes anything.
     arrays = {split: idx.read_idx_split(manual_dir, split, NUM_CLASSES)
               for split in ('train', 'test')}
     for split, (images, _) in arrays.items():
@@ -117,13 +103,8 @@ def idx_builder(dataset: str, data_dir: str | os.PathLike | None = None
                 ) -> _IdxDigitsBuilder:
   """The IDX builder of ``dataset`` ('mnist' or 'fashion_mnist').
 
-  Args:
-    dataset: which builder.
-    data_dir: TFDS data directory (the cache); None means TFDS's default
-      (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
-
-  Raises:
-    ValueError: for an unknown dataset name.
+  ``data_dir`` is the TFDS data directory (the cache); None means TFDS's
+  default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
   """
   if dataset not in BUILDERS:
     raise ValueError(f'no IDX builder for dataset {dataset!r}; choose one of '
@@ -147,11 +128,7 @@ def _missing_dirs(path: str) -> list[str]:
 
 
 def _remove_empty_dirs(candidates: list[str]) -> None:
-  """Removes the directories of ``candidates`` that exist and are empty.
-
-  ``candidates`` must be ordered deepest first, so that a parent emptied by
-  removing its child goes too. Never removes anything with content.
-  """
+  """Removes the empty ones of ``candidates`` (deepest first)."""
   for path in candidates:
     try:
       os.rmdir(path)
@@ -164,29 +141,21 @@ def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
                         ) -> _IdxDigitsBuilder:
   """Prepares (once) the IDX builder of ``dataset`` and returns it.
 
-  A dataset already prepared in ``data_dir`` is reused without reading
-  ``manual_dir``. Preparation never touches the network.
-
-  Args:
-    dataset: 'mnist' or 'fashion_mnist'.
-    manual_dir: folder with the four IDX files.
-    data_dir: TFDS data directory that caches the prepared dataset (None:
-      TFDS's default).
+  A dataset already prepared in ``data_dir`` (as in :func:`idx_builder`) is
+  reused without reading ``manual_dir``, the folder with the four IDX files.
 
   Returns:
     The prepared builder (read it with :func:`read_prepared_split`).
 
   Raises:
-    ValueError: if a file is missing or corrupt (naming it). Nothing is left
-      in ``data_dir`` after a failure: TFDS writes into a temporary folder that
-      it removes, and the empty folders this call created are removed too.
+    ValueError: naming a missing or corrupt file. A failure leaves nothing in
+      ``data_dir``, not even the empty folders this call created.
   """
   builder = idx_builder(dataset, data_dir)
   if builder.is_prepared():
     return builder
   manual_dir = os.fspath(manual_dir)
-  # Check presence up front: TFDS's own message for an empty manual dir is an
-  # AssertionError that does not name the files.
+  # TFDS's own error for an empty manual dir does not name the files.
   for image_stem, label_stem in idx.IDX_FILE_NAMES.values():
     idx.find_idx_file(manual_dir, image_stem)
     idx.find_idx_file(manual_dir, label_stem)
@@ -203,8 +172,7 @@ def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
     builder.download_and_prepare(download_config=config)
   except BaseException:
     _remove_empty_dirs(created)
-    # Another process may have prepared the same cache concurrently (TFDS's
-    # final rename then fails here); its complete result is as good as ours.
+    # Another process may have prepared the same cache concurrently.
     concurrent = idx_builder(dataset, data_dir)
     if concurrent.is_prepared():
       return concurrent
@@ -214,15 +182,11 @@ def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
 
 def read_prepared_split(builder: tfds.core.DatasetBuilder, split: str
                         ) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a whole split of a prepared array_record builder, TF-free.
-
-  Args:
-    builder: a prepared builder whose features are ``image`` (uint8
-      ``[28, 28]`` or ``[28, 28, 1]``) and ``label``.
-    split: a TFDS split name.
+  """Reads a split of a prepared array_record builder, TF-free.
 
   Returns:
-    ``(images, labels)``: uint8 ``[N, 28, 28]``, int64 ``[N]``, in stored order.
+    ``(images, labels)`` in stored order: uint8 ``[N, 28, 28]`` (a trailing
+    channel axis of 1 is dropped), int64 ``[N]``.
   """
   source = builder.as_data_source(split=split)
   examples = source.__getitems__(list(range(len(source))))

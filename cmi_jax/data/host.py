@@ -1,31 +1,12 @@
 """Datasets held in host memory, fed to the device by a background prefetcher.
 
-The default path keeps a dataset on the device (:class:`~cmi_jax.data.base.
-ArrayDataset`): batches are gathered by index inside the compiled epoch and
-the host is out of the loop. When the images do not fit in device memory
-(up to CelebA's 2 GB of uint8 64x64 faces on a small accelerator, say),
-they stay in host memory in a :class:`HostDataset` and a thread feeds the
-device:
-
-* :meth:`HostDataset.prefetch` gathers batch ``i + 1 ... i + depth`` on the
-  host (``np.take``) and starts their ``jax.device_put`` while the device
-  runs step ``i``. Images travel as uint8 (a quarter of the float32 bytes)
-  and are scaled to [0, 1] inside the compiled step.
-* :mod:`cmi_jax.host_loop` (the engine's side) runs :meth:`Trainer.step`
-  batch by batch; at most ``depth + 1`` steps are in flight, so device memory
-  holds a bounded number of batches however far the host gets ahead.
-
-Same epochs as the device path: the plan of an epoch is the permutation that
-:meth:`ArrayDataset.epoch_plan` draws from the same key (computed by JAX,
-then copied to the host; ``N`` ints), the key is drawn from the state's key
-and step exactly as :func:`cmi_jax.train.epoch_data_key` draws it, and the last
-``N % batch_size`` rows of the order are dropped. The batches of a host
-epoch are therefore *equal* to the device epoch's, a run is reproduced on
-resume, and a run may switch placement between restarts. (The float results
-of a host epoch match the scanned epoch's to rounding, not bit for bit: XLA
-compiles one step and a scan of steps differently.)
-
-A thread and not ``grain``: docs/design.md gives the reasons.
+Images that do not fit in device memory stay in a :class:`HostDataset`; a
+thread gathers batches ``i + 1 ... i + depth`` and starts their
+``jax.device_put`` (as uint8) while the device runs step ``i``
+(:mod:`cmi_jax.host_loop`). A host epoch has the batches of the device epoch
+of an :class:`~cmi_jax.data.base.ArrayDataset` with the same key, so a run
+may switch placement between restarts; float results match the scanned
+epoch's to rounding only. Why a thread and not ``grain``: docs/design.md.
 """
 
 from __future__ import annotations
@@ -42,8 +23,7 @@ from cmi_jax import validate
 from cmi_jax.data.base import Batch, to_float_image
 
 PLACEMENTS = ('auto', 'device', 'host')
-# Share of the device memory that 'auto' lets the images take; the rest is
-# left for parameters, optimiser states, activations and XLA's workspace.
+# The rest is left for parameters, optimiser states and activations.
 DEFAULT_DEVICE_MEMORY_FRACTION = 0.5
 DEFAULT_PREFETCH = 2
 
@@ -51,16 +31,11 @@ DEFAULT_PREFETCH = 2
 _POLL_S = 0.05
 
 
-# ---------------------------------------------------------------------------
-# Placement.
+# ------------------------------------------------------------------- placement
 
 
 def check_placement(placement: Any) -> str:
-  """Returns ``placement`` if it is one of :data:`PLACEMENTS`.
-
-  Raises:
-    ValueError: listing the valid values.
-  """
+  """Returns ``placement`` if it is one of :data:`PLACEMENTS`, else raises."""
   return validate.choice(placement, 'data placement', PLACEMENTS)
 
 
@@ -76,24 +51,13 @@ def choose_placement(nbytes: int, placement: str = 'auto',
   """Where ``nbytes`` of data should live: ``'device'`` or ``'host'``.
 
   ``'device'`` and ``'host'`` are returned as asked. ``'auto'`` picks the
-  device when the data, plus what the device already holds, stay within
-  ``memory_fraction`` of its memory (``memory_stats()['bytes_limit']``). A
-  backend that reports no memory limit (the CPU, where "device" memory is
-  host memory) gets the device: there is nothing to save by keeping the
-  data apart.
-
-  Args:
-    nbytes: bytes the data take on the device.
-    placement: one of :data:`PLACEMENTS`.
-    device: the device that would hold the data (default: the first).
-    memory_fraction: in (0, 1].
+  device (default: the first) when the data, plus what it already holds,
+  stay within ``memory_fraction`` (in (0, 1]) of its
+  ``memory_stats()['bytes_limit']``, or when it reports no limit (the CPU).
 
   Returns:
     ``(placement, reason)``: ``'device'`` or ``'host'`` and why, for a log
     line.
-
-  Raises:
-    ValueError: for an unknown placement or a fraction outside (0, 1].
   """
   check_placement(placement)
   validate.number(memory_fraction, 'memory_fraction', 0, 1, open_low=True)
@@ -126,34 +90,21 @@ def _size(nbytes: float) -> str:
   return f'{nbytes / 2**20:.1f} MiB'
 
 
-# ---------------------------------------------------------------------------
-# The prefetcher.
+# -------------------------------------------------------------- the prefetcher
 
 
 class Prefetcher:
   """Iterates ``produce(0) ... produce(count - 1)``, computed ahead by a thread.
 
-  The thread keeps up to ``depth`` finished items in a bounded queue (plus
-  the one it is computing), so it runs ahead of the consumer by at most
-  ``depth + 1`` items. An exception in ``produce`` is raised by the
-  consumer's next ``next()``, and the thread ends.
-
-  Use it as a context manager (or call :meth:`close`): leaving the block,
-  normally or by an exception, stops and joins the thread. An abandoned,
-  unclosed prefetcher also stops once it is garbage collected: the thread
-  holds no reference to it.
+  The thread runs at most ``depth + 1`` items ahead; an exception in
+  ``produce`` ends it and is raised by the consumer's next ``next()``. Use it
+  as a context manager (or call :meth:`close`); an unclosed prefetcher stops
+  once garbage collected.
   """
 
   def __init__(self, produce: Callable[[int], Any], count: int,
                depth: int = DEFAULT_PREFETCH, name: str = 'prefetch'):
-    """Starts the thread.
-
-    Args:
-      produce: ``index -> item``, run on the thread in index order.
-      count: number of items.
-      depth: finished items kept ahead, >= 1.
-      name: the thread's name (shows in debuggers and thread dumps).
-    """
+    """Starts the thread, which runs ``produce(index) -> item`` in order."""
     validate.integer(depth, 'prefetch depth', 1)
     self._queue: queue.Queue = queue.Queue(maxsize=int(depth))
     self._stop = threading.Event()
@@ -177,8 +128,7 @@ class Prefetcher:
         break
       except queue.Empty:
         if not self._thread.is_alive() and self._queue.empty():
-          # Only if the thread died without reporting (it always reports).
-          self.close()
+          self.close()  # the thread died without reporting
           raise RuntimeError('the prefetch thread ended without a result.')
     if not ok:
       self.close()
@@ -189,7 +139,7 @@ class Prefetcher:
   def close(self) -> None:
     """Stops the thread and waits for it; idempotent."""
     self._stop.set()
-    # Frees a producer blocked on a full queue, and the queued device buffers.
+    # Draining frees a producer blocked on a full queue, and device buffers.
     while self._thread.is_alive():
       try:
         while True:
@@ -235,25 +185,21 @@ def _produce_all(produce: Callable[[int], Any], count: int,
     try:
       item = produce(index)
     except BaseException as e:  # pylint: disable=broad-except
-      # Handed to the consumer, which raises it where it iterates.
-      put((False, e))
+      put((False, e))  # the consumer raises it where it iterates
       return
     if not put((True, item)):
       return
 
 
-# ---------------------------------------------------------------------------
-# The dataset.
+# ----------------------------------------------------------------- the dataset
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class HostDataset:
   """A labelled image array in host memory, batched like an ``ArrayDataset``.
 
-  Not a pytree (its arrays must not be traced into a compiled function):
-  ``host_fed`` tells the engine to train and evaluate it batch by batch
-  (:mod:`cmi_jax.host_loop`), which :func:`cmi_jax.run.fit` and
-  :func:`cmi_jax.evaluation.evaluate` do.
+  Not a pytree: ``host_fed`` makes the engine run it batch by batch
+  (:mod:`cmi_jax.host_loop`).
 
   Attributes:
     images: uint8 ``[N, H, W, C]`` (or float ``[N, ...]``) NumPy array or
@@ -262,7 +208,6 @@ class HostDataset:
     batch_size: examples per batch, ``1 <= batch_size <= N``.
     shuffle: a fresh permutation every epoch (else sequential order).
     prefetch_depth: batches the background thread keeps ready, >= 1.
-  The epoch has ``N // batch_size`` steps; the remainder is dropped.
   """
   images: np.ndarray
   labels: np.ndarray
@@ -302,8 +247,7 @@ class HostDataset:
   def epoch_plan(self, key: jax.Array) -> np.ndarray:
     """The epoch's order of the N rows, int ``[N]`` on the host.
 
-    The same permutation as ``ArrayDataset.epoch_plan(key)``: drawn by JAX
-    from ``key``, then copied to the host.
+    The permutation of ``ArrayDataset.epoch_plan(key)``, copied to the host.
     """
     n = len(self.labels)
     if self.shuffle:
@@ -327,8 +271,7 @@ class HostDataset:
   def batch(self, plan: np.ndarray, step: int) -> Batch:
     """Batch ``step`` on the device, images scaled to [0, 1] (for inspection).
 
-    Equal to ``ArrayDataset.batch`` of the same rows and plan. Training and
-    evaluation go through :meth:`prefetch` instead.
+    Equal to ``ArrayDataset.batch`` of the same rows and plan.
     """
     raw = jax.device_put(self.host_batch(plan, step))
     return {'image': to_float_image(raw['image']), 'labels': raw['labels']}
@@ -342,15 +285,14 @@ class HostDataset:
       plan: from :meth:`epoch_plan`.
       num_steps: batches to yield (default: one epoch); step ``i`` is batch
         ``i % steps_per_epoch`` of the plan, as in the scanned epoch.
-      device: a ``jax.Device`` or ``jax.sharding.Sharding`` for the batches
-        (default: JAX's default device).
+      device: a ``jax.Device`` or ``jax.sharding.Sharding`` (default: JAX's
+        default device).
       depth: batches kept ready (default: ``prefetch_depth``).
 
     Returns:
       A :class:`Prefetcher` (use it in a ``with`` block) yielding
-      ``{'image': [B, ...] as stored (uint8), 'labels': int32 [B, K]}`` as
-      device arrays; scale the images with :func:`to_float_image` on the
-      device.
+      :meth:`host_batch` as device arrays (uint8 images: see
+      :func:`to_float_image`).
     """
     num_steps = self.steps_per_epoch if num_steps is None else int(num_steps)
     plan = np.asarray(plan)

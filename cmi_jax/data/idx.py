@@ -9,10 +9,8 @@ An IDX file is a big-endian header followed by a dense array::
   4 * D       the dimensions, uint32 big-endian
   ...         prod(dims) elements, big-endian
 
-Files may be gzip-compressed (``train-images-idx3-ubyte.gz``) or plain; the
-compression is detected from the content, not the name. Every defect (missing
-file, corrupt gzip stream, bad magic number, truncated or over-long data,
-unexpected shape) raises a ``ValueError`` that names the file.
+Files may be gzip-compressed or plain (detected from the content, not the
+name). Every defect raises a ``ValueError`` that names the file.
 """
 
 from __future__ import annotations
@@ -53,9 +51,7 @@ def _read_bytes(path: str) -> bytes:
     return raw
   try:
     return gzip.decompress(raw)
-  except (OSError, EOFError, zlib.error) as e:
-    # gzip raises EOFError for a cut stream, BadGzipFile/zlib.error for
-    # damaged bytes; all mean the same thing to the user.
+  except (OSError, EOFError, zlib.error) as e:  # cut or damaged stream
     raise ValueError(
         f'IDX file {path} is a corrupt or truncated gzip stream ({e}); '
         'download or copy the file again.') from e
@@ -64,17 +60,8 @@ def _read_bytes(path: str) -> bytes:
 def parse_idx(data: bytes, name: str = '<bytes>') -> np.ndarray:
   """Parses the bytes of one (decompressed) IDX file.
 
-  Args:
-    data: the whole file content.
-    name: how to refer to the data in error messages (usually the path).
-
-  Returns:
-    An array of the file's shape in native byte order (dtype from the
-    header, e.g. uint8).
-
-  Raises:
-    ValueError: naming ``name``, if the header is not IDX or the payload size
-      does not match the header.
+  Returns the stored array in native byte order (dtype from the header);
+  errors name ``name`` (usually the path).
   """
   if len(data) < 4:
     raise ValueError(f'IDX file {name} is truncated: {len(data)} bytes, fewer '
@@ -110,27 +97,13 @@ def parse_idx(data: bytes, name: str = '<bytes>') -> np.ndarray:
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-  """Reads one IDX file (gzip-compressed or plain).
-
-  Args:
-    path: the file.
-
-  Returns:
-    The stored array (native byte order, dtype from the header).
-
-  Raises:
-    ValueError: naming the file, if it is missing, corrupt or truncated.
-  """
+  """Reads one IDX file (gzip-compressed or plain), as :func:`parse_idx`."""
   path = os.fspath(path)
   return parse_idx(_read_bytes(path), path)
 
 
 def find_idx_file(directory: str | os.PathLike, stem: str) -> str:
-  """Path of ``stem`` or ``stem.gz`` inside ``directory``.
-
-  Raises:
-    ValueError: if neither exists, listing the names that were tried.
-  """
+  """Path of ``stem.gz`` or else ``stem`` in ``directory`` (else ValueError)."""
   directory = os.fspath(directory)
   for candidate in (stem + '.gz', stem):
     path = os.path.join(directory, candidate)
@@ -144,22 +117,11 @@ def find_idx_file(directory: str | os.PathLike, stem: str) -> str:
 def read_idx_split(directory: str | os.PathLike,
                    split: Literal['train', 'test'],
                    num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
-  """Reads the images and labels of one MNIST-style split.
+  """``(images uint8 [N, H, W], labels int64 [N])`` of an MNIST-style split.
 
-  Args:
-    directory: folder holding the four standard files
-      (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
-      ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``).
-    split: ``'train'`` or ``'test'`` (the ``t10k`` files).
-    num_classes: labels must lie in ``[0, num_classes)``.
-
-  Returns:
-    ``(images, labels)``: uint8 ``[N, H, W]`` and int64 ``[N]``.
-
-  Raises:
-    ValueError: naming the file, if a file is missing or corrupt, the images
-      are not uint8 ``[N, H, W]``, the labels not uint8 ``[N]``, the counts
-      differ, or a label is out of range.
+  ``directory`` holds the files of :data:`IDX_FILE_NAMES` (``.gz``
+  optional); ``split`` is ``'train'`` or ``'test'`` (the ``t10k`` files);
+  labels must lie in ``[0, num_classes)``.
   """
   if split not in IDX_FILE_NAMES:
     raise ValueError(f'split must be one of {sorted(IDX_FILE_NAMES)}; got '

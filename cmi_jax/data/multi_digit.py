@@ -1,35 +1,19 @@
 """Correlated multi-digit images, generated on the device.
 
-A sample is K digit images side by side. Digit k shows class ``classes[0]``
-(label 0) or ``classes[1]`` (label 1); the K labels are drawn from a joint
-table of shape ``(2,) * K`` (see :mod:`cmi_jax.data.correlation`), so the
-digits are correlated as the paper prescribes. Each 28x28 digit is
+A sample is K digit images side by side; digit k shows class ``classes[0]``
+(label 0) or ``classes[1]`` (label 1), the K labels following a joint table
+(:mod:`cmi_jax.data.correlation`). Each 28x28 digit is
 
 1. chosen uniformly among the images of its class in the split,
 2. resized bilinearly to 32x32 (half-pixel centres, as ``jax.image.resize``),
-3. occluded: a ``patch`` x ``patch`` field of U[0, 1) values is resized
-   bilinearly to 32x32 and every pixel whose field value is below ``noise`` is
-   set to gray (0.5); each digit has its own field,
+3. occluded (:mod:`cmi_jax.data.occlusion`, one ``patch`` x ``patch`` field
+   per digit): occluded pixels are set to gray (0.5),
 4. made 3-channel; the K digits are concatenated along the width.
 
 A batch is ``{'image': float32 [B, 32, 32*K, 3] in [0, 1], 'labels': int32
-[B, K]}``. Everything runs inside ``jit`` from device-resident arrays: the
-training engine scans over whole epochs without the host.
-
-Two dataset types satisfy :class:`cmi_jax.data.base.DeviceDataset`:
-
-- :class:`MultiDigitDataset` (training): i.i.d. samples, a fresh stream per
-  epoch key. Its epoch has as many samples as the split has images of the two
-  classes (rounded down to whole batches).
-- :class:`MultiDigitEvalSplit` (evaluation): a fixed set of examples whose
-  label combinations follow the table *exactly* (largest-remainder rounding),
-  and whose digits spread over the split's images; it yields identical
-  batches on every pass because :meth:`MultiDigitEvalSplit.epoch_plan` ignores
-  its key.
-
-``noise`` and ``table`` are array fields, so a sweep can ``jax.vmap`` over
-them. The NumPy reference of the same composition, for tests and benchmarks,
-is ``tests/numpy_reference.py``.
+[B, K]}``, made inside ``jit``. ``noise`` and ``table`` are array fields, so
+a sweep can ``jax.vmap`` over them. ``tests/numpy_reference.py`` holds the
+NumPy reference.
 """
 
 from __future__ import annotations
@@ -79,8 +63,7 @@ def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
   Args:
     digits: uint8 ``[B, K, H, W]`` (H, W <= 32), pixel values 0..255.
     fields: float ``[B, K, P, P]`` occlusion fields with values in [0, 1).
-    noise: scalar in [0, 1], the occlusion threshold; 0 occludes nothing, 1
-      everything.
+    noise: scalar occlusion threshold in [0, 1].
 
   Returns:
     float32 ``[B, 32, 32 * K, 3]`` in [0, 1].
@@ -99,38 +82,14 @@ def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
 def _uniform_fields(key: jax.Array, shape: tuple[int, ...], patch: int
                     ) -> jax.Array:
   """U[0, 1) occlusion fields ``shape + (patch, patch)``, float32."""
-  # Drawn flat and reshaped: XLA:CPU compiles threefry over a 4-d shape ~8x
-  # slower than over the same number of values in 1-d.
+  # Drawn flat and reshaped: XLA:CPU compiles threefry over a 4-d shape much
+  # more slowly than over the same number of values in 1-d.
   size = math.prod(shape) * patch * patch
   return jax.random.uniform(key, (size,), jnp.float32).reshape(
       shape + (patch, patch))
 
 
-def _sample_batch(key: jax.Array, bank: jax.Array, counts: jax.Array,
-                  table: jax.Array, noise: jax.Array, patch: int,
-                  batch_size: int) -> Batch:
-  """One i.i.d. batch: labels ~ table, digits uniform within their class."""
-  k_labels, k_index, k_field = jax.random.split(key, 3)
-  labels = correlation.sample_combinations_jax(k_labels, table, batch_size)
-  # floor(u * count) is uniform over the class's images (bias < count / 2**24,
-  # negligible) and the zero padding after them is never reached; it compiles
-  # far faster than randint with per-element bounds.
-  count = counts[labels]
-  u = jax.random.uniform(k_index, (labels.size,), jnp.float32)
-  index = jnp.minimum((u.reshape(labels.shape) * count).astype(jnp.int32),
-                      count - 1)
-  fields = _uniform_fields(k_field, labels.shape, patch)
-  return {'image': compose(bank[labels, index], fields, noise),
-          'labels': labels}
-
-
 # -------------------------------------------------------------- input checks
-def _check_int(value: Any, name: str, low: int, high: int | None = None,
-               fix: str = '') -> int:
-  """``value`` as an int in ``[low, high]``, else one clear ValueError."""
-  return validate.integer(value, name, low, high, fix)
-
-
 def _check_images(images: Any, labels: Any, where: str
                   ) -> tuple[np.ndarray, np.ndarray]:
   images = np.asarray(images)
@@ -175,32 +134,28 @@ def _check_classes(classes: Any, labels: np.ndarray, where: str
   return int(pair[0]), int(pair[1])
 
 
-def _check_noise(noise: Any) -> float:
-  return validate.number(
+def _check_common(noise: Any, patch: Any, seed: Any) -> tuple[float, int, int]:
+  """Validated ``(noise, patch, seed)`` of every builder."""
+  noise = validate.number(
       noise, 'noise', 0, 1,
       hint='It is the occlusion threshold: 0 occludes nothing, 1 everything. '
       'To sweep noise, build once and jax.vmap over '
       'dataset.replace(noise=...).')
+  patch = validate.integer(
+      patch, 'patch', 1, IMAGE_SIZE,
+      'It is the side of the occlusion field (the paper: 4).')
+  return noise, patch, validate.integer(seed, 'seed', 0, 2**32 - 1)
 
 
 def resolve_table(num_digits: int, corr: float | None = None,
                   table: Any = None) -> np.ndarray:
-  """The joint table of ``num_digits`` labels from ``corr`` or ``table``.
+  """The float64 joint table ``(2,) * K`` of K = ``num_digits`` labels.
 
-  Args:
-    num_digits: K.
-    corr: correlation; K = 2 takes [-1, 1], K > 2 takes [0, 1] (see
-      :func:`cmi_jax.data.correlation.joint_table`). Default 0.9 when neither
-      ``corr`` nor ``table`` is given.
-    table: an explicit joint table of shape ``(2,) * K`` (normalised here).
-
-  Returns:
-    float64 table of shape ``(2,) * K``.
-
-  Raises:
-    ValueError: if both or an invalid one is given.
+  An explicit ``table`` is normalised; else ``corr`` (default 0.9; in
+  [-1, 1] for K = 2, [0, 1] for K > 2) gives
+  :func:`cmi_jax.data.correlation.joint_table`. Passing both raises.
   """
-  num_digits = _check_int(num_digits, 'num_digits', 1)
+  num_digits = validate.integer(num_digits, 'num_digits', 1)
   if corr is not None and table is not None:
     raise ValueError('pass either corr or table, not both (table fixes the '
                      'joint distribution, corr builds the paper\'s table).')
@@ -228,21 +183,12 @@ def resolve_table(num_digits: int, corr: float | None = None,
 def build_digit_bank(images: Any, labels: Any,
                      classes: Sequence[int] = DEFAULT_CLASSES,
                      where: str = 'images') -> tuple[np.ndarray, np.ndarray]:
-  """Groups the images of two classes into a padded bank.
-
-  Args:
-    images: uint8 ``[N, H, W]``.
-    labels: int ``[N]`` class ids.
-    classes: ``(class of label 0, class of label 1)``.
-    where: name of the split, for messages.
+  """Groups the images ``[N, H, W]`` (labels ``[N]``) of two classes.
 
   Returns:
     ``(bank, counts)``: uint8 ``[2, M, H, W]`` with the images of
     ``classes[j]`` first in row ``j`` (in their original order, zero padding
     after them; M is the larger count) and int32 ``[2]`` counts.
-
-  Raises:
-    ValueError: for malformed images/labels or a class absent from ``labels``.
   """
   images, labels = _check_images(images, labels, where)
   classes = _check_classes(classes, labels, where)
@@ -255,7 +201,7 @@ def build_digit_bank(images: Any, labels: Any,
 
 
 def _check_batch_size(batch_size: Any, epoch_size: int, where: str) -> int:
-  batch_size = _check_int(batch_size, 'batch_size', 1)
+  batch_size = validate.integer(batch_size, 'batch_size', 1)
   if batch_size > epoch_size:
     raise ValueError(
         f'batch_size={batch_size} exceeds the {epoch_size} samples of one '
@@ -264,34 +210,46 @@ def _check_batch_size(batch_size: Any, epoch_size: int, where: str) -> int:
   return batch_size
 
 
-# -------------------------------------------------------------- training set
+# ------------------------------------------------------------------ datasets
 @flax.struct.dataclass
-class MultiDigitDataset:
+class _OccludedDigits:
+  """Fields and rendering shared by the two multi-digit datasets."""
+  bank: jax.Array
+  noise: jax.Array
+  batch_size: int = flax.struct.field(pytree_node=False)
+  patch: int = flax.struct.field(pytree_node=False)
+
+  def _render(self, labels: jax.Array, index: jax.Array, key: jax.Array
+              ) -> Batch:
+    """Digits ``bank[labels, index]`` occluded by fields drawn from ``key``."""
+    fields = _uniform_fields(key, labels.shape, self.patch)
+    return {'image': compose(self.bank[labels, index], fields, self.noise),
+            'labels': labels}
+
+
+@flax.struct.dataclass
+class MultiDigitDataset(_OccludedDigits):
   """Training set of correlated multi-digit images (a ``DeviceDataset``).
 
   Attributes:
     bank: uint8 ``[2, M, H, W]`` digits of the two classes (zero padded).
-    counts: int32 ``[2]`` valid images per class in ``bank``.
-    table: float32 joint table of the labels, shape ``(2,) * K``.
     noise: float32 scalar occlusion threshold in [0, 1].
     batch_size: B (static).
-    steps_per_epoch: batches per epoch (static).
     patch: side of the occlusion field before resizing (static).
-    seed: uint32 scalar folded into every epoch key, so that datasets built
-      with different seeds give different streams under the same trainer key
-      (an array, so changing it does not recompile).
+    counts: int32 ``[2]`` valid images per class in ``bank``.
+    table: float32 joint table of the labels, shape ``(2,) * K``.
+    seed: uint32 scalar folded into every epoch key: other seeds give other
+      streams under the same trainer key, without recompiling.
+    steps_per_epoch: batches per epoch (static): the split's images of the
+      two classes, in whole batches.
 
-  Batches are i.i.d.: batch ``step`` of the epoch drawn with ``key`` depends
-  only on ``fold_in(fold_in(key, seed), step)``.
+  Batch ``step`` of the epoch of ``key`` depends only on
+  ``fold_in(fold_in(key, seed), step)``.
   """
-  bank: jax.Array
   counts: jax.Array
   table: jax.Array
-  noise: jax.Array
   seed: jax.Array
-  batch_size: int = flax.struct.field(pytree_node=False)
   steps_per_epoch: int = flax.struct.field(pytree_node=False)
-  patch: int = flax.struct.field(pytree_node=False)
 
   @property
   def num_digits(self) -> int:
@@ -303,11 +261,31 @@ class MultiDigitDataset:
     return jax.random.fold_in(key, self.seed)
 
   def batch(self, plan: jax.Array, step: jax.Array) -> Batch:
-    """Batch ``step`` of the epoch: ``{'image': [B, 32, 32K, 3], 'labels':
-    int32 [B, K]}``."""
-    return _sample_batch(jax.random.fold_in(plan, step), self.bank,
-                         self.counts, self.table, self.noise, self.patch,
-                         self.batch_size)
+    """Batch ``step``: labels ~ table, digits uniform within their class."""
+    k_labels, k_index, k_field = jax.random.split(
+        jax.random.fold_in(plan, step), 3)
+    labels = correlation.sample_combinations_jax(k_labels, self.table,
+                                                 self.batch_size)
+    # floor(u * count): uniform over the class's images (bias < count / 2**24),
+    # never the padding, and far faster to compile than a bounded randint.
+    count = self.counts[labels]
+    u = jax.random.uniform(k_index, (labels.size,), jnp.float32)
+    index = jnp.minimum((u.reshape(labels.shape) * count).astype(jnp.int32),
+                        count - 1)
+    return self._render(labels, index, k_field)
+
+
+def _train_set(device_bank: jax.Array, counts: np.ndarray, table: np.ndarray,
+               noise: float, patch: int, batch_size: Any, seed: int,
+               where: str) -> MultiDigitDataset:
+  epoch_size = int(counts.sum())
+  batch_size = _check_batch_size(batch_size, epoch_size, where)
+  return MultiDigitDataset(
+      bank=device_bank, counts=jnp.asarray(counts),
+      table=jnp.asarray(table, jnp.float32),
+      noise=jnp.asarray(noise, jnp.float32), seed=jnp.uint32(seed),
+      batch_size=batch_size, steps_per_epoch=epoch_size // batch_size,
+      patch=patch)
 
 
 def make_multi_digit_dataset(images: Any, labels: Any,
@@ -319,68 +297,44 @@ def make_multi_digit_dataset(images: Any, labels: Any,
   """Builds the device-side training set of one split.
 
   Args:
-    images: uint8 ``[N, 28, 28]`` digits of the split (e.g.
-      ``DigitSplits.train_images``).
-    labels: int ``[N]`` their classes.
+    images: uint8 ``[N, 28, 28]`` digits of the split; ``labels`` int
+      ``[N]`` their classes.
     classes: ``(class of label 0, class of label 1)``; the paper uses (3, 8).
-    num_digits: K digits per sample.
-    corr: target correlation (default 0.9); or give ``table``.
-    table: explicit joint table of shape ``(2,) * K``.
+    num_digits, corr, table: the labels' joint table (:func:`resolve_table`).
     noise: occlusion threshold in [0, 1].
     patch: occlusion field side, in [1, 32] (the paper: 4).
-    batch_size: B.
     seed: data-stream salt (see :class:`MultiDigitDataset`).
 
   Returns:
-    A :class:`MultiDigitDataset` on the default device whose epoch has
-    ``n // batch_size`` batches, n = number of images of the two classes.
+    A :class:`MultiDigitDataset` on the default device.
 
   Raises:
-    ValueError: for malformed images, an absent class, a correlation or table
-      that does not fit K, noise outside [0, 1], a patch outside [1, 32], or a
-      batch larger than the epoch.
+    ValueError: for malformed inputs; the message names the fix.
   """
   joint = resolve_table(num_digits, corr, table)
-  noise = _check_noise(noise)
-  patch = _check_int(patch, 'patch', 1, IMAGE_SIZE,
-                     'It is the side of the occlusion field (the paper: 4).')
+  noise, patch, seed = _check_common(noise, patch, seed)
   bank, counts = build_digit_bank(images, labels, classes, 'the images')
-  epoch_size = int(counts.sum())
-  batch_size = _check_batch_size(batch_size, epoch_size, 'the images')
-  seed = _check_int(seed, 'seed', 0, 2**32 - 1)
-  return MultiDigitDataset(
-      bank=jnp.asarray(bank), counts=jnp.asarray(counts),
-      table=jnp.asarray(joint, jnp.float32),
-      noise=jnp.asarray(noise, jnp.float32), seed=jnp.uint32(seed),
-      batch_size=batch_size, steps_per_epoch=epoch_size // batch_size,
-      patch=patch)
+  return _train_set(jnp.asarray(bank), counts, joint, noise, patch,
+                    batch_size, seed, 'the images')
 
 
-# ------------------------------------------------------------ evaluation set
 @flax.struct.dataclass
-class MultiDigitEvalSplit:
+class MultiDigitEvalSplit(_OccludedDigits):
   """A fixed evaluation set of multi-digit images (a ``DeviceDataset``).
 
   The labels and the chosen digit of every example are stored; the occlusion
-  field of batch ``step`` comes from ``fold_in(key, step)``. Every pass yields
-  the same batches: :meth:`epoch_plan` ignores its key.
+  fields of batch ``step`` come from ``fold_in(key, step)``, so every pass
+  yields the same batches.
 
   Attributes:
-    bank: uint8 ``[2, M, H, W]`` digits of the two classes.
+    bank, noise, batch_size, patch: as in :class:`MultiDigitDataset`.
     labels: int32 ``[N, K]``, N a multiple of ``batch_size``.
     index: int32 ``[N, K]`` position of each digit in its class's bank row.
-    noise: float32 scalar occlusion threshold.
     key: the fixed PRNG key of the occlusion fields.
-    batch_size: B (static).
-    patch: occlusion field side (static).
   """
-  bank: jax.Array
   labels: jax.Array
   index: jax.Array
-  noise: jax.Array
   key: jax.Array
-  batch_size: int = flax.struct.field(pytree_node=False)
-  patch: int = flax.struct.field(pytree_node=False)
 
   @property
   def steps_per_epoch(self) -> int:
@@ -393,7 +347,7 @@ class MultiDigitEvalSplit:
     return self.labels.shape[1]
 
   def epoch_plan(self, key: jax.Array) -> jax.Array:
-    """The fixed key (``key`` is ignored: evaluation is the same every time)."""
+    """The fixed key (``key`` is ignored)."""
     del key
     return self.key
 
@@ -402,10 +356,7 @@ class MultiDigitEvalSplit:
     start = step * self.batch_size
     labels = jax.lax.dynamic_slice_in_dim(self.labels, start, self.batch_size)
     index = jax.lax.dynamic_slice_in_dim(self.index, start, self.batch_size)
-    fields = _uniform_fields(jax.random.fold_in(plan, step), labels.shape,
-                             self.patch)
-    return {'image': compose(self.bank[labels, index], fields, self.noise),
-            'labels': labels}
+    return self._render(labels, index, jax.random.fold_in(plan, step))
 
 
 def _eval_assignment(rng: np.random.Generator, counts: np.ndarray,
@@ -422,8 +373,6 @@ def _eval_assignment(rng: np.random.Generator, counts: np.ndarray,
     needed = int(slots.sum())
     if needed == 0:
       continue
-    # Consecutive fresh permutations: every image of the class is used
-    # before any is used again.
     reps = -(-needed // int(counts[j]))
     order = np.concatenate([rng.permutation(int(counts[j]))
                             for _ in range(reps)])
@@ -431,12 +380,12 @@ def _eval_assignment(rng: np.random.Generator, counts: np.ndarray,
   return labels, index
 
 
-def _eval_split(bank: np.ndarray, counts: np.ndarray, device_bank: jax.Array,
+def _eval_split(counts: np.ndarray, device_bank: jax.Array,
                 table: np.ndarray, noise: float, patch: int, batch_size: int,
                 num_examples: int | None, seed: int, where: str
                 ) -> MultiDigitEvalSplit:
   available = int(counts.sum())
-  n = available if num_examples is None else _check_int(
+  n = available if num_examples is None else validate.integer(
       num_examples, 'num_examples', 1)
   batch_size = _check_batch_size(batch_size, n, where)
   n -= n % batch_size  # static shapes: drop the last partial batch
@@ -458,32 +407,21 @@ def make_eval_split(images: Any, labels: Any,
   """Builds a fixed, deterministic evaluation set from one split.
 
   The set has N examples, N = the split's images of the two classes (or
-  ``num_examples``) rounded *down* to a multiple of ``batch_size`` (at most
-  ``batch_size - 1`` examples are dropped, so shapes stay static). Its label
+  ``num_examples``) rounded *down* to a multiple of ``batch_size``. Its label
   combinations follow the table exactly up to rounding (see
-  :func:`cmi_jax.data.correlation.exact_combination_counts`), in a shuffled order; the digits of each
-  class cycle through fresh permutations of the class's images, so each image
-  is used as evenly as possible.
+  :func:`cmi_jax.data.correlation.exact_combination_counts`), in a shuffled
+  order; the digits of each class cycle through fresh permutations of the
+  class's images, so each image is used as evenly as possible.
 
-  Args:
-    images, labels, classes, num_digits, corr, table, noise, patch,
-      batch_size: as in :func:`make_multi_digit_dataset`.
-    seed: fixes the labels, digits and occlusion fields.
-    num_examples: override N (before rounding down to whole batches).
-
-  Returns:
-    A :class:`MultiDigitEvalSplit` on the default device.
-
-  Raises:
-    ValueError: as :func:`make_multi_digit_dataset`.
+  ``seed`` fixes the labels, digits and occlusion fields; ``num_examples``
+  overrides N (before rounding down); the other arguments and the errors are
+  as in :func:`make_multi_digit_dataset`. The set lives on the default
+  device.
   """
   joint = resolve_table(num_digits, corr, table)
-  noise = _check_noise(noise)
-  patch = _check_int(patch, 'patch', 1, IMAGE_SIZE,
-                     'It is the side of the occlusion field (the paper: 4).')
-  seed = _check_int(seed, 'seed', 0, 2**32 - 1)
+  noise, patch, seed = _check_common(noise, patch, seed)
   bank, counts = build_digit_bank(images, labels, classes, 'the images')
-  return _eval_split(bank, counts, jnp.asarray(bank), joint, noise, patch,
+  return _eval_split(counts, jnp.asarray(bank), joint, noise, patch,
                      batch_size, num_examples, seed, 'the images')
 
 
@@ -496,19 +434,15 @@ def materialize(dataset: MultiDigitDataset | MultiDigitEvalSplit,
                 key: jax.Array | None = None) -> dict[str, np.ndarray]:
   """Copies (the first batches of) one epoch to the host, for figures/metrics.
 
-  Args:
-    dataset: a multi-digit dataset (any ``DeviceDataset`` works).
-    max_batches: at most this many batches (None: the whole epoch).
-    key: epoch key for a training set (default ``jax.random.key(0)``);
-      ignored by evaluation splits.
+  ``dataset`` is any ``DeviceDataset``; ``max_batches`` (None: all) bounds
+  S, the number of batches; ``key`` defaults to ``jax.random.key(0)``.
 
   Returns:
-    ``{'image': float32 [S*B, 32, 32K, 3], 'labels': int32 [S*B, K]}`` as NumPy
-    arrays, S the number of batches.
+    ``{'image': float32 [S*B, 32, 32K, 3], 'labels': int32 [S*B, K]}`` (NumPy).
   """
   steps = dataset.steps_per_epoch
   if max_batches is not None:
-    steps = min(steps, _check_int(max_batches, 'max_batches', 1))
+    steps = min(steps, validate.integer(max_batches, 'max_batches', 1))
   plan = dataset.epoch_plan(jax.random.key(0) if key is None else key)
   batches = [jax.device_get(_batch_jit(dataset, plan, step))
              for step in range(steps)]
@@ -523,53 +457,39 @@ def multi_digit_splits(digits: Any, classes: Sequence[int] = DEFAULT_CLASSES,
                        ) -> dict[str, MultiDigitDataset | MultiDigitEvalSplit]:
   """The paper's five multi-digit splits from one :class:`DigitSplits`.
 
-  Args:
-    digits: a :class:`cmi_jax.data.sources.DigitSplits`.
-    classes, num_digits, noise, patch, batch_size: as in
-      :func:`make_multi_digit_dataset`.
-    train_corr: correlation c of train and val.
-    seed: seed of the training stream salt and of the fixed eval splits.
+  ``digits`` is a :class:`cmi_jax.data.sources.DigitSplits`, ``train_corr``
+  the correlation c of train and val; ``seed`` fixes the training stream
+  and the eval splits; the other arguments are as in
+  :func:`make_multi_digit_dataset`.
 
   Returns:
-    ``{'train': MultiDigitDataset at c (training stream),
-    'train_eval': fixed set on the train images at c,
-    'val': fixed set on the val images at c,
-    'test_anti': fixed set on the test images at -c (uncorrelated for K > 2,
-    see :func:`cmi_jax.data.correlation.anti_correlation`),
-    'test_uncorr': fixed set on the test images at 0}``. Splits built on the
-    same images share one device-resident bank.
+    ``{'train': MultiDigitDataset at c, 'train_eval': eval set on the train
+    images at c, 'val': on the val images at c, 'test_anti': on the test
+    images at -c (0 for K > 2), 'test_uncorr': on the test images at 0}``.
+    Splits on the same images share one device bank.
 
   Raises:
     ValueError: as :func:`make_multi_digit_dataset`, naming the split.
   """
   train_table = resolve_table(num_digits, corr=train_corr)
   tables = correlation.split_tables(train_table, train_corr, num_digits)
-  noise = _check_noise(noise)
-  patch = _check_int(patch, 'patch', 1, IMAGE_SIZE,
-                     'It is the side of the occlusion field (the paper: 4).')
-  seed = _check_int(seed, 'seed', 0, 2**32 - 1)
+  noise, patch, seed = _check_common(noise, patch, seed)
   banks = {}
   for split in ('train', 'val', 'test'):
     images, labels = digits.split(split)
     bank, counts = build_digit_bank(images, labels, classes,
                                     f'the {split} split')
-    banks[split] = (bank, counts, jnp.asarray(bank))
-  bank, counts, device_bank = banks['train']
-  epoch_size = int(counts.sum())
-  train_batch = _check_batch_size(batch_size, epoch_size, 'the train split')
-  result = {'train': MultiDigitDataset(
-      bank=device_bank, counts=jnp.asarray(counts),
-      table=jnp.asarray(train_table, jnp.float32),
-      noise=jnp.asarray(noise, jnp.float32), seed=jnp.uint32(seed),
-      batch_size=train_batch, steps_per_epoch=epoch_size // train_batch,
-      patch=patch)}
+    banks[split] = (counts, jnp.asarray(bank))
+  counts, device_bank = banks['train']
+  result = {'train': _train_set(device_bank, counts, train_table, noise,
+                                patch, batch_size, seed, 'the train split')}
   source_split = {'train_eval': 'train', 'val': 'val', 'test_anti': 'test',
                   'test_uncorr': 'test'}
   for i, (name, split) in enumerate(source_split.items()):
-    bank, counts, device_bank = banks[split]
+    counts, device_bank = banks[split]
     # Distinct, reproducible streams per eval split.
     split_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-    result[name] = _eval_split(bank, counts, device_bank, tables[name], noise,
+    result[name] = _eval_split(counts, device_bank, tables[name], noise,
                                patch, batch_size, None, split_seed,
                                f'the {split} split ({name})')
   return result

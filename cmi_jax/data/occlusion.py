@@ -15,12 +15,9 @@ import jax.numpy as jnp
 
 def occluded(fields: jax.Array, height: int, width: int,
              noise: jax.Array | float) -> jax.Array:
-  """Which pixels the fields occlude.
+  """Which pixels the fields ``[..., P, P]`` occlude, at ``noise``.
 
-  Args:
-    fields: float ``[..., P, P]`` in [0, 1).
-    height, width: the image size in pixels.
-    noise: scalar threshold in [0, 1] (may be traced, so sweeps vmap it).
+  ``noise`` may be traced, so sweeps can vmap it.
 
   Returns:
     bool ``[..., height, width]``, True where occluded.

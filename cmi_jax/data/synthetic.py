@@ -1,4 +1,4 @@
-"""Synthetic correlated data made on the device: for demos, tests and the quickstart.
+"""Synthetic correlated data made on the device (demos, tests, quickstart).
 
 Each of K binary attributes ``s_k`` drives its own block of ``features``
 input dimensions: ``x_k = (2 s_k - 1) * signal + noise * eps`` with
@@ -23,12 +23,10 @@ class SyntheticDataset:
   """Correlated Gaussian blobs ``[B, K * features]`` (see module doc).
 
   Attributes:
-    table: float32 joint table ``(2,) * K`` (a leaf: sweeps can vmap it).
-    noise: float32 noise scale (a leaf).
-    signal: float32 signal scale (a leaf).
+    table, noise, signal: float32 joint table ``(2,) * K`` and scales
+      (leaves, so sweeps can vmap them).
     batch_size, steps_per_epoch, features: static sizes.
-    seed: if not None, the dataset is fixed: every epoch yields the same
-      batches (use this for evaluation splits).
+    seed: if not None, every epoch yields the same batches (evaluation).
   """
   table: jax.Array
   noise: jax.Array
@@ -59,7 +57,7 @@ def synthetic_dataset(corr: float, num_attributes: int = 2,
                       noise: float = 1.0, signal: float = 1.0,
                       features: int = 2, seed: int | None = None
                       ) -> SyntheticDataset:
-  """A :class:`SyntheticDataset` whose labels follow ``joint_table(corr, K)``."""
+  """A :class:`SyntheticDataset` with labels from ``joint_table(corr, K)``."""
   table = correlation.joint_table(corr, num_attributes)
   return SyntheticDataset(
       table=jnp.asarray(table, jnp.float32),
@@ -76,8 +74,8 @@ def synthetic_splits(train_corr: float, num_attributes: int = 2,
   """Training data at ``train_corr`` and fixed evaluation splits.
 
   Returns:
-    ``(train, eval)`` with eval splits ``val`` (train_corr), ``test_anti``
-    (-train_corr; the uncorrelated table when K > 2) and ``test_uncorr`` (0).
+    ``(train, eval)``; eval holds ``val`` (train_corr), ``test_anti``
+    (-train_corr; 0 when K > 2) and ``test_uncorr`` (0).
   """
   anti = correlation.anti_correlation(train_corr, num_attributes)
   make = lambda corr, split_seed: synthetic_dataset(

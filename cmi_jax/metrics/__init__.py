@@ -1,16 +1,18 @@
 """Evaluation metrics: kNN information estimates and disentanglement scores.
 
-Every disentanglement metric is a pure function
-``compute_<name>(codes [N, D] float, factors [N, K] int, ...) -> dict`` of
-named float scores, NumPy/scikit-learn only, with an explicit ``seed`` where it
-samples. ``compute_all`` runs all of them.
+Every disentanglement metric is a pure NumPy/scikit-learn function
+``compute_<name>(codes, factors, ...) -> dict`` of named float scores, with an
+explicit ``seed`` where it samples. ``codes`` is a finite float ``[N, D]``
+array, one column per code dimension; ``factors`` an int ``[N, K]`` array of
+ground-truth labels, used as categories (only equality counts), each column
+with >= 2 values and no negative label (-1 marks a missing label: drop those
+rows first). Information is in nats.
 
-Defaults follow disentanglement_lib's definitions (which the paper's metric
-code ports), so scores compare with published numbers; SAP and BetaVAE also
-come in a ``scale_free`` variant (``sap_scale_free``, ``beta_vae_scale_free``)
-that does not move with the scale of the code. The one remaining difference
-from disentanglement_lib: IRS treats labels as categories, where dlib bins
-them into 20 histogram bins (identical for factors with <= 20 values).
+Defaults follow disentanglement_lib's definitions, so scores compare with
+published numbers; ``sap_scale_free`` and ``beta_vae_scale_free`` do not move
+with the scale of the code. One difference from disentanglement_lib: IRS
+treats labels as categories, where dlib bins them into 20 histogram bins
+(identical for factors with <= 20 values).
 """
 
 from __future__ import annotations
@@ -55,25 +57,19 @@ METRIC_NAMES = tuple(_METRICS)
 def compute_all(codes, factors, seed: int = 0, *,
                 options: Mapping[str, Mapping[str, Any]] | None = None
                 ) -> dict[str, float]:
-  """Runs every disentanglement metric on one set of codes.
+  """Runs every disentanglement metric on ``codes [N, D >= 2]``, ``factors``.
 
   Args:
-    codes: float ``[N, D]`` codes, D >= 2.
-    factors: int ``[N, K]`` factor labels (no -1), each column with >= 2
-      values.
     seed: int seed; every sampling metric gets the same one, so each result
       equals the direct call ``compute_<name>(codes, factors, seed=seed)``.
     options: per-metric keyword overrides, keyed by a name in
-      ``METRIC_NAMES``, e.g. ``{'dci': {'model': 'random_forest'},
-      'factor_vae': {'num_train': 2000}}``.
+      ``METRIC_NAMES``, e.g. ``{'dci': {'model': 'random_forest'}}``.
 
   Returns:
-    Flat dict ``'<metric>/<score>' -> float``, e.g. ``'dci/disentanglement'``,
-    ``'mig/mig'``, ``'factor_vae/eval_accuracy'``.
+    Flat dict ``'<metric>/<score>' -> float``, e.g. ``'dci/disentanglement'``.
 
   Raises:
-    ValueError: on an unknown metric name in ``options`` or any error of the
-      individual metrics.
+    ValueError: for malformed inputs; the message names the fix.
   """
   options = dict(options or {})
   unknown = set(options) - set(_METRICS)

@@ -1,20 +1,4 @@
-"""Shared private helpers of the disentanglement metrics.
-
-Input checks, seeded random generators, train/test splits, histogram
-discretisation of codes, plug-in discrete entropy and mutual information, and
-the observational sampler "another row with the same value of factor k".
-
-Conventions shared by every metric in this package:
-
-* ``codes``: float array ``[N, D]``, one row per sample, one column per code
-  dimension (latent unit). Must be finite.
-* ``factors``: integer array ``[N, K]`` of ground-truth factor labels (e.g. the
-  CelebA attributes). Labels are categories: their numeric values are never
-  used, only equality. Every column needs at least two distinct values and no
-  negative label (``-1`` marks a missing label in this project; drop those rows
-  before calling a metric).
-* Information is measured in nats.
-"""
+"""Shared private helpers of the metrics (conventions: package docstring)."""
 
 from __future__ import annotations
 
@@ -25,14 +9,11 @@ import numpy as np
 from cmi_jax import validate
 
 Seed = Union[int, np.random.Generator, None]
+_BLOCK = 1024
 
 
 def as_generator(seed: Seed) -> np.random.Generator:
-  """Returns a NumPy ``Generator`` from an int seed, a Generator or ``None``.
-
-  A Generator is passed through unchanged so that a caller can thread one
-  stream of randomness through several metrics.
-  """
+  """A NumPy ``Generator`` from an int seed, ``None``, or a Generator (kept)."""
   if isinstance(seed, np.random.Generator):
     return seed
   if seed is None or isinstance(seed, (int, np.integer)):
@@ -43,12 +24,7 @@ def as_generator(seed: Seed) -> np.random.Generator:
 
 
 def check_codes(codes, name: str = 'codes', min_rows: int = 1) -> np.ndarray:
-  """Validates a code matrix and returns it as float64 ``[N, D]``.
-
-  Raises:
-    ValueError: if ``codes`` is not 2-D, is empty, has fewer than
-      ``min_rows`` rows, or holds NaN/inf values.
-  """
+  """Validates a finite real code matrix; returns it as float64 ``[N, D]``."""
   codes = np.asarray(codes)
   if codes.ndim != 2:
     raise ValueError(
@@ -74,13 +50,7 @@ def check_codes(codes, name: str = 'codes', min_rows: int = 1) -> np.ndarray:
 
 def check_factors(factors, num_rows: int | None = None,
                   name: str = 'factors') -> np.ndarray:
-  """Validates a factor-label matrix and returns it as int64 ``[N, K]``.
-
-  Raises:
-    ValueError: if ``factors`` is not a 2-D integer (or bool) array, its row
-      count differs from ``num_rows``, a label is negative, or a column holds a
-      single value (no metric can measure information about a constant).
-  """
+  """Validates non-negative labels, >= 2 values per column; int64 ``[N, K]``."""
   factors = np.asarray(factors)
   if factors.ndim != 2:
     raise ValueError(
@@ -118,25 +88,24 @@ def check_codes_and_factors(codes, factors) -> tuple[np.ndarray, np.ndarray]:
   return codes, factors
 
 
-def check_fraction(value: float, name: str) -> float:
-  """Checks that a split fraction lies strictly inside (0, 1)."""
-  return validate.number(value, name, 0, 1, open_low=True, open_high=True)
-
-
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
   """Checks that ``value`` is an integer >= ``minimum``."""
   return validate.integer(value, name, minimum)
 
 
+def check_cov(cov) -> np.ndarray:
+  """Validates a covariance; returns it as float64 ``[D, D]``."""
+  cov = np.asarray(cov, dtype=np.float64)
+  if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+    raise ValueError(f'cov must be a square [D, D] matrix; got {cov.shape}.')
+  return cov
+
+
 def dense_labels(factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Relabels every column to ``0..V_j-1``.
+  """Relabels each column of int ``[N, K]`` to ``0..V_j-1``.
 
-  Args:
-    factors: int ``[N, K]``.
-
-  Returns:
-    ``(dense [N, K] int64, num_values [K] int64)``: ``dense[:, j]`` indexes the
-    sorted distinct values of ``factors[:, j]``.
+  Returns ``(dense [N, K] int64, num_values [K] int64)``; ``dense[:, j]``
+  indexes the sorted distinct values of ``factors[:, j]``.
   """
   dense = np.empty_like(factors, dtype=np.int64)
   num_values = np.empty(factors.shape[1], dtype=np.int64)
@@ -146,20 +115,19 @@ def dense_labels(factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return dense, num_values
 
 
-def split_indices(num_rows: int, test_fraction: float,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """A random train/test partition of ``range(num_rows)``.
-
-  Both parts get at least one row; raises if ``num_rows < 2``.
-  """
-  test_fraction = check_fraction(test_fraction, 'test_fraction')
+def seeded_split(num_rows: int, test_fraction: float, seed: Seed
+                 ) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
+  """``(as_generator(seed), train, test)``; each part gets at least one row."""
+  rng = as_generator(seed)
+  test_fraction = validate.number(test_fraction, 'test_fraction', 0, 1,
+                                  open_low=True, open_high=True)
   if num_rows < 2:
     raise ValueError(
         f'a train/test split needs at least 2 rows; got {num_rows}.')
   num_test = int(round(num_rows * test_fraction))
   num_test = min(max(num_test, 1), num_rows - 1)
   perm = rng.permutation(num_rows)
-  return perm[num_test:], perm[:num_test]
+  return rng, perm[num_test:], perm[:num_test]
 
 
 def active_dims(codes: np.ndarray) -> np.ndarray:
@@ -174,16 +142,9 @@ def active_dims(codes: np.ndarray) -> np.ndarray:
 def histogram_discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
   """Equal-width histogram binning of each code dimension.
 
-  Column ``i`` is cut into ``num_bins`` bins of width
-  ``(max_i - min_i) / num_bins``; the maximum falls in the last bin. A constant
-  column lands in bin 0.
-
-  Args:
-    codes: float ``[N, D]``.
-    num_bins: number of bins B >= 1.
-
-  Returns:
-    int64 ``[N, D]`` with values in ``[0, B)``.
+  Column ``i`` of float ``[N, D]`` codes is cut into B = ``num_bins`` bins of
+  width ``(max_i - min_i) / B``; the maximum falls in the last bin, a constant
+  column in bin 0. Returns int64 ``[N, D]`` in ``[0, B)``.
   """
   lo = codes.min(axis=0)
   width = codes.max(axis=0) - lo
@@ -193,15 +154,9 @@ def histogram_discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
 
 
 def discrete_entropy(labels: np.ndarray) -> np.ndarray:
-  """Plug-in entropy of every column of a label matrix, in nats.
+  """Plug-in entropy ``-sum_v p(v) log p(v)`` in nats, ``[N, A]`` -> ``[A]``.
 
-  ``H(a) = -sum_v p(v) log p(v)`` with ``p`` the empirical frequencies.
-
-  Args:
-    labels: int ``[N, A]`` with non-negative values.
-
-  Returns:
-    float64 ``[A]``.
+  ``p`` are the empirical frequencies of each column's non-negative labels.
   """
   out = np.empty(labels.shape[1])
   for j in range(labels.shape[1]):
@@ -215,15 +170,8 @@ def discrete_mutual_information(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   """Plug-in mutual information between every column of ``a`` and of ``b``.
 
   ``I(a_i; b_j) = sum_{u,v} p(u,v) log(p(u,v) / (p(u) p(v)))`` with empirical
-  frequencies, in nats. One ``bincount`` per column of ``b`` covers all columns
-  of ``a`` at once.
-
-  Args:
-    a: int ``[N, A]`` with values in ``[0, Va)``.
-    b: int ``[N, B]`` with values in ``[0, Vb)``.
-
-  Returns:
-    float64 ``[A, B]``.
+  frequencies, in nats, for int ``a [N, A]`` and ``b [N, B]`` with values
+  ``>= 0``. Returns float64 ``[A, B]``.
   """
   n, num_a = a.shape
   va = int(a.max()) + 1
@@ -246,14 +194,11 @@ def discrete_mutual_information(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class SameValueSampler:
   """Draws, for (factor k, row i), a random row sharing row i's value of k.
 
-  This is the observational stand-in for "fix factor k, resample the others"
-  of the FactorVAE and BetaVAE scores: the data rows with ``factors[:, k] ==
-  factors[i, k]`` are a sample of ``p(x | s_k = s_k^(i))``.
-
-  Rows are grouped once: for every factor the rows are sorted by value, and
-  every (factor, value) group is a contiguous slice of one flat array, so a
-  draw is ``flat[start[g] + floor(u * count[g])]`` -- vectorised over any
-  number of requests.
+  The observational stand-in for "fix factor k, resample the others" of the
+  FactorVAE and BetaVAE scores: the rows with ``factors[:, k] ==
+  factors[i, k]`` are a sample of ``p(x | s_k = s_k^(i))``. Each (factor,
+  value) group is a contiguous slice of one flat array of sorted rows, so a
+  draw is ``flat[start[g] + floor(u * count[g])]``.
   """
 
   def __init__(self, dense_factors: np.ndarray):
@@ -272,8 +217,7 @@ class SameValueSampler:
     self._start = np.concatenate(starts)
     self._count = np.concatenate(counts)
     self._offset = np.asarray(offsets[:-1])
-    # Rows whose value of factor j is shared by at least one other row: only
-    # those can anchor a batch in which the other factors actually vary.
+    # Only a value shared by two rows can anchor a batch where others vary.
     self._eligible = [
         np.flatnonzero(counts[j][dense_factors[:, j]] >= 2) for j in range(k)]
 
@@ -284,32 +228,29 @@ class SameValueSampler:
         [j for j, rows in enumerate(self._eligible) if rows.size > 0],
         dtype=np.int64)
 
-  def require_usable_factors(self, what: str) -> np.ndarray:
-    """:attr:`usable_factors`, or a ValueError if there is none.
+  def blocks(self, num: int, what: str, rng: np.random.Generator):
+    """Yields ``(slice, factor [m])`` covering ``num`` uniform usable factors.
 
-    ``what``: the group the score forms, e.g. ``'pair'`` or ``'batch'``.
+    Blocks of at most ``_BLOCK`` rows bound the callers' ``[m, L, D]`` gathers;
+    ``what`` names the group the score forms (``'pair'``, ``'batch'``) in the
+    error raised when no factor is usable.
     """
     usable = self.usable_factors
     if usable.size == 0:
       raise ValueError(
           f'no factor value is shared by two rows, so no {what} with a fixed '
           'factor can be formed; pass more rows.')
-    return usable
+    for start in range(0, num, _BLOCK):
+      m = min(_BLOCK, num - start)
+      yield slice(start, start + m), usable[rng.integers(usable.size, size=m)]
 
   def draw_anchors(self, factor: np.ndarray,
                    rng: np.random.Generator) -> np.ndarray:
     """One anchor row per request, uniform among rows sharing their value.
 
-    Uniform over eligible rows means the fixed value ``v`` of factor k is drawn
-    with its data frequency, as in "draw v from p(s_k)".
-
-    Args:
-      factor: int ``[M]`` factor index per request, each in
-        ``usable_factors``.
-      rng: random generator.
-
-    Returns:
-      int ``[M]`` row indices.
+    ``factor``: int ``[M]``, each in ``usable_factors``; returns int ``[M]``
+    rows. The fixed value ``v`` of factor k thus has its data frequency, as in
+    "draw v from p(s_k)".
     """
     anchors = np.empty(factor.shape, dtype=np.int64)
     for j in np.unique(factor):
@@ -321,17 +262,10 @@ class SameValueSampler:
   def draw(self, factor: np.ndarray, rows: np.ndarray,
            rng: np.random.Generator,
            size: tuple[int, ...] | None = None) -> np.ndarray:
-    """Row indices, one per request, drawn uniformly with replacement.
+    """Rows ``out`` with ``factors[out, k] == factors[rows, k]``, uniform.
 
-    Args:
-      factor: int array, the factor index k of each request.
-      rows: int array broadcastable with ``factor``, the anchor rows.
-      rng: random generator.
-      size: output shape; defaults to the broadcast shape of the inputs.
-
-    Returns:
-      int array; entry ``out`` satisfies
-      ``factors[out, k] == factors[rows, k]`` (the anchor itself can be drawn).
+    Drawn with replacement (the anchor itself can come out); ``factor`` (k),
+    anchor ``rows`` and ``size`` broadcast to the output shape.
     """
     shape = np.broadcast_shapes(np.shape(factor), np.shape(rows),
                                 size if size is not None else ())

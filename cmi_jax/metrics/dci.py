@@ -7,19 +7,16 @@ its feature importances fill column j of the importance matrix ``R [D, K]``
 
 * Disentanglement of code i: ``D_i = 1 - H_K(P_i.)`` with
   ``P_ij = R_ij / sum_k R_ik`` and ``H_K`` the entropy in base K. The score is
-  ``D = sum_i rho_i D_i`` with ``rho_i = sum_j R_ij / sum_ij R_ij``, so codes
-  that predict nothing do not count.
+  ``D = sum_i rho_i D_i`` with ``rho_i = sum_j R_ij / sum_ij R_ij``.
 * Completeness of factor j: ``C_j = 1 - H_D(P~_.j)`` with
-  ``P~_ij = R_ij / sum_k R_kj`` and base-D entropy. The score weights the
-  factors by their share of the importance, ``C = sum_j rho~_j C_j`` with
-  ``rho~_j = sum_i R_ij / sum_ij R_ij`` (the convention of disentanglement_lib,
-  which the paper's CelebA numbers follow).
+  ``P~_ij = R_ij / sum_k R_kj`` and base-D entropy. The score is
+  ``C = sum_j rho~_j C_j`` with ``rho~_j = sum_i R_ij / sum_ij R_ij`` (the
+  convention of disentanglement_lib, which the paper's CelebA numbers follow).
 * Informativeness: the mean over factors of the classifiers' accuracy on the
-  train and on the held-out test rows (higher is better).
+  train and on the held-out test rows.
 
-Both D and C lie in [0, 1]; 1 means a one-to-one code/factor assignment.
-If no code is used at all (``R = 0``, e.g. constant codes), every ``P`` row is
-taken as uniform, which gives ``D = C = 0``.
+D and C lie in [0, 1]; 1 means a one-to-one code/factor assignment. If no
+code is used at all (``R = 0``), ``D = C = 0``.
 """
 
 from __future__ import annotations
@@ -35,8 +32,7 @@ _MODELS = ('gradient_boosting', 'random_forest')
 def _one_minus_normalised_entropy(weights: np.ndarray, axis: int) -> np.ndarray:
   """``1 - H_b(w / sum w)`` along ``axis``, base ``b = weights.shape[axis]``.
 
-  An all-zero slice is treated as uniform (entropy 1, score 0). Base 1 (a single
-  code or a single factor) has no spread to measure, so the score is 1.
+  An all-zero slice counts as uniform (score 0); base 1 scores 1.
   """
   base = weights.shape[axis]
   if base == 1:
@@ -48,15 +44,7 @@ def _one_minus_normalised_entropy(weights: np.ndarray, axis: int) -> np.ndarray:
 
 
 def disentanglement_completeness(importance: np.ndarray) -> tuple[float, float]:
-  """DCI disentanglement and completeness of an importance matrix.
-
-  Args:
-    importance: non-negative ``[D, K]`` matrix, ``R_ij`` = importance of code i
-      for factor j.
-
-  Returns:
-    ``(D, C)`` as defined in the module docstring, both in [0, 1].
-  """
+  """DCI ``(D, C)`` of a non-negative importance matrix ``R [D, K]``."""
   importance = np.asarray(importance, dtype=np.float64)
   if importance.ndim != 2 or np.any(importance < 0) or not np.all(
       np.isfinite(importance)):
@@ -75,12 +63,10 @@ def disentanglement_completeness(importance: np.ndarray) -> tuple[float, float]:
 
 def _make_model(model: str, n_estimators: int, seed: int):
   if model == 'gradient_boosting':
-    # The estimator of disentanglement_lib: boosted depth-3 trees give clean
-    # importances (near 0 for codes never split on).
+    # Boosted depth-3 trees give clean importances (~0 for unused codes).
     return ensemble.GradientBoostingClassifier(
         n_estimators=n_estimators, random_state=seed)
-  # Eastwood & Williams' random forest. Leaves of >= 5 rows stop the trees from
-  # splitting on noise codes just to memorise the training set.
+  # Leaves of >= 5 rows stop splits on noise codes that memorise the train set.
   return ensemble.RandomForestClassifier(
       n_estimators=n_estimators, min_samples_leaf=5, random_state=seed,
       n_jobs=1)
@@ -89,11 +75,9 @@ def _make_model(model: str, n_estimators: int, seed: int):
 def compute_dci(codes, factors, *, test_fraction: float = 0.25,
                 model: str = 'gradient_boosting', n_estimators: int = 100,
                 seed: _common.Seed = 0) -> dict[str, float]:
-  """DCI scores of a representation.
+  """DCI scores of float ``codes [N, D]`` for int ``factors [N, K]``.
 
   Args:
-    codes: float ``[N, D]`` codes.
-    factors: int ``[N, K]`` factor labels, each column with >= 2 values.
     test_fraction: share of the rows held out to measure test informativeness.
     model: ``'gradient_boosting'`` (default, as in disentanglement_lib) or
       ``'random_forest'`` (faster; Eastwood & Williams' choice).
@@ -101,20 +85,17 @@ def compute_dci(codes, factors, *, test_fraction: float = 0.25,
     seed: int or ``numpy.random.Generator``; fixes the split and the trees.
 
   Returns:
-    ``{'disentanglement', 'completeness'}`` in [0, 1] and
-    ``{'informativeness_train', 'informativeness_test'}``: mean classification
-    accuracy over factors, in [0, 1].
+    ``{'disentanglement', 'completeness', 'informativeness_train',
+    'informativeness_test'}``, all in [0, 1].
 
   Raises:
-    ValueError: on malformed inputs, an unknown ``model``, or
-      ``n_estimators < 1``.
+    ValueError: for malformed inputs; the message names the fix.
   """
   codes, factors = _common.check_codes_and_factors(codes, factors)
   if model not in _MODELS:
     raise ValueError(f'model must be one of {_MODELS}; got {model!r}.')
   n_estimators = _common.check_positive_int(n_estimators, 'n_estimators')
-  rng = _common.as_generator(seed)
-  train, test = _common.split_indices(codes.shape[0], test_fraction, rng)
+  rng, train, test = _common.seeded_split(codes.shape[0], test_fraction, seed)
   model_seed = int(rng.integers(2**31 - 1))
   num_codes, num_factors = codes.shape[1], factors.shape[1]
   importance = np.zeros((num_codes, num_factors))
@@ -122,8 +103,7 @@ def compute_dci(codes, factors, *, test_fraction: float = 0.25,
   for j in range(num_factors):
     y_train = factors[train, j]
     if np.all(y_train == y_train[0]):
-      # A split that leaves one class in train makes the classifier a constant:
-      # it uses no code, and scores by that class' frequency.
+      # One class in train: a constant classifier, using no code.
       acc_train[j] = 1.0
       acc_test[j] = np.mean(factors[test, j] == y_train[0])
       continue

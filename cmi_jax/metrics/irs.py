@@ -16,10 +16,8 @@ with ``q`` the ``diff_quantile`` quantile (the paper's supremum is ``q = 1``;
     IRS_ij = 1 - EMPIDA_ij / M_i,    IRS_i = max_j IRS_ij,
     IRS    = sum_i M_i IRS_i / sum_i M_i   (over non-constant dimensions).
 
-Weighting by ``M_i`` lets dimensions that barely move count little. IRS measures
-robustness, not informativeness: a pure-noise dimension scores
-``1 - q_0.99 / max``, which is small but not 0. Constant dimensions are dropped;
-all-constant codes score 0.
+IRS measures robustness, not informativeness: a pure-noise dimension scores
+``1 - q_0.99 / max``, small but not 0. All-constant codes score 0.
 """
 
 from __future__ import annotations
@@ -31,21 +29,16 @@ from cmi_jax.metrics import _common
 
 def compute_irs(codes, factors, *,
                 diff_quantile: float = 0.99) -> dict[str, float]:
-  """IRS of a representation.
+  """IRS of float ``codes [N, D]`` for int ``factors [N, K]``.
 
   Args:
-    codes: float ``[N, D]`` codes.
-    factors: int ``[N, K]`` factor labels, each column with >= 2 values.
-    diff_quantile: quantile in (0, 1] of the within-group deviations that
-      stands in for their supremum.
+    diff_quantile: the quantile ``q`` in (0, 1].
 
   Returns:
-    ``{'irs': score <= 1 (1: every dimension ignores the nuisances of its
-    best factor; ~0 or slightly below for dimensions unrelated to any factor),
-    'num_active_dims': number of non-constant code dimensions}``.
+    ``{'irs': score <= 1, 'num_active_dims': non-constant dimensions}``.
 
   Raises:
-    ValueError: on malformed inputs or ``diff_quantile`` outside (0, 1].
+    ValueError: for malformed inputs; the message names the fix.
   """
   codes, factors = _common.check_codes_and_factors(codes, factors)
   if not 0.0 < diff_quantile <= 1.0:

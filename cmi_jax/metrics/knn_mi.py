@@ -27,27 +27,18 @@ rows and ``<.>`` the mean over rows.
   Labels held by a single row carry no neighbour and are dropped; labels with
   ``<= k`` rows use ``k_i = N_y(i) - 1`` neighbours.
 
-Discrete variables are handled exactly, not by jittering their labels:
-
-* a discrete ``y`` uses Ross' mixed estimator. Jitter would turn the labels
-  into a continuous variable whose kNN geometry depends on the arbitrary label
-  spacing and jitter size, and KSG's counts in ``y`` space would then just
-  count label-mates -- Ross' estimator is that limit, done right;
-* a discrete conditioning ``z`` splits the data:
-  ``I(X; Y | Z) = sum_v p(v) I(X; Y | Z = v)``, each term estimated on the rows
-  with ``z = v`` (groups too small to estimate are left out and the weights
-  renormalised);
-* a discrete ``y`` with a continuous ``z`` uses the chain rule
-  ``I(X; Y | Z) = I((X, Z); Y) - I(Z; Y)``, two Ross estimates.
+Discrete labels are not jittered: the kNN geometry of jittered labels depends
+on the arbitrary label spacing, and KSG on them degenerates into counting
+label-mates, which Ross' estimator does exactly.
 
 Continuous inputs are standardised per column (MI is invariant to that, and it
 balances the max-norm across columns) and receive Gaussian jitter of standard
-deviation ``jitter`` (1e-10 by default, as Kraskov et al. recommend) so that
-repeated values -- e.g. a collapsed code dimension -- do not give zero
-distances. The jitter is drawn from ``seed``: results are deterministic.
+deviation ``jitter`` (1e-10, as Kraskov et al. recommend; 0 disables it),
+drawn from ``seed`` (an int or a Generator), so that repeated values -- e.g. a
+collapsed code dimension -- do not give zero distances.
 
-kNN estimates are nearly unbiased for independent variables, so they can come
-out slightly negative; they are returned as is (clip at 0 for display only).
+Estimates can come out slightly negative for independent variables; they are
+returned as is (clip at 0 for display only).
 """
 
 from __future__ import annotations
@@ -59,10 +50,6 @@ from scipy import spatial, special
 
 from cmi_jax.metrics import _common
 
-_INF = np.inf
-
-
-# ----------------------------------------------------------------- inputs ---
 
 def _as_2d(a, name: str) -> np.ndarray:
   a = np.asarray(a)
@@ -75,7 +62,11 @@ def _as_2d(a, name: str) -> np.ndarray:
   return a
 
 
-def _check_rows(num_rows: int, k: int, **arrays: np.ndarray) -> None:
+def _prepare(k, seed: _common.Seed, **arrays) -> tuple:
+  """``(k, jitter generator, *arrays as [N, d])`` after the shared checks."""
+  k = _common.check_positive_int(k, 'k')
+  arrays = {n: _as_2d(a, n) for n, a in arrays.items()}
+  num_rows = arrays['x'].shape[0]
   if any(a.shape[0] != num_rows for a in arrays.values()):
     sizes = ', '.join(f'{n}: {v.shape[0]}' for n, v in arrays.items())
     raise ValueError(
@@ -84,6 +75,7 @@ def _check_rows(num_rows: int, k: int, **arrays: np.ndarray) -> None:
     raise ValueError(
         f'a k-nearest-neighbour estimate needs N > k rows; got N = {num_rows} '
         f'and k = {k}. Pass more rows or a smaller k.')
+  return (k, _common.as_generator(seed), *arrays.values())
 
 
 def _continuous(a: np.ndarray, name: str, rng: np.random.Generator,
@@ -116,23 +108,17 @@ def _discrete(a: np.ndarray, name: str) -> np.ndarray:
   return inverse.reshape(-1).astype(np.int64)
 
 
-def _check_k(k) -> int:
-  return _common.check_positive_int(k, 'k')
-
-
-# ------------------------------------------------------------- estimators ---
-
 def _count_closer(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
   """Rows strictly closer than ``radius[i]`` to row i, row i included."""
   tree = spatial.cKDTree(points)
   # nextafter turns the tree's "<= r" into the estimators' "< eps".
-  return tree.query_ball_point(points, np.nextafter(radius, 0.0), p=_INF,
+  return tree.query_ball_point(points, np.nextafter(radius, 0.0), p=np.inf,
                                return_length=True)
 
 
 def _kth_distance(points: np.ndarray, k: int) -> np.ndarray:
   """Max-norm distance from each row to its k-th nearest other row."""
-  dist, _ = spatial.cKDTree(points).query(points, k=k + 1, p=_INF)
+  dist, _ = spatial.cKDTree(points).query(points, k=k + 1, p=np.inf)
   return dist[:, k]
 
 
@@ -157,11 +143,7 @@ def _frenzel_pompe(x: np.ndarray, y: np.ndarray, z: np.ndarray,
 
 
 def _ross(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, int]:
-  """Ross' estimate of I(X; Y), continuous ``x [N, d]``, labels ``[N]``.
-
-  Returns:
-    ``(estimate, rows used)``; 0 rows used (every label unique) gives 0.
-  """
+  """``(Ross' I(X; Y), rows used)`` for ``x [N, d]``, labels ``[N]``."""
   _, inverse, counts = np.unique(labels, return_inverse=True,
                                  return_counts=True)
   keep = counts[inverse] > 1
@@ -178,7 +160,7 @@ def _ross(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, int]:
     radius[rows] = _kth_distance(x[rows], kc)
   # "<= d_i" keeps the k-th label-mate itself in m_i; minus 1 drops row i.
   m = spatial.cKDTree(x).query_ball_point(
-      x, np.nextafter(radius, _INF), p=_INF, return_length=True) - 1
+      x, np.nextafter(radius, np.inf), p=np.inf, return_length=True) - 1
   value = (special.digamma(num_rows) - np.mean(special.digamma(label_count))
            + np.mean(special.digamma(k_row)) - np.mean(special.digamma(m)))
   return float(value), num_rows
@@ -194,10 +176,9 @@ def _ross_or_raise(x: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def _stratified(z_labels: np.ndarray, k: int, estimate) -> float:
-  """``sum_v p(v) estimate(rows with z = v)`` over estimable groups.
+  """``sum_v p(v) estimate(rows with z = v)``, p over the estimable groups.
 
-  ``estimate(rows)`` returns ``(value, rows used)``; groups with ``<= k`` rows
-  or no usable row are left out and ``p`` is renormalised over the rest.
+  ``estimate(rows)`` returns ``(value, rows used)``.
   """
   total, weight = 0.0, 0
   for v in np.unique(z_labels):
@@ -217,8 +198,6 @@ def _stratified(z_labels: np.ndarray, k: int, estimate) -> float:
   return total / weight
 
 
-# ------------------------------------------------------------- public API ---
-
 def mutual_information(x, y, *, k: int = 3, discrete_y: bool = False,
                        jitter: float = 1e-10,
                        seed: _common.Seed = 0) -> float:
@@ -228,25 +207,13 @@ def mutual_information(x, y, *, k: int = 3, discrete_y: bool = False,
     x: continuous ``[N, dx]`` (or ``[N]``) samples of X.
     y: ``[N, dy]`` (or ``[N]``) samples of Y: continuous floats, or integer
       labels if ``discrete_y`` (several label columns form one joint label).
-    k: number of neighbours (3 is Kraskov et al.'s default; larger k lowers the
-      variance and raises the bias).
-    discrete_y: use Ross' mixed estimator for integer-labelled ``y``;
-      otherwise KSG estimator 1.
-    jitter: std of the Gaussian noise added to standardised continuous inputs
-      to break ties (0 disables it).
-    seed: int or ``numpy.random.Generator`` for the jitter.
-
-  Returns:
-    The estimate in nats (can be slightly negative for independent X, Y).
+    k: number of neighbours (larger k lowers the variance, raises the bias).
+    discrete_y: use Ross' estimator for integer ``y``; otherwise KSG.
 
   Raises:
-    ValueError: on mismatched row counts, ``N <= k``, NaN/inf, non-integer or
-      negative labels for a discrete ``y``.
+    ValueError: for malformed inputs; the message names the fix.
   """
-  k = _check_k(k)
-  x, y = _as_2d(x, 'x'), _as_2d(y, 'y')
-  _check_rows(x.shape[0], k, x=x, y=y)
-  rng = _common.as_generator(seed)
+  k, rng, x, y = _prepare(k, seed, x=x, y=y)
   x = _continuous(x, 'x', rng, jitter)
   if discrete_y:
     return _ross_or_raise(x, _discrete(y, 'y'), k)
@@ -260,32 +227,22 @@ def conditional_mutual_information(x, y, z, *, k: int = 3,
                                    seed: _common.Seed = 0) -> float:
   """kNN estimate of ``I(X; Y | Z)`` in nats.
 
-  Estimator by the kinds of ``y`` and ``z`` (see the module docstring):
-  both continuous -- Frenzel-Pompe; ``z`` discrete -- per-value KSG or Ross
-  estimates averaged with the weights ``p(z = v)``; ``y`` discrete and ``z``
-  continuous -- ``I((X, Z); Y) - I(Z; Y)`` with Ross' estimator.
+  Both continuous: Frenzel-Pompe. A discrete ``z`` splits the data,
+  ``I(X; Y | Z) = sum_v p(v) I(X; Y | Z = v)``, each term a KSG or Ross
+  estimate on the rows with ``z = v`` (groups too small to estimate are left
+  out and ``p`` renormalised). A discrete ``y`` with a continuous ``z`` uses
+  the chain rule ``I((X, Z); Y) - I(Z; Y)``, two Ross estimates.
 
   Args:
     x: continuous ``[N, dx]`` (or ``[N]``).
     y: ``[N, dy]`` (or ``[N]``); integer labels if ``discrete_y``.
     z: ``[N, dz]`` (or ``[N]``); integer labels if ``discrete_z``.
     k: number of neighbours.
-    discrete_y: ``y`` holds integer labels.
-    discrete_z: ``z`` holds integer labels.
-    jitter: std of the tie-breaking noise on standardised continuous inputs.
-    seed: int or ``numpy.random.Generator`` for the jitter.
-
-  Returns:
-    The estimate in nats (can be slightly negative when the true CMI is 0).
 
   Raises:
-    ValueError: on mismatched row counts, ``N <= k``, NaN/inf, bad labels, or
-      a discrete ``z`` none of whose groups has more than k rows.
+    ValueError: for malformed inputs; the message names the fix.
   """
-  k = _check_k(k)
-  x, y, z = _as_2d(x, 'x'), _as_2d(y, 'y'), _as_2d(z, 'z')
-  _check_rows(x.shape[0], k, x=x, y=y, z=z)
-  rng = _common.as_generator(seed)
+  k, rng, x, y, z = _prepare(k, seed, x=x, y=y, z=z)
   x = _continuous(x, 'x', rng, jitter)
   y = _discrete(y, 'y') if discrete_y else _continuous(y, 'y', rng, jitter)
   if discrete_z:
@@ -306,8 +263,10 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
                      seed: int = 0) -> dict[str, float]:
   """The paper's kNN information diagnostics of a split latent code.
 
-  ``codes`` is split into contiguous subspaces ``z_1..z_K`` of the given sizes,
-  one per attribute ``s_1..s_K`` (columns of ``labels``). Keys (1-based):
+  Float ``codes [N, D]`` are split into contiguous subspaces ``z_1..z_K`` of
+  the ``subspaces`` sizes (summing to D), one per attribute ``s_1..s_K``: the
+  columns of int ``labels [N, K]`` (-1: missing). The ordered dict has, in
+  nats (1-based keys):
 
   * ``'I(z{a};z{b})'`` for a < b -- what classic disentanglement removes;
   * ``'I(z{a};s{j})'`` for all a, j -- how much each subspace knows about
@@ -318,27 +277,19 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
   * ``'I(z{a};s{j}|s{a})'`` for a != j -- what z_a knows about another
     attribute beyond its own one (0 when z_a carries no shortcut).
 
-  Each term uses the rows where every label it mentions is present (label
-  ``-1`` = missing). Every term draws its jitter from the same ``seed``, so a
-  term equals the matching direct call on the same rows.
+  Each term uses the rows where every label it mentions is present and equals
+  the matching direct call on those rows (same ``seed``).
 
   Args:
-    codes: float ``[N, D]``.
-    labels: int ``[N, K]``, values >= 0, or -1 for a missing label.
-    subspaces: K positive sizes summing to D.
     k: number of neighbours.
     max_rows: if set, a random subset of this many rows (drawn from ``seed``)
-      is used, to bound the cost (each term is ~O(N log N) to O(N^2)).
+      bounds the cost.
     seed: int seed for the subset and the jitter.
 
-  Returns:
-    Ordered dict of the terms above, in nats.
-
   Raises:
-    ValueError: on malformed codes/labels, subspace sizes that do not match D
-      or K, or a term left with ``<= k`` labelled rows.
+    ValueError: for malformed inputs; the message names the fix.
   """
-  k = _check_k(k)
+  k = _common.check_positive_int(k, 'k')
   codes = _common.check_codes(codes)
   labels = np.asarray(labels)
   if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):

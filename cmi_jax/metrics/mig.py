@@ -8,11 +8,10 @@ know most about it, normalised by the factor's entropy:
     MIG   = (1/K) sum_j MIG_j,
 
 where ``z_(1), z_(2)`` are the code dimensions with the largest and second
-largest ``I(z_i; s_j)``. The mutual informations are plug-in estimates on the
-codes discretised into ``num_bins`` equal-width bins per dimension (the
-histogram estimator used in disentanglement_lib's evaluation, 20 bins), so MIG
-lies in ``[0, 1]``: 1 when one dimension determines ``s_j`` and no other
-dimension shares any information with it.
+largest ``I(z_i; s_j)``: plug-in estimates on the codes cut into ``num_bins``
+equal-width bins per dimension (disentanglement_lib's histogram estimator).
+MIG lies in ``[0, 1]``: 1 when one dimension determines ``s_j`` and no other
+shares any information with it.
 """
 
 from __future__ import annotations
@@ -23,21 +22,13 @@ from cmi_jax.metrics import _common
 
 
 def compute_mig(codes, factors, *, num_bins: int = 20) -> dict[str, float]:
-  """Mutual Information Gap of a representation.
-
-  Args:
-    codes: float ``[N, D]`` codes, D >= 2 (the gap needs two dimensions).
-    factors: int ``[N, K]`` factor labels, each column with >= 2 values.
-    num_bins: equal-width bins per code dimension for the histogram estimate
-      of ``I(z_i; s_j)``.
+  """MIG of float ``codes [N, D >= 2]`` for int ``factors [N, K]``.
 
   Returns:
-    ``{'mig': mean gap in [0, 1], 'mig_factor_<j>': MIG_j for each factor}``
-    (unitless: nats / nats).
+    ``{'mig': MIG, 'mig_factor_<j>': MIG_j for each factor}`` (nats / nats).
 
   Raises:
-    ValueError: on malformed inputs (see ``_common.check_codes_and_factors``),
-      ``D < 2`` or ``num_bins < 2``.
+    ValueError: for malformed inputs; the message names the fix.
   """
   codes, factors = _common.check_codes_and_factors(codes, factors)
   num_bins = _common.check_positive_int(num_bins, 'num_bins', minimum=2)

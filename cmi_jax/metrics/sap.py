@@ -12,20 +12,15 @@ the gap between the best and the second best dimension:
 
 Two definitions (``variant``):
 
-* ``'dlib'`` (default): disentanglement_lib's, which the paper's metric code
-  ports and published SAP numbers use: ``LinearSVC(C=0.01,
-  class_weight='balanced')`` on the raw code, ``S_ij`` the plain accuracy.
-  It depends on the scale of the code: with ``C = 0.01`` the penalty
-  dominates for small codes, so ``codes * 0.01`` changes the score.
+* ``'dlib'`` (default): disentanglement_lib's, as in published SAP numbers:
+  ``LinearSVC(C=0.01, class_weight='balanced')`` on the raw code, ``S_ij`` the
+  plain accuracy. The penalty dominates for small codes, so ``codes * 0.01``
+  changes the score.
 * ``'scale_free'``: each dimension standardised with its train mean and std,
   ``C = 1``, ``S_ij`` the balanced accuracy (mean per-class recall). Chance is
   then ``1/V_j`` whatever the class frequencies, so a constant or pure-noise
   code scores ~0, and a perfect one-dimension-per-factor code scores
-  ``1 - 1/V_j`` per factor (0.5 for binary attributes). Not comparable with
-  published numbers.
-
-In both, a dimension that is constant on the train rows predicts the
-majority class.
+  ``1 - 1/V_j`` per factor (0.5 for binary attributes).
 """
 
 from __future__ import annotations
@@ -52,19 +47,9 @@ _DEFAULT_C = {'dlib': 0.01, 'scale_free': 1.0}
 def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
                      codes_test: np.ndarray, factors_test: np.ndarray, *,
                      C: float, variant: str = 'dlib') -> np.ndarray:
-  """``S [D, K]``: test accuracy of factor j from code dimension i.
+  """``S [D, K]`` in [0, 1]: test accuracy of factor j from code dimension i.
 
-  Args:
-    codes_train: float ``[Ntr, D]``.
-    factors_train: int ``[Ntr, K]``.
-    codes_test: float ``[Nte, D]``.
-    factors_test: int ``[Nte, K]``.
-    C: inverse regularisation strength of ``sklearn.svm.LinearSVC``.
-    variant: ``'dlib'`` (raw codes, plain accuracy) or ``'scale_free'``
-      (standardised codes, balanced accuracy); see the module docstring.
-
-  Returns:
-    float64 ``[D, K]`` in [0, 1].
+  A dimension constant on the train rows predicts the majority class.
   """
   std = codes_train.std(axis=0)
   if variant == 'scale_free':
@@ -88,8 +73,7 @@ def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
       else:
         clf = svm.LinearSVC(C=C, class_weight='balanced')
         with warnings.catch_warnings():
-          # A 1-D feature that cannot separate the classes converges slowly;
-          # the fit is still the best linear rule, which is what S measures.
+          # Inseparable 1-D classes converge slowly; S wants the fit anyway.
           warnings.simplefilter('ignore', sk_exceptions.ConvergenceWarning)
           clf.fit(z_train[:, i:i + 1], y_train)
         pred = clf.predict(z_test[:, i:i + 1])
@@ -100,26 +84,20 @@ def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
 def compute_sap(codes, factors, *, test_fraction: float = 0.25,
                 C: float | None = None, variant: str = 'dlib',
                 seed: _common.Seed = 0) -> dict[str, float]:
-  """SAP score of a representation.
+  """SAP score of float ``codes [N, D >= 2]`` for int ``factors [N, K]``.
 
   Args:
-    codes: float ``[N, D]`` codes, D >= 2.
-    factors: int ``[N, K]`` factor labels, each column with >= 2 values.
     test_fraction: share of rows held out to score the classifiers.
-    C: inverse regularisation of the one-feature linear SVMs; default 0.01
-      for ``'dlib'`` (disentanglement_lib's) and 1 for ``'scale_free'`` (a
-      single standardised feature needs no shrinkage; 0.01 there flattens the
-      one-vs-rest lines so much that even a perfect code cannot single out
-      the middle values of a factor with more than two values).
-    variant: ``'dlib'`` or ``'scale_free'`` (module docstring).
+    C: SVM inverse regularisation, by default the variant's (for
+      ``'scale_free'``, 0.01 would flatten the one-vs-rest lines so that even
+      a perfect code could not single out a factor's middle values).
     seed: int or ``numpy.random.Generator`` fixing the split.
 
   Returns:
-    ``{'sap': mean top-two gap in [0, 1]}`` (difference of accuracies).
+    ``{'sap': SAP in [0, 1]}``.
 
   Raises:
-    ValueError: on malformed inputs, ``D < 2``, ``C <= 0`` or an unknown
-      variant.
+    ValueError: for malformed inputs; the message names the fix.
   """
   if variant not in VARIANTS:
     raise ValueError(f'variant must be one of {VARIANTS}; got {variant!r}.')
@@ -131,8 +109,7 @@ def compute_sap(codes, factors, *, test_fraction: float = 0.25,
         f'D >= 2 columns; got D = {codes.shape[1]}.')
   if not C > 0:
     raise ValueError(f'C must be > 0; got {C}.')
-  rng = _common.as_generator(seed)
-  train, test = _common.split_indices(codes.shape[0], test_fraction, rng)
+  _, train, test = _common.seeded_split(codes.shape[0], test_fraction, seed)
   scores = sap_score_matrix(codes[train], factors[train], codes[test],
                             factors[test], C=C, variant=variant)
   top_two = -np.sort(-scores, axis=0)[:2]

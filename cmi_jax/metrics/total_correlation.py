@@ -19,17 +19,8 @@ from cmi_jax.metrics import _common
 
 
 def gaussian_total_correlation(cov) -> float:
-  """``0.5 * (sum_i log cov_ii - log det cov)`` in nats.
-
-  Args:
-    cov: symmetric positive semi-definite ``[D, D]`` with a positive diagonal.
-
-  Returns:
-    TC >= 0; ``inf`` when ``cov`` is singular.
-  """
-  cov = np.asarray(cov, dtype=np.float64)
-  if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-    raise ValueError(f'cov must be a square [D, D] matrix; got {cov.shape}.')
+  """TC in nats of a PSD ``cov [D, D]`` with a positive diagonal."""
+  cov = _common.check_cov(cov)
   diag = np.diag(cov)
   if np.any(diag <= 0):
     raise ValueError(
@@ -45,22 +36,15 @@ def gaussian_total_correlation(cov) -> float:
 
 
 def compute_total_correlation(codes) -> dict[str, float]:
-  """Gaussian total correlation of a representation.
+  """``{'gaussian_total_correlation': TC}`` of float ``codes [N >= 2, D]``.
 
-  Constant code dimensions are dropped: a constant is independent of
-  everything and adds nothing to the TC (and would make ``log Sigma_ii``
-  undefined). All-constant or one-dimensional codes give 0.
-
-  Args:
-    codes: float ``[N, D]`` codes, N >= 2.
-
-  Returns:
-    ``{'gaussian_total_correlation': TC in nats, >= 0, possibly inf}``.
+  Constant dimensions are dropped: they add nothing to the TC and would make
+  ``log Sigma_ii`` undefined. Fewer than two others give 0.
 
   Raises:
-    ValueError: on malformed codes or N < 2.
+    ValueError: for malformed codes; the message names the fix.
   """
-  codes = _common.check_codes(codes, min_rows=2)  # for a covariance
+  codes = _common.check_codes(codes, min_rows=2)
   active = _common.active_dims(codes)
   if active.sum() < 2:
     return {'gaussian_total_correlation': 0.0}

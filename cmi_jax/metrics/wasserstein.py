@@ -1,6 +1,5 @@
-"""Gaussian Wasserstein correlation of the codes (unsupervised; the
-"gaussian_wasserstein_correlation" of disentanglement_lib's unsupervised
-scores).
+"""Gaussian Wasserstein correlation of the codes (an unsupervised score of
+disentanglement_lib).
 
 Fit ``N(mu, Sigma)`` to the codes and measure the squared 2-Wasserstein
 distance to the product of its marginals ``N(mu, Delta)``,
@@ -9,9 +8,7 @@ distance to the product of its marginals ``N(mu, Delta)``,
     W2^2 = tr Sigma + tr Delta - 2 tr (Delta^{1/2} Sigma Delta^{1/2})^{1/2}
          = 2 tr Sigma - 2 sum_i sqrt(lambda_i(Delta^{1/2} Sigma Delta^{1/2})),
 
-using ``tr Delta = tr Sigma``. Units: squared code units. It is 0 iff Sigma is
-diagonal. The normalised score divides by ``tr Sigma`` (scale-free, in
-[0, 2)).
+using ``tr Delta = tr Sigma``, in squared code units; 0 iff Sigma is diagonal.
 """
 
 from __future__ import annotations
@@ -22,17 +19,8 @@ from cmi_jax.metrics import _common
 
 
 def gaussian_wasserstein_correlation(cov) -> float:
-  """``W2^2(N(0, cov), N(0, diag cov))`` in squared code units.
-
-  Args:
-    cov: symmetric positive semi-definite ``[D, D]``.
-
-  Returns:
-    A value >= 0.
-  """
-  cov = np.asarray(cov, dtype=np.float64)
-  if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-    raise ValueError(f'cov must be a square [D, D] matrix; got {cov.shape}.')
+  """``W2^2(N(0, cov), N(0, diag cov)) >= 0`` of a PSD ``cov [D, D]``."""
+  cov = _common.check_cov(cov)
   root_diag = np.sqrt(np.clip(np.diag(cov), 0.0, None))
   # Delta^{1/2} Sigma Delta^{1/2} is symmetric PSD: eigvalsh is exact and
   # stable, unlike a general matrix square root of Sigma Delta.
@@ -42,20 +30,17 @@ def gaussian_wasserstein_correlation(cov) -> float:
 
 
 def compute_wasserstein_correlation(codes) -> dict[str, float]:
-  """Gaussian Wasserstein correlation of a representation.
-
-  Args:
-    codes: float ``[N, D]`` codes, N >= 2.
+  """Gaussian Wasserstein correlation of float ``codes [N >= 2, D]``.
 
   Returns:
-    ``{'gaussian_wasserstein_correlation': W2^2 (squared code units),
-    'gaussian_wasserstein_correlation_norm': W2^2 / tr Sigma (unitless; 0 for
-    constant codes)}``.
+    ``{'gaussian_wasserstein_correlation': W2^2,
+    'gaussian_wasserstein_correlation_norm': W2^2 / tr Sigma in [0, 2) (0
+    for constant codes)}``.
 
   Raises:
-    ValueError: on malformed codes or N < 2.
+    ValueError: for malformed codes; the message names the fix.
   """
-  codes = _common.check_codes(codes, min_rows=2)  # for a covariance
+  codes = _common.check_codes(codes, min_rows=2)
   cov = np.atleast_2d(np.cov(codes, rowvar=False))
   value = gaussian_wasserstein_correlation(cov)
   trace = np.trace(cov)

@@ -1,1 +1,1 @@
-"""Toy models of the paper's theory section, solved in closed form (NumPy, float64)."""
+"""The paper's theory toys: closed-form regression, learned classification."""

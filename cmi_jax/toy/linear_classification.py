@@ -1,95 +1,42 @@
-r"""Learned linear classification under correlation shift (the paper's 2nd theory toy).
+r"""Learned linear classification under correlation shift (2nd theory toy).
 
-Generative model (``K`` binary attributes, ``N`` samples, one fixed full batch):
+Generative model (``K`` binary attributes, ``N`` samples, one fixed full
+batch):
 
 * attributes ``a in {-1, +1}^K`` drawn from
   :func:`cmi_jax.data.correlation.joint_table` ``(c, K)`` (label 0 <-> ``-1``,
   label 1 <-> ``+1``): for ``c >= 0`` a mixture of the uniform table and the
   two all-equal combinations, so every pair of attributes has correlation
-  ``c``; for ``K = 2`` also ``c < 0`` (anti-correlated);
+  ``c``; for ``K = 2`` also ``c < 0``;
 * noise ``eps ~ N(0, sigma^2 I_K)``; the *noise level* is the variance
-  ``sigma^2`` (as in the paper's sweep ``logspace(-2, 2, 10)`` and the
-  reference code, which scales unit normals by ``sqrt(noise_level)``);
-* inputs ``x = A [a; eps]`` with ``A = [I_K  I_K]`` (:func:`mixing_matrix`),
-  i.e. ``x = a + eps`` in R^K.
+  ``sigma^2`` (the paper sweeps ``logspace(-2, 2, 10)``; the reference code
+  scales unit normals by ``sqrt(noise_level)``);
+* inputs ``x = A [a; eps] = a + eps`` with ``A = [I_K  I_K]``.
 
-Model: a linear encoder ``z = W x`` (``W`` ``[K, K]``, no bias, initialised
-to the identity as in the reference code) and one scalar readout per latent
-dimension, ``logit_k = r_k z_k`` (``r`` ``[K]``, initialised to 0.5); the
-latent subspaces are ``(1,) * K``. Head ``k`` hands the engine the 2-class
-logits ``[0, r_k z_k]``, whose softmax cross-entropy is the binary
-cross-entropy of ``sigmoid(r_k z_k)`` against ``a_k = +1``.
+Model: ``z = W x`` (:class:`LinearEncoder`) and ``logit_k = r_k z_k``
+(:class:`ScalarReadoutHeads`); the latent subspaces are ``(1,) * K``.
+Objectives: ``base`` (classification only); ``mi``: + ``lambda`` x the
+unconditional adversarial MI loss (``z`` against ``z`` with every dimension
+permuted); ``cmi``: + ``lambda`` x ``sum_k I(z_k; z_-k | a_k)`` (one
+discriminator per attribute, fakes permuted within the rows of equal
+``a_k``).
 
-Objectives (all through :func:`cmi_jax.train.make_trainer` and the engine's
-simultaneous step):
+PacGAN: as in the paper, a discriminator judges *packs* of ``P = 50``
+samples concatenated into one input ``[P * width]`` (softplus MLP
+``128 -> 128 -> 1``): one pair ``(z_1, z_2)`` says almost nothing about
+dependence at high noise, while 50 reveal a correlation. Every row gets its
+pack's logit, so a class's mean BCE over rows is the mean over its packs
+(each counted once per row it holds). :class:`PacAdversary` groups the rows
+by class first, so a pack samples ``p(z | a_k = c)`` (except at most one per
+class boundary); real and fake batches share the labels, hence the packing.
+:class:`FullBatchDataset` re-indexes the batch every step, else the
+discriminator could memorise the fixed packs (the reference re-shuffles).
 
-* ``base``: classification only;
-* ``mi``: + ``lambda`` x the unconditional adversarial MI loss (one
-  discriminator telling ``z`` from ``z`` with every dimension permuted);
-* ``cmi``: + ``lambda`` x the conditional adversarial loss
-  ``sum_k I(z_k; z_-k | a_k)`` (one discriminator per attribute, fakes
-  permuted inside the rows with the same ``a_k``).
-
-PacGAN discriminators (:class:`PacAdversary`, :class:`PacUnconditionalAdversary`):
-as in the paper, a discriminator judges *packs* of ``P = 50`` samples
-concatenated into one input ``[P * width]``, through a softplus MLP
-``128 -> 128 -> 1``. A single pair ``(z_1, z_2)`` says almost nothing about
-dependence at high noise, while 50 of them reveal a correlation; packing is
-what makes the adversary sensitive enough. The engine scores *rows*
-(``adversary(k, inputs [B, D + C]) -> logits [B]``), so a Pac module
-
-1. orders the rows by their class (read off the one-hot columns; a stable
-   counting sort, so rows of one class keep their batch order);
-2. cuts the ordered rows into ``B / P`` consecutive packs; because the rows
-   are grouped by class, every pack is class-pure except at most one per
-   class boundary (``C - 1`` packs), so a pack is a sample of
-   ``p(z | a_k = c)``, the distribution the conditional loss compares;
-3. scores each pack with the MLP and gives every row its pack's logit, in the
-   original row order.
-
-The losses average a per-row BCE inside each class; with per-row = per-pack
-logits this is the mean BCE over the class's packs (each pack counted once
-per row it holds). Real and fake batches share the labels, hence the same
-packing, so a pack of real rows is compared with the fakes of the same rows.
-The unconditional module packs consecutive rows (no labels). Packs would be
-the same sets of rows at every step for a fixed batch, letting the
-discriminator memorise the 200 real packs; :class:`FullBatchDataset`
-therefore re-indexes the fixed full batch at random every step (the
-reference re-shuffles before stacking for the same reason). Row order does
-not change the classification loss.
-
-Differences from the reference code: it trains one discriminator per
-(attribute, class) on the codes alone; here one per attribute sees the codes
-and the one-hot class, which is constant inside a class-pure pack, so it is
-the same family of classifiers with shared weights. In its default setting
-the reference trains the conditional model for a single step from ``W = I``;
-here every objective trains for the same number of steps from ``W = I``.
-
-Evaluation is in closed form (:func:`accuracy`): for a linear score the
-prediction of attribute ``k`` is right with probability
-``Phi(sign(r_k) a_k (W a)_k / (sigma ||W_k||))`` given ``a``; averaging over
-the ``2^K`` combinations of the joint table at any correlation gives the exact
-population accuracy (no sampling error). Reported per cell: accuracy at the
-training correlation, at correlation 0, and the min/max over a grid of test
-correlations (21 points in ``[-1, 1]`` for ``K = 2``, in ``[0, 1]`` for
-``K > 2``), each the mean over attributes.
-
-Optimisation (defaults of :class:`TrainConfig`): ``num_steps = 1000``
-full-batch steps of Adam. ``W``: ``base_lr = 1e-2`` for ``base``,
-``lr = 1e-3`` for ``mi`` and ``cmi`` (the minimax game is only stable with
-the encoder slower than the discriminators, ``d_lr = 5e-3``); readout
-``cls_lr = 3e-2``, one update per step; every learning rate drops 10x after
-step 500 (as in the reference; ``OptimConfig.decay_step``). ``lambda``: the engine's losses add the real
-and the fake BCE of every class (``2 log 2`` at chance, the paper's
-convention for its real-data experiments), while the reference's toy averages
-them, so the weights here are half the toy's: ``mi_weight = 5`` for ``mi``;
-``cmi`` sums ``2K`` class-conditional terms, so its ``lambda`` is
-``cmi_weight * 2 / K`` with ``cmi_weight = 1.25``, i.e. 10 per term averaged
-over real/fake (the reference's toy averages its ``2K`` conditional
-discriminators).
-The fake permutations are drawn once per step by the objective
-(:meth:`cmi_jax.objectives.Objective.fake_permutations`); this module adds no
-sort of its own (counting sorts and affine re-indexing instead).
+Unlike the reference code, one discriminator per attribute (not per
+attribute and class) sees the codes and the one-hot class, constant inside
+a class-pure pack: the same classifiers with shared weights; and every
+objective, ``cmi`` included, trains for the same number of steps from
+``W = I``. Learning rates and ``lambda``: :class:`TrainConfig`.
 
 Shapes: ``K`` attributes (= input and latent dimension), ``N`` samples,
 ``C`` cells of a sweep (vmapped), ``T`` test correlations.
@@ -123,22 +70,19 @@ _DATA_STREAM = 0
 _INIT_STREAM = 1
 
 
-# ----------------------------------------------------------------------------
-# Data.
-# ----------------------------------------------------------------------------
 def _check_num_attributes(num_attributes) -> int:
   return validate.integer(num_attributes, 'num_attributes', 2,
                           hint='One latent dimension per attribute.')
 
 
 def mixing_matrix(num_attributes: int) -> np.ndarray:
-  """The paper's ``A = [I_K  I_K]``, ``[K, 2K]``: ``x = A [a; eps] = a + eps``."""
+  """The paper's ``A = [I_K  I_K]``, ``[K, 2K]``: ``x = A [a; eps]``."""
   k = _check_num_attributes(num_attributes)
   return np.concatenate([np.eye(k), np.eye(k)], axis=1)
 
 
 def attribute_combinations(num_attributes: int) -> np.ndarray:
-  """All ``a in {-1, +1}^K`` as int ``[2^K, K]``, in the flat order of a joint table.
+  """All ``a in {-1, +1}^K`` as int ``[2^K, K]``.
 
   Row ``i`` is the combination of ``joint_table(c, K).ravel()[i]``
   (attribute 0 most significant, label 0 <-> ``-1``).
@@ -151,11 +95,8 @@ def sample_data(key: jax.Array, table: jax.Array, noise_var: jax.Array,
                 num_samples: int) -> tuple[jax.Array, jax.Array]:
   """Draws one training set; jit- and vmap-safe in ``table`` and ``noise_var``.
 
-  Args:
-    key: PRNG key.
-    table: float ``(2,) * K`` joint table of the attribute labels.
-    noise_var: scalar noise variance ``sigma^2``.
-    num_samples: ``N`` (static).
+  ``table`` is the float ``(2,) * K`` joint table of the labels, ``noise_var``
+  the scalar ``sigma^2`` and ``num_samples`` the static ``N``.
 
   Returns:
     ``(x, labels)``: float32 ``[N, K]`` inputs ``x = A [a; eps]`` and int32
@@ -177,7 +118,7 @@ MAX_SAMPLES = 2**16 - 1
 
 
 def _units_mod(n: int) -> np.ndarray:
-  """The multipliers ``m`` in ``[1, n)`` coprime to ``n`` (``n = 1``: ``[0]``)."""
+  """The ``m`` in ``[1, n)`` coprime to ``n`` (``n = 1``: ``[0]``)."""
   units = np.flatnonzero(np.gcd(np.arange(n), n) == 1)
   return units if units.size else np.zeros(1, np.int64)
 
@@ -186,20 +127,13 @@ def _units_mod(n: int) -> np.ndarray:
 class FullBatchDataset:
   """A fixed full batch, re-indexed at every step so the PacGAN packs change.
 
-  Implements :class:`cmi_jax.data.base.DeviceDataset` for
-  :meth:`cmi_jax.train.Trainer.train_epoch`. One *epoch* is ``num_steps``
+  A :class:`cmi_jax.data.base.DeviceDataset` whose *epoch* is ``num_steps``
   full-batch steps: the plan is a key, and step ``i`` sees row
   ``(m_i j + b_i) mod N`` in position ``j``, with ``b_i`` uniform and
   ``m_i`` uniform among the units mod ``N`` (so the map is a bijection),
-  both drawn from ``fold_in(plan, i)``.
-
-  Why not ``jax.random.permutation``: on CPU a sort of ``N = 10^4`` keys
-  costs milliseconds and would be the most expensive op of the ``base``
-  step. The rows are i.i.d. samples, so their stored order is already a
-  random order; what the packs need is only that the *sets* of rows packed
-  together change from step to step, which a random affine re-indexing gives
-  at O(N). The order only matters for the packs (see the module docstring):
-  every loss is a mean over all ``N`` rows.
+  both drawn from ``fold_in(plan, i)``. The rows are i.i.d., so the packs
+  only need the *sets* of rows packed together to change, which this O(N)
+  re-indexing gives without the sort of ``jax.random.permutation``.
 
   Attributes:
     x: float32 ``[N, K]``.
@@ -230,7 +164,7 @@ class FullBatchDataset:
     return {'image': self.x[order], 'labels': self.labels[order]}
 
   def order(self, plan: jax.Array, step: jax.Array) -> jax.Array:
-    """Row index of every position at ``step``, int32 ``[N]`` (a permutation)."""
+    """Row index of every position at ``step``, a permutation, int32 ``[N]``."""
     size = self.x.shape[0]
     if size > MAX_SAMPLES:
       raise ValueError(f'FullBatchDataset holds {size} rows; at most '
@@ -243,19 +177,15 @@ class FullBatchDataset:
     return ((mult * index + shift) % jnp.uint32(size)).astype(jnp.int32)
 
 
-# ----------------------------------------------------------------------------
-# Modules.
-# ----------------------------------------------------------------------------
 def _identity_init(key, shape, dtype=jnp.float32):
   del key
   return jnp.eye(*shape, dtype=dtype)
 
 
 class LinearEncoder(nn.Module):
-  """``z = W x`` without bias, ``[B, K] -> [B, latent_dim]``, ``W`` initialised to I.
+  """``z = W x`` without bias, ``[B, K] -> [B, latent_dim]``, ``W = I`` at init.
 
-  Flax stores ``kernel = W^T`` (``[K, latent_dim]``); :func:`encoder_matrix`
-  returns ``W``.
+  Flax stores ``kernel = W^T``; :func:`encoder_matrix` returns ``W``.
   """
   latent_dim: int
 
@@ -266,7 +196,7 @@ class LinearEncoder(nn.Module):
 
 
 def encoder_matrix(encoder_params: Any) -> jax.Array:
-  """``W`` ``[latent_dim, K]`` of :class:`LinearEncoder` parameters (``z = W x``)."""
+  """``W`` ``[latent_dim, K]`` of :class:`LinearEncoder` parameters."""
   return encoder_params['params']['linear']['kernel'].T
 
 
@@ -301,17 +231,11 @@ def readout_vector(heads_params: Any) -> jax.Array:
 
 def stable_class_order(classes: jax.Array, num_buckets: int
                        ) -> tuple[jax.Array, jax.Array]:
-  """A stable counting sort of small integer keys, O(B * num_buckets), no sort.
+  """A stable counting sort of int ``classes`` ``[B]`` in ``[0, num_buckets)``.
 
-  Args:
-    classes: int ``[B]`` in ``[0, num_buckets)``.
-    num_buckets: number of distinct keys (static).
-
-  Returns:
-    ``(order, position)``: int32 ``[B]`` with ``classes[order]`` sorted
-    (ties in row order) and ``position[order[j]] = j`` (its inverse).
+  Returns ``(order, position)``, int32 ``[B]``: ``classes[order]`` is sorted
+  (ties in row order) and ``position[order[j]] = j``.
   """
-  # The engine's counting sort (its extra bucket -1 stays empty here).
   position = shuffle.group_positions(classes, num_buckets)
   size = classes.shape[0]
   order = jnp.zeros(size, jnp.int32).at[position].set(
@@ -346,18 +270,15 @@ def _pack_logits(net: nn.Module, inputs: jax.Array,
 class PacAdversary(nn.Module):
   """Conditional PacGAN discriminators: ``(k, [B, D + C_k]) -> logits [B]``.
 
-  Drop-in for :class:`cmi_jax.models.Adversary`. Rows are grouped by the
-  class in their one-hot columns (rows whose one-hot is all zero, i.e. a
-  missing label, go last), cut into packs of ``pack_size`` and scored by
-  discriminator ``k``, an MLP ``hidden -> 1``; each row gets its pack's
-  logit. See the module docstring for why.
+  Drop-in for :class:`cmi_jax.models.Adversary`. Rows are stably grouped by
+  the class in their one-hot columns (an all-zero one-hot, a missing label,
+  goes last), cut into packs of ``pack_size`` and scored by discriminator
+  ``k``, an MLP ``hidden -> 1``; each row gets its pack's logit.
 
   Attributes:
     num_attributes: K (one discriminator each).
     latent_dim: D; the columns after the first D are the one-hot label.
     pack_size: rows per pack ``P`` (the batch must be divisible by it).
-    hidden: hidden widths.
-    activation: between the dense layers.
   """
   num_attributes: int
   latent_dim: int
@@ -385,7 +306,7 @@ class PacAdversary(nn.Module):
     return _pack_logits(self.nets[k], inputs, order, self.pack_size)
 
   def init_all(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
-    """Runs every discriminator once (``inputs[k]`` for ``k``); used by ``init``."""
+    """Runs discriminator ``k`` on ``inputs[k]`` for every ``k`` (``init``)."""
     return tuple(self(k, x) for k, x in enumerate(inputs))
 
 
@@ -393,8 +314,7 @@ class PacUnconditionalAdversary(nn.Module):
   """Unconditional PacGAN discriminator: ``z [B, D] -> logits [B]``.
 
   Drop-in for :class:`cmi_jax.models.UnconditionalAdversary`: consecutive
-  rows form packs of ``pack_size`` (the batch order is random, see
-  :class:`FullBatchDataset`), scored by an MLP ``hidden -> 1``.
+  rows form packs of ``pack_size``, scored by an MLP ``hidden -> 1``.
   """
   pack_size: int = PACK_SIZE
   hidden: Sequence[int] = (128, 128)
@@ -411,33 +331,32 @@ class PacUnconditionalAdversary(nn.Module):
     return _pack_logits(net, inputs, None, self.pack_size)
 
 
-# ----------------------------------------------------------------------------
-# Training.
-# ----------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Optimisation of one cell (same for every objective except ``lambda``).
 
   Attributes:
-    num_steps: full-batch steps, a multiple of ``num_snapshots``; the
-      learning rates drop at half time (:func:`decay_step`).
-    base_lr: Adam learning rate of ``W`` for ``base``; classification alone
-      is a smooth, nearly convex problem that tolerates large steps.
-    lr: Adam learning rate of ``W`` for ``mi`` and ``cmi``; a minimax game,
-      stable only when the encoder moves slower than the discriminators.
+    num_steps: full-batch steps, a multiple of ``num_snapshots``.
+    base_lr: Adam learning rate of ``W`` for ``base`` (a nearly convex
+      problem that tolerates large steps).
+    lr: Adam learning rate of ``W`` for ``mi`` and ``cmi``; the minimax game
+      is stable only with the encoder slower than the discriminators.
     cls_lr: Adam learning rate of the readout ``r``.
     d_lr: Adam learning rate of the discriminators.
     num_cls_steps: readout updates per step.
-    lr_decay: factor applied to every learning rate after ``num_steps // 2``.
-    mi_weight: ``lambda`` of the ``mi`` objective, on the engine's summed
-      real + fake scale (half the reference toy's averaged-loss weight).
-    cmi_weight: ``lambda`` of ``cmi`` for K = 2; scaled by ``2 / K``
-      (:meth:`disentangle_weight`) since the loss sums ``2K`` class terms.
+    lr_decay: factor on every learning rate after :func:`decay_step`.
+    mi_weight: ``lambda`` of ``mi``. The engine adds the real and the fake
+      BCE of every class (``2 log 2`` at chance) where the reference toy
+      averages them, so this is half the toy's weight (10).
+    cmi_weight: ``lambda`` of ``cmi`` for K = 2, scaled by ``2 / K``
+      (:meth:`disentangle_weight`): the loss sums ``2K`` class terms where
+      the toy averages its ``2K`` discriminators (weight 10, real/fake
+      averaged).
     pack_size: samples per discriminator input (PacGAN).
     hidden: discriminator hidden widths.
     tail: the last ``tail`` steps over which the final losses are averaged.
-    num_snapshots: how many times ``W`` and ``r`` are recorded, evenly
-      spaced (>= 2), to judge convergence.
+    num_snapshots: how many times (>= 2, evenly spaced) ``W`` and ``r``
+      are recorded, to judge convergence.
   """
   num_steps: int = 1000
   base_lr: float = 1e-2
@@ -497,11 +416,7 @@ def _check_objective(objective: str) -> str:
 def make_classification_trainer(objective: str, num_attributes: int,
                                 config: TrainConfig = TrainConfig()
                                 ) -> train.Trainer:
-  """The engine's :class:`~cmi_jax.train.Trainer` for this toy.
-
-  Linear encoder, scalar readouts, subspaces ``(1,) * K``, binary attributes,
-  and the PacGAN discriminators for ``mi`` / ``cmi``.
-  """
+  """:class:`~cmi_jax.train.Trainer` for this toy and ``objective``."""
   _check_objective(objective)
   k = _check_num_attributes(num_attributes)
   adversary = None
@@ -522,13 +437,13 @@ def make_classification_trainer(objective: str, num_attributes: int,
 
 
 def snapshot_steps(config: TrainConfig) -> np.ndarray:
-  """The step counts at which :func:`train_cell` records ``W`` and ``r``, ``[S]``."""
+  """The steps at which :func:`train_cell` records ``W`` and ``r``, ``[S]``."""
   chunk = config.num_steps // config.num_snapshots
   return chunk * np.arange(1, config.num_snapshots + 1)
 
 
 def decay_step(config: TrainConfig) -> int:
-  """The step after which every learning rate is multiplied by ``lr_decay``."""
+  """The step (half time) after which learning rates drop by ``lr_decay``."""
   chunk = config.num_steps // config.num_snapshots
   return chunk * (config.num_snapshots // 2)
 
@@ -539,23 +454,14 @@ def train_cell(trainer: train.Trainer, config: TrainConfig, key: jax.Array,
                ) -> dict[str, jax.Array]:
   """Samples one training set and trains one model on it; pure, vmappable.
 
-  A ``lax.scan`` over ``num_snapshots`` chunks, each one
-  :meth:`~cmi_jax.train.Trainer.train_epoch` of ``num_steps / num_snapshots``
-  engine steps followed by a snapshot of ``W`` and ``r``; every learning rate
-  is multiplied by ``lr_decay`` once, after :func:`decay_step` (half time).
-  One scan body keeps a single copy of the step in the compiled program.
-
-  Args:
-    trainer: from :func:`make_classification_trainer`.
-    config: the optimisation settings.
-    key: raw uint32 ``[2]`` key of the cell; the data come from
-      ``fold_in(key, 0)``, the parameters and the training randomness from
-      ``fold_in(key, 1)``, so two objectives given the same key train on the
-      same sample.
-    table: ``(2,) * K`` training joint table.
-    noise_var: scalar ``sigma^2``.
-    disentangle_weight: scalar ``lambda``.
-    num_samples: ``N`` (static, divisible by ``pack_size``).
+  A ``lax.scan`` (one copy of the step in the compiled program) over
+  ``num_snapshots`` chunks of ``num_steps / num_snapshots`` engine steps,
+  each followed by a snapshot of ``W`` and ``r``. ``key`` is the cell's raw
+  uint32 ``[2]`` key: the data come from ``fold_in(key, 0)``, the parameters
+  and training randomness from ``fold_in(key, 1)``, so objectives given the
+  same key train on the same sample. ``table`` is the ``(2,) * K`` training
+  joint table, ``noise_var`` and ``disentangle_weight`` the scalars
+  ``sigma^2`` and ``lambda``, ``num_samples`` the static ``N``.
 
   Returns:
     dict of ``W`` ``[K, K]``, ``readout`` ``[K]``, ``W_history``
@@ -605,18 +511,14 @@ def train_cell(trainer: train.Trainer, config: TrainConfig, key: jax.Array,
   return out
 
 
-# XLA options of ``fast_compile``: about half the compile time of the
-# default pipeline, and steps about 2-3x slower; for smoke tests.
+# XLA options of ``fast_compile`` (smoke tests: faster compile, slower steps).
 _FAST_COMPILE_OPTIONS = (('xla_backend_optimization_level', 0),)
 
 
 @functools.lru_cache(maxsize=16)
 def _compiled_sweep(objective: str, num_attributes: int, config: TrainConfig,
                     num_samples: int, num_cells: int, fast_compile: bool):
-  """The vmapped training of ``num_cells`` cells, compiled ahead of time.
-
-  Cached per setting, so repeated sweeps (and tests) compile once.
-  """
+  """The vmapped training of ``num_cells`` cells, compiled once per setting."""
   trainer = make_classification_trainer(objective, num_attributes, config)
   cell = functools.partial(train_cell, trainer, config,
                            num_samples=num_samples)
@@ -638,16 +540,10 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
                 fast_compile: bool = False) -> dict[str, np.ndarray]:
   """Trains ``C`` independent cells of one objective in one compiled call.
 
-  Args:
-    objective: one of :data:`OBJECTIVES`.
-    num_attributes: K.
-    keys: uint32 ``[C, 2]`` raw keys, one per cell.
-    train_corrs: ``C`` training correlations.
-    noise_vars: ``C`` noise variances (> 0).
-    config: optimisation settings.
-    num_samples: N, divisible by ``config.pack_size``.
-    fast_compile: compile with XLA's backend optimisation level 0 (half the
-      compile time, slower steps): for smoke runs and tests.
+  ``keys`` are uint32 ``[C, 2]`` raw keys, with ``C`` training correlations
+  and ``C`` noise variances (> 0); ``num_samples`` is divisible by
+  ``config.pack_size``; ``fast_compile`` compiles with XLA's backend
+  optimisation level 0, for smoke runs and tests.
 
   Returns:
     The dict of :func:`train_cell` with a leading ``[C]`` axis, as NumPy.
@@ -695,11 +591,8 @@ def _check_num_samples(num_samples: int, pack_size: int) -> None:
         f'samples) and at most {MAX_SAMPLES}; got {num_samples!r}.')
 
 
-# ----------------------------------------------------------------------------
-# Closed-form evaluation.
-# ----------------------------------------------------------------------------
 def evaluation_correlations(num_attributes: int, num: int = 21) -> np.ndarray:
-  """The evaluation grid: ``linspace(-1, 1, num)`` for K = 2, ``(0, 1)`` for K > 2."""
+  """Test correlations ``linspace(-1 (K = 2) or 0 (K > 2), 1, num)``."""
   k = _check_num_attributes(num_attributes)
   if int(num) < 2:
     raise ValueError(f'need at least 2 test correlations; got {num}.')
@@ -718,16 +611,9 @@ def accuracy(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
   is identically 0 (``r_k = 0`` or ``W_k = 0``) predicts class 0 (``-1``),
   as the engine's argmax does.
 
-  Args:
-    encoder: ``W`` ``[K, K]``.
-    readout: ``r`` ``[K]``.
-    noise_var: ``sigma^2 > 0``.
-    corrs: a test correlation or ``T`` of them.
-    per_attribute: return ``[T, K]`` instead of the mean over attributes.
-
-  Returns:
-    float64 ``[T]`` (or ``[T, K]``; a scalar axis is dropped for scalar
-    ``corrs``), accuracies in [0, 1].
+  Takes ``W`` ``[K, K]``, ``r`` ``[K]``, ``sigma^2 > 0`` and a test
+  correlation or ``T`` of them; returns float64 accuracies in [0, 1], ``[T]``
+  or, if ``per_attribute``, ``[T, K]`` (no ``T`` axis for scalar ``corrs``).
   """
   encoder = np.asarray(encoder, np.float64)
   readout = np.asarray(readout, np.float64)
@@ -748,7 +634,6 @@ def accuracy(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
   margin = sign * combos * (combos @ encoder.T) / (
       np.sqrt(noise_var) * safe_norm)  # [M, K]
   correct = scipy.special.ndtr(margin)
-  # A zero score is argmax class 0: right exactly when a_k = -1.
   correct = np.where(degenerate, (combos < 0).astype(np.float64), correct)
   result = probs @ correct  # [T, K]
   if not per_attribute:
@@ -758,7 +643,7 @@ def accuracy(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
 
 def evaluate(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
              train_corr: float, test_corrs: np.ndarray) -> dict[str, float]:
-  """The reported accuracies of one trained model (closed form, mean over attributes).
+  """The reported accuracies of one model (:func:`accuracy`, attribute mean).
 
   Returns:
     dict with ``train_accuracy`` (at ``train_corr``), ``uncorrelated_accuracy``
@@ -777,11 +662,8 @@ def evaluate(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
   }
 
 
-# ----------------------------------------------------------------------------
-# Sweeps.
-# ----------------------------------------------------------------------------
 def cell_keys(seed: int, num_cells: int) -> jax.Array:
-  """Raw keys ``[num_cells, 2]``: cell ``i`` gets ``fold_in(PRNGKey(seed), i)``."""
+  """Raw keys ``[num_cells, 2]``, cell ``i``'s ``fold_in(PRNGKey(seed), i)``."""
   base = jax.random.PRNGKey(int(seed))
   return jax.vmap(lambda i: jax.random.fold_in(base, i))(
       jnp.arange(num_cells, dtype=jnp.uint32))
@@ -794,11 +676,8 @@ def check_sweep(num_attributes: int, noise_vars: Sequence[float],
                 ) -> tuple[int, np.ndarray, np.ndarray, tuple[str, ...]]:
   """Validates the arguments of :func:`sweep` before anything is compiled.
 
-  Returns:
-    ``(K, noise_vars, train_corrs, objectives)`` normalised.
-
-  Raises:
-    ValueError: naming the first bad argument and the fix.
+  Returns ``(K, noise_vars, train_corrs, objectives)`` normalised; raises
+  ``ValueError`` naming the first bad argument and the fix.
   """
   k = _check_num_attributes(num_attributes)
   objectives = tuple(objectives)
@@ -828,10 +707,9 @@ def sweep(num_attributes: int, noise_vars: Sequence[float],
           config: TrainConfig = TrainConfig(), num_samples: int = 10_000,
           num_test_corrs: int = 21,
           fast_compile: bool = False) -> list[dict[str, Any]]:
-  """Trains and evaluates every (objective, train correlation, noise, seed) cell.
+  """Trains and evaluates every (objective, train corr, noise, seed) cell.
 
-  Each objective is one compiled call vmapped over all
-  ``len(train_corrs) * len(noise_vars) * num_seeds`` cells. Cell ``i`` (in
+  Each objective is one compiled call vmapped over all cells. Cell ``i`` (in
   the row-major order correlation, noise, seed) uses the key
   ``fold_in(PRNGKey(seed), i)`` for every objective, so the objectives see
   identical training sets. ``fast_compile``: see :func:`train_cells`.

@@ -1,52 +1,32 @@
 r"""Linear-Gaussian regression under correlation shift, in closed form.
 
-The paper's first theory experiment (Table 1, Figures 2 and 3), for any number
-of attributes K >= 2.
+The paper's first theory experiment (Table 1, Figures 2 and 3), for K >= 2
+attributes. All variables are zero-mean Gaussian:
 
-Model (all variables zero-mean Gaussian):
-
-* attributes ``s ~ N(0, Sigma_s)`` in R^K; :func:`attribute_covariance` gives
-  the paper's ``Sigma_s(c) = (1 - c) I + c 11^T`` (unit variances, every pair
-  correlated by ``c``), any symmetric positive-definite ``Sigma_s`` is allowed;
+* attributes ``s ~ N(0, Sigma_s)`` in R^K (the paper's ``Sigma_s(c)`` is
+  :func:`attribute_covariance`; any symmetric positive-definite one is
+  allowed);
 * noise ``eps ~ N(0, sigma^2 I_K)``, independent of ``s``;
-* inputs ``x = A [s; eps]`` in R^D with a mixing matrix ``A`` of shape
-  ``[D, 2K]``; the default ``A = [I I]`` gives ``x = s + eps``;
+* inputs ``x = A [s; eps]`` in R^D, mixing ``A`` ``[D, 2K]``, default
+  ``[I I]`` (``x = s + eps``);
 * latents ``z = W x`` (encoder ``W``, ``[L, D]``) and predictions
-  ``s_hat = R z`` (readout ``R``, ``[K, L]``). A *split* readout has ``L = K``
-  and ``R = diag(r)``: latent ``z_k`` is read by head ``k`` only.
+  ``s_hat = R z`` (readout ``R``, ``[K, L]``). A *split* readout has
+  ``L = K`` and ``R = diag(r)``: latent ``z_k`` is read by head ``k`` only.
 
-Every quantity follows from the joint covariance of ``u = [s; eps]``,
-``Sigma_u = blockdiag(Sigma_s, sigma^2 I)``:
+With ``Sigma_u = Cov([s; eps]) = blockdiag(Sigma_s, sigma^2 I)`` and the
+linear predictor ``s_hat = M x`` (``M = R W``):
 
   Cov(x) = A Sigma_u A^T,   Cov(x, s) = A Sigma_u [I; 0],
   E (s - M x)(s - M x)^T = Sigma_s - M Cov(x, s) - Cov(s, x) M^T + M Cov(x) M^T
 
-for the linear predictor ``s_hat = M x`` (``M = R W``). Nothing is sampled
-except in :func:`sample` and :func:`prediction_scatter` (figures, tests).
+Units: MSEs are in squared attribute units and, as in the paper, *summed*
+over the K attributes: ``MSE = E||s - s_hat||^2``; ``*_mse_mean`` is
+``MSE / K``. The variance explained is ``1 - MSE / tr Sigma_s``.
 
-Units: MSEs are in squared attribute units and, as in the paper's Table 1
-and Figures 2-3 (and its reference code), *summed* over the K attributes:
-``MSE = E||s - s_hat||^2``. The per-attribute mean ``MSE / K`` (in ``[0, 1]``
-with unit attribute variances) is reported beside it as ``*_mse_mean``. The
-variance explained, ``1 - E||s - s_hat||^2 / tr Sigma_s``, is the same in
-both conventions.
-
-The compared solutions (all fitted at the training correlation):
-
-* ``regression``: the optimal full linear readout
-  ``M = Cov(s, x) Cov(x)^{-1}``;
-* ``mi0``: unconditional independence of the latents. ``I(z_k; z_-k) = 0``
-  for Gaussians iff ``Cov(z)`` is (block) diagonal. Rescaling a latent does
-  not change its split readout's MSE, so without loss of generality
-  ``Cov(z) = I``: ``W = Q_K Cov(x)^{-1/2}`` with ``Q_K`` the first K rows of
-  an orthogonal ``D x D`` matrix ``Q``. ``Q`` is chosen to minimise the
-  training MSE of the optimal split readout (:func:`best_rotation`);
-* ``cmi0``: conditional independence given the attributes. With ``A = [I I]``
-  ``W = I`` gives ``z_k = s_k + eps_k``, so ``z_k`` and ``z_-k`` are
-  independent given ``s`` (and given ``s_k`` alone), with the optimal split
-  readout ``r_k = Cov(s_k, z_k) / Var(z_k)``;
-* ``reference``: the full regression fitted at correlation 0, the best one can
-  do without any spurious correlation to exploit.
+The compared solutions (:data:`MODELS`), fitted at the training correlation:
+``regression`` (:func:`optimal_regression`), ``mi0`` (:func:`mi0_solution`),
+``cmi0`` (:func:`cmi0_solution`) and ``reference``
+(:func:`reference_solution`).
 
 Shapes: ``K`` attributes, ``D`` input dimensions, ``L`` latent dimensions,
 ``N`` samples; samples are rows (``[N, K]``, ``[N, D]``).
@@ -71,16 +51,12 @@ METRICS = ('train_mse', 'test_mse', 'train_mse_mean', 'test_mse_mean',
 _SINGULAR_RTOL = 1e-12
 
 
-# ----------------------------------------------------------------------------
-# The generative model.
-# ----------------------------------------------------------------------------
 def _check_num_attributes(num_attributes) -> int:
   return validate.integer(num_attributes, 'num_attributes', 2,
                           hint='One latent subspace per attribute.')
 
 
 def _check_corr(corr, num_attributes: int, name: str) -> float:
-  """``corr`` as a float if K equicorrelated attributes can have it."""
   corr = float(corr)
   if not math.isfinite(corr) or abs(corr) >= 1.0:
     raise ValueError(
@@ -99,21 +75,15 @@ def _check_corr(corr, num_attributes: int, name: str) -> float:
 def attribute_covariance(corr: float, num_attributes: int = 2) -> np.ndarray:
   r"""The paper's attribute covariance ``Sigma_s(c) = (1 - c) I + c 11^T``.
 
-  Unit variances, pairwise correlation ``c`` between every two attributes
-  (``[[1, c], [c, 1]]`` for K = 2). Its eigenvalues are ``1 + (K - 1) c``
-  (along ``1``) and ``1 - c`` (K - 1 times), so it is positive definite iff
-  ``-1 / (K - 1) < c < 1``.
-
-  Args:
-    corr: the pairwise correlation ``c`` (dimensionless).
-    num_attributes: K >= 2.
+  Unit variances, every pair correlated by ``c``. Its eigenvalues are
+  ``1 + (K - 1) c`` (along ``1``) and ``1 - c`` (K - 1 times), so it is
+  positive definite iff ``-1 / (K - 1) < c < 1``.
 
   Returns:
     float64 ``[K, K]``.
 
   Raises:
-    ValueError: if ``|c| >= 1`` (or not finite), or if ``c <= -1 / (K - 1)``
-      so that no K attributes can all be correlated by ``c``.
+    ValueError: if ``c`` is outside ``(-1 / (K - 1), 1)``.
   """
   num_attributes = _check_num_attributes(num_attributes)
   corr = _check_corr(corr, num_attributes, 'correlation')
@@ -139,9 +109,6 @@ def _check_positive_definite(matrix: np.ndarray, name: str, fix: str) -> None:
 @dataclasses.dataclass(frozen=True, eq=False)
 class LinearGaussianSetting:
   """One data distribution ``(Sigma_s, sigma^2, A)``; validated on creation.
-
-  Build it with :func:`make_setting` for the paper's equicorrelated
-  attributes, or directly for any ``Sigma_s`` / ``A``.
 
   Attributes:
     attribute_cov: ``Sigma_s``, float64 ``[K, K]``, symmetric positive
@@ -207,21 +174,15 @@ def make_setting(corr: float, noise_var: float, num_attributes: int = 2,
                  mixing: np.ndarray | None = None) -> LinearGaussianSetting:
   """The paper's setting: ``Sigma_s(c)``, noise ``sigma^2``, mixing ``A``.
 
-  Args:
-    corr: pairwise attribute correlation ``c`` in ``(-1/(K-1), 1)``.
-    noise_var: ``sigma^2 >= 0`` (squared attribute units).
-    num_attributes: K >= 2.
-    mixing: ``A`` ``[D, 2K]``; default ``[I I]``.
-
-  Returns:
-    A validated :class:`LinearGaussianSetting`.
+  ``c`` in ``(-1/(K-1), 1)``, ``sigma^2 >= 0`` in squared attribute units,
+  ``A`` ``[D, 2K]`` (default ``[I I]``).
   """
   return LinearGaussianSetting(attribute_covariance(corr, num_attributes),
                                noise_var, mixing)
 
 
 def source_covariance(setting: LinearGaussianSetting) -> np.ndarray:
-  """``Sigma_u = Cov([s; eps]) = blockdiag(Sigma_s, sigma^2 I_K)``, ``[2K, 2K]``."""
+  """``Sigma_u = blockdiag(Sigma_s, sigma^2 I_K)``, ``[2K, 2K]``."""
   k = setting.num_attributes
   cov = np.zeros((2 * k, 2 * k))
   cov[:k, :k] = setting.attribute_cov
@@ -235,10 +196,7 @@ def input_covariance(setting: LinearGaussianSetting) -> np.ndarray:
 
 
 def input_attribute_covariance(setting: LinearGaussianSetting) -> np.ndarray:
-  """``Cov(x, s) = E[x s^T] = A Sigma_u [I; 0] = A_s Sigma_s``, ``[D, K]``.
-
-  ``A_s`` is the first K columns of ``A``; ``Cov(s, x)`` is the transpose.
-  """
+  """``Cov(x, s) = A Sigma_u [I; 0] = A[:, :K] Sigma_s``, ``[D, K]``."""
   k = setting.num_attributes
   return setting.mixing[:, :k] @ setting.attribute_cov
 
@@ -250,12 +208,7 @@ def attribute_variance(setting: LinearGaussianSetting) -> np.ndarray:
 
 def sample(setting: LinearGaussianSetting, num_samples: int,
            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """Draws ``N`` i.i.d. pairs ``(s, x)`` of the model.
-
-  Args:
-    setting: the distribution.
-    num_samples: N >= 1.
-    rng: NumPy generator (the caller owns the seed).
+  """Draws ``N >= 1`` i.i.d. pairs ``(s, x)`` of the model.
 
   Returns:
     ``s`` float64 ``[N, K]`` and ``x = [s, eps] A^T`` float64 ``[N, D]``.
@@ -269,9 +222,6 @@ def sample(setting: LinearGaussianSetting, num_samples: int,
   return s, x
 
 
-# ----------------------------------------------------------------------------
-# Latent statistics.
-# ----------------------------------------------------------------------------
 def _check_encoder(setting: LinearGaussianSetting, encoder) -> np.ndarray:
   encoder = np.asarray(encoder, dtype=np.float64)
   if encoder.ndim != 2 or encoder.shape[1] != setting.input_dim:
@@ -283,7 +233,7 @@ def _check_encoder(setting: LinearGaussianSetting, encoder) -> np.ndarray:
 
 def latent_covariance(setting: LinearGaussianSetting,
                       encoder: np.ndarray) -> np.ndarray:
-  """``Cov(z) = W Cov(x) W^T`` for ``z = W x``; ``W`` ``[L, D]`` -> ``[L, L]``."""
+  """``Cov(z) = W Cov(x) W^T``; ``W`` ``[L, D]`` -> ``[L, L]``."""
   encoder = _check_encoder(setting, encoder)
   return encoder @ input_covariance(setting) @ encoder.T
 
@@ -307,16 +257,9 @@ def conditional_latent_covariance(
 
     Cov(z | s_G) = W [Cov(x) - Cov(x, s_G) Cov(s_G)^{-1} Cov(s_G, x)] W^T,
 
-  which does not depend on the value of ``s_G``.
-
-  Args:
-    setting: the distribution.
-    encoder: ``W`` ``[L, D]``.
-    given: attribute indices ``G`` conditioned on; ``None`` = all of ``s``,
-      ``[]`` = nothing (then this is :func:`latent_covariance`).
-
-  Returns:
-    float64 ``[L, L]``.
+  independent of the value of ``s_G``. ``given`` lists the attribute indices
+  ``G``; ``None`` means all of ``s``, ``[]`` none. ``W`` ``[L, D]`` ->
+  float64 ``[L, L]``.
   """
   encoder = _check_encoder(setting, encoder)
   given = _check_given(setting, given)
@@ -338,14 +281,9 @@ def subspace_mutual_information(
 
     I(z_k ; z_-k | s_G) = (log C_kk + log det C_{-k,-k} - log det C) / 2.
 
-  Args:
-    setting: the distribution.
-    encoder: ``W`` ``[L, D]``, L >= 2, with ``Cov(z | s_G)`` positive definite.
-    given: conditioning attributes; ``()`` (default) = unconditional MI,
-      ``None`` = all attributes.
-
-  Returns:
-    float64 ``[L]``, >= 0 up to rounding.
+  ``W`` ``[L, D]``, L >= 2, must make ``C`` positive definite; ``given`` as
+  there (the default ``()`` gives the unconditional MI). Returns float64
+  ``[L]``, >= 0 up to rounding.
   """
   cov = conditional_latent_covariance(setting, encoder, given)
   num_latents = cov.shape[0]
@@ -364,9 +302,6 @@ def subspace_mutual_information(
   return info
 
 
-# ----------------------------------------------------------------------------
-# Linear predictors and their exact risk.
-# ----------------------------------------------------------------------------
 class LinearSolution(NamedTuple):
   """A linear model ``s_hat = R W x``.
 
@@ -398,13 +333,9 @@ def _check_predictor(setting: LinearGaussianSetting, predictor) -> np.ndarray:
 
 def error_covariance(setting: LinearGaussianSetting,
                      predictor: np.ndarray | LinearSolution) -> np.ndarray:
-  r"""``E[(s - M x)(s - M x)^T]``, float64 ``[K, K]``.
+  """``E[(s - M x)(s - M x)^T]`` (module docstring), float64 ``[K, K]``.
 
-    = Sigma_s - M Cov(x, s) - Cov(s, x) M^T + M Cov(x) M^T.
-
-  Args:
-    setting: the (test) distribution.
-    predictor: ``M`` ``[K, D]`` or a :class:`LinearSolution`.
+  ``predictor`` is ``M`` ``[K, D]`` or a :class:`LinearSolution`.
   """
   m = _check_predictor(setting, predictor)
   cross = m @ input_attribute_covariance(setting)
@@ -416,11 +347,6 @@ def mse(setting: LinearGaussianSetting,
         predictor: np.ndarray | LinearSolution,
         per_attribute: bool = False) -> float | np.ndarray:
   """Exact mean squared error of ``s_hat = M x`` under ``setting``.
-
-  Args:
-    setting: the distribution to evaluate on.
-    predictor: ``M`` ``[K, D]`` or a :class:`LinearSolution`.
-    per_attribute: return ``E (s_k - s_hat_k)^2`` per attribute.
 
   Returns:
     ``E ||s - M x||^2``, summed over attributes as in the paper (float), or
@@ -436,9 +362,9 @@ def variance_explained(setting: LinearGaussianSetting,
   """Exact variance explained ``1 - MSE / Var(s)`` of ``s_hat = M x``.
 
   Returns:
-    ``1 - E||s - M x||^2 / tr Sigma_s`` (float; with unit variances the mean
-    of the per-attribute values), or ``1 - E(s_k - s_hat_k)^2 / Var(s_k)``,
-    float64 ``[K]``, if ``per_attribute``. Dimensionless, <= 1.
+    ``1 - E||s - M x||^2 / tr Sigma_s`` (float), or
+    ``1 - E(s_k - s_hat_k)^2 / Var(s_k)``, float64 ``[K]``, if
+    ``per_attribute``. Dimensionless, <= 1.
   """
   errors = mse(setting, predictor, per_attribute=True)
   variances = attribute_variance(setting)
@@ -448,11 +374,7 @@ def variance_explained(setting: LinearGaussianSetting,
 
 
 def optimal_regression(setting: LinearGaussianSetting) -> LinearSolution:
-  """Least-squares full readout ``M = Cov(s, x) Cov(x)^{-1}`` (encoder ``I_D``).
-
-  Returns:
-    :class:`LinearSolution` with encoder ``I`` ``[D, D]``, readout ``[K, D]``.
-  """
+  """Least-squares readout ``M = Cov(s, x) Cov(x)^{-1}``, encoder ``I_D``."""
   cov_x = input_covariance(setting)
   readout = np.linalg.solve(cov_x, input_attribute_covariance(setting)).T
   return LinearSolution(np.eye(setting.input_dim), readout)
@@ -462,15 +384,8 @@ def split_readout(setting: LinearGaussianSetting,
                   encoder: np.ndarray) -> np.ndarray:
   """Optimal split readout ``r_k = Cov(s_k, z_k) / Var(z_k)`` for ``z = W x``.
 
-  Head k sees only latent ``z_k``, so its least-squares coefficient is the
-  scalar regression of ``s_k`` on ``z_k``.
-
-  Args:
-    setting: the training distribution.
-    encoder: ``W`` ``[K, D]`` (one latent per attribute).
-
-  Returns:
-    ``r`` float64 ``[K]``; the readout matrix is ``diag(r)``.
+  Head k sees only ``z_k``, so it is the scalar regression of ``s_k`` on
+  ``z_k``. ``W`` is ``[K, D]``; returns ``r`` float64 ``[K]``.
   """
   encoder = _check_encoder(setting, encoder)
   if encoder.shape[0] != setting.num_attributes:
@@ -491,21 +406,13 @@ def split_readout(setting: LinearGaussianSetting,
 
 def split_solution(setting: LinearGaussianSetting,
                    encoder: np.ndarray) -> LinearSolution:
-  """``W`` ``[K, D]`` with its optimal split readout ``diag(r)`` (``[K, K]``)."""
+  """``W`` ``[K, D]`` with its optimal split readout ``diag(r)``, ``[K, K]``."""
   encoder = np.asarray(encoder, dtype=np.float64)
   return LinearSolution(encoder, np.diag(split_readout(setting, encoder)))
 
 
-# ----------------------------------------------------------------------------
-# MI = 0: whitening and the best rotation.
-# ----------------------------------------------------------------------------
 def whitening(setting: LinearGaussianSetting) -> np.ndarray:
-  """Symmetric whitening ``Cov(x)^{-1/2}``, float64 ``[D, D]``.
-
-  Every ``W`` ``[K, D]`` with ``W Cov(x) W^T = I_K`` is ``Q_K Cov(x)^{-1/2}``
-  with ``Q_K`` the first K rows of an orthogonal ``Q``, so the rotation
-  search below covers all whitening encoders.
-  """
+  """Symmetric whitening ``Cov(x)^{-1/2}``, float64 ``[D, D]``."""
   eigenvalues, eigenvectors = np.linalg.eigh(input_covariance(setting))
   return (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
 
@@ -514,11 +421,9 @@ class _WhitenedSplitRisk:
   """Mean split-readout training MSE of ``W = rows Cov(x)^{-1/2}``.
 
   Called on orthonormal ``rows`` ``[..., K, D]`` (the first K rows of ``Q``),
-  returns ``[...]``. Uses the general split risk
-  ``Var(s_k) - Cov(s_k, z_k)^2 / Var(z_k)`` rather than the whitened shortcut
-  ``Var(z_k) = 1``, so it stays exact when rounding drifts the rows off
-  orthonormality. The whitened covariances are computed once because the
-  rotation search evaluates this thousands of times.
+  returns ``[...]``. Uses ``Var(s_k) - Cov(s_k, z_k)^2 / Var(z_k)`` rather
+  than assuming ``Var(z_k) = 1``, so it stays exact when rounding drifts the
+  rows off orthonormality.
   """
 
   def __init__(self, setting: LinearGaussianSetting):
@@ -541,9 +446,9 @@ def _givens_step(objective: _WhitenedSplitRisk, rotation: np.ndarray, i: int,
 
   The split MSE is pi-periodic in the angle (a rotation by pi flips the signs
   of two latents, which their readouts absorb), so a grid over
-  ``[-pi/2, pi/2)``, refined by zooming in around the best grid point, finds
-  the best angle; the angle 0 (no change) is on the grid, so a step never
-  makes the objective worse.
+  ``[-pi/2, pi/2)`` is refined ``num_zoom`` times, each round re-gridding
+  +-1 spacing around the best angle. The angle 0 is on the grid, so a step
+  never makes the objective worse.
   """
   k = objective.num_attributes
   top = rotation[:k]
@@ -558,10 +463,8 @@ def _givens_step(objective: _WhitenedSplitRisk, rotation: np.ndarray, i: int,
       rows[..., j, :] = sin * rotation[i] + cos * rotation[j]
     return rows
 
-  # Zooming grid search: each round re-grids +-1 spacing around the best
-  # angle with num_grid points, shrinking the spacing by num_grid / 2. Five
-  # rounds of 64 reach ~1e-8 rad (MSE error ~1e-16), vectorised, far cheaper
-  # in Python than a scalar Brent search with the same accuracy.
+  # Vectorised grids rather than a scalar Brent search: five rounds of 64
+  # reach ~1e-8 rad (MSE error ~1e-16).
   step = np.pi / num_grid
   grid = -np.pi / 2 + step * np.arange(num_grid)
   values = objective(rotated_top(grid))
@@ -590,19 +493,13 @@ def best_rotation(setting: LinearGaussianSetting, num_restarts: int | None = Non
   k-th row of ``Q`` and ``b_k`` the k-th row of ``Cov(s, x) Cov(x)^{-1/2}``
   (only the first K rows of ``Q`` matter).
 
-  Method: Givens-angle coordinate descent on the orthogonal group. A sweep
-  visits every plane ``(i, j)`` with ``i < K``, ``i < j < D`` and rotates rows
-  ``i, j`` of ``Q`` by the best angle, found by a 1-D search: a grid over one
-  period (the MSE is pi-periodic in the angle) refined by zooming grids
-  around the best point. Each step is optimal along its angle, so ``f`` never
-  increases; sweeps stop when a sweep gains less than ``tol``. For ``D = 2``
-  (the paper's K = 2) the only plane is ``(0, 1)`` and one step from
-  ``Q = I`` is the 1-D search over all rotation angles. For ``D > 2``
-  coordinate descent can stall at a local optimum, so it is restarted from
-  ``Q = I`` and ``num_restarts - 1`` Haar-random rotations and
-  the best end point is returned. Rotations with determinant -1 are not
-  needed: they equal a rotation followed by a sign flip of one latent, which
-  its readout absorbs.
+  Method: Givens-angle coordinate descent. A sweep rotates rows ``i, j`` of
+  ``Q`` by the best angle for every plane ``i < K``, ``i < j < D``; ``f``
+  never increases, and sweeps stop when one gains less than ``tol``. For
+  ``D = 2`` one step from ``Q = I`` searches all rotations. For ``D > 2``
+  descent can stall at a local optimum, so it restarts from ``Q = I`` and
+  ``num_restarts - 1`` Haar-random rotations and keeps the best. Determinant
+  -1 is not needed: it is a rotation plus a sign flip the readout absorbs.
 
   Args:
     setting: the training distribution.
@@ -653,8 +550,11 @@ def mi0_solution(setting: LinearGaussianSetting, num_restarts: int | None = None
                  seed: int = 0) -> LinearSolution:
   """Best split-readout model with unconditionally independent latents.
 
-  ``W = Q_K Cov(x)^{-1/2}`` (so ``Cov(z) = I``, ``I(z_k; z_-k) = 0``) with
-  ``Q`` from :func:`best_rotation`, and its optimal split readout.
+  For Gaussians ``I(z_k; z_-k) = 0`` iff ``Cov(z)`` is diagonal; rescaling a
+  latent does not change its split MSE, so ``Cov(z) = I`` without loss of
+  generality, i.e. ``W = Q_K Cov(x)^{-1/2}`` with ``Q_K`` the first K rows of
+  an orthogonal ``Q`` (from :func:`best_rotation`), with its optimal split
+  readout.
 
   Returns:
     :class:`LinearSolution`, encoder ``[K, D]``, diagonal readout ``[K, K]``.
@@ -664,17 +564,14 @@ def mi0_solution(setting: LinearGaussianSetting, num_restarts: int | None = None
   return split_solution(setting, encoder)
 
 
-# ----------------------------------------------------------------------------
-# CMI = 0 and the reference.
-# ----------------------------------------------------------------------------
 def cmi0_solution(setting: LinearGaussianSetting,
                   encoder: np.ndarray | None = None,
                   rtol: float = 1e-10) -> LinearSolution:
   """Split-readout model whose latents are independent given the attributes.
 
-  Default ``W = I`` (needs ``D = K``): with ``A = [I I]``, ``z_k = s_k +
-  eps_k``, so ``Cov(z | s) = sigma^2 I`` is diagonal and
-  ``I(z_k; z_-k | s) = 0``. The readout is the optimal split readout.
+  Default ``W = I`` (needs ``D = K``): with ``A = [I I]``,
+  ``z_k = s_k + eps_k``, so ``Cov(z | s) = sigma^2 I`` is diagonal and
+  ``I(z_k; z_-k | s) = 0``; the readout is the optimal split readout.
 
   Args:
     setting: the training distribution.
@@ -686,8 +583,7 @@ def cmi0_solution(setting: LinearGaussianSetting,
     :class:`LinearSolution`, encoder ``[K, D]``, diagonal readout ``[K, K]``.
 
   Raises:
-    ValueError: if ``W Cov(x | s) W^T`` is not diagonal, i.e. the encoder is
-      not conditionally independent for this mixing ``A``.
+    ValueError: if ``W Cov(x | s) W^T`` is not diagonal.
   """
   k = setting.num_attributes
   if encoder is None:
@@ -709,21 +605,20 @@ def cmi0_solution(setting: LinearGaussianSetting,
 
 def reference_solution(noise_var: float, num_attributes: int = 2,
                        mixing: np.ndarray | None = None) -> LinearSolution:
-  """The full regression fitted at correlation 0 (same noise and mixing)."""
+  """The full regression fitted at correlation 0 (same noise and mixing).
+
+  The best one can do without a spurious correlation to exploit.
+  """
   return optimal_regression(make_setting(0.0, noise_var, num_attributes, mixing))
 
 
 def fit_models(train_setting: LinearGaussianSetting,
                num_restarts: int | None = None,
                seed: int = 0) -> dict[str, LinearSolution]:
-  """All four compared solutions (see module doc), keyed by :data:`MODELS`.
+  """All four compared solutions, keyed by :data:`MODELS`.
 
-  ``reference`` is fitted on uncorrelated unit-variance attributes
-  (``Sigma_s = I``) with ``train_setting``'s noise and mixing.
-
-  Raises:
-    ValueError: from :func:`cmi0_solution` if ``D != K`` (no default CMI=0
-      encoder).
+  ``reference`` uses ``Sigma_s = I`` with ``train_setting``'s noise and
+  mixing. Raises ``ValueError`` if ``D != K`` (no default CMI=0 encoder).
   """
   return {
       'regression': optimal_regression(train_setting),
@@ -735,36 +630,20 @@ def fit_models(train_setting: LinearGaussianSetting,
   }
 
 
-# ----------------------------------------------------------------------------
-# Table 1, Figure 2, Figure 3.
-# ----------------------------------------------------------------------------
 def table1(train_corr: float = 0.8, noise_var: float = 0.1,
            test_corr: float = 0.0, num_attributes: int = 2,
            mixing: np.ndarray | None = None, num_restarts: int | None = None,
            seed: int = 0) -> dict[str, dict[str, float]]:
   """The paper's Table 1: train/test MSE and variance explained per model.
 
-  Each model is fitted at ``train_corr`` (``reference``: at correlation 0) and
-  evaluated exactly. ``train_*`` is measured on the distribution the model was
-  fitted on (so for ``reference`` at correlation 0), ``test_*`` at
-  ``test_corr``. MSE is the paper's ``E||s - s_hat||^2`` (summed over the K
-  attributes); ``*_mse_mean`` is the per-attribute mean ``MSE / K``; VE is
-  ``1 - MSE / tr Sigma_s`` as a fraction.
-
-  Args:
-    train_corr: training pairwise correlation ``c``.
-    noise_var: ``sigma^2 >= 0``.
-    test_corr: test pairwise correlation.
-    num_attributes: K >= 2.
-    mixing: ``A`` ``[D, 2K]``; default ``[I I]``.
-    num_restarts: restarts of the MI=0 rotation search (default as
-      :func:`best_rotation`).
-    seed: seed of the MI=0 random restarts.
+  Each model is fitted at ``train_corr`` (``reference``: at 0) and evaluated
+  exactly; ``train_*`` on the distribution it was fitted on, ``test_*`` at
+  ``test_corr``. Units as in the module docstring; VE is a fraction.
+  ``num_restarts`` and ``seed`` go to :func:`best_rotation`.
 
   Returns:
-    ``{model: {'train_mse', 'test_mse', 'train_mse_mean', 'test_mse_mean',
-    'train_ve', 'test_ve'}}`` for model in ``('regression', 'mi0', 'cmi0',
-    'reference')``, Python floats.
+    ``{model: {metric: float}}`` for model in :data:`MODELS` and metric in
+    :data:`METRICS`.
   """
   num_attributes = _check_num_attributes(num_attributes)
   _check_corr(train_corr, num_attributes, 'train_corr')
@@ -804,18 +683,9 @@ def noise_correlation_sweep(noise_vars: Sequence[float],
                             seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
   """Train and test MSE over a grid of noise levels x training correlations.
 
-  The data of the paper's Figure 2: for every ``(sigma^2, c)`` each model is
-  fitted at ``c`` and evaluated exactly at ``c`` (train) and at ``test_corr``
-  (test). ``reference`` does not depend on ``c`` (fitted and trained at 0)
-  and is repeated along that axis.
-
-  Args:
-    noise_vars: ``[N_noise]`` noise variances >= 0.
-    train_corrs: ``[N_corr]`` training correlations.
-    test_corr: the test correlation.
-    num_attributes: K >= 2.
-    mixing: ``A``; default ``[I I]``.
-    num_restarts, seed: passed to :func:`best_rotation`.
+  The paper's Figure 2: for every ``(sigma^2, c)`` of ``noise_vars``
+  ``[N_noise]`` x ``train_corrs`` ``[N_corr]``, as :func:`table1`.
+  ``reference`` does not depend on ``c`` and is repeated along that axis.
 
   Returns:
     ``{'train_mse': {model: [N_noise, N_corr]}, 'test_mse': {...}}`` with model
@@ -852,13 +722,8 @@ def prediction_scatter(train_corr: float = 0.8, noise_var: float = 0.1,
   """Samples of targets, inputs and predictions (the paper's Figure 3).
 
   The models are fitted at ``train_corr`` and applied to ``num_samples``
-  fresh samples from the training and from the test distribution.
-
-  Args:
-    train_corr, noise_var, test_corr, num_attributes, mixing: the setting.
-    num_samples: N samples per distribution.
-    seed: seeds the samples (and the MI=0 restarts).
-    num_restarts: passed to :func:`best_rotation`.
+  fresh samples of the training and of the test distribution; ``seed`` seeds
+  the samples and the MI=0 restarts.
 
   Returns:
     ``{'train': d, 'test': d}`` with ``d = {'corr': float, 's': [N, K],
