@@ -1,14 +1,11 @@
-"""Orbax checkpoints of a run: the latest few, the best by validation loss and accuracy.
+"""Orbax checkpoints of a run: the latest and the best by validation metrics.
 
-Layout under ``workdir/checkpoints``: ``latest/<epoch>``, ``best_val_loss/<epoch>``,
-``best_val_accuracy/<epoch>`` and ``best_val_worst_group/<epoch>`` (best
-validation worst-group accuracy), each holding the :class:`TrainState` and a
-JSON ``meta`` record (epoch, metrics, best-so-far values). Orbax writes every
-checkpoint to a temporary directory and renames it when complete, so a crash
-never leaves a half-written checkpoint that a resume could pick up; the
+Layout under ``workdir/checkpoints``: ``<series>/<epoch>`` for the series
+``latest``, ``best_val_loss``, ``best_val_accuracy`` and
+``best_val_worst_group``, each holding the :class:`TrainState` and a JSON
+``meta`` record (epoch, metrics, best-so-far values). Saves are atomic; the
 temporary directories of a killed save are removed when the series is next
-opened. A checkpoint that is complete but unreadable (a damaged disk, a
-truncated copy) is skipped by :meth:`RunCheckpoints.restore_newest_readable`.
+opened.
 """
 
 from __future__ import annotations
@@ -31,12 +28,7 @@ BEST_SERIES = (BEST_LOSS, BEST_ACCURACY, BEST_WORST_GROUP)
 
 
 def _present_fields(state: Any) -> dict[str, Any]:
-  """The state's fields as a dict, without those that are None.
-
-  A field an objective does not use (no adversary, no GroupDRO weights) is
-  None; leaving it out of the saved tree keeps checkpoints of states that
-  gained such a field readable by, and equal to, those saved before.
-  """
+  """The state's fields but the unused (None) ones, as a dict."""
   return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
           if getattr(state, f.name) is not None}
 
@@ -46,12 +38,12 @@ class UnreadableCheckpointError(RuntimeError):
 
 
 class RunCheckpoints:
-  """The three checkpoint series of one work directory.
+  """The checkpoint series of one work directory.
 
   Args:
-    workdir: the run's directory; checkpoints go to ``workdir/checkpoints``.
-    keep: how many ``latest`` checkpoints to keep. The best series keep what
-      is saved until :meth:`keep_only` prunes them (a run keeps one each).
+    workdir: the run's directory.
+    keep: how many ``latest`` checkpoints to keep; the best series keep all
+      until :meth:`keep_only` prunes them.
   """
 
   def __init__(self, workdir: str, keep: int = 2):
@@ -71,9 +63,8 @@ class RunCheckpoints:
     """Saves ``state`` and ``meta`` as ``series/epoch``; returns its path.
 
     Raises:
-      OSError: ``ENOSPC`` before writing, when the disk cannot hold the
-        checkpoint (orbax would fail inside its writer threads, with a
-        traceback per thread).
+      OSError: ``ENOSPC`` before writing when the disk cannot hold it (orbax
+        would fail in its writer threads).
     """
     self._check_free_space(state)
     manager = self._managers[series]
@@ -128,11 +119,7 @@ class RunCheckpoints:
       warn: Callable[[str], None]) -> Optional[tuple[Any, dict[str, Any]]]:
     """``(state, meta)`` of the newest checkpoint of ``series`` that reads.
 
-    Unreadable ones are reported through ``warn`` with their path (the
-    caller deletes them with :meth:`delete_after` before saving again).
-
-    Returns:
-      None if the series holds no checkpoint.
+    None if the series is empty; unreadable ones are reported through ``warn``.
 
     Raises:
       UnreadableCheckpointError: if it holds checkpoints and none reads.
@@ -155,10 +142,6 @@ class RunCheckpoints:
           f'be read ({", ".join(failures)}). To start the run over, delete '
           f'{self.root} (or pass another --workdir).')
     return None
-
-  def discard(self, series: str, epoch: int) -> None:
-    """Deletes checkpoint ``series/epoch`` (an unreadable one, say)."""
-    self._managers[series].delete(epoch)
 
   def delete_after(self, series: str, epoch: int) -> None:
     """Deletes the checkpoints of ``series`` saved after ``epoch``."""

@@ -1,10 +1,7 @@
-"""Evaluation of a trained state on a whole split, in one compiled call.
+"""Evaluation of a trained state on a whole split.
 
-:func:`evaluate` scans :meth:`Trainer.eval_step` over every batch of a device
-dataset, summing the counts on the device and stacking the codes (a
-:class:`~cmi_jax.data.host.HostDataset` is fed batch by batch from the host
-instead, with the same sums and codes, to rounding); :func:`summarize` turns
-those sums into the numbers a person reads.
+:func:`evaluate` sums :meth:`Trainer.eval_step` over every batch and stacks
+the codes; :func:`summarize` turns those sums into readable metrics.
 """
 
 from __future__ import annotations
@@ -43,11 +40,7 @@ def _evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
 def evaluate(trainer: Trainer, state: TrainState,
              data: DeviceDataset | Any
              ) -> dict[str, np.ndarray]:
-  """Runs the state over every batch of ``data`` (its fixed epoch plan).
-
-  A device dataset is evaluated in one compiled scan; a host-fed one
-  (:class:`~cmi_jax.data.host.HostDataset`) batch by batch
-  (:func:`cmi_jax.host_loop.evaluate`).
+  """Runs the state over every batch of a device or host-fed dataset.
 
   Returns:
     NumPy dict: the sums of :meth:`Trainer.eval_step` (``ce_sum``, ``correct``,
@@ -65,23 +58,20 @@ def group_accuracies(combo_correct: np.ndarray, combo_count: np.ndarray,
                      ) -> dict[str, Any]:
   """Group-robustness numbers from per-group counts.
 
-  A group is one combination of attribute values (``C = prod_k C_k`` of
-  them, row-major). Groups without examples are left out.
+  Groups (row-major attribute combinations) without examples are left out.
 
   Args:
     combo_correct: ``[C, K]`` correct predictions of head k in group g.
     combo_count: ``[C]`` examples per group.
-    group_weights: optional ``[C]`` group frequencies (of the training
-      split); normalised over the groups present here.
+    group_weights: optional ``[C]`` training group frequencies, normalised
+      over the groups present here.
 
   Returns:
-    ``worst_group_accuracy``: ``min_g mean_k acc_k(g)``, the accuracy (mean
-    over heads) of the worst group; ``worst_group_accuracy_per_attribute``
-    ``[K]``: ``min_g acc_k(g)`` per head; ``mean_group_accuracy``: the mean
-    over present groups of ``mean_k acc_k(g)``; with ``group_weights`` also
-    ``train_weighted_accuracy``: ``sum_g w_g mean_k acc_k(g)``, the average
-    accuracy under the training split's group frequencies (Sagawa et al.,
-    2020). Fractions in [0, 1]; NaN if no group has examples.
+    ``worst_group_accuracy``: ``min_g mean_k acc_k(g)``;
+    ``worst_group_accuracy_per_attribute`` ``[K]``: ``min_g acc_k(g)``;
+    ``mean_group_accuracy``: ``mean_g mean_k acc_k(g)``; with
+    ``group_weights``, ``train_weighted_accuracy``: ``sum_g w_g mean_k
+    acc_k(g)``. Fractions in [0, 1]; NaN if no group has examples.
   """
   combo_count = np.asarray(combo_count, np.float64)
   present = combo_count > 0
@@ -110,23 +100,18 @@ def group_accuracies(combo_correct: np.ndarray, combo_count: np.ndarray,
 
 def summarize(stats: dict[str, Any],
               group_weights: np.ndarray | None = None) -> dict[str, Any]:
-  """Readable metrics from :func:`evaluate`'s output.
+  """Readable metrics from :func:`evaluate`'s output ``stats``.
 
-  Args:
-    stats: :func:`evaluate`'s output.
-    group_weights: optional ``[C]`` training group frequencies (e.g. the
-      ``combination_count`` of the training split), for
-      ``train_weighted_accuracy``.
+  ``group_weights``: as in :func:`group_accuracies` (e.g. the training
+  split's ``combination_count``).
 
   Returns:
     dict with ``loss`` (mean cross-entropy over attributes, nats),
     ``accuracy`` (mean over attributes), ``accuracy_per_attribute`` [K],
     ``accuracy_per_combination`` [C, K] (NaN where a combination is absent),
     ``combination_count`` [C], ``confusion`` [C, C] (counts; rows true,
-    columns predicted), ``z_correlation`` [D, D] (Pearson), ``num_examples``,
-    and the group numbers of :func:`group_accuracies`
-    (``worst_group_accuracy``, ``worst_group_accuracy_per_attribute``,
-    ``mean_group_accuracy``, ``train_weighted_accuracy``).
+    columns predicted), ``z_correlation`` [D, D] (Pearson), ``num_examples``
+    and the numbers of :func:`group_accuracies`.
   """
   count = np.maximum(stats['count'], 1)
   per_attribute = stats['correct'] / count

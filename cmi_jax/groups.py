@@ -1,35 +1,19 @@
 """Group-robust training: groups of attribute values and their loss weights.
 
 A *group* is one combination of attribute values, ``g = ravel(s_1, ..., s_K)``
-(row-major, ``G = prod_k C_k`` groups; 4 for two binary attributes). A row
-with any missing label (``-1``) belongs to no group (``g = -1``).
+(row-major, ``G = prod_k C_k`` groups); a row with any missing label (``-1``)
+belongs to no group (``g = -1``). The heads' cross-entropy is weighted by
+group, with any disentanglement objective:
 
-The heads' cross-entropy can be weighted by group, orthogonally to the
-disentanglement objective (``base``, ``mi`` and ``cmi`` each combine with any
-method of :class:`GroupWeighting`):
-
-* ``none``: the mean cross-entropy of every head over its labelled rows.
-* ``reweight``: row i weighs ``w_i = 1 / (G p(g_i))`` with ``p`` the training
-  split's group frequencies (importance weighting to the uniform group
-  distribution); rows in no group weigh 1. Each head's loss is
-  ``sum_i w_i CE_ik / sum_i w_i`` over its labelled rows.
-* ``groupdro``: the online algorithm of Sagawa et al. (2020, "Distributionally
-  Robust Neural Networks for Group Shifts", Algorithm 1). With ``L_g`` the
-  mean over the batch's rows of group g of the heads' mean cross-entropy
-  (0 for a group absent from the batch) and ``n_g`` the group's training
-  count, every step updates the group weights by exponentiated gradient
-
-      q_g <- q_g exp(eta (L_g + C / sqrt(n_g))),   q <- q / sum(q),
-
-  and the loss is ``sum_g q_g L_g`` with the updated ``q`` (as their code
-  does). ``q`` starts uniform and lives in the train state, so resumed and
-  sharded runs follow the same weights. Defaults: ``eta = 0.01`` and
-  ``C = 0`` (no size adjustment), the defaults of the authors' code
-  (``--robust_step_size``, ``--generalization_adjustment``); the paper tunes
-  C on validation data.
-* ``subsample``: the data's business (each epoch draws a group-balanced
-  sample; :class:`cmi_jax.data.base.GroupBalancedDataset`); the loss is the
-  ``none`` loss.
+* ``none``: each head's mean cross-entropy over its labelled rows.
+* ``reweight``: each head's loss is ``sum_i w_i CE_ik / sum_i w_i`` over its
+  labelled rows, ``w`` from :func:`reweight_weights`.
+* ``groupdro``: online GroupDRO (Sagawa et al., 2020, Algorithm 1): the loss
+  is ``sum_g q_g L_g`` (:func:`group_losses`) with ``q`` first updated by
+  :func:`dro_update`. ``q`` starts uniform and lives in the train state. The
+  defaults ``eta = 0.01`` and ``C = 0`` are those of the authors' code.
+* ``subsample``: the ``none`` loss on group-balanced epochs
+  (:class:`cmi_jax.data.base.GroupBalancedDataset`).
 """
 
 from __future__ import annotations
@@ -51,10 +35,8 @@ class GroupWeighting:
 
   Attributes:
     method: one of :data:`METHODS`.
-    group_freqs: ``G`` training group frequencies (``reweight``), summing
-      to 1.
-    group_counts: ``G`` training group counts (``groupdro`` with a size
-      adjustment).
+    group_freqs: ``G`` training group frequencies summing to 1 (``reweight``).
+    group_counts: ``G`` training group counts (``groupdro`` with ``C > 0``).
     dro_step_size: GroupDRO's ``eta``.
     dro_size_adjustment: GroupDRO's ``C``.
   """
@@ -95,7 +77,7 @@ def num_groups(num_classes: Sequence[int]) -> int:
 
 
 def group_index(labels: jax.Array, num_classes: Sequence[int]) -> jax.Array:
-  """Row-major group of every row, int32 ``[B]``; -1 where a label is missing."""
+  """Row-major group of every row, int32 ``[B]``; -1 if a label is missing."""
   index = jnp.zeros(labels.shape[0], jnp.int32)
   for k, classes in enumerate(num_classes):
     index = index * classes + jnp.maximum(labels[:, k], 0)
@@ -122,7 +104,10 @@ def row_ce(logits: Sequence[jax.Array], labels: jax.Array
 
 def reweight_weights(labels: jax.Array, num_classes: Sequence[int],
                      group_freqs: Sequence[float]) -> jax.Array:
-  """``w_i = 1 / (G p(g_i))`` (1 for rows in no group), float32 ``[B]``."""
+  """Importance weights ``w_i = 1 / (G p(g_i))`` to uniform groups, ``[B]``.
+
+  float32, ``p = group_freqs``; rows in no group weigh 1.
+  """
   freqs = jnp.asarray(group_freqs, jnp.float32)
   per_group = 1.0 / (freqs.shape[0] * freqs)
   index = group_index(labels, num_classes)
@@ -131,10 +116,7 @@ def reweight_weights(labels: jax.Array, num_classes: Sequence[int],
 
 def group_losses(ce: jax.Array, present: jax.Array, labels: jax.Array,
                  num_classes: Sequence[int]) -> jax.Array:
-  """``L_g``: mean over the rows of group g of the heads' mean CE, ``[G]``.
-
-  0 for a group without rows in the batch.
-  """
+  """``L_g`` ``[G]``: mean over group g's rows of the heads' mean CE, or 0."""
   del present  # rows in a group have every label
   member = group_membership(labels, num_classes)  # [B, G]
   per_row = ce.mean(-1)
@@ -146,9 +128,9 @@ def dro_update(q: jax.Array, losses_g: jax.Array, step_size: jax.Array,
                group_counts: Optional[Sequence[float]] = None) -> jax.Array:
   """One exponentiated-gradient step of GroupDRO's group weights ``[G]``.
 
-  ``q * exp(eta (L_g + C / sqrt(n_g)))``, normalised; ``eta`` and ``C`` may
-  be traced (state leaves, so a sweep can vary them). Without
-  ``group_counts`` the adjustment term is 0.
+  ``q_g exp(eta (L_g + C / sqrt(n_g)))``, normalised, with ``n_g`` the
+  ``group_counts`` (no ``C`` term without them); ``eta`` and ``C`` may be
+  traced.
   """
   adjusted = jax.lax.stop_gradient(losses_g)
   if group_counts is not None:

@@ -37,14 +37,13 @@ def to_jsonable(value: Any) -> Any:
 def write_atomically(path: str, write: Callable[[str], None]) -> str:
   """Calls ``write(tmp)`` on a temporary file next to ``path``, then renames it.
 
-  Readers never see a half-written file (``os.replace`` is atomic within a
-  file system) and a failing ``write`` leaves nothing behind. The parent
-  directory is created if needed. Returns ``path``.
+  Readers never see a half-written file and a failing ``write`` leaves
+  nothing behind; the parent directory is created. Returns ``path``.
   """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory,
-                             prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+  fd, tmp = tempfile.mkstemp(
+      dir=directory, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
   os.close(fd)
   try:
     write(tmp)
@@ -59,10 +58,10 @@ def write_atomically(path: str, write: Callable[[str], None]) -> str:
 
 
 def remove_stale_temporaries(directory: str) -> list[str]:
-  """Deletes the temporary files that a killed :func:`write_atomically` left.
+  """Deletes the temporary files killed writers left; returns their paths.
 
-  Looks in ``directory`` and its ``figures/`` folder for ``.NAME.*.tmp``
-  (and the log's ``log.jsonl.tmp``); returns the removed paths.
+  Those of :func:`write_atomically` and ``log.jsonl.tmp``, in ``directory``
+  and ``directory/figures``.
   """
   removed = []
   for folder in (directory, os.path.join(directory, 'figures')):
@@ -79,7 +78,7 @@ def remove_stale_temporaries(directory: str) -> list[str]:
 
 
 def write_text_atomic(path: str, text: str) -> str:
-  """Writes ``text`` (UTF-8) to ``path`` (:func:`write_atomically`); returns ``path``."""
+  """Writes UTF-8 ``text`` to ``path`` atomically; returns ``path``."""
   def write(tmp):
     with open(tmp, 'w', encoding='utf-8') as f:
       f.write(text)
@@ -87,7 +86,7 @@ def write_text_atomic(path: str, text: str) -> str:
 
 
 def write_json_atomic(path: str, data: Any) -> None:
-  """Writes ``to_jsonable(data)`` as JSON to ``path`` (:func:`write_atomically`)."""
+  """Writes ``to_jsonable(data)`` to ``path`` as JSON, atomically."""
   def write(tmp):
     with open(tmp, 'w') as f:
       json.dump(to_jsonable(data), f, indent=1, allow_nan=False)
@@ -122,11 +121,9 @@ def flat_scalars(record: dict[str, Any], prefix: str = ''
 
 
 def tensorboard_tag(name: str) -> str:
-  """``name`` with every character TensorBoard rejects replaced by ``_``.
+  """``name`` with characters illegal in TensorBoard tags made ``_``.
 
-  TensorBoard tags allow letters, digits and ``_ . / -``; the kNN MI keys
-  (``I(z1;z2|s1)``) are made legal here, once, instead of by tensorboardX,
-  which logs a line per tag and step when it renames one.
+  tensorboardX would warn at every step for each tag it renames.
   """
   return re.sub(r'[^A-Za-z0-9_./\-]', '_', name)
 
@@ -134,12 +131,8 @@ def tensorboard_tag(name: str) -> str:
 class RunLogger:
   """Appends records to ``workdir/log.jsonl`` and TensorBoard ``workdir/tb``.
 
-  Args:
-    workdir: run directory.
-    keep_until_step: on resume, drop logged records past this step (they
-      belong to work after the checkpoint that is being resumed, and will be
-      logged again).
-    tensorboard: write TensorBoard events.
+  On resume, records past ``keep_until_step`` are dropped (they will be
+  logged again); without it the log starts afresh.
   """
 
   def __init__(self, workdir: str, keep_until_step: Optional[int] = None,
@@ -150,11 +143,10 @@ class RunLogger:
     if not self.active:
       return
     os.makedirs(workdir, exist_ok=True)
-    records = read_jsonl(self.path)
+    records = []
     if keep_until_step is not None:
-      records = [r for r in records if r.get('step', 0) <= keep_until_step]
-    else:
-      records = []
+      records = [r for r in read_jsonl(self.path)
+                 if r.get('step', 0) <= keep_until_step]
     tmp = self.path + '.tmp'
     with open(tmp, 'w') as f:
       f.writelines(json.dumps(r) + '\n' for r in records)
@@ -162,14 +154,11 @@ class RunLogger:
     self.records = records
     if tensorboard:
       from tensorboardX import SummaryWriter  # Heavy; only when asked for.
-      # TensorBoard hides events at steps >= purge_step. The record at
-      # keep_until_step is kept in log.jsonl and never rewritten, so the purge
-      # starts one step later; a fresh run hides every older event, as the
-      # truncated log.jsonl does.
+      # TensorBoard hides events at steps >= purge_step; the record at
+      # keep_until_step is kept, as in log.jsonl.
       purge_step = 0 if keep_until_step is None else keep_until_step + 1
-      # tensorboardX names event files by the second and opens them with 'wb':
-      # a run resumed within the same second would erase the earlier file. A
-      # nanosecond suffix keeps names unique and sorted in creation order.
+      # Event files are named by the second and opened with 'wb': a unique,
+      # sortable suffix keeps a resume within that second from erasing one.
       self._writer = SummaryWriter(
           os.path.join(workdir, 'tb'), purge_step=purge_step,
           filename_suffix=f'.{time.time_ns():020d}')

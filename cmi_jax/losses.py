@@ -1,17 +1,19 @@
-"""Adversarial and MMD estimators of (conditional) mutual information between subspaces.
-
-The public losses take codes ``z`` [B, D] split into K contiguous subspaces,
-and return values the caller differentiates: the encoder minimises
-``encoder_loss`` (or the MMD), the adversary minimises ``adversary_loss``.
+"""Adversarial and MMD estimators of (conditional) MI between subspaces.
 
 Conventions shared by every function here:
+  * ``z`` is float ``[B, D]``, split into K contiguous subspaces whose sizes
+    ``subspaces`` sum to ``D``; ``num_classes`` holds K positive ints.
   * ``labels`` is int ``[B, K]``; ``-1`` marks a missing label. Missing labels
     and classes absent from the batch contribute exactly 0 (never NaN).
-  * An ``adversary`` for the conditional loss is a callable
-    ``adversary(k, inputs) -> logits [B]`` with ``k`` a Python int (one
-    discriminator per attribute) and ``inputs = concat(z_or_fake, one_hot(s_k))``
-    of shape ``[B, D + num_classes[k]]``; for the unconditional loss it is
+  * A conditional ``adversary(k, inputs) -> logits [B]`` takes a Python int
+    ``k`` (one discriminator per attribute) and ``inputs = concat(z_or_fake,
+    one_hot(s_k))`` ``[B, D + num_classes[k]]``; an unconditional one is
     ``adversary(inputs [B, D]) -> logits [B]``.
+  * ``key`` seeds the shuffle; an optional ``permutations`` int ``[K, B]``
+    (from :mod:`cmi_jax.shuffle`) replaces it, so that a step draws the fakes
+    once for all its calls.
+  * The encoder minimises ``encoder_loss`` (or the MMD), the adversary
+    ``adversary_loss``, which sees ``stop_gradient(z)``. Losses are in nats.
 """
 
 from __future__ import annotations
@@ -32,18 +34,10 @@ Adversary = Callable[[jax.Array], jax.Array]
 
 def grouped_mean(values: chex.Array, groups: chex.Array,
                  num_groups: int) -> jax.Array:
-  """Sum over groups of the mean of ``values`` inside each group.
+  """``sum_c mean_{i: groups_i = c} values_i``, ``c in [0, num_groups)``.
 
-  ``sum_c mean_{i: groups_i = c} values_i`` over ``c in [0, num_groups)``;
-  empty groups and rows with group ``-1`` contribute 0.
-
-  Args:
-    values: float ``[B]`` (or ``[B, ...]``: reduced over axis 0 only).
-    groups: int ``[B]`` group of every row.
-    num_groups: number of groups (static).
-
-  Returns:
-    The sum of within-group means, shape ``values.shape[1:]``.
+  Reduces ``values`` ``[B, ...]`` over axis 0 by int ``groups`` ``[B]``;
+  an empty group adds 0.
   """
   member = groups[:, None] == jnp.arange(num_groups)  # [B, C]
   counts = member.sum(0)  # [C]
@@ -55,11 +49,7 @@ def grouped_mean(values: chex.Array, groups: chex.Array,
 
 def _real_fake_bce(real_logits: jax.Array, fake_logits: jax.Array,
                    real_target: float) -> jax.Array:
-  """Per-row ``BCE(real_i, t) + BCE(fake_i, 1 - t)``, ``[B]``.
-
-  Summed, not averaged, as in the paper's code: its real and fake terms are
-  two separate BCE means that it adds.
-  """
+  """``BCE(real_i, t) + BCE(fake_i, 1 - t)`` per row, ``[B]``."""
   real = optax.sigmoid_binary_cross_entropy(
       real_logits, jnp.full_like(real_logits, real_target))
   fake = optax.sigmoid_binary_cross_entropy(
@@ -82,11 +72,8 @@ def _check_num_classes(num_classes: Sequence[int],
 def check_label_range(labels: chex.Array, num_classes: Sequence[int]) -> None:
   """Refuses labels outside ``[-1, num_classes[k])`` when they are concrete.
 
-  Under ``jit``/``vmap`` the labels are traced and cannot be inspected: there
-  an out-of-range label belongs to no group (its one-hot row is zero), so it
-  adds nothing to the adversarial losses, but a head's cross-entropy with it
-  is undefined. Check data where it enters (``cmi_jax.data.base.
-  validate_labels``; ``run.fit`` checks the first batch of every split).
+  Traced labels pass: data is checked where it enters
+  (``cmi_jax.data.base.validate_labels``).
   """
   try:
     values = np.asarray(labels)
@@ -115,7 +102,8 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
                ) -> tuple[jax.Array, jax.Array]:
   """Adversarial losses for ``sum_k I(z_k; z_-k | s_k)``.
 
-  With ``fake_k = conditional_shuffle(key, z, labels, subspaces, num_classes)[k]``,
+  Scalars ``(encoder_loss, adversary_loss)``; with ``fake_k =
+  conditional_shuffle(key, z, labels, subspaces, num_classes)[k]``,
   ``h = one_hot(s_k)``, ``r_i = adversary(k, [z_i, h_i])`` and
   ``f_i = adversary(k, [fake_k,i, h_i])``:
 
@@ -124,32 +112,16 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
       encoder_loss   = sum_k sum_c [mean_{i: s_ik = c} BCE(f_i, 1)
                                     + mean_{i: s_ik = c} BCE(r_i, 0)]
 
-  (the encoder's is the flipped, non-saturating objective). This is the
-  reference code's convention: the real and fake means are added, and the
-  groups and attributes summed, so a discriminator at chance scores
-  ``2 log 2`` per present group (``4 log 2`` per binary attribute) and the
-  encoder's weight ``lambda`` is the paper's.
-  ``adversary_loss`` sees ``stop_gradient(z)``; ``encoder_loss`` carries the
-  gradient into ``z`` (differentiate it only with respect to ``z``).
-
-  Args:
-    adversary: ``adversary(k, inputs [B, D + num_classes[k]]) -> logits [B]``.
-    key: PRNG key of the shuffle.
-    z: float ``[B, D]`` codes.
-    labels: int ``[B, K]``, ``-1`` for missing.
-    subspaces: K positive ints summing to ``D``.
-    num_classes: K positive ints.
-    permutations: optional int ``[K, B]`` from
-      :func:`cmi_jax.shuffle.conditional_permutations` ``(key, labels,
-      num_classes)``, drawn once and shared with the other calls of a step
-      (``key`` is then unused).
-
-  Returns:
-    ``(encoder_loss, adversary_loss)``, scalars in nats.
+  (the encoder's is the flipped, non-saturating objective). As in the
+  reference code, real and fake means are added and groups and attributes
+  summed, so a discriminator at chance scores ``2 log 2`` per present group
+  and the encoder's weight ``lambda`` is the paper's. Differentiate
+  ``encoder_loss`` only with respect to ``z``. ``permutations``: from
+  :func:`cmi_jax.shuffle.conditional_permutations`.
 
   Raises:
-    ValueError: on bad shapes, or (for concrete labels) a label outside
-      ``[-1, num_classes[k])`` (:func:`check_label_range`).
+    ValueError: for malformed inputs or concrete labels out of range; the
+      message names the fix.
 
   Example:
     >>> z = jax.random.normal(jax.random.key(0), (8, 4))
@@ -178,7 +150,7 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
 def _conditional_fakes(key: chex.PRNGKey, z: jax.Array, labels: jax.Array,
                        subspaces: Sequence[int], num_classes: tuple[int, ...],
                        permutations: Optional[jax.Array]) -> jax.Array:
-  """The ``[K, B, D]`` fakes: shuffled from ``key``, or by given permutations."""
+  """The ``[K, B, D]`` fakes, from ``key`` or from ``permutations``."""
   if permutations is None:
     return shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
   shuffle.check_labels(labels, z, tuple(subspaces))
@@ -207,12 +179,10 @@ def cmi_adversary_accuracy(adversary: ConditionalAdversary, key: chex.PRNGKey,
                            num_classes: Sequence[int], *,
                            permutations: Optional[chex.Array] = None
                            ) -> tuple[jax.Array, jax.Array]:
-  """How often the conditional discriminators are right, on the fakes of ``key``.
+  """``(accuracy_real, accuracy_fake)`` of the conditional discriminators.
 
-  Returns ``(accuracy_real, accuracy_fake)``: the fraction of real rows with a
-  positive logit and of fake rows with a negative one, over attributes and rows
-  with a label (0.5 each for a discriminator at chance). ``permutations``: as
-  in :func:`cmi_losses`.
+  The fractions of real rows with a positive logit and of fake rows with a
+  negative one, over attributes and labelled rows (0.5 each at chance).
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
   fakes = _conditional_fakes(key, z, labels, subspaces, num_classes,
@@ -231,10 +201,7 @@ def mi_adversary_accuracy(adversary: Adversary, key: chex.PRNGKey,
                           z: chex.Array, subspaces: Sequence[int], *,
                           permutations: Optional[chex.Array] = None
                           ) -> tuple[jax.Array, jax.Array]:
-  """``(accuracy_real, accuracy_fake)`` of the unconditional discriminator.
-
-  ``permutations``: as in :func:`mi_losses`.
-  """
+  """``(accuracy_real, accuracy_fake)`` of the unconditional discriminator."""
   fake = _marginal_fake(key, z, subspaces, permutations)
   z, fake = jax.lax.stop_gradient((z, fake))
   return jnp.mean(adversary(z) > 0), jnp.mean(adversary(fake) < 0)
@@ -242,7 +209,7 @@ def mi_adversary_accuracy(adversary: Adversary, key: chex.PRNGKey,
 
 def _marginal_fake(key: chex.PRNGKey, z: jax.Array, subspaces: Sequence[int],
                    permutations: Optional[jax.Array]) -> jax.Array:
-  """The ``[B, D]`` fake: shuffled from ``key``, or by given permutations."""
+  """The ``[B, D]`` fake, from ``key`` or from ``permutations``."""
   if permutations is None:
     return shuffle.marginal_shuffle(key, z, subspaces)
   return shuffle.permute_each_subspace(z, permutations, subspaces)
@@ -254,27 +221,15 @@ def mi_losses(adversary: Adversary, key: chex.PRNGKey, z: chex.Array,
               ) -> tuple[jax.Array, jax.Array]:
   """Adversarial losses for the unconditional ``I(z_1; ...; z_K)`` baseline.
 
-  With ``fake = marginal_shuffle(key, z, subspaces)``, ``r = adversary(z)``,
+  Scalars ``(encoder_loss, adversary_loss)``; with ``fake =
+  marginal_shuffle(key, z, subspaces)``, ``r = adversary(z)`` and
   ``f = adversary(fake)``:
 
       adversary_loss = mean_i BCE(r_i, 1) + mean_i BCE(f_i, 0)
       encoder_loss   = mean_i BCE(f_i, 1) + mean_i BCE(r_i, 0)
 
-  (real and fake means added, as in the paper's code). A discriminator at
-  chance scores ``2 log 2``. ``adversary_loss`` sees
-  ``stop_gradient(z)``.
-
-  Args:
-    adversary: ``adversary(inputs [B, D]) -> logits [B]``.
-    key: PRNG key of the shuffle.
-    z: float ``[B, D]`` codes.
-    subspaces: K positive ints summing to ``D``.
-    permutations: optional int ``[K, B]`` from
-      :func:`cmi_jax.shuffle.marginal_permutations` ``(key, B, K)``, shared
-      with the other calls of a step (``key`` is then unused).
-
-  Returns:
-    ``(encoder_loss, adversary_loss)``, scalars in nats.
+  A discriminator at chance scores ``2 log 2``. ``permutations``: from
+  :func:`cmi_jax.shuffle.marginal_permutations`.
 
   Example:
     >>> z = jax.random.normal(jax.random.key(0), (8, 4))
@@ -296,7 +251,7 @@ def mi_losses(adversary: Adversary, key: chex.PRNGKey, z: chex.Array,
 
 def rbf_kernel(x: chex.Array, y: chex.Array,
                bandwidths: Sequence[float]) -> jax.Array:
-  """Sum of RBF kernels ``sum_s exp(-||x_i - y_j||^2 / (2 s^2))``: ``[N, M]``."""
+  """``[N, M]``: ``sum_s exp(-||x_i - y_j||^2 / (2 s^2))``, s in bandwidths."""
   sq_dist = (jnp.sum(x**2, -1)[:, None] + jnp.sum(y**2, -1)[None, :]
              - 2.0 * x @ y.T)
   sq_dist = jnp.maximum(sq_dist, 0.0)
@@ -306,18 +261,10 @@ def rbf_kernel(x: chex.Array, y: chex.Array,
 
 def weighted_mmd2(x: chex.Array, y: chex.Array, weights: chex.Array,
                   bandwidths: Sequence[float]) -> jax.Array:
-  """Biased MMD^2 between the weighted empirical measures of ``x`` and ``y``.
+  """Biased ``MMD^2 = w^T K_xx w + w^T K_yy w - 2 w^T K_xy w``, a scalar.
 
-  ``MMD^2 = w^T K_xx w + w^T K_yy w - 2 w^T K_xy w`` with one weight vector for
-  both samples (rows are paired: row i of ``y`` is the fake of row i of ``x``).
-
-  Args:
-    x, y: ``[B, D]``.
-    weights: ``[B]`` non-negative, summing to 1 (or all 0 for an empty set).
-    bandwidths: RBF bandwidths, summed.
-
-  Returns:
-    Scalar ``MMD^2 >= 0`` (up to rounding).
+  ``x``, ``y`` ``[B, D]`` share the weights ``w`` ``[B]`` (non-negative,
+  summing to 1, or all 0 for an empty set); ``>= 0`` up to rounding.
   """
   def quad(a, b):
     return weights @ rbf_kernel(a, b, bandwidths) @ weights
@@ -330,11 +277,7 @@ FULL_BANDWIDTHS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def mmd_distance(mmd2: chex.Array) -> jax.Array:
-  """``sqrt(max(MMD^2, 0))``, with gradient 0 (not inf) where ``MMD^2 <= 0``.
-
-  The biased estimate can dip below 0 by rounding; the paper's code minimises
-  this root, not the square.
-  """
+  """``sqrt(max(MMD^2, 0))``, with gradient 0 (not inf) where ``MMD^2 <= 0``."""
   positive = mmd2 > 0
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, mmd2, 1.0)), 0.0)
 
@@ -344,8 +287,7 @@ def cmi_mmd2(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
              bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
   """Per-group biased ``MMD^2(z[s_k = c], fake_k[s_k = c])``, ``[K, C_max]``.
 
-  The fakes are those of :func:`cmi_jax.conditional_shuffle`; the kernel is
-  the sum of RBF kernels over ``bandwidths``. Entry ``[k, c]`` is 0 for an
+  Fakes of :func:`cmi_jax.conditional_shuffle`; entry ``[k, c]`` is 0 for an
   absent class and for ``c >= num_classes[k]``.
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
@@ -367,21 +309,10 @@ def cmi_mmd_loss(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
                  bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
   """MMD estimate of ``sum_k I(z_k; z_-k | s_k)``, minimised by the encoder.
 
-  ``sum_k sum_c sqrt(max(MMD^2(z[s_k = c], fake_k[s_k = c]), 0))``: the
-  per-group MMD (not its square) of :func:`cmi_mmd2`, as the paper's code
-  minimises it. Absent classes and missing labels add 0.
-
-  Args:
-    key: PRNG key of the shuffle.
-    z: float ``[B, D]``.
-    labels: int ``[B, K]``, ``-1`` for missing.
-    subspaces: K positive ints summing to ``D``.
-    num_classes: K positive ints.
-    bandwidths: kernel bandwidths in units of ``z`` (the reference's default
-      is ``(1.0,)``; :data:`FULL_BANDWIDTHS` is its multi-scale list).
-
-  Returns:
-    Scalar loss, in units of the kernel's feature norm.
+  ``sum_k sum_c sqrt(max(MMD^2(z[s_k = c], fake_k[s_k = c]), 0))``, the
+  per-group MMD (not its square, as the paper's code) of :func:`cmi_mmd2`: a
+  scalar in units of the kernel's feature norm. ``bandwidths`` are in units
+  of ``z`` (:data:`FULL_BANDWIDTHS` is the reference's multi-scale list).
 
   Example:
     >>> z = jax.random.normal(jax.random.key(0), (8, 4))
@@ -404,20 +335,9 @@ def mi_mmd2(key: chex.PRNGKey, z: chex.Array, subspaces: Sequence[int],
 
 def mi_mmd_loss(key: chex.PRNGKey, z: chex.Array, subspaces: Sequence[int],
                 bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
-  """MMD estimate of the unconditional dependence between subspaces.
+  """``sqrt(max(MMD^2(z, marginal_shuffle(key, z, subspaces)), 0))``, a scalar.
 
-  ``sqrt(max(MMD^2(z, marginal_shuffle(key, z, subspaces)), 0))`` with the
-  biased estimator and an RBF kernel summed over ``bandwidths``, as the
-  paper's code minimises it (:func:`mi_mmd2` is the square).
-
-  Args:
-    key: PRNG key of the shuffle.
-    z: float ``[B, D]``.
-    subspaces: K positive ints summing to ``D``.
-    bandwidths: kernel bandwidths in units of ``z``.
-
-  Returns:
-    Scalar loss.
+  The unconditional :func:`cmi_mmd_loss`; :func:`mi_mmd2` is the square.
 
   Example:
     >>> z = jax.random.normal(jax.random.key(0), (8, 4))
@@ -429,15 +349,7 @@ def mi_mmd_loss(key: chex.PRNGKey, z: chex.Array, subspaces: Sequence[int],
 
 
 def masked_cross_entropy(logits: chex.Array, labels: chex.Array) -> jax.Array:
-  """Mean softmax cross-entropy over the rows whose label is not ``-1``.
-
-  Args:
-    logits: float ``[B, C]``.
-    labels: int ``[B]``, ``-1`` for missing.
-
-  Returns:
-    Scalar; 0 when every label is missing.
-  """
+  """Mean softmax CE of ``logits`` ``[B, C]`` over labelled rows (or 0)."""
   present = labels >= 0
   per_row = optax.softmax_cross_entropy_with_integer_labels(
       logits, jnp.where(present, labels, 0))

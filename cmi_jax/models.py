@@ -1,4 +1,4 @@
-"""Flax (Linen) modules of the three players: encoder, attribute heads, adversaries."""
+"""Flax (Linen) modules: encoders, attribute heads, adversaries."""
 
 from __future__ import annotations
 
@@ -20,57 +20,33 @@ def _check_identical_channels_input(x: jax.Array, who: str) -> None:
         'flat inputs.')
 
 
-def _sum_channel_slices(kernel: jax.Array, num_channels: int, axis: int
-                        ) -> jax.Array:
-  """Sums the ``num_channels`` interleaved slices of ``kernel`` along ``axis``.
-
-  A kernel axis that runs over (pixel, channel) pairs, channel fastest (the
-  order of a flattened ``[..., C]`` image), shrinks to the pixel axis.
-  """
-  shape = kernel.shape
-  split = shape[:axis] + (shape[axis] // num_channels, num_channels) + shape[
-      axis + 1:]
-  return kernel.reshape(split).sum(axis + 1)
-
-
 class IdenticalChannelsDense(nn.Module):
   """``nn.Dense`` on flattened images whose channels are copies of one another.
 
-  ``[B, ..., C] -> [B, features]``. The parameters are exactly those of
-  ``nn.Dense(features)`` on the flattened input (``kernel [prod(...) * C,
-  features]``, ``bias [features]``, same initialisers, hence the same values
-  from the same key), and so is the function on inputs whose ``C`` channels
-  are equal: ``sum_c x W_c = x_0 (sum_c W_c)``. Only channel 0 is read, so
-  the matmul costs ``1 / C`` of the FLOPs, and autodiff gives every channel
-  slice of the kernel the same gradient, as the full matmul does. On inputs
-  whose channels differ the result is wrong: use it only where the channels
-  are equal by construction (gray images made 3-channel).
+  ``[B, ..., C] -> [B, features]``, with the parameters (and initial values)
+  of ``nn.Dense(features)`` on the flattened input, and its function where
+  the ``C`` channels are equal: ``sum_c x W_c = x_0 (sum_c W_c)``, at ``1 / C``
+  of the FLOPs. Wrong on inputs whose channels differ.
   """
   features: int
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     _check_identical_channels_input(x, 'IdenticalChannelsDense')
-    channels = x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (math.prod(x.shape[1:]), self.features))
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    folded = _sum_channel_slices(kernel, channels, axis=0)
+    # Kernel rows run over (pixel, channel), channel fastest.
+    folded = kernel.reshape(-1, x.shape[-1], self.features).sum(1)
     return x[..., 0].reshape(x.shape[0], -1) @ folded + bias
 
 
 class MLP(nn.Module):
-  """Dense layers with an activation between them: ``[B, ...] -> [B, features[-1]]``.
+  """Dense layers, ``activation`` between: ``[B, ...] -> [B, features[-1]]``.
 
-  Inputs with more than two axes are flattened per example first.
-
-  Attributes:
-    features: widths of the dense layers, the last one the output.
-    activation: between the layers.
-    identical_channels: the input's last axis holds identical channels (a
-      gray image made ``C``-channel); the first layer is then an
-      :class:`IdenticalChannelsDense`, the same parameters and function at
-      ``1 / C`` of its FLOPs.
+  Inputs are flattened per example. With ``identical_channels`` (the last
+  input axis holds copies of one channel) the first layer is an
+  :class:`IdenticalChannelsDense`.
   """
   features: Sequence[int]
   activation: Activation = nn.relu
@@ -89,12 +65,9 @@ class MLP(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-  """The paper's encoder: flatten, ``hidden`` ReLU layers, linear to ``latent_dim``.
+  """The paper's encoder: flatten, ReLU ``hidden`` layers, a linear output.
 
-  ``[B, ...] -> z [B, latent_dim]``; the paper uses ``hidden=(50, 50)`` and
-  ``latent_dim=10``. ``identical_channels``: see :class:`MLP` (the
-  multi-digit images are gray in 3 channels; folding them cuts the first
-  layer, most of a step's FLOPs, to a third).
+  ``[B, ...] -> z [B, latent_dim]``; ``identical_channels``: see :class:`MLP`.
   """
   latent_dim: int = 10
   hidden: Sequence[int] = (50, 50)
@@ -109,10 +82,8 @@ class MLPEncoder(nn.Module):
 class IdenticalChannelsConv(nn.Module):
   """A strided 3x3 ``nn.Conv`` (padding SAME) on images with identical channels.
 
-  ``[B, H, W, C] -> [B, H', W', features]``, with exactly the parameters of
-  ``nn.Conv(features, (3, 3), strides)`` (``kernel [3, 3, C, features]``,
-  ``bias``); reads channel 0 against the kernel summed over its input
-  channels. See :class:`IdenticalChannelsDense` for why and when.
+  ``[B, H, W, C] -> [B, H', W', features]`` with the parameters of
+  ``nn.Conv(features, (3, 3), strides)``; as :class:`IdenticalChannelsDense`.
   """
   features: int
   strides: tuple[int, int] = (2, 2)
@@ -130,14 +101,11 @@ class IdenticalChannelsConv(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-  """A small convolutional encoder for images ``[B, H, W, C] -> z [B, latent_dim]``.
+  """A small conv encoder: images ``[B, H, W, C] -> z [B, latent_dim]``.
 
-  Strided 3x3 convolutions (``channels``, each halving the resolution) with
-  ReLU, then the MLP head of :class:`MLPEncoder`. No normalisation layers, so
-  the encoder is a pure function of its parameters and a batch (no running
-  statistics to synchronise across devices). ``identical_channels``: the
-  first convolution is an :class:`IdenticalChannelsConv` (gray images made
-  ``C``-channel; same parameters and function).
+  ReLU 3x3 convolutions of stride 2 (widths ``channels``), then an MLP head.
+  No normalisation layers, hence no running statistics to synchronise.
+  ``identical_channels``: the first is an :class:`IdenticalChannelsConv`.
   """
   latent_dim: int = 10
   channels: Sequence[int] = (32, 64, 64)
@@ -160,7 +128,7 @@ class ConvEncoder(nn.Module):
 
 
 class AttributeHeads(nn.Module):
-  """One linear classifier per attribute, head ``k`` reading only subspace ``k``.
+  """One linear classifier per attribute, head ``k`` reading subspace ``k``.
 
   ``z [B, D] -> tuple of K logits [B, num_classes[k]]``.
   """
@@ -185,10 +153,9 @@ class AttributeHeads(nn.Module):
 
 
 class Adversary(nn.Module):
-  """One discriminator per attribute: ``(k, [B, D + num_classes[k]]) -> logits [B]``.
+  """CMI discriminators: ``(k, [B, D + num_classes[k]]) -> logits [B]``.
 
-  The conditional discriminators of the CMI loss; ``k`` must be a Python int.
-  Each is an MLP ``hidden -> 1`` (the paper: ``(50, 50)``, ReLU).
+  One MLP ``hidden -> 1`` per attribute; ``k`` must be a Python int.
   """
   num_attributes: int
   hidden: Sequence[int] = (50, 50)
@@ -203,12 +170,12 @@ class Adversary(nn.Module):
     return self.nets[k](inputs)[:, 0]
 
   def init_all(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
-    """Runs every discriminator once (``inputs[k]`` for ``k``); used by ``init``."""
+    """Runs discriminator ``k`` on ``inputs[k]``, every ``k`` (for ``init``)."""
     return tuple(self(k, x) for k, x in enumerate(inputs))
 
 
 class UnconditionalAdversary(nn.Module):
-  """The discriminator of the unconditional MI loss: ``z [B, D] -> logits [B]``."""
+  """The unconditional MI discriminator: ``z [B, D] -> logits [B]``."""
   hidden: Sequence[int] = (50, 50)
   activation: Activation = nn.relu
 

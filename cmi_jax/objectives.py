@@ -1,16 +1,12 @@
-"""The training objectives: the encoder's disentanglement term and its adversary.
+"""Training objectives: the encoder's disentanglement term and its adversary.
 
-An objective owns everything that differs between base training, adversarial
-MI / CMI and their MMD variants: the adversary module and its parameters, the
-fake permutations of a step, the pair ``(encoder_term, adversary_loss)`` and
-the adversary's diagnostics. The engine (:mod:`cmi_jax.train`) calls these
-methods and nothing else, so a new objective is one subclass of
-:class:`Objective` registered with :func:`register` (see docs/extending.md).
-
-The encoder minimises ``mean CE + lambda * encoder_term``; an adversary, where
-there is one, minimises ``adversary_loss`` on ``stop_gradient(z)``. Objects are
-frozen dataclasses (hashable, compared by value), so trainers holding them can
-key compilation caches.
+An objective owns what differs between base training, adversarial MI / CMI
+and their MMD variants; the engine (:mod:`cmi_jax.train`) calls only its
+methods, so a new objective is one :class:`Objective` subclass passed to
+:func:`register` (docs/extending.md). The encoder minimises ``mean CE +
+lambda * encoder_term``; an adversary minimises ``adversary_loss`` on
+``stop_gradient(z)``. Objectives are frozen dataclasses, so they can key
+compilation caches.
 """
 
 from __future__ import annotations
@@ -46,11 +42,10 @@ class Objective:
   @classmethod
   def create(cls, subspaces: Sequence[int], num_classes: Sequence[int],
              **options: Any) -> 'Objective':
-    """Builds the objective; ``options`` it does not use are ignored.
+    """Builds the objective, ignoring ``options`` it does not use.
 
-    Options the engine passes: ``adversary`` (a module, or None for the
-    default), ``adversary_hidden`` (default adversary widths) and
-    ``mmd_bandwidths``.
+    The engine passes ``adversary`` (a module, None for the default),
+    ``adversary_hidden`` (the default's widths) and ``mmd_bandwidths``.
     """
     del options
     return cls(tuple(subspaces), tuple(num_classes))
@@ -67,11 +62,7 @@ class Objective:
 
   def fake_permutations(self, key: jax.Array, labels: jax.Array
                         ) -> Optional[jax.Array]:
-    """Row permutations of the step's fake batch(es), int32 ``[K, B]``, or None.
-
-    Drawn once per step and shared by the encoder's term, the adversary's
-    loss and the diagnostics (XLA does not merge the sorts of separate draws).
-    """
+    """The step's fake row permutations, int32 ``[K, B]``, or None."""
     del key, labels
     return None
 
@@ -127,12 +118,7 @@ class _Adversarial(Objective):
 
 @dataclasses.dataclass(frozen=True)
 class AdversarialCMI(_Adversarial):
-  """Adversarial CMI: one conditional adversary per attribute.
-
-  Adversary ``k`` tells ``(z, onehot(y_k))`` from the same rows with the other
-  subspaces permuted among rows of equal ``y_k``; the encoder maximises its
-  BCE (:func:`cmi_jax.losses.cmi_losses`).
-  """
+  """Adversarial CMI, an adversary per attribute (:func:`losses.cmi_losses`)."""
   name: ClassVar[str] = 'cmi'
 
   @classmethod
@@ -165,11 +151,7 @@ class AdversarialCMI(_Adversarial):
 
 @dataclasses.dataclass(frozen=True)
 class AdversarialMI(_Adversarial):
-  """Adversarial MI: one unconditional adversary against marginal shuffles.
-
-  The adversary tells ``z`` from rows whose subspaces are permuted
-  independently (:func:`cmi_jax.losses.mi_losses`).
-  """
+  """Adversarial MI, one unconditional adversary (:func:`losses.mi_losses`)."""
   name: ClassVar[str] = 'mi'
 
   @classmethod
@@ -213,8 +195,7 @@ class _MMD(Objective):
 
 @dataclasses.dataclass(frozen=True)
 class MMDCMI(_MMD):
-  """Conditional MMD between ``z`` and its conditional shuffles
-  (:func:`cmi_jax.losses.cmi_mmd_loss`)."""
+  """Conditional MMD, no adversary (:func:`cmi_jax.losses.cmi_mmd_loss`)."""
   name: ClassVar[str] = 'mmd_cmi'
 
   def losses(self, adversary_params, key, z, labels, permutations):
@@ -226,8 +207,7 @@ class MMDCMI(_MMD):
 
 @dataclasses.dataclass(frozen=True)
 class MMDMI(_MMD):
-  """MMD between ``z`` and its marginal shuffles
-  (:func:`cmi_jax.losses.mi_mmd_loss`)."""
+  """Unconditional MMD, no adversary (:func:`cmi_jax.losses.mi_mmd_loss`)."""
   name: ClassVar[str] = 'mmd_mi'
 
   def losses(self, adversary_params, key, z, labels, permutations):

@@ -1,7 +1,7 @@
 """Figures of a run, drawn with matplotlib's Agg canvas and saved atomically.
 
-Every function takes plain NumPy data and a path and writes one PNG; none
-touches pyplot's global state, so they are safe in scripts, tests and threads.
+Every function takes NumPy data and a path, writes one PNG and returns the
+path; none touches pyplot's global state, so they are safe in threads.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def new_figure(width: float, height: float):
 
 
 def save_figure(fig, path: str) -> str:
-  """Writes ``fig`` to ``path`` as PNG, atomically (:func:`logs.write_atomically`)."""
+  """Writes ``fig`` to ``path`` as PNG, atomically; returns ``path``."""
   # The temporary name has no .png suffix, so the format must be explicit.
   return logs.write_atomically(
       path, lambda tmp: fig.savefig(tmp, format='png', bbox_inches='tight'))
@@ -49,11 +49,7 @@ def _annotated_matrix(ax, matrix: np.ndarray, row_labels: Sequence[str],
 
 
 def text_color(rgba: Sequence[float]) -> str:
-  """Black or white, whichever contrasts more with a cell of colour ``rgba``.
-
-  Uses the WCAG relative luminance of the cell (sRGB, linearised), so the
-  choice holds for diverging maps (pale middle) and dark-to-light ones alike.
-  """
+  """Black or white, by the WCAG luminance ``L`` of a cell coloured ``rgba``."""
   channels = np.asarray(rgba[:3], np.float64)
   linear = np.where(channels <= 0.04045, channels / 12.92,
                     ((channels + 0.055) / 1.055) ** 2.4)
@@ -62,16 +58,14 @@ def text_color(rgba: Sequence[float]) -> str:
   return 'black' if luminance > 0.179 else 'white'
 
 
-
 def joint_count_tables(tables: Mapping[str, np.ndarray],
                        attribute_names: Sequence[str], path: str) -> str:
-  """Heat maps of the joint label counts of every split (K = 2: 2x2 grids).
+  """Heat maps of the joint label counts of every split.
 
   Args:
-    tables: split name -> counts of shape ``(2,) * K``; K > 2 tables are
-      drawn flattened as ``[2, 2**(K-1)]``.
+    tables: split name -> counts of shape ``(2,) * K``, drawn as
+      ``[2, 2**(K-1)]``.
     attribute_names: K names (rows: attribute 0; columns: the rest).
-    path: PNG path.
   """
   fig = new_figure(3.8 * len(tables), 3.4)
   for i, (split, table) in enumerate(tables.items()):
@@ -83,8 +77,7 @@ def joint_count_tables(tables: Mapping[str, np.ndarray],
     image = _annotated_matrix(ax, matrix, ['0', '1'], cols, '.0f', 'Blues')
     ax.set_ylabel(attribute_names[0])
     ax.set_xlabel(', '.join(attribute_names[1:]))
-    total = matrix.sum()
-    ax.set_title(f'{split}\n(n={total:.0f})', fontsize=9)
+    ax.set_title(f'{split}\n(n={matrix.sum():.0f})', fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046)
   fig.suptitle('Joint label counts per split')
   fig.tight_layout()
@@ -100,14 +93,11 @@ def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
   Args:
     images: float ``[N, H, W, C]`` in [0, 1].
     labels: int ``[N, K]``.
-    path: PNG path.
-    title: figure title.
     columns: images per row.
-    preds: optional int ``[N, K]`` predictions. Borders: green all right,
-      orange only attribute 0 wrong, blue only attribute 1 wrong, red all
-      wrong (K > 2: orange for any partial error).
-    class_names: optional per attribute, the name of each class index
-      (``[['3', '8'], ['3', '8']]``); captions show names instead of indices.
+    preds: optional int ``[N, K]`` predictions; borders by
+      :func:`border_color`.
+    class_names: optional, per attribute, the name of each class index
+      (``[['3', '8'], ['3', '8']]``), shown instead of indices.
   """
   def name(k, value):
     value = int(value)
@@ -126,8 +116,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
     ax.set_yticks([])
     caption = ','.join(name(k, v) for k, v in enumerate(labels[i]))
     if preds is not None:
-      wrong = preds[i] != labels[i]
-      color = border_color(wrong)
+      color = border_color(preds[i] != labels[i])
       for spine in ax.spines.values():
         spine.set_edgecolor(color)
         spine.set_linewidth(3)
@@ -141,19 +130,23 @@ def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
 
 
 def border_color(wrong: np.ndarray) -> str:
-  """The prediction-grid border colour for one example's error pattern."""
+  """The border colour for one example's error pattern ``wrong`` ``[K]``.
+
+  Green all right, red all wrong, blue only attribute 1 of two wrong, orange
+  any other partial error.
+  """
   if not wrong.any():
     return ALL_RIGHT
   if wrong.all():
     return ALL_WRONG
-  if len(wrong) == 2:
-    return FIRST_WRONG if wrong[0] else SECOND_WRONG
+  if len(wrong) == 2 and not wrong[0]:
+    return SECOND_WRONG
   return FIRST_WRONG
 
 
 def confusion_matrix(confusion: np.ndarray, combination_names: Sequence[str],
                      path: str, title: str) -> str:
-  """Heat map of the joint-prediction confusion (rows true, columns predicted)."""
+  """Confusion heat map of joint predictions (rows true, columns predicted)."""
   confusion = np.asarray(confusion, np.float64)
   fig = new_figure(1.2 + 0.7 * len(combination_names),
                    1.0 + 0.6 * len(combination_names))
@@ -186,11 +179,7 @@ def latent_correlation(correlation: np.ndarray, subspaces: Sequence[int],
 
 
 def training_curves(records: Sequence[Mapping[str, Any]], path: str) -> str:
-  """Loss, accuracy and MI-estimate curves over epochs from ``log.jsonl``.
-
-  Panels: training losses; evaluation loss per split; evaluation accuracy
-  per split; kNN MI estimates (when the log holds them).
-  """
+  """Train losses, eval loss and accuracy, kNN MI over epochs of log records."""
   epochs = [r for r in records if 'epoch' in r]
   evals = [r for r in epochs if 'eval' in r]
   extras = [r for r in epochs if r.get('extra')]

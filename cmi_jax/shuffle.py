@@ -1,13 +1,11 @@
-"""Permutations that turn a batch of codes into samples of a product distribution.
+"""Permutations that turn codes into samples of a product distribution.
 
-The adversarial estimators of (conditional) mutual information contrast the
-batch ``z`` (samples of the joint) with a *fake* batch in which one subspace is
-permuted across rows: over the whole batch for ``p(z_k) p(z_-k)``, or within
-rows sharing the value of ``s_k`` for ``p(z_k | s_k) p(z_-k | s_k)``.
-
-Everything here has fixed shapes and no Python loop over groups, so it runs
-under ``jit``, ``vmap`` and ``grad`` (gradients flow through the gathered
-values, not the integer permutations).
+A *fake* batch permutes subspaces of the codes ``z`` ``[B, D]`` across rows:
+over the whole batch for ``prod_k p(z_k)``, or within rows sharing ``s_k`` for
+``p(z_k | s_k) p(z_-k | s_k)``. ``subspaces`` holds K positive ints summing
+to ``D``; ``labels`` is int ``[B, K]``, ``-1`` for missing. Shapes are fixed,
+so everything runs under ``jit``, ``vmap`` and ``grad`` (gradients flow
+through the gathered values).
 """
 
 from __future__ import annotations
@@ -21,12 +19,7 @@ import numpy as np
 
 
 def check_subspaces(z: chex.Array, subspaces: Sequence[int]) -> tuple[int, ...]:
-  """Validates ``subspaces`` against codes ``z`` [B, D]; returns it as a tuple.
-
-  Raises:
-    ValueError: if ``z`` is not 2-D, a size is not a positive int, or the sizes
-      do not sum to ``D``.
-  """
+  """Validates ``subspaces`` against ``z`` [B, D]; returns it as a tuple."""
   if jnp.ndim(z) != 2:
     raise ValueError(f'z must have shape [B, D]; got shape {jnp.shape(z)}.')
   subspaces = tuple(subspaces)
@@ -50,25 +43,19 @@ def subspace_masks(subspaces: Sequence[int]) -> np.ndarray:
 
 
 def random_order(key: chex.PRNGKey, size: int) -> jax.Array:
-  """A uniformly random permutation of ``range(size)`` in one sort, int32 ``[size]``.
+  """A uniformly random permutation of ``range(size)`` (one sort), int32.
 
-  Rows are ordered by two independent uint32 draws (a 64-bit key), so ties,
-  the only departure from uniformity, have probability below
-  ``size**2 / 2**65`` (3e-12 at ``size = 10^4``). ``jax.random.permutation``
-  guards against ties with repeated 32-bit sorts instead (two of them from
-  about 2,000 rows on); on CPU a sort is the costly part of a shuffle.
+  The sort key is 64 random bits, so ties, the only departure from
+  uniformity, have probability below ``size**2 / 2**65``.
   """
   bits = jax.random.bits(key, (2, size), jnp.uint32)
   return jnp.lexsort((bits[1], bits[0])).astype(jnp.int32)
 
 
 def group_positions(groups: jax.Array, num_groups: int) -> jax.Array:
-  """Position of every row in the stable order by group, int32 ``[B]``, no sort.
+  """Position of every row in the stable order by group, int32 ``[B]``.
 
-  A counting sort over the buckets ``-1 .. num_groups - 1`` (groups outside
-  them give wrong positions), O(B * num_groups): a row's position is the
-  number of rows in smaller groups plus the number of earlier rows of its own
-  group.
+  A counting sort; groups outside ``[-1, num_groups)`` give wrong positions.
   """
   member = groups[:, None] == jnp.arange(-1, num_groups)  # [B, G + 1]
   counts = member.sum(0)
@@ -80,31 +67,17 @@ def group_positions(groups: jax.Array, num_groups: int) -> jax.Array:
 
 def group_permutation(key: chex.PRNGKey, groups: chex.Array,
                       num_groups: int | None = None) -> jax.Array:
-  """A uniformly random permutation that keeps every row inside its group.
+  """A uniformly random int32 ``[B]`` permutation keeping rows in their group.
 
-  Returns ``perm`` with ``groups[perm] == groups``: row ``i`` of a permuted
-  batch ``x[perm]`` comes from a row of the same group, and every
-  within-group permutation is equally likely. Rows whose group is ``-1``
-  (missing label) map to themselves.
-
-  Construction: sorting the rows by ``(group, random key)`` lists each
-  group's rows in a uniformly random order; pairing that list position by
-  position with the rows in ``(group, index)`` order is a uniform random
-  bijection inside each group. With ``num_groups`` the second list comes from
-  a counting sort, O(B * num_groups), and the whole permutation costs one
-  sort; without it, three sorts (the random ranks of
-  ``jax.random.permutation``, then both orders), O(B log B) either way.
+  ``groups[perm] == groups`` for int ``groups`` ``[B]``, every within-group
+  permutation equally likely; rows of group ``-1`` map to themselves. Rows
+  sorted by ``(group, random key)``, paired position by position with rows
+  in ``(group, index)`` order, give a uniform bijection inside each group.
 
   Args:
-    key: PRNG key.
-    groups: int ``[B]`` group of every row, ``-1`` for rows to keep in place.
-    num_groups: optional static bound: every group lies in
-      ``[-1, num_groups)`` (e.g. the number of classes of a label). Groups
-      outside it give a wrong permutation, so pass it only for validated
-      labels.
-
-  Returns:
-    int32 ``[B]`` permutation.
+    num_groups: optional static bound, every group in ``[-1, num_groups)``;
+      the second order then comes from a counting sort (one sort instead of
+      three). Groups outside it give a wrong permutation.
 
   Example:
     >>> groups = jnp.array([0, 1, 0, -1, 1])
@@ -148,16 +121,8 @@ def conditional_permutations(key: chex.PRNGKey, labels: chex.Array,
                              ) -> jax.Array:
   """The row permutations of :func:`conditional_shuffle`, int32 ``[K, B]``.
 
-  Row ``k`` is a :func:`group_permutation` of ``labels[:, k]`` drawn from
-  ``jax.random.split(key, K)[k]``. They depend on the key and the labels
-  only, so a training step can draw them once and share them between the
-  encoder's term, the adversary's loss and the accuracy metrics (the loss
-  functions' ``permutations`` argument); XLA does not merge repeated sorts.
-
-  Args:
-    key: PRNG key.
-    labels: int ``[B, K]``, ``-1`` for missing.
-    num_classes: optional K class counts (see :func:`conditional_shuffle`).
+  Row ``k`` is a :func:`group_permutation` of ``labels[:, k]`` from
+  ``jax.random.split(key, K)[k]``, bounded by ``max(num_classes)``.
   """
   if jnp.ndim(labels) != 2:
     raise ValueError(f'labels must have shape [B, K]; got {jnp.shape(labels)}.')
@@ -169,15 +134,10 @@ def conditional_permutations(key: chex.PRNGKey, labels: chex.Array,
 
 def permute_one_subspace(z: chex.Array, permutations: chex.Array,
                          subspaces: Sequence[int]) -> jax.Array:
-  """Fake batch ``k`` = ``z`` with subspace ``k``'s columns in row order ``permutations[k]``.
+  """``[K, B, D]``: fake ``k`` is ``z`` with subspace ``k`` permuted.
 
-  Args:
-    z: float ``[B, D]`` codes.
-    permutations: int ``[K, B]``, e.g. :func:`conditional_permutations`.
-    subspaces: K positive ints summing to ``D``.
-
-  Returns:
-    ``[K, B, D]``, same dtype as ``z``.
+  Subspace ``k`` takes row order ``permutations[k]`` (int ``[K, B]``, e.g.
+  :func:`conditional_permutations`).
   """
   subspaces = check_subspaces(z, subspaces)
   _check_permutations(permutations, z, subspaces)
@@ -190,26 +150,15 @@ def permute_one_subspace(z: chex.Array, permutations: chex.Array,
 def conditional_shuffle(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
                         subspaces: Sequence[int],
                         num_classes: Sequence[int] | None = None) -> jax.Array:
-  """Fake batches for the conditional MI terms ``I(z_k; z_-k | s_k)``.
+  """``[K, B, D]`` fake batches for the terms ``I(z_k; z_-k | s_k)``.
 
-  Fake batch ``k`` is ``z`` with the columns of subspace ``k`` permuted among
-  the rows that share ``labels[:, k]`` (one :func:`group_permutation` per
-  attribute, from ``jax.random.split(key, K)``); rows whose label ``k`` is
-  ``-1`` keep their own values. Its rows follow ``p(z_k | s_k) p(z_-k | s_k)``.
-  Equals ``permute_one_subspace(z, conditional_permutations(key, labels,
-  num_classes), subspaces)``.
+  Fake ``k`` is ``z`` with subspace ``k`` permuted among the rows sharing
+  ``labels[:, k]`` (rows labelled ``-1`` keep theirs): ``permute_one_subspace(z,
+  conditional_permutations(key, labels, num_classes), subspaces)``.
 
   Args:
-    key: PRNG key.
-    z: float ``[B, D]`` codes.
-    labels: int ``[B, K]`` class of every attribute, ``-1`` for missing.
-    subspaces: K positive ints summing to ``D``.
-    num_classes: optional K class counts (labels of attribute ``k`` lie in
-      ``[-1, num_classes[k])``); one sort per attribute instead of three
-      (see :func:`group_permutation`). The losses pass it.
-
-  Returns:
-    ``[K, B, D]`` fake batches, same dtype as ``z``.
+    num_classes: optional K class counts bounding the labels
+      (``num_groups`` of :func:`group_permutation`).
   """
   subspaces = check_subspaces(z, subspaces)
   check_labels(labels, z, subspaces)
@@ -219,17 +168,14 @@ def conditional_shuffle(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
 
 def marginal_permutations(key: chex.PRNGKey, batch_size: int,
                           num_subspaces: int) -> jax.Array:
-  """The row permutations of :func:`marginal_shuffle`, int32 ``[K, B]``.
-
-  One :func:`random_order` per subspace, from ``jax.random.split(key, K)``.
-  """
+  """One :func:`random_order` per subspace (``split(key, K)``), ``[K, B]``."""
   keys = jax.random.split(key, num_subspaces)
   return jax.vmap(random_order, in_axes=(0, None))(keys, batch_size)
 
 
 def permute_each_subspace(z: chex.Array, permutations: chex.Array,
                           subspaces: Sequence[int]) -> jax.Array:
-  """``z`` with subspace ``k``'s columns in row order ``permutations[k]``, ``[B, D]``."""
+  """``[B, D]``: ``z`` with subspace ``k`` in row order ``permutations[k]``."""
   subspaces = check_subspaces(z, subspaces)
   _check_permutations(permutations, z, subspaces)
   column_owner = np.repeat(np.arange(len(subspaces)), subspaces)  # [D]
@@ -238,19 +184,9 @@ def permute_each_subspace(z: chex.Array, permutations: chex.Array,
 
 def marginal_shuffle(key: chex.PRNGKey, z: chex.Array,
                      subspaces: Sequence[int]) -> jax.Array:
-  """A fake batch from the product of the subspace marginals ``prod_k p(z_k)``.
+  """A ``[B, D]`` fake batch from ``prod_k p(z_k)``: subspaces permuted apart.
 
-  Every subspace is permuted independently over the whole batch (one
-  :func:`random_order` per subspace, from ``jax.random.split(key, K)``):
   ``permute_each_subspace(z, marginal_permutations(key, B, K), subspaces)``.
-
-  Args:
-    key: PRNG key.
-    z: float ``[B, D]`` codes.
-    subspaces: K positive ints summing to ``D``.
-
-  Returns:
-    ``[B, D]`` fake batch.
   """
   subspaces = check_subspaces(z, subspaces)
   return permute_each_subspace(
@@ -269,7 +205,7 @@ def _check_permutations(permutations: chex.Array, z: chex.Array,
 
 def check_labels(labels: chex.Array, z: chex.Array,
                  subspaces: tuple[int, ...]) -> None:
-  """Raises ValueError unless ``labels`` is int ``[B, K]`` matching ``z`` and ``subspaces``."""
+  """Raises ValueError unless ``labels`` is int ``[B, K]`` matching ``z``."""
   if jnp.ndim(labels) != 2 or labels.shape != (z.shape[0], len(subspaces)):
     raise ValueError(
         f'labels must have shape [B, K] = [{z.shape[0]}, {len(subspaces)}] '

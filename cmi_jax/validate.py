@@ -30,10 +30,7 @@ def integer(value: Any, name: str, low: Optional[int] = None,
 def number(value: Any, name: str, low: Optional[float] = None,
            high: Optional[float] = None, *, open_low: bool = False,
            open_high: bool = False, hint: str = '') -> float:
-  """``value`` (a real or a 0-d array) as a finite float in the range.
-
-  ``open_low`` / ``open_high`` exclude the bounds.
-  """
+  """``value`` (real or 0-d array) as a finite float; ``open_*``: exclusive."""
   scalar_array = (hasattr(value, 'dtype') and np.ndim(value) == 0
                   and np.issubdtype(value.dtype, np.number))
   real = scalar_array or (isinstance(value, numbers.Real)
