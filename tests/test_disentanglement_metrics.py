@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cmi_jax import metrics
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 from cmi_jax.metrics import dci as dci_lib
 
 N = 600
@@ -234,7 +234,7 @@ def test_same_value_sampler_respects_groups():
   rng = np.random.default_rng(2)
   dense = np.stack([rng.integers(0, 3, 50), rng.integers(0, 5, 50)], axis=1)
   dense[0, 1] = 5  # a value held by one row only: never an anchor
-  sampler = _common.SameValueSampler(dense)
+  sampler = _shared.SameValueSampler(dense)
   factor = rng.integers(0, 2, 1000)
   anchors = sampler.draw_anchors(factor, rng)
   partners = sampler.draw(factor, anchors, rng)

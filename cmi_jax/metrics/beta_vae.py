@@ -3,7 +3,7 @@ Concepts with a Constrained Variational Framework"), observational version.
 
 One training point: pick a factor k uniformly; draw ``batch_size`` pairs of
 rows ``(a_l, b_l)`` sharing their value of ``s_k``
-(``_common.SameValueSampler``); the feature is
+(``_shared.SameValueSampler``); the feature is
 ``zdiff = (1/L) sum_l |z(a_l) - z(b_l)|`` (``[D]``), the label k. A linear classifier (multinomial logistic regression) predicts k; the score
 is its accuracy on the training points and on evaluation points built from
 held-out rows. A dimension that encodes only ``s_k`` has ``zdiff ~ 0`` exactly
@@ -24,7 +24,7 @@ import warnings
 from sklearn import exceptions as sk_exceptions
 from sklearn import linear_model, pipeline, preprocessing
 
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 
 VARIANTS = ('dlib', 'scale_free')
 
@@ -33,7 +33,7 @@ def _points(codes: np.ndarray, dense: np.ndarray, num_points: int,
             batch_size: int,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
   """``(zdiff [num_points, D], fixed factor [num_points])`` from the codes."""
-  sampler = _common.SameValueSampler(dense)
+  sampler = _shared.SameValueSampler(dense)
   features = np.empty((num_points, codes.shape[1]))
   labels = np.empty(num_points, dtype=np.int64)
   for block, factor in sampler.blocks(num_points, 'pair', rng):
@@ -50,7 +50,7 @@ def _points(codes: np.ndarray, dense: np.ndarray, num_points: int,
 def compute_beta_vae(codes, factors, *, batch_size: int = 64,
                      num_train: int = 10000, num_eval: int = 5000,
                      test_fraction: float = 0.25, variant: str = 'dlib',
-                     seed: _common.Seed = 0) -> dict[str, float]:
+                     seed: _shared.Seed = 0) -> dict[str, float]:
   """BetaVAE score of float ``codes [N, D]`` for int ``factors [N, K]``.
 
   Args:
@@ -68,12 +68,12 @@ def compute_beta_vae(codes, factors, *, batch_size: int = 64,
   """
   if variant not in VARIANTS:
     raise ValueError(f'variant must be one of {VARIANTS}; got {variant!r}.')
-  codes, factors = _common.check_codes_and_factors(codes, factors)
-  batch_size = _common.check_positive_int(batch_size, 'batch_size')
-  num_train = _common.check_positive_int(num_train, 'num_train')
-  num_eval = _common.check_positive_int(num_eval, 'num_eval')
-  rng, train, test = _common.seeded_split(codes.shape[0], test_fraction, seed)
-  dense, _ = _common.dense_labels(factors)
+  codes, factors = _shared.check_codes_and_factors(codes, factors)
+  batch_size = _shared.check_positive_int(batch_size, 'batch_size')
+  num_train = _shared.check_positive_int(num_train, 'num_train')
+  num_eval = _shared.check_positive_int(num_eval, 'num_eval')
+  rng, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
+  dense, _ = _shared.dense_labels(factors)
   x_train, y_train = _points(codes[train], dense[train], num_train, batch_size,
                              rng)
   x_eval, y_eval = _points(codes[test], dense[test], num_eval, batch_size, rng)

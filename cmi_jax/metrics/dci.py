@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import ensemble
 
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 
 _MODELS = ('gradient_boosting', 'random_forest')
 
@@ -74,7 +74,7 @@ def _make_model(model: str, n_estimators: int, seed: int):
 
 def compute_dci(codes, factors, *, test_fraction: float = 0.25,
                 model: str = 'gradient_boosting', n_estimators: int = 100,
-                seed: _common.Seed = 0) -> dict[str, float]:
+                seed: _shared.Seed = 0) -> dict[str, float]:
   """DCI scores of float ``codes [N, D]`` for int ``factors [N, K]``.
 
   Args:
@@ -91,11 +91,11 @@ def compute_dci(codes, factors, *, test_fraction: float = 0.25,
   Raises:
     ValueError: for malformed inputs; the message names the fix.
   """
-  codes, factors = _common.check_codes_and_factors(codes, factors)
+  codes, factors = _shared.check_codes_and_factors(codes, factors)
   if model not in _MODELS:
     raise ValueError(f'model must be one of {_MODELS}; got {model!r}.')
-  n_estimators = _common.check_positive_int(n_estimators, 'n_estimators')
-  rng, train, test = _common.seeded_split(codes.shape[0], test_fraction, seed)
+  n_estimators = _shared.check_positive_int(n_estimators, 'n_estimators')
+  rng, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
   model_seed = int(rng.integers(2**31 - 1))
   num_codes, num_factors = codes.shape[1], factors.shape[1]
   importance = np.zeros((num_codes, num_factors))

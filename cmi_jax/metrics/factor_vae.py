@@ -2,7 +2,7 @@
 observational version.
 
 One *vote*: pick a factor k uniformly and a batch of ``batch_size`` rows
-sharing an anchor row's value of ``s_k`` (``_common.SameValueSampler``);
+sharing an anchor row's value of ``s_k`` (``_shared.SameValueSampler``);
 divide every code dimension by its standard deviation over the train rows; the
 vote is
 ``(argmin_d Var_batch[z_d / std_d], k)`` over the active (non-constant)
@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 
 
 def _votes(codes: np.ndarray, dense: np.ndarray, num_votes: int,
            batch_size: int, rng: np.random.Generator) -> np.ndarray:
   """Vote counts ``[D', K]`` from ``[N, D']`` active codes divided by std."""
-  sampler = _common.SameValueSampler(dense)
+  sampler = _shared.SameValueSampler(dense)
   counts = np.zeros((codes.shape[1], dense.shape[1]), dtype=np.int64)
   for _, factor in sampler.blocks(num_votes, 'batch', rng):
     anchor = sampler.draw_anchors(factor, rng)
@@ -38,7 +38,7 @@ def _votes(codes: np.ndarray, dense: np.ndarray, num_votes: int,
 def compute_factor_vae(codes, factors, *, batch_size: int = 64,
                        num_train: int = 10000, num_eval: int = 5000,
                        test_fraction: float = 0.25,
-                       seed: _common.Seed = 0) -> dict[str, float]:
+                       seed: _shared.Seed = 0) -> dict[str, float]:
   """FactorVAE score of float ``codes [N, D]`` for int ``factors [N, K]``.
 
   Args:
@@ -55,18 +55,18 @@ def compute_factor_vae(codes, factors, *, batch_size: int = 64,
   Raises:
     ValueError: for malformed inputs; the message names the fix.
   """
-  codes, factors = _common.check_codes_and_factors(codes, factors)
-  batch_size = _common.check_positive_int(batch_size, 'batch_size', minimum=2)
-  num_train = _common.check_positive_int(num_train, 'num_train')
-  num_eval = _common.check_positive_int(num_eval, 'num_eval')
-  rng, train, test = _common.seeded_split(codes.shape[0], test_fraction, seed)
+  codes, factors = _shared.check_codes_and_factors(codes, factors)
+  batch_size = _shared.check_positive_int(batch_size, 'batch_size', minimum=2)
+  num_train = _shared.check_positive_int(num_train, 'num_train')
+  num_eval = _shared.check_positive_int(num_eval, 'num_eval')
+  rng, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
   global_std = codes[train].std(axis=0, ddof=1)
   active = global_std > 0
   if not active.any():
     return {'train_accuracy': 0.0, 'eval_accuracy': 0.0,
             'num_active_dims': 0.0}
   scaled = codes[:, active] / global_std[active]
-  dense, _ = _common.dense_labels(factors)
+  dense, _ = _shared.dense_labels(factors)
   train_votes = _votes(scaled[train], dense[train], num_train, batch_size, rng)
   eval_votes = _votes(scaled[test], dense[test], num_eval, batch_size, rng)
   # Ties go to the lowest factor index.

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 
 
 def compute_irs(codes, factors, *,
@@ -40,17 +40,17 @@ def compute_irs(codes, factors, *,
   Raises:
     ValueError: for malformed inputs; the message names the fix.
   """
-  codes, factors = _common.check_codes_and_factors(codes, factors)
+  codes, factors = _shared.check_codes_and_factors(codes, factors)
   if not 0.0 < diff_quantile <= 1.0:
     raise ValueError(
         f'diff_quantile must lie in (0, 1]; got {diff_quantile}. Use 1.0 for '
         "the paper's supremum.")
-  active = _common.active_dims(codes)
+  active = _shared.active_dims(codes)
   if not active.any():
     return {'irs': 0.0, 'num_active_dims': 0.0}
   z = codes[:, active]
   max_dev = np.max(np.abs(z - z.mean(axis=0)), axis=0)  # M_i, [D'] > 0
-  dense, num_values = _common.dense_labels(factors)
+  dense, num_values = _shared.dense_labels(factors)
   empida = np.zeros((z.shape[1], factors.shape[1]))
   for j in range(factors.shape[1]):
     for v in range(num_values[j]):

@@ -48,7 +48,7 @@ from typing import Sequence
 import numpy as np
 from scipy import spatial, special
 
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 
 
 def _as_2d(a, name: str) -> np.ndarray:
@@ -62,9 +62,9 @@ def _as_2d(a, name: str) -> np.ndarray:
   return a
 
 
-def _prepare(k, seed: _common.Seed, **arrays) -> tuple:
+def _prepare(k, seed: _shared.Seed, **arrays) -> tuple:
   """``(k, jitter generator, *arrays as [N, d])`` after the shared checks."""
-  k = _common.check_positive_int(k, 'k')
+  k = _shared.check_positive_int(k, 'k')
   arrays = {n: _as_2d(a, n) for n, a in arrays.items()}
   num_rows = arrays['x'].shape[0]
   if any(a.shape[0] != num_rows for a in arrays.values()):
@@ -75,7 +75,7 @@ def _prepare(k, seed: _common.Seed, **arrays) -> tuple:
     raise ValueError(
         f'a k-nearest-neighbour estimate needs N > k rows; got N = {num_rows} '
         f'and k = {k}. Pass more rows or a smaller k.')
-  return (k, _common.as_generator(seed), *arrays.values())
+  return (k, _shared.as_generator(seed), *arrays.values())
 
 
 def _continuous(a: np.ndarray, name: str, rng: np.random.Generator,
@@ -200,7 +200,7 @@ def _stratified(z_labels: np.ndarray, k: int, estimate) -> float:
 
 def mutual_information(x, y, *, k: int = 3, discrete_y: bool = False,
                        jitter: float = 1e-10,
-                       seed: _common.Seed = 0) -> float:
+                       seed: _shared.Seed = 0) -> float:
   """kNN estimate of ``I(X; Y)`` in nats.
 
   Args:
@@ -224,7 +224,7 @@ def conditional_mutual_information(x, y, z, *, k: int = 3,
                                    discrete_y: bool = False,
                                    discrete_z: bool = False,
                                    jitter: float = 1e-10,
-                                   seed: _common.Seed = 0) -> float:
+                                   seed: _shared.Seed = 0) -> float:
   """kNN estimate of ``I(X; Y | Z)`` in nats.
 
   Both continuous: Frenzel-Pompe. A discrete ``z`` splits the data,
@@ -289,8 +289,8 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
   Raises:
     ValueError: for malformed inputs; the message names the fix.
   """
-  k = _common.check_positive_int(k, 'k')
-  codes = _common.check_codes(codes)
+  k = _shared.check_positive_int(k, 'k')
+  codes = _shared.check_codes(codes)
   labels = np.asarray(labels)
   if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(
@@ -309,7 +309,7 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
         f'subspaces must give one positive size per label column (K = '
         f'{labels.shape[1]}) summing to D = {codes.shape[1]}; got {sizes}.')
   if max_rows is not None:
-    max_rows = _common.check_positive_int(max_rows, 'max_rows', minimum=k + 1)
+    max_rows = _shared.check_positive_int(max_rows, 'max_rows', minimum=k + 1)
     if max_rows < codes.shape[0]:
       rows = np.sort(np.random.default_rng(seed).choice(
           codes.shape[0], size=max_rows, replace=False))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 
 
 def compute_mig(codes, factors, *, num_bins: int = 20) -> dict[str, float]:
@@ -30,16 +30,16 @@ def compute_mig(codes, factors, *, num_bins: int = 20) -> dict[str, float]:
   Raises:
     ValueError: for malformed inputs; the message names the fix.
   """
-  codes, factors = _common.check_codes_and_factors(codes, factors)
-  num_bins = _common.check_positive_int(num_bins, 'num_bins', minimum=2)
+  codes, factors = _shared.check_codes_and_factors(codes, factors)
+  num_bins = _shared.check_positive_int(num_bins, 'num_bins', minimum=2)
   if codes.shape[1] < 2:
     raise ValueError(
         'MIG compares the two most informative code dimensions, so codes need '
         f'D >= 2 columns; got D = {codes.shape[1]}.')
-  dense, _ = _common.dense_labels(factors)
-  binned = _common.histogram_discretize(codes, num_bins)
-  mi = _common.discrete_mutual_information(binned, dense)  # [D, K]
-  entropy = _common.discrete_entropy(dense)  # [K], > 0 by the factor check
+  dense, _ = _shared.dense_labels(factors)
+  binned = _shared.histogram_discretize(codes, num_bins)
+  mi = _shared.discrete_mutual_information(binned, dense)  # [D, K]
+  entropy = _shared.discrete_entropy(dense)  # [K], > 0 by the factor check
   top_two = -np.sort(-mi, axis=0)[:2]  # [2, K], descending
   per_factor = (top_two[0] - top_two[1]) / entropy
   scores = {'mig': float(np.mean(per_factor))}

@@ -31,7 +31,7 @@ import numpy as np
 from sklearn import exceptions as sk_exceptions
 from sklearn import svm
 
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -83,7 +83,7 @@ def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
 
 def compute_sap(codes, factors, *, test_fraction: float = 0.25,
                 C: float | None = None, variant: str = 'dlib',
-                seed: _common.Seed = 0) -> dict[str, float]:
+                seed: _shared.Seed = 0) -> dict[str, float]:
   """SAP score of float ``codes [N, D >= 2]`` for int ``factors [N, K]``.
 
   Args:
@@ -102,14 +102,14 @@ def compute_sap(codes, factors, *, test_fraction: float = 0.25,
   if variant not in VARIANTS:
     raise ValueError(f'variant must be one of {VARIANTS}; got {variant!r}.')
   C = _DEFAULT_C[variant] if C is None else C
-  codes, factors = _common.check_codes_and_factors(codes, factors)
+  codes, factors = _shared.check_codes_and_factors(codes, factors)
   if codes.shape[1] < 2:
     raise ValueError(
         'SAP compares the two most predictive code dimensions, so codes need '
         f'D >= 2 columns; got D = {codes.shape[1]}.')
   if not C > 0:
     raise ValueError(f'C must be > 0; got {C}.')
-  _, train, test = _common.seeded_split(codes.shape[0], test_fraction, seed)
+  _, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
   scores = sap_score_matrix(codes[train], factors[train], codes[test],
                             factors[test], C=C, variant=variant)
   top_two = -np.sort(-scores, axis=0)[:2]

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 
 
 def gaussian_total_correlation(cov) -> float:
   """TC in nats of a PSD ``cov [D, D]`` with a positive diagonal."""
-  cov = _common.check_cov(cov)
+  cov = _shared.check_cov(cov)
   diag = np.diag(cov)
   if np.any(diag <= 0):
     raise ValueError(
@@ -44,8 +44,8 @@ def compute_total_correlation(codes) -> dict[str, float]:
   Raises:
     ValueError: for malformed codes; the message names the fix.
   """
-  codes = _common.check_codes(codes, min_rows=2)
-  active = _common.active_dims(codes)
+  codes = _shared.check_codes(codes, min_rows=2)
+  active = _shared.active_dims(codes)
   if active.sum() < 2:
     return {'gaussian_total_correlation': 0.0}
   cov = np.cov(codes[:, active], rowvar=False)

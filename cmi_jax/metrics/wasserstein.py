@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmi_jax.metrics import _common
+from cmi_jax.metrics import _shared
 
 
 def gaussian_wasserstein_correlation(cov) -> float:
   """``W2^2(N(0, cov), N(0, diag cov)) >= 0`` of a PSD ``cov [D, D]``."""
-  cov = _common.check_cov(cov)
+  cov = _shared.check_cov(cov)
   root_diag = np.sqrt(np.clip(np.diag(cov), 0.0, None))
   # Delta^{1/2} Sigma Delta^{1/2} is symmetric PSD: eigvalsh is exact and
   # stable, unlike a general matrix square root of Sigma Delta.
@@ -40,7 +40,7 @@ def compute_wasserstein_correlation(codes) -> dict[str, float]:
   Raises:
     ValueError: for malformed codes; the message names the fix.
   """
-  codes = _common.check_codes(codes, min_rows=2)
+  codes = _shared.check_codes(codes, min_rows=2)
   cov = np.atleast_2d(np.cov(codes, rowvar=False))
   value = gaussian_wasserstein_correlation(cov)
   trace = np.trace(cov)
