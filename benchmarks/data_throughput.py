@@ -1,37 +1,15 @@
 r"""Throughput of batch feeding: multi-digit generation and CelebA's two paths.
 
-Multi-digit (``--paths=multi_digit``). Device path: one jitted ``lax.scan``
-generates a whole epoch of batches from the device-resident digit bank (what
-the training engine does); each batch is reduced to a checksum so that
-nothing is copied back. Host path: the NumPy reference
-``tests/numpy_reference.sample_batch``, alone and followed by
-``jax.device_put`` (the cost of feeding a device from the host).
-
-CelebA (``--paths=celeba``), on synthetic uint8 64x64x3 images of
-``--celeba_images`` rows (real CelebA is not needed to time the feeding):
-
-* ``celeba_device_gather``: the images on the device
-  (:class:`~cmi_jax.data.base.ArrayDataset`); a jitted scan gathers each
-  batch by index and reduces it to a checksum;
-* ``celeba_host_prefetch``: the images in host memory
-  (:class:`~cmi_jax.data.host.HostDataset`); the prefetch thread gathers and
-  copies batches ahead while the device reduces each one (a jitted checksum
-  per batch, as a training step would consume it);
-* ``celeba_host_sync``: the same without the thread (gather, copy, reduce,
-  one after the other): what prefetching buys;
-* with ``--celeba_train``, ``celeba_train_device`` / ``celeba_train_host``:
-  training steps/s of the paper's CelebA model (MLP encoder, ``cmi``) on
-  each path (``trainer.jit_train_epoch`` vs
-  :func:`cmi_jax.data.host_loop.train_epoch`): whether the host path starves the
-  device.
-
-Usage (from the repository root)::
+Multi-digit: a whole epoch generated on the device in one scan, against the
+NumPy reference ``tests/numpy_reference.sample_batch`` with and without
+``jax.device_put``. CelebA, on synthetic uint8 64x64x3 images: batches
+gathered on the device (``celeba_device_gather``), prefetched from host
+memory (``celeba_host_prefetch``) or copied without the thread
+(``celeba_host_sync``), and with ``--celeba_train`` the training steps/s of
+the paper's CelebA model on both paths. Each batch is reduced to a checksum
+so that nothing is copied back::
 
   PYTHONPATH=. python benchmarks/data_throughput.py --out /tmp/throughput.json
-  PYTHONPATH=. python benchmarks/data_throughput.py --dataset=fashion_mnist \
-      --classes=0,9 --noise=0.8 --paths=multi_digit --out /tmp/fashion.json
-  PYTHONPATH=. python benchmarks/data_throughput.py --paths=celeba \
-      --celeba_images=80000 --celeba_batches=1000 --out /tmp/celeba.json
 """
 
 from __future__ import annotations
@@ -127,11 +105,7 @@ def benchmark_device(dataset: md.MultiDigitDataset, min_batches: int) -> dict:
 
 def benchmark_host(dataset: md.MultiDigitDataset, num_batches: int,
                    to_device: bool) -> dict:
-  """Times the NumPy path (optionally plus the host-to-device copy).
-
-  ``first_call_s`` of the device result includes compilation; the host path
-  needs none.
-  """
+  """Times the NumPy path (optionally plus the host-to-device copy)."""
   bank, counts = np.asarray(dataset.bank), np.asarray(dataset.counts)
   table, noise = np.asarray(dataset.table), float(dataset.noise)
   rng = np.random.default_rng(0)
@@ -167,8 +141,8 @@ def _checksum(total: jax.Array, images: jax.Array,
               labels: jax.Array) -> jax.Array:
   """Reads every pixel and label of a uint8 batch (cheap on any backend).
 
-  Integer sums: a float ``mean`` of the scaled images costs several times
-  the gather on a CPU and would hide the feeding cost being measured.
+  Integer sums: a float ``mean`` would cost several times the gather on a
+  CPU and hide the feeding cost.
   """
   return total + images.astype(jnp.int32).sum() + labels.sum()
 
@@ -177,8 +151,8 @@ def _gather_checksum(dataset: ArrayDataset, key: jax.Array,
                      num_steps: int) -> jax.Array:
   """``num_steps`` batches gathered on the device inside a scan; a checksum.
 
-  The gather of ``ArrayDataset.batch``, without its scaling to float (the
-  host path's batches stay uint8 too; the step scales both alike).
+  The gather of ``ArrayDataset.batch`` without its scaling to float, as the
+  host path's batches stay uint8.
   """
   plan = dataset.epoch_plan(key)
   size = dataset.batch_size
@@ -207,7 +181,7 @@ def _rate(batches: int, seconds: float, batch_size: int, **extra) -> dict:
 
 def benchmark_celeba(num_images: int, batch_size: int, num_batches: int,
                      depth: int, with_training: bool) -> dict:
-  """Times CelebA's device-gather and host-prefetch paths (see module doc)."""
+  """Times CelebA's device-gather and host paths (see module doc)."""
   images, labels = _celeba_arrays(num_images)
   on_host = host.HostDataset(images, labels, batch_size=batch_size,
                              prefetch_depth=depth)
@@ -283,7 +257,7 @@ def _benchmark_celeba_training(on_device: ArrayDataset,
 
 
 def _multi_digit() -> dict:
-  """The multi-digit results (the original benchmark of this script)."""
+  """The multi-digit results."""
   digits = sources.load_digits(_DATASET.value, _SOURCE.value,
                                _TFDS_DATA_DIR.value, _MANUAL_DIR.value)
   classes = tuple(int(c) for c in _CLASSES.value)
@@ -324,7 +298,6 @@ def main(argv):
     raise app.UsageError(f'--paths: unknown {unknown}; choose from {PATHS}.')
   results = {}
   if 'multi_digit' in _PATHS.value:
-    # At the top level, as before the CelebA paths existed.
     results.update(_multi_digit())
   if 'celeba' in _PATHS.value:
     celeba = benchmark_celeba(_CELEBA_IMAGES.value, _BATCH_SIZE.value,

@@ -1,41 +1,15 @@
 r"""Training throughput (samples/s) of the engine against the hardware roofline.
 
-For every objective (base, mi, cmi) and batch size this measures, on
-correlated two-digit images 3x32x64 with the paper's MLP encoder (2x50 hidden,
-z_dim 10, two subspaces of 5):
-
-* ``<objective>``: whole epochs generated and trained on the device,
-  ``trainer.jit_train_epoch`` (one ``lax.scan``, no host in the loop);
-* ``<objective>_host``: NumPy batches (made beforehand by the NumPy twin of
-  the device generator) fed one by one to ``trainer.jit_train_step``;
-
-and, in the same process and on the same generated batches, the roofline:
-
-* ``data``: batch generation alone (a scanned checksum);
-* ``encoder``: generation + the encoder's bare forward and backward pass
-  (``grad`` of ``sum(z**2)`` w.r.t. the parameters, plain SGD), scanned;
-* ``matmul``: a large float32 matmul, GFLOP/s;
-
-plus ablations that price parts of the step (``--ablations``):
-
-* ``encoder_adam``: ``encoder`` with the engine's Adam instead of SGD;
-* ``cmi_no_accuracy``: the CMI step without its adversary-accuracy metrics
-  (a subclass of the trainer).
-
-Every bench is compiled first (``first_call_s``), then timed in ``--rounds``
-interleaved rounds, so a shared machine's load hits all of them alike; the
-best round is the reported speed (``median`` too), and ratios such as
-``cmi / encoder`` come from the same run. The load average before and after,
-and the peak host memory (``ru_maxrss``), are recorded.
-
-Usage (from the repository root)::
+For every objective and batch size, on two-digit images 3x32x64 with the
+paper's MLP encoder: ``<objective>`` (device epochs,
+``trainer.jit_train_epoch``) and ``<objective>_host`` (NumPy batches fed to
+``trainer.jit_train_step``), against the roofline on the same batches:
+``data`` (generation alone), ``encoder`` (generation + the bare encoder
+forward and backward, SGD) and ``matmul`` (GFLOP/s); with ``--ablations``,
+``encoder_adam`` and ``cmi_no_accuracy``. Benches are timed in interleaved
+rounds (:func:`measure`)::
 
   PYTHONPATH=. python benchmarks/train_throughput.py --out=/tmp/train.json
-  PYTHONPATH=. python benchmarks/train_throughput.py --device=gpu \
-      --batch_sizes=100,256,1024,4096 --out=/tmp/train_gpu.json
-  # quick look: one objective, one batch size
-  PYTHONPATH=. python benchmarks/train_throughput.py --objectives=cmi \
-      --batch_sizes=100 --min_seconds=2
 """
 
 from __future__ import annotations
@@ -106,8 +80,8 @@ _OPTIM = {'base': train.OptimConfig(lr=1e-4, cls_lr=1e-3),
           'cmi': train.OptimConfig(lr=1e-5, cls_lr=1e-4, d_lr=1e-4)}
 SUBSPACES = (5, 5)
 NUM_CLASSES = (2, 2)
-TARGET_SAMPLES_PER_S = 32_000  # issue 6, CMI loop on the 2-core CPU
-TARGET_FRACTION = 0.70  # issue 6, of the bare encoder fwd+bwd
+TARGET_SAMPLES_PER_S = 32_000  # CMI loop on a 2-core CPU
+TARGET_FRACTION = 0.70  # of the bare encoder fwd+bwd
 REFERENCE_PYTORCH = '800-850 samples/s'
 
 
@@ -134,9 +108,8 @@ def make_trainer(objective: str) -> train.Trainer:
 def make_dataset(batch_size: int) -> md.MultiDigitDataset:
   """Multi-digit training set whose epoch has ``--epoch_size`` samples.
 
-  The offline MNIST (``source='embedded'``) has 300 training images per
-  class; they are repeated up to the paper's epoch size, which changes the
-  memory of the bank but not the work per batch.
+  The offline MNIST's images are repeated up to that size, which changes
+  the bank's memory but not the work per batch.
   """
   digits = sources.load_digits('mnist', source='embedded')
   keep = np.isin(digits.train_labels, (3, 8))
@@ -157,12 +130,10 @@ def measure(benches: dict[str, Bench], rounds: int,
   """Times every bench in interleaved rounds; robust on a shared machine.
 
   Each bench is called once to compile (``first_call_s``); then every round
-  calls each bench in turn for about ``seconds_per_round``. Another user's
-  load then hits all benches alike, and the best round (``samples_per_s``)
-  estimates the unloaded speed; ``median_samples_per_s`` is reported too.
-  ``samples_per_cpu_s`` divides by the CPU time of this process (all its
-  threads), which other processes' load hardly changes: it compares the
-  *work* of two benches even on a busy machine. Every call is blocked on.
+  calls each bench in turn for about ``seconds_per_round``, so load hits all
+  alike. ``samples_per_s`` is the best round, ``median_samples_per_s`` the
+  median; ``samples_per_cpu_s`` divides by this process's CPU time, which
+  other processes' load hardly changes.
   """
   stats = {}
   for name, (call, _) in benches.items():
@@ -206,11 +177,9 @@ def host_steps_bench(trainer: train.Trainer, data: md.MultiDigitDataset,
                      generate: bool = False) -> Bench:
   """An epoch of NumPy batches fed one by one to ``trainer.jit_train_step``.
 
-  ``generate=False``: the batches are made before timing (``--host_pool`` of
-  them, cycled), so this measures dispatch and host-to-device copies only,
-  the bound of an ideal background loader. ``generate=True``: each batch is
-  made in the loop by the NumPy twin of the device generator, as a simple
-  loader would (``benchmarks/data_throughput.py`` times the generator alone).
+  ``generate=False`` cycles ``--host_pool`` batches made before timing (the
+  bound of an ideal background loader); ``generate=True`` makes each batch
+  in the loop, as a simple loader would.
   """
   rng = np.random.default_rng(0)
   bank, counts = np.asarray(data.bank), np.asarray(data.counts)
@@ -253,8 +222,7 @@ def data_only_bench(data: md.MultiDigitDataset) -> Bench:
 def encoder_bench(data: md.MultiDigitDataset) -> Bench:
   """Generation + the bare encoder forward+backward (+ an SGD update).
 
-  The update makes each step depend on the last, as in training; it is the
-  cheapest one (no optimiser state).
+  The update makes each step depend on the last, as in training.
   """
   encoder = paper_encoder()
   example = jnp.zeros((data.batch_size, md.IMAGE_SIZE,
@@ -281,15 +249,12 @@ def matmul_bench(size: int) -> Bench:
   return lambda: matmul(a, b), 2 * size**3
 
 
-# ---------------------------------------------------------------- profile
-# Micro-benchmarks of the parts of the CMI step, each against a prototype of
-# a cheaper formulation (``--profile``). Inputs are fixed arrays, so these
-# time the computation alone; the step's codes are z [B, 10], two binary
-# attributes, two discriminators 12 -> 50 -> 50 -> 1.
-
-
 def profile_benches(batch_size: int, steps: int) -> dict[str, Bench]:
-  """The parts of the CMI step at ``batch_size``, scanned ``steps`` times."""
+  """The parts of the CMI step at ``batch_size``, scanned ``steps`` times.
+
+  Each part against a prototype of a cheaper formulation, on fixed inputs:
+  z ``[B, 10]``, two binary attributes, discriminators 12 -> 50 -> 50 -> 1.
+  """
   from cmi_jax import losses, shuffle  # Local: only the profile needs them.
   keys = jax.random.split(jax.random.PRNGKey(0), 3)
   z = jax.random.normal(keys[0], (batch_size, sum(SUBSPACES)))
@@ -344,8 +309,8 @@ def profile_benches(batch_size: int, steps: int) -> dict[str, Bench]:
     return body
 
   def cmi_grads(key, scale):
-    # What the step differentiates: the encoder's term w.r.t. z and the
-    # adversaries' loss w.r.t. their parameters, shuffles included.
+    # The encoder's term w.r.t. z and the adversaries' loss w.r.t. their
+    # parameters, shuffles included.
     conditional = lambda p: (lambda k, x: adversary.apply(p, k, x))
     codes = z * scale
     grad_z = jax.grad(lambda c: losses.cmi_losses(

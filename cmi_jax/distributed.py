@@ -1,8 +1,7 @@
 """Training on many hosts: one JAX process per host, each feeding its rows.
 
-JAX runs multi-host programs as one process per host (multi-controller): every
-process runs the same program, sees the *global* devices, and holds the data
-of its *addressable* (local) devices only. A run then looks like this::
+Every process runs the same program, sees the *global* devices and holds the
+data of its *addressable* (local) devices only::
 
   from cmi_jax import distributed, train
   distributed.initialize()                # first, before any JAX computation
@@ -18,10 +17,8 @@ of its *addressable* (local) devices only. A run then looks like this::
     ...                                   # logs, results files
 
 Every process must build the same state (same key) and call the same compiled
-functions in the same order. :func:`cmi_jax.run.fit` already logs from process
-0 only, and Orbax checkpoints are written cooperatively by all processes (call
-``save`` on every process). See ``docs/performance.md`` ("Multi-host") for the
-launch commands.
+functions in the same order; Orbax checkpoints are saved by all processes
+together. Launch commands: ``docs/performance.md`` ("Multi-host").
 """
 
 from __future__ import annotations
@@ -42,25 +39,19 @@ def initialize(coordinator_address: Optional[str] = None,
   """Joins this process to a multi-process JAX run (call it first).
 
   Wraps :func:`jax.distributed.initialize`. With every argument None, JAX
-  detects the cluster (SLURM, Open MPI, Cloud TPU pods); elsewhere pass the
-  coordinator address and this process's place in the run. On CPU, processes
-  exchange data through the Gloo TCP collectives, selected here unless another
-  CPU collectives implementation was chosen already.
+  detects the cluster (SLURM, Open MPI, Cloud TPU pods). On CPU it selects
+  the Gloo collectives unless another implementation was chosen.
 
   Args:
     coordinator_address: ``'host:port'`` of process 0, reachable by every
-      process (any free port; all processes must agree on it).
-    num_processes: number of processes in the run (one per host).
+      process.
     process_id: this process's index in ``[0, num_processes)``.
-    local_device_count: number of CPU devices this process exposes (the
-      ``jax_num_cpu_devices`` option; for CPU runs and tests). Accelerators
-      are one device per chip and ignore it.
+    local_device_count: number of CPU devices this process exposes
+      (``jax_num_cpu_devices``; accelerators ignore it).
 
   Raises:
-    ValueError: if only some of ``coordinator_address``, ``num_processes``,
-      ``process_id`` are given, or a count is out of range.
-    RuntimeError: if JAX already ran a computation in this process (the
-      backends then exist and can no longer join a distributed run), or the
+    ValueError: for malformed arguments; the message names the fix.
+    RuntimeError: if JAX already ran a computation in this process, or the
       run was initialised already.
   """
   given = {'coordinator_address': coordinator_address,
@@ -87,8 +78,8 @@ def initialize(coordinator_address: Optional[str] = None,
   try:
     if local_device_count is not None:
       jax.config.update('jax_num_cpu_devices', int(local_device_count))
-    # Gloo is JAX's default today; set it explicitly so that a CPU run does
-    # not silently run without cross-process collectives on other versions.
+    # Explicit, so that a CPU run never goes without cross-process
+    # collectives on a JAX version with another default.
     if jax.config.jax_cpu_collectives_implementation is None:
       jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   except RuntimeError as error:
@@ -113,22 +104,15 @@ def _batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def host_batch_slice(global_batch_size: int, mesh: Optional[Mesh] = None
                      ) -> slice:
-  """The rows of every global batch that this process feeds.
+  """The rows of every global batch that this process's devices hold.
 
-  Derived from the sharding itself, so it holds for any device order of the
-  mesh: it is the union of the rows held by this process's devices.
-
-  Args:
-    global_batch_size: B, rows of the global batch (all processes together).
-    mesh: the 1-D data mesh (default :func:`cmi_jax.train.data_mesh`).
-
-  Returns:
-    ``slice(start, stop)`` into the global batch, ``stop - start = B /
-    num_processes`` for the usual one-process-per-host mesh.
+  Returns ``slice(start, stop)`` into the B = ``global_batch_size`` rows
+  (B / num_processes of them on the usual one-process-per-host mesh; default
+  mesh :func:`cmi_jax.train.data_mesh`).
 
   Raises:
     ValueError: if B does not divide over the mesh, or this process's rows are
-      not contiguous (a mesh that interleaves the processes' devices).
+      not contiguous.
   """
   from cmi_jax import train  # Local: train need not load for a launcher.
   mesh = train.data_mesh() if mesh is None else mesh
@@ -153,17 +137,15 @@ def make_global_batch(local_batch: Batch, mesh: Mesh) -> Batch:
   """The global batch from every process's rows (no copy across hosts).
 
   Args:
-    local_batch: this process's rows of the global batch, ``{name: [B / P,
-      ...]}`` (NumPy or JAX), the rows :func:`host_batch_slice` names.
+    local_batch: this process's rows (:func:`host_batch_slice`) of the global
+      batch, ``{name: [B / P, ...]}``.
     mesh: the 1-D data mesh.
 
   Returns:
-    ``{name: jax.Array [B, ...]}`` split along the first axis over the mesh,
-    the input of :func:`cmi_jax.train.shard_map_train_step`.
+    ``{name: jax.Array [B, ...]}`` split along the first axis over the mesh.
 
   Raises:
-    ValueError: if the arrays disagree on the number of rows, or that number
-      does not divide over this process's devices.
+    ValueError: for a malformed local batch; the message names the fix.
   """
   sharding = _batch_sharding(mesh)
   sizes = {name: np.shape(a)[0] if np.ndim(a) else None

@@ -1,17 +1,15 @@
 """Drives a run: epochs, evaluation, checkpoints, logs, exact resume.
 
-:func:`fit` is what every experiment module calls. A run in ``workdir`` that
-was interrupted at any point resumes from its latest checkpoint when started
-again with the same arguments, and ends with the same state, bit for bit, as
-the uninterrupted run: the state carries the step and the key, every random
-draw derives from them, and evaluation never touches the state.
+A resumed run ends with the same state, bit for bit, as the uninterrupted
+one: the state carries the step and the key, every random draw derives from
+them, and evaluation never touches the state.
 """
 
 from __future__ import annotations
 
-import logging
 import dataclasses
 import json
+import logging
 import os
 import time
 from typing import Any, Callable, Collection, Mapping, Optional
@@ -42,15 +40,11 @@ class FitConfig:
     num_epochs: epochs to train in total (a resumed run counts earlier ones).
     eval_every: evaluate every this many epochs (and after the last).
     checkpoint_every: save the latest state every this many epochs.
-    keep_checkpoints: how many latest checkpoints to keep.
     log_every_steps: also log training metrics every this many steps (0: no).
-    select_split: the validation split of the best-loss / best-accuracy /
-      best-worst-group checkpoints.
+    select_split: the split that selects the :data:`BEST_CRITERIA` epochs.
     group_weights_split: the split whose group counts weigh
-      ``train_weighted_accuracy`` in every split's summary (skipped when it
-      is not evaluated).
+      ``train_weighted_accuracy`` in every summary (if it is evaluated).
     progress: tqdm bar; None shows it only on a terminal.
-    tensorboard: write TensorBoard event files.
   """
   num_epochs: int
   eval_every: int = 1
@@ -122,13 +116,9 @@ def config_differences(saved: Mapping[str, Any], new: Mapping[str, Any],
 
 def check_resumable(workdir: str, run_config: Optional[Mapping[str, Any]],
                     may_change: Collection[str] = ()) -> bool:
-  """Whether ``workdir`` holds a run to resume; refuses a changed config.
+  """Whether ``workdir`` has a ``latest`` checkpoint to resume from.
 
-  Reads nothing but ``workdir/config.json`` and the checkpoint listing, and
-  writes nothing, so it can run before any output of a run is made.
-
-  Returns:
-    True if ``workdir`` has a ``latest`` checkpoint (the run resumes).
+  Writes nothing, so it can run before any output of a run is made.
 
   Raises:
     ConfigMismatchError: listing the fields of ``run_config`` that differ
@@ -189,51 +179,37 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
         train_epoch: Optional[Callable[..., Any]] = None) -> dict[str, Any]:
   """Trains for ``config.num_epochs`` epochs, evaluating and checkpointing.
 
+  A run restarted in ``workdir`` resumes from its newest readable ``latest``
+  checkpoint (an unreadable newer one is skipped with a warning); without
+  one it starts over, dropping the best checkpoints and the log of the
+  interrupted attempt.
+
   Args:
-    trainer: the engine.
-    state: the initial state (ignored when ``workdir`` holds a checkpoint to
-      resume from; it still gives the tree structure).
-    train_data: device dataset of the training split, or a
-      :class:`~cmi_jax.data.host.HostDataset` (trained batch by batch with
-      :func:`cmi_jax.host_loop.train_epoch`, on the same batches).
-    eval_data: evaluation datasets by split name (fixed batches; device or
-      host datasets), e.g.
-      ``train_eval``, ``val``, ``test_anti``, ``test_uncorr``.
+    state: the initial state (when resuming it only gives the tree
+      structure).
+    train_data: a device or :class:`~cmi_jax.data.host.HostDataset`.
+    eval_data: evaluation datasets by split name.
     workdir: directory for ``config.json``, ``log.jsonl``, ``tb/``,
       ``checkpoints/`` and ``results.json``.
-    config: :class:`FitConfig`.
     run_config: the resolved experiment configuration, saved as
-      ``workdir/config.json``. On resume it must equal the saved one
-      (:func:`check_resumable`) except in the fields of ``may_change``.
-    may_change: dotted field names of ``run_config`` that may differ from
-      the saved config on resume (logging, progress, an extended
-      ``num_epochs``).
-    results_extra: more entries of ``results.json`` (data, attributes, ...),
-      so that the file is written once.
+      ``workdir/config.json``; on resume it must equal the saved one except
+      in the dotted fields of ``may_change``.
+    results_extra: more entries of ``results.json`` (data, attributes, ...).
     epoch_hook: extra metrics after each evaluation (e.g. MI estimates).
     train_epoch: ``(state, data) -> (state, stacked metrics)``; defaults to
-      ``trainer.jit_train_epoch`` for a device dataset and to
-      :func:`cmi_jax.host_loop.train_epoch` for a host dataset (pass
+      :func:`cmi_jax.host_loop.epoch_function` of the data (pass
       :func:`shard_map_train_epoch`'s result to train on a device mesh).
 
   Returns:
-    The results dict also written to ``workdir/results.json``: ``final``,
-    ``best_val_loss`` and ``best_val_accuracy`` epoch records.
-
-  A run interrupted at any moment restarts cleanly: with a readable
-  ``latest`` checkpoint it resumes there (falling back to an older one, with
-  a warning, when the newest cannot be read); without one it starts over,
-  dropping the best checkpoints and the log of the interrupted attempt.
-  Temporary files of an interrupted write are removed.
+    The results also written to ``workdir/results.json`` (``final`` and the
+    best-epoch records of :data:`BEST_CRITERIA`), plus ``'state'``.
 
   Raises:
     NonFiniteLossError: naming the step, the loss term and the last good
       checkpoint; nothing is saved after the bad step.
     ConfigMismatchError: if ``workdir`` holds a run of another config.
     checkpoint.UnreadableCheckpointError: if no latest checkpoint reads.
-    ValueError: if ``config.select_split`` is not among ``eval_data``, or the
-      first batch of a split holds a label outside ``[-1, num_classes[k])``
-      (naming the split and the attribute).
+    ValueError: for an unknown ``select_split`` or a label out of range.
   """
   if config.select_split not in eval_data:
     raise ValueError(
@@ -262,10 +238,8 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     checkpoints.delete_after(ckpt.LATEST, start_epoch)
     _drop_checkpoints_after(checkpoints, start_epoch)
     _log.info('Resuming %s from epoch %d (step %d).', workdir, start_epoch,
-                 int(state.step))
+              int(state.step))
   else:
-    # Starting over: what an attempt stopped before its first latest
-    # checkpoint saved belongs to no resumable run.
     for series in ckpt.BEST_SERIES:
       checkpoints.keep_only(series, None)
   if is_main and run_config is not None:
@@ -282,13 +256,11 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       first_step = int(state.step)
       tic = time.perf_counter()
       state, step_metrics = train_epoch(state, train_data)
-      # device_get waits for the epoch, so the time covers its computation.
-      step_metrics = jax.device_get(step_metrics)
+      step_metrics = jax.device_get(step_metrics)  # Waits for the epoch.
       seconds = {'train': time.perf_counter() - tic}
       bad = first_non_finite(step_metrics)
       if bad is not None:
-        # Numbered like log.jsonl and TensorBoard: the step count after the
-        # update whose metrics these are.
+        # Numbered as in log.jsonl: the step count after the update.
         bad_step = first_step + bad[0] + 1
         raise NonFiniteLossError(
             f'non-finite {", ".join(bad[1])} at step {bad_step} '
@@ -298,7 +270,6 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       record = {'epoch': epoch, 'step': int(state.step),
                 'train': {k: float(np.mean(v))
                           for k, v in step_metrics.items()},
-                # Filled in as the epoch goes: train, eval, hook.
                 'seconds': seconds}
       if epoch % config.eval_every == 0 or epoch == config.num_epochs:
         tic = time.perf_counter()
@@ -337,17 +308,11 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
 
 def _check_first_labels(trainer: Trainer, train_data: Dataset,
                         eval_data: Mapping[str, Dataset]) -> None:
-  """Host-side check of the labels of the first batch of every split.
+  """Checks the first batch of every split for labels outside ``[-1, C_k)``.
 
-  On the device an out-of-range label raises nothing (it one-hots to zeros or
-  gathers out of bounds, giving NaN losses or wrong statistics), so it is
-  caught here, where data enters a run; one batch per split keeps the check
-  cheap (for a host dataset, one gathered batch). Rows with ``mask == 0``
-  (padding) are skipped.
-
-  Raises:
-    ValueError: naming the split and the attribute of a label outside
-      ``[-1, num_classes[k])``.
+  On the device such a label raises nothing (it one-hots to zeros or gathers
+  out of bounds), so it is caught here. Padding rows (``mask == 0``) are
+  skipped.
   """
   splits = [('training data', train_data)] + [
       (f'evaluation split {name!r}', data) for name, data in eval_data.items()]
@@ -392,9 +357,8 @@ def _prune_best(checkpoints: ckpt.RunCheckpoints,
                 best: dict[str, Any]) -> None:
   """Keeps only the best checkpoints that the latest checkpoint records.
 
-  Older best checkpoints go only once a latest checkpoint names their
-  successors: a run that crashes before that resumes with its recorded best
-  still on disk (the newer ones are dropped on resume and redone).
+  Called after a latest checkpoint is saved, so a crash before it resumes
+  with its recorded best still on disk.
   """
   for name, series, _ in BEST_CRITERIA:
     checkpoints.keep_only(

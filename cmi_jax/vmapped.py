@@ -1,54 +1,30 @@
 """Hyper-parameter sweeps as one program: S runs of the same shapes, vmapped.
 
-The paper's grids (noise x correlation x seed, learning rates, ``lambda``)
-train many models whose arrays all have the same shapes. Instead of S
-separate runs, this module stacks their states and datasets along a leading
-*member* axis and ``jax.vmap`` s the engine's epoch over it, so one compiled
-call trains every member (and, with a mesh, spreads the members over devices).
-
-What may differ between members is whatever is an array in the pytrees:
-
-* the PRNG key (parameters, shuffles, data stream);
-* the learning rates, which live inside the optax states
-  (``optax.inject_hyperparams``: ``state.encoder_opt.hyperparams
-  ['learning_rate']``, likewise ``heads_opt`` and ``adversary_opt``);
-* ``state.disentangle_weight`` (``lambda``);
-* the array fields of device datasets (``noise``, ``table``, ``signal`` of
-  :class:`~cmi_jax.data.synthetic.SyntheticDataset`; ``noise``, ``table`` of
-  :class:`~cmi_jax.data.multi_digit.MultiDigitDataset`).
-
-Static things (the trainer, the objective, architecture, batch size, steps
-per epoch) are shared: a sweep over objectives or architectures is several
-sweeps. Member ``i`` of a sweep equals, up to float rounding, the run started
-with ``trainer.init(keys[i], ...)`` under ``OptimConfig(lr=lr[i], ...)`` on
-``datasets[i]`` (tests/test_sweep.py checks this to 1e-5).
+States and datasets are stacked along a leading *member* axis of size S and
+the engine's epoch is ``jax.vmap``-ed over it. Members may differ in the
+arrays of the pytrees (key, :data:`HPARAMS`, dataset fields such as
+``noise`` and ``table``); the trainer and every shape are shared. Member
+``i`` equals, up to float rounding, the separate run with ``keys[i]``,
+member ``i``'s hyper-parameters and ``datasets[i]``.
 
 Example::
 
-  trainer = train.make_trainer(models.MLPEncoder(), 'cmi', (5, 5), (2, 2))
-  keys = jax.random.split(jax.random.PRNGKey(0), 4)
   states = vmapped.init_sweep(trainer, keys, example_images, {
       'lr': [1e-5, 1e-5, 1e-4, 1e-4], 'disentangle_weight': [1., 10., 1., 10.]})
   datas = vmapped.stack_datasets([train_split] * 4)
   epoch = vmapped.sweep_train_epoch(trainer, vmapped.sweep_mesh(4))
-  for _ in range(num_epochs):
-    states, metrics = epoch(states, datas)          # metrics: [S, steps]
+  states, metrics = epoch(states, datas)          # metrics: [S, steps]
   stats = vmapped.sweep_evaluate(trainer, states, {'val': val_split})
-  summaries = vmapped.summarize(stats['val'])          # one dict per member
+  summaries = vmapped.summarize(stats['val'])     # one dict per member
 
-:func:`fit_sweep` does all of the above (plus a non-finite check every
-epoch, per-epoch evaluation, best-epoch records, member logs and resumable
-group checkpoints) and returns the results :func:`cmi_jax.run.fit` would
-write for every member; the ``--vmap`` modes of the sweep runners in
-``experiments/`` call it for each group of cells that
-:func:`experiments.sweeps.run_grouped` forms.
+:func:`fit_sweep` is the counterpart of :func:`cmi_jax.run.fit` for S members.
 """
 
 from __future__ import annotations
 
-import logging
 import dataclasses
 import functools
+import logging
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -66,9 +42,6 @@ from cmi_jax.train import Metrics, Trainer, TrainState
 
 _log = logging.getLogger(__name__)
 
-# The numbers a sweep can vary per member (the learning rates are the
-# 'learning_rate' hyper-parameter of the optax state named in _OPT_FIELDS;
-# disentangle_weight and GroupDRO's eta and C are leaves of the state).
 HPARAMS = ('lr', 'cls_lr', 'd_lr', 'disentangle_weight', 'dro_step_size',
            'dro_size_adjustment')
 _DRO_FIELDS = {'dro_step_size': 'step_size',
@@ -97,10 +70,7 @@ def default_hparams(trainer: Trainer) -> dict[str, float]:
 
 def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
                      size: int) -> dict[str, jax.Array]:
-  """float32 ``[S]`` arrays of every sweepable value (defaults filled in).
-
-  Each value is per member (``[S]``) or shared (a scalar, broadcast).
-  """
+  """float32 ``[S]`` arrays of every sweepable value (defaults filled in)."""
   unknown = sorted(set(hparams) - set(HPARAMS))
   if unknown:
     raise ValueError(f'unknown hyper-parameter(s) {unknown}; a sweep can vary '
@@ -166,22 +136,17 @@ def init_sweep(trainer: Trainer, keys: Any, example_input: Any,
   """Stacked initial states of S members.
 
   Args:
-    trainer: the shared engine (its ``optim`` gives the defaults).
-    keys: uint32 ``[S, 2]`` raw keys, one per member (e.g.
-      ``jax.random.split(jax.random.PRNGKey(seed), S)``).
+    keys: uint32 ``[S, 2]`` raw keys, one per member.
     example_input: one batch of inputs ``[B, ...]`` (shapes only matter).
-    hparams: ``{name: [S] values}`` for names in :data:`HPARAMS`: ``lr``,
-      ``cls_lr``, ``d_lr`` (learning rates, > 0) and ``disentangle_weight``
-      (``lambda``). Missing names take the trainer's values; a scalar is
-      shared by all members.
+    hparams: ``{name: [S] values}`` for names in :data:`HPARAMS` (learning
+      rates > 0; ``disentangle_weight`` and ``dro_size_adjustment`` >= 0).
+      Missing names take :func:`default_hparams`; a scalar is shared.
 
   Returns:
     A :class:`TrainState` whose every leaf has a leading axis of size S.
 
   Raises:
-    ValueError: for keys that are not ``[S, 2]`` uint32, an unknown name, a
-      value of the wrong shape, or ``d_lr`` for an objective without an
-      adversary.
+    ValueError: for malformed inputs; the message names the fix.
   """
   keys = jnp.asarray(keys)
   if keys.dtype != jnp.uint32 or keys.ndim != 2 or keys.shape[1] != 2:
@@ -213,23 +178,10 @@ def sweep_size(tree: Any) -> int:
 def stack_datasets(datasets: Sequence[Any]) -> Any:
   """Stacks S device datasets of one type into one (leaves ``[S, ...]``).
 
-  The members may differ in their array fields (``noise``, ``table``, ...);
-  static fields (batch size, steps per epoch, patch, seed) and array shapes
-  must agree, because one compiled program serves them all.
-
-  Memory: the result is a new copy of every array, S times its size, even
-  of arrays the members share (a shared digit bank is copied S times; for
-  CelebA it is the members' ``[N, 64, 64, 3]`` training images). While the
-  caller keeps the inputs, both exist: drop them after stacking. An
-  evaluation split that shares arrays with a stacked dataset can reuse them
-  through :class:`Stacked`.
-
-  Args:
-    datasets: S datasets (flax struct dataclasses such as
-      ``SyntheticDataset`` / ``MultiDigitDataset``, or any pytree).
-
-  Returns:
-    A dataset of the same type whose leaves have a leading axis of size S.
+  Static fields and array shapes must agree (one compiled program serves
+  all members). The result copies every array, even arrays the members
+  share; an evaluation split can reuse stacked arrays through
+  :class:`Stacked`.
 
   Raises:
     ValueError: naming the first member and field that differ from member 0.
@@ -322,20 +274,10 @@ def sweep_train_epoch(trainer: Trainer, mesh: Optional[Mesh] = None
                       ) -> Callable[..., tuple[TrainState, Metrics]]:
   """A compiled epoch of every member: ``(states, datas, num_steps=None)``.
 
-  Compiled once per trainer, shapes, ``num_steps`` and mesh (calls of
-  ``sweep_train_epoch`` with equal arguments share the compiled program).
-
-  Args:
-    trainer: the shared engine.
-    mesh: optional 1-D mesh (:func:`sweep_mesh`); the members are split over
-      its devices, each device training S / n of them. None: the default
-      device trains all.
-
-  Returns:
-    ``epoch(states, datas, num_steps=None) -> (states, metrics)``: ``states``
-    from :func:`init_sweep` (donated: do not reuse the argument), ``datas``
-    from :func:`stack_datasets` with the same S; metrics are ``[S,
-    num_steps]`` per name. ``num_steps`` defaults to one epoch.
+  ``mesh``: optional 1-D mesh (:func:`sweep_mesh`) whose n devices train
+  S / n members each. ``states`` (donated) and ``datas`` have the same S;
+  metrics are ``[S, num_steps]`` per name; ``num_steps`` defaults to one
+  epoch.
   """
   def run(states: TrainState, datas: Any, num_steps: Optional[int] = None):
     size = sweep_size(states)
@@ -354,10 +296,8 @@ def sweep_train_epoch(trainer: Trainer, mesh: Optional[Mesh] = None
 class Stacked:
   """An evaluation split already stacked per member, for :func:`sweep_evaluate`.
 
-  Lets a split reuse arrays of another stacked dataset instead of stacking S
-  copies anew: e.g. CelebA's ``train_eval`` is ``train`` with full labels
-  and no shuffle, ``Stacked(train.replace(labels=stacked_labels,
-  shuffle=False))`` shares the ``[S, N, 64, 64, 3]`` images with ``train``.
+  Lets a split reuse arrays of another stacked dataset, e.g.
+  ``Stacked(train.replace(labels=stacked_labels, shuffle=False))``.
 
   Attributes:
     data: a pytree whose leaves have a leading member axis of size S.
@@ -371,8 +311,6 @@ EvalData = Union[Any, Sequence[Any], Stacked]
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _evaluate_members(trainer: Trainer, states: TrainState, data: Any,
                       per_member: bool) -> dict[str, jax.Array]:
-  # evaluation._evaluate is the single-model scan; vmapping it keeps the
-  # statistics identical to evaluation.evaluate member by member.
   return jax.vmap(functools.partial(evaluation._evaluate, trainer),
                   in_axes=(0, 0 if per_member else None))(states, data)
 
@@ -383,17 +321,14 @@ def sweep_evaluate(trainer: Trainer, states: TrainState,
   """Evaluates every member on every split in one compiled call per split.
 
   Args:
-    trainer: the shared engine.
     states: stacked states (:func:`init_sweep`).
-    eval_datas: ``{split: data}``; ``data`` is one evaluation dataset shared
-      by all members, a list/tuple of S datasets, one per member (e.g. each
-      member's own noise level; stacked here, a copy of every array), or a
-      :class:`Stacked` dataset (already one per member, not copied).
+    eval_datas: ``{split: data}``; ``data`` is one dataset shared by all
+      members, a list/tuple of S datasets (stacked here), or
+      :class:`Stacked`.
 
   Returns:
-    ``{split: stats}`` with the statistics of
-    :func:`cmi_jax.evaluation.evaluate`, each with a leading member axis
-    ``[S, ...]`` (NumPy). :func:`summarize` makes them readable.
+    ``{split: stats}``: the NumPy statistics of
+    :func:`cmi_jax.evaluation.evaluate` with a leading axis ``[S, ...]``.
   """
   size = sweep_size(states)
   results = {}
@@ -431,28 +366,23 @@ def summarize(stats: Mapping[str, np.ndarray],
 
 
 def keys_from_seeds(seeds: Sequence[int]) -> np.ndarray:
-  """uint32 ``[S, 2]`` keys ``PRNGKey(seed)``, one per member.
-
-  Each member then starts as the separate run of its seed does
-  (``trainer.init(PRNGKey(config.seed), ...)``).
-  """
+  """uint32 ``[S, 2]`` keys ``PRNGKey(seed)``, one per member."""
   return np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepRun:
-  """How :func:`fit_sweep` drives a group (the counterpart of ``run.FitConfig``).
+  """How :func:`fit_sweep` drives a group (cf. :class:`cmi_jax.run.FitConfig`).
 
   Attributes:
     eval_every: evaluate every member every this many epochs (and after the
       last); 0 evaluates after the last epoch only.
     select_split: the split whose loss, accuracy and worst-group accuracy
       select each member's best epochs.
-    checkpoint_dir: where the group's stacked state is checkpointed (orbax,
-      atomic), so an interrupted group resumes; None keeps no checkpoint.
+    checkpoint_dir: where the group's stacked state is checkpointed, so an
+      interrupted group resumes; None keeps no checkpoint.
     checkpoint_every: epochs between group checkpoints (and after the last).
-    log_dirs: one directory per member; each gets the ``log.jsonl`` a
-      separate run writes (one record per evaluated epoch). None: no logs.
+    log_dirs: one directory per member for its ``log.jsonl``; None: no logs.
     progress: a progress bar over the group's epochs (None: on a terminal).
   """
   eval_every: int = 0
@@ -473,46 +403,33 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
               ) -> tuple[TrainState, list[dict[str, Any]]]:
   """Trains S members for ``num_epochs`` epochs, evaluating as a run does.
 
-  The vmapped counterpart of :func:`cmi_jax.run.fit`: member ``i`` trains as
-  the separate run started with ``keys[i]`` on member ``i`` of
-  ``train_data`` does (up to float rounding), and gets that run's results:
-  its ``final`` record and its best-epoch records on
-  ``driver.select_split`` (``best_val_loss``, ``best_val_accuracy``,
-  ``best_val_worst_group``) among the evaluated epochs, plus, with
-  ``driver.log_dirs``, its per-epoch ``log.jsonl``. With
-  ``driver.checkpoint_dir`` the group checkpoints its stacked state every
-  ``checkpoint_every`` epochs and a restarted call resumes from the newest
-  readable checkpoint, ending with the same states (bit for bit) as an
-  uninterrupted call.
+  Member ``i`` trains as the separate :func:`cmi_jax.run.fit` run with
+  ``keys[i]`` on member ``i`` of ``train_data`` (up to float rounding) and
+  gets that run's ``final`` and best-epoch records (on
+  ``driver.select_split``) and, with ``driver.log_dirs``, its ``log.jsonl``.
+  With ``driver.checkpoint_dir`` a restarted call resumes and ends with the
+  same states, bit for bit, as an uninterrupted one.
 
   Args:
-    trainer: the shared engine.
     keys: uint32 ``[S, 2]`` keys (:func:`keys_from_seeds`).
     example_input: one batch of inputs ``[B, ...]`` (shapes only).
     train_data: the members' training sets, :func:`stack_datasets`.
     eval_datas: ``{split: data}`` as :func:`sweep_evaluate` takes it.
-    num_epochs: epochs to train, >= 1.
     hparams: per-member hyper-parameters, as :func:`init_sweep` takes them.
-    hooks: optional S epoch hooks (:data:`cmi_jax.run.EpochHook`, e.g.
-      :func:`experiments.common.mi_hook` with each member's seed), called
-      after every evaluation with the member's state and statistics; what
-      one returns becomes the record's ``extra``, as in :func:`run.fit`.
+    hooks: optional S epoch hooks (:data:`cmi_jax.run.EpochHook`); what one
+      returns becomes the member's record's ``extra``.
     mesh: optional 1-D mesh (:func:`sweep_mesh`) to split the members over.
     name: what the progress log lines call this group.
-    driver: evaluation, selection, checkpoints and logs (:class:`SweepRun`).
 
   Returns:
     ``(states, results)``: the final stacked states and S results dicts
     ``{'final', 'best_val_loss', 'best_val_accuracy', 'best_val_worst_group',
-    'num_epochs', 'step'}`` with records ``{'epoch', 'step', 'train' (mean
-    step metrics of the epoch), 'eval' ({split: evaluation.summarize}),
-    ['extra']}``. A member whose metrics became non-finite gets
-    ``{'epoch', 'non_finite': message}`` instead (the other members train
-    on: they are independent).
+    'num_epochs', 'step'}``, as :func:`cmi_jax.run.fit` writes them. A
+    member whose metrics became non-finite gets ``{'epoch', 'non_finite':
+    message}`` instead; the others train on.
 
   Raises:
-    ValueError: for ``num_epochs < 1``, a bad driver, or as
-      :func:`init_sweep` and :func:`sweep_train_epoch` do.
+    ValueError: for malformed arguments; the message names the fix.
   """
   if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or (
       num_epochs < 1):
@@ -547,7 +464,7 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
       failed = {int(k): v for k, v in meta['failed'].items()}
       group.delete_after(ckpt.LATEST, start_epoch)
       _log.info('%s: resuming %d members from epoch %d.', name, size,
-                   start_epoch)
+                start_epoch)
   loggers = None
   if driver.log_dirs is not None:
     step0 = np.asarray(jax.device_get(states.step))
@@ -560,7 +477,6 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
     for epoch in range(start_epoch + 1, num_epochs + 1):
       first_step = np.asarray(jax.device_get(states.step))
       states, metrics = epoch_fn(states, train_data)
-      # Fetched every epoch, as run.fit does, to name the first bad step.
       metrics = jax.device_get(metrics)
       for i in range(size):
         if i in failed:
@@ -593,8 +509,8 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
       if epoch == num_epochs or epoch % max(1, num_epochs // 10) == 0:
         ce = np.asarray(metrics['loss/ce']).mean(1)
         _log.info('%s: epoch %d/%d, %d members, mean ce %.3f (%.0f s).',
-                     name, epoch, num_epochs, size, float(np.nanmean(ce)),
-                     time.time() - start)
+                  name, epoch, num_epochs, size, float(np.nanmean(ce)),
+                  time.time() - start)
   finally:
     bar.close()
     if loggers is not None:
@@ -621,7 +537,6 @@ def _member_records(trainer: Trainer, states: TrainState,
                     ) -> list[dict[str, Any]]:
   """Every member's epoch record: its training means and evaluation."""
   stats = sweep_evaluate(trainer, states, eval_datas)
-  # As run.fit: weighted by the members' training group counts.
   weights = (stats['train_eval']['combo_count'] if 'train_eval' in stats
              else None)
   summaries = {split: summarize(value, weights)
@@ -643,6 +558,6 @@ def _member_records(trainer: Trainer, states: TrainState,
 
 def _update_best(best: dict[str, Any], record: dict[str, Any],
                  split: str) -> None:
-  """Keeps ``record`` where it beats the member's best (as run.fit selects)."""
+  """Keeps ``record`` where it beats the member's best."""
   for key, _ in run.improved_criteria(best, record, split):
     best[key] = record

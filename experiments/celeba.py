@@ -1,29 +1,14 @@
-r"""Correlated CelebA: the paper's real-image experiment (and its weakly
-supervised variant).
+r"""Correlated CelebA: the paper's real-image experiment, weakly supervised too.
 
   python -m experiments.celeba --workdir=/tmp/celeba \
-      --config.celeba_dir=/data/celeba \
-      [--config.attributes=Male,Smiling --config.train_corr=0.8 \
-       --config.objective=cmi --config.weak_supervision=0.9 \
-       --config.source=auto|tfds|files --config.tfds_data_dir=DIR \
-       --config.cache_dir=DIR --config.data_placement=auto|device|host ...]
+      --config.celeba_dir=/data/celeba [--config.train_corr=0.8 ...]
 
-The data come from a prepared TFDS ``celeb_a`` or from the official files
-(see :mod:`cmi_jax.data.celeba`); the first run caches them as 64x64 arrays.
-Every split is sub-sampled to follow the correlation table exactly: train
-and val at ``train_corr``, ``test_anti`` at ``-train_corr`` and
-``test_uncorr`` at 0 (see :func:`cmi_jax.data.celeba.celeba_splits`). The
-images live on the device when they fit, else in host memory with batches
-prefetched to the device (``--config.data_placement``; one log line names
-the choice).
-
-Writes to ``workdir`` what every experiment writes (``results.json``,
-``log.jsonl``, ``tb/``, ``checkpoints/``, ``config.json``,
-``joint_counts.json``, ``figures/``) plus ``subpopulation_accuracy.csv`` and
-``.md``: the accuracy of every attribute in every cell of the joint table.
-``config.json`` holds the resolved config (weak-supervision scaling and
-learning rates applied), so it describes the run as it was trained. Started again
-with the same command, a run resumes where it stopped.
+The splits follow the correlation table exactly (train and val at
+``train_corr``, ``test_anti`` at ``-train_corr``, ``test_uncorr`` at 0; see
+:func:`cmi_jax.data.celeba.celeba_splits`). Writes to ``workdir`` what every
+experiment writes (:func:`experiments.common.run_experiment`) plus
+``subpopulation_accuracy.csv`` and ``.md``. Started again with the same
+command, a run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -57,13 +42,11 @@ SOURCES = ('auto', 'tfds', 'files')
 def parse_attributes(value: str | Sequence[str]) -> tuple[str, ...]:
   """The K >= 2 attribute names of ``--config.attributes``.
 
-  Accepts ``'Male,Smiling'``, ``('Male,Smiling',)`` (what the flag
-  ``--config.attributes=Male,Smiling`` gives a tuple field) and
-  ``('Male', 'Smiling')``.
+  Accepts ``'Male,Smiling'``, ``('Male,Smiling',)`` (what the flag gives a
+  tuple field) and ``('Male', 'Smiling')``.
 
   Raises:
-    ValueError: naming the flag, for an unknown name (with the closest valid
-      ones), a repeated name or fewer than two names.
+    ValueError: naming the flag and the closest valid names.
   """
   if isinstance(value, str):
     value = (value,)
@@ -94,15 +77,8 @@ def weak_supervision_schedule(batch_size: int, num_epochs: int,
 
   Both are multiplied by ``1 / (1 - weak_supervision)`` and rounded, so a
   batch holds about ``batch_size`` labels of each attribute and the run
-  takes about as many steps as the fully supervised one. The scaled epochs
-  are capped at ``max_epochs`` (the paper: 2200), but never below
-  ``num_epochs``.
-
-  Args:
-    batch_size: the fully supervised batch size (the paper: 100).
-    num_epochs: the fully supervised epochs (the paper: 200).
-    weak_supervision: fraction of labels removed, in [0, 1).
-    max_epochs: the cap on the scaled epochs.
+  takes about as many steps as the fully supervised one; the epochs are
+  capped at ``max(num_epochs, max_epochs)``.
 
   Returns:
     ``(batch_size, num_epochs)``; e.g. ``(100, 200, 0.9, 2200) -> (1000,
@@ -129,9 +105,6 @@ def weak_supervision_schedule(batch_size: int, num_epochs: int,
 
 def check_data_fields(config: ml_collections.ConfigDict) -> None:
   """Checks source, placement, correlation and noise before any data is read.
-
-  Preparing the cache takes minutes the first time; a typo should not wait
-  for it.
 
   Raises:
     ValueError: naming the field and its valid values.
@@ -168,17 +141,14 @@ def data_placement(config: ml_collections.ConfigDict) -> str:
 
 def resolve_config(config: ml_collections.ConfigDict
                    ) -> ml_collections.ConfigDict:
-  """The config a run trains with (a copy; the input is left as it is).
+  """The config a run trains with (a copy).
 
-  Applies the weak-supervision scaling of batch size and epochs, normalises
-  ``attributes`` to a tuple of names, sets unset learning rates to the
-  paper's and marks the scaling as done (``weak_scaling=False``), so
-  resolving the result again changes nothing and ``config.json`` holds the
-  values that ran.
+  Applies the weak-supervision scaling (then ``weak_scaling=False``, so
+  resolving again changes nothing), normalises ``attributes`` and sets
+  unset learning rates to the paper's.
 
   Raises:
-    ValueError: naming the field, for bad attributes, source, correlation,
-      noise or weak supervision.
+    ValueError: naming the field of a bad value.
   """
   config = ml_collections.ConfigDict(config.to_dict())
   config.attributes = parse_attributes(config.attributes)
@@ -232,11 +202,8 @@ def data_info(config: ml_collections.ConfigDict,
       'weak_supervision': float(config.weak_supervision),
       'batch_size': int(config.batch_size),
       'num_epochs': int(config.num_epochs),
-      # What 'auto' chose: where the images lived (not what is trained).
-      'placement': data['placement'],
+      'placement': data['placement'],  # What 'auto' chose.
       'correlation_mode': data['correlation_mode'],
-      # natural mode: the training split's own correlation (train_corr is
-      # not used there).
       'natural_corr': data['natural_corr'],
   }
 
@@ -247,9 +214,9 @@ def subpopulation_rows(results: Mapping[str, Any],
   """Accuracy of every attribute in every cell of the joint table.
 
   Args:
-    results: a run's results (``results.json``): the epoch records of
-      :data:`RECORDS`, each with ``eval[split]['accuracy_per_combination']``
-      ``[2**K, K]`` and ``['combination_count']`` ``[2**K]``.
+    results: a run's results: the epoch records of :data:`RECORDS`, each
+      with ``eval[split]['accuracy_per_combination']`` ``[2**K, K]`` and
+      ``['combination_count']`` ``[2**K]``.
     attribute_names: the K names.
 
   Returns:
@@ -280,8 +247,7 @@ def write_subpopulation_tables(results: Mapping[str, Any],
                                workdir: str) -> dict[str, str]:
   """Writes ``subpopulation_accuracy.csv`` (all records) and ``.md`` (final).
 
-  Returns:
-    ``{'csv': path, 'md': path}``.
+  Returns ``{'csv': path, 'md': path}``.
   """
   rows = subpopulation_rows(results, attribute_names)
   accuracy = [f'accuracy/{a}' for a in attribute_names]
@@ -311,21 +277,16 @@ def write_subpopulation_tables(results: Mapping[str, Any],
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        allow_change=()) -> dict[str, Any]:
-  """Runs the experiment of ``config`` in ``workdir``; returns its results.
-
-  ``config`` is the flag config (:func:`resolve_config` is applied here).
-  """
+  """Runs the experiment of the flag ``config`` in ``workdir``; its results."""
   config = resolve_config(config)
-  # Fails fast on bad model fields (objective, encoder, z_dim), before the
-  # data are read; run_experiment builds the trainer it trains.
+  # Fails fast on bad model fields, before the data are read.
   common.build_trainer(config, len(config.attributes),
-                           celeba_config.PAPER_OPTIM)
+                       celeba_config.PAPER_OPTIM)
   loaded, data = load_data(config)
   names = loaded.attributes
   counts = dict(data['joint_counts'])
   if config.weak_supervision > 0:
-    # Under weak supervision these are only the rows that kept every label;
-    # train_eval has the whole sub-sample.
+    # Only the rows that kept every label; train_eval has them all.
     counts = {('train (every label kept)' if k == 'train' else k): v
               for k, v in counts.items()}
   splits = {s: data[s] for s in ('train',) + common.EVAL_SPLITS}
@@ -340,8 +301,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def main() -> None:
-  """Command line (flags defined here, not at import, so that modules that
-  compose this one can define their own)."""
+  """Command line (flags defined here, not at import)."""
   config_flag = common.define_config_flag('celeba.py')
   workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
   allow_flag = common.define_allow_change_flag()

@@ -1,38 +1,17 @@
 r"""The paper's CelebA sweeps: train correlation, and weak supervision.
 
-  # Accuracy vs train correlation (objective x correlation x seed):
   python -m experiments.celeba_sweep --workdir=/tmp/celeba_sweep \
-      --config.celeba_dir=/data/celeba \
-      [--train_corrs=0,0.2,0.4,0.6,0.8 --objectives=base,mi,cmi \
-       --seeds=1,2,3 --noises=0 --config.num_epochs=200 ...]
+      --config.celeba_dir=/data/celeba [--mode=weak --seeds=1,2,3 ...]
 
-  # Weak supervision (objective x fraction of labels removed x seed):
-  python -m experiments.celeba_sweep --workdir=/tmp/celeba_sweep --mode=weak \
-      --config.celeba_dir=/data/celeba \
-      [--weak_fractions=0,0.5,0.75,0.9,0.95 --weak_train_corr=0.8 ...]
-
-Each cell is a full run of :mod:`experiments.celeba`; the two modes keep
-their cells apart, so one ``workdir`` can hold both:
+Each cell is a full run of :mod:`experiments.celeba`, in
 
   workdir/corr/<objective>/corr<c>_noise<n>/seed<s>/
   workdir/weak/weak<p>/<objective>/corr<c>_noise<n>/seed<s>/
 
-Cells with a ``results.json`` are skipped, so a restarted sweep picks up
-where it stopped (the interrupted cell resumes from its checkpoint). Weak
-cells scale their batch size and epochs by ``1 / (1 - p)`` (see
-:mod:`experiments.configs.celeba`). Draw the paper's figures with
+Finished cells are skipped, so a restarted sweep picks up where it stopped.
+``--vmap`` trains cells that share every shape together
+(:func:`run_vmapped_sweep`). Draw the figures with
 :mod:`experiments.plot_celeba`.
-
-``--vmap`` trains the cells that share every shape together, one compiled
-program for all of them (:func:`run_vmapped_sweep`): the seeds and noise
-levels of one (objective, correlation, weak fraction). Its cells get a
-separate run's ``results.json`` (final and best-epoch records) and
-``log.jsonl``, not its checkpoints or figures; the group checkpoints its
-stacked state and resumes; ``plot_celeba`` reads the cells as it reads the
-others::
-
-  python -m experiments.celeba_sweep --workdir=/tmp/celeba_sweep --vmap \
-      --config.celeba_dir=/data/celeba [--mode=weak --vmap_max_members=8 ...]
 """
 
 from __future__ import annotations
@@ -59,12 +38,9 @@ from experiments.configs import celeba as celeba_config
 
 MODES = ('corr', 'weak')
 WEAK_PREFIX = 'weak'
-# The config fields that may differ inside a vmapped group. Neither changes
-# a shape nor the trainer: the sub-sample sizes of celeba_splits follow from
-# the labels and the correlation table alone (exact_subsample_counts), not
-# from the seed, and occlusion changes pixels only. Everything else (the
-# objective, the correlation, the weak fraction with its batch size and
-# epochs, ...) must agree.
+# The config fields that may differ inside a vmapped group: neither changes a
+# shape (celeba_splits' sub-sample sizes follow from the labels and the
+# correlation table alone) nor the trainer.
 VMAP_VARYING = ('seed', 'noise')
 
 
@@ -72,10 +48,8 @@ VMAP_VARYING = ('seed', 'noise')
 class WeakCell:
   """A sweep cell with a fraction of each attribute's train labels removed.
 
-  Wraps :class:`experiments.sweeps.Cell` (objective, correlation, noise, seed):
-  its directory is ``weak<p>/<cell.name>`` and its overrides add
-  ``weak_supervision``, so :func:`experiments.sweeps.is_done` and
-  :func:`experiments.sweeps.collect` (run on ``weak<p>/``) work unchanged.
+  Its directory is ``weak<p>/<cell.name>`` and its overrides add
+  ``weak_supervision``, so :mod:`experiments.sweeps` handles it as a cell.
   """
   cell: sweeps.Cell
   weak_supervision: float
@@ -99,12 +73,7 @@ def weak_dir_name(fraction: float) -> str:
 def weak_grid(objectives: Sequence[str], fractions: Sequence[float],
               train_corr: float, noise: float,
               seeds: Sequence[int]) -> list[WeakCell]:
-  """Every (objective, fraction, seed) at one correlation and noise level.
-
-  Raises:
-    ValueError: naming the flag, for a fraction outside [0, 1) or an empty
-      list.
-  """
+  """Every (objective, fraction, seed) at one correlation and noise level."""
   if not len(fractions):
     raise ValueError('--weak_fractions is empty; give at least one fraction '
                      'of labels to remove, e.g. 0,0.5,0.9.')
@@ -112,8 +81,8 @@ def weak_grid(objectives: Sequence[str], fractions: Sequence[float],
   if bad:
     raise ValueError(f'--weak_fractions {bad} lie outside [0, 1): each is the '
                      'fraction of labels removed, e.g. 0.9 for 90 %.')
-  sweeps.grid(objectives, [train_corr], [noise], seeds)  # checks the lists
-  # Seeds innermost: cells of one fraction share their batch shape and adjoin.
+  sweeps.grid(objectives, [train_corr], [noise], seeds)  # Checks the lists.
+  # Seeds innermost: cells of one fraction share their batch shape.
   return [WeakCell(sweeps.Cell(o, float(train_corr), float(noise), int(s)),
                    float(p))
           for o in objectives for p in fractions for s in seeds]
@@ -121,12 +90,7 @@ def weak_grid(objectives: Sequence[str], fractions: Sequence[float],
 
 def run_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
               cells: Sequence[AnyCell]) -> None:
-  """Runs every unfinished cell of ``cells`` under ``sweep_dir``.
-
-  ``base_config`` is the flag config; each cell overrides its fields and
-  :func:`experiments.celeba.train_and_evaluate` resolves it
-  (weak-supervision scaling, learning rates).
-  """
+  """Runs every unfinished cell, each overriding the flag ``base_config``."""
   for i, cell in enumerate(cells):
     if sweeps.is_done(sweep_dir, cell):
       logging.info('[%d/%d] %s: done, skipped.', i + 1, len(cells), cell.name)
@@ -152,11 +116,7 @@ def resolve_cell(base_config: ml_collections.ConfigDict, cell: AnyCell
 
 def member_splits(loaded: celeba_files.CelebASplits,
                   config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The datasets of one resolved config from already loaded CelebA.
-
-  The call of :func:`experiments.celeba.load_data` without its reading of
-  the cache (the whole 64x64 CelebA, once per group instead of per cell).
-  """
+  """The datasets of one resolved config from already loaded CelebA."""
   return celeba.celeba_splits(
       loaded, config.train_corr, weak_supervision=config.weak_supervision,
       noise=config.noise, batch_size=config.batch_size, seed=config.seed,
@@ -168,27 +128,13 @@ def train_group(loaded: celeba_files.CelebASplits, sweep_dir: str,
                 configs: Sequence[ml_collections.ConfigDict]) -> None:
   """Trains cells of equal shapes together (vmapped) and writes each one.
 
-  Member ``i`` trains as the separate run of ``cells[i]`` does (same key,
-  data, learning rates; equal up to float rounding), is evaluated once,
-  after the last epoch, and gets that run's ``config.json``,
-  ``joint_counts.json``, subpopulation tables and ``results.json`` (the
-  ``final`` record and the run's ``data`` / ``attributes`` / ``objective``,
-  plus ``mode: 'vmapped'`` and the group).
-
-  Memory: the group holds every member's training images at once,
-  ``S x N_train x 64 x 64 x 3`` bytes on the device (12 KiB an image, with
-  ``N_train`` the correlated sub-sample of the 162 770 official training
-  images: 10 000 images are 123 MB, so 6 members of 100 000 take 7.4 GB),
-  plus the small evaluation splits; while they are stacked, the members'
-  own copies exist too (twice that, briefly). ``train_eval`` reuses the
-  stacked training images (:class:`cmi_jax.vmapped.Stacked`) instead of a
-  second stacked copy. No member shares an image array with another (each
-  seed draws other rows, each noise level other pixels), so stacking
-  cannot share more; ``--vmap_max_members`` bounds S.
+  Each member gets its separate run's ``config.json``, ``joint_counts.json``,
+  subpopulation tables and ``results.json``. Memory: the device holds
+  ``S x N_train x 64 x 64 x 3`` bytes of training images (briefly twice,
+  while stacking); ``--vmap_max_members`` bounds S.
 
   Raises:
-    ValueError: if the members' datasets differ in shape after all (the
-      grouping assumes celeba_splits' sizes do not depend on seed or noise).
+    ValueError: if the members' datasets differ in shape after all.
   """
   names = loaded.attributes
   first = configs[0]
@@ -222,10 +168,9 @@ def train_group(loaded: celeba_files.CelebASplits, sweep_dir: str,
         f'the cells {[c.name for c in cells]} were grouped because their '
         f'configs differ only in {VMAP_VARYING}, but their training sets '
         f'differ: {e} Run them without --vmap.') from e
-  del trains  # The stacked copy is all the group needs from here on.
+  del trains  # Frees the members' copies.
   eval_datas = {
-      # train and train_eval share the images (celeba_splits), so the
-      # stacked ones are reused rather than stacked a second time.
+      # train_eval shares train's images (celeba_splits).
       'train_eval': vmapped.Stacked(train_data.replace(
           labels=jnp.stack(eval_labels), shuffle=False)),
       **{s: [e[s] for e in evals] for s in evals[0]}}
@@ -244,9 +189,7 @@ def train_group(loaded: celeba_files.CelebASplits, sweep_dir: str,
 
 def _joint_counts(counts: dict[str, Any], weak_supervision: float
                   ) -> dict[str, Any]:
-  """The joint counts as :func:`experiments.celeba.train_and_evaluate` saves
-  them: under weak supervision ``train`` holds only the rows that kept every
-  label (``train_eval`` has the whole sub-sample)."""
+  """The joint counts as :func:`experiments.celeba.train_and_evaluate` saves."""
   if weak_supervision > 0:
     return {('train (every label kept)' if k == 'train' else k): v
             for k, v in counts.items()}
@@ -258,21 +201,15 @@ def run_vmapped_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
                       max_members: Optional[int] = None) -> None:
   """Runs every unfinished cell, those of equal shapes together (vmapped).
 
-  Cells whose resolved configs differ only in :data:`VMAP_VARYING` (seed,
-  noise) share the trainer and every shape, and train as one group
-  (:func:`train_group`); e.g. ``--seeds=1,2,3 --noises=0,0.5`` gives groups
-  of 6 cells per objective and correlation (or weak fraction). Groups of one
-  cell, and cells that a separate run started (they resume from their
-  checkpoint), run as :func:`run_sweep` runs them; see
-  :func:`experiments.sweeps.run_grouped`. CelebA is read once, at the first
-  group.
+  Cells whose resolved configs differ only in :data:`VMAP_VARYING` train
+  as one group (:func:`train_group`); the others as
+  :func:`experiments.sweeps.run_grouped` decides. CelebA is read once.
 
   Args:
     base_config: the flag config (each cell overrides its fields).
     sweep_dir: the folder of the mode's cells (:func:`mode_dir`).
     cells: the cells of the sweep.
-    max_members: the largest group (memory, see :func:`train_group`); None:
-      no limit.
+    max_members: the largest group; None: no limit.
   """
   configs = {c: resolve_cell(base_config, c) for c in cells}
   loaded = []  # CelebA, loaded by the first group that needs it.

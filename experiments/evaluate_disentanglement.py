@@ -4,15 +4,11 @@ r"""Disentanglement metrics of a finished run, from one of its checkpoints.
       [--checkpoint=best_val_accuracy|best_val_loss|latest \
        --splits=test_uncorr,test_anti --max_rows=0 --seed=0]
 
-Reads ``RUN_DIR/config.json`` (written by :mod:`experiments.celeba` or
-:mod:`experiments.multi_digit_mnist`; the kind of run is detected from it),
-rebuilds the run's data and trainer, restores the checkpoint, computes the
-codes ``z`` of every example of each evaluation split and runs every metric
-of :func:`cmi_jax.metrics.compute_all` (DCI, MIG, SAP, IRS, FactorVAE and
-BetaVAE scores, Gaussian total correlation, Wasserstein correlation) with the
-attributes as factors. Writes ``RUN_DIR/disentanglement.json`` and a Markdown
-table ``RUN_DIR/disentanglement.md``; the restored state's accuracy on each
-split is reported too, as a check that the right checkpoint was read.
+Rebuilds the run of ``RUN_DIR/config.json`` (:mod:`experiments.celeba` or
+:mod:`experiments.multi_digit_mnist`), restores the checkpoint and scores the
+codes ``z`` of each split with :func:`cmi_jax.metrics.compute_all`, the
+attributes as factors. Writes ``RUN_DIR/disentanglement.json`` and ``.md``,
+with each split's accuracy as a check that the right checkpoint was read.
 """
 
 from __future__ import annotations
@@ -53,8 +49,7 @@ def read_run_config(workdir: str
   """``(config, data_info)`` of a run from its ``config.json``.
 
   Raises:
-    ValueError: if the directory or its ``config.json`` is missing or
-      unreadable.
+    ValueError: if ``config.json`` is missing or unreadable.
   """
   path = os.path.join(workdir, 'config.json')
   if not os.path.isdir(workdir):
@@ -77,11 +72,7 @@ def read_run_config(workdir: str
 
 def experiment_kind(config: Mapping[str, Any],
                     data_info: Mapping[str, Any]) -> str:
-  """``'celeba'`` or ``'multi_digit'``, from a run's config and data info.
-
-  Raises:
-    ValueError: if the config belongs to neither experiment.
-  """
+  """``'celeba'`` or ``'multi_digit'``; ValueError for another config."""
   if data_info.get('dataset') == 'celeba' or 'celeba_dir' in config:
     return 'celeba'
   if 'num_digits' in config and 'classes' in config:
@@ -98,8 +89,7 @@ def rebuild(config: ml_collections.ConfigDict, kind: str
                        tuple[str, ...]]:
   """The trainer, evaluation datasets and attribute names of a saved run.
 
-  ``config`` is the resolved config of ``config.json``; the data are rebuilt
-  exactly (the sub-samples, tables and masks depend only on the config).
+  The data are rebuilt exactly: they depend only on the resolved config.
   """
   if kind == 'celeba':
     loaded, data = celeba_experiment.load_data(config)
@@ -120,17 +110,10 @@ def restore_state(workdir: str, trainer: train.Trainer,
                   series: str) -> tuple[train.TrainState, int]:
   """``(state, epoch)`` of the run's checkpoint ``series``.
 
-  Args:
-    workdir: the run directory.
-    trainer: the run's trainer (gives the state's structure).
-    example: inputs ``[B, ...]`` of the run's shape (B is free), for the
-      state's structure.
-    config: the run config (seed, disentangle weight).
-    series: one of :data:`CHECKPOINTS`.
+  ``example``: inputs ``[B, ...]`` of the run's shape (B is free).
 
   Raises:
-    ValueError: for an unknown series or one without a checkpoint, listing
-      the series the run has.
+    ValueError: for an unknown series or one without a checkpoint.
   """
   if series not in CHECKPOINTS:
     raise ValueError(f'--checkpoint={series!r} is unknown; choose one of '
@@ -143,8 +126,7 @@ def restore_state(workdir: str, trainer: train.Trainer,
         f'{workdir} has no {series!r} checkpoint (under {root}); it has '
         f'{available or "none"}: pass --checkpoint= one of those, or finish '
         'the run first.')
-  # Only the tree's shapes and dtypes are needed: eval_shape skips compiling
-  # and running the initialisers (tens of seconds on a CPU).
+  # Only shapes and dtypes are needed; eval_shape runs no initialiser.
   like = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed), example,
                         config.disentangle_weight)
   checkpoints = ckpt.RunCheckpoints(workdir)
@@ -174,8 +156,7 @@ def split_metrics(codes: np.ndarray, factors: np.ndarray, split: str,
                   max_rows: int, seed: int) -> dict[str, float]:
   """:func:`cmi_jax.metrics.compute_all` on at most ``max_rows`` rows.
 
-  Rows are drawn uniformly without replacement (seeded) when ``max_rows`` is
-  positive and smaller than N; 0 uses all rows.
+  Rows are drawn uniformly without replacement (seeded); 0 uses all rows.
 
   Raises:
     ValueError: naming the split, if a metric rejects the codes or factors.
@@ -219,8 +200,7 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
 
   Args:
     workdir: the run directory (with ``config.json`` and ``checkpoints/``).
-    checkpoint: which checkpoint series (:data:`CHECKPOINTS`).
-    splits: evaluation splits whose codes are scored.
+    checkpoint: one of :data:`CHECKPOINTS`.
     max_rows: score at most this many rows per split (0: all).
     seed: seed of the metrics' sampling and of the row sub-sample.
 
@@ -231,8 +211,8 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
     and ``metrics`` (``'<metric>/<score>' -> float``).
 
   Raises:
-    ValueError: naming the problem (no run, unknown experiment, checkpoint or
-      split, a metric's error).
+    ValueError: for malformed arguments or a metric's error; the message
+      names the fix.
   """
   workdir = os.path.abspath(workdir)
   config, info = read_run_config(workdir)

@@ -4,11 +4,9 @@ r"""Correlated multi-digit MNIST: the paper's main experiment.
       [--config=experiments/configs/multi_digit.py[:fast]] \
       [--config.objective=cmi --config.train_corr=0.9 --config.noise=0.8 ...]
 
-Writes to ``workdir``: ``results.json``, ``log.jsonl``, ``tb/``,
-``checkpoints/``, ``config.json`` (the effective config: learning rates
-resolved), ``joint_counts.json`` and ``figures/``. Started again with the
-same command, a run resumes where it stopped; a changed config is refused
-unless the changed fields are named in ``--allow_change``.
+Writes to ``workdir`` what :func:`experiments.common.run_experiment` writes.
+Started again with the same command, a run resumes where it stopped; a
+changed config is refused unless its fields are named in ``--allow_change``.
 """
 
 from __future__ import annotations
@@ -27,24 +25,16 @@ from cmi_jax.data import multi_digit
 from cmi_jax.data import sources
 from experiments.configs import multi_digit as multi_digit_config
 
+
 def resolve_config(config: ml_collections.ConfigDict
                    ) -> ml_collections.ConfigDict:
-  """The config a run trains with: unset learning rates set (a copy).
-
-  Raises:
-    ValueError: naming the field of a value that cannot run.
-  """
+  """The config a run trains with: unset learning rates set (a copy)."""
   check_data_fields(config)
   return common.resolve_learning_rates(config, multi_digit_config.PAPER_OPTIM)
 
 
 def check_data_fields(config: ml_collections.ConfigDict) -> None:
-  """Refuses data fields that cannot make splits, naming the flag.
-
-  Raises:
-    ValueError: for a correlation without a joint table, a noise outside
-      [0, 1], repeated or out-of-range classes, or a bad patch or epoch size.
-  """
+  """Refuses data fields that cannot make splits; ValueError names the flag."""
   try:
     correlation.joint_table(config.train_corr, config.num_digits)
   except ValueError as e:
@@ -73,7 +63,7 @@ def make_splits(config: ml_collections.ConfigDict, digits: Any
       config.noise, config.patch, config.batch_size, config.seed)
   if config.epoch_size is not None:
     splits['train'] = common.set_epoch_size(splits['train'],
-                                                config.epoch_size)
+                                            config.epoch_size)
   return splits
 
 
@@ -118,12 +108,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        allow_change=()) -> dict[str, Any]:
   """Runs the experiment of ``config`` in ``workdir``; returns its results.
 
-  ``allow_change``: config fields that may differ from the saved run's when
-  ``workdir`` holds one to resume (see :func:`common.run_experiment`).
+  ``allow_change``: as :func:`experiments.common.run_experiment` takes it.
   """
   config = resolve_config(config)
-  # Fails fast on bad model fields (objective, encoder, z_dim) before the
-  # data are read.
+  # Fails fast on bad model fields, before the data are read.
   common.build_trainer(config, config.num_digits,
                        multi_digit_config.PAPER_OPTIM)
   digits, splits, counts = load_data(config)
@@ -134,8 +122,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def main() -> None:
-  """Command line: flags are defined here, not at import, so that modules
-  composing this one (the sweep) can define their own."""
+  """Command line (flags defined here, not at import)."""
   config_flag = common.define_config_flag('multi_digit.py')
   workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
   allow_flag = common.define_allow_change_flag()

@@ -5,17 +5,10 @@ r"""The paper's multi-digit sweep: noise x train correlation x objective x seed.
        --objectives=base,mi,cmi --seeds=0,1,2 --config.num_epochs=400 ...]
 
 Each cell is a full run of :mod:`experiments.multi_digit_mnist` in
-``workdir/<objective>/corr<c>_noise<n>/seed<s>``; cells with a
-``results.json`` are skipped, so a restarted sweep picks up where it stopped
-(the interrupted cell resumes from its checkpoint). Draw the paper's figure
-with :mod:`experiments.plot_multi_digit`.
-
-``--vmap`` trains the cells of each objective together, one compiled
-program for all of them (:func:`run_vmapped_sweep`; each cell still gets a
-separate run's results and log, and the group resumes after a kill);
-``--vmap_max_members`` bounds a group. ``--shard=I/N`` trains every N-th
-cell only, so N jobs (a SLURM array: ``docs/slurm_sweep.sh``) share one
-sweep directory.
+``workdir/<objective>/corr<c>_noise<n>/seed<s>``; finished cells are
+skipped, so a restarted sweep picks up where it stopped. ``--vmap`` trains
+the cells of each objective together (:func:`run_vmapped_sweep`). Draw the
+figure with :mod:`experiments.plot_multi_digit`.
 """
 
 from __future__ import annotations
@@ -35,16 +28,16 @@ from experiments import multi_digit_mnist
 from experiments import sweeps
 from experiments.configs import multi_digit as multi_digit_config
 
-# The config fields that may differ inside a vmapped group: the correlation
-# table, the noise level and the stream seed are arrays of the dataset
-# (MultiDigitDataset), so cells differing in them share every shape.
+# The config fields that may differ inside a vmapped group: arrays of the
+# MultiDigitDataset, so cells differing in them share every shape.
 VMAP_VARYING = ('seed', 'noise', 'train_corr')
 
 
 def vmap_varying(config) -> tuple[str, ...]:
-  """:data:`VMAP_VARYING`, less ``train_corr`` when the group weighting
-  depends on the training groups' frequencies (one trainer, one weighting)
-  or changes the epoch length (subsample)."""
+  """:data:`VMAP_VARYING`, less ``train_corr`` if the weighting depends on it.
+
+  One trainer has one weighting, and ``subsample`` changes the epoch length.
+  """
   if config.group_weighting in ('reweight', 'subsample') or (
       config.group_weighting == 'groupdro' and config.dro_size_adjustment > 0):
     return ('seed', 'noise')
@@ -52,11 +45,7 @@ def vmap_varying(config) -> tuple[str, ...]:
 
 
 def resolve_cell(base_config, cell):
-  """The resolved config of a cell (what its separate run trains with).
-
-  The cell's overrides (objective, correlation, noise, seed) come first, so
-  the learning rates resolved are those of the cell's objective.
-  """
+  """The resolved config of a cell (what its separate run trains with)."""
   config = ml_collections.ConfigDict(base_config.to_dict())
   config.update(cell.overrides())
   return multi_digit_mnist.resolve_config(config)
@@ -83,15 +72,13 @@ def run_sweep(base_config, sweep_dir, cells):
 def train_group(digits, sweep_dir, cells, configs):
   """Trains cells of one trainer together (vmapped) and writes each one.
 
-  Member ``i`` equals the separate run of cell ``i`` up to float rounding.
-  Each member's dataset holds its own copy of the digit bank (tens of MB).
+  Each member's dataset holds its own copy of the digit bank.
   """
   first = configs[0]
   splits = [multi_digit_mnist.make_splits(config, digits)
             for config in configs]
   num_classes = (2,) * first.num_digits
-  # Group keys hold train_corr fixed whenever the weighting depends on it
-  # (vmap_varying), so the first member's weighting is every member's.
+  # The first member's weighting is every member's (vmap_varying).
   weighting = common.group_weighting(first, splits[0]['train'], num_classes)
   for config, split in zip(configs, splits):
     split['train'] = common.balanced_training_data(config, split['train'],
@@ -111,19 +98,9 @@ def train_group(digits, sweep_dir, cells, configs):
 def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
   """Runs every unfinished cell, those of one trainer together (vmapped).
 
-  Cells whose resolved configs differ only in :data:`VMAP_VARYING` (seed,
-  noise, correlation: typically every cell of one objective) share every
-  shape, so their states, keys, noise levels and correlation tables are
-  stacked and trained by one compiled epoch (:mod:`cmi_jax.vmapped`); member
-  ``i`` equals the separate run of cell ``i``, evaluated every
-  ``eval_every`` epochs, and gets that run's ``results.json`` (final and
-  best-epoch records) and ``log.jsonl``; the group checkpoints its stacked
-  state every ``checkpoint_every`` epochs and an interrupted group resumes.
-  Groups of one cell, and cells a separate run started, run separately
-  (:func:`experiments.sweeps.run_grouped`).
-
-  Returns:
-    The rows of :func:`experiments.sweeps.collect`.
+  Cells whose resolved configs differ only in :func:`vmap_varying` fields
+  train as one group; the others as :func:`experiments.sweeps.run_grouped`
+  decides. Returns the rows of :func:`experiments.sweeps.collect`.
   """
   config = base_config
   digits = sources.load_digits(config.dataset, config.source,

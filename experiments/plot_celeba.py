@@ -3,17 +3,11 @@ r"""The paper's two CelebA figures and their tables, from a sweep directory.
   python -m experiments.plot_celeba --sweep_dir=/tmp/celeba_sweep \
       [--select=final|best_val_loss|best_val_accuracy --out_dir=DIR]
 
-Reads the cells of :mod:`experiments.celeba_sweep` (``sweep_dir/corr`` and
-``sweep_dir/weak``; whichever exist) and writes into ``out_dir`` (default:
-the sweep directory):
-
-* ``celeba_correlation.png``: accuracy on the anti-correlated and on the
-  uncorrelated test set against the training correlation, one line per
-  objective (mean ± standard deviation over seeds; one row of panels per
-  occlusion noise level), with ``celeba_correlation.csv`` / ``.md``;
-* ``celeba_weak_supervision.png``: accuracy on val, the uncorrelated and the
-  anti-correlated test set against the percentage of labels removed, with
-  ``celeba_weak_supervision.csv`` / ``.md``.
+Writes into ``out_dir`` (default: the sweep directory), for whichever of
+``sweep_dir/corr`` and ``sweep_dir/weak`` exist, ``celeba_correlation`` and
+``celeba_weak_supervision`` as ``.png``, ``.csv`` and ``.md``: accuracy
+(mean ± std over seeds) against the training correlation or the percentage
+of labels removed, one line per objective.
 """
 
 from __future__ import annotations
@@ -63,10 +57,8 @@ def draw_correlation_figure(table: Sequence[dict[str, Any]],
                             path: str) -> str:
   """Accuracy vs train correlation; columns: test split, rows: noise level.
 
-  Args:
-    table: :func:`experiments.sweeps.aggregate` rows (objective, train_corr,
-      noise, ``<metric>/mean`` and ``/std`` for :data:`METRICS`).
-    path: PNG path.
+  ``table`` holds :func:`experiments.sweeps.aggregate` rows; ``path`` is the
+  PNG's.
   """
   noises = sorted({r['noise'] for r in table})
   splits = ('test_anti/accuracy', 'test_uncorr/accuracy')
@@ -89,12 +81,7 @@ def draw_correlation_figure(table: Sequence[dict[str, Any]],
 
 
 def draw_weak_figure(table: Sequence[dict[str, Any]], path: str) -> str:
-  """Accuracy vs percentage of labels removed; one panel per split.
-
-  Args:
-    table: rows of :func:`weak_table`.
-    path: PNG path.
-  """
+  """Accuracy vs percentage of labels removed (rows of :func:`weak_table`)."""
   splits = ('val/accuracy', 'test_uncorr/accuracy', 'test_anti/accuracy')
   corrs = sorted({r['train_corr'] for r in table})
   fig = plots.new_figure(4.0 * len(splits), 3.4)
@@ -112,11 +99,7 @@ def draw_weak_figure(table: Sequence[dict[str, Any]], path: str) -> str:
 
 
 def weak_table(weak_dir: str, select: str = 'final') -> list[dict[str, Any]]:
-  """Mean and std over seeds per (objective, fraction removed).
-
-  Returns:
-    :func:`experiments.sweeps.aggregate` rows, each with ``weak_supervision``.
-  """
+  """:func:`experiments.sweeps.aggregate` rows per fraction removed."""
   rows = celeba_sweep.collect_weak(weak_dir, select)
   table = []
   for fraction in sorted({r['weak_supervision'] for r in rows}):
@@ -149,10 +132,7 @@ def weak_table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
 
 def make_report(sweep_dir: str, out_dir: str | None = None,
                 select: str = 'final') -> dict[str, str]:
-  """Writes the figures and tables of the modes that have finished cells.
-
-  Returns:
-    Name -> path of everything written.
+  """Writes the figures and tables of the modes; returns name -> path.
 
   Raises:
     ValueError: if neither ``sweep_dir/corr`` nor ``sweep_dir/weak`` holds a

@@ -4,13 +4,8 @@ r"""The paper's multi-digit figure and table from a sweep directory.
       [--select=final|best_val_loss|best_val_accuracy|best_val_worst_group
        --out_dir=DIR]
 
-Writes ``figure.png`` as the paper draws it (a grid: rows the training
-correlations, columns Base / Base+MI / Base+CMI; in each panel the accuracy
-on the training split, the anti-correlated and the uncorrelated test split
-against the occlusion noise, mean and a band of one standard deviation over
-seeds, and the reference line: Base trained at correlation 0, on the
-uncorrelated test split), ``table.csv`` and ``table.md`` into ``out_dir``
-(default: the sweep directory). The title names the data.
+Writes ``figure.png`` (:func:`draw_figure`), ``table.csv`` and ``table.md``
+into ``out_dir`` (default: the sweep directory).
 """
 
 from __future__ import annotations
@@ -59,7 +54,11 @@ def _points(table, objective, corr, metric):
 
 def draw_figure(table: Sequence[dict[str, Any]], path: str,
                 title: str = 'Correlated two-item digits') -> str:
-  """The paper's grid: rows training correlation, columns objective."""
+  """The paper's grid: rows training correlation, columns objective.
+
+  Each panel: accuracy on :data:`CURVES` against the occlusion noise (mean
+  ± std over seeds) and the :data:`REFERENCE` line.
+  """
   corrs = sorted({r['train_corr'] for r in table})
   objectives = sorted({r['objective'] for r in table},
                       key=lambda o: list(STYLES).index(o) if o in STYLES else 9)

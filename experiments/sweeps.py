@@ -1,15 +1,8 @@
 """Sweep bookkeeping: grids of cells, their directories, and collected results.
 
 A sweep is the product of a few config fields (objective, train correlation,
-noise, seed); each *cell* is one run with its own work directory, so a sweep
-restarted after an interruption skips every cell that already has its
-``results.json`` and resumes the one that was running.
-
-:func:`run_grouped` is the policy of the runners' ``--vmap`` mode: which
-cells train together (:mod:`cmi_jax.vmapped`), which run separately, and what
-a restart skips; :func:`write_cell` writes a vmapped cell where and as a
-separate run writes it. :func:`parse_list` and :func:`check_command_line`
-are the runners' shared flag handling.
+noise, seed); each *cell* is one run with its own work directory, so a
+restarted sweep skips every cell with a ``results.json``.
 """
 
 from __future__ import annotations
@@ -65,7 +58,7 @@ class Cell:
 
 def grid(objectives: Sequence[str], train_corrs: Sequence[float],
          noises: Sequence[float], seeds: Sequence[int]) -> list[Cell]:
-  """Every combination, objectives outermost (cells that share shapes adjoin)."""
+  """Every combination, objectives outermost (cells sharing shapes adjoin)."""
   for name, values in (('objectives', objectives), ('train_corrs', train_corrs),
                        ('noises', noises), ('seeds', seeds)):
     if not len(values):
@@ -98,8 +91,8 @@ def parse_shard(value: Optional[str], environ: Mapping[str, str] = os.environ
     value = f'{environ[SLURM_INDEX]}/{environ[SLURM_COUNT]}'
     # SLURM numbers array tasks from --array's first value (often 0).
     if 'SLURM_ARRAY_TASK_MIN' in environ:
-      value = (f'{int(environ[SLURM_INDEX]) - int(environ["SLURM_ARRAY_TASK_MIN"])}'
-               f'/{environ[SLURM_COUNT]}')
+      index = int(environ[SLURM_INDEX]) - int(environ['SLURM_ARRAY_TASK_MIN'])
+      value = f'{index}/{environ[SLURM_COUNT]}'
   if value is None:
     return 0, 1
   try:
@@ -116,9 +109,7 @@ def select_shard(cells: Sequence[AnyCell], index: int, count: int
                  ) -> list[AnyCell]:
   """The cells of shard ``index`` of ``count``: every ``count``-th cell.
 
-  Deterministic (the grid's order), disjoint across shards and their union
-  is every cell; round robin keeps each shard's groups of one objective
-  about equal.
+  Round robin keeps each shard's groups of one objective about equal.
   """
   return [cell for i, cell in enumerate(cells) if i % count == index]
 
@@ -127,11 +118,7 @@ def parse_list(values: Sequence[str], flag: str, kind: type = float
                ) -> list[Any]:
   """The numbers of a list flag (``flags.DEFINE_list`` gives strings).
 
-  Args:
-    values: the flag's strings, e.g. ``['0', '0.5']``.
-    flag: the flag's name, for the message.
-    kind: ``float`` or ``int`` (``'1.5'`` is no seed: it is rejected, not
-      truncated).
+  ``kind`` is ``float`` or ``int`` (``'1.5'`` is rejected, not truncated).
 
   Raises:
     app.UsageError: naming the flag and the value that is not a number.
@@ -148,11 +135,7 @@ def parse_list(values: Sequence[str], flag: str, kind: type = float
 
 
 def check_command_line(argv: Sequence[str], workdir: Optional[str]) -> None:
-  """The checks every sweep command makes before any work.
-
-  Raises:
-    app.UsageError: for positional arguments or a missing ``--workdir``.
-  """
+  """Raises ``app.UsageError`` for positional arguments or no ``--workdir``."""
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {list(argv[1:])}; every '
                          'setting is a --flag.')
@@ -161,14 +144,7 @@ def check_command_line(argv: Sequence[str], workdir: Optional[str]) -> None:
 
 
 def define_vmap_flags(groups: str) -> tuple[Any, Any]:
-  """Defines ``--vmap`` and ``--vmap_max_members`` (call in a ``main``).
-
-  Args:
-    groups: which cells train together, for the help text.
-
-  Returns:
-    The two flag holders.
-  """
+  """Defines ``--vmap`` and ``--vmap_max_members``; ``groups`` is for help."""
   vmap = flags.DEFINE_bool(
       'vmap', False, f'Train {groups} together with vmap (faster). Each '
       'member gets a separate run\'s results.json, best-epoch records and '
@@ -183,11 +159,10 @@ def define_vmap_flags(groups: str) -> tuple[Any, Any]:
 
 def read_cell_results(root: str) -> Optional[tuple[dict[str, Any],
                                                    dict[str, Any]]]:
-  """``(results, config)`` of the run in ``root``, or None if unreadable.
+  """``(results, config)`` of the run in ``root``, or None if unfinished.
 
-  A cell whose ``results.json`` or ``config.json`` is missing, truncated or
-  not a run's (a kill during a copy, a disk error) counts as unfinished: a
-  warning names the file, and the sweep trains the cell again.
+  A missing, truncated or foreign ``results.json`` or ``config.json`` counts
+  as unfinished (with a warning naming the file).
   """
   paths = [os.path.join(root, RESULTS), os.path.join(root, CONFIG)]
   loaded = []
@@ -221,11 +196,7 @@ def is_done(sweep_dir: str, cell: Cell) -> bool:
 
 
 def is_started(sweep_dir: str, cell: Any) -> bool:
-  """Whether a separate run of the cell saved a checkpoint to resume from.
-
-  Such a cell is unfinished but should resume from its checkpoint, not
-  train again in a vmapped group next to a stale ``checkpoints/``.
-  """
+  """Whether a separate run of the cell saved a checkpoint to resume from."""
   path = os.path.join(sweep_dir, cell.name, LATEST_CHECKPOINTS)
   return os.path.isdir(path) and any(
       name.isdigit() for name in os.listdir(path))
@@ -235,16 +206,8 @@ def group_cells(cells: Sequence[AnyCell], key: Callable[[AnyCell], Hashable],
                 max_members: Optional[int] = None) -> list[list[AnyCell]]:
   """Cells with equal ``key``, in order of first appearance.
 
-  Args:
-    cells: the cells.
-    key: what must agree for cells to train together (e.g. the resolved
-      config without seed and noise).
-    max_members: split larger groups into chunks of at most this many (a
-      vmapped group holds every member's data on the device at once). None:
-      no limit.
-
-  Returns:
-    Groups, each a list of cells in their order in ``cells``.
+  Groups larger than ``max_members`` (None: no limit) are split into chunks
+  of at most that many.
   """
   if max_members is not None and max_members < 1:
     raise ValueError(f'max_members must be >= 1 (or None for no limit); got '
@@ -260,17 +223,9 @@ def group_cells(cells: Sequence[AnyCell], key: Callable[[AnyCell], Hashable],
 
 
 def config_key(config: Mapping[str, Any], varying: Sequence[str]) -> str:
-  """A config without the fields that may vary inside a vmapped group.
+  """Canonical JSON of a config dict without the ``varying`` fields.
 
-  Two cells whose keys are equal build one trainer and datasets of the same
-  static fields, so they can share a compiled program.
-
-  Args:
-    config: a resolved config as a dict (``ConfigDict.to_dict()``).
-    varying: the fields to leave out (e.g. ``('seed', 'noise')``).
-
-  Returns:
-    The rest of the config as canonical JSON (a hashable group key).
+  Cells with equal keys can share one trainer and compiled program.
   """
   return json.dumps({k: v for k, v in config.items() if k not in varying},
                     sort_keys=True, default=repr)
@@ -283,24 +238,10 @@ def run_grouped(sweep_dir: str, cells: Sequence[AnyCell], *,
                 max_members: Optional[int] = None) -> None:
   """The ``--vmap`` policy of a sweep runner: what trains together.
 
-  * Finished cells (:func:`is_done`) are skipped.
-  * Cells a separate run started (:func:`is_started`) resume separately
-    from their checkpoint: a vmapped group cannot resume one member.
-  * The rest are grouped by ``group_key`` (:func:`group_cells`); groups of
-    two or more go to ``train_group``, a group of one runs separately (its
-    separate run keeps every output: best-epoch records, checkpoints, logs).
-
-  A ``train_group`` that is interrupted writes nothing for its cells, so a
-  restart trains the whole group again.
-
-  Args:
-    sweep_dir: the folder of the cells.
-    cells: every cell of the sweep.
-    group_key: what must agree for cells to train together.
-    train_group: trains a group (>= 2 cells) and writes each cell's
-      ``config.json`` / ``results.json`` (:func:`write_cell`).
-    run_separately: the runner's non-vmapped path for a list of cells.
-    max_members: largest group (:func:`group_cells`).
+  Finished cells are skipped; cells a separate run started resume
+  separately (a vmapped group cannot resume one member); the rest are
+  grouped by ``group_key`` (:func:`group_cells`): groups of two or more go
+  to ``train_group``, a group of one to ``run_separately``.
   """
   todo = [c for c in cells if not is_done(sweep_dir, c)]
   logging.info('%d of %d cells finished; %d to train.', len(cells) - len(todo),
@@ -330,12 +271,11 @@ def write_members(cells: Sequence[AnyCell],
   Args:
     cells: the group's cells.
     records: :func:`cmi_jax.vmapped.fit_sweep`'s results, one per cell.
-    write: writes one cell's outputs from its results (:func:`write_cell`).
+    write: writes one cell's outputs from its results.
 
   Raises:
     cmi_jax.run.NonFiniteLossError: after writing the others, naming the
-      cells whose losses became non-finite (as a separate run raises it;
-      those cells stay unfinished, so a restart runs them again).
+      cells whose losses became non-finite (they stay unfinished).
   """
   failed = []
   for cell, record in zip(cells, records, strict=True):
@@ -354,11 +294,7 @@ GROUPS_DIR = '_groups'
 
 
 def group_checkpoint_dir(sweep_dir: str, cells: Sequence[AnyCell]) -> str:
-  """Where a vmapped group of ``cells`` checkpoints its stacked state.
-
-  Named by the group's members, so a restarted sweep that forms the same
-  group resumes it (one with other members starts afresh).
-  """
+  """Where a vmapped group checkpoints; named by its members, so it resumes."""
   digest = hashlib.sha1('\n'.join(sorted(c.name for c in cells)).encode())
   return os.path.join(sweep_dir, GROUPS_DIR, digest.hexdigest()[:16])
 
@@ -372,13 +308,13 @@ def write_cell(workdir: str, run_config: Mapping[str, Any],
                results: Mapping[str, Any]) -> None:
   """Writes a cell trained in a vmapped group as a separate run writes it.
 
-  ``config.json`` (``run_config``: ``{'config': ..., 'data': ...}``) first,
-  ``results.json`` last and atomically, so :func:`is_done` is true only
-  once both are complete.
+  ``results.json`` comes last, so :func:`is_done` is true only once both
+  files are complete.
   """
   os.makedirs(workdir, exist_ok=True)
   logs.write_json_atomic(os.path.join(workdir, CONFIG), run_config)
   logs.write_json_atomic(os.path.join(workdir, RESULTS), results)
+
 
 def train_group(trainer: Any, cells: Sequence[AnyCell],
                 configs: Sequence[Any], sweep_dir: str, example: Any,
@@ -388,25 +324,17 @@ def train_group(trainer: Any, cells: Sequence[AnyCell],
                                                None]] = None) -> None:
   """Trains a group of cells together (vmapped) and writes every member.
 
-  The one group-training function of the sweep runners: builds each
-  member's kNN MI hook, trains with :func:`cmi_jax.vmapped.fit_sweep`
-  (checkpointed in :func:`group_checkpoint_dir`, resumed from there), and
-  writes each cell as a separate run would (:func:`write_cell`, on the main
-  process), then deletes the group's checkpoints.
+  Trains with :func:`cmi_jax.vmapped.fit_sweep` (resumable from
+  :func:`group_checkpoint_dir`), writes each cell as a separate run would
+  (:func:`write_cell`), then deletes the group's checkpoints.
 
   Args:
-    trainer: the group's trainer.
     cells, configs: the members (resolved configs, in the same order).
-    sweep_dir: the sweep directory.
-    example: an input batch for ``Trainer.init``.
-    train_data: the stacked training sets (:func:`cmi_jax.vmapped.
-      stack_datasets`).
     eval_data: split -> the members' datasets (or a ``vmapped.Stacked``).
-    member_results: per member, the entries its ``results.json`` adds to
-      the trained records (``data``, ``attributes``, ...); ``data`` also
-      goes to its ``config.json``.
+    member_results: per member, the entries its ``results.json`` adds
+      (``data``, ``attributes``, ...); ``data`` also goes to ``config.json``.
     write_extra: ``(member, workdir, results)`` writes a member's other
-      files before its ``results.json`` (the cell is done only after).
+      files before its ``results.json``.
   """
   first = configs[0]
   hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
@@ -454,8 +382,7 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
 
   Args:
     sweep_dir: the sweep's directory.
-    select: which epoch record of each run: 'final', 'best_val_loss',
-      'best_val_accuracy' or 'best_val_worst_group'.
+    select: which epoch record of each run (:data:`SELECTIONS`).
 
   Returns:
     Rows with objective, train_corr, noise, seed and ``<split>/accuracy`` /
@@ -501,7 +428,7 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
 
 def aggregate(rows: Iterable[Mapping[str, Any]], metrics: Sequence[str]
               ) -> list[dict[str, Any]]:
-  """Mean, standard deviation and count over seeds of each (objective, corr, noise)."""
+  """Mean, std and count over seeds of each (objective, train_corr, noise)."""
   groups: dict[tuple, list[Mapping[str, Any]]] = {}
   for row in rows:
     groups.setdefault((row['objective'], row['train_corr'], row['noise']),
@@ -511,7 +438,7 @@ def aggregate(rows: Iterable[Mapping[str, Any]], metrics: Sequence[str]
     entry = {'objective': objective, 'train_corr': corr, 'noise': noise,
              'num_seeds': len(members)}
     for metric in metrics:
-      # Runs saved before a metric existed lack it: NaN, left out.
+      # A run without the metric gives NaN, left out.
       values = np.array([m.get(metric, np.nan) for m in members], np.float64)
       values = values[np.isfinite(values)]
       entry[f'{metric}/mean'] = float(values.mean()) if len(values) else (
@@ -526,9 +453,8 @@ def report_main(make_report: Callable[[str, Optional[str], str],
                                       Mapping[str, str]]) -> None:
   """The command line of a sweep report (flags defined here, not at import).
 
-  ``--sweep_dir`` (required), ``--out_dir`` (default: the sweep directory),
-  ``--select`` (which epoch of every run: one of :data:`SELECTIONS`); calls ``make_report(sweep_dir, out_dir, select)``,
-  prints every Markdown table it wrote, then every path.
+  Calls ``make_report(--sweep_dir, --out_dir, --select)``, prints every
+  Markdown table it wrote, then every path.
   """
   sweep_dir = flags.DEFINE_string('sweep_dir', None, 'The sweep directory.')
   out_dir = flags.DEFINE_string('out_dir', None,
