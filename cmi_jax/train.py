@@ -500,13 +500,17 @@ def compiled(trainer: Trainer, kind: str, mesh: Optional[Mesh] = None
   if kind == 'epoch':
     sharding = None if mesh is None else NamedSharding(mesh,
                                                        P(*mesh.axis_names))
-    return jax.jit(functools.partial(scan_epoch, step,
-                                     batch_sharding=sharding),
+    return jax.jit(functools.partial(_scanned, step, sharding),
                    static_argnums=2, donate_argnums=0)
   if kind == 'eval' and mesh is None:
     return jax.jit(trainer.eval_step)
   raise ValueError(f"no compiled {kind!r} with mesh={mesh}; kinds: 'step', "
                    "'epoch' and, on one device, 'eval'.")
+
+
+def _scanned(step, sharding, state, data, num_steps=None):
+  # scan_epoch is looked up when traced, not when compiled() runs.
+  return scan_epoch(step, state, data, num_steps, sharding)
 
 
 def epoch_data_key(state: TrainState) -> jax.Array:

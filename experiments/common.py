@@ -1,9 +1,7 @@
 """What every real-data experiment shares: config -> trainer -> fit -> figures.
 
-An experiment module (``experiments/multi_digit_mnist.py``,
-``experiments/celeba.py``) only loads its data into device datasets and calls
-:func:`run_experiment` with its config. The config fields read here are
-listed in :func:`add_model_fields`.
+An experiment module loads its data into device datasets and calls
+:func:`run_experiment` with its config (fields: :func:`add_model_fields`).
 """
 
 from __future__ import annotations
@@ -38,11 +36,7 @@ ENCODERS = ('mlp', 'conv')
 
 
 class _DropLibraryInfo(logging.logging.Filter):
-  """Drops INFO records of chatty libraries (orbax logs every save step).
-
-  Also TFDS's warnings about the folders it scans for other versions of a
-  dataset, which say nothing about the data that is loaded.
-  """
+  """Drops orbax's and TensorFlow's INFO records, TFDS's folder warnings."""
 
   def filter(self, record):
     library = any(part in record.pathname
@@ -57,18 +51,11 @@ class _DropLibraryInfo(logging.logging.Filter):
 
 
 def quiet_library_logs() -> None:
-  """Keeps the experiment's own INFO lines, hides the libraries' INFO noise.
-
-  The library logs through Python's ``logging`` (logger ``cmi_jax``); a
-  command shows its INFO lines, which absl's handler then prints.
-  """
+  """Shows INFO lines of the ``cmi_jax`` logger, hides other libraries'."""
   logging.get_absl_handler().addFilter(_DropLibraryInfo())
   logging.logging.getLogger('cmi_jax').setLevel(logging.logging.INFO)
 
 
-# ---------------------------------------------------------------------------
-# Command lines: one convention for every experiment module.
-# ---------------------------------------------------------------------------
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           'configs')
 
@@ -83,9 +70,8 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError,
 def define_config_flag(config_file: str) -> Any:
   """``--config=FILE[:variant]`` with ``--config.FIELD=VALUE`` overrides.
 
-  ``config_file`` is a file name in ``experiments/configs``; its
-  ``get_config(variant)`` builds the config before the field overrides are
-  applied, so a variant (``:fast``) never replaces a value the user gave.
+  ``config_file`` is a file name in ``experiments/configs``. The variant is
+  applied before the overrides, so it never replaces a value the user gave.
   """
   path = os.path.join(CONFIG_DIR, config_file)
   try:
@@ -177,11 +163,9 @@ def run_main(main: Callable[[Sequence[str]], None], *,
              ) -> None:
   """Runs ``main(argv)`` as a command: user errors are one line, exit 2.
 
-  A mistake in the flags, a value the config refuses, missing or corrupt
-  input files, a run of another config in the workdir, a full disk: each
-  prints ``error: <what and how to fix it>`` without a traceback (pass
-  ``--verbosity=1`` for it) and exits with status 2. Ctrl-C exits with 130
-  and a reminder that the same command resumes.
+  A user error (:data:`USER_ERRORS`, bad flags, a full disk) prints
+  ``error: <what and how to fix it>`` without a traceback (``--verbosity=1``
+  shows it). Ctrl-C exits with 130.
 
   Args:
     main: the module's ``main(argv)``.
@@ -207,40 +191,11 @@ def run_main(main: Callable[[Sequence[str]], None], *,
   app.run(guarded, flags_parser=_flags_parser(config_fields))
 
 
-def parse_private_flags(flag_values: Any, argv: Sequence[str]
-                        ) -> Optional[dict[str, Any]]:
-  """Parses ``argv`` with a module's private ``absl.flags.FlagValues``.
-
-  For experiment modules whose ``main(argv)`` is also called from Python
-  (tests, notebooks), where global flags would clash between modules.
-
-  Returns:
-    ``{flag name: value}``, or None after printing the help for ``--help``.
-
-  Raises:
-    ValueError: one message for an unknown or malformed flag, or positional
-      arguments, naming the fix.
-  """
-  if any(arg in ('-h', '--help', '--helpfull') for arg in argv[1:]):
-    print(flag_values.get_help())
-    return None
-  try:
-    extra = flag_values(list(argv))
-  except flags.Error as e:
-    raise ValueError(f'bad command line: {e}. Run with --help for the flags.'
-                     ) from None
-  if len(extra) > 1:
-    raise ValueError(f'unexpected positional arguments {extra[1:]}; all '
-                     'options are --flag=value.')
-  return {name: flag_values[name].value for name in flag_values}
-
-
 def add_model_fields(config: ml_collections.ConfigDict) -> None:
   """Adds the model, optimiser and run fields every experiment config has.
 
-  ``lr``, ``cls_lr`` and ``d_lr`` default to None, meaning "the paper's value
-  for this objective times ``lr_scale``"; :func:`resolve_config` replaces
-  them by the numbers before a run starts, so ``config.json`` holds what ran.
+  ``lr``, ``cls_lr`` and ``d_lr`` default to None: the paper's value for the
+  objective times ``lr_scale`` (:func:`resolve_learning_rates`).
   """
   placeholder = ml_collections.config_dict.placeholder
   config.objective = 'cmi'
@@ -249,22 +204,19 @@ def add_model_fields(config: ml_collections.ConfigDict) -> None:
   config.z_dim = 10
   config.hidden = (50, 50)
   config.conv_channels = (32, 64, 64)
-  # The images' channels are copies of one gray channel (multi-digit): the
-  # encoder's first layer then reads one channel against the channel-summed
-  # kernel, the same model at a third of its FLOPs (models.MLP).
+  # For copies of one gray channel: the first layer reads one channel against
+  # the channel-summed kernel, the same model (models.MLP).
   config.identical_channels = False
   config.adversary_hidden = (50, 50)
   config.mmd_bandwidths = (1.0,)
-  # Group weighting of the heads' cross-entropy (cmi_jax.groups): none,
-  # reweight, subsample or groupdro; GroupDRO's eta and size adjustment C.
+  # Of the heads' cross-entropy (cmi_jax.groups); GroupDRO's eta and C.
   config.group_weighting = 'none'
   config.dro_step_size = 0.01
   config.dro_size_adjustment = 0.0
   config.lr = placeholder(float)
   config.cls_lr = placeholder(float)
   config.d_lr = placeholder(float)
-  # Multiplies the paper's learning rates (not explicit --config.lr etc.):
-  # a shorter budget of steps can keep the paper's ratios between players.
+  # Scales the paper's learning rates only, keeping their ratios.
   config.lr_scale = 1.0
   config.betas = (0.9, 0.999)
   config.d_betas = (0.9, 0.999)
@@ -292,11 +244,10 @@ LEARNING_RATES = ('lr', 'cls_lr', 'd_lr')
 
 
 def check_run_fields(config: ml_collections.ConfigDict) -> None:
-  """Refuses values that cannot make a meaningful run, naming the flag.
+  """Refuses values that cannot make a meaningful run.
 
   Raises:
-    ValueError: for a non-positive learning rate, scale, batch size or
-      count, or a negative ``disentangle_weight``.
+    ValueError: naming the flag and its valid range.
   """
   for name in LEARNING_RATES + ('lr_scale',):
     value = config[name]
@@ -328,9 +279,6 @@ def resolve_learning_rates(config: ml_collections.ConfigDict,
                            ) -> ml_collections.ConfigDict:
   """A copy with every unset learning rate set to ``paper``'s x ``lr_scale``.
 
-  A learning rate the user gave is kept as given (``lr_scale`` scales the
-  paper's values only).
-
   Raises:
     ValueError: for an unknown objective or a bad field
       (:func:`check_run_fields`).
@@ -348,7 +296,7 @@ def resolve_learning_rates(config: ml_collections.ConfigDict,
 
 
 def resolve_optim(config: ml_collections.ConfigDict) -> train.OptimConfig:
-  """The optimiser settings of a resolved config (:func:`resolve_learning_rates`)."""
+  """The optimiser settings of a config with its learning rates resolved."""
   missing = [name for name in LEARNING_RATES if config[name] is None]
   if missing:
     raise ValueError(f'learning rates {missing} are unset; resolve the config '
@@ -411,11 +359,10 @@ def balanced_training_data(config: ml_collections.ConfigDict, train_data: Any,
                            num_classes: Sequence[int]) -> Any:
   """The training set of ``group_weighting=subsample`` (else ``train_data``).
 
-  A stored split (``ArrayDataset``) draws a group-balanced subsample every
-  epoch (:func:`cmi_jax.data.base.group_balanced`). A generated stream (the
-  multi-digit data: pairs drawn from a joint table) draws its pairs from the
-  uniform table instead, and its epoch shrinks to ``G * min_g p(g)`` of its
-  length: the size of the balanced subsample of an epoch.
+  A stored split draws a group-balanced subsample every epoch
+  (:func:`cmi_jax.data.base.group_balanced`). A generated stream (a joint
+  ``table``) draws from the uniform table instead, its epoch shrunk to
+  ``G * min_g p(g)`` of its length.
   """
   if config.group_weighting != 'subsample':
     return train_data
@@ -438,9 +385,8 @@ def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
                   ) -> train.Trainer:
   """The engine for an experiment config (encoder, heads, adversaries).
 
-  Unset learning rates are the ``paper``'s (:func:`resolve_learning_rates`).
-  ``weighting``: the heads' group weighting (:func:`group_weighting`);
-  default none.
+  Unset learning rates are the ``paper``'s; ``weighting`` is the heads'
+  group weighting (:func:`group_weighting`), default none.
   """
   config = resolve_learning_rates(config, paper)
   if config.encoder not in ENCODERS:
@@ -464,7 +410,7 @@ def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
 
 
 def fit_config(config: ml_collections.ConfigDict) -> run.FitConfig:
-  """The :class:`run.FitConfig` (epochs, evaluation, checkpoints) of a config."""
+  """The :class:`cmi_jax.run.FitConfig` of an experiment config."""
   return run.FitConfig(
       num_epochs=config.num_epochs, eval_every=config.eval_every,
       checkpoint_every=config.checkpoint_every,
@@ -478,8 +424,8 @@ def mi_hook(subspaces: Sequence[int], every: int, max_rows: int,
             ) -> Optional[run.EpochHook]:
   """An epoch hook with kNN estimates of I(z1;z2), I(z_k;s_j), I(z1;z2|s_k), ...
 
-  Runs every ``every`` epochs on the codes of ``splits`` (at most
-  ``max_rows`` rows, for time); keys are ``'<split>/<term>'`` in nats.
+  Runs every ``every`` epochs on at most ``max_rows`` codes of each split;
+  keys are ``'<split>/<term>'``, values in nats.
   """
   if every <= 0:
     return None
@@ -502,8 +448,7 @@ def mi_hook(subspaces: Sequence[int], every: int, max_rows: int,
 def set_epoch_size(dataset: DeviceDataset, epoch_size: int) -> DeviceDataset:
   """A training set with ``epoch_size // batch_size`` steps per epoch.
 
-  For i.i.d. streams (multi-digit, synthetic) the epoch is only a unit of
-  training length; this keeps the data and changes that unit.
+  For i.i.d. streams, where the epoch is only a unit of training length.
   """
   if epoch_size < dataset.batch_size:
     raise ValueError(
@@ -540,11 +485,7 @@ def check_data(data: Mapping[str, DeviceDataset], num_attributes: int) -> None:
 
 
 def check_workdir(workdir: str) -> None:
-  """Refuses a ``--workdir`` that is a file or cannot be written.
-
-  Raises:
-    ValueError: naming the directory and the fix.
-  """
+  """Refuses a ``--workdir`` that is a file or cannot be written."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f'--workdir {workdir} is a file, not a directory; pass '
                      'a directory (it is created if needed).')
@@ -565,17 +506,14 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str,
                    allow_change: Sequence[str] = ()) -> dict[str, Any]:
   """Trains, evaluates and draws one experiment.
 
-  Everything that can refuse the run (the config's values, the labels, a
-  workdir holding a run of another config) is checked before the first file
-  is written.
+  Everything that can refuse the run is checked before the first file is
+  written.
 
   Args:
     config: the experiment config (see :func:`add_model_fields`); unset
       learning rates are resolved here, so ``config.json`` holds the values
       that ran.
-    workdir: output directory.
     data: ``'train'`` plus the evaluation splits of :data:`EVAL_SPLITS`.
-    attribute_names: K names (for figures and results).
     paper_optim: objective -> reference learning rates.
     joint_counts: split -> joint label counts ``(2,) * K``.
     data_info: what was loaded (source, dataset, ...), saved in the results.
@@ -647,9 +585,8 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
                      ) -> list[str]:
   """The figures of a finished run, from its final state and log.
 
-  ``final_eval``: the summaries of the last evaluation by split (the
-  ``final`` record's ``eval``); evaluated again from ``state`` if None.
-  ``class_names``: per attribute, the names of its classes (captions).
+  ``final_eval``: the ``final`` record's ``eval`` (evaluated again from
+  ``state`` if None); ``class_names``: per attribute, its classes' names.
   """
   from cmi_jax import evaluation  # Local: evaluation imports train.
   figures = os.path.join(workdir, 'figures')
@@ -685,3 +622,38 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
         os.path.join(figures, f'predictions_{split}.png'),
         f'{split}: label → prediction', preds=preds, class_names=class_names))
   return paths
+
+
+def config_with(config: ml_collections.ConfigDict,
+                changes: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with ``changes``; a nested mapping changes a
+  sub-config field by field.
+
+  Raises:
+    ValueError: for a name the config does not have, or a value of another
+      type than the field's (the message names the field and the fix).
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+
+  def apply(target, updates, prefix):
+    for name, value in updates.items():
+      if name not in target:
+        raise ValueError(f'{prefix}{name} is not a setting; the settings are: '
+                         f'{", ".join(sorted(target.keys()))}.')
+      if isinstance(target[name], ml_collections.ConfigDict):
+        if not hasattr(value, 'keys'):
+          raise ValueError(f'{prefix}{name} is a group of settings; give a '
+                           f'mapping of its fields, not {value!r}.')
+        apply(target[name], value, f'{prefix}{name}.')
+        continue
+      if isinstance(target[name], tuple) and isinstance(value, list):
+        value = tuple(value)
+      try:
+        target[name] = value
+      except TypeError:
+        raise ValueError(
+            f'{prefix}{name} must be a {type(target[name]).__name__} like '
+            f'{target[name]!r}; got {value!r}.') from None
+
+  apply(config, changes, '')
+  return config

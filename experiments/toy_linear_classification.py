@@ -25,28 +25,28 @@ Writes into ``--workdir``:
   dashed: uncorrelated, dotted: worst case over the test correlations (shaded
   up to the best case).
 
-Usage::
+Usage (settings: ``experiments/configs/toy_linear_classification.py``)::
 
-  python -m experiments.toy_linear_classification --num_attributes=2 \
-      --workdir=/tmp/toy_lc
+  python -m experiments.toy_linear_classification --workdir=/tmp/toy_lc
   python -m experiments.toy_linear_classification --workdir=/tmp/toy_lc_fast \
-      --fast
-  python -m experiments.toy_linear_classification --num_attributes=4 \
-      --workdir=/tmp/toy_lc4 --noise_levels=0.1,1,10 --train_corrs=0.95
+      --config=experiments/configs/toy_linear_classification.py:fast
+  python -m experiments.toy_linear_classification --workdir=/tmp/toy_lc4 \
+      --config.num_attributes=4 --config.noise_levels=0.1,1,10 \
+      --config.train_corrs=0.95
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from absl import flags
 import numpy as np
 
 from experiments import common
+from experiments.configs import toy_linear_classification as toy_config
 from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax.toy import linear_classification as lc
@@ -54,56 +54,6 @@ from cmi_jax.toy import linear_classification as lc
 _OBJECTIVE_TITLES = {'base': 'Base', 'mi': 'Base + MI', 'cmi': 'Base + CMI'}
 _OBJECTIVE_COLORS = {'base': '#d62728', 'mi': '#1f77b4', 'cmi': '#2ca02c'}
 
-# --fast: a plumbing check in about a minute, not a result. It also compiles
-# with XLA's backend optimisation level 0 (half the compile time, which
-# dominates such a short run).
-FAST = {'num_steps': 60, 'noise_levels': (0.1, 1.0, 10.0), 'num_samples': 1000}
-DEFAULT_NOISE_LEVELS = tuple(float(v) for v in np.logspace(-2, 2, 10))
-DEFAULT_TRAIN_CORRS = (0.0, 0.6, 0.95)
-
-
-def _define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
-  """Defines this experiment's flags on a private ``FlagValues``.
-
-  A private registry keeps names such as ``workdir`` from clashing with other
-  experiment modules imported in the same process.
-  """
-  fv = flag_values
-  defaults = lc.TrainConfig()
-  flags.DEFINE_string('workdir', None, 'Output directory (created if absent).',
-                      flag_values=fv)
-  flags.DEFINE_integer('num_attributes', 2, 'Number of attributes K (>= 2).',
-                       flag_values=fv)
-  flags.DEFINE_list('noise_levels', None, 'Noise variances sigma^2 (> 0), '
-                    'comma separated; default logspace(-2, 2, 10).',
-                    flag_values=fv)
-  flags.DEFINE_list('train_corrs', [str(c) for c in DEFAULT_TRAIN_CORRS],
-                    'Training correlations, in [-1, 1] for K=2, [0, 1] else.',
-                    flag_values=fv)
-  flags.DEFINE_list('objectives', list(lc.OBJECTIVES),
-                    f'Objectives, a subset of {lc.OBJECTIVES}.', flag_values=fv)
-  flags.DEFINE_integer('num_steps', None, 'Full-batch training steps '
-                       f'(default {defaults.num_steps}).', flag_values=fv)
-  flags.DEFINE_integer('seed', 0, 'Seed of data, parameters and shuffles.',
-                       flag_values=fv)
-  flags.DEFINE_integer('num_seeds', 1, 'Independent repeats of every cell.',
-                       flag_values=fv)
-  flags.DEFINE_integer('num_samples', None, 'Training samples N, a multiple '
-                       f'of {lc.PACK_SIZE} (default 10000).', flag_values=fv)
-  flags.DEFINE_integer('num_test_corrs', 21, 'Test correlations of the '
-                       'min/max accuracy grid.', flag_values=fv)
-  for name, help_text in (
-      ('base_lr', 'Encoder learning rate of base.'),
-      ('lr', 'Encoder learning rate of mi and cmi.'),
-      ('cls_lr', 'Readout learning rate.'),
-      ('d_lr', 'Discriminator learning rate.'),
-      ('mi_weight', 'lambda of mi.'),
-      ('cmi_weight', 'lambda of cmi at K=2 (scaled by 2/K).')):
-    flags.DEFINE_float(name, getattr(defaults, name), help_text,
-                       flag_values=fv)
-  flags.DEFINE_bool('fast', False, 'Plumbing check: '
-                    f'{FAST} unless given explicitly.', flag_values=fv)
-  return fv
 
 
 def _mean_over_seeds(cells: Sequence[dict[str, Any]], objective: str,
@@ -181,32 +131,14 @@ def _floats(values: Sequence[Any], name: str) -> tuple[float, ...]:
     raise ValueError(f'{name} must be numbers; got {list(values)}.') from None
 
 
-def run(workdir: str, num_attributes: int = 2,
-        noise_levels: Optional[Sequence[float]] = None,
-        train_corrs: Sequence[float] = DEFAULT_TRAIN_CORRS,
-        objectives: Sequence[str] = lc.OBJECTIVES,
-        num_steps: Optional[int] = None, seed: int = 0, num_seeds: int = 1,
-        num_samples: Optional[int] = None, num_test_corrs: int = 21,
-        fast: bool = False, **optim: float) -> dict[str, Any]:
+def run(workdir: str, **settings: Any) -> dict[str, Any]:
   """Runs the sweep, writes ``results.json`` and ``figure.png`` into ``workdir``.
 
   Args:
     workdir: output directory, created if absent.
-    num_attributes: K >= 2.
-    noise_levels: noise variances ``sigma^2`` (default ``logspace(-2, 2, 10)``,
-      or ``FAST['noise_levels']`` with ``fast``).
-    train_corrs: training correlations.
-    objectives: a subset of :data:`lc.OBJECTIVES`.
-    num_steps: training steps (default ``TrainConfig.num_steps``, or
-      ``FAST['num_steps']``).
-    seed: seed of everything random.
-    num_seeds: repeats of every cell.
-    num_samples: N (default 10000, or ``FAST['num_samples']``).
-    num_test_corrs: size of the test-correlation grid.
-    fast: use the :data:`FAST` settings for arguments left at ``None``, and
-      compile for speed of compilation (see :func:`lc.train_cells`).
-    **optim: overrides of :class:`lc.TrainConfig` fields (``base_lr``, ``lr``,
-      ``cls_lr``, ``d_lr``, ``mi_weight``, ``cmi_weight``, ...).
+    **settings: fields of :func:`toy_config.get_config` to change (a
+      ``train`` mapping changes fields of :class:`lc.TrainConfig`); start
+      from the fast variant with ``**toy_config.get_config('fast')``.
 
   Returns:
     ``{'config', 'wall_time_s', 'cpu_time_s', 'snapshot_steps', 'cells',
@@ -214,24 +146,16 @@ def run(workdir: str, num_attributes: int = 2,
   """
   if not workdir:
     raise ValueError('workdir is required; pass --workdir=DIR.')
-  defaults = FAST if fast else {'num_steps': lc.TrainConfig().num_steps,
-                                'noise_levels': DEFAULT_NOISE_LEVELS,
-                                'num_samples': 10_000}
-  noise_levels = _floats(defaults['noise_levels'] if noise_levels is None
-                         else noise_levels, 'noise_levels')
-  train_corrs = _floats(train_corrs, 'train_corrs')
-  num_steps = defaults['num_steps'] if num_steps is None else num_steps
-  num_samples = (defaults['num_samples'] if num_samples is None
-                 else num_samples)
-  known = {f.name for f in dataclasses.fields(lc.TrainConfig)}
-  unknown = sorted(set(optim) - known)
-  if unknown:
-    raise ValueError(f'unknown TrainConfig fields {unknown}; known: '
-                     f'{sorted(known)}.')
-  config = lc.TrainConfig(num_steps=int(num_steps), **optim)
+  c = common.config_with(toy_config.get_config(), settings)
+  noise_levels = _floats(c.noise_levels, 'noise_levels')
+  train_corrs = _floats(c.train_corrs, 'train_corrs')
+  # A comma-separated --config.objectives=base,cmi arrives as one string.
+  objectives = tuple(name for entry in c.objectives
+                     for name in str(entry).split(',') if name)
+  config = lc.TrainConfig(**c.train)
   # Every objective is checked before the first one trains (minutes).
-  lc.check_sweep(num_attributes, noise_levels, train_corrs, objectives,
-                 num_seeds, num_samples, config, num_test_corrs)
+  lc.check_sweep(c.num_attributes, noise_levels, train_corrs, objectives,
+                 c.num_seeds, c.num_samples, config, c.num_test_corrs)
 
   timings: dict[str, float] = {}
   cpu_times: dict[str, float] = {}
@@ -241,10 +165,11 @@ def run(workdir: str, num_attributes: int = 2,
     # One objective at a time, so the time of each is measured. CPU time is
     # reported too: on a shared machine the wall time mostly measures load.
     tic, cpu_tic = time.perf_counter(), time.process_time()
-    cells += lc.sweep(num_attributes, noise_levels, train_corrs, (objective,),
-                      seed=seed, num_seeds=num_seeds, config=config,
-                      num_samples=num_samples, num_test_corrs=num_test_corrs,
-                      fast_compile=fast)
+    cells += lc.sweep(c.num_attributes, noise_levels, train_corrs,
+                      (objective,), seed=c.seed, num_seeds=c.num_seeds,
+                      config=config, num_samples=c.num_samples,
+                      num_test_corrs=c.num_test_corrs,
+                      fast_compile=c.fast_compile)
     timings[objective] = time.perf_counter() - tic
     cpu_times[objective] = time.process_time() - cpu_tic
   timings['total'] = time.perf_counter() - start
@@ -252,17 +177,18 @@ def run(workdir: str, num_attributes: int = 2,
 
   result = {
       'config': {
-          'num_attributes': int(num_attributes),
+          'num_attributes': int(c.num_attributes),
           'noise_levels': list(noise_levels),
           'train_corrs': list(train_corrs),
           'objectives': list(objectives),
-          'seed': int(seed),
-          'num_seeds': int(num_seeds),
-          'num_samples': int(num_samples),
+          'seed': int(c.seed),
+          'num_seeds': int(c.num_seeds),
+          'num_samples': int(c.num_samples),
+          'num_test_corrs': int(c.num_test_corrs),
           'test_corrs': lc.evaluation_correlations(
-              num_attributes, num_test_corrs).tolist(),
+              c.num_attributes, c.num_test_corrs).tolist(),
           'evaluation': 'closed form (exact population accuracy)',
-          'fast': bool(fast),
+          'fast_compile': bool(c.fast_compile),
           'train': dataclasses.asdict(config),
       },
       'wall_time_s': timings,
@@ -302,21 +228,24 @@ def format_table(cells: Sequence[dict[str, Any]], train_corr: float) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: Sequence[str]) -> dict[str, Any]:
-  """Parses the command line and calls :func:`run`; prints tables and paths."""
-  params = common.parse_private_flags(_define_flags(flags.FlagValues()),
-                                         argv)
-  if params is None:
-    return {}
-  result = run(**params)
-  for corr in result['config']['train_corrs']:
-    print(format_table(result['cells'], corr))
-  print(f"wall time (s): {result['wall_time_s']}")
-  print(f"CPU time (s): {result['cpu_time_s']}")
-  for path in result['files'].values():
-    print(f'wrote {path}')
-  return result
+def main() -> None:
+  """Command line: ``--workdir`` and ``--config`` (with overrides)."""
+  config_flag = common.define_config_flag('toy_linear_classification.py')
+  workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
+
+  def command(argv):
+    del argv
+    result = run(workdir_flag.value, **config_flag.value)
+    for corr in result['config']['train_corrs']:
+      print(format_table(result['cells'], corr))
+    print(f"wall time (s): {result['wall_time_s']}")
+    print(f"CPU time (s): {result['cpu_time_s']}")
+    for path in result['files'].values():
+      print(f'wrote {path}')
+
+  common.run_main(command, workdir=lambda: workdir_flag.value,
+                  config_fields=lambda: toy_config.get_config().keys())
 
 
 if __name__ == '__main__':
-  main(sys.argv)
+  main()

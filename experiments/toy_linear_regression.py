@@ -11,25 +11,27 @@ Everything is computed in closed form by :mod:`cmi_jax.toy.linear_regression`
 * ``figure2.png``: test MSE (at ``--test_corr``) over noise variance x
   training correlation, one heat map per model;
 * ``figure3.png``: predictions against targets at the training and the test
-  correlation, one column per model.
+  correlation, one column per model;
+* ``config.json``: the settings it ran (``experiments/configs/
+  toy_linear_regression.py``, with the number of restarts used).
 
 Usage::
 
   python -m experiments.toy_linear_regression --workdir=/tmp/toy_lr
   python -m experiments.toy_linear_regression --workdir=/tmp/toy_lr3 \
-      --num_attributes=3 --grid_num_noise=10 --grid_num_corr=8
+      --config.num_attributes=3 --config.grid_num_noise=10
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from typing import Any, Sequence
+from typing import Any
 
 from absl import flags
 import numpy as np
 
 from experiments import common
+from experiments.configs import toy_linear_regression as toy_config
 from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax.toy import linear_regression as lr
@@ -39,46 +41,6 @@ _MODEL_TITLES = {
     'mi0': 'Base + MI (MI = 0)',
     'cmi0': 'Base + CMI (CMI = 0)',
 }
-
-
-def _define_flags(flag_values: flags.FlagValues) -> flags.FlagValues:
-  """Defines this experiment's flags on a private ``FlagValues``.
-
-  A private registry (rather than the global ``flags.FLAGS``) keeps flag names
-  such as ``workdir`` from clashing with other experiment modules imported in
-  the same process, and lets ``main`` be called more than once.
-  """
-  fv = flag_values
-  flags.DEFINE_string('workdir', None, 'Output directory (created if absent).',
-                      flag_values=fv)
-  flags.DEFINE_float('train_corr', 0.8, 'Training pairwise correlation c.',
-                     flag_values=fv)
-  flags.DEFINE_float('noise_var', 0.1, 'Noise variance sigma^2 (>= 0).',
-                     flag_values=fv)
-  flags.DEFINE_float('test_corr', 0.0, 'Test pairwise correlation.',
-                     flag_values=fv)
-  flags.DEFINE_integer('num_attributes', 2, 'Number of attributes K (>= 2).',
-                       flag_values=fv)
-  flags.DEFINE_integer('seed', 0, 'Seed of the Figure 3 samples and of the '
-                       'MI=0 random restarts.', flag_values=fv)
-  flags.DEFINE_integer('num_scatter_samples', 1000,
-                       'Points per scatter panel of Figure 3.', flag_values=fv)
-  flags.DEFINE_integer('grid_num_noise', 25,
-                       'Noise levels in the Figure 2 grid (>= 2).',
-                       flag_values=fv)
-  flags.DEFINE_float('grid_min_noise', 1e-2, 'Smallest Figure 2 noise variance '
-                     '(> 0; the grid is log-spaced).', flag_values=fv)
-  flags.DEFINE_float('grid_max_noise', 1e2, 'Largest Figure 2 noise variance.',
-                     flag_values=fv)
-  flags.DEFINE_integer('grid_num_corr', 20, 'Training correlations in the '
-                       'Figure 2 grid (>= 2), evenly spaced from 0.',
-                       flag_values=fv)
-  flags.DEFINE_float('grid_max_corr', 0.95,
-                     'Largest training correlation of Figure 2 (< 1).',
-                     flag_values=fv)
-  flags.DEFINE_integer('num_restarts', None, 'Restarts of the MI=0 rotation '
-                       'search (default: 1 for K=2, else 8).', flag_values=fv)
-  return fv
 
 
 def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
@@ -179,71 +141,71 @@ def _check_grid_params(grid_num_noise: int, grid_min_noise: float,
     raise ValueError(f'grid_max_corr must be in (0, 1); got {grid_max_corr}.')
 
 
-def run(workdir: str, train_corr: float = 0.8, noise_var: float = 0.1,
-        test_corr: float = 0.0, num_attributes: int = 2, seed: int = 0,
-        num_scatter_samples: int = 1000, grid_num_noise: int = 25,
-        grid_min_noise: float = 1e-2, grid_max_noise: float = 1e2,
-        grid_num_corr: int = 20, grid_max_corr: float = 0.95,
-        num_restarts: int | None = None) -> dict[str, Any]:
+def run(workdir: str, **settings: Any) -> dict[str, Any]:
   """Computes Table 1 and draws Figures 2 and 3 into ``workdir``.
 
   Args:
     workdir: output directory, created if absent.
-    train_corr, noise_var, test_corr, num_attributes: the Table 1 / Figure 3
-      setting (see :func:`lr.table1`).
-    seed: seed of the Figure 3 samples and the MI=0 random restarts.
-    num_scatter_samples: points per Figure 3 panel.
-    grid_num_noise, grid_min_noise, grid_max_noise: Figure 2 noise variances,
-      log-spaced.
-    grid_num_corr, grid_max_corr: Figure 2 training correlations,
-      ``linspace(0, grid_max_corr, grid_num_corr)``.
-    num_restarts: restarts of the MI=0 rotation search.
+    **settings: fields of :func:`toy_config.get_config` to change
+      (``train_corr``, ``noise_var``, ``test_corr``, ``num_attributes``: the
+      Table 1 / Figure 3 setting, see :func:`lr.table1`; ``grid_*``: Figure
+      2, ``logspace(grid_min_noise, grid_max_noise, grid_num_noise)`` x
+      ``linspace(0, grid_max_corr, grid_num_corr)``).
 
   Returns:
-    ``{'table1': {model: {metric: float}}, 'files': {'table1': path,
-    'figure2': path, 'figure3': path}}``.
+    ``{'table1': {model: {metric: float}}, 'config': the settings used,
+    'files': {'table1', 'figure2', 'figure3', 'config': path}}``.
   """
   if not workdir:
     raise ValueError('workdir is required; pass --workdir=DIR.')
-  _check_grid_params(grid_num_noise, grid_min_noise, grid_max_noise,
-                     grid_num_corr, grid_max_corr)
+  config = common.config_with(toy_config.get_config(), settings)
+  if config.num_restarts is None:
+    config.num_restarts = 1 if config.num_attributes == 2 else 8
+  c = config
+  _check_grid_params(c.grid_num_noise, c.grid_min_noise, c.grid_max_noise,
+                     c.grid_num_corr, c.grid_max_corr)
   # Validate the main setting before the (slower) sweep.
-  table = lr.table1(train_corr, noise_var, test_corr, num_attributes,
-                    num_restarts=num_restarts, seed=seed)
-  noise_vars = np.logspace(np.log10(grid_min_noise), np.log10(grid_max_noise),
-                           int(grid_num_noise))
-  train_corrs = np.linspace(0.0, grid_max_corr, int(grid_num_corr))
-  sweep = lr.noise_correlation_sweep(noise_vars, train_corrs, test_corr,
-                                     num_attributes, num_restarts=num_restarts,
-                                     seed=seed)
-  scatter = lr.prediction_scatter(train_corr, noise_var, test_corr,
-                                  num_attributes, num_scatter_samples, seed,
-                                  num_restarts=num_restarts)
+  table = lr.table1(c.train_corr, c.noise_var, c.test_corr, c.num_attributes,
+                    num_restarts=c.num_restarts, seed=c.seed)
+  noise_vars = np.logspace(np.log10(c.grid_min_noise),
+                           np.log10(c.grid_max_noise), int(c.grid_num_noise))
+  train_corrs = np.linspace(0.0, c.grid_max_corr, int(c.grid_num_corr))
+  sweep = lr.noise_correlation_sweep(noise_vars, train_corrs, c.test_corr,
+                                     c.num_attributes,
+                                     num_restarts=c.num_restarts, seed=c.seed)
+  scatter = lr.prediction_scatter(c.train_corr, c.noise_var, c.test_corr,
+                                  c.num_attributes, c.num_scatter_samples,
+                                  c.seed, num_restarts=c.num_restarts)
 
   os.makedirs(workdir, exist_ok=True)
   files = {name: os.path.join(workdir, f'{name}.{ext}') for name, ext in
-           (('table1', 'json'), ('figure2', 'png'), ('figure3', 'png'))}
+           (('table1', 'json'), ('figure2', 'png'), ('figure3', 'png'),
+            ('config', 'json'))}
 
   logs.write_json_atomic(files['table1'], table)
-  plots.save_figure(plot_figure2(sweep, noise_vars, train_corrs, test_corr,
-                                 marker=(train_corr, noise_var)),
+  plots.save_figure(plot_figure2(sweep, noise_vars, train_corrs, c.test_corr,
+                                 marker=(c.train_corr, c.noise_var)),
                     files['figure2'])
   plots.save_figure(plot_figure3(scatter), files['figure3'])
-  return {'table1': table, 'files': files}
+  logs.write_json_atomic(files['config'], config.to_dict())
+  return {'table1': table, 'config': config.to_dict(), 'files': files}
 
 
-def main(argv: Sequence[str]) -> dict[str, Any]:
-  """Parses the command line and calls :func:`run`; prints Table 1."""
-  params = common.parse_private_flags(_define_flags(flags.FlagValues()),
-                                         argv)
-  if params is None:
-    return {}
-  result = run(**params)
-  print(lr.format_table1(result['table1']))
-  for path in result['files'].values():
-    print(f'wrote {path}')
-  return result
+def main() -> None:
+  """Command line: ``--workdir`` and ``--config`` (with overrides)."""
+  config_flag = common.define_config_flag('toy_linear_regression.py')
+  workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
+
+  def command(argv):
+    del argv
+    result = run(workdir_flag.value, **config_flag.value)
+    print(lr.format_table1(result['table1']))
+    for path in result['files'].values():
+      print(f'wrote {path}')
+
+  common.run_main(command, workdir=lambda: workdir_flag.value,
+                  config_fields=lambda: toy_config.get_config().keys())
 
 
 if __name__ == '__main__':
-  main(sys.argv)
+  main()

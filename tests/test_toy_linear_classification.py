@@ -12,6 +12,7 @@ from cmi_jax import train
 from cmi_jax.data import correlation
 from cmi_jax.toy import linear_classification as lc
 from experiments import toy_linear_classification as experiment
+from experiments.configs import toy_linear_classification as toy_config
 
 # Small enough to train in seconds; exercises every code path. The tests
 # share it (and two cells at K = 2) with the experiment test, so each
@@ -225,9 +226,10 @@ def test_sweep_smoke_k4():
 
 def test_experiment_writes_results_and_figure(tmp_path):
   workdir = str(tmp_path / 'out')
-  result = experiment.main([
-      'prog', f'--workdir={workdir}', '--fast', '--noise_levels=0.1,10',
-      '--train_corrs=0.95', '--num_steps=10', '--num_samples=200'])
+  settings = dict(toy_config.get_config('fast'), noise_levels=(0.1, 10.0),
+                  train_corrs=(0.95,), num_samples=200,
+                  train={'num_steps': 10})
+  result = experiment.run(workdir, **settings)
   with open(os.path.join(workdir, 'results.json')) as f:
     saved = json.load(f)
   assert len(saved['cells']) == 3 * 2
@@ -246,30 +248,42 @@ def test_experiment_writes_results_and_figure(tmp_path):
   assert not [p for p in os.listdir(workdir) if p.endswith('.tmp')]
 
 
-@pytest.mark.parametrize('flag, message', [
-    ('--num_attributes=1', 'num_attributes'),
-    ('--noise_levels=0.1,-1', 'noise levels'),
-    ('--noise_levels=0.1,abc', 'noise_levels must be numbers'),
-    ('--num_samples=1234', 'multiple of the pack size'),
-    ('--objectives=base,gan', "objective 'gan'"),
-    ('--train_corrs=1.5', 'outside'),
-    ('--num_steps=15', 'multiple of num_snapshots'),
-    ('--num_seeds=0', 'num_seeds'),
-    ('--lr=0', 'lr must be > 0'),
-    ('--no_such_flag=1', 'bad command line'),
+@pytest.mark.parametrize('change, message', [
+    ({'num_attributes': 1}, 'num_attributes'),
+    ({'noise_levels': (0.1, -1.0)}, 'noise levels'),
+    ({'noise_levels': ('0.1', 'abc')}, 'noise_levels must be numbers'),
+    ({'num_samples': 1234}, 'multiple of the pack size'),
+    ({'objectives': ('base,gan',)}, "objective 'gan'"),
+    ({'train_corrs': (1.5,)}, 'outside'),
+    ({'train': {'num_steps': 15}}, 'multiple of num_snapshots'),
+    ({'num_seeds': 0}, 'num_seeds'),
+    ({'train': {'lr': 0.0}}, 'lr must be > 0'),
+    ({'no_such_setting': 1}, 'no_such_setting is not a setting'),
+    ({'train': {'no_such': 1}}, 'train.no_such is not a setting'),
 ])
-def test_bad_flags_raise_one_clear_error(tmp_path, flag, message):
+def test_bad_settings_raise_one_clear_error(tmp_path, change, message):
+  settings = dict(toy_config.get_config('fast'))
   with pytest.raises(ValueError, match=message):
-    experiment.main(['prog', f'--workdir={tmp_path}', '--fast', flag])
+    experiment.run(str(tmp_path), **{**settings, **change})
   assert not os.path.exists(os.path.join(tmp_path, 'results.json'))
 
 
 def test_missing_workdir_and_negative_corr_for_k4(tmp_path):
   with pytest.raises(ValueError, match='workdir is required'):
-    experiment.main(['prog', '--fast'])
+    experiment.run('')
   with pytest.raises(ValueError, match='outside'):
-    experiment.main(['prog', f'--workdir={tmp_path}', '--fast',
-                     '--num_attributes=4', '--train_corrs=-0.5'])
+    experiment.run(str(tmp_path), **dict(toy_config.get_config('fast'),
+                                         num_attributes=4,
+                                         train_corrs=(-0.5,)))
+
+
+def test_fast_variant_resolves_when_built_and_keeps_overrides():
+  fast = toy_config.get_config('fast')
+  assert fast.train.num_steps == 60 and fast.fast_compile
+  assert fast.noise_levels == (0.1, 1.0, 10.0)
+  assert toy_config.get_config().train.num_steps == lc.TrainConfig().num_steps
+  with pytest.raises(ValueError, match='unknown config variant'):
+    toy_config.get_config('fsat')
 
 
 # ---------------------------------------------------------------- the claim

@@ -314,9 +314,8 @@ def test_rejects_bad_shapes_and_counts():
 
 def test_experiment_runs_end_to_end(tmp_path):
   workdir = str(tmp_path / 'out')
-  result = experiment.main([
-      'toy_linear_regression', f'--workdir={workdir}', '--grid_num_noise=3',
-      '--grid_num_corr=3', '--num_scatter_samples=200', '--seed=1'])
+  result = experiment.run(workdir, grid_num_noise=3, grid_num_corr=3,
+                          num_scatter_samples=200, seed=1)
   with open(os.path.join(workdir, 'table1.json')) as f:
     table = json.load(f)
   assert set(table) == {'regression', 'mi0', 'cmi0', 'reference'}
@@ -328,9 +327,14 @@ def test_experiment_runs_end_to_end(tmp_path):
   for name in ('figure2.png', 'figure3.png'):
     with open(os.path.join(workdir, name), 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  # The saved config is what ran: the overrides and the restarts used.
+  with open(os.path.join(workdir, 'config.json')) as f:
+    saved = json.load(f)
+  assert saved['grid_num_noise'] == 3 and saved['seed'] == 1
+  assert saved['num_restarts'] == 1
   # Atomic writes leave no temporary files behind.
-  assert sorted(os.listdir(workdir)) == ['figure2.png', 'figure3.png',
-                                         'table1.json']
+  assert sorted(os.listdir(workdir)) == ['config.json', 'figure2.png',
+                                         'figure3.png', 'table1.json']
 
 
 def test_experiment_run_three_attributes(tmp_path):
@@ -341,18 +345,19 @@ def test_experiment_run_three_attributes(tmp_path):
   assert all(os.path.getsize(p) > 0 for p in result['files'].values())
 
 
-def test_experiment_rejects_bad_flags(tmp_path):
+def test_experiment_rejects_bad_settings(tmp_path):
   with pytest.raises(ValueError, match='workdir'):
-    experiment.main(['prog'])
-  with pytest.raises(ValueError, match='bad command line'):
-    experiment.main(['prog', f'--workdir={tmp_path}', '--train_corr=abc'])
+    experiment.run('')
+  with pytest.raises(ValueError, match='train_corr must be a float'):
+    experiment.run(str(tmp_path), train_corr='abc')
+  with pytest.raises(ValueError, match='no_such is not a setting'):
+    experiment.run(str(tmp_path), no_such=1)
   with pytest.raises(ValueError, match=r'train_corr must satisfy \|c\| < 1'):
-    experiment.main(['prog', f'--workdir={tmp_path}', '--train_corr=1.0'])
+    experiment.run(str(tmp_path), train_corr=1.0)
   with pytest.raises(ValueError, match='test_corr = -0.6.*c > -1/\\(K-1\\)'):
-    experiment.main(['prog', f'--workdir={tmp_path}', '--test_corr=-0.6',
-                     '--num_attributes=3'])
+    experiment.run(str(tmp_path), test_corr=-0.6, num_attributes=3)
   with pytest.raises(ValueError, match='noise_var'):
-    experiment.main(['prog', f'--workdir={tmp_path}', '--noise_var=-1'])
+    experiment.run(str(tmp_path), noise_var=-1.0)
   with pytest.raises(ValueError, match='grid_num_noise'):
     experiment.run(str(tmp_path), grid_num_noise=1)
   # Nothing was written by the failed runs.
