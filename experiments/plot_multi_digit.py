@@ -70,14 +70,20 @@ def draw_figure(table: Sequence[dict[str, Any]], path: str,
   for row, corr in enumerate(corrs):
     for col, objective in enumerate(objectives):
       ax = axes[row, col]
+      drawn = False
       for metric, label, color in CURVES:
         noise, mean, std = _points(table, objective, corr, metric)
         if not len(noise) or np.all(np.isnan(mean)):
           continue
+        drawn = True
         ax.plot(noise, mean, marker='o', markersize=3, color=color,
                 label=label)
         ax.fill_between(noise, mean - std, mean + std, color=color,
                         alpha=0.2, linewidth=0)
+      if not drawn:
+        # A partial sweep: say so rather than leave a blank panel.
+        ax.text(0.5, 0.5, 'no finished cells yet', ha='center', va='center',
+                transform=ax.transAxes, color='gray', fontsize=9)
       if len(reference[0]):
         ax.plot(reference[0], reference[1], linestyle='--', color='black',
                 linewidth=1, label='Base at c = 0 (uncorrelated test)')
@@ -89,9 +95,16 @@ def draw_figure(table: Sequence[dict[str, Any]], path: str,
         ax.set_ylabel(f'train corr {corr:g}\naccuracy', fontsize=9)
       if row == len(corrs) - 1:
         ax.set_xlabel('occlusion noise')
-  handles, labels = axes[0, 0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc='lower center', ncol=len(labels),
-             fontsize=8, frameon=False)
+  legend = {}
+  for ax in axes.flat:
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+      legend.setdefault(label, handle)
+  if not len(reference[0]):
+    from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
+    legend['reference (Base at c = 0): not run yet'] = Line2D(
+        [], [], linestyle='--', color='lightgray')
+  fig.legend(list(legend.values()), list(legend), loc='lower center',
+             ncol=len(legend), fontsize=8, frameon=False)
   fig.suptitle(f'{title} (mean ± std over seeds)', fontsize=11)
   fig.tight_layout(rect=(0, 0.05, 1, 1))
   return plots.save_figure(fig, path)
