@@ -1,29 +1,20 @@
 """A tiny fake CelebA in the official layout, for tests.
 
-``write_fake_celeba`` writes real JPEG files of 178x218 synthetic faces and
-the two official text files::
+``write_fake_celeba`` writes 178x218 JPEG synthetic faces and the two
+official text files::
 
   root/img_align_celeba/000001.jpg ...   (or root/img_align_celeba.zip)
   root/list_attr_celeba.txt              count, 40 names, "000001.jpg -1  1 ..."
   root/list_eval_partition.txt           "000001.jpg 0|1|2"
 
-The faces depend on their labels so that models can learn them: ``Male``
-draws a beard and short hair (else long hair at the sides), ``Smiling`` an
-upward mouth arc (else a straight mouth), ``Eyeglasses`` frames around the
-eyes. ``Male`` and ``Smiling`` are balanced within every split (each of the
-four combinations gets a quarter, up to one image), so every split can be
-sub-sampled to any correlation table that its size allows; the other 38
-attributes are independent coin flips.
+The faces follow their labels so that models can learn them: ``Male`` draws a
+beard and short hair (else long hair at the sides), ``Smiling`` an upward
+mouth arc (else a straight mouth), ``Eyeglasses`` frames around the eyes.
+``Male`` and ``Smiling`` are balanced within every split (a quarter each, up
+to one image), so every split can be sub-sampled to any correlation table its
+size allows; the other 38 attributes are independent coin flips.
 
-``write_celeba_tfds_metadata`` writes the metadata of a "prepared" TFDS
-``celeb_a`` (no records) so that ``tfds.testing.mock_data`` with
-``policy=MockPolicy.USE_FILES`` serves random examples from it.
-
-``tiny_config`` is the experiment config of the tests' short weakly
-supervised CelebA run on such a fixture.
-
-Import from a test as ``import celeba_fixture`` (pytest puts ``tests/`` on
-the path).
+Import from a test as ``import celeba_fixture``.
 """
 
 from __future__ import annotations
@@ -73,7 +64,7 @@ def _draw_face(rng: np.random.Generator, male: bool, smiling: bool,
              fill=lips, width=4)
   else:
     draw.line((cx - 16, mouth_y, cx + 16, mouth_y), fill=lips, width=4)
-  # Sensor noise, so that no two images are identical.
+  # Sensor noise: no two images are identical.
   pixels = np.asarray(image, np.int16)
   pixels += rng.integers(-8, 9, pixels.shape, dtype=np.int16)
   return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
@@ -97,12 +88,10 @@ def write_fake_celeba(root: str | os.PathLike, num_images: int = 300,
     num_images: number of images (>= 12, so every split of the default
       fractions holds each Male/Smiling combination).
     seed: fixes attributes, partition and pixels.
-    zipped: write ``img_align_celeba.zip`` (holding
-      ``img_align_celeba/000001.jpg ...``, as the official archive) instead
-      of the directory.
-    split_fractions: shares of train/validation/test. The real data has
-      about (0.8, 0.1, 0.1); the default gives the small evaluation splits
-      enough images to be sub-sampled at a correlation.
+    zipped: write ``img_align_celeba.zip`` (``img_align_celeba/000001.jpg
+      ...``, as the official archive) instead of the directory.
+    split_fractions: shares of train/validation/test (the real data has
+      about 0.8, 0.1, 0.1).
 
   Returns:
     ``root`` as a string.
@@ -132,7 +121,6 @@ def write_fake_celeba(root: str | os.PathLike, num_images: int = 300,
     attrs[rows, smiling] = combos % 2
   glasses = CELEBA_ATTRIBUTES.index('Eyeglasses')
 
-  # Images are written into a temporary folder and moved in place at the end.
   staging = tempfile.mkdtemp(prefix='.fake_celeba-', dir=root)
   try:
     image_dir = os.path.join(staging, 'img_align_celeba')
@@ -167,21 +155,39 @@ def write_fake_celeba(root: str | os.PathLike, num_images: int = 300,
   return root
 
 
+def read_official(celeba_dir: str | os.PathLike):
+  """``(header, names, attributes int8 {0, 1} [N, 40], partition [N])``.
+
+  The official text files read the simple way, independent of the library.
+  """
+  with open(os.path.join(celeba_dir, 'list_attr_celeba.txt')) as f:
+    lines = f.read().splitlines()
+  rows = [line.split() for line in lines[2:] if line.strip()]
+  names = [r[0] for r in rows]
+  attributes = np.array([[int(v) for v in r[1:]] for r in rows]) == 1
+  with open(os.path.join(celeba_dir, 'list_eval_partition.txt')) as f:
+    part = dict(line.split() for line in f if line.strip())
+  partition = np.array([int(part[n]) for n in names])
+  return lines[1].split(), names, attributes.astype(np.int8), partition
+
+
+def skip_figures(patch) -> None:
+  """Replaces a run's figures (most of a tiny run's time) by no-ops."""
+  from experiments import common  # pylint: disable=g-import-not-at-top
+  patch.setattr(common, 'draw_run_figures', lambda *a, **k: [])
+  patch.setattr(common.plots, 'image_grid', lambda *a, **k: None)
+  patch.setattr(common.plots, 'joint_count_tables', lambda *a, **k: None)
+
+
 def write_celeba_tfds_metadata(data_dir: str | os.PathLike,
                                num_examples: int,
                                file_format: str = 'tfrecord') -> str:
   """Makes ``data_dir`` look like it holds a prepared TFDS ``celeb_a``.
 
-  Writes ``dataset_info.json`` and ``features.json`` of the installed
-  builder, with ``num_examples`` per split (what ``mock_data`` yields per
-  split) and no records. Use with
-  ``tfds.testing.mock_data(num_examples=num_examples, data_dir=data_dir,
-  policy=tfds.testing.MockPolicy.USE_FILES)``.
-
-  Args:
-    data_dir: the TFDS data dir.
-    num_examples: examples of each of train/validation/test.
-    file_format: ``'tfrecord'`` or ``'array_record'``.
+  Writes the installed builder's metadata with ``num_examples`` per split and
+  no records, for ``tfds.testing.mock_data(num_examples=num_examples,
+  data_dir=data_dir, policy=tfds.testing.MockPolicy.USE_FILES)``.
+  ``file_format``: ``'tfrecord'`` or ``'array_record'``.
 
   Returns:
     The version directory that was written.
@@ -198,8 +204,7 @@ def write_celeba_tfds_metadata(data_dir: str | os.PathLike,
   return os.fspath(builder.data_path)
 
 
-# The tests' tiny CelebA setting; batch 10 becomes 20 under the
-# weak-supervision scaling 1 / (1 - 0.5).
+# The tests' tiny CelebA run; weak supervision scales batch 10 to 20.
 NUM_FAKE = 240
 TRAIN_CORR = 0.6
 WEAK = 0.5
@@ -215,6 +220,6 @@ def tiny_config(root, cache, **overrides):
       'train_corr': TRAIN_CORR, 'batch_size': BATCH, 'num_epochs': 1,
       'weak_supervision': WEAK, 'mi_every': 2, 'mi_max_rows': 100,
       'checkpoint_every': 1, 'progress': False, 'tensorboard': False,
-      # Large steps so that 14 steps move the predictions off a constant.
+      # Large enough for 14 steps to move the predictions off a constant.
       'lr': 1e-3, 'cls_lr': 1e-2, 'd_lr': 1e-3, **overrides})
   return config

@@ -1,7 +1,7 @@
 """Test-wide setup: 8 fake CPU devices, so multi-device code runs everywhere.
 
-XLA reads the flag once, when JAX first initialises its backend, so it is set
-here, before any test module imports JAX.
+XLA reads the flag when JAX first initialises its backend, so it is set here,
+before any test module imports JAX.
 """
 
 import os
@@ -18,12 +18,10 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 @pytest.fixture(scope='module')
 def fast_compiles():
-  """Skips most XLA optimisation passes while a module runs.
+  """Skips most XLA optimisation passes while a module of tiny models runs.
 
-  For modules of tiny models, where compiling dominates the run time and the
-  passes roughly double it (``pytestmark =
-  pytest.mark.usefixtures('fast_compiles')``); restored afterwards so other
-  modules are unaffected.
+  Use as ``pytestmark = pytest.mark.usefixtures('fast_compiles')``; the
+  setting is restored afterwards.
   """
   import jax  # pylint: disable=g-import-not-at-top  # After XLA_FLAGS.
   previous = jax.config.read('jax_disable_most_optimizations')
@@ -32,8 +30,9 @@ def fast_compiles():
   jax.config.update('jax_disable_most_optimizations', previous)
 
 
-@pytest.fixture
-def tiny_trainer():
-  """``objective -> Trainer``: the shared tiny trainers of tests/tiny.py."""
-  import tiny  # pylint: disable=g-import-not-at-top  # After XLA_FLAGS.
-  return tiny.trainer
+@pytest.fixture(scope='session')
+def fake_celeba(tmp_path_factory):
+  """A fake CelebA of ``celeba_fixture.NUM_FAKE`` images (seed 0)."""
+  import celeba_fixture  # pylint: disable=g-import-not-at-top
+  return celeba_fixture.write_fake_celeba(
+      tmp_path_factory.mktemp('celeba_dir'), celeba_fixture.NUM_FAKE, seed=0)

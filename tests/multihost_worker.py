@@ -1,24 +1,13 @@
 """One process of a multi-process training run (test_multihost.py starts two).
 
 Every process builds the same trainer and state, generates the same global
-batches from a seed, feeds its own rows (:func:`host_batch_slice`) and runs
-the sharded CMI step a few times. Process 0 writes the final state and the
-metrics to ``<out>/result.npz``; every process writes the rows it fed to
-``<out>/rows_<id>.json``, and all of them save the state together as an Orbax
-checkpoint under ``<out>/run``.
-
-Usage (two processes on one machine, two CPU devices each)::
-
-  python tests/multihost_worker.py --out=DIR --num_processes=2 --process_id=0 \
-      --coordinator=localhost:PORT --devices=2 &
-  python tests/multihost_worker.py --out=DIR --num_processes=2 --process_id=1 \
-      --coordinator=localhost:PORT --devices=2
-
-On a cluster it doubles as a smoke test of the launch (``--auto`` lets JAX
-detect SLURM / Open MPI / TPU pods; ``--out`` must be a shared directory)::
-
-  srun --nodes=2 --ntasks-per-node=1 python tests/multihost_worker.py \
-      --auto --out=/shared/smoke
+batches from a seed, feeds its own rows (``distributed.host_batch_slice``) and
+runs the sharded CMI step ``--steps`` times. Process 0 writes :func:`summary`
+to ``<out>/result.npz``; every process writes the rows it fed to
+``<out>/rows_<id>.json``, and all save the state together as an Orbax
+checkpoint under ``<out>/run``. On a cluster, ``--auto`` lets JAX detect
+SLURM / Open MPI / TPU pods (``--out`` must then be shared; docs/performance.md
+shows both launches).
 """
 
 from __future__ import annotations
@@ -41,8 +30,7 @@ def global_batch(seed: int, step: int, size: int = GLOBAL_BATCH
 
   Returns:
     ``{'image': float32 [size, 6], 'labels': int32 [size, 2]}``, a pure
-    function of ``(seed, step)`` so that every process (and the test) sees the
-    same.
+    function of ``(seed, step)``.
   """
   rng = np.random.default_rng([seed, step])
   first = rng.integers(0, 2, size)
@@ -60,6 +48,17 @@ def make_trainer():
       models.MLPEncoder(sum(SUBSPACES), (16,)), 'cmi', SUBSPACES, NUM_CLASSES,
       train.OptimConfig(lr=1e-3, cls_lr=1e-3, d_lr=1e-3),
       adversary_hidden=(16,))
+
+
+def summary(state, metrics: list[dict]) -> dict[str, np.ndarray]:
+  """``leaf_<i>``: the state's leaves; ``metric:<name>``: ``[steps]`` values."""
+  import jax
+  result = {f'leaf_{i}': np.asarray(a)
+            for i, a in enumerate(jax.device_get(jax.tree.leaves(state)))}
+  for name in metrics[0]:
+    result['metric:' + name.replace('/', ':')] = np.array(
+        [m[name] for m in metrics])
+  return result
 
 
 def main() -> None:
@@ -115,12 +114,7 @@ def main() -> None:
   checkpoints.save(checkpoint.LATEST, 1, state, {'epoch': 1})
   checkpoints.close()
   if distributed.is_main_process():
-    leaves = jax.device_get(jax.tree.leaves(state))
-    names = sorted(metrics[0])
-    np.savez(os.path.join(args.out, 'result.npz'),
-             **{f'leaf_{i}': np.asarray(a) for i, a in enumerate(leaves)},
-             **{'metric:' + n.replace('/', ':'):
-                np.array([m[n] for m in metrics]) for n in names})
+    np.savez(os.path.join(args.out, 'result.npz'), **summary(state, metrics))
 
 
 if __name__ == '__main__':

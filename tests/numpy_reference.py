@@ -1,11 +1,9 @@
-"""NumPy references of the on-device image generation (tests and benchmarks).
+"""NumPy references of the on-device multi-digit images (tests, benchmarks).
 
-The library generates multi-digit images on the device
-(:func:`cmi_jax.data.multi_digit.compose`); these are the same maths in plain
-NumPy, so tests can check the device path against an independent one and the
-benchmarks can time a host loader. Import as ``import numpy_reference`` in a
-test (pytest puts ``tests/`` on the path) or ``from tests import
-numpy_reference`` from the repository root.
+The maths of :mod:`cmi_jax.data.multi_digit` in plain NumPy: an independent
+check of the device path and a host loader to time. Import as ``import
+numpy_reference`` in a test or ``from tests import numpy_reference`` from the
+repository root.
 """
 
 import numpy as np
@@ -70,12 +68,12 @@ def sample_batch(rng: np.random.Generator, bank: np.ndarray,
   """One batch of a ``MultiDigitDataset`` in NumPy (same distribution).
 
   Args:
-    rng: NumPy random generator.
+    rng: the NumPy generator of labels, digits and fields.
     bank: uint8 ``[2, M, H, W]`` digit bank (``multi_digit.build_digit_bank``).
     counts: int ``[2]`` valid images per class in ``bank``.
     table: joint table ``(2,) * K``.
     noise: occlusion threshold in [0, 1].
-    patch: side of the occlusion field.
+    patch: side P of the ``[P, P]`` occlusion field.
     batch_size: B.
 
   Returns:

@@ -18,7 +18,7 @@ STEPS_PER_EPOCH, EPOCHS = 500, 10
 
 
 def fashion_splits(seed=0):
-  """The test's data: Fashion-MNIST 0 vs 1, c = 0.9, noise 0.8."""
+  """The protocol's five splits (``multi_digit.multi_digit_splits``)."""
   digits = sources.load_digits('fashion_mnist', 'idx', manual_dir=FASHION_DIR)
   return multi_digit.multi_digit_splits(digits, classes=(0, 1),
                                         train_corr=0.9, noise=0.8, seed=seed)
@@ -26,7 +26,7 @@ def fashion_splits(seed=0):
 
 def accuracies_at(objective, splits, budgets=(EPOCHS * STEPS_PER_EPOCH,),
                   seed=0):
-  """Trains ``objective`` (paper lr x 10); yields ``(steps, accuracies)`` per budget.
+  """Trains ``objective``; yields ``(steps, accuracies)`` per budget.
 
   ``budgets``: increasing step counts, multiples of ``STEPS_PER_EPOCH``;
   ``accuracies``: split -> accuracy on ``val``, ``test_anti`` and

@@ -23,56 +23,24 @@ from cmi_jax.data.correlation import joint_counts
 from cmi_jax.data.correlation import joint_table
 from cmi_jax.data.correlation import labels_to_combination
 
-NUM_FAKE = 300
+NUM_FAKE = celeba_fixture.NUM_FAKE
 
 
-# ---------------------------------------------------------------------------
-# Helpers (independent of the code under test).
-
-
-def _parse_official(celeba_dir):
-  """(names, attributes {0,1} [N, 40], partition [N]) read the simple way."""
-  with open(os.path.join(celeba_dir, 'list_attr_celeba.txt')) as f:
-    lines = f.read().splitlines()
-  header = lines[1].split()
-  rows = [line.split() for line in lines[2:] if line.strip()]
-  names = [r[0] for r in rows]
-  attributes = (np.array([[int(v) for v in r[1:]] for r in rows]) == 1)
-  with open(os.path.join(celeba_dir, 'list_eval_partition.txt')) as f:
-    part = dict(line.split() for line in f if line.strip())
-  partition = np.array([int(part[n]) for n in names])
-  return header, names, attributes.astype(np.int8), partition
-
-
-def _expected_pixels(jpeg_path):
+def _crop_resize(image):
   """Centre 128 crop of a 178x218 image, bilinear resize to 64."""
-  with Image.open(jpeg_path) as image:
-    image = image.convert('RGB').crop((25, 45, 153, 173))
-    return np.asarray(image.resize((64, 64), Image.Resampling.BILINEAR))
+  return np.asarray(image.convert('RGB').crop((25, 45, 153, 173)).resize(
+      (64, 64), Image.Resampling.BILINEAR))
 
 
 def _cache_files(cache_dir):
-  """Everything under cache_dir (empty if it does not exist)."""
-  if not os.path.isdir(cache_dir):
-    return []
-  return sorted(os.listdir(cache_dir))
+  return sorted(os.listdir(cache_dir)) if os.path.isdir(cache_dir) else []
 
 
 @pytest.fixture(scope='module')
-def fake_dir(tmp_path_factory):
-  return celeba_fixture.write_fake_celeba(
-      tmp_path_factory.mktemp('celeba_dir'), num_images=NUM_FAKE, seed=0)
-
-
-@pytest.fixture(scope='module')
-def loaded(fake_dir, tmp_path_factory):
+def loaded(fake_celeba, tmp_path_factory):
   return celeba_files.load_celeba(
-      ('Male', 'Smiling'), source='files', celeba_dir=fake_dir,
+      ('Male', 'Smiling'), source='files', celeba_dir=fake_celeba,
       cache_dir=tmp_path_factory.mktemp('cache'))
-
-
-# ---------------------------------------------------------------------------
-# Attribute names.
 
 
 def test_attribute_names_match_the_tfds_builder():
@@ -82,29 +50,26 @@ def test_attribute_names_match_the_tfds_builder():
   assert len(celeba_files.CELEBA_ATTRIBUTES) == 40
 
 
-def test_fixture_writes_the_official_format(fake_dir):
-  header, names, attributes, partition = _parse_official(fake_dir)
+def test_fixture_writes_the_official_format(fake_celeba):
+  header, names, _, partition = celeba_fixture.read_official(fake_celeba)
   assert tuple(header) == celeba_files.CELEBA_ATTRIBUTES
   assert names[0] == '000001.jpg' and len(names) == NUM_FAKE
-  with Image.open(os.path.join(fake_dir, 'img_align_celeba', names[0])) as im:
+  path = os.path.join(fake_celeba, 'img_align_celeba', names[0])
+  with Image.open(path) as im:
     assert im.format == 'JPEG' and im.size == (178, 218)
   assert set(np.unique(partition)) == {0, 1, 2}
 
 
-def test_unknown_attribute_lists_the_valid_names(fake_dir, tmp_path):
+def test_unknown_attribute_lists_the_valid_names(fake_celeba, tmp_path):
   with pytest.raises(ValueError, match='Smilling') as info:
-    celeba_files.load_celeba(('Male', 'Smilling'), celeba_dir=fake_dir,
+    celeba_files.load_celeba(('Male', 'Smilling'), celeba_dir=fake_celeba,
                              cache_dir=tmp_path)
   assert '5_o_Clock_Shadow' in str(info.value)
   assert 'Smiling' in str(info.value) and 'Young' in str(info.value)
   with pytest.raises(ValueError, match='twice'):
-    celeba_files.load_celeba(('Male', 'Male'), celeba_dir=fake_dir,
+    celeba_files.load_celeba(('Male', 'Male'), celeba_dir=fake_celeba,
                              cache_dir=tmp_path)
   assert _cache_files(tmp_path) == []  # failed before any work
-
-
-# ---------------------------------------------------------------------------
-# Official layout -> cache.
 
 
 def _cached_arrays(path):
@@ -112,9 +77,9 @@ def _cached_arrays(path):
           for f in ('images', 'attributes', 'partition')}
 
 
-def test_prepare_gives_the_official_data(fake_dir, tmp_path):
-  _, names, attributes, partition = _parse_official(fake_dir)
-  arrays = _cached_arrays(celeba_files.prepare_celeba(fake_dir, tmp_path))
+def test_prepare_gives_the_official_data(fake_celeba, tmp_path):
+  _, names, attributes, partition = celeba_fixture.read_official(fake_celeba)
+  arrays = _cached_arrays(celeba_files.prepare_celeba(fake_celeba, tmp_path))
   images = arrays['images']
   assert images.dtype == np.uint8 and images.shape == (NUM_FAKE, 64, 64, 3)
   assert arrays['attributes'].dtype == np.int8
@@ -123,8 +88,9 @@ def test_prepare_gives_the_official_data(fake_dir, tmp_path):
   np.testing.assert_array_equal(arrays['partition'], partition[order])
   np.testing.assert_array_equal(arrays['attributes'], attributes[order])
   for row in (0, 123, NUM_FAKE - 1):
-    jpeg = os.path.join(fake_dir, 'img_align_celeba', names[order[row]])
-    np.testing.assert_array_equal(images[row], _expected_pixels(jpeg))
+    jpeg = os.path.join(fake_celeba, 'img_align_celeba', names[order[row]])
+    with Image.open(jpeg) as image:
+      np.testing.assert_array_equal(images[row], _crop_resize(image))
 
 
 def test_zip_archive_gives_the_same_cache(tmp_path):
@@ -140,8 +106,8 @@ def test_zip_archive_gives_the_same_cache(tmp_path):
     np.testing.assert_array_equal(array, from_zip[name])
 
 
-def test_load_celeba_files(loaded, fake_dir):
-  _, _, attributes, partition = _parse_official(fake_dir)
+def test_load_celeba_files(loaded, fake_celeba):
+  _, _, attributes, partition = celeba_fixture.read_official(fake_celeba)
   assert loaded.source == 'files'
   assert loaded.attributes == ('Male', 'Smiling')
   columns = [celeba_files.CELEBA_ATTRIBUTES.index(a) for a in loaded.attributes]
@@ -153,17 +119,17 @@ def test_load_celeba_files(loaded, fake_dir):
                                   attributes[partition == code][:, columns])
 
 
-def test_attribute_order_follows_the_request(loaded, fake_dir, tmp_path):
+def test_attribute_order_follows_the_request(loaded, fake_celeba, tmp_path):
   swapped = celeba_files.load_celeba(('Smiling', 'Male', 'Young'),
-                                     celeba_dir=fake_dir, cache_dir=tmp_path,
+                                     celeba_dir=fake_celeba, cache_dir=tmp_path,
                                      tfds_data_dir=tmp_path / 'no_tfds')
   np.testing.assert_array_equal(swapped.train.labels[:, :2],
                                 loaded.train.labels[:, ::-1])
   np.testing.assert_array_equal(swapped.test.images, loaded.test.images)
 
 
-def test_cache_is_reused_without_preparing(fake_dir, tmp_path, monkeypatch):
-  path = celeba_files.prepare_celeba(fake_dir, tmp_path)
+def test_cache_is_reused_without_preparing(fake_celeba, tmp_path, monkeypatch):
+  path = celeba_files.prepare_celeba(fake_celeba, tmp_path)
   stamps = {f: os.stat(os.path.join(path, f)).st_mtime_ns
             for f in os.listdir(path)}
 
@@ -172,8 +138,8 @@ def test_cache_is_reused_without_preparing(fake_dir, tmp_path, monkeypatch):
 
   monkeypatch.setattr(celeba_files, '_preprocess', fail)
   monkeypatch.setattr(celeba_files, '_write_cache', fail)
-  assert celeba_files.prepare_celeba(fake_dir, tmp_path) == path
-  splits = celeba_files.load_celeba(celeba_dir=fake_dir, cache_dir=tmp_path,
+  assert celeba_files.prepare_celeba(fake_celeba, tmp_path) == path
+  splits = celeba_files.load_celeba(celeba_dir=fake_celeba, cache_dir=tmp_path,
                                     tfds_data_dir=tmp_path / 'no_tfds')
   assert len(splits.train) + len(splits.val) + len(splits.test) == NUM_FAKE
   assert stamps == {f: os.stat(os.path.join(path, f)).st_mtime_ns
@@ -195,22 +161,18 @@ def test_missing_file_names_it_and_leaves_no_cache(tmp_path, missing):
   assert _cache_files(cache) == []
 
 
-def test_missing_image_names_it(tmp_path):
+@pytest.mark.parametrize('corrupt', [False, True])
+def test_missing_or_corrupt_image_is_named_and_leaves_no_cache(tmp_path,
+                                                               corrupt):
   root = celeba_fixture.write_fake_celeba(tmp_path / 'data', num_images=24)
-  os.remove(os.path.join(root, 'img_align_celeba', '000007.jpg'))
+  jpeg = os.path.join(root, 'img_align_celeba', '000007.jpg')
+  os.remove(jpeg)
+  if corrupt:
+    with open(jpeg, 'wb') as f:
+      f.write(b'not a jpeg at all')
   with pytest.raises(ValueError, match='000007.jpg'):
     celeba_files.prepare_celeba(root, tmp_path / 'cache')
   assert _cache_files(tmp_path / 'cache') == []
-
-
-def test_corrupt_image_fails_without_partial_cache(tmp_path):
-  root = celeba_fixture.write_fake_celeba(tmp_path / 'data', num_images=24)
-  with open(os.path.join(root, 'img_align_celeba', '000010.jpg'), 'wb') as f:
-    f.write(b'not a jpeg at all')
-  cache = tmp_path / 'cache'
-  with pytest.raises(ValueError, match='000010.jpg'):
-    celeba_files.prepare_celeba(root, cache)
-  assert _cache_files(cache) == []
 
 
 def test_interrupted_prepare_leaves_no_cache(tmp_path, monkeypatch):
@@ -234,11 +196,11 @@ def test_interrupted_prepare_leaves_no_cache(tmp_path, monkeypatch):
   assert np.load(os.path.join(path, 'images.npy')).shape[0] == 24
 
 
-def test_files_path_does_not_import_tensorflow(fake_dir, tmp_path):
+def test_files_path_does_not_import_tensorflow(fake_celeba, tmp_path):
   code = (
       'import sys\n'
       'from cmi_jax.data import celeba, celeba_files\n'
-      f'celeba_files.load_celeba(celeba_dir={str(fake_dir)!r}, '
+      f'celeba_files.load_celeba(celeba_dir={str(fake_celeba)!r}, '
       f'cache_dir={str(tmp_path)!r}, tfds_data_dir={str(tmp_path)!r})\n'
       "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
   result = subprocess.run([sys.executable, '-c', code], capture_output=True,
@@ -246,10 +208,10 @@ def test_files_path_does_not_import_tensorflow(fake_dir, tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_foreign_directory_at_the_cache_path_is_refused(fake_dir, tmp_path):
+def test_foreign_directory_at_the_cache_path_is_refused(fake_celeba, tmp_path):
   os.makedirs(os.path.join(celeba_files.cache_path(tmp_path, 'files'), 'junk'))
   with pytest.raises(ValueError, match='not a complete CelebA cache'):
-    celeba_files.prepare_celeba(fake_dir, tmp_path)
+    celeba_files.prepare_celeba(fake_celeba, tmp_path)
 
 
 def test_cache_of_other_data_is_refused(tmp_path):
@@ -276,15 +238,11 @@ def test_no_source_error_lists_both_ways(tmp_path):
     celeba_files.load_celeba(source='web', cache_dir=tmp_path)
 
 
-# ---------------------------------------------------------------------------
-# TFDS (mocked records, real metadata).
-
-
 def _mock_reference(data_dir, split, num, file_format):
   """JPEG bytes and (Male, Smiling) of the mocked records.
 
-  The mock draws different examples for the two readers, so the reference
-  reads the way the loader must for ``file_format``.
+  The mock draws different examples for the two readers, so this reads the
+  way the loader must for ``file_format``.
   """
   import tensorflow as tf
   import tensorflow_datasets as tfds
@@ -305,13 +263,8 @@ def _mock_reference(data_dir, split, num, file_format):
   return jpegs, np.array(labels, np.int32)
 
 
-def _crop_resize(image):
-  return np.asarray(image.convert('RGB').crop((25, 45, 153, 173)).resize(
-      (64, 64), Image.Resampling.BILINEAR))
-
-
 @pytest.mark.parametrize('file_format', ['tfrecord', 'array_record'])
-def test_tfds_source_with_mock_data(tmp_path, fake_dir, file_format):
+def test_tfds_source_with_mock_data(tmp_path, fake_celeba, file_format):
   import tensorflow_datasets as tfds
   num = 8
   data_dir = str(tmp_path / 'tfds')
@@ -321,7 +274,7 @@ def test_tfds_source_with_mock_data(tmp_path, fake_dir, file_format):
     # 'auto' prefers a prepared TFDS over the official files.
     splits = celeba_files.load_celeba(
         ('Male', 'Smiling'), source='auto', tfds_data_dir=data_dir,
-        celeba_dir=fake_dir, cache_dir=tmp_path / 'cache')
+        celeba_dir=fake_celeba, cache_dir=tmp_path / 'cache')
     ref_jpegs, ref_labels = _mock_reference(data_dir, 'validation', num,
                                             file_format)
   assert splits.source == 'tfds'
@@ -345,15 +298,11 @@ def test_tfds_source_with_mock_data(tmp_path, fake_dir, file_format):
   assert np.abs(splits.val.images.astype(int) - by_tf).mean() < 2.0
 
 
-def test_auto_falls_back_to_files(fake_dir, tmp_path):
+def test_auto_falls_back_to_files(fake_celeba, tmp_path):
   os.makedirs(tmp_path / 'tfds' / 'celeb_a')  # present but not prepared
   splits = celeba_files.load_celeba(tfds_data_dir=tmp_path / 'tfds',
-                                    celeba_dir=fake_dir, cache_dir=tmp_path)
+                                    celeba_dir=fake_celeba, cache_dir=tmp_path)
   assert splits.source == 'files'
-
-
-# ---------------------------------------------------------------------------
-# Correlated sub-sampling.
 
 
 def _labels_with_counts(counts, seed=0):
@@ -433,10 +382,6 @@ def test_subsample_rejects_bad_input():
     celeba.correlated_subsample(labels, joint_table(0.5), -1)
 
 
-# ---------------------------------------------------------------------------
-# Weak supervision.
-
-
 def test_remove_labels_exact_fraction():
   labels = np.random.default_rng(0).integers(0, 2, (1001, 3)).astype(np.int32)
   weak = celeba.remove_labels(labels, 0.75, seed=4)
@@ -457,10 +402,6 @@ def test_remove_labels_exact_fraction():
 def test_remove_labels_rejects_bad_fraction(fraction):
   with pytest.raises(ValueError, match=r'\[0, 1\)'):
     celeba.remove_labels(np.zeros((10, 2), np.int32), fraction, 0)
-
-
-# ---------------------------------------------------------------------------
-# Occlusion.
 
 
 def test_occlusion_masks():
@@ -493,17 +434,22 @@ def test_occlude_multiplies_by_the_mask():
   np.testing.assert_array_equal(celeba.occlude(images, 0.0, seed=7), images)
 
 
-# ---------------------------------------------------------------------------
-# Correlated splits of a run.
-
-
 def _synthetic_splits(attributes=('Male', 'Smiling'),
-                      sizes=(1500, 500, 500)):
-  """CelebASplits whose pixel [0, 0, 0] encodes the row's combination."""
-  rng = np.random.default_rng(0)
+                      sizes=(1500, 500, 500), corr=None):
+  """CelebASplits whose pixel [0, 0, 0] encodes the row's combination.
+
+  Labels are coin flips, or with ``corr`` two attributes of that correlation.
+  """
+  rng = np.random.default_rng(0 if corr is None else 1)
   parts = []
   for n in sizes:
-    labels = rng.integers(0, 2, (n, len(attributes))).astype(np.int32)
+    if corr is None:
+      labels = rng.integers(0, 2, (n, len(attributes))).astype(np.int32)
+    else:
+      first = rng.integers(0, 2, n)
+      same = rng.random(n) < (1 + corr) / 2
+      labels = np.stack([first, np.where(same, first, 1 - first)],
+                        1).astype(np.int32)
     images = np.full((n, 64, 64, 3), 200, np.uint8)
     images[:, 0, 0, 0] = labels_to_combination(labels) * 10
     parts.append(celeba_files.CelebASplit(images=images, labels=labels))
@@ -535,7 +481,6 @@ def test_celeba_splits_tables_counts_and_weak_labels():
     total = counts.sum()
     assert total == len(labels)
     assert np.all(np.abs(counts / total - table) <= table.size / total)
-    # Images stay aligned with their labels.
     np.testing.assert_array_equal(np.asarray(data.images)[:, 0, 0, 0],
                                   labels_to_combination(labels) * 10)
   train = np.asarray(out['train'].labels)
@@ -603,10 +548,6 @@ def test_fake_celeba_end_to_end(loaded):
     assert out[key].images.shape[1:] == (64, 64, 3)
 
 
-# ---------------------------------------------------------------------------
-# Where the images live.
-
-
 def test_celeba_splits_on_the_host_hold_the_device_rows():
   splits = _synthetic_splits()
   on_device = celeba.celeba_splits(splits, 0.6, weak_supervision=0.5,
@@ -672,24 +613,8 @@ def test_celeba_splits_rejects_an_unknown_placement(placement):
     celeba.celeba_splits(splits, 0.6, batch_size=20, placement=placement)
 
 
-def _correlated_splits(sizes=(2000, 600, 600), corr=0.7):
-  """Official-like splits whose two attributes are naturally correlated."""
-  rng = np.random.default_rng(1)
-  parts = []
-  for n in sizes:
-    first = rng.integers(0, 2, n)
-    same = rng.random(n) < (1 + corr) / 2
-    labels = np.stack([first, np.where(same, first, 1 - first)],
-                      1).astype(np.int32)
-    images = np.full((n, 64, 64, 3), 200, np.uint8)
-    images[:, 0, 0, 0] = labels_to_combination(labels) * 10
-    parts.append(celeba_files.CelebASplit(images=images, labels=labels))
-  return celeba_files.CelebASplits(*parts, attributes=('Blond_Hair', 'Male'),
-                                   source='synthetic', location='')
-
-
 def test_natural_mode_keeps_the_official_splits_and_subsamples_test():
-  splits = _correlated_splits()
+  splits = _synthetic_splits(('Blond_Hair', 'Male'), (2000, 600, 600), 0.7)
   out = celeba.celeba_splits(splits, train_corr=0.0, batch_size=50, seed=2,
                              correlation_mode='natural')
   # Train and val are the official splits, every row in its order.

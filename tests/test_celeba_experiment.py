@@ -1,11 +1,9 @@
 """The CelebA experiment end to end, on a fake CelebA in the official layout.
 
-One short weakly supervised run goes through the whole path (official files
--> cache -> correlated sub-samples -> training -> evaluation -> figures ->
-subpopulation tables -> disentanglement metrics); the other tests check the
-config handling, the sweep bookkeeping and the figures of the paper without
-training. Expected values are computed here from the fixture's files, not
-taken from the code under test.
+One short weakly supervised run goes through the whole path (files -> cache
+-> correlated sub-samples -> training -> evaluation -> figures -> tables ->
+disentanglement metrics); expected values come from the fixture's files, not
+from the code under test.
 """
 
 from __future__ import annotations
@@ -34,28 +32,18 @@ from experiments import celeba_sweep
 from experiments import evaluate_disentanglement
 from experiments import plot_celeba
 from experiments.configs import celeba as celeba_config
+import tiny
 
-NUM_FAKE, TRAIN_CORR, WEAK, BATCH = (
-    celeba_fixture.NUM_FAKE, celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
-    celeba_fixture.BATCH)
+TRAIN_CORR, WEAK, BATCH = (celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
+                           celeba_fixture.BATCH)
 CELL = celeba_sweep.WeakCell(sweeps.Cell('cmi', TRAIN_CORR, 0.0, 0), WEAK)
 
 
-# ---------------------------------------------------------------------------
-# Independent helpers.
-
-
 def _official_labels(celeba_dir, names=('Male', 'Smiling')):
-  """{split code: labels [N, K] in {0, 1}} read the simple way."""
-  with open(os.path.join(celeba_dir, 'list_attr_celeba.txt')) as f:
-    lines = f.read().splitlines()
-  header = lines[1].split()
-  columns = [header.index(n) + 1 for n in names]
-  rows = {r.split()[0]: [int(r.split()[c]) > 0 for c in columns]
-          for r in lines[2:] if r.strip()}
-  with open(os.path.join(celeba_dir, 'list_eval_partition.txt')) as f:
-    part = dict(line.split() for line in f if line.strip())
-  return {s: np.array([rows[n] for n in rows if part[n] == str(s)], int)
+  """{split code: labels [N, K] in {0, 1}} of the official files."""
+  header, _, attributes, partition = celeba_fixture.read_official(celeba_dir)
+  columns = [header.index(n) for n in names]
+  return {s: attributes[partition == s][:, columns].astype(int)
           for s in range(3)}
 
 
@@ -75,12 +63,6 @@ def _largest_counts(labels, table):
 
 
 @pytest.fixture(scope='module')
-def fake_dir(tmp_path_factory):
-  return celeba_fixture.write_fake_celeba(
-      tmp_path_factory.mktemp('celeba_dir'), num_images=NUM_FAKE, seed=0)
-
-
-@pytest.fixture(scope='module')
 def cache_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('cache'))
 
@@ -91,28 +73,22 @@ def sweep_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def finished_run(fake_dir, cache_dir, sweep_dir):
+def finished_run(fake_celeba, cache_dir, sweep_dir):
   """One weak-supervision sweep cell, trained for real (2 scaled epochs)."""
-  config = celeba_fixture.tiny_config(fake_dir, cache_dir)
+  config = celeba_fixture.tiny_config(fake_celeba, cache_dir)
   config.update(CELL.overrides())
   workdir = os.path.join(celeba_sweep.mode_dir(sweep_dir, 'weak'), CELL.name)
   results = celeba_experiment.train_and_evaluate(config, workdir)
   return workdir, results
 
 
-# ---------------------------------------------------------------------------
-# The whole path.
-
-
-def test_run_outputs_and_exact_joint_counts(finished_run, fake_dir):
+def test_run_outputs_and_exact_joint_counts(finished_run, fake_celeba):
   workdir, _ = finished_run
-  with open(os.path.join(workdir, 'results.json')) as f:
-    results = json.load(f)
-  with open(os.path.join(workdir, 'config.json')) as f:
-    saved = json.load(f)
-  with open(os.path.join(workdir, 'joint_counts.json')) as f:
-    counts = {k: np.array(v) for k, v in json.load(f).items()}
-  labels = _official_labels(fake_dir)
+  results = tiny.read_json(workdir, 'results.json')
+  saved = tiny.read_json(workdir, 'config.json')
+  counts = {k: np.array(v)
+            for k, v in tiny.read_json(workdir, 'joint_counts.json').items()}
+  labels = _official_labels(fake_celeba)
   expected = {'train_eval': _largest_counts(labels[0], _table(TRAIN_CORR)),
               'val': _largest_counts(labels[1], _table(TRAIN_CORR)),
               'test_anti': _largest_counts(labels[2], _table(-TRAIN_CORR)),
@@ -153,7 +129,7 @@ def test_run_outputs_and_exact_joint_counts(finished_run, fake_dir):
       assert np.array(summary['confusion']).sum() == covered
   assert results['final']['epoch'] == 2
   assert 'test_uncorr/I(z1;z2)' in results['final']['extra']
-  log = [json.loads(line) for line in open(os.path.join(workdir, 'log.jsonl'))]
+  log = tiny.read_log(workdir)
   assert [r['epoch'] for r in log] == [1, 2]
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == [
       'best_val_accuracy', 'best_val_loss', 'best_val_worst_group', 'latest']
@@ -178,8 +154,8 @@ def test_run_figures_are_valid_pngs(finished_run):
 
 def test_subpopulation_table_matches_predictions(finished_run):
   workdir, results = finished_run
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f)['config'])
+  config = ml_collections.ConfigDict(
+      tiny.read_json(workdir, 'config.json')['config'])
   _, data = celeba_experiment.load_data(config)
   trainer = common.build_trainer(config, 2, celeba_config.PAPER_OPTIM)
   state = results['state']  # the final state, as the run left it
@@ -216,7 +192,6 @@ def test_evaluate_disentanglement_on_the_celeba_run(finished_run):
   for split in ('test_uncorr', 'test_anti'):
     entry = report['splits'][split]
     final = results['final']['eval'][split]
-    # The restored state evaluates exactly like the run's final state.
     assert entry['accuracy'] == pytest.approx(final['accuracy'], abs=1e-9)
     assert entry['accuracy_per_attribute'] == pytest.approx(
         final['accuracy_per_attribute'], abs=1e-9)
@@ -227,16 +202,12 @@ def test_evaluate_disentanglement_on_the_celeba_run(finished_run):
                  'sap/sap', 'irs/irs', 'factor_vae/eval_accuracy',
                  'beta_vae/eval_accuracy'):
       assert 0.0 <= entry['metrics'][name] <= 1.0, name
-  with open(os.path.join(workdir, 'disentanglement.json')) as f:
-    assert json.load(f)['splits']['test_anti']['metrics'] == pytest.approx(
-        report['splits']['test_anti']['metrics'])
+  assert tiny.read_json(workdir, 'disentanglement.json')['splits'][
+      'test_anti']['metrics'] == pytest.approx(
+          report['splits']['test_anti']['metrics'])
   with open(os.path.join(workdir, 'disentanglement.md')) as f:
     table = f.read()
   assert '| dci/disentanglement |' in table and 'test_anti' in table
-
-
-# ---------------------------------------------------------------------------
-# Config: attributes, weak supervision, fast variant.
 
 
 def _parse_flags(*args):
@@ -252,7 +223,6 @@ def _parse_flags(*args):
 
 
 def test_attribute_flag_syntax():
-  """The documented override syntax, parsed as the command line does."""
   resolved = _parse_flags('--config.attributes=Male,Smiling,Eyeglasses',
                           '--config.weak_supervision=0.9')
   assert resolved.attributes == ('Male', 'Smiling', 'Eyeglasses')
@@ -300,20 +270,12 @@ def test_bad_fields_fail_before_reading_data(overrides, match, tmp_path):
   assert not os.path.exists(tmp_path / 'run')
 
 
-def test_host_placement_trains_end_to_end_and_resumes(fake_dir, cache_dir,
+def test_host_placement_trains_end_to_end_and_resumes(fake_celeba, cache_dir,
                                                        tmp_path, monkeypatch):
-  """Images in host memory: a run stopped after epoch 1, then resumed.
-
-  test_host_data checks that host data train on the device path's batches
-  and resume bit for bit; this runs the experiment's whole path with them.
-  """
-  # Drawing takes most of a run this small; finished_run checks the figures.
-  monkeypatch.setattr(common, 'draw_run_figures', lambda *a, **k: [])
-  monkeypatch.setattr(common.plots, 'image_grid', lambda *a, **k: None)
-  monkeypatch.setattr(common.plots, 'joint_count_tables',
-                      lambda *a, **k: None)
+  """Images in host memory: a run stopped after epoch 1, then resumed."""
+  celeba_fixture.skip_figures(monkeypatch)  # finished_run checks them
   config = celeba_fixture.tiny_config(
-      fake_dir, cache_dir, objective='base', weak_supervision=0.0,
+      fake_celeba, cache_dir, objective='base', weak_supervision=0.0,
       num_epochs=1, data_placement='host')
   workdir = str(tmp_path / 'host')
   first = celeba_experiment.train_and_evaluate(config, workdir)
@@ -324,15 +286,15 @@ def test_host_placement_trains_end_to_end_and_resumes(fake_dir, cache_dir,
   steps = resumed['data']['num_examples']['train'] // BATCH
   assert resumed['data']['placement'] == 'host'
   assert (first['step'], resumed['step']) == (steps, 2 * steps)
-  log = [json.loads(line) for line in open(os.path.join(workdir, 'log.jsonl'))]
+  log = tiny.read_log(workdir)
   assert [r['epoch'] for r in log] == [1, 2]
   assert log[0] == json.loads(json.dumps(first['final']))  # kept on resume
   for split, summary in resumed['final']['eval'].items():
     covered = resumed['data']['num_examples'][split] // BATCH * BATCH
     assert summary['num_examples'] == covered, split
     assert np.isfinite(summary['loss']) and 0 <= summary['accuracy'] <= 1
-  with open(os.path.join(workdir, 'config.json')) as f:
-    assert json.load(f)['config']['data_placement'] == 'host'
+  assert tiny.read_json(workdir, 'config.json')['config'][
+      'data_placement'] == 'host'
 
 
 def test_weak_supervision_schedule_is_the_papers():
@@ -388,20 +350,15 @@ def test_paper_defaults():
   assert config.batch_size == 100 and config.num_cls_steps == 1
   assert config.noise == 0.0 and config.weak_supervision == 0.0
   for objective in ('base', 'mi', 'cmi'):
+    config.objective = objective
     optim = common.resolve_optim(common.resolve_learning_rates(
-        _with_objective(config, objective), celeba_config.PAPER_OPTIM))
+        ml_collections.ConfigDict(config.to_dict()), celeba_config.PAPER_OPTIM))
     assert (optim.lr, optim.cls_lr, optim.d_lr) == (1e-5, 1e-4, 1e-4)
 
 
-def _with_objective(config, objective):
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.objective = objective
-  return config
-
-
-def test_three_attributes_load(fake_dir, cache_dir):
+def test_three_attributes_load(fake_celeba, cache_dir):
   config = celeba_experiment.resolve_config(celeba_fixture.tiny_config(
-      fake_dir, cache_dir, attributes=('Male,Smiling,Eyeglasses',),
+      fake_celeba, cache_dir, attributes=('Male,Smiling,Eyeglasses',),
       train_corr=0.3, weak_supervision=0.0, batch_size=4))
   loaded, data = celeba_experiment.load_data(config)
   assert loaded.attributes == ('Male', 'Smiling', 'Eyeglasses')
@@ -412,7 +369,7 @@ def test_three_attributes_load(fake_dir, cache_dir):
   assert counts[0, 0, 0] > counts[0, 1, 0] and counts[1, 1, 1] > counts[1, 0, 1]
 
 
-@pytest.mark.slow  # TFDS' import alone takes 10 s; test_celeba_data covers it
+@pytest.mark.slow
 def test_tfds_source_through_the_experiment(tmp_path):
   import tensorflow_datasets as tfds
   data_dir = str(tmp_path / 'tfds')
@@ -428,10 +385,6 @@ def test_tfds_source_through_the_experiment(tmp_path):
   assert data['test_uncorr'].images.shape[1:] == (64, 64, 3)
   counts = data['joint_counts']['test_uncorr']
   assert np.all(counts == counts[0, 0]) and counts.sum() > 0
-
-
-# ---------------------------------------------------------------------------
-# Sweeps and the paper's figures.
 
 
 def test_weak_grid_names_and_overrides():
@@ -547,17 +500,13 @@ def test_paper_figures_and_tables_from_a_sweep(tmp_path):
     plot_celeba.make_report(str(tmp_path / 'empty'))
 
 
-# ---------------------------------------------------------------------------
-# The command line (a fresh process: flags, absl app, printing).
-
-
 @pytest.mark.slow
-def test_command_line(fake_dir, cache_dir, tmp_path):
+def test_command_line(fake_celeba, cache_dir, tmp_path):
   workdir = str(tmp_path / 'cli')
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
   out = subprocess.run(
       [sys.executable, '-m', 'experiments.celeba', f'--workdir={workdir}',
-       '--config.source=files', f'--config.celeba_dir={fake_dir}',
+       '--config.source=files', f'--config.celeba_dir={fake_celeba}',
        f'--config.cache_dir={cache_dir}', '--config.attributes=Male,Smiling',
        '--config.train_corr=0.4', '--config.batch_size=10',
        '--config.num_epochs=1', '--config.mi_every=0',
@@ -570,14 +519,12 @@ def test_command_line(fake_dir, cache_dir, tmp_path):
 
 
 def test_blond_male_preset_trains_on_the_natural_splits_with_group_dro(
-    fake_dir, cache_dir, tmp_path):
-  # The field's standard task on the fixture's official layout: the
-  # official splits as they are, GroupDRO on the heads, worst-group records.
+    fake_celeba, cache_dir, tmp_path):
   preset = celeba_config.get_config('blond_male')
   assert tuple(preset.attributes) == ('Blond_Hair', 'Male')
   assert preset.correlation_mode == 'natural'
   config = celeba_fixture.tiny_config(
-      fake_dir, cache_dir, attributes=('Blond_Hair', 'Male'),
+      fake_celeba, cache_dir, attributes=('Blond_Hair', 'Male'),
       correlation_mode='natural', weak_supervision=0.0, batch_size=4,
       mi_every=0, group_weighting='groupdro')
   results = celeba_experiment.train_and_evaluate(config, str(tmp_path / 'run'))

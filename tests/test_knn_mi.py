@@ -1,10 +1,8 @@
-"""Tests of the kNN mutual-information estimators against closed forms.
+"""The kNN mutual-information estimators against closed forms.
 
-Tolerances: at N = 2000 and k = 3 the estimators' standard deviation over
-seeds is ~0.02 nats on these problems (measured over 20 seeds for every
-Gaussian case here), and their bias is well below that, so each estimate must
-fall within 0.06 nats (3 sd) of the truth. Seeds are fixed, so a run is
-deterministic, but the bound is set by the spread, not by one lucky draw.
+At N = 2000 and k = 3 the estimators' spread over seeds is about 0.02 nats on
+these problems and their bias well below it: each estimate must fall within
+``TOL`` (3 sd) of the truth.
 """
 
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 from cmi_jax.metrics import knn_mi
 
 N = 2000
-TOL = 0.06  # nats, ~3 standard deviations of the estimate at N = 2000
+TOL = 0.06  # nats
 
 
 def _gaussian_mi(cov, a, b):
@@ -211,8 +209,6 @@ def test_bad_inputs_raise(call, match):
   with pytest.raises(ValueError, match=match):
     call()
 
-
-# ------------------------------------------------------------------ report ---
 
 def _correlated_labels(rng, n, flip=0.1):
   """Binary s1 uniform; s2 = s1 except with probability ``flip`` (c = 0.8)."""

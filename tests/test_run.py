@@ -25,8 +25,6 @@ TRAIN = synthetic.synthetic_dataset(0.8, batch_size=16, steps_per_epoch=2)
 EVAL = {'val': synthetic.synthetic_dataset(0.8, batch_size=16,
                                            steps_per_epoch=2, seed=7)}
 
-
-# Tiny models: compiling dominates (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
@@ -89,18 +87,6 @@ def tensorboard_scalars(workdir):
   return scalars
 
 
-def assert_states_equal(actual, expected):
-  """Bit-for-bit equality of every leaf (the leaf's path names a mismatch)."""
-  assert jax.tree.structure(actual) == jax.tree.structure(expected)
-  paths = jax.tree_util.tree_leaves_with_path(actual)
-  for (path, a), e in zip(paths, jax.tree.leaves(expected)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(e),
-                                  err_msg=jax.tree_util.keystr(path))
-
-
-# ---------------------------------------------------------- test datasets
-
-
 class Wrapped:
   """A device dataset that changes the batches of ``self.inner``."""
 
@@ -152,28 +138,17 @@ class ShiftedLabels(Wrapped):
     return dict(batch, labels=labels)
 
 
-# ------------------------------------------------------------- run files
-
-
 def test_fit_writes_config_logs_checkpoints_and_results(tmp_path, monkeypatch):
-  # The epoch is compiled once per run: scan_epoch is traced a single time
-  # (from an empty cache, so an earlier test's compile cannot hide a retrace).
+  # From an empty cache, so an earlier test's compile cannot hide a retrace.
   monkeypatch.setattr(train, 'scan_epoch',
                       chex.assert_max_traces(train.scan_epoch, n=1))
-  trainer = tiny.trainer('base')
-  trainer.jit_train_epoch.clear_cache()
-  config = run.FitConfig(num_epochs=3, keep_checkpoints=2, log_every_steps=3,
-                         progress=False)
-  result = run.fit(trainer, jax.device_put(tiny.host_state('base')), TRAIN, EVAL,
-                   str(tmp_path), config,
-                   run_config={'lr': 0.01, 'name': 'smoke'})
-
+  tiny.trainer('base').jit_train_epoch.clear_cache()
+  result = fit(tmp_path, 3, keep_checkpoints=2, log_every_steps=3)
   with open(tmp_path / 'config.json') as f:
-    assert json.load(f) == {'lr': 0.01, 'name': 'smoke'}
+    assert json.load(f) == {'objective': 'base'}
   records = read_log(tmp_path, timing=True)
   epochs = [r for r in records if 'epoch' in r]
   steps = [r for r in records if 'train_step' in r]
-  # Every epoch record says how long its training and evaluation took.
   for r in epochs:
     assert set(r['seconds']) == {'train', 'eval'}
     assert all(0 < t < 600 for t in r['seconds'].values())
@@ -211,9 +186,6 @@ def test_bad_fit_settings_raise_one_clear_error(tmp_path):
   assert not os.path.exists(tmp_path / 'checkpoints')
 
 
-# ----------------------------------------------------------------- resume
-
-
 class SimulatedCrash(Exception):
   pass
 
@@ -242,11 +214,9 @@ def test_resumed_runs_end_bit_for_bit_like_an_uninterrupted_run(tmp_path):
   whole = fit(tmp_path / 'whole', epochs, **config)
   assert whole['best_val_loss']['epoch'] == 1, 'the test needs an early best'
 
-  # Stopped after 1 epoch, then asked for all 3.
   fit(tmp_path / 'twice', 1, **config)
   twice = fit(tmp_path / 'twice', epochs, **config)
 
-  # Crashed in epoch 2's hook, after the latest checkpoint of epoch 1.
   with pytest.raises(SimulatedCrash, match='simulated crash'):
     fit(tmp_path / 'hook_crash', epochs, **dict(config, hook=hook_for(2)))
   assert checkpoint_dirs(tmp_path / 'hook_crash')[ckpt.LATEST] == [1]
@@ -260,19 +230,17 @@ def test_resumed_runs_end_bit_for_bit_like_an_uninterrupted_run(tmp_path):
   expected_best = best_states(tmp_path / 'whole', objective)
   for name, resumed in (('twice', twice), ('hook_crash', hook_crash)):
     workdir = tmp_path / name
-    assert_states_equal(resumed['state'], whole['state'])
+    tiny.assert_trees_close(resumed['state'], whole['state'])
     for key in ('final', 'best_val_loss', 'best_val_accuracy', 'step'):
       assert without_timing(resumed[key]) == without_timing(whole[key]), (
           name, key)
-    # One record per epoch and per logged step, as in the uninterrupted run.
     assert read_log(workdir) == expected_log, name
     assert tensorboard_scalars(workdir) == expected_tb, name
     assert checkpoint_dirs(workdir) == expected_dirs, name
-    assert_states_equal(best_states(workdir, objective), expected_best)
+    tiny.assert_trees_close(best_states(workdir, objective), expected_best)
 
-  # A finished run asked again for the same epochs trains nothing more.
   again = fit(tmp_path / 'whole', epochs, **config)
-  assert_states_equal(again['state'], whole['state'])
+  tiny.assert_trees_close(again['state'], whole['state'])
   assert without_timing(again['final']) == without_timing(whole['final'])
   assert read_log(tmp_path / 'whole') == expected_log
 
@@ -324,9 +292,6 @@ def test_best_checkpoints_stay_consistent_across_repeated_crashes(
       ckpt.BEST_ACCURACY: [result['best_val_accuracy']['epoch']]}
 
 
-# ------------------------------------------------------------- non-finite
-
-
 def test_non_finite_loss_names_step_term_and_last_checkpoint(tmp_path):
   trainer = tiny.trainer('base')
   poisoned = PoisonedDataset(TRAIN, bad_step=1)
@@ -345,15 +310,12 @@ def test_non_finite_loss_names_step_term_and_last_checkpoint(tmp_path):
   for pattern in expected:
     assert re.search(pattern, str(error.value)), (pattern, str(error.value))
   assert epochs_run == [1, 2]
-  # Nothing is written after the bad step.
   after_failure = {ckpt.LATEST: [1], ckpt.BEST_LOSS: [1],
                    ckpt.BEST_ACCURACY: [1]}
   assert checkpoint_dirs(tmp_path) == after_failure
   assert [r.get('epoch') for r in read_log(tmp_path)] == [1]
   assert not os.path.exists(tmp_path / 'results.json')
 
-  # Resumed on the same data, the run fails the same way, and names the
-  # checkpoint it resumed from.
   with pytest.raises(run.NonFiniteLossError) as error:
     fit(tmp_path, 3, train_data=poisoned)
   for pattern in expected:
@@ -369,9 +331,6 @@ def test_first_non_finite_finds_the_first_bad_step():
   assert run.first_non_finite({'loss/a': np.ones(3)}) is None
 
 
-# ----------------------------------------------------------------- labels
-
-
 def test_out_of_range_labels_are_rejected_before_training(tmp_path):
   with pytest.raises(ValueError,
                      match=r'training data .*attribute #1 has label 2'):
@@ -380,12 +339,8 @@ def test_out_of_range_labels_are_rejected_before_training(tmp_path):
   with pytest.raises(ValueError,
                      match=r"evaluation split 'val' .*attribute #0 has label"):
     fit(tmp_path, 1, eval_data=bad_eval)
-  # Rejected where data enters: nothing was trained or written.
   assert not os.path.exists(tmp_path / 'checkpoints')
   assert not os.path.exists(tmp_path / 'log.jsonl')
-
-
-# ------------------------------------------------------- logs, checkpoints
 
 
 def test_resumed_logger_keeps_earlier_records_in_log_and_tensorboard(
@@ -424,7 +379,7 @@ def test_checkpoints_round_trip_a_state_with_adversaries(tmp_path):
     assert checkpoints.latest_epoch() == 3
     restored, meta = checkpoints.restore(ckpt.LATEST, state)
     assert meta == {'epoch': 3}
-    assert_states_equal(restored, state)
+    tiny.assert_trees_close(restored, state)
     with pytest.raises(FileNotFoundError, match='no checkpoint'):
       checkpoints.restore(ckpt.BEST_LOSS, state)
     assert checkpoint_dirs(tmp_path)[ckpt.LATEST] == [2, 3]  # keep=2
@@ -433,9 +388,6 @@ def test_checkpoints_round_trip_a_state_with_adversaries(tmp_path):
   finally:
     checkpoints.close()
   assert checkpoint_dirs(tmp_path)[ckpt.LATEST] == [2]
-
-
-# ------------------------------------------------------ interrupted runs
 
 
 def test_crash_before_the_first_latest_checkpoint_starts_over_cleanly(
@@ -448,7 +400,7 @@ def test_crash_before_the_first_latest_checkpoint_starts_over_cleanly(
   assert checkpoint_dirs(tmp_path / 'crash')[ckpt.LATEST] == []
   assert checkpoint_dirs(tmp_path / 'crash')[ckpt.BEST_LOSS] == [1]
   again = fit(tmp_path / 'crash', 3, checkpoint_every=3, hook=hook_for())
-  assert_states_equal(again['state'], whole['state'])
+  tiny.assert_trees_close(again['state'], whole['state'])
   assert without_timing(again['final']) == without_timing(whole['final'])
   assert read_log(tmp_path / 'crash') == read_log(tmp_path / 'whole')
   assert checkpoint_dirs(tmp_path / 'crash') == checkpoint_dirs(
@@ -475,7 +427,7 @@ def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(
   assert len(warned) == 1 and os.path.join('latest', '2') in warned[0]
   assert 'falling back' in warned[0]
   # Resumed from epoch 1: the damaged epoch 2 was trained again.
-  assert_states_equal(resumed['state'], whole['state'])
+  tiny.assert_trees_close(resumed['state'], whole['state'])
   assert [r['epoch'] for r in read_log(tmp_path / 'run')] == [1, 2, 3]
   assert checkpoint_dirs(tmp_path / 'run')[ckpt.LATEST] == [2, 3]
 
@@ -521,9 +473,6 @@ def test_temporary_files_of_an_interrupted_write_are_removed(tmp_path):
   assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]
 
 
-# ------------------------------------------------------- group robustness
-
-
 def test_group_accuracies_against_a_numpy_count():
   from cmi_jax import evaluation  # pylint: disable=g-import-not-at-top
   # Two binary attributes, groups 00, 01, 10, 11 (row-major); group 10 has
@@ -553,7 +502,6 @@ def test_best_worst_group_checkpoint_and_record(tmp_path):
   values = [r['eval']['val']['worst_group_accuracy']
             for r in read_log(tmp_path)]
   assert best['epoch'] == 1 + int(np.argmax(values))
-  assert checkpoint_dirs(tmp_path)  # series listed below
   root = os.path.join(tmp_path, 'checkpoints', ckpt.BEST_WORST_GROUP)
   assert sorted(os.listdir(root)) == [str(best['epoch'])]
   saved = json.load(open(os.path.join(tmp_path, 'results.json')))

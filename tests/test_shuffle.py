@@ -36,7 +36,6 @@ def test_group_permutation_is_bijection_inside_groups(seed, num_groups):
 
 @pytest.mark.parametrize('num_groups', NUM_GROUPS)
 def test_group_permutation_moves_rows(num_groups):
-  # A bug that returned the identity would pass the bijection test.
   groups = jnp.zeros(50, jnp.int32)
   perm = np.asarray(cmi_jax.group_permutation(jax.random.key(0), groups,
                                               num_groups))
@@ -83,14 +82,13 @@ def test_random_order_is_a_uniform_permutation():
   assert stats.chisquare(counts).pvalue > 1e-3
 
 
-def test_group_permutation_rejects_a_bad_bound():
-  with pytest.raises(ValueError, match='num_groups must be a positive int'):
-    cmi_jax.group_permutation(jax.random.key(0), jnp.zeros(4, jnp.int32), 0)
-
-
-def test_group_permutation_rejects_2d_groups():
-  with pytest.raises(ValueError, match='groups must have shape'):
-    cmi_jax.group_permutation(jax.random.key(0), jnp.zeros((4, 2), jnp.int32))
+@pytest.mark.parametrize('shape, num_groups, match', [
+    ((4,), 0, 'num_groups must be a positive int'),
+    ((4, 2), None, 'groups must have shape')], ids=['bound', 'groups_2d'])
+def test_group_permutation_rejects_bad_inputs(shape, num_groups, match):
+  with pytest.raises(ValueError, match=match):
+    cmi_jax.group_permutation(jax.random.key(0), jnp.zeros(shape, jnp.int32),
+                              num_groups)
 
 
 @pytest.mark.parametrize('num_classes', [None, (2, 3)])

@@ -3,10 +3,7 @@
 The reference for member i is the plain engine: a trainer built with member
 i's ``OptimConfig`` initialises the state (so the learning rates reach the
 optax states the documented way), and ``Trainer.jit_train_epoch`` trains it
-on member i's own dataset. One shared compiled epoch trains every reference
-(compiles dominate this file's run time: the base-objective sweep, the
-sharded sweep and the sweep evaluation each add compiles and are marked
-slow, ``pytest -m slow tests/test_sweep.py``);
+on member i's own dataset. One shared compiled epoch trains every reference;
 :func:`test_learning_rates_are_not_compiled_in` checks that each member's own
 trainer compiles to the very same program.
 """
@@ -20,14 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmi_jax import evaluation
-from cmi_jax import models
 from absl import app
 
-from cmi_jax import vmapped
-from experiments import sweeps
+from cmi_jax import evaluation
+from cmi_jax import models
 from cmi_jax import train
+from cmi_jax import vmapped
 from cmi_jax.data import synthetic
+from experiments import sweeps
 import tiny
 
 SUBSPACES, NUM_CLASSES = tiny.SUBSPACES, tiny.NUM_CLASSES
@@ -101,13 +98,8 @@ def _run_sweep(objective, hparams, mesh=None):
 
 
 def _assert_member_equal(states, metrics, i, want_state, want_metrics):
-  member = vmapped.unstack(jax.device_get(states))[i]
-  got_leaves = jax.tree_util.tree_flatten_with_path(member)[0]
-  want_leaves = jax.tree.leaves(want_state)
-  assert len(got_leaves) == len(want_leaves)
-  for (path, got), want in zip(got_leaves, want_leaves):
-    where = f'member {i}{jax.tree_util.keystr(path)}'
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=where)
+  tiny.assert_trees_close(vmapped.unstack(jax.device_get(states))[i],
+                          want_state, 1e-5)
   assert sorted(metrics) == sorted(want_metrics)
   for name, want in want_metrics.items():
     np.testing.assert_allclose(metrics[name][i], want, rtol=1e-5, atol=1e-5,
@@ -128,7 +120,6 @@ def test_cmi_sweep_equals_separate_runs(cmi_sweep, member):
 
 
 def test_cmi_members_differ(cmi_sweep):
-  # The members must really be different runs, or the test above is vacuous.
   _, metrics, _ = cmi_sweep
   losses = metrics['loss/ce']
   for i in range(SIZE):
@@ -147,7 +138,7 @@ def test_sweep_state_holds_the_hyperparameters(cmi_sweep):
                              HPARAMS['disentangle_weight'])
 
 
-@pytest.mark.slow  # one more compile of the CMI epoch (~30 s on 2 cores)
+@pytest.mark.slow  # one more compile of the CMI epoch
 def test_sharded_sweep_equals_unsharded(cmi_sweep):
   states, metrics, _ = cmi_sweep
   mesh = vmapped.sweep_mesh(SIZE)
@@ -155,15 +146,13 @@ def test_sharded_sweep_equals_unsharded(cmi_sweep):
   sharded_states, sharded_metrics = _run_sweep('cmi', HPARAMS, mesh)
   leaf = jax.tree.leaves(sharded_states)[0]
   assert len(leaf.sharding.device_set) == SIZE
-  for got, want in zip(jax.tree.leaves(sharded_states),
-                       jax.tree.leaves(states)):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  tiny.assert_trees_close(sharded_states, states, 1e-5)
   for name, want in metrics.items():
     np.testing.assert_allclose(sharded_metrics[name], want, rtol=1e-5,
                                atol=1e-5)
 
 
-@pytest.mark.slow  # two more epoch compiles (~20 s of CPU)
+@pytest.mark.slow  # two more epoch compiles
 def test_base_sweep_equals_separate_runs():
   hparams = {k: v for k, v in HPARAMS.items() if k != 'd_lr'}
   states, metrics = _run_sweep('base', hparams)
@@ -188,7 +177,7 @@ def test_learning_rates_are_not_compiled_in():
       program(_trainer('cmi')))
 
 
-@pytest.mark.slow  # three evaluation compiles (~30 s on 2 cores)
+@pytest.mark.slow  # three evaluation compiles
 def test_sweep_evaluate_equals_evaluate(cmi_sweep):
   states = cmi_sweep[0]
   trainer = _trainer('cmi')
@@ -211,25 +200,17 @@ def test_sweep_evaluate_equals_evaluate(cmi_sweep):
   assert summaries[0]['num_examples'] == 2 * BATCH
 
 
-# ------------------------------------------------------------- bad inputs
-
-def test_stack_datasets_names_mismatched_static_field():
+@pytest.mark.parametrize('change, match', [
+    ({'batch_size': BATCH // 2}, r'datasets\[2\]\.batch_size is 16'),
+    ({'steps_per_epoch': STEPS + 1}, r'datasets\[2\]\.steps_per_epoch'),
+    ({'num_attributes': 3}, r'datasets\[2\]\.table'),
+], ids=['batch_size', 'steps_per_epoch', 'table'])
+def test_stack_datasets_names_the_mismatched_field(change, match):
   data = _datasets()
-  data[2] = synthetic.synthetic_dataset(0.5, batch_size=BATCH // 2,
-                                        steps_per_epoch=STEPS, features=3)
-  with pytest.raises(ValueError, match=r'datasets\[2\]\.batch_size is 16'):
-    vmapped.stack_datasets(data)
-  data[2] = synthetic.synthetic_dataset(0.5, batch_size=BATCH,
-                                        steps_per_epoch=STEPS + 1, features=3)
-  with pytest.raises(ValueError, match=r'datasets\[2\]\.steps_per_epoch'):
-    vmapped.stack_datasets(data)
-
-
-def test_stack_datasets_names_mismatched_array_shape():
-  data = _datasets()[:2] + [synthetic.synthetic_dataset(
-      0.5, num_attributes=3, batch_size=BATCH, steps_per_epoch=STEPS,
-      features=3)]
-  with pytest.raises(ValueError, match=r'datasets\[2\]\.table'):
+  data[2] = synthetic.synthetic_dataset(
+      0.5, **{'batch_size': BATCH, 'steps_per_epoch': STEPS, 'features': 3,
+              **change})
+  with pytest.raises(ValueError, match=match):
     vmapped.stack_datasets(data)
 
 
@@ -288,8 +269,6 @@ def test_epoch_rejects_member_count_mismatch(cmi_sweep):
     epoch(cmi_sweep[0], vmapped.stack_datasets(_datasets()[:3]))
 
 
-# ------------------------------------------------------------- fit_sweep
-
 def test_fit_sweep_equals_the_epoch_loop(cmi_sweep):
   # The same compiled programs as the cmi_sweep fixture (no evaluation
   # split: no evaluation compile), so the states agree exactly.
@@ -305,8 +284,7 @@ def test_fit_sweep_equals_the_epoch_loop(cmi_sweep):
   got, records = vmapped.fit_sweep(
       _trainer('cmi'), _keys(), _example(), vmapped.stack_datasets(_datasets()),
       {}, EPOCHS, hparams=HPARAMS, hooks=[hook(i) for i in range(SIZE)])
-  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(states)):
-    np.testing.assert_array_equal(a, b)
+  tiny.assert_trees_close(got, states)
   assert len(records) == SIZE
   for i, results in enumerate(records):
     record = results['final']
@@ -334,9 +312,8 @@ def test_fit_sweep_reports_a_diverged_member_and_trains_the_others(
     for name, value in metrics.items():
       assert records[i]['final']['train'][name] == pytest.approx(
           float(np.mean(value[i, -STEPS:])), rel=1e-6, abs=1e-7)
-    for a, b in zip(jax.tree.leaves(vmapped.unstack(got)[i]),
-                    jax.tree.leaves(vmapped.unstack(states)[i])):
-      np.testing.assert_array_equal(a, b)
+    tiny.assert_trees_close(vmapped.unstack(got)[i],
+                            vmapped.unstack(states)[i])
 
 
 def test_fit_sweep_rejects_bad_arguments():
@@ -360,8 +337,6 @@ def test_keys_from_seeds_are_the_separate_runs_keys():
   assert keys.dtype == np.uint32 and keys.shape == (2, 2)
   np.testing.assert_array_equal(keys[0], jax.random.PRNGKey(3))
 
-
-# ------------------------------------------- sweeps: the --vmap bookkeeping
 
 def test_parse_list_names_the_flag():
   assert sweeps.parse_list(['0', '0.5'], 'noises') == [0.0, 0.5]
@@ -514,8 +489,7 @@ def test_fit_sweep_evaluates_logs_selects_and_resumes_like_separate_runs(
   states, resumed = vmapped.fit_sweep(
       trainer, _keys(), _example(), datas, evals, epochs, hparams=HPARAMS,
       driver=driver('killed'))
-  for a, b in zip(jax.tree.leaves(states), jax.tree.leaves(whole_states)):
-    np.testing.assert_array_equal(a, b)
+  tiny.assert_trees_close(states, whole_states)
   strip = lambda r: {k: v for k, v in r.items() if k != 'extra'}
   for i in range(SIZE):
     for key in ('final', 'best_val_loss', 'best_val_accuracy',

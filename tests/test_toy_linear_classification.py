@@ -1,6 +1,5 @@
-"""Tests of the learned linear classification toy (PacGAN adversaries, closed-form accuracy)."""
+"""The learned linear classification toy: PacGAN adversaries, exact accuracy."""
 
-import json
 import os
 
 import jax
@@ -13,15 +12,12 @@ from cmi_jax.data import correlation
 from cmi_jax.toy import linear_classification as lc
 from experiments import toy_linear_classification as experiment
 from experiments.configs import toy_linear_classification as toy_config
+import tiny
 
-# Small enough to train in seconds; exercises every code path. The tests
-# share it (and two cells at K = 2) with the experiment test, so each
-# objective is compiled once per file: compiling dominates their runtime.
+# Every code path at the smallest size; shared (with two cells at K = 2, as
+# the experiment test) so that each objective compiles once per file.
 _TINY = lc.TrainConfig(num_steps=10)
 _TINY_N = 200
-
-
-# ---------------------------------------------------------------- data
 
 
 def test_attribute_combinations_follow_joint_table_order():
@@ -49,12 +45,8 @@ def test_dataset_order_is_a_fresh_permutation_every_step():
   orders = [np.asarray(data.order(plan, i)) for i in range(3)]
   for order in orders:
     np.testing.assert_array_equal(np.sort(order), np.arange(1000))
-  # Consecutive steps pack different sets of rows together.
   packs = [set(map(frozenset, o.reshape(-1, 50).tolist())) for o in orders]
   assert packs[0] != packs[1] and packs[1] != packs[2]
-
-
-# ---------------------------------------------------------------- modules
 
 
 def test_stable_class_order_matches_a_stable_argsort():
@@ -93,7 +85,6 @@ def test_pac_adversary_scores_class_pure_packs():
   pack_classes = np.asarray(labels)[order].reshape(-1, pack)
   mixed = np.sum(pack_classes.min(1) != pack_classes.max(1))
   assert mixed <= 1
-  # The codes' gradient reaches every row through its pack.
   grad = jax.grad(lambda x: adversary.apply(params, 1, x).sum())(inputs)
   assert np.all(np.any(np.asarray(grad[:, :2]) != 0, axis=1))
 
@@ -126,9 +117,6 @@ def test_scalar_heads_give_binary_cross_entropy_logits():
   logits = heads.apply(params, z)
   np.testing.assert_allclose(logits[1], [[0.0, -1.0], [0.0, 1.5]])
   np.testing.assert_allclose(lc.readout_vector(params), [0.5, 0.5])
-
-
-# ---------------------------------------------------------------- accuracy
 
 
 @pytest.mark.parametrize('corr', [-0.7, 0.0, 0.9])
@@ -170,9 +158,6 @@ def test_evaluate_reports_worst_case_of_a_shortcut_model():
   assert result['max_accuracy'] == pytest.approx(1.0, abs=1e-6)
 
 
-# ---------------------------------------------------------------- training
-
-
 def test_trainer_uses_the_pac_modules():
   trainer = lc.make_classification_trainer('cmi', 3, _TINY)
   assert isinstance(trainer, train.Trainer)
@@ -199,7 +184,6 @@ def test_train_cells_shapes_and_determinism():
   other = lc.train_cells('cmi', 2, lc.cell_keys(4, 2), *args[3:],
                          fast_compile=True)
   assert not np.array_equal(first['W'], other['W'])
-  # Training moved W away from its identity initialisation.
   assert not np.allclose(first['W'], np.eye(2))
 
 
@@ -221,17 +205,13 @@ def test_sweep_smoke_k4():
         cell['objective'] == 'base')
 
 
-# ---------------------------------------------------------------- experiment
-
-
 def test_experiment_writes_results_and_figure(tmp_path):
   workdir = str(tmp_path / 'out')
   settings = dict(toy_config.get_config('fast'), noise_levels=(0.1, 10.0),
                   train_corrs=(0.95,), num_samples=200,
                   train={'num_steps': 10})
   result = experiment.run(workdir, **settings)
-  with open(os.path.join(workdir, 'results.json')) as f:
-    saved = json.load(f)
+  saved = tiny.read_json(workdir, 'results.json')
   assert len(saved['cells']) == 3 * 2
   assert saved['config']['num_samples'] == 200
   assert saved['config']['train']['num_steps'] == 10
@@ -286,21 +266,16 @@ def test_fast_variant_resolves_when_built_and_keeps_overrides():
     toy_config.get_config('fsat')
 
 
-# ---------------------------------------------------------------- the claim
-
-
 @pytest.mark.slow
 def test_cmi_is_robust_and_mi_loses_train_accuracy():
   """The paper's claim at c = 0.95 and large noise, on a fixed seed.
 
-  Noise variances 1.67 and 4.64 (grid points 6 and 7 of logspace(-2, 2, 10))
-  are where the closed-form optima separate the three objectives by more than
-  the training noise: the CMI = 0 solution (W = I) has worst-case accuracy
-  0.78 / 0.68 against about 0.52 / 0.51 for the best classifier, and the
-  decorrelating MI = 0 solution loses 0.05 / 0.014 of training accuracy
-  against W = I. At larger noise the MI gap falls below 0.005 (Gaussian x is
-  nearly uncorrelated), too small to resolve with a learned model.
-  Margins: 0.05 for the worst-case gap, 0.005 for the train-accuracy gap.
+  At noise variances 1.67 and 4.64 (points 6 and 7 of logspace(-2, 2, 10))
+  the closed-form optima separate the objectives by more than the training
+  noise: the CMI = 0 solution (W = I) has worst-case accuracy 0.78 / 0.68
+  against about 0.52 / 0.51 for the best classifier, and the decorrelating
+  MI = 0 solution loses 0.05 / 0.014 of training accuracy against W = I
+  (below 0.005 at larger noise, too small to resolve with a learned model).
   """
   config = lc.TrainConfig()
   noise = [1.668, 4.642]

@@ -1,6 +1,5 @@
-"""Tests of the closed-form linear-Gaussian regression theory (Table 1, Fig 2/3)."""
+"""The closed-form linear-Gaussian regression theory (Table 1, Figures 2, 3)."""
 
-import json
 import os
 
 import numpy as np
@@ -9,6 +8,7 @@ import scipy.stats
 
 from cmi_jax.toy import linear_regression as lr
 from experiments import toy_linear_regression as experiment
+import tiny
 
 _MC_SAMPLES = 10**6
 _MC_ATOL = 1e-2
@@ -129,9 +129,8 @@ def _haar_split_mse(setting, num_rotations, seed):
 def _asymmetric_settings():
   """Settings where the symmetric whitening Cov(x)^{-1/2} is not optimal.
 
-  For equicorrelated attributes and x = s + eps, symmetry makes Q = I the
-  best rotation, so a search that never moved would pass there; these
-  cannot.
+  (For equicorrelated attributes and x = s + eps, symmetry makes Q = I the
+  best rotation: a search that never moved would pass there.)
   """
   cov3 = np.array([[1.0, 0.5, 0.2], [0.5, 1.5, -0.3], [0.2, -0.3, 0.8]])
   return {
@@ -316,8 +315,7 @@ def test_experiment_runs_end_to_end(tmp_path):
   workdir = str(tmp_path / 'out')
   result = experiment.run(workdir, grid_num_noise=3, grid_num_corr=3,
                           num_scatter_samples=200, seed=1)
-  with open(os.path.join(workdir, 'table1.json')) as f:
-    table = json.load(f)
+  table = tiny.read_json(workdir, 'table1.json')
   assert set(table) == {'regression', 'mi0', 'cmi0', 'reference'}
   expected = lr.table1(0.8, 0.1, 0.0, 2)
   for name, row in table.items():
@@ -327,9 +325,7 @@ def test_experiment_runs_end_to_end(tmp_path):
   for name in ('figure2.png', 'figure3.png'):
     with open(os.path.join(workdir, name), 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-  # The saved config is what ran: the overrides and the restarts used.
-  with open(os.path.join(workdir, 'config.json')) as f:
-    saved = json.load(f)
+  saved = tiny.read_json(workdir, 'config.json')
   assert saved['grid_num_noise'] == 3 and saved['seed'] == 1
   assert saved['num_restarts'] == 1
   # Atomic writes leave no temporary files behind.
@@ -360,5 +356,4 @@ def test_experiment_rejects_bad_settings(tmp_path):
     experiment.run(str(tmp_path), noise_var=-1.0)
   with pytest.raises(ValueError, match='grid_num_noise'):
     experiment.run(str(tmp_path), grid_num_noise=1)
-  # Nothing was written by the failed runs.
-  assert os.listdir(tmp_path) == []
+  assert os.listdir(tmp_path) == []  # nothing written

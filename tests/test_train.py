@@ -1,8 +1,7 @@
 """The training engine: state, optimisers, simultaneous updates, devices, eval.
 
-Compiling a step takes seconds on a loaded CPU, so every trainer here is built
-once (``trainer_for``) and its compiled step reused across tests; the full
-objectives x devices x paths matrix is marked slow.
+Every trainer is built once (``trainer_for``) so that tests share its compiled
+step; the full objectives x devices x paths matrix is marked slow.
 """
 
 import dataclasses
@@ -16,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from cmi_jax import evaluation, losses, models, objectives, train
+from cmi_jax import evaluation, losses, objectives, train
 from cmi_jax.data import synthetic
 import tiny
 
@@ -30,21 +29,15 @@ DATA = synthetic.synthetic_dataset(0.8, batch_size=BATCH_SIZE,
                                    steps_per_epoch=3)
 ADVERSARIAL = ('mi', 'cmi')
 
-
-# Tiny models: compiling dominates (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures('fast_compiles')
 
 
 def make_trainer(objective, **optim):
-  return train.make_trainer(
-      models.MLPEncoder(latent_dim=sum(SUBSPACES), hidden=(8,)), objective,
-      SUBSPACES, NUM_CLASSES, train.OptimConfig(**{**OPTIM, **optim}),
-      adversary_hidden=(8,))
+  return tiny.make_trainer(objective, train.OptimConfig(**{**OPTIM, **optim}))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trainer_for(objective):
-  """One trainer per objective, so its compiled step is shared by tests."""
   return make_trainer(objective)
 
 
@@ -60,7 +53,7 @@ def global_batch(seed=1):
 BATCH = global_batch()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def host_state(objective):
   """The initial state of ``trainer_for(objective)`` as NumPy arrays."""
   state = trainer_for(objective).init(jax.random.PRNGKey(0), BATCH['image'],
@@ -73,28 +66,16 @@ def fresh_state(objective):
   return jax.device_put(host_state(objective))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def one_device_step(objective):
   """``(new_state, metrics)`` of the jitted one-device step, on the host."""
   trainer = trainer_for(objective)
   return jax.device_get(trainer.jit_train_step(fresh_state(objective), BATCH))
 
 
-def assert_trees_close(actual, expected, tol):
-  """Same tree structure; every leaf within ``tol`` (absolute and relative)."""
-  assert jax.tree.structure(actual) == jax.tree.structure(expected)
-  paths = jax.tree_util.tree_leaves_with_path(actual)
-  for (path, a), e in zip(paths, jax.tree.leaves(expected)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=tol,
-                               atol=tol, err_msg=jax.tree_util.keystr(path))
-
-
 def params_equal(a, b):
   return all(np.array_equal(x, y) for x, y in
              zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
-# ------------------------------------------------------------------- state
 
 
 @pytest.mark.parametrize('objective', ['base', 'cmi'])
@@ -103,7 +84,6 @@ def test_state_holds_every_player_and_its_optimiser(objective):
   assert dataclasses.is_dataclass(state)
   assert type(state) is train.TrainState
   assert int(state.step) == 0 and state.key.shape == (2,)
-  # A pytree: flattening and rebuilding gives the same state.
   leaves, treedef = jax.tree.flatten(state)
   assert params_equal(jax.tree.unflatten(treedef, leaves), state)
 
@@ -138,33 +118,22 @@ def test_bad_trainer_settings_raise_one_clear_error():
     trainer_for('base').init(jax.random.key(0), BATCH['image'])
 
 
-# -------------------------------------------------------------- optimisers
-
-
 def state_with_rates(**optim):
-  """An initial state of a base trainer with other optimiser settings.
-
-  The learning rates live in the optimiser states, so the shared trainer's
-  compiled step runs it with these rates.
-  """
+  """A base initial state whose optimiser states hold other rates."""
   trainer = make_trainer('base', **optim)
   return jax.device_get(
       trainer.init(jax.random.PRNGKey(0), BATCH['image'], 0.7))
 
 
-def test_zero_encoder_rate_freezes_encoder_but_not_heads():
-  old = state_with_rates(lr=0.0)
+@pytest.mark.parametrize('rate, frozen, trained', [
+    ('lr', 'encoder_params', 'heads_params'),
+    ('cls_lr', 'heads_params', 'encoder_params')])
+def test_a_zero_rate_freezes_only_its_player(rate, frozen, trained):
+  old = state_with_rates(**{rate: 0.0})
   new, _ = trainer_for('base').jit_train_step(jax.device_put(old), BATCH)
-  assert params_equal(new.encoder_params, old.encoder_params)
-  assert not params_equal(new.heads_params, old.heads_params)
+  assert params_equal(getattr(new, frozen), getattr(old, frozen))
+  assert not params_equal(getattr(new, trained), getattr(old, trained))
   assert int(new.step) == 1
-
-
-def test_zero_head_rate_freezes_heads_but_not_encoder():
-  old = state_with_rates(cls_lr=0.0)
-  new, _ = trainer_for('base').jit_train_step(jax.device_put(old), BATCH)
-  assert params_equal(new.heads_params, old.heads_params)
-  assert not params_equal(new.encoder_params, old.encoder_params)
 
 
 def test_num_cls_steps_runs_that_many_head_updates_on_frozen_codes():
@@ -174,7 +143,7 @@ def test_num_cls_steps_runs_that_many_head_updates_on_frozen_codes():
   one, _ = one_device_step('base')
   assert not params_equal(new.heads_params, one.heads_params)
   # The encoder's update does not depend on the head steps.
-  assert_trees_close(new.encoder_params, one.encoder_params, 1e-6)
+  tiny.assert_trees_close(new.encoder_params, one.encoder_params, 1e-6)
 
   @jax.jit
   def three_adam_steps(state):
@@ -188,11 +157,8 @@ def test_num_cls_steps_runs_that_many_head_updates_on_frozen_codes():
       params = optax.apply_updates(params, updates)
     return params
 
-  assert_trees_close(new.heads_params, three_adam_steps(old), 1e-6)
+  tiny.assert_trees_close(new.heads_params, three_adam_steps(old), 1e-6)
   assert int(new.heads_opt.count) == 3
-
-
-# --------------------------------------------------- simultaneous updates
 
 
 def mean_head_ce(trainer, heads_params, z, labels):
@@ -253,13 +219,10 @@ def test_players_update_simultaneously_from_the_old_state():
   encoder, heads, adv = jax.jit(functools.partial(reference_cmi_step,
                                                   trainer))(state, batch)
   new, _ = trainer.jit_train_step(jax.tree.map(jnp.copy, state), batch)
-  assert_trees_close(new.encoder_params, encoder, 1e-6)
-  assert_trees_close(new.heads_params, heads, 1e-6)
-  assert_trees_close(new.adversary_params, adv, 1e-6)
+  tiny.assert_trees_close(new.encoder_params, encoder, 1e-6)
+  tiny.assert_trees_close(new.heads_params, heads, 1e-6)
+  tiny.assert_trees_close(new.adversary_params, adv, 1e-6)
   assert int(new.step) == 2
-
-
-# ----------------------------------------------------------- objectives
 
 
 @pytest.mark.parametrize('objective', objectives.names())
@@ -303,9 +266,6 @@ def test_missing_labels_leave_their_head_and_adversary_unchanged():
   assert float(metrics['loss/ce_1']) > 0.0
 
 
-# --------------------------------------------------------------- devices
-
-
 def run_shard_map(objective, num_devices):
   trainer = trainer_for(objective)
   mesh = train.data_mesh(jax.devices()[:num_devices])
@@ -319,10 +279,9 @@ def run_pmap(objective, num_devices):
   state = train.replicate_for_pmap(fresh_state(objective), num_devices)
   new, metrics = jax.device_get(train.pmap_train_step(trainer)(
       state, train.split_for_pmap(BATCH, num_devices)))
-  # Every replica holds the same state; compare all of them to the first.
   first = jax.tree.map(lambda a: a[0], (new, metrics))
   for i in range(1, num_devices):
-    assert_trees_close(jax.tree.map(lambda a: a[i], (new, metrics)), first,
+    tiny.assert_trees_close(jax.tree.map(lambda a: a[i], (new, metrics)), first,
                        0.0)
   return first
 
@@ -348,8 +307,8 @@ def test_step_does_not_depend_on_the_number_of_devices(objective, path,
   run = run_shard_map if path == 'shard_map' else run_pmap
   new, metrics = run(objective, num_devices)
   expected_state, expected_metrics = one_device_step(objective)
-  assert_trees_close(new, expected_state, 1e-5)
-  assert_trees_close(metrics, expected_metrics, 1e-5)
+  tiny.assert_trees_close(new, expected_state, 1e-5)
+  tiny.assert_trees_close(metrics, expected_metrics, 1e-5)
 
 
 def test_indivisible_global_batch_raises_on_both_paths():
@@ -366,9 +325,6 @@ def test_indivisible_global_batch_raises_on_both_paths():
   odd_data = dataclasses.replace(DATA, batch_size=12)
   with pytest.raises(ValueError, match='batch size 12 does not divide over 8'):
     train.shard_map_train_epoch(trainer, mesh)(state, odd_data)
-
-
-# ----------------------------------------------------------------- speed
 
 
 def test_jit_train_epoch_traces_once_and_donates_the_state(monkeypatch):
@@ -408,10 +364,7 @@ def test_sharded_epoch_equals_one_device_epoch(objective):
       train.shard_map_train_epoch(trainer, mesh)(state, DATA))
   assert int(actual[0].step) == num_steps
   assert actual[1]['loss/ce'].shape == (num_steps,)
-  assert_trees_close(actual, expected, 1e-5)
-
-
-# ------------------------------------------------------------ evaluation
+  tiny.assert_trees_close(actual, expected, 1e-5)
 
 
 @flax.struct.dataclass

@@ -1,12 +1,14 @@
-"""The tests' tiny model: two binary attributes on 2 + 2 latent dimensions.
+"""The tests' tiny model (two binary attributes on 2 + 2 latent dimensions).
 
-Compiling dominates tests of models this small, so :func:`trainer` keeps one
-trainer per objective and every test that uses it shares its compiled
-programs (the ``tiny_trainer`` / ``tiny_state`` fixtures of conftest.py hand
-them out). Import as ``import tiny`` (pytest puts ``tests/`` on the path).
+:func:`trainer` keeps one trainer per objective, so every test that uses it
+shares its compiled programs. Also the helpers many test modules share: tree
+comparisons, run files, a tiny multi-digit config. Import as ``import tiny``
+(pytest puts ``tests/`` on the path).
 """
 
 import functools
+import json
+import os
 
 import jax
 import numpy as np
@@ -32,8 +34,44 @@ def trainer(objective):
 
 
 @functools.cache
-def host_state(objective, disentangle_weight=0.5):
-  """The initial state of :func:`trainer` as NumPy arrays (seed 0)."""
+def host_state(objective, disentangle_weight=0.5, shape=(16, FEATURES)):
+  """NumPy copy of :func:`trainer`'s initial state (seed 0), inputs ``shape``.
+
+  The jitted steps donate their input: each use takes a fresh ``device_put``.
+  """
   return jax.device_get(trainer(objective).init(
-      jax.random.PRNGKey(0), np.zeros((16, FEATURES), np.float32),
+      jax.random.PRNGKey(0), np.zeros(shape, np.float32),
       disentangle_weight=disentangle_weight))
+
+
+def assert_trees_close(actual, expected, rtol=0.0, atol=None):
+  """Same tree structure; every leaf within ``rtol``, ``atol`` (0: equal)."""
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  paths = jax.tree_util.tree_leaves_with_path(actual)
+  for (path, a), e in zip(paths, jax.tree.leaves(expected)):
+    np.testing.assert_allclose(
+        np.asarray(a), np.asarray(e), rtol=rtol,
+        atol=rtol if atol is None else atol,
+        err_msg=jax.tree_util.keystr(path))
+
+
+def multi_digit_config(**overrides):
+  """The multi-digit experiment config of a 2-epoch run on embedded digits."""
+  from experiments.configs import multi_digit  # pylint: disable=g-import-not-at-top
+  config = multi_digit.get_config()
+  config.update({'source': 'embedded', 'num_epochs': 2, 'epoch_size': 200,
+                 'checkpoint_every': 1, 'progress': False,
+                 'tensorboard': False, **overrides})
+  return config
+
+
+def read_json(*path):
+  """The JSON file at ``os.path.join(*path)``."""
+  with open(os.path.join(*path)) as f:
+    return json.load(f)
+
+
+def read_log(*workdir):
+  """The records of ``<workdir>/log.jsonl``, read independently of logs.py."""
+  with open(os.path.join(*workdir, 'log.jsonl')) as f:
+    return [json.loads(line) for line in f]
