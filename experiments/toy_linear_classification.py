@@ -1,35 +1,20 @@
-r"""The paper's learned linear classification toy: accuracy vs noise under shift.
+r"""The paper's learned linear classification toy: accuracy under shift.
 
 Trains, for every objective (``base``, ``mi``, ``cmi``), training correlation
-and noise level, a linear encoder ``W`` with scalar readouts on ``N`` samples
-of ``x = a + eps`` (see :mod:`cmi_jax.toy.linear_classification`), through
-the engine's simultaneous step with PacGAN discriminators; each objective is
-one compiled call vmapped over all its cells. Accuracies are exact (closed
-form over the Gaussian noise and the ``2^K`` attribute combinations).
+and noise level, a linear encoder with scalar readouts
+(:mod:`cmi_jax.toy.linear_classification`, one compiled call per
+objective) and evaluates its accuracies in closed form. Writes into
+``--workdir``:
 
-Writes into ``--workdir``:
+* ``results.json``: ``{'config', 'wall_time_s': {objective: s, 'total': s},
+  'cpu_time_s', 'snapshot_steps', 'cells'}`` (times include compilation),
+  the cells of :func:`lc.sweep` (adversary loss at chance: ``log 2`` for
+  ``mi``, ``2K log 2`` for ``cmi``);
+* ``figure.png``: accuracy against noise level, a panel per training
+  correlation, a colour per objective; solid: at the training correlation,
+  dashed: uncorrelated, dotted: worst case over the test correlations
+  (shaded up to the best case).
 
-* ``results.json``: ``{'config': ..., 'wall_time_s': {objective: s, 'total':
-  s}, 'cpu_time_s': {...}, 'snapshot_steps': [...], 'cells': [...]}`` (times
-  include compilation); every cell has
-  ``objective``, ``noise_var`` (``sigma^2``), ``train_corr``, ``seed_index``,
-  ``train_accuracy`` (at the training correlation), ``uncorrelated_accuracy``
-  (at 0), ``min_accuracy`` / ``max_accuracy`` over the test correlations and
-  ``worst_corr``, ``fit_accuracy`` (on the training sample, last steps),
-  ``final_ce_loss``, ``final_adversary_loss`` / ``final_adversary_acc``
-  (``null`` for ``base``; chance is ``log 2 = 0.693`` for ``mi`` and
-  ``2K log 2`` for ``cmi``, accuracy 0.5), ``W`` ``[K][K]`` (``z = W x``),
-  ``readout`` ``[K]``, and ``W_history`` at ``snapshot_steps``;
-* ``figure.png``: accuracy against noise level, one panel per training
-  correlation, one colour per objective; solid: at the training correlation,
-  dashed: uncorrelated, dotted: worst case over the test correlations (shaded
-  up to the best case).
-
-Usage (settings: ``experiments/configs/toy_linear_classification.py``)::
-
-  python -m experiments.toy_linear_classification --workdir=/tmp/toy_lc
-  python -m experiments.toy_linear_classification --workdir=/tmp/toy_lc_fast \
-      --config=experiments/configs/toy_linear_classification.py:fast
   python -m experiments.toy_linear_classification --workdir=/tmp/toy_lc4 \
       --config.num_attributes=4 --config.noise_levels=0.1,1,10 \
       --config.train_corrs=0.95
@@ -55,29 +40,21 @@ _OBJECTIVE_TITLES = {'base': 'Base', 'mi': 'Base + MI', 'cmi': 'Base + CMI'}
 _OBJECTIVE_COLORS = {'base': '#d62728', 'mi': '#1f77b4', 'cmi': '#2ca02c'}
 
 
-
 def _mean_over_seeds(cells: Sequence[dict[str, Any]], objective: str,
-                     train_corr: float, metric: str
-                     ) -> tuple[np.ndarray, np.ndarray]:
-  """``(noise levels, metric averaged over seeds)`` of one curve, sorted by noise."""
-  by_noise: dict[float, list[float]] = {}
+                     train_corr: float, metrics: Sequence[str]
+                     ) -> tuple[np.ndarray, list[np.ndarray]]:
+  """Sorted noise levels and, per metric, its seed mean at each."""
+  by_noise: dict[float, list[dict[str, Any]]] = {}
   for cell in cells:
     if cell['objective'] == objective and cell['train_corr'] == train_corr:
-      by_noise.setdefault(cell['noise_var'], []).append(cell[metric])
+      by_noise.setdefault(cell['noise_var'], []).append(cell)
   noise = np.array(sorted(by_noise))
-  return noise, np.array([np.mean(by_noise[n]) for n in noise])
+  return noise, [np.array([np.mean([c[m] for c in by_noise[n]])
+                           for n in noise]) for m in metrics]
 
 
 def plot_figure(cells: Sequence[dict[str, Any]]):
-  """Accuracy against noise level, one panel per training correlation.
-
-  Args:
-    cells: the ``cells`` of :func:`run` (any objectives, correlations and
-      seeds; seeds are averaged).
-
-  Returns:
-    A ``matplotlib.figure.Figure`` on the Agg canvas.
-  """
+  """Accuracy against noise level of :func:`run`'s cells (seed means)."""
   from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
   from matplotlib.patches import Patch  # pylint: disable=g-import-not-at-top
   corrs = sorted({c['train_corr'] for c in cells})
@@ -89,21 +66,16 @@ def plot_figure(cells: Sequence[dict[str, Any]]):
   for ax, corr in zip(axes, corrs):
     for objective in objectives:
       color = _OBJECTIVE_COLORS[objective]
-      noise, train_acc = _mean_over_seeds(cells, objective, corr,
-                                          'train_accuracy')
-      _, zero_acc = _mean_over_seeds(cells, objective, corr,
-                                     'uncorrelated_accuracy')
-      _, low = _mean_over_seeds(cells, objective, corr, 'min_accuracy')
-      _, high = _mean_over_seeds(cells, objective, corr, 'max_accuracy')
+      noise, (train_acc, zero_acc, low, high) = _mean_over_seeds(
+          cells, objective, corr, ('train_accuracy', 'uncorrelated_accuracy',
+                                   'min_accuracy', 'max_accuracy'))
       ax.fill_between(noise, low, high, color=color, alpha=0.08, lw=0)
       ax.plot(noise, train_acc, '-o', color=color, ms=3)
       ax.plot(noise, zero_acc, '--', color=color)
       ax.plot(noise, low, ':', color=color, lw=2)
-    ax.set_xscale('log')
-    ax.set_ylim(0.45, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title(f'training correlation {corr:g}')
-    ax.set_xlabel(r'noise variance $\sigma^2$')
+    ax.set(xscale='log', ylim=(0.45, 1.02), xlabel=r'noise variance $\sigma^2$',
+           title=f'training correlation {corr:g}')
   axes[0].set_ylabel(f'accuracy (mean over {num_attributes} attributes)')
   color_handles = [Line2D([], [], color=_OBJECTIVE_COLORS[o], lw=2,
                           label=_OBJECTIVE_TITLES[o]) for o in objectives]
@@ -132,17 +104,10 @@ def _floats(values: Sequence[Any], name: str) -> tuple[float, ...]:
 
 
 def run(workdir: str, **settings: Any) -> dict[str, Any]:
-  """Runs the sweep, writes ``results.json`` and ``figure.png`` into ``workdir``.
+  """Runs the sweep; writes ``results.json``, ``figure.png`` into ``workdir``.
 
-  Args:
-    workdir: output directory, created if absent.
-    **settings: fields of :func:`toy_config.get_config` to change (a
-      ``train`` mapping changes fields of :class:`lc.TrainConfig`); start
-      from the fast variant with ``**toy_config.get_config('fast')``.
-
-  Returns:
-    ``{'config', 'wall_time_s', 'cpu_time_s', 'snapshot_steps', 'cells',
-    'files'}`` (the JSON content plus the written paths).
+  ``settings`` change fields of :func:`toy_config.get_config` (``train``:
+  of :class:`lc.TrainConfig`). Returns the JSON content plus ``files``.
   """
   if not workdir:
     raise ValueError('workdir is required; pass --workdir=DIR.')
@@ -157,9 +122,7 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
   lc.check_sweep(c.num_attributes, noise_levels, train_corrs, objectives,
                  c.num_seeds, c.num_samples, config, c.num_test_corrs)
 
-  timings: dict[str, float] = {}
-  cpu_times: dict[str, float] = {}
-  cells: list[dict[str, Any]] = []
+  timings, cpu_times, cells = {}, {}, []
   start, cpu_start = time.perf_counter(), time.process_time()
   for objective in objectives:
     # One objective at a time, so the time of each is measured. CPU time is
@@ -178,12 +141,9 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
   result = {
       'config': {
           'num_attributes': int(c.num_attributes),
-          'noise_levels': list(noise_levels),
-          'train_corrs': list(train_corrs),
-          'objectives': list(objectives),
-          'seed': int(c.seed),
-          'num_seeds': int(c.num_seeds),
-          'num_samples': int(c.num_samples),
+          'noise_levels': list(noise_levels), 'train_corrs': list(train_corrs),
+          'objectives': list(objectives), 'seed': int(c.seed),
+          'num_seeds': int(c.num_seeds), 'num_samples': int(c.num_samples),
           'num_test_corrs': int(c.num_test_corrs),
           'test_corrs': lc.evaluation_correlations(
               c.num_attributes, c.num_test_corrs).tolist(),
@@ -191,40 +151,30 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
           'fast_compile': bool(c.fast_compile),
           'train': dataclasses.asdict(config),
       },
-      'wall_time_s': timings,
-      'cpu_time_s': cpu_times,
-      'snapshot_steps': lc.snapshot_steps(config).tolist(),
-      'cells': cells,
-  }
+      'wall_time_s': timings, 'cpu_time_s': cpu_times,
+      'snapshot_steps': lc.snapshot_steps(config).tolist(), 'cells': cells}
   os.makedirs(workdir, exist_ok=True)
   files = {'results': os.path.join(workdir, 'results.json'),
            'figure': os.path.join(workdir, 'figure.png')}
-
   logs.write_json_atomic(files['results'], result)
   plots.save_figure(plot_figure(cells), files['figure'])
   return dict(result, files=files)
 
 
 def format_table(cells: Sequence[dict[str, Any]], train_corr: float) -> str:
-  """Text table at one training correlation: per noise, train/unc/worst per objective."""
+  """Text table of train / uncorrelated / worst accuracy at one train corr."""
   objectives = [o for o in lc.OBJECTIVES
                 if any(c['objective'] == o for c in cells)]
   header = 'sigma^2  ' + '  '.join(f'{_OBJECTIVE_TITLES[o]:>18}'
                                    for o in objectives)
   lines = [f'train corr {train_corr:g}: accuracy train / uncorrelated / '
            'worst case', header]
-  noise = sorted({c['noise_var'] for c in cells
-                  if c['train_corr'] == train_corr})
-  for n in noise:
-    row = [f'{n:7.3g}']
-    for o in objectives:
-      values = [np.mean([c[m] for c in cells if c['objective'] == o
-                         and c['train_corr'] == train_corr
-                         and c['noise_var'] == n])
-                for m in ('train_accuracy', 'uncorrelated_accuracy',
-                          'min_accuracy')]
-      row.append('{:.3f}/{:.3f}/{:.3f}'.format(*values).rjust(18))
-    lines.append('  '.join(row))
+  metrics = ('train_accuracy', 'uncorrelated_accuracy', 'min_accuracy')
+  curves = [_mean_over_seeds(cells, o, train_corr, metrics) for o in objectives]
+  for i, n in enumerate(curves[0][0]):
+    lines.append('  '.join([f'{n:7.3g}'] + [
+        '{:.3f}/{:.3f}/{:.3f}'.format(*(v[i] for v in values)).rjust(18)
+        for _, values in curves]))
   return '\n'.join(lines)
 
 

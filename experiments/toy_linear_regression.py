@@ -1,23 +1,12 @@
 r"""The paper's linear-Gaussian regression theory: Table 1, Figures 2 and 3.
 
-Everything is computed in closed form by :mod:`cmi_jax.toy.linear_regression`
-(only Figure 3 samples points). Writes into ``--workdir``:
+Computed in closed form by :mod:`cmi_jax.toy.linear_regression` (only
+Figure 3 samples points). Writes into ``--workdir``: ``table1.json``
+(:func:`lr.table1`), ``figure2.png`` (test MSE over noise variance x
+training correlation, a heat map per model), ``figure3.png`` (predictions
+against targets at the training and the test correlation, a column per
+model) and ``config.json`` (the settings, with the number of restarts used).
 
-* ``table1.json``: ``{model: {train_mse, test_mse, train_mse_mean,
-  test_mse_mean, train_ve, test_ve}}`` for model in ``regression, mi0, cmi0,
-  reference``; MSE is the paper's ``E||s - s_hat||^2`` (summed over the K
-  attributes), ``*_mse_mean`` its per-attribute mean ``MSE / K``, VE
-  ``1 - MSE / tr Sigma_s`` as a fraction;
-* ``figure2.png``: test MSE (at ``--test_corr``) over noise variance x
-  training correlation, one heat map per model;
-* ``figure3.png``: predictions against targets at the training and the test
-  correlation, one column per model;
-* ``config.json``: the settings it ran (``experiments/configs/
-  toy_linear_regression.py``, with the number of restarts used).
-
-Usage::
-
-  python -m experiments.toy_linear_regression --workdir=/tmp/toy_lr
   python -m experiments.toy_linear_regression --workdir=/tmp/toy_lr3 \
       --config.num_attributes=3 --config.grid_num_noise=10
 """
@@ -34,13 +23,11 @@ from experiments import common
 from experiments.configs import toy_linear_regression as toy_config
 from cmi_jax import logs
 from cmi_jax import plots
+from cmi_jax import validate
 from cmi_jax.toy import linear_regression as lr
 
-_MODEL_TITLES = {
-    'regression': 'Base (full regression)',
-    'mi0': 'Base + MI (MI = 0)',
-    'cmi0': 'Base + CMI (CMI = 0)',
-}
+_MODEL_TITLES = {'regression': 'Base (full regression)',
+                 'mi0': 'Base + MI (MI = 0)', 'cmi0': 'Base + CMI (CMI = 0)'}
 
 
 def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
@@ -48,17 +35,9 @@ def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
                  test_corr: float, marker: tuple[float, float] | None = None):
   """Heat maps of test MSE over noise variance x training correlation.
 
-  Args:
-    sweep: output of :func:`lr.noise_correlation_sweep`; ``test_mse[model]``
-      is ``[N_noise, N_corr]``.
-    noise_vars: ``[N_noise]`` (log-scaled vertical axis).
-    train_corrs: ``[N_corr]`` (horizontal axis).
-    test_corr: the evaluation correlation (for the title).
-    marker: ``(train_corr, noise_var)`` of Table 1, drawn as a cross.
-
-  Returns:
-    A ``matplotlib.figure.Figure`` (Agg canvas), one panel per model sharing
-    one colour scale.
+  ``sweep`` is :func:`lr.noise_correlation_sweep`'s over ``noise_vars`` x
+  ``train_corrs``; ``marker``: ``(train_corr, noise_var)`` drawn as a cross.
+  Returns a Figure, a panel per model with one colour scale.
   """
   from matplotlib.colors import LogNorm  # pylint: disable=g-import-not-at-top
   names = tuple(_MODEL_TITLES)
@@ -73,9 +52,8 @@ def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
   for ax, name in zip(axes, names):
     mesh = ax.pcolormesh(train_corrs, noise_vars, sweep['test_mse'][name],
                          shading='nearest', cmap='viridis', norm=norm)
-    ax.set_yscale('log')
-    ax.set_title(_MODEL_TITLES[name])
-    ax.set_xlabel('training correlation c')
+    ax.set(yscale='log', title=_MODEL_TITLES[name],
+           xlabel='training correlation c')
     if marker is not None:
       ax.plot([marker[0]], [marker[1]], 'x', color='red', markersize=9,
               label='Table 1 setting')
@@ -90,15 +68,10 @@ def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
 
 
 def plot_figure3(scatter: dict[str, dict[str, Any]]):
-  """Scatter of targets, inputs and predictions (first two attributes).
+  """Scatter of :func:`lr.prediction_scatter` (first two attributes).
 
-  Args:
-    scatter: output of :func:`lr.prediction_scatter` (``[N, K]`` arrays).
-
-  Returns:
-    A ``matplotlib.figure.Figure`` with a row per distribution (train, test)
-    and columns targets ``s``, inputs ``x``, and the predictions of each
-    model; each panel shows the Pearson correlation of its two coordinates.
+  A row per distribution (train, test), columns targets ``s``, inputs ``x``
+  and each model's predictions, with the correlation of the two coordinates.
   """
   columns = [('s', 'targets', 's'), ('x', 'inputs', 'x')] + [
       (name, title, r'\hat{s}') for name, title in _MODEL_TITLES.items()]
@@ -114,56 +87,34 @@ def plot_figure3(scatter: dict[str, dict[str, Any]]):
       ax.text(0.97, 0.03, f'corr = {corr:.2f}', transform=ax.transAxes,
               ha='right', va='bottom', fontsize=8,
               bbox={'facecolor': 'white', 'alpha': 0.7, 'edgecolor': 'none'})
-      ax.set_xlim(-4, 4)
-      ax.set_ylim(-4, 4)
-      ax.set_aspect('equal')
-      ax.set_xlabel(f'${symbol}_1$')
       row_label = f'{split} (c = {data["corr"]:g})\n' if col == 0 else ''
-      ax.set_ylabel(f'{row_label}${symbol}_2$')
+      ax.set(xlim=(-4, 4), ylim=(-4, 4), aspect='equal',
+             xlabel=f'${symbol}_1$', ylabel=f'{row_label}${symbol}_2$')
       if row == 0:
         ax.set_title(title if key in ('s', 'x') else f'predictions:\n{title}',
                      fontsize=10)
   return fig
 
 
-def _check_grid_params(grid_num_noise: int, grid_min_noise: float,
-                       grid_max_noise: float, grid_num_corr: int,
-                       grid_max_corr: float) -> None:
-  for name, value in (('grid_num_noise', grid_num_noise),
-                      ('grid_num_corr', grid_num_corr)):
-    if int(value) < 2:
-      raise ValueError(f'{name} must be >= 2 for a heat map; got {value}.')
-  if not 0 < grid_min_noise < grid_max_noise:
-    raise ValueError(
-        f'need 0 < grid_min_noise < grid_max_noise for the log-spaced noise '
-        f'axis; got {grid_min_noise} and {grid_max_noise}.')
-  if not 0 < grid_max_corr < 1:
-    raise ValueError(f'grid_max_corr must be in (0, 1); got {grid_max_corr}.')
-
-
 def run(workdir: str, **settings: Any) -> dict[str, Any]:
-  """Computes Table 1 and draws Figures 2 and 3 into ``workdir``.
+  """Computes Table 1 and draws Figures 2 and 3 into ``workdir`` (created).
 
-  Args:
-    workdir: output directory, created if absent.
-    **settings: fields of :func:`toy_config.get_config` to change
-      (``train_corr``, ``noise_var``, ``test_corr``, ``num_attributes``: the
-      Table 1 / Figure 3 setting, see :func:`lr.table1`; ``grid_*``: Figure
-      2, ``logspace(grid_min_noise, grid_max_noise, grid_num_noise)`` x
-      ``linspace(0, grid_max_corr, grid_num_corr)``).
-
-  Returns:
-    ``{'table1': {model: {metric: float}}, 'config': the settings used,
-    'files': {'table1', 'figure2', 'figure3', 'config': path}}``.
+  ``settings`` change fields of :func:`toy_config.get_config`. Returns
+  ``{'table1': ..., 'config': the settings used, 'files': {name: path}}``.
   """
   if not workdir:
     raise ValueError('workdir is required; pass --workdir=DIR.')
-  config = common.config_with(toy_config.get_config(), settings)
-  if config.num_restarts is None:
-    config.num_restarts = 1 if config.num_attributes == 2 else 8
-  c = config
-  _check_grid_params(c.grid_num_noise, c.grid_min_noise, c.grid_max_noise,
-                     c.grid_num_corr, c.grid_max_corr)
+  c = config = common.config_with(toy_config.get_config(), settings)
+  if c.num_restarts is None:
+    c.num_restarts = 1 if c.num_attributes == 2 else 8
+  for name in ('grid_num_noise', 'grid_num_corr'):
+    validate.integer(c[name], name, 2, hint='A heat map needs 2 per axis.')
+  if not 0 < c.grid_min_noise < c.grid_max_noise:
+    raise ValueError(
+        f'need 0 < grid_min_noise < grid_max_noise for the log-spaced noise '
+        f'axis; got {c.grid_min_noise} and {c.grid_max_noise}.')
+  validate.number(c.grid_max_corr, 'grid_max_corr', 0, 1, open_low=True,
+                  open_high=True)
   # Validate the main setting before the (slower) sweep.
   table = lr.table1(c.train_corr, c.noise_var, c.test_corr, c.num_attributes,
                     num_restarts=c.num_restarts, seed=c.seed)

@@ -1,45 +1,26 @@
 r"""Learned linear classification under correlation shift (2nd theory toy).
 
-Generative model (``K`` binary attributes, ``N`` samples, one fixed full
-batch):
+Data (``K`` binary attributes, one fixed full batch of ``N`` samples):
+attributes ``a in {-1, +1}^K`` from :func:`cmi_jax.data.correlation.
+joint_table` ``(c, K)`` (label 0 <-> ``-1``; every pair correlated by ``c``,
+``c < 0`` only for ``K = 2``), noise ``eps ~ N(0, sigma^2 I_K)`` (the *noise
+level* is the variance ``sigma^2``) and inputs ``x = A [a; eps] = a + eps``.
 
-* attributes ``a in {-1, +1}^K`` drawn from
-  :func:`cmi_jax.data.correlation.joint_table` ``(c, K)`` (label 0 <-> ``-1``,
-  label 1 <-> ``+1``): for ``c >= 0`` a mixture of the uniform table and the
-  two all-equal combinations, so every pair of attributes has correlation
-  ``c``; for ``K = 2`` also ``c < 0``;
-* noise ``eps ~ N(0, sigma^2 I_K)``; the *noise level* is the variance
-  ``sigma^2`` (the paper sweeps ``logspace(-2, 2, 10)``; the reference code
-  scales unit normals by ``sqrt(noise_level)``);
-* inputs ``x = A [a; eps] = a + eps`` with ``A = [I_K  I_K]``.
+Model: ``z = W x`` (:class:`LinearEncoder`), ``logit_k = r_k z_k``
+(:class:`ScalarReadoutHeads`), latent subspaces ``(1,) * K``. Objectives:
+``base`` (classification only); ``mi``: + ``lambda`` x the unconditional
+adversarial MI loss (fakes: every dimension of ``z`` permuted); ``cmi``:
++ ``lambda`` x ``sum_k I(z_k; z_-k | a_k)`` (one discriminator per
+attribute, fakes permuted within the rows of equal ``a_k``).
 
-Model: ``z = W x`` (:class:`LinearEncoder`) and ``logit_k = r_k z_k``
-(:class:`ScalarReadoutHeads`); the latent subspaces are ``(1,) * K``.
-Objectives: ``base`` (classification only); ``mi``: + ``lambda`` x the
-unconditional adversarial MI loss (``z`` against ``z`` with every dimension
-permuted); ``cmi``: + ``lambda`` x ``sum_k I(z_k; z_-k | a_k)`` (one
-discriminator per attribute, fakes permuted within the rows of equal
-``a_k``).
-
-PacGAN: as in the paper, a discriminator judges *packs* of ``P = 50``
-samples concatenated into one input ``[P * width]`` (softplus MLP
-``128 -> 128 -> 1``): one pair ``(z_1, z_2)`` says almost nothing about
-dependence at high noise, while 50 reveal a correlation. Every row gets its
-pack's logit, so a class's mean BCE over rows is the mean over its packs
-(each counted once per row it holds). :class:`PacAdversary` groups the rows
-by class first, so a pack samples ``p(z | a_k = c)`` (except at most one per
-class boundary); real and fake batches share the labels, hence the packing.
-:class:`FullBatchDataset` re-indexes the batch every step, else the
-discriminator could memorise the fixed packs (the reference re-shuffles).
-
-Unlike the reference code, one discriminator per attribute (not per
-attribute and class) sees the codes and the one-hot class, constant inside
-a class-pure pack: the same classifiers with shared weights; and every
-objective, ``cmi`` included, trains for the same number of steps from
-``W = I``. Learning rates and ``lambda``: :class:`TrainConfig`.
-
-Shapes: ``K`` attributes (= input and latent dimension), ``N`` samples,
-``C`` cells of a sweep (vmapped), ``T`` test correlations.
+PacGAN, as in the paper: a discriminator (softplus MLP ``128 -> 128 -> 1``)
+judges *packs* of ``P = 50`` concatenated samples, since one pair ``(z_1,
+z_2)`` says almost nothing about dependence at high noise; every row gets
+its pack's logit. Rows are grouped by class before packing, so a pack
+samples ``p(z | a_k = c)``, and re-indexed every step, else the
+discriminator could memorise the fixed packs. Unlike the reference code, one
+discriminator per attribute (not per attribute and class) sees the codes
+and the one-hot class, and every objective trains as long, from ``W = I``.
 """
 
 from __future__ import annotations
@@ -56,11 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
-from cmi_jax import validate
 from cmi_jax import models
 from cmi_jax import shuffle
 from cmi_jax import train
+from cmi_jax import validate
 from cmi_jax.data import correlation
+from cmi_jax.toy import linear_regression
 
 OBJECTIVES = ('base', 'mi', 'cmi')
 PACK_SIZE = 50
@@ -75,17 +57,13 @@ def _check_num_attributes(num_attributes) -> int:
                           hint='One latent dimension per attribute.')
 
 
-def mixing_matrix(num_attributes: int) -> np.ndarray:
-  """The paper's ``A = [I_K  I_K]``, ``[K, 2K]``: ``x = A [a; eps]``."""
-  k = _check_num_attributes(num_attributes)
-  return np.concatenate([np.eye(k), np.eye(k)], axis=1)
+mixing_matrix = linear_regression.default_mixing
 
 
 def attribute_combinations(num_attributes: int) -> np.ndarray:
-  """All ``a in {-1, +1}^K`` as int ``[2^K, K]``.
+  """All ``a in {-1, +1}^K``, int ``[2^K, K]``, in ``joint_table`` order.
 
-  Row ``i`` is the combination of ``joint_table(c, K).ravel()[i]``
-  (attribute 0 most significant, label 0 <-> ``-1``).
+  Row ``i`` is ``joint_table(c, K).ravel()[i]``: attribute 0 most significant.
   """
   k = _check_num_attributes(num_attributes)
   return np.array(list(itertools.product((-1, 1), repeat=k)), dtype=np.int64)
@@ -93,14 +71,10 @@ def attribute_combinations(num_attributes: int) -> np.ndarray:
 
 def sample_data(key: jax.Array, table: jax.Array, noise_var: jax.Array,
                 num_samples: int) -> tuple[jax.Array, jax.Array]:
-  """Draws one training set; jit- and vmap-safe in ``table`` and ``noise_var``.
+  """One training set ``(x [N, K] float32, labels [N, K] int32 in {0, 1})``.
 
-  ``table`` is the float ``(2,) * K`` joint table of the labels, ``noise_var``
-  the scalar ``sigma^2`` and ``num_samples`` the static ``N``.
-
-  Returns:
-    ``(x, labels)``: float32 ``[N, K]`` inputs ``x = A [a; eps]`` and int32
-    ``[N, K]`` labels in {0, 1} (``a = 2 * labels - 1``).
+  jit- and vmap-safe in ``table`` (the ``(2,) * K`` joint table) and in the
+  scalar ``noise_var``; ``num_samples`` is static.
   """
   num_attributes = table.ndim
   k_labels, k_noise = jax.random.split(key)
@@ -117,28 +91,15 @@ def sample_data(key: jax.Array, table: jax.Array, noise_var: jax.Array,
 MAX_SAMPLES = 2**16 - 1
 
 
-def _units_mod(n: int) -> np.ndarray:
-  """The ``m`` in ``[1, n)`` coprime to ``n`` (``n = 1``: ``[0]``)."""
-  units = np.flatnonzero(np.gcd(np.arange(n), n) == 1)
-  return units if units.size else np.zeros(1, np.int64)
-
-
 @flax.struct.dataclass
 class FullBatchDataset:
   """A fixed full batch, re-indexed at every step so the PacGAN packs change.
 
-  A :class:`cmi_jax.data.base.DeviceDataset` whose *epoch* is ``num_steps``
-  full-batch steps: the plan is a key, and step ``i`` sees row
-  ``(m_i j + b_i) mod N`` in position ``j``, with ``b_i`` uniform and
-  ``m_i`` uniform among the units mod ``N`` (so the map is a bijection),
-  both drawn from ``fold_in(plan, i)``. The rows are i.i.d., so the packs
-  only need the *sets* of rows packed together to change, which this O(N)
-  re-indexing gives without the sort of ``jax.random.permutation``.
-
-  Attributes:
-    x: float32 ``[N, K]``.
-    labels: int32 ``[N, K]``.
-    num_steps: steps per epoch (static).
+  A :class:`cmi_jax.data.base.DeviceDataset` (``x`` float32 ``[N, K]``,
+  ``labels`` int32 ``[N, K]``) whose epoch is ``num_steps`` full-batch steps.
+  Step ``i`` sees row ``(m_i j + b_i) mod N`` in position ``j`` (``b_i``
+  uniform, ``m_i`` a uniform unit mod ``N``, from ``fold_in(plan, i)``): as
+  the rows are i.i.d., only the *sets* packed together need to change.
   """
   x: jax.Array
   labels: jax.Array
@@ -169,7 +130,8 @@ class FullBatchDataset:
     if size > MAX_SAMPLES:
       raise ValueError(f'FullBatchDataset holds {size} rows; at most '
                        f'{MAX_SAMPLES} are supported (uint32 re-indexing).')
-    units = jnp.asarray(_units_mod(size), jnp.uint32)
+    units = np.flatnonzero(np.gcd(np.arange(size), size) == 1)  # N = 1: [0]
+    units = jnp.asarray(units if units.size else [0], jnp.uint32)
     k_mult, k_shift = jax.random.split(jax.random.fold_in(plan, step))
     mult = units[jax.random.randint(k_mult, (), 0, units.shape[0])]
     shift = jax.random.randint(k_shift, (), 0, size).astype(jnp.uint32)
@@ -183,10 +145,7 @@ def _identity_init(key, shape, dtype=jnp.float32):
 
 
 class LinearEncoder(nn.Module):
-  """``z = W x`` without bias, ``[B, K] -> [B, latent_dim]``, ``W = I`` at init.
-
-  Flax stores ``kernel = W^T``; :func:`encoder_matrix` returns ``W``.
-  """
+  """``z = W x``, ``[B, K] -> [B, latent_dim]``, no bias, ``W = I`` at init."""
   latent_dim: int
 
   @nn.compact
@@ -196,17 +155,16 @@ class LinearEncoder(nn.Module):
 
 
 def encoder_matrix(encoder_params: Any) -> jax.Array:
-  """``W`` ``[latent_dim, K]`` of :class:`LinearEncoder` parameters."""
+  """``W`` ``[latent_dim, K]`` of :class:`LinearEncoder` (Flax's ``W^T``)."""
   return encoder_params['params']['linear']['kernel'].T
 
 
 class ScalarReadoutHeads(nn.Module):
   """One scalar readout per latent dimension: ``logit_k = r_k z_k``.
 
-  ``z [B, K] -> tuple of K logits [B, 2]`` equal to ``[0, r_k z_k]``, so the
-  softmax cross-entropy is the BCE of ``sigmoid(r_k z_k)`` against class 1
-  (``a_k = +1``) and the argmax predicts ``a_k = +1`` iff ``r_k z_k > 0``.
-  No bias: the joint tables are symmetric under ``a -> -a``.
+  ``z [B, K] -> K logits [B, 2]`` equal to ``[0, r_k z_k]``: the softmax CE
+  is the BCE of ``sigmoid(r_k z_k)`` against ``a_k = +1``. No bias: the
+  joint tables are symmetric under ``a -> -a``.
   """
   num_attributes: int
   init_value: float = 0.5
@@ -243,23 +201,19 @@ def stable_class_order(classes: jax.Array, num_buckets: int
   return order, position
 
 
-def _check_packable(batch: int, pack_size: int, who: str) -> None:
-  if batch % pack_size:
-    raise ValueError(
-        f'{who}: the batch of {batch} rows does not split into packs of '
-        f'{pack_size}; use a number of samples divisible by {pack_size}.')
-
-
-def _pack_logits(net: nn.Module, inputs: jax.Array,
+def _pack_logits(who: str, net: nn.Module, inputs: jax.Array,
                  order: Optional[tuple[jax.Array, jax.Array]],
                  pack_size: int) -> jax.Array:
   """Per-row logits ``[B]`` of ``inputs`` scored in packs of ``pack_size`` rows.
 
-  ``order = (order, position)`` of :func:`stable_class_order` packs the rows
-  in that order and returns the logits in the original one; ``None`` packs
-  consecutive rows.
+  ``order``: :func:`stable_class_order`'s, to pack in that order; ``None``
+  packs consecutive rows.
   """
   batch, width = inputs.shape
+  if batch % pack_size:
+    raise ValueError(
+        f'{who}: the batch of {batch} rows does not split into packs of '
+        f'{pack_size}; use a number of samples divisible by {pack_size}.')
   if order is not None:
     inputs = inputs[order[0]]
   packs = inputs.reshape(batch // pack_size, pack_size * width)
@@ -271,14 +225,9 @@ class PacAdversary(nn.Module):
   """Conditional PacGAN discriminators: ``(k, [B, D + C_k]) -> logits [B]``.
 
   Drop-in for :class:`cmi_jax.models.Adversary`. Rows are stably grouped by
-  the class in their one-hot columns (an all-zero one-hot, a missing label,
-  goes last), cut into packs of ``pack_size`` and scored by discriminator
-  ``k``, an MLP ``hidden -> 1``; each row gets its pack's logit.
-
-  Attributes:
-    num_attributes: K (one discriminator each).
-    latent_dim: D; the columns after the first D are the one-hot label.
-    pack_size: rows per pack ``P`` (the batch must be divisible by it).
+  the class in their one-hot columns after the first ``latent_dim`` (an
+  all-zero one-hot, a missing label, goes last), cut into packs of
+  ``pack_size`` (which must divide ``B``) and scored by discriminator ``k``.
   """
   num_attributes: int
   latent_dim: int
@@ -296,14 +245,14 @@ class PacAdversary(nn.Module):
       raise ValueError(
           f'PacAdversary: inputs must be [B, D + C] with D={self.latent_dim} '
           f'codes and C >= 1 one-hot columns; got shape {inputs.shape}.')
-    _check_packable(inputs.shape[0], self.pack_size, 'PacAdversary')
     onehot = inputs[:, self.latent_dim:]
     num_classes = onehot.shape[1]
     present = onehot.sum(-1) > 0.5
     classes = jnp.where(present, jnp.argmax(onehot, -1), num_classes)
     order = stable_class_order(jax.lax.stop_gradient(classes),
                                num_classes + 1)
-    return _pack_logits(self.nets[k], inputs, order, self.pack_size)
+    return _pack_logits('PacAdversary', self.nets[k], inputs, order,
+                        self.pack_size)
 
   def init_all(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
     """Runs discriminator ``k`` on ``inputs[k]`` for every ``k`` (``init``)."""
@@ -314,7 +263,7 @@ class PacUnconditionalAdversary(nn.Module):
   """Unconditional PacGAN discriminator: ``z [B, D] -> logits [B]``.
 
   Drop-in for :class:`cmi_jax.models.UnconditionalAdversary`: consecutive
-  rows form packs of ``pack_size``, scored by an MLP ``hidden -> 1``.
+  rows form packs of ``pack_size``.
   """
   pack_size: int = PACK_SIZE
   hidden: Sequence[int] = (128, 128)
@@ -325,38 +274,24 @@ class PacUnconditionalAdversary(nn.Module):
     if inputs.ndim != 2:
       raise ValueError('PacUnconditionalAdversary: inputs must be [B, D]; got '
                        f'shape {inputs.shape}.')
-    _check_packable(inputs.shape[0], self.pack_size,
-                    'PacUnconditionalAdversary')
     net = models.MLP(tuple(self.hidden) + (1,), self.activation)
-    return _pack_logits(net, inputs, None, self.pack_size)
+    return _pack_logits('PacUnconditionalAdversary', net, inputs, None,
+                        self.pack_size)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Optimisation of one cell (same for every objective except ``lambda``).
 
-  Attributes:
-    num_steps: full-batch steps, a multiple of ``num_snapshots``.
-    base_lr: Adam learning rate of ``W`` for ``base`` (a nearly convex
-      problem that tolerates large steps).
-    lr: Adam learning rate of ``W`` for ``mi`` and ``cmi``; the minimax game
-      is stable only with the encoder slower than the discriminators.
-    cls_lr: Adam learning rate of the readout ``r``.
-    d_lr: Adam learning rate of the discriminators.
-    num_cls_steps: readout updates per step.
-    lr_decay: factor on every learning rate after :func:`decay_step`.
-    mi_weight: ``lambda`` of ``mi``. The engine adds the real and the fake
-      BCE of every class (``2 log 2`` at chance) where the reference toy
-      averages them, so this is half the toy's weight (10).
-    cmi_weight: ``lambda`` of ``cmi`` for K = 2, scaled by ``2 / K``
-      (:meth:`disentangle_weight`): the loss sums ``2K`` class terms where
-      the toy averages its ``2K`` discriminators (weight 10, real/fake
-      averaged).
-    pack_size: samples per discriminator input (PacGAN).
-    hidden: discriminator hidden widths.
-    tail: the last ``tail`` steps over which the final losses are averaged.
-    num_snapshots: how many times (>= 2, evenly spaced) ``W`` and ``r``
-      are recorded, to judge convergence.
+  Adam learning rates: ``base_lr`` of ``W`` for ``base`` (nearly convex, it
+  tolerates large steps), ``lr`` for ``mi`` and ``cmi`` (the minimax game is
+  stable only with the encoder slower than the discriminators), ``cls_lr``
+  of ``r``, ``d_lr`` of the discriminators; all drop by ``lr_decay`` after
+  :func:`decay_step`. ``mi_weight`` is half the reference toy's 10, as the
+  engine adds the real and fake BCE of every class where it averages them;
+  ``cmi_weight`` (for K = 2, scaled by ``2 / K``) also divides by the ``2K``
+  class terms the toy averages. ``num_steps`` is a multiple of
+  ``num_snapshots``; the final losses are means over the last ``tail``.
   """
   num_steps: int = 1000
   base_lr: float = 1e-2
@@ -373,29 +308,17 @@ class TrainConfig:
   num_snapshots: int = 10
 
   def __post_init__(self):
-    if int(self.num_steps) < 2:
-      raise ValueError(f'num_steps must be >= 2 (the learning rates drop at '
-                       f'half time); got {self.num_steps}.')
     for name in ('base_lr', 'lr', 'cls_lr', 'd_lr', 'lr_decay'):
-      if not getattr(self, name) > 0:
-        raise ValueError(f'{name} must be > 0; got {getattr(self, name)}.')
+      validate.number(getattr(self, name), name, 0, open_low=True)
     for name in ('mi_weight', 'cmi_weight'):
-      if not getattr(self, name) >= 0:
-        raise ValueError(f'{name} must be >= 0; got {getattr(self, name)}.')
-    if int(self.pack_size) < 1 or int(self.num_cls_steps) < 1:
-      raise ValueError('pack_size and num_cls_steps must be >= 1; got '
-                       f'{self.pack_size} and {self.num_cls_steps}.')
-    if int(self.tail) < 1:
-      raise ValueError(f'tail must be >= 1; got {self.tail}.')
-    if int(self.num_snapshots) < 2 or self.num_steps % self.num_snapshots:
+      validate.number(getattr(self, name), name, 0)
+    for name in ('pack_size', 'num_cls_steps', 'tail'):
+      validate.integer(getattr(self, name), name, 1)
+    if (validate.integer(self.num_steps, 'num_steps', 2) % validate.integer(
+        self.num_snapshots, 'num_snapshots', 2)):
       raise ValueError(
           f'num_steps ({self.num_steps}) must be a multiple of num_snapshots '
-          f'({self.num_snapshots}, >= 2): training runs in equal chunks with a '
-          'snapshot after each; change either.')
-
-  def encoder_lr(self, objective: str) -> float:
-    """The learning rate of ``W`` for ``objective``."""
-    return float(self.base_lr if objective == 'base' else self.lr)
+          f'({self.num_snapshots}): a snapshot follows each equal chunk.')
 
   def disentangle_weight(self, objective: str, num_attributes: int) -> float:
     """The engine's ``lambda`` for ``objective`` (0 for ``base``)."""
@@ -406,11 +329,10 @@ class TrainConfig:
     return 0.0
 
 
-def _check_objective(objective: str) -> str:
+def _check_objective(objective: str) -> None:
   if objective not in OBJECTIVES:
     raise ValueError(f'objective {objective!r} is unknown; choose one of '
                      f'{OBJECTIVES}.')
-  return objective
 
 
 def make_classification_trainer(objective: str, num_attributes: int,
@@ -425,12 +347,11 @@ def make_classification_trainer(objective: str, num_attributes: int,
   elif objective == 'mi':
     adversary = PacUnconditionalAdversary(config.pack_size,
                                           tuple(config.hidden))
-  optim = train.OptimConfig(lr=config.encoder_lr(objective),
-                            cls_lr=config.cls_lr,
-                            d_lr=config.d_lr,
-                            num_cls_steps=config.num_cls_steps,
-                            decay_step=decay_step(config),
-                            lr_decay=config.lr_decay)
+  optim = train.OptimConfig(
+      lr=float(config.base_lr if objective == 'base' else config.lr),
+      cls_lr=config.cls_lr, d_lr=config.d_lr,
+      num_cls_steps=config.num_cls_steps, decay_step=decay_step(config),
+      lr_decay=config.lr_decay)
   return train.make_trainer(
       LinearEncoder(k), objective, subspaces=(1,) * k, num_classes=(2,) * k,
       optim=optim, adversary=adversary, heads=ScalarReadoutHeads(k))
@@ -454,22 +375,16 @@ def train_cell(trainer: train.Trainer, config: TrainConfig, key: jax.Array,
                ) -> dict[str, jax.Array]:
   """Samples one training set and trains one model on it; pure, vmappable.
 
-  A ``lax.scan`` (one copy of the step in the compiled program) over
-  ``num_snapshots`` chunks of ``num_steps / num_snapshots`` engine steps,
-  each followed by a snapshot of ``W`` and ``r``. ``key`` is the cell's raw
-  uint32 ``[2]`` key: the data come from ``fold_in(key, 0)``, the parameters
-  and training randomness from ``fold_in(key, 1)``, so objectives given the
-  same key train on the same sample. ``table`` is the ``(2,) * K`` training
-  joint table, ``noise_var`` and ``disentangle_weight`` the scalars
-  ``sigma^2`` and ``lambda``, ``num_samples`` the static ``N``.
+  A ``lax.scan`` over ``num_snapshots`` chunks of engine steps, each followed
+  by a snapshot of ``W`` and ``r``. ``key`` is the cell's raw uint32 ``[2]``
+  key: data from ``fold_in(key, 0)``, parameters and training randomness
+  from ``fold_in(key, 1)``, so objectives given the same key train on the
+  same sample. ``table`` is the ``(2,) * K`` training joint table.
 
-  Returns:
-    dict of ``W`` ``[K, K]``, ``readout`` ``[K]``, ``W_history``
-    ``[S, K, K]`` and ``readout_history`` ``[S, K]`` at
-    :func:`snapshot_steps`, and the tail means (last ``config.tail`` steps)
-    of ``fit_accuracy`` (training-sample accuracy, mean over attributes),
-    ``ce_loss``, ``adversary_loss``, and ``adversary_acc`` (mean of the
-    real and fake accuracy; 0 for ``base``).
+  Returns ``W`` ``[K, K]``, ``readout`` ``[K]``, their ``[S, ...]``
+  ``*_history`` at :func:`snapshot_steps`, and the means over the last
+  ``config.tail`` steps of ``fit_accuracy`` (mean over attributes),
+  ``ce_loss``, ``adversary_loss`` and ``adversary_acc`` (0 for ``base``).
   """
   x, labels = sample_data(jax.random.fold_in(key, _DATA_STREAM), table,
                           noise_var, num_samples)
@@ -478,8 +393,7 @@ def train_cell(trainer: train.Trainer, config: TrainConfig, key: jax.Array,
   chunk = config.num_steps // config.num_snapshots
   data = FullBatchDataset(x, labels, chunk)
 
-  def body(state, index):
-    del index
+  def body(state, _):
     state, metrics = trainer.train_epoch(state, data, chunk)
     snapshot = (encoder_matrix(state.encoder_params),
                 readout_vector(state.heads_params))
@@ -488,31 +402,25 @@ def train_cell(trainer: train.Trainer, config: TrainConfig, key: jax.Array,
   state, (metrics, snapshots) = jax.lax.scan(
       body, state, jnp.arange(config.num_snapshots))
   metrics = jax.tree.map(lambda m: m.reshape(-1), metrics)
-  tail = min(config.tail, config.num_steps)
 
   def tail_mean(name):
-    return metrics[name][-tail:].mean()
+    return metrics[name][-config.tail:].mean()
 
   num_attributes = labels.shape[1]
   out = {
       'W': encoder_matrix(state.encoder_params),
       'readout': readout_vector(state.heads_params),
-      'W_history': snapshots[0],
-      'readout_history': snapshots[1],
+      'W_history': snapshots[0], 'readout_history': snapshots[1],
       'fit_accuracy': sum(tail_mean(f'accuracy/attr_{k}')
                           for k in range(num_attributes)) / num_attributes,
       'ce_loss': tail_mean('loss/ce'),
       'adversary_loss': tail_mean('loss/adversary'),
-      'adversary_acc': jnp.zeros((), jnp.float32),
+      'adversary_acc': (0.5 * (tail_mean('adversary/acc_real')
+                               + tail_mean('adversary/acc_fake'))
+                        if trainer.uses_adversary
+                        else jnp.zeros((), jnp.float32)),
   }
-  if trainer.uses_adversary:
-    out['adversary_acc'] = 0.5 * (tail_mean('adversary/acc_real')
-                                  + tail_mean('adversary/acc_fake'))
   return out
-
-
-# XLA options of ``fast_compile`` (smoke tests: faster compile, slower steps).
-_FAST_COMPILE_OPTIONS = (('xla_backend_optimization_level', 0),)
 
 
 @functools.lru_cache(maxsize=16)
@@ -522,15 +430,14 @@ def _compiled_sweep(objective: str, num_attributes: int, config: TrainConfig,
   trainer = make_classification_trainer(objective, num_attributes, config)
   cell = functools.partial(train_cell, trainer, config,
                            num_samples=num_samples)
-  shapes = (
+  scalar = jax.ShapeDtypeStruct((num_cells,), jnp.float32)
+  lowered = jax.jit(jax.vmap(cell)).lower(
       jax.ShapeDtypeStruct((num_cells, 2), jnp.uint32),
       jax.ShapeDtypeStruct((num_cells,) + (2,) * num_attributes, jnp.float32),
-      jax.ShapeDtypeStruct((num_cells,), jnp.float32),
-      jax.ShapeDtypeStruct((num_cells,), jnp.float32),
-  )
-  lowered = jax.jit(jax.vmap(cell)).lower(*shapes)
-  return lowered.compile(
-      compiler_options=dict(_FAST_COMPILE_OPTIONS) if fast_compile else None)
+      scalar, scalar)
+  # fast_compile: for smoke tests, a faster compile of slower steps.
+  return lowered.compile(compiler_options={
+      'xla_backend_optimization_level': 0} if fast_compile else None)
 
 
 def train_cells(objective: str, num_attributes: int, keys: jax.Array,
@@ -540,27 +447,20 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
                 fast_compile: bool = False) -> dict[str, np.ndarray]:
   """Trains ``C`` independent cells of one objective in one compiled call.
 
-  ``keys`` are uint32 ``[C, 2]`` raw keys, with ``C`` training correlations
-  and ``C`` noise variances (> 0); ``num_samples`` is divisible by
-  ``config.pack_size``; ``fast_compile`` compiles with XLA's backend
-  optimisation level 0, for smoke runs and tests.
-
-  Returns:
-    The dict of :func:`train_cell` with a leading ``[C]`` axis, as NumPy.
+  ``keys``: uint32 ``[C, 2]`` raw keys, with ``C`` training correlations and
+  ``C`` noise variances; ``fast_compile``: XLA's backend optimisation level
+  0, for smoke runs. Returns :func:`train_cell`'s dict with a ``[C]`` axis.
   """
-  _check_objective(objective)
-  k = _check_num_attributes(num_attributes)
+  k, noise_vars, train_corrs, _ = check_sweep(
+      num_attributes, noise_vars, train_corrs, (objective,), 1, num_samples,
+      config, 2)
   keys = jnp.asarray(keys)
-  train_corrs = np.asarray(train_corrs, np.float64).reshape(-1)
-  noise_vars = np.asarray(noise_vars, np.float64).reshape(-1)
   if (keys.shape != (len(train_corrs), 2) or keys.dtype != jnp.uint32
       or len(noise_vars) != len(train_corrs)):
     raise ValueError(
-        f'need one raw uint32 key [2] (cell_keys), one correlation and one '
-        f'noise level per cell; got keys {keys.shape} {keys.dtype}, '
-        f'{len(train_corrs)} correlations and {len(noise_vars)} noise levels.')
-  _check_noise(noise_vars)
-  _check_num_samples(num_samples, config.pack_size)
+        f'need one raw uint32 key [2] (cell_keys), correlation and noise level '
+        f'per cell; got keys {keys.shape} {keys.dtype}, {len(train_corrs)} '
+        f'correlations and {len(noise_vars)} noise levels.')
   tables = np.stack([correlation.joint_table(float(c), k)
                      for c in train_corrs])
   weights = np.full(len(train_corrs), config.disentangle_weight(objective, k))
@@ -572,23 +472,14 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
   return jax.tree.map(np.asarray, out)
 
 
-def _check_noise(noise_vars: np.ndarray) -> None:
+def _noise_levels(noise_vars) -> np.ndarray:
+  noise_vars = np.asarray(noise_vars, np.float64).reshape(-1)
   if noise_vars.size == 0 or not np.all(np.isfinite(noise_vars)) or np.any(
       noise_vars <= 0):
     raise ValueError(
         f'noise levels (variances sigma^2) must be finite and > 0; got '
         f'{noise_vars.tolist()}.')
-
-
-def _check_num_samples(num_samples: int, pack_size: int) -> None:
-  if (isinstance(num_samples, bool) or not isinstance(num_samples,
-                                                      (int, np.integer))
-      or num_samples < pack_size or num_samples % pack_size
-      or num_samples > MAX_SAMPLES):
-    raise ValueError(
-        f'num_samples must be a positive multiple of the pack size '
-        f'{pack_size} (the discriminators see packs of {pack_size} '
-        f'samples) and at most {MAX_SAMPLES}; got {num_samples!r}.')
+  return noise_vars
 
 
 def evaluation_correlations(num_attributes: int, num: int = 21) -> np.ndarray:
@@ -604,24 +495,19 @@ def accuracy(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
              ) -> np.ndarray:
   r"""Exact population accuracy of ``sign(r_k (W x)_k)`` at test correlations.
 
-  Given ``a``, ``(W x)_k = (W a)_k + (W eps)_k`` with
-  ``(W eps)_k ~ N(0, sigma^2 ||W_k||^2)``, so the prediction of ``a_k`` is
-  right with probability ``Phi(sign(r_k) a_k (W a)_k / (sigma ||W_k||))``;
-  the accuracy is its average over ``a ~ joint_table(c, K)``. A score that
-  is identically 0 (``r_k = 0`` or ``W_k = 0``) predicts class 0 (``-1``),
-  as the engine's argmax does.
-
-  Takes ``W`` ``[K, K]``, ``r`` ``[K]``, ``sigma^2 > 0`` and a test
-  correlation or ``T`` of them; returns float64 accuracies in [0, 1], ``[T]``
-  or, if ``per_attribute``, ``[T, K]`` (no ``T`` axis for scalar ``corrs``).
+  Given ``a``, ``(W eps)_k ~ N(0, sigma^2 ||W_k||^2)``, so ``a_k`` is
+  predicted right with probability ``Phi(sign(r_k) a_k (W a)_k / (sigma
+  ||W_k||))``, averaged over ``a ~ joint_table(c, K)``; a score identically
+  0 predicts class 0 (``-1``), as the engine's argmax does. ``W`` ``[K, K]``,
+  ``r`` ``[K]``, ``sigma^2 > 0``; float64 ``[T]`` or, ``per_attribute``,
+  ``[T, K]`` (no ``T`` axis for a scalar ``corrs``).
   """
-  encoder = np.asarray(encoder, np.float64)
-  readout = np.asarray(readout, np.float64)
+  encoder, readout = (np.asarray(a, np.float64) for a in (encoder, readout))
   k = encoder.shape[0] if encoder.ndim else 0
   if k < 2 or encoder.shape != (k, k) or readout.shape != (k,):
     raise ValueError(f'need W [K, K] and r [K] with K >= 2; got shapes '
                      f'{encoder.shape} and {readout.shape}.')
-  _check_noise(np.asarray([noise_var], np.float64))
+  _noise_levels(noise_var)
   scalar = np.ndim(corrs) == 0
   corrs = np.atleast_1d(np.asarray(corrs, np.float64))
   combos = attribute_combinations(k).astype(np.float64)  # [M, K]
@@ -645,21 +531,16 @@ def evaluate(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
              train_corr: float, test_corrs: np.ndarray) -> dict[str, float]:
   """The reported accuracies of one model (:func:`accuracy`, attribute mean).
 
-  Returns:
-    dict with ``train_accuracy`` (at ``train_corr``), ``uncorrelated_accuracy``
-    (at 0), ``min_accuracy`` / ``max_accuracy`` over ``test_corrs`` and
-    ``worst_corr``, the test correlation of the minimum.
+  ``train_accuracy`` (at ``train_corr``), ``uncorrelated_accuracy`` (at 0),
+  ``min_accuracy`` / ``max_accuracy`` over ``test_corrs`` and ``worst_corr``.
   """
   grid = accuracy(encoder, readout, noise_var, test_corrs)
   train_acc, zero_acc = accuracy(encoder, readout, noise_var,
                                  [train_corr, 0.0])
-  return {
-      'train_accuracy': float(train_acc),
-      'uncorrelated_accuracy': float(zero_acc),
-      'min_accuracy': float(grid.min()),
-      'max_accuracy': float(grid.max()),
-      'worst_corr': float(test_corrs[int(np.argmin(grid))]),
-  }
+  return {'train_accuracy': float(train_acc),
+          'uncorrelated_accuracy': float(zero_acc),
+          'min_accuracy': float(grid.min()), 'max_accuracy': float(grid.max()),
+          'worst_corr': float(test_corrs[int(np.argmin(grid))])}
 
 
 def cell_keys(seed: int, num_cells: int) -> jax.Array:
@@ -674,29 +555,27 @@ def check_sweep(num_attributes: int, noise_vars: Sequence[float],
                 num_seeds: int, num_samples: int, config: TrainConfig,
                 num_test_corrs: int
                 ) -> tuple[int, np.ndarray, np.ndarray, tuple[str, ...]]:
-  """Validates the arguments of :func:`sweep` before anything is compiled.
-
-  Returns ``(K, noise_vars, train_corrs, objectives)`` normalised; raises
-  ``ValueError`` naming the first bad argument and the fix.
-  """
+  """Validates :func:`sweep`'s arguments and returns them normalised."""
   k = _check_num_attributes(num_attributes)
   objectives = tuple(objectives)
   if not objectives:
     raise ValueError(f'give at least one objective of {OBJECTIVES}.')
   for objective in objectives:
     _check_objective(objective)
-  noise_vars = np.asarray(noise_vars, np.float64).reshape(-1)
+  noise_vars = _noise_levels(noise_vars)
   train_corrs = np.asarray(train_corrs, np.float64).reshape(-1)
-  _check_noise(noise_vars)
   if train_corrs.size == 0:
     raise ValueError('give at least one training correlation.')
   for c in train_corrs:
     correlation.joint_table(float(c), k)  # Raises on an impossible c.
-  if (isinstance(num_seeds, bool) or not isinstance(num_seeds,
-                                                    (int, np.integer))
-      or num_seeds < 1):
-    raise ValueError(f'num_seeds must be an integer >= 1; got {num_seeds!r}.')
-  _check_num_samples(num_samples, config.pack_size)
+  validate.integer(num_seeds, 'num_seeds', 1)
+  pack = config.pack_size
+  num_samples = validate.integer(num_samples, 'num_samples')
+  if num_samples < pack or num_samples % pack or num_samples > MAX_SAMPLES:
+    raise ValueError(
+        f'num_samples must be a positive multiple of the pack size {pack} '
+        f'(the discriminators see packs of {pack} samples) and at most '
+        f'{MAX_SAMPLES}; got {num_samples!r}.')
   evaluation_correlations(k, num_test_corrs)
   return k, noise_vars, train_corrs, objectives
 
@@ -709,18 +588,12 @@ def sweep(num_attributes: int, noise_vars: Sequence[float],
           fast_compile: bool = False) -> list[dict[str, Any]]:
   """Trains and evaluates every (objective, train corr, noise, seed) cell.
 
-  Each objective is one compiled call vmapped over all cells. Cell ``i`` (in
-  the row-major order correlation, noise, seed) uses the key
+  Cell ``i`` (row-major in correlation, noise, seed) has the key
   ``fold_in(PRNGKey(seed), i)`` for every objective, so the objectives see
-  identical training sets. ``fast_compile``: see :func:`train_cells`.
-
-  Returns:
-    A list of cells (objective-major), each a JSON-ready dict with
-    ``objective``, ``num_attributes``, ``noise_var``, ``train_corr``,
-    ``seed_index``, the :func:`evaluate` accuracies, ``fit_accuracy``,
-    ``final_ce_loss``, ``final_adversary_loss``, ``final_adversary_acc``
-    (``None`` for ``base``), ``W``, ``readout`` and ``W_history`` (at
-    :func:`snapshot_steps`) as nested lists.
+  identical training sets. Returns JSON-ready cells, objective-major, of
+  the settings, the :func:`evaluate` accuracies, ``fit_accuracy``,
+  ``final_ce_loss``, ``final_adversary_loss`` and ``final_adversary_acc``
+  (``None`` for ``base``), and ``W``, ``readout``, ``W_history`` as lists.
   """
   k, noise_vars, train_corrs, objectives = check_sweep(
       num_attributes, noise_vars, train_corrs, objectives, num_seeds,
@@ -735,28 +608,20 @@ def sweep(num_attributes: int, noise_vars: Sequence[float],
   for objective in objectives:
     out = train_cells(objective, k, keys, corr_of_cell, noise_of_cell, config,
                       num_samples, fast_compile)
+    adversarial = objective != 'base'
     for i, (_, _, seed_index) in enumerate(grid):
-      cell = {
-          'objective': objective,
-          'num_attributes': k,
-          'noise_var': float(noise_of_cell[i]),
-          'train_corr': float(corr_of_cell[i]),
+      noise, corr = noise_of_cell[i], corr_of_cell[i]
+      cells.append({
+          'objective': objective, 'num_attributes': k,
+          'noise_var': float(noise), 'train_corr': float(corr),
           'seed_index': seed_index,
-      }
-      cell.update(evaluate(out['W'][i], out['readout'][i], noise_of_cell[i],
-                           corr_of_cell[i], test_corrs))
-      has_adversary = objective != 'base'
-      cell.update({
+          **evaluate(out['W'][i], out['readout'][i], noise, corr, test_corrs),
           'fit_accuracy': float(out['fit_accuracy'][i]),
           'final_ce_loss': float(out['ce_loss'][i]),
           'final_adversary_loss': (float(out['adversary_loss'][i])
-                                   if has_adversary else None),
+                                   if adversarial else None),
           'final_adversary_acc': (float(out['adversary_acc'][i])
-                                  if has_adversary else None),
-          'W': np.asarray(out['W'][i], np.float64).tolist(),
-          'readout': np.asarray(out['readout'][i], np.float64).tolist(),
-          'W_history': np.asarray(out['W_history'][i],
-                                  np.float64).tolist(),
-      })
-      cells.append(cell)
+                                  if adversarial else None),
+          **{name: np.asarray(out[name][i], np.float64).tolist()
+             for name in ('W', 'readout', 'W_history')}})
   return cells

@@ -1,35 +1,21 @@
 r"""Linear-Gaussian regression under correlation shift, in closed form.
 
-The paper's first theory experiment (Table 1, Figures 2 and 3), for K >= 2
-attributes. All variables are zero-mean Gaussian:
-
-* attributes ``s ~ N(0, Sigma_s)`` in R^K (the paper's ``Sigma_s(c)`` is
-  :func:`attribute_covariance`; any symmetric positive-definite one is
-  allowed);
-* noise ``eps ~ N(0, sigma^2 I_K)``, independent of ``s``;
-* inputs ``x = A [s; eps]`` in R^D, mixing ``A`` ``[D, 2K]``, default
-  ``[I I]`` (``x = s + eps``);
-* latents ``z = W x`` (encoder ``W``, ``[L, D]``) and predictions
-  ``s_hat = R z`` (readout ``R``, ``[K, L]``). A *split* readout has
-  ``L = K`` and ``R = diag(r)``: latent ``z_k`` is read by head ``k`` only.
-
-With ``Sigma_u = Cov([s; eps]) = blockdiag(Sigma_s, sigma^2 I)`` and the
-linear predictor ``s_hat = M x`` (``M = R W``):
+The paper's first theory experiment (Table 1, Figures 2 and 3), K >= 2. All
+variables are zero-mean Gaussian: attributes ``s ~ N(0, Sigma_s)`` in R^K,
+noise ``eps ~ N(0, sigma^2 I_K)``, inputs ``x = A [s; eps]`` in R^D (mixing
+``A`` ``[D, 2K]``, default ``[I I]``: ``x = s + eps``), latents ``z = W x``
+(``W`` ``[L, D]``), predictions ``s_hat = R z`` (``R`` ``[K, L]``). A *split*
+readout has ``L = K`` and ``R = diag(r)``: head ``k`` reads ``z_k`` only.
+With ``Sigma_u = Cov([s; eps]) = blockdiag(Sigma_s, sigma^2 I)`` and
+``s_hat = M x`` (``M = R W``):
 
   Cov(x) = A Sigma_u A^T,   Cov(x, s) = A Sigma_u [I; 0],
   E (s - M x)(s - M x)^T = Sigma_s - M Cov(x, s) - Cov(s, x) M^T + M Cov(x) M^T
 
-Units: MSEs are in squared attribute units and, as in the paper, *summed*
-over the K attributes: ``MSE = E||s - s_hat||^2``; ``*_mse_mean`` is
-``MSE / K``. The variance explained is ``1 - MSE / tr Sigma_s``.
-
-The compared solutions (:data:`MODELS`), fitted at the training correlation:
-``regression`` (:func:`optimal_regression`), ``mi0`` (:func:`mi0_solution`),
-``cmi0`` (:func:`cmi0_solution`) and ``reference``
-(:func:`reference_solution`).
-
-Shapes: ``K`` attributes, ``D`` input dimensions, ``L`` latent dimensions,
-``N`` samples; samples are rows (``[N, K]``, ``[N, D]``).
+MSEs are in squared attribute units and, as in the paper, *summed* over the
+K attributes (``E||s - s_hat||^2``; ``*_mse_mean`` is ``MSE / K``); the
+variance explained is ``1 - MSE / tr Sigma_s``. Samples are rows
+(``[N, K]``, ``[N, D]``).
 """
 
 from __future__ import annotations
@@ -51,51 +37,38 @@ METRICS = ('train_mse', 'test_mse', 'train_mse_mean', 'test_mse_mean',
 _SINGULAR_RTOL = 1e-12
 
 
-def _check_num_attributes(num_attributes) -> int:
-  return validate.integer(num_attributes, 'num_attributes', 2,
-                          hint='One latent subspace per attribute.')
-
-
-def _check_corr(corr, num_attributes: int, name: str) -> float:
-  corr = float(corr)
-  if not math.isfinite(corr) or abs(corr) >= 1.0:
-    raise ValueError(
-        f'{name} must satisfy |c| < 1 for a non-degenerate Gaussian; got '
-        f'{corr!r}. Pass a value in (-1, 1), e.g. 0.8.')
-  lowest = -1.0 / (num_attributes - 1)
-  if corr <= lowest:
-    raise ValueError(
-        f'{name} = {corr}: Sigma_s with all pairwise correlations c is not '
-        f'positive definite for K={num_attributes} attributes (its smallest '
-        f'eigenvalue is 1 + (K-1) c = {1 + (num_attributes - 1) * corr:.3g}); '
-        f'pass c > -1/(K-1) = {lowest:.4g}.')
-  return corr
+def _check_corrs(num_attributes, **corrs) -> int:
+  """Validates K and every named correlation ``c`` of ``Sigma_s(c)``."""
+  k = validate.integer(num_attributes, 'num_attributes', 2,
+                       hint='One latent subspace per attribute.')
+  for name, corr in corrs.items():
+    corr = float(corr)
+    if not math.isfinite(corr) or abs(corr) >= 1.0:
+      raise ValueError(
+          f'{name} must satisfy |c| < 1 for a non-degenerate Gaussian; got '
+          f'{corr!r}. Pass a value in (-1, 1), e.g. 0.8.')
+    if corr <= -1.0 / (k - 1):
+      raise ValueError(
+          f'{name} = {corr}: Sigma_s(c) is not positive definite for K={k} '
+          f'(smallest eigenvalue 1 + (K-1) c = {1 + (k - 1) * corr:.3g}); '
+          f'pass c > -1/(K-1) = {-1.0 / (k - 1):.4g}.')
+  return k
 
 
 def attribute_covariance(corr: float, num_attributes: int = 2) -> np.ndarray:
-  r"""The paper's attribute covariance ``Sigma_s(c) = (1 - c) I + c 11^T``.
+  r"""The paper's ``Sigma_s(c) = (1 - c) I + c 11^T``, float64 ``[K, K]``.
 
-  Unit variances, every pair correlated by ``c``. Its eigenvalues are
-  ``1 + (K - 1) c`` (along ``1``) and ``1 - c`` (K - 1 times), so it is
+  Its eigenvalues are ``1 + (K - 1) c`` (along ``1``) and ``1 - c``, so it is
   positive definite iff ``-1 / (K - 1) < c < 1``.
-
-  Returns:
-    float64 ``[K, K]``.
-
-  Raises:
-    ValueError: if ``c`` is outside ``(-1 / (K - 1), 1)``.
   """
-  num_attributes = _check_num_attributes(num_attributes)
-  corr = _check_corr(corr, num_attributes, 'correlation')
-  eye = np.eye(num_attributes)
+  eye = np.eye(_check_corrs(num_attributes, correlation=corr))
+  corr = float(corr)
   return (1.0 - corr) * eye + corr * np.ones_like(eye)
 
 
 def default_mixing(num_attributes: int = 2) -> np.ndarray:
   """The paper's mixing ``A = [I_K  I_K]`` (so ``x = s + eps``), ``[K, 2K]``."""
-  num_attributes = _check_num_attributes(num_attributes)
-  eye = np.eye(num_attributes)
-  return np.concatenate([eye, eye], axis=1)
+  return np.tile(np.eye(_check_corrs(num_attributes)), 2)
 
 
 def _check_positive_definite(matrix: np.ndarray, name: str, fix: str) -> None:
@@ -110,12 +83,9 @@ def _check_positive_definite(matrix: np.ndarray, name: str, fix: str) -> None:
 class LinearGaussianSetting:
   """One data distribution ``(Sigma_s, sigma^2, A)``; validated on creation.
 
-  Attributes:
-    attribute_cov: ``Sigma_s``, float64 ``[K, K]``, symmetric positive
-      definite, K >= 2.
-    noise_var: ``sigma^2 >= 0``, the variance of every noise coordinate.
-    mixing: ``A``, float64 ``[D, 2K]``; ``None`` means ``[I I]``. ``Cov(x)``
-      must be positive definite (``A`` of full row rank, enough noise).
+  ``attribute_cov`` ``Sigma_s`` is float64 ``[K, K]`` positive definite,
+  ``noise_var`` ``sigma^2 >= 0``, ``mixing`` ``A`` float64 ``[D, 2K]``
+  (``None``: ``[I I]``) such that ``Cov(x)`` is positive definite.
   """
   attribute_cov: np.ndarray
   noise_var: float
@@ -127,37 +97,28 @@ class LinearGaussianSetting:
       raise ValueError(
           f'attribute_cov must be a square [K, K] matrix with K >= 2; got '
           f'shape {cov.shape}. Use attribute_covariance(c, K).')
-    if not np.all(np.isfinite(cov)):
-      raise ValueError('attribute_cov has non-finite entries; pass a finite '
-                       'covariance matrix.')
-    if not np.allclose(cov, cov.T, rtol=0, atol=1e-12 * np.abs(cov).max()):
-      raise ValueError('attribute_cov is not symmetric; pass (S + S.T) / 2 or '
-                       'a proper covariance matrix.')
-    _check_positive_definite(
-        cov, 'attribute_cov Sigma_s',
-        'attributes must have a non-degenerate joint Gaussian; for equal '
-        'pairwise correlations c use -1/(K-1) < c < 1')
-    noise_var = float(self.noise_var)
-    if not math.isfinite(noise_var) or noise_var < 0:
-      raise ValueError(
-          f'noise_var is a variance and must be finite and >= 0; got '
-          f'{self.noise_var!r}.')
-    num_attributes = cov.shape[0]
-    mixing = (default_mixing(num_attributes) if self.mixing is None
+    if not (np.all(np.isfinite(cov)) and np.allclose(
+        cov, cov.T, rtol=0, atol=1e-12 * np.abs(cov).max())):
+      raise ValueError('attribute_cov is not symmetric and finite; pass a '
+                       'finite covariance matrix, e.g. (S + S.T) / 2.')
+    _check_positive_definite(cov, 'attribute_cov Sigma_s',
+                             'for correlations c use -1/(K-1) < c < 1')
+    noise_var = validate.number(self.noise_var, 'noise_var', 0,
+                                hint='It is a variance.')
+    k2 = 2 * cov.shape[0]
+    mixing = (default_mixing(cov.shape[0]) if self.mixing is None
               else np.asarray(self.mixing, dtype=np.float64))
-    if mixing.ndim != 2 or mixing.shape[1] != 2 * num_attributes:
+    if (mixing.ndim != 2 or mixing.shape[1] != k2
+        or not np.all(np.isfinite(mixing))):
       raise ValueError(
-          f'mixing A maps [s; eps] (length 2K = {2 * num_attributes}) to x, so '
-          f'its shape must be [D, {2 * num_attributes}]; got {mixing.shape}.')
-    if not np.all(np.isfinite(mixing)):
-      raise ValueError('mixing A has non-finite entries.')
+          f'mixing A maps [s; eps] (length 2K = {k2}) to x, so its shape must '
+          f'be [D, {k2}] and its entries finite; got shape {mixing.shape}.')
     object.__setattr__(self, 'attribute_cov', cov)
     object.__setattr__(self, 'noise_var', noise_var)
     object.__setattr__(self, 'mixing', mixing)
     _check_positive_definite(
         input_covariance(self), 'Cov(x) = A Sigma_u A^T',
-        'A must have full row rank D <= 2K, and noise_var > 0 if A needs the '
-        'noise to have rank D')
+        'A needs full row rank D <= 2K, and noise_var > 0 if it mixes noise')
 
   @property
   def num_attributes(self) -> int:
@@ -172,11 +133,7 @@ class LinearGaussianSetting:
 
 def make_setting(corr: float, noise_var: float, num_attributes: int = 2,
                  mixing: np.ndarray | None = None) -> LinearGaussianSetting:
-  """The paper's setting: ``Sigma_s(c)``, noise ``sigma^2``, mixing ``A``.
-
-  ``c`` in ``(-1/(K-1), 1)``, ``sigma^2 >= 0`` in squared attribute units,
-  ``A`` ``[D, 2K]`` (default ``[I I]``).
-  """
+  """The paper's setting: ``Sigma_s(c)``, noise ``sigma^2``, mixing ``A``."""
   return LinearGaussianSetting(attribute_covariance(corr, num_attributes),
                                noise_var, mixing)
 
@@ -197,8 +154,7 @@ def input_covariance(setting: LinearGaussianSetting) -> np.ndarray:
 
 def input_attribute_covariance(setting: LinearGaussianSetting) -> np.ndarray:
   """``Cov(x, s) = A Sigma_u [I; 0] = A[:, :K] Sigma_s``, ``[D, K]``."""
-  k = setting.num_attributes
-  return setting.mixing[:, :k] @ setting.attribute_cov
+  return setting.mixing[:, :setting.num_attributes] @ setting.attribute_cov
 
 
 def attribute_variance(setting: LinearGaussianSetting) -> np.ndarray:
@@ -208,11 +164,7 @@ def attribute_variance(setting: LinearGaussianSetting) -> np.ndarray:
 
 def sample(setting: LinearGaussianSetting, num_samples: int,
            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """Draws ``N >= 1`` i.i.d. pairs ``(s, x)`` of the model.
-
-  Returns:
-    ``s`` float64 ``[N, K]`` and ``x = [s, eps] A^T`` float64 ``[N, D]``.
-  """
+  """``N`` i.i.d. pairs ``s`` ``[N, K]``, ``x = [s, eps] A^T`` ``[N, D]``."""
   validate.integer(num_samples, 'num_samples', 1)
   k = setting.num_attributes
   chol = np.linalg.cholesky(setting.attribute_cov)
@@ -234,20 +186,7 @@ def _check_encoder(setting: LinearGaussianSetting, encoder) -> np.ndarray:
 def latent_covariance(setting: LinearGaussianSetting,
                       encoder: np.ndarray) -> np.ndarray:
   """``Cov(z) = W Cov(x) W^T``; ``W`` ``[L, D]`` -> ``[L, L]``."""
-  encoder = _check_encoder(setting, encoder)
-  return encoder @ input_covariance(setting) @ encoder.T
-
-
-def _check_given(setting: LinearGaussianSetting,
-                 given: Sequence[int] | None) -> list[int]:
-  k = setting.num_attributes
-  if given is None:
-    return list(range(k))
-  given = [int(i) for i in given]
-  if any(not 0 <= i < k for i in given) or len(set(given)) != len(given):
-    raise ValueError(
-        f'given must list distinct attribute indices in [0, {k}); got {given}.')
-  return given
+  return conditional_latent_covariance(setting, encoder, given=())
 
 
 def conditional_latent_covariance(
@@ -262,7 +201,11 @@ def conditional_latent_covariance(
   float64 ``[L, L]``.
   """
   encoder = _check_encoder(setting, encoder)
-  given = _check_given(setting, given)
+  k = setting.num_attributes
+  given = list(range(k)) if given is None else [int(i) for i in given]
+  if any(not 0 <= i < k for i in given) or len(set(given)) != len(given):
+    raise ValueError(
+        f'given must list distinct attribute indices in [0, {k}); got {given}.')
   cov_x = input_covariance(setting)
   if given:
     cross = input_attribute_covariance(setting)[:, given]
@@ -276,24 +219,18 @@ def subspace_mutual_information(
     given: Sequence[int] | None = ()) -> np.ndarray:
   r"""``I(z_k ; z_-k | s_G)`` in nats for every one-dimensional latent ``z_k``.
 
-  For jointly Gaussian variables with conditional covariance ``C``
-  (:func:`conditional_latent_covariance`),
+    I(z_k ; z_-k | s_G) = (log C_kk + log det C_{-k,-k} - log det C) / 2
 
-    I(z_k ; z_-k | s_G) = (log C_kk + log det C_{-k,-k} - log det C) / 2.
-
-  ``W`` ``[L, D]``, L >= 2, must make ``C`` positive definite; ``given`` as
-  there (the default ``()`` gives the unconditional MI). Returns float64
-  ``[L]``, >= 0 up to rounding.
+  with ``C`` :func:`conditional_latent_covariance` (``given``: as there, the
+  default ``()`` is the unconditional MI), positive definite for ``W``
+  ``[L, D]``, ``L >= 2``. Returns float64 ``[L]``, >= 0 up to rounding.
   """
   cov = conditional_latent_covariance(setting, encoder, given)
   num_latents = cov.shape[0]
-  if num_latents < 2:
-    raise ValueError('subspace_mutual_information needs L >= 2 latents; got '
-                     f'L = {num_latents}.')
   sign, logdet = np.linalg.slogdet(cov)
-  if sign <= 0:
-    raise ValueError('Cov(z | s_G) is singular, so the mutual information is '
-                     'infinite; use an encoder W of full row rank.')
+  if num_latents < 2 or sign <= 0:
+    raise ValueError(f'need L >= 2 latents (got {num_latents}) and a regular '
+                     'Cov(z | s_G): use an encoder W [L, D] of full row rank.')
   info = np.empty(num_latents)
   for k in range(num_latents):
     rest = [j for j in range(num_latents) if j != k]
@@ -303,12 +240,7 @@ def subspace_mutual_information(
 
 
 class LinearSolution(NamedTuple):
-  """A linear model ``s_hat = R W x``.
-
-  Attributes:
-    encoder: ``W`` float64 ``[L, D]``.
-    readout: ``R`` float64 ``[K, L]`` (diagonal for a split readout).
-  """
+  """A linear model ``s_hat = R W x``: ``W`` ``[L, D]``, ``R`` ``[K, L]``."""
   encoder: np.ndarray
   readout: np.ndarray
 
@@ -318,26 +250,16 @@ class LinearSolution(NamedTuple):
     return self.readout @ self.encoder
 
 
-def _check_predictor(setting: LinearGaussianSetting, predictor) -> np.ndarray:
-  if isinstance(predictor, LinearSolution):
-    predictor = predictor.predictor
-  predictor = np.asarray(predictor, dtype=np.float64)
-  shape = (setting.num_attributes, setting.input_dim)
-  if predictor.shape != shape:
-    raise ValueError(
-        f'predictor M maps x to s_hat, so its shape must be [K, D] = '
-        f'{list(shape)}; got {predictor.shape}. (For s_hat = R z with z = W x '
-        f'pass R @ W or a LinearSolution.)')
-  return predictor
-
-
 def error_covariance(setting: LinearGaussianSetting,
                      predictor: np.ndarray | LinearSolution) -> np.ndarray:
-  """``E[(s - M x)(s - M x)^T]`` (module docstring), float64 ``[K, K]``.
-
-  ``predictor`` is ``M`` ``[K, D]`` or a :class:`LinearSolution`.
-  """
-  m = _check_predictor(setting, predictor)
+  """``E[(s - M x)(s - M x)^T]`` ``[K, K]``; ``M`` ``[K, D]`` or a solution."""
+  if isinstance(predictor, LinearSolution):
+    predictor = predictor.predictor
+  m = np.asarray(predictor, dtype=np.float64)
+  shape = (setting.num_attributes, setting.input_dim)
+  if m.shape != shape:
+    raise ValueError(f'predictor M must have shape [K, D] = {list(shape)}; '
+                     f'got {m.shape}. Pass R @ W or a LinearSolution.')
   cross = m @ input_attribute_covariance(setting)
   return (setting.attribute_cov - cross - cross.T
           + m @ input_covariance(setting) @ m.T)
@@ -346,12 +268,7 @@ def error_covariance(setting: LinearGaussianSetting,
 def mse(setting: LinearGaussianSetting,
         predictor: np.ndarray | LinearSolution,
         per_attribute: bool = False) -> float | np.ndarray:
-  """Exact mean squared error of ``s_hat = M x`` under ``setting``.
-
-  Returns:
-    ``E ||s - M x||^2``, summed over attributes as in the paper (float), or
-    float64 ``[K]`` if ``per_attribute``. Squared attribute units.
-  """
+  """Exact ``E ||s - M x||^2``, summed over attributes or ``[K]`` per one."""
   errors = np.diag(error_covariance(setting, predictor)).copy()
   return errors if per_attribute else float(errors.sum())
 
@@ -359,13 +276,7 @@ def mse(setting: LinearGaussianSetting,
 def variance_explained(setting: LinearGaussianSetting,
                        predictor: np.ndarray | LinearSolution,
                        per_attribute: bool = False) -> float | np.ndarray:
-  """Exact variance explained ``1 - MSE / Var(s)`` of ``s_hat = M x``.
-
-  Returns:
-    ``1 - E||s - M x||^2 / tr Sigma_s`` (float), or
-    ``1 - E(s_k - s_hat_k)^2 / Var(s_k)``, float64 ``[K]``, if
-    ``per_attribute``. Dimensionless, <= 1.
-  """
+  """Exact ``1 - E||s - M x||^2 / tr Sigma_s``, or ``[K]`` per attribute."""
   errors = mse(setting, predictor, per_attribute=True)
   variances = attribute_variance(setting)
   if per_attribute:
@@ -382,10 +293,10 @@ def optimal_regression(setting: LinearGaussianSetting) -> LinearSolution:
 
 def split_readout(setting: LinearGaussianSetting,
                   encoder: np.ndarray) -> np.ndarray:
-  """Optimal split readout ``r_k = Cov(s_k, z_k) / Var(z_k)`` for ``z = W x``.
+  """Optimal split readout ``r_k = Cov(s_k, z_k) / Var(z_k)`` ``[K]`` of ``W``.
 
-  Head k sees only ``z_k``, so it is the scalar regression of ``s_k`` on
-  ``z_k``. ``W`` is ``[K, D]``; returns ``r`` float64 ``[K]``.
+  ``W`` is ``[K, D]``; head k sees only ``z_k``, so ``r_k`` regresses ``s_k``
+  on ``z_k``.
   """
   encoder = _check_encoder(setting, encoder)
   if encoder.shape[0] != setting.num_attributes:
@@ -398,7 +309,7 @@ def split_readout(setting: LinearGaussianSetting,
   if np.any(variances <= 0):
     raise ValueError(
         f'latents {np.flatnonzero(variances <= 0).tolist()} have zero '
-        'variance (zero rows of W); give every row of W a non-zero x-direction.')
+        'variance (zero rows of W); give every row of W a non-zero entry.')
   covariances = np.einsum('kd,dk->k', encoder,
                           input_attribute_covariance(setting))
   return covariances / variances
@@ -418,12 +329,10 @@ def whitening(setting: LinearGaussianSetting) -> np.ndarray:
 
 
 class _WhitenedSplitRisk:
-  """Mean split-readout training MSE of ``W = rows Cov(x)^{-1/2}``.
+  """Mean split training MSE of ``W = rows Cov(x)^{-1/2}``, ``[..., K, D]``.
 
-  Called on orthonormal ``rows`` ``[..., K, D]`` (the first K rows of ``Q``),
-  returns ``[...]``. Uses ``Var(s_k) - Cov(s_k, z_k)^2 / Var(z_k)`` rather
-  than assuming ``Var(z_k) = 1``, so it stays exact when rounding drifts the
-  rows off orthonormality.
+  Divides by ``Var(z_k)`` rather than assume it is 1, so it stays exact when
+  rounding drifts the rows off orthonormality.
   """
 
   def __init__(self, setting: LinearGaussianSetting):
@@ -444,11 +353,9 @@ def _givens_step(objective: _WhitenedSplitRisk, rotation: np.ndarray, i: int,
                  ) -> tuple[np.ndarray, float]:
   """Best rotation of rows ``i, j`` of ``rotation`` by one angle.
 
-  The split MSE is pi-periodic in the angle (a rotation by pi flips the signs
-  of two latents, which their readouts absorb), so a grid over
-  ``[-pi/2, pi/2)`` is refined ``num_zoom`` times, each round re-gridding
-  +-1 spacing around the best angle. The angle 0 is on the grid, so a step
-  never makes the objective worse.
+  The split MSE is pi-periodic in the angle (the readouts absorb sign flips),
+  so a grid over ``[-pi/2, pi/2)``, which holds 0, is refined ``num_zoom``
+  times to +-1 spacing around the best angle (5 x 64 reach ~1e-8 rad).
   """
   k = objective.num_attributes
   top = rotation[:k]
@@ -463,8 +370,6 @@ def _givens_step(objective: _WhitenedSplitRisk, rotation: np.ndarray, i: int,
       rows[..., j, :] = sin * rotation[i] + cos * rotation[j]
     return rows
 
-  # Vectorised grids rather than a scalar Brent search: five rounds of 64
-  # reach ~1e-8 rad (MSE error ~1e-16).
   step = np.pi / num_grid
   grid = -np.pi / 2 + step * np.arange(num_grid)
   values = objective(rotated_top(grid))
@@ -484,51 +389,36 @@ def _givens_step(objective: _WhitenedSplitRisk, rotation: np.ndarray, i: int,
   return rotation, value
 
 
-def best_rotation(setting: LinearGaussianSetting, num_restarts: int | None = None,
-                  seed: int = 0, num_grid: int = 64, max_sweeps: int = 200,
+def best_rotation(setting: LinearGaussianSetting,
+                  num_restarts: int | None = None, seed: int = 0,
+                  num_grid: int = 64, max_sweeps: int = 200,
                   tol: float = 1e-14) -> np.ndarray:
-  r"""Orthogonal ``Q`` minimising the split training MSE of ``Q_K Cov(x)^{-1/2}``.
+  r"""Orthogonal ``[D, D]`` ``Q`` of least split MSE of ``Q_K Cov(x)^{-1/2}``.
 
-  Objective: ``f(Q) = mean_k [Var(s_k) - (b_k . q_k)^2]`` with ``q_k`` the
-  k-th row of ``Q`` and ``b_k`` the k-th row of ``Cov(s, x) Cov(x)^{-1/2}``
-  (only the first K rows of ``Q`` matter).
-
-  Method: Givens-angle coordinate descent. A sweep rotates rows ``i, j`` of
-  ``Q`` by the best angle for every plane ``i < K``, ``i < j < D``; ``f``
-  never increases, and sweeps stop when one gains less than ``tol``. For
-  ``D = 2`` one step from ``Q = I`` searches all rotations. For ``D > 2``
-  descent can stall at a local optimum, so it restarts from ``Q = I`` and
-  ``num_restarts - 1`` Haar-random rotations and keeps the best. Determinant
-  -1 is not needed: it is a rotation plus a sign flip the readout absorbs.
-
-  Args:
-    setting: the training distribution.
-    num_restarts: starting points; default 1 for D = 2, else 8.
-    seed: seed of the random starting rotations.
-    num_grid: angles in the grid of each 1-D search.
-    max_sweeps: cap on sweeps per restart.
-    tol: minimum MSE gain of a sweep to continue.
-
-  Returns:
-    ``Q`` float64 ``[D, D]``, orthogonal.
+  Minimises ``f(Q) = mean_k [Var(s_k) - (b_k . q_k)^2]`` (``q_k``, ``b_k``:
+  row k of ``Q`` and of ``Cov(s, x) Cov(x)^{-1/2}``) by Givens-angle
+  coordinate descent: a sweep rotates rows ``i, j`` by the best of
+  ``num_grid`` angles for every plane ``i < K``, ``i < j < D``, until a
+  sweep gains less than ``tol``. For ``D > 2`` descent can stall at a local
+  optimum, so it restarts from ``I`` and ``num_restarts - 1`` (default: 0
+  for D = 2, else 7) Haar-random rotations of ``seed`` and keeps the best.
+  Determinant -1 is not needed: the readout absorbs a sign flip.
   """
-  dim = setting.input_dim
-  if dim < setting.num_attributes:
+  dim, k = setting.input_dim, setting.num_attributes
+  if dim < k:
     raise ValueError(
-        f'MI=0 needs K = {setting.num_attributes} independent latents, but x '
-        f'has only D = {dim} dimensions; use a mixing A with at least K rows.')
+        f'MI=0 needs K = {k} independent latents, but x has only D = {dim} '
+        'dimensions; use a mixing A with at least K rows.')
   if num_restarts is None:
     num_restarts = 1 if dim == 2 else 8
-  if int(num_restarts) < 1 or int(num_grid) < 4:
-    raise ValueError(f'need num_restarts >= 1 and num_grid >= 4; got '
-                     f'{num_restarts} and {num_grid}.')
+  num_restarts = validate.integer(num_restarts, 'num_restarts', 1)
+  validate.integer(num_grid, 'num_grid', 4)
   objective = _WhitenedSplitRisk(setting)
-  k = setting.num_attributes
   planes = [(i, j) for i in range(k) for j in range(i + 1, dim)]
   rng = np.random.default_rng(seed)
   starts = [np.eye(dim)] + [
       scipy.stats.special_ortho_group.rvs(dim, random_state=rng)
-      for _ in range(int(num_restarts) - 1)]
+      for _ in range(num_restarts - 1)]
   best_q, best_value = None, np.inf
   for rotation in starts:
     value = float(objective(rotation[:k]))
@@ -546,18 +436,14 @@ def best_rotation(setting: LinearGaussianSetting, num_restarts: int | None = Non
   return u @ vt
 
 
-def mi0_solution(setting: LinearGaussianSetting, num_restarts: int | None = None,
+def mi0_solution(setting: LinearGaussianSetting,
+                 num_restarts: int | None = None,
                  seed: int = 0) -> LinearSolution:
   """Best split-readout model with unconditionally independent latents.
 
   For Gaussians ``I(z_k; z_-k) = 0`` iff ``Cov(z)`` is diagonal; rescaling a
-  latent does not change its split MSE, so ``Cov(z) = I`` without loss of
-  generality, i.e. ``W = Q_K Cov(x)^{-1/2}`` with ``Q_K`` the first K rows of
-  an orthogonal ``Q`` (from :func:`best_rotation`), with its optimal split
-  readout.
-
-  Returns:
-    :class:`LinearSolution`, encoder ``[K, D]``, diagonal readout ``[K, K]``.
+  latent does not change its split MSE, so ``W = Q_K Cov(x)^{-1/2}``, with
+  ``Q_K`` the first K rows of :func:`best_rotation`, loses no generality.
   """
   rotation = best_rotation(setting, num_restarts=num_restarts, seed=seed)
   encoder = rotation[:setting.num_attributes] @ whitening(setting)
@@ -571,54 +457,39 @@ def cmi0_solution(setting: LinearGaussianSetting,
 
   Default ``W = I`` (needs ``D = K``): with ``A = [I I]``,
   ``z_k = s_k + eps_k``, so ``Cov(z | s) = sigma^2 I`` is diagonal and
-  ``I(z_k; z_-k | s) = 0``; the readout is the optimal split readout.
-
-  Args:
-    setting: the training distribution.
-    encoder: ``W`` ``[K, D]``; default ``I_K``.
-    rtol: tolerance on the off-diagonal of ``Cov(z | s)``, relative to its
-      largest diagonal entry.
-
-  Returns:
-    :class:`LinearSolution`, encoder ``[K, D]``, diagonal readout ``[K, K]``.
-
-  Raises:
-    ValueError: if ``W Cov(x | s) W^T`` is not diagonal.
+  ``I(z_k; z_-k | s) = 0``. A given ``W`` ``[K, D]`` must make
+  ``W Cov(x | s) W^T`` diagonal up to ``rtol`` times its largest entry.
   """
   k = setting.num_attributes
   if encoder is None:
     if setting.input_dim != k:
       raise ValueError(
-          f'the default CMI=0 encoder W = I needs D = K; x has D = '
-          f'{setting.input_dim} and K = {k}. Pass an encoder [K, D] with '
-          'W Cov(x|s) W^T diagonal.')
+          f'the default CMI=0 encoder W = I needs D = K = {k}; got D = '
+          f'{setting.input_dim}. Pass W [K, D] with W Cov(x|s) W^T diagonal.')
     encoder = np.eye(k)
   cov = conditional_latent_covariance(setting, encoder, given=None)
-  off = cov - np.diag(np.diag(cov))
-  if np.abs(off).max() > rtol * max(np.abs(np.diag(cov)).max(), 1e-300):
+  off = np.abs(cov - np.diag(np.diag(cov))).max()
+  if off > rtol * max(np.abs(np.diag(cov)).max(), 1e-300):
     raise ValueError(
-        f'W Cov(x|s) W^T has off-diagonal entries up to {np.abs(off).max():.3g}'
-        ', so the latents are not independent given s (CMI != 0) for this '
-        'mixing A; pass an encoder that diagonalises Cov(x|s).')
+        f'W Cov(x|s) W^T has off-diagonal entries up to {off:.3g}, so the '
+        'latents are not independent given s (CMI != 0) for this mixing A; '
+        'pass an encoder that diagonalises Cov(x|s).')
   return split_solution(setting, encoder)
 
 
 def reference_solution(noise_var: float, num_attributes: int = 2,
                        mixing: np.ndarray | None = None) -> LinearSolution:
-  """The full regression fitted at correlation 0 (same noise and mixing).
-
-  The best one can do without a spurious correlation to exploit.
-  """
-  return optimal_regression(make_setting(0.0, noise_var, num_attributes, mixing))
+  """The full regression fitted at correlation 0: no shortcut to exploit."""
+  return optimal_regression(
+      make_setting(0.0, noise_var, num_attributes, mixing))
 
 
 def fit_models(train_setting: LinearGaussianSetting,
                num_restarts: int | None = None,
                seed: int = 0) -> dict[str, LinearSolution]:
-  """All four compared solutions, keyed by :data:`MODELS`.
+  """The compared solutions, keyed by :data:`MODELS` (needs ``D = K``).
 
-  ``reference`` uses ``Sigma_s = I`` with ``train_setting``'s noise and
-  mixing. Raises ``ValueError`` if ``D != K`` (no default CMI=0 encoder).
+  ``reference`` is fitted at ``Sigma_s = I``, with the same noise and mixing.
   """
   return {
       'regression': optimal_regression(train_setting),
@@ -630,49 +501,37 @@ def fit_models(train_setting: LinearGaussianSetting,
   }
 
 
+def _fit(train_corr, noise_var, test_corr, k, mixing, num_restarts, seed):
+  """``({model: (setting fitted on, solution)}, test setting)``."""
+  train = make_setting(train_corr, noise_var, k, mixing)
+  test = make_setting(test_corr, noise_var, k, mixing)
+  uncorrelated = make_setting(0.0, noise_var, k, mixing)
+  models = fit_models(train, num_restarts=num_restarts, seed=seed)
+  return {name: (uncorrelated if name == 'reference' else train, solution)
+          for name, solution in models.items()}, test
+
+
 def table1(train_corr: float = 0.8, noise_var: float = 0.1,
            test_corr: float = 0.0, num_attributes: int = 2,
            mixing: np.ndarray | None = None, num_restarts: int | None = None,
            seed: int = 0) -> dict[str, dict[str, float]]:
-  """The paper's Table 1: train/test MSE and variance explained per model.
+  """The paper's Table 1: ``{model: {metric: float}}`` (:data:`METRICS`).
 
-  Each model is fitted at ``train_corr`` (``reference``: at 0) and evaluated
-  exactly; ``train_*`` on the distribution it was fitted on, ``test_*`` at
-  ``test_corr``. Units as in the module docstring; VE is a fraction.
-  ``num_restarts`` and ``seed`` go to :func:`best_rotation`.
-
-  Returns:
-    ``{model: {metric: float}}`` for model in :data:`MODELS` and metric in
-    :data:`METRICS`.
+  Exact ``train_*`` on the distribution each model was fitted on
+  (``train_corr``; ``reference``: 0) and ``test_*`` at ``test_corr``.
   """
-  num_attributes = _check_num_attributes(num_attributes)
-  _check_corr(train_corr, num_attributes, 'train_corr')
-  _check_corr(test_corr, num_attributes, 'test_corr')
-  train = make_setting(train_corr, noise_var, num_attributes, mixing)
-  test = make_setting(test_corr, noise_var, num_attributes, mixing)
-  uncorrelated = make_setting(0.0, noise_var, num_attributes, mixing)
-  models = fit_models(train, num_restarts=num_restarts, seed=seed)
+  k = _check_corrs(num_attributes, train_corr=train_corr, test_corr=test_corr)
+  fitted, test = _fit(train_corr, noise_var, test_corr, k, mixing,
+                      num_restarts, seed)
   table = {}
-  for name, solution in models.items():
-    fitted_on = uncorrelated if name == 'reference' else train
+  for name, (fitted_on, solution) in fitted.items():
     train_mse, test_mse = mse(fitted_on, solution), mse(test, solution)
     table[name] = {
-        'train_mse': train_mse,
-        'test_mse': test_mse,
-        'train_mse_mean': train_mse / num_attributes,
-        'test_mse_mean': test_mse / num_attributes,
+        'train_mse': train_mse, 'test_mse': test_mse,
+        'train_mse_mean': train_mse / k, 'test_mse_mean': test_mse / k,
         'train_ve': variance_explained(fitted_on, solution),
-        'test_ve': variance_explained(test, solution),
-    }
+        'test_ve': variance_explained(test, solution)}
   return table
-
-
-def _check_grid(values, name: str) -> np.ndarray:
-  values = np.asarray(values, dtype=np.float64)
-  if values.ndim != 1 or values.size == 0:
-    raise ValueError(f'{name} must be a non-empty 1-D sequence; got shape '
-                     f'{values.shape}.')
-  return values
 
 
 def noise_correlation_sweep(noise_vars: Sequence[float],
@@ -684,30 +543,26 @@ def noise_correlation_sweep(noise_vars: Sequence[float],
   """Train and test MSE over a grid of noise levels x training correlations.
 
   The paper's Figure 2: for every ``(sigma^2, c)`` of ``noise_vars``
-  ``[N_noise]`` x ``train_corrs`` ``[N_corr]``, as :func:`table1`.
-  ``reference`` does not depend on ``c`` and is repeated along that axis.
-
-  Returns:
-    ``{'train_mse': {model: [N_noise, N_corr]}, 'test_mse': {...}}`` with model
-    in :data:`MODELS`, float64.
+  ``[N_noise]`` x ``train_corrs`` ``[N_corr]``, as :func:`table1`. Returns
+  ``{'train_mse': {model: [N_noise, N_corr]}, 'test_mse': {...}}``, float64.
   """
-  noise_vars = _check_grid(noise_vars, 'noise_vars')
-  train_corrs = _check_grid(train_corrs, 'train_corrs')
-  num_attributes = _check_num_attributes(num_attributes)
-  _check_corr(test_corr, num_attributes, 'test_corr')
+  noise_vars = np.asarray(noise_vars, dtype=np.float64)
+  train_corrs = np.asarray(train_corrs, dtype=np.float64)
+  for name, grid in (('noise_vars', noise_vars), ('train_corrs', train_corrs)):
+    if grid.ndim != 1 or grid.size == 0:
+      raise ValueError(f'{name} must be a non-empty 1-D sequence; got shape '
+                       f'{grid.shape}.')
+  k = _check_corrs(num_attributes, test_corr=test_corr)
   for corr in train_corrs:
-    _check_corr(corr, num_attributes, 'every entry of train_corrs')
+    _check_corrs(k, **{'every entry of train_corrs': corr})
   shape = (noise_vars.size, train_corrs.size)
   result = {split: {name: np.empty(shape) for name in MODELS}
             for split in ('train_mse', 'test_mse')}
   for a, noise_var in enumerate(noise_vars):
-    test = make_setting(test_corr, noise_var, num_attributes, mixing)
-    uncorrelated = make_setting(0.0, noise_var, num_attributes, mixing)
     for b, corr in enumerate(train_corrs):
-      train = make_setting(corr, noise_var, num_attributes, mixing)
-      models = fit_models(train, num_restarts=num_restarts, seed=seed)
-      for name, solution in models.items():
-        fitted_on = uncorrelated if name == 'reference' else train
+      fitted, test = _fit(corr, noise_var, test_corr, k, mixing, num_restarts,
+                          seed)
+      for name, (fitted_on, solution) in fitted.items():
         result['train_mse'][name][a, b] = mse(fitted_on, solution)
         result['test_mse'][name][a, b] = mse(test, solution)
   return result
@@ -721,29 +576,23 @@ def prediction_scatter(train_corr: float = 0.8, noise_var: float = 0.1,
                        ) -> dict[str, dict[str, np.ndarray]]:
   """Samples of targets, inputs and predictions (the paper's Figure 3).
 
-  The models are fitted at ``train_corr`` and applied to ``num_samples``
-  fresh samples of the training and of the test distribution; ``seed`` seeds
-  the samples and the MI=0 restarts.
-
-  Returns:
-    ``{'train': d, 'test': d}`` with ``d = {'corr': float, 's': [N, K],
-    'x': [N, D], 'regression': [N, K], 'mi0': [N, K], 'cmi0': [N, K]}``
-    (predictions ``s_hat = x M^T``), float64.
+  The models fitted at ``train_corr`` are applied to ``num_samples`` fresh
+  samples of the training and of the test distribution; ``seed`` seeds the
+  samples and the MI=0 restarts. Returns ``{'train': d, 'test': d}`` with
+  ``d = {'corr': float, 's': [N, K], 'x': [N, D], 'regression': [N, K],
+  'mi0': [N, K], 'cmi0': [N, K]}`` (predictions ``s_hat = x M^T``), float64.
   """
-  num_attributes = _check_num_attributes(num_attributes)
-  _check_corr(train_corr, num_attributes, 'train_corr')
-  _check_corr(test_corr, num_attributes, 'test_corr')
-  train = make_setting(train_corr, noise_var, num_attributes, mixing)
-  test = make_setting(test_corr, noise_var, num_attributes, mixing)
+  k = _check_corrs(num_attributes, train_corr=train_corr, test_corr=test_corr)
+  train = make_setting(train_corr, noise_var, k, mixing)
+  test = make_setting(test_corr, noise_var, k, mixing)
   models = fit_models(train, num_restarts=num_restarts, seed=seed)
   rng = np.random.default_rng(seed)
   out = {}
   for split, setting in (('train', train), ('test', test)):
     s, x = sample(setting, num_samples, rng)
-    data = {'corr': float(setting.attribute_cov[0, 1]), 's': s, 'x': x}
+    out[split] = {'corr': float(setting.attribute_cov[0, 1]), 's': s, 'x': x}
     for name in ('regression', 'mi0', 'cmi0'):
-      data[name] = x @ models[name].predictor.T
-    out[split] = data
+      out[split][name] = x @ models[name].predictor.T
   return out
 
 

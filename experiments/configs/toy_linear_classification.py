@@ -1,11 +1,7 @@
 """Config of the learned linear classification toy (the paper's theory).
 
-  python -m experiments.toy_linear_classification --workdir=/tmp/toy_lc4 \
-      --config.num_attributes=4 --config.noise_levels=0.1,1,10 \
-      --config.train_corrs=0.95 --config.train.num_steps=500
-
-The ``fast`` variant (a plumbing check in about a minute, not a result) is
-applied when the config is built, so flags given after it still win:
+The ``fast`` variant, a plumbing check in about a minute, is applied when
+the config is built, so flags given after it still win:
 
   python -m experiments.toy_linear_classification --workdir=/tmp/toy_lc_fast \
       --config=experiments/configs/toy_linear_classification.py:fast
@@ -18,34 +14,28 @@ import numpy as np
 
 from cmi_jax.toy import linear_classification as lc
 
-# What the fast variant changes. fast_compile: XLA's backend optimisation
-# level 0, which halves the compile time that dominates a short run.
+# fast_compile (XLA backend optimisation level 0) halves the compile time.
 FAST = {'noise_levels': (0.1, 1.0, 10.0), 'num_samples': 1000,
-        'fast_compile': True}
-FAST_TRAIN = {'num_steps': 60}
+        'fast_compile': True, 'train': {'num_steps': 60}}
 VARIANTS = ('', 'fast')
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's toy; ``variant='fast'`` applies :data:`FAST`."""
   if variant not in VARIANTS:
-    raise ValueError(f'unknown config variant {variant!r}; choose one of '
-                     f'{VARIANTS[1:]} (toy_linear_classification.py:fast) or '
-                     'none.')
+    raise ValueError(f'unknown config variant {variant!r}; choose '
+                     'toy_linear_classification.py:fast or none.')
   config = ml_collections.ConfigDict()
   config.num_attributes = 2
   # Noise variances sigma^2 (> 0) and training correlations of the cells.
   config.noise_levels = tuple(float(v) for v in np.logspace(-2, 2, 10))
   config.train_corrs = (0.0, 0.6, 0.95)
   config.objectives = lc.OBJECTIVES
-  config.seed = 0
-  config.num_seeds = 1
+  config.seed, config.num_seeds = 0, 1
   config.num_samples = 10_000  # N, a multiple of train.pack_size
   config.num_test_corrs = 21  # grid of the worst / best test correlation
   config.fast_compile = False
-  config.train = ml_collections.ConfigDict(
-      dataclasses.asdict(lc.TrainConfig()))
+  config.train = dataclasses.asdict(lc.TrainConfig())
   if variant == 'fast':
     config.update(FAST)
-    config.train.update(FAST_TRAIN)
   return config

@@ -1,18 +1,11 @@
-"""Config of the linear-Gaussian regression theory (Table 1, Figures 2, 3).
-
-  python -m experiments.toy_linear_regression --workdir=/tmp/toy_lr3 \
-      --config.num_attributes=3 --config.grid_num_noise=10 \
-      --config.grid_num_corr=8
-"""
+"""Config of the linear-Gaussian regression theory (Table 1, Figures 2, 3)."""
 
 import ml_collections
-
-VARIANTS = ('',)
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's setting: c = 0.8, sigma^2 = 0.1, tested at c = 0."""
-  if variant not in VARIANTS:
+  if variant:
     raise ValueError(f'unknown config variant {variant!r}; this config has '
                      'none.')
   config = ml_collections.ConfigDict()
@@ -29,7 +22,6 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.grid_max_noise = 1e2
   config.grid_num_corr = 20
   config.grid_max_corr = 0.95
-  # Restarts of the MI = 0 rotation search; None: 1 for K = 2, else 8 (the
-  # run's config.json holds the number used).
+  # Restarts of the MI = 0 rotation search; None: 1 for K = 2, else 8.
   config.num_restarts = ml_collections.config_dict.placeholder(int)
   return config
