@@ -52,8 +52,8 @@ class ArrayDataset:
     images: uint8 ``[N, H, W, C]`` (or float ``[N, ...]``), scaled to [0, 1]
       when batched if uint8.
     labels: int32 ``[N, K]``, -1 for missing.
-    batch_size: examples per batch (static).
-    shuffle: draw a fresh permutation every epoch (else sequential order).
+    batch_size: static.
+    shuffle: a fresh permutation every epoch (else sequential order).
   """
   images: jax.Array
   labels: jax.Array
@@ -68,9 +68,7 @@ class ArrayDataset:
   def epoch_plan(self, key: jax.Array) -> jax.Array:
     """The epoch's order of the N rows, int ``[N]``."""
     n = self.images.shape[0]
-    if self.shuffle:
-      return jax.random.permutation(key, n)
-    return jnp.arange(n)
+    return jax.random.permutation(key, n) if self.shuffle else jnp.arange(n)
 
   def batch(self, plan: jax.Array, step: jax.Array) -> Batch:
     """Rows ``plan[step * B : (step + 1) * B]``, images scaled to [0, 1]."""
@@ -123,8 +121,7 @@ def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
                    ) -> GroupBalancedDataset:
   """The :class:`GroupBalancedDataset` version of a training set.
 
-  Raises:
-    ValueError: if a group is empty or a balanced epoch is under one batch.
+  ValueError if a group is empty or a balanced epoch is under one batch.
   """
   labels = np.asarray(dataset.labels)
   num_classes = tuple(int(c) for c in num_classes)
@@ -148,9 +145,9 @@ def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
                      for r in rows]).astype(np.int32)
   return GroupBalancedDataset(
       images=dataset.images, labels=dataset.labels,
-      group_rows=jnp.asarray(padded), group_sizes=jnp.asarray(sizes,
-                                                               jnp.int32),
-      per_group=per_group, batch_size=dataset.batch_size)
+      group_rows=jnp.asarray(padded),
+      group_sizes=jnp.asarray(sizes, jnp.int32), per_group=per_group,
+      batch_size=dataset.batch_size)
 
 
 def gather_batch(images: jax.Array, labels: jax.Array, plan: jax.Array,
@@ -189,7 +186,7 @@ def validate_labels(labels: np.ndarray | jax.Array, num_classes: Sequence[int],
   for k, n in enumerate(num_classes):
     column = labels[:, k]
     bad = (column < -1) | (column >= n)
-    if np.any(bad):
+    if bad.any():
       name = names[k] if names is not None else f'#{k}'
       value = int(column[np.argmax(bad)])
       raise ValueError(

@@ -40,6 +40,8 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from cmi_jax import validate
+from cmi_jax.data import sources
 
 _log = logging.getLogger(__name__)
 
@@ -64,8 +66,7 @@ IMAGE_ZIP = 'img_align_celeba.zip'
 ATTR_FILE = 'list_attr_celeba.txt'
 PARTITION_FILE = 'list_eval_partition.txt'
 
-SPLIT_NAMES = ('train', 'val', 'test')  # partition codes 0, 1, 2
-_TFDS_SPLITS = ('train', 'validation', 'test')  # the same, as TFDS names them
+_TFDS_SPLITS = ('train', 'validation', 'test')  # partition codes 0, 1, 2
 _TFDS_NAME = 'celeb_a'
 
 # Bump when the preprocessing changes, so an old cache is never read.
@@ -110,31 +111,13 @@ class CelebASplits:
 
 
 # ---------------------------------------------------------------------- images
-
-
-def _crop_and_resize(image: Image.Image, name: str) -> np.ndarray:
-  """Centre ``CROP_SIZE`` crop, bilinear resize: PIL image -> uint8 [64, 64, 3].
-
-  PIL's bilinear filter averages all covered pixels when shrinking, like
-  ``torchvision.transforms.Resize`` of the reference.
-  """
-  width, height = image.size
-  if width < CROP_SIZE or height < CROP_SIZE:
-    raise ValueError(
-        f'image {name} is {width}x{height} pixels, smaller than the '
-        f'{CROP_SIZE}x{CROP_SIZE} centre crop; CelebA aligned images are '
-        '178x218: is this the img_align_celeba set?')
-  # Rounded like torchvision's CenterCrop: (25, 45) for 178x218.
-  left = int(round((width - CROP_SIZE) / 2.0))
-  top = int(round((height - CROP_SIZE) / 2.0))
-  image = image.convert('RGB').crop(
-      (left, top, left + CROP_SIZE, top + CROP_SIZE))
-  image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-  return np.asarray(image, dtype=np.uint8)
-
-
 def _preprocess(data: bytes | np.ndarray, name: str) -> np.ndarray:
-  """Encoded image bytes (or a decoded array) -> uint8 ``[64, 64, 3]``."""
+  """Encoded image bytes (or a decoded array) -> uint8 ``[64, 64, 3]``.
+
+  A centre ``CROP_SIZE`` crop, rounded like torchvision's ``CenterCrop``,
+  then PIL's bilinear resize, which averages all covered pixels when
+  shrinking, like ``torchvision.transforms.Resize`` of the reference.
+  """
   try:
     if isinstance(data, np.ndarray):
       image = Image.fromarray(np.asarray(data, np.uint8))
@@ -145,19 +128,21 @@ def _preprocess(data: bytes | np.ndarray, name: str) -> np.ndarray:
     raise ValueError(
         f'cannot decode image {name} ({e}); the file is corrupt or '
         'truncated: extract or copy it again.') from e
-  return _crop_and_resize(image, name)
+  width, height = image.size
+  if width < CROP_SIZE or height < CROP_SIZE:
+    raise ValueError(
+        f'image {name} is {width}x{height} pixels, smaller than the '
+        f'{CROP_SIZE}x{CROP_SIZE} centre crop; CelebA aligned images are '
+        '178x218: is this the img_align_celeba set?')
+  left = int(round((width - CROP_SIZE) / 2.0))  # (25, 45) for 178x218
+  top = int(round((height - CROP_SIZE) / 2.0))
+  image = image.convert('RGB').crop(
+      (left, top, left + CROP_SIZE, top + CROP_SIZE))
+  image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+  return np.asarray(image, dtype=np.uint8)
 
 
 # ---------------------------------------------------------- the official files
-
-
-def _require_file(path: str, celeba_dir: str) -> None:
-  if not os.path.isfile(path):
-    raise ValueError(
-        f'CelebA file {path} not found. celeba_dir ({celeba_dir}) must hold '
-        f'the official layout: {_LAYOUT}.')
-
-
 def _read_lines(path: str) -> list[str]:
   with open(path, 'r', encoding='utf-8', errors='replace') as f:
     return [line for line in f.read().splitlines() if line.strip()]
@@ -165,24 +150,17 @@ def _read_lines(path: str) -> list[str]:
 
 def read_attribute_file(path: str | os.PathLike
                         ) -> tuple[list[str], np.ndarray]:
-  """Parses ``list_attr_celeba.txt``.
+  """``(filenames, attributes int8 [N, 40])`` of ``list_attr_celeba.txt``.
 
   Line 1 holds the number of images, line 2 the 40 attribute names, then
-  one line per image: ``000001.jpg -1  1 ...`` with 40 values in {-1, 1}.
-
-  Returns:
-    ``(filenames, attributes)``: N names and int8 ``[N, 40]`` in {0, 1}
-    (1 where the file says 1), columns in :data:`CELEBA_ATTRIBUTES` order.
+  one line per image: ``000001.jpg -1  1 ...`` with 40 values in {-1, 1};
+  ``attributes`` is 1 where the file says 1, else 0.
   """
   path = os.fspath(path)
-  lines = _read_lines(path)
-  if len(lines) < 2:
-    raise ValueError(f'{path} has {len(lines)} non-empty lines; expected the '
-                     'image count, the 40 attribute names and one row per '
-                     'image.')
+  lines = _read_lines(path) + ['', '']
   try:
     count = int(lines[0].split()[0])
-  except ValueError:
+  except (IndexError, ValueError):
     raise ValueError(f'{path}: line 1 is {lines[0][:40]!r}, not the number '
                      'of images.') from None
   names = lines[1].split()
@@ -191,37 +169,26 @@ def read_attribute_file(path: str | os.PathLike
         f'{path}: line 2 must name the 40 CelebA attributes in the official '
         f'order {list(CELEBA_ATTRIBUTES)}; got {names[:5]}... '
         f'({len(names)} names).')
-  rows = lines[2:]
+  rows = [line.split() for line in lines[2:-2]]
   if len(rows) != count:
     raise ValueError(f'{path} declares {count} images on line 1 but has '
                      f'{len(rows)} rows; the file is truncated or edited.')
-  filenames = []
-  values = np.empty((count, len(CELEBA_ATTRIBUTES)), np.int8)
-  for i, row in enumerate(rows):
-    fields = row.split()
-    try:
-      if len(fields) != len(CELEBA_ATTRIBUTES) + 1:
-        raise ValueError
-      values[i] = [int(v) for v in fields[1:]]
-    except ValueError:
+  for i, fields in enumerate(rows):
+    if (len(fields) != len(CELEBA_ATTRIBUTES) + 1
+        or not set(fields[1:]) <= {'1', '-1'}):
       raise ValueError(
           f'{path}, line {i + 3}: expected a file name and '
           f'{len(CELEBA_ATTRIBUTES)} values in {{-1, 1}}; got '
-          f'{row[:60]!r}.') from None
-    filenames.append(fields[0])
-  bad = (values != 1) & (values != -1)
-  if np.any(bad):
-    row = int(np.argwhere(bad)[0, 0])
-    raise ValueError(f'{path}, line {row + 3}: attribute values must be -1 or '
-                     f'1; got {rows[row][:60]!r}.')
-  return filenames, (values > 0).astype(np.int8)
+          f'{lines[i + 2][:60]!r}.')
+  values = np.array([[v == '1' for v in f[1:]] for f in rows], np.int8)
+  return ([f[0] for f in rows],
+          values.reshape(count, len(CELEBA_ATTRIBUTES)))
 
 
 def read_partition_file(path: str | os.PathLike) -> dict[str, int]:
-  """Parses ``list_eval_partition.txt`` (``000001.jpg 0`` per line).
+  """File name -> partition (0 train, 1 validation, 2 test).
 
-  Returns:
-    file name -> partition (0 train, 1 validation, 2 test).
+  From ``list_eval_partition.txt``, one ``000001.jpg 0`` per line.
   """
   path = os.fspath(path)
   partition = {}
@@ -235,7 +202,7 @@ def read_partition_file(path: str | os.PathLike) -> dict[str, int]:
 
 
 class _ImageReader:
-  """Reads the encoded images from ``img_align_celeba/`` or its zip."""
+  """The encoded images of ``img_align_celeba/`` or its zip, by file name."""
 
   def __init__(self, celeba_dir: str):
     directory = os.path.join(celeba_dir, IMAGE_DIR)
@@ -243,8 +210,8 @@ class _ImageReader:
     self._zip = None
     if os.path.isdir(directory):
       self.where = directory
-      self._members = {name: os.path.join(directory, name)
-                       for name in os.listdir(directory)}
+      self.members = {name: os.path.join(directory, name)
+                      for name in os.listdir(directory)}
     elif os.path.isfile(archive):
       self.where = archive
       try:
@@ -253,24 +220,16 @@ class _ImageReader:
         raise ValueError(f'{archive} is not a readable zip archive ({e}); '
                          'download or copy it again.') from e
       # By base name, so a re-zipped flat archive works too.
-      self._members = {os.path.basename(m): m for m in self._zip.namelist()
-                       if not m.endswith('/')}
+      self.members = {os.path.basename(m): m for m in self._zip.namelist()
+                      if not m.endswith('/')}
     else:
       raise ValueError(
           f'CelebA images not found: neither the directory {directory} nor '
           f'the archive {archive} exists. celeba_dir ({celeba_dir}) must hold '
           f'the official layout: {_LAYOUT}.')
 
-  def check_present(self, filenames: Sequence[str]) -> None:
-    missing = [f for f in filenames if f not in self._members]
-    if missing:
-      raise ValueError(
-          f'{len(missing)} images listed in {ATTR_FILE} are missing from '
-          f'{self.where}, e.g. {missing[:3]}; extract the complete '
-          f'{IMAGE_ZIP}.')
-
   def read(self, filename: str) -> bytes:
-    member = self._members[filename]
+    member = self.members[filename]
     try:
       if self._zip is not None:
         return self._zip.read(member)
@@ -286,8 +245,6 @@ class _ImageReader:
 
 
 # ------------------------------------------------------------------- the cache
-
-
 def default_cache_dir() -> str:
   """``$XDG_CACHE_HOME/cmi_jax`` (``~/.cache/cmi_jax`` when unset)."""
   root = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
@@ -306,6 +263,26 @@ def _read_meta(path: str) -> dict[str, Any] | None:
     return None
   with open(os.path.join(path, 'meta.json'), 'r', encoding='utf-8') as f:
     return json.load(f)
+
+
+def _reuse_cache(path: str, key: str, expected: Any, data: str) -> bool:
+  """Whether ``path`` is a complete cache to reuse.
+
+  Raises for a foreign directory there, or a cache whose ``meta[key]`` is not
+  the ``expected`` (None: not checked) of ``data``.
+  """
+  meta = _read_meta(path)
+  if meta is None and os.path.exists(path):
+    raise ValueError(f'{path} exists but is not a complete CelebA cache (it '
+                     'was not written by cmi_jax); delete it.')
+  if meta is None:
+    return False
+  if expected is not None and meta[key] != expected:
+    raise ValueError(
+        f'the CelebA cache {path} holds {key}={meta[key]} but {data} has '
+        f'{expected}; delete {path} or pass another cache_dir.')
+  _log.info('CelebA: reusing the cache %s', path)
+  return True
 
 
 def _write_cache(path: str, split_sizes: Sequence[int],
@@ -328,22 +305,19 @@ def _write_cache(path: str, split_sizes: Sequence[int],
     attributes = np.lib.format.open_memmap(
         os.path.join(tmp, 'attributes.npy'), mode='w+', dtype=np.int8,
         shape=(total, len(CELEBA_ATTRIBUTES)))
-    count = 0
-    for image, attrs in tqdm.tqdm(examples, total=total, desc=description,
-                                  unit='img', mininterval=1.0):
-      images[count] = image
-      attributes[count] = attrs
-      count += 1
-    if count != total:
-      raise ValueError(f'{description}: expected {total} images, got {count}.')
+    for i, (image, attrs) in enumerate(tqdm.tqdm(
+        examples, total=total, desc=description, unit='img',
+        mininterval=1.0)):
+      images[i] = image
+      attributes[i] = attrs
     images.flush()
     attributes.flush()
     del images, attributes
     np.save(os.path.join(tmp, 'partition.npy'),
             np.repeat(np.arange(3, dtype=np.int8), split_sizes))
-    meta = dict(meta, version=_CACHE_VERSION, split_sizes=list(split_sizes),
-                image_size=IMAGE_SIZE, crop_size=CROP_SIZE,
-                attributes=list(CELEBA_ATTRIBUTES))
+    meta = dict(meta, num_images=total, version=_CACHE_VERSION,
+                split_sizes=list(split_sizes), image_size=IMAGE_SIZE,
+                crop_size=CROP_SIZE, attributes=list(CELEBA_ATTRIBUTES))
     with open(os.path.join(tmp, 'meta.json'), 'w', encoding='utf-8') as f:
       json.dump(meta, f, indent=1)
     try:
@@ -357,76 +331,52 @@ def _write_cache(path: str, split_sizes: Sequence[int],
     raise
 
 
-def _file_examples(reader: _ImageReader, filenames: Sequence[str],
-                   attributes: np.ndarray
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  for filename, attrs in zip(filenames, attributes):
-    name = f'{filename} in {reader.where}'
-    yield _preprocess(reader.read(filename), name), attrs
-
-
 def prepare_celeba(celeba_dir: str | os.PathLike,
                    cache_dir: str | os.PathLike) -> str:
-  """Caches the official CelebA files as 64x64 arrays (once).
+  """Caches the official CelebA files as 64x64 arrays (once); returns the path.
 
   Reads ``celeba_dir`` (the layout of the module doc), preprocesses every
   image and writes all splits to ``cache_path(cache_dir, 'files')``; a
-  complete cache is reused without reading any image.
-
-  Returns:
-    The cache directory.
-
-  Raises:
-    ValueError: naming the file, for missing or bad data (no cache is left
-      behind then) or an existing cache of another number of images.
+  complete cache is reused without reading any image. A failure leaves no
+  cache behind.
   """
   celeba_dir = os.fspath(celeba_dir)
   path = cache_path(cache_dir, 'files')
   attr_path = os.path.join(celeba_dir, ATTR_FILE)
-  meta = _read_meta(path)
-  if meta is None and os.path.exists(path):
-    raise ValueError(f'{path} exists but is not a complete CelebA cache (it '
-                     'was not written by prepare_celeba); delete it.')
-  if meta is not None:
-    # A cheap check that the cache belongs to this data.
-    if os.path.isfile(attr_path):
-      with open(attr_path, 'r', encoding='utf-8', errors='replace') as f:
-        first = f.readline().split()
-      if first and first[0].isdigit() and int(first[0]) != meta['num_images']:
-        raise ValueError(
-            f'the CelebA cache {path} holds {meta["num_images"]} images but '
-            f'{attr_path} lists {int(first[0])}; delete {path} or pass '
-            'another cache_dir.')
-    _log.info('CelebA: reusing the cache %s', path)
+  listed = None  # a cheap check that a cache belongs to this data
+  if os.path.isfile(attr_path):
+    with open(attr_path, 'r', encoding='utf-8', errors='replace') as f:
+      first = f.readline().split()
+    listed = int(first[0]) if first and first[0].isdigit() else None
+  if _reuse_cache(path, 'num_images', listed, attr_path):
     return path
-
-  if not os.path.isdir(celeba_dir):
-    raise ValueError(f'celeba_dir {celeba_dir} is not a directory; it must '
-                     f'hold the official CelebA layout: {_LAYOUT}.')
   partition_path = os.path.join(celeba_dir, PARTITION_FILE)
-  _require_file(attr_path, celeba_dir)
-  _require_file(partition_path, celeba_dir)
+  for required in (attr_path, partition_path):
+    if not os.path.isfile(required):
+      raise ValueError(
+          f'CelebA file {required} not found. celeba_dir ({celeba_dir}) must '
+          f'hold the official layout: {_LAYOUT}.')
   reader = _ImageReader(celeba_dir)
   try:
     filenames, attributes = read_attribute_file(attr_path)
     partition = read_partition_file(partition_path)
-    unassigned = [f for f in filenames if f not in partition]
-    if unassigned:
-      raise ValueError(
-          f'{len(unassigned)} images of {attr_path} have no partition in '
-          f'{partition_path}, e.g. {unassigned[:3]}; the two files must list '
-          'the same images.')
-    reader.check_present(filenames)
+    for where, known, fix in (
+        (partition_path, partition, 'the two files must list the same images'),
+        (reader.where, reader.members, f'extract the complete {IMAGE_ZIP}')):
+      missing = [f for f in filenames if f not in known]
+      if missing:
+        raise ValueError(f'{len(missing)} images listed in {attr_path} are '
+                         f'missing from {where}, e.g. {missing[:3]}; {fix}.')
     codes = np.array([partition[f] for f in filenames], np.int8)
     # Stable: file order within each split's block.
     order = np.argsort(codes, kind='stable')
-    split_sizes = [int(np.sum(codes == s)) for s in range(3)]
+    examples = (
+        (_preprocess(reader.read(filenames[i]),
+                     f'{filenames[i]} in {reader.where}'), attributes[i])
+        for i in order)
     _write_cache(
-        path, split_sizes,
-        _file_examples(reader, [filenames[i] for i in order],
-                       attributes[order]),
-        meta={'source': 'files', 'location': os.path.abspath(celeba_dir),
-              'num_images': len(filenames)},
+        path, [int(np.sum(codes == s)) for s in range(3)], examples,
+        meta={'source': 'files', 'location': os.path.abspath(celeba_dir)},
         description='CelebA -> 64x64')
   finally:
     reader.close()
@@ -436,24 +386,6 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
 
 
 # ------------------------------------------------------------------------ tfds
-
-
-def _hide_gpus_from_tensorflow() -> None:
-  """Keeps TensorFlow (only used to read records) off the accelerators."""
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ValueError(
-        f'the TFDS {_TFDS_NAME} data is stored as TFRecord, which needs '
-        'TensorFlow to read: install it (pip install "cmi-jax[tf]") or use '
-        "source='files' with --config.celeba_dir.") from e
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:  # TF initialised earlier: its devices are fixed
-    _log.warning('TensorFlow was initialised before CelebA loading; could '
-                 'not hide GPUs from it.')
-
-
 def default_tfds_data_dir() -> str:
   """TFDS's default: ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``."""
   return (os.environ.get('TFDS_DATA_DIR')
@@ -481,9 +413,19 @@ def _tfds_examples(builder, split_sizes: Sequence[int]
   file_format = builder.info.file_format
   array_record = getattr(file_format, 'value', file_format) == 'array_record'
   decoders = {'image': tfds.decode.SkipDecoding()}
-  if not array_record:
-    _hide_gpus_from_tensorflow()
+  if not array_record:  # TFRecord needs TensorFlow
+    try:
+      sources.import_tensorflow_cpu_only()
+    except ImportError as e:
+      raise ValueError(
+          f'the TFDS {_TFDS_NAME} data is stored as TFRecord, which needs '
+          'TensorFlow to read: install it (pip install "cmi-jax[tf]") or use '
+          "source='files' with --config.celeba_dir.") from e
   for split, expected in zip(_TFDS_SPLITS, split_sizes):
+    mismatch = ValueError(
+        f'TFDS {_TFDS_NAME} split {split} in {builder.data_dir} does not '
+        f'yield the {expected} examples of its metadata; the prepared data is '
+        'inconsistent: prepare it again.')
     count = 0
     if array_record:  # no TensorFlow involved
       records = builder.as_data_source(split=split, decoders=decoders)
@@ -506,51 +448,18 @@ def _tfds_examples(builder, split_sizes: Sequence[int]
                         for a in CELEBA_ATTRIBUTES], axis=-1).astype(np.int8)
       for image, row in zip(batch['image'], attrs):
         if count == expected:
-          raise ValueError(
-              f'TFDS {_TFDS_NAME} split {split} in {builder.data_dir} yields '
-              f'more examples than the {expected} of its metadata; the '
-              'prepared data is inconsistent: prepare it again.')
+          raise mismatch
         yield _preprocess(image, f'{split} example {count}'), row
         count += 1
     if count != expected:
-      raise ValueError(
-          f'TFDS {_TFDS_NAME} split {split} in {builder.data_dir} yielded '
-          f'{count} examples but its metadata says {expected}; the prepared '
-          'data is incomplete: prepare it again.')
-
-
-def _prepare_from_tfds(builder, cache_dir: str) -> str:
-  """Caches a prepared TFDS ``celeb_a`` like :func:`prepare_celeba`."""
-  path = cache_path(cache_dir, 'tfds')
-  split_sizes = [int(builder.info.splits[s].num_examples)
-                 for s in _TFDS_SPLITS]
-  meta = _read_meta(path)
-  if meta is None and os.path.exists(path):
-    raise ValueError(f'{path} exists but is not a complete CelebA cache (it '
-                     'was not written by this module); delete it.')
-  if meta is not None:
-    if meta['split_sizes'] != split_sizes:
-      raise ValueError(
-          f'the CelebA cache {path} holds splits of {meta["split_sizes"]} '
-          f'examples but the TFDS data in {builder.data_dir} has '
-          f'{split_sizes}; delete {path} or pass another cache_dir.')
-    _log.info('CelebA: reusing the cache %s', path)
-    return path
-  _write_cache(path, split_sizes, _tfds_examples(builder, split_sizes),
-               meta={'source': 'tfds', 'location': str(builder.data_dir),
-                     'num_images': int(sum(split_sizes))},
-               description='TFDS celeb_a -> 64x64')
-  return path
+      raise mismatch
 
 
 # --------------------------------------------------------------------- loading
-
-
 def check_attributes(attributes: str | Sequence[str]) -> tuple[str, ...]:
   """Validates attribute names; returns them as a tuple (a str is one name)."""
-  if isinstance(attributes, str):
-    attributes = (attributes,)
-  attributes = tuple(attributes)
+  attributes = (attributes,) if isinstance(attributes, str) else tuple(
+      attributes)
   if not attributes:
     raise ValueError('attributes is empty; name at least one CelebA '
                      f'attribute out of {list(CELEBA_ATTRIBUTES)}.')
@@ -574,13 +483,10 @@ def _read_cache(path: str, attributes: tuple[str, ...]
   all_attributes = np.load(os.path.join(path, 'attributes.npy'))
   columns = [CELEBA_ATTRIBUTES.index(a) for a in attributes]
   bounds = np.cumsum([0] + meta['split_sizes'])
-  splits = []
-  for s in range(3):
-    block = slice(int(bounds[s]), int(bounds[s + 1]))
-    splits.append(CelebASplit(
-        images=np.array(images[block]),
-        labels=all_attributes[block][:, columns].astype(np.int32)))
-  return tuple(splits)
+  return tuple(
+      CelebASplit(images=np.array(images[lo:hi]),
+                  labels=all_attributes[lo:hi][:, columns].astype(np.int32))
+      for lo, hi in zip(bounds[:-1], bounds[1:]))
 
 
 def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
@@ -596,34 +502,31 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
   does not), then ``'files'``: the official files in ``celeba_dir``. The
   first use of a source fills the cache in ``cache_dir`` (default
   :func:`default_cache_dir`). ``attributes`` names the K label columns.
-
-  Returns:
-    A :class:`CelebASplits`.
-
-  Raises:
-    ValueError: for bad arguments or an unavailable source (naming the paths
-      tried and the ``--config`` flags that point to the data).
+  Without data, the ValueError names the paths tried and the ``--config``
+  flags that point to the data.
   """
   attributes = check_attributes(attributes)
-  if source not in ('auto', 'tfds', 'files'):
-    raise ValueError(f"source must be 'auto', 'tfds' or 'files'; got "
-                     f'{source!r}.')
+  validate.choice(source, 'source', ('auto', 'tfds', 'files'))
   tfds_dir = os.fspath(tfds_data_dir or default_tfds_data_dir())
   cache_dir = os.fspath(cache_dir or default_cache_dir())
-
-  builder = None
-  if source in ('auto', 'tfds'):
-    builder = _prepared_tfds_builder(tfds_dir)
-    if builder is None and source == 'tfds':
-      raise ValueError(
-          f'the TFDS dataset {_TFDS_NAME} is not prepared in {tfds_dir} '
-          f'(looked for {os.path.join(tfds_dir, _TFDS_NAME)}/<version>/'
-          'dataset_info.json). Prepare it there (its images need a manual '
-          'download), point --config.tfds_data_dir at the data dir that '
-          "holds it, or use source='files' with --config.celeba_dir.")
+  builder = None if source == 'files' else _prepared_tfds_builder(tfds_dir)
+  if builder is None and source == 'tfds':
+    raise ValueError(
+        f'the TFDS dataset {_TFDS_NAME} is not prepared in {tfds_dir} '
+        f'(looked for {os.path.join(tfds_dir, _TFDS_NAME)}/<version>/'
+        'dataset_info.json). Prepare it there (its images need a manual '
+        'download), point --config.tfds_data_dir at the data dir that '
+        "holds it, or use source='files' with --config.celeba_dir.")
   if builder is not None:
     used, location = 'tfds', str(builder.data_dir)
-    path = _prepare_from_tfds(builder, cache_dir)
+    path = cache_path(cache_dir, 'tfds')
+    split_sizes = [int(builder.info.splits[s].num_examples)
+                   for s in _TFDS_SPLITS]
+    if not _reuse_cache(path, 'split_sizes', split_sizes,
+                        f'the TFDS data in {location}'):
+      _write_cache(path, split_sizes, _tfds_examples(builder, split_sizes),
+                   meta={'source': 'tfds', 'location': location},
+                   description='TFDS celeb_a -> 64x64')
   elif celeba_dir is not None:
     used, location = 'files', os.path.abspath(os.fspath(celeba_dir))
     path = prepare_celeba(celeba_dir, cache_dir)

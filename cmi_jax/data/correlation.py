@@ -23,10 +23,7 @@ def joint_table(corr: float, num_attributes: int = 2) -> np.ndarray:
   combinations (all zeros, all ones) are favoured: the table is the mixture
   ``(1 - c) * uniform + c * uniform-over-{0...0, 1...1}``, with ``c`` in
   ``[0, 1]``; every pair of attributes then has correlation ``c`` (in the +/-1
-  coding), and K = 2 reduces to the matrix above.
-
-  Returns:
-    float64 array of shape ``(2,) * K`` summing to 1.
+  coding), and K = 2 reduces to the matrix above. Returns float64 ``(2,) * K``.
   """
   if num_attributes < 2:
     raise ValueError(f'num_attributes must be >= 2, got {num_attributes}.')
@@ -61,18 +58,13 @@ def split_tables(train_table: np.ndarray, train_corr: float,
                  num_attributes: int) -> dict[str, np.ndarray]:
   """The joint table of every split of the paper's protocol.
 
-  ``train``, ``train_eval`` and ``val`` follow ``train_table`` (at
-  correlation ``train_corr``); ``test_anti`` is ``joint_table`` at
-  :func:`anti_correlation`, ``test_uncorr`` at 0.
+  ``train``, ``train_eval``, ``val``: ``train_table``; ``test_anti``:
+  ``joint_table`` at :func:`anti_correlation`; ``test_uncorr``: at 0.
   """
-  return {
-      'train': train_table,
-      'train_eval': train_table,
-      'val': train_table,
-      'test_anti': joint_table(anti_correlation(train_corr, num_attributes),
-                               num_attributes),
-      'test_uncorr': joint_table(0.0, num_attributes),
-  }
+  anti = anti_correlation(train_corr, num_attributes)
+  return {'train': train_table, 'train_eval': train_table, 'val': train_table,
+          'test_anti': joint_table(anti, num_attributes),
+          'test_uncorr': joint_table(0.0, num_attributes)}
 
 
 def validate_table(table: np.ndarray | Sequence) -> np.ndarray:
@@ -103,8 +95,7 @@ def labels_to_combination(labels: np.ndarray | jax.Array
                           ) -> jax.Array | np.ndarray:
   """Attribute labels ``[..., K]`` (0/1) -> flat combination index ``[...]``."""
   xp = jnp if isinstance(labels, jax.Array) else np
-  num_attributes = labels.shape[-1]
-  weights = 2 ** xp.arange(num_attributes - 1, -1, -1)
+  weights = 2 ** xp.arange(labels.shape[-1] - 1, -1, -1)
   return (labels * weights).sum(-1)
 
 
@@ -122,25 +113,23 @@ def sample_combinations_jax(key: jax.Array, table: jax.Array,
 
   ``table`` may be traced; its zero entries are never drawn.
   """
-  num_attributes = table.ndim
   # Inverse-CDF sampling: the distribution of jax.random.categorical, but
   # much faster to compile on CPU.
   cdf = jnp.cumsum(table.reshape(-1))
   u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
   flat = jnp.minimum(jnp.searchsorted(cdf, u, side='right'), cdf.size - 1)
-  return combination_to_labels(flat, num_attributes).astype(jnp.int32)
+  return combination_to_labels(flat, table.ndim).astype(jnp.int32)
 
 
 def joint_counts(labels: np.ndarray, num_classes: Sequence[int] | None = None
                  ) -> np.ndarray:
-  """Counts ``num_classes``-shaped of the combinations in labels ``[N, K]``.
+  """Counts, ``num_classes``-shaped, of the combinations in labels ``[N, K]``.
 
-  Rows with any missing label (-1) are left out.
+  Rows with a missing label (-1) are left out.
   """
   labels = np.asarray(labels)
-  if num_classes is None:
-    num_classes = (2,) * labels.shape[1]
-  num_classes = tuple(num_classes)
+  num_classes = tuple((2,) * labels.shape[1] if num_classes is None
+                      else num_classes)
   full = labels[np.all(labels >= 0, axis=1)]
   flat = (np.ravel_multi_index(tuple(full.T), num_classes) if len(full)
           else np.zeros(0, int))
@@ -149,9 +138,9 @@ def joint_counts(labels: np.ndarray, num_classes: Sequence[int] | None = None
 
 
 def realised_correlation(labels: np.ndarray) -> np.ndarray:
-  """Pearson correlation matrix ``[K, K]`` of binary labels ``[N, K]``.
+  """Pearson correlation ``[K, K]`` of labels ``[N, K]``, full rows only.
 
-  Rows with a missing label are ignored. A constant attribute gets NaN.
+  A constant attribute gets NaN.
   """
   labels = np.asarray(labels, dtype=np.float64)
   full = labels[np.all(labels >= 0, axis=1)]
@@ -159,19 +148,22 @@ def realised_correlation(labels: np.ndarray) -> np.ndarray:
     return np.corrcoef(full, rowvar=False)
 
 
-def exact_subsample_counts(available: np.ndarray, table: np.ndarray
-                           ) -> np.ndarray:
+def combination_name(combo: Sequence[int],
+                     names: Sequence[str] | None = None) -> str:
+  """``'Male=1, Smiling=0'`` for a combination of K attribute values."""
+  names = names or [f'attribute{k}' for k in range(len(combo))]
+  return ', '.join(f'{n}={int(v)}' for n, v in zip(names, combo))
+
+
+def exact_subsample_counts(available: np.ndarray, table: np.ndarray,
+                           names: Sequence[str] | None = None) -> np.ndarray:
   """The largest counts ``floor(N * p)`` that fit within ``available``.
 
   ``N`` is the largest total with ``floor(N * p) <= available`` for every
   combination, so a sub-sample of these counts has joint frequencies equal to
-  ``table`` up to rounding to whole examples.
-
-  Returns:
-    int64 counts of the shape of ``table`` and ``available``.
-
-  Raises:
-    ValueError: if a combination with positive probability has no example.
+  ``table`` up to rounding to whole examples. Returns int64 counts of the
+  shape of ``table``; a combination with ``p > 0`` but no example raises,
+  naming it by the optional attribute ``names``.
   """
   available = np.asarray(available, dtype=np.int64)
   table = validate_table(table) if table.shape == (2,) * table.ndim else (
@@ -180,13 +172,12 @@ def exact_subsample_counts(available: np.ndarray, table: np.ndarray
     raise ValueError(f'available counts have shape {available.shape} but the '
                      f'table has shape {table.shape}.')
   positive = table > 0
-  empty = positive & (available == 0)
-  if np.any(empty):
-    combos = [tuple(int(i) for i in idx) for idx in np.argwhere(empty)]
+  for combo in np.argwhere(positive & (available == 0)):
     raise ValueError(
-        f'attribute combinations {combos} have probability > 0 in the target '
-        'table but no example in the data; use a correlation of smaller '
-        'magnitude or a split that contains them.')
+        f'attribute combination ({combination_name(combo, names)}) has '
+        f'probability {table[tuple(combo)]:.3g} in the target table but no '
+        f'example among the {int(available.sum())} rows; use a correlation '
+        'of smaller magnitude or data that contains it.')
   total = int(np.floor(np.min(available[positive] / table[positive])))
   counts = np.floor(total * table + 1e-9).astype(np.int64)
   return np.minimum(counts, available)
@@ -201,7 +192,6 @@ def exact_combination_counts(table: np.ndarray, n: int) -> np.ndarray:
   table = validate_table(table)
   exact = n * table.ravel()
   counts = np.floor(exact).astype(np.int64)
-  # Stable: ties go to the lower flat index.
   order = np.argsort(-(exact - counts), kind='stable')
   counts[order[:n - counts.sum()]] += 1
   return counts.reshape(table.shape)

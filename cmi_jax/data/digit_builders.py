@@ -18,6 +18,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from cmi_jax import validate
 from cmi_jax.data import idx
 
 IMAGE_SHAPE = (28, 28)
@@ -106,9 +107,7 @@ def idx_builder(dataset: str, data_dir: str | os.PathLike | None = None
   ``data_dir`` is the TFDS data directory (the cache); None means TFDS's
   default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
   """
-  if dataset not in BUILDERS:
-    raise ValueError(f'no IDX builder for dataset {dataset!r}; choose one of '
-                     f'{sorted(BUILDERS)}.')
+  validate.choice(dataset, 'dataset', tuple(BUILDERS))
   return BUILDERS[dataset](
       data_dir=os.fspath(data_dir) if data_dir is not None else None,
       file_format=FILE_FORMAT)
@@ -118,22 +117,10 @@ def _missing_dirs(path: str) -> list[str]:
   """``path`` and its ancestors that do not exist yet, deepest first."""
   missing = []
   path = os.path.abspath(path)
-  while not os.path.exists(path):
+  while not os.path.exists(path) and path not in missing:
     missing.append(path)
-    parent = os.path.dirname(path)
-    if parent == path:
-      break
-    path = parent
+    path = os.path.dirname(path)
   return missing
-
-
-def _remove_empty_dirs(candidates: list[str]) -> None:
-  """Removes the empty ones of ``candidates`` (deepest first)."""
-  for path in candidates:
-    try:
-      os.rmdir(path)
-    except OSError:
-      pass  # absent or not empty: not ours to delete.
 
 
 def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
@@ -143,13 +130,8 @@ def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
 
   A dataset already prepared in ``data_dir`` (as in :func:`idx_builder`) is
   reused without reading ``manual_dir``, the folder with the four IDX files.
-
-  Returns:
-    The prepared builder (read it with :func:`read_prepared_split`).
-
-  Raises:
-    ValueError: naming a missing or corrupt file. A failure leaves nothing in
-      ``data_dir``, not even the empty folders this call created.
+  A failure (a ValueError names a missing or corrupt file) leaves nothing in
+  ``data_dir``, not even the empty folders this call created.
   """
   builder = idx_builder(dataset, data_dir)
   if builder.is_prepared():
@@ -159,11 +141,12 @@ def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
   for image_stem, label_stem in idx.IDX_FILE_NAMES.values():
     idx.find_idx_file(manual_dir, image_stem)
     idx.find_idx_file(manual_dir, label_stem)
-  root = builder.data_dir_root
-  created = (_missing_dirs(builder.data_dir)
-             + _missing_dirs(os.path.join(root, 'downloads', 'extracted'))
-             + _missing_dirs(os.path.join(root, 'downloads', 'manual')))
-  created.sort(key=lambda p: -p.count(os.sep))
+  downloads = os.path.join(builder.data_dir_root, 'downloads')
+  created = sorted(
+      _missing_dirs(builder.data_dir)
+      + _missing_dirs(os.path.join(downloads, 'extracted'))
+      + _missing_dirs(os.path.join(downloads, 'manual')),
+      key=lambda p: -p.count(os.sep))
   config = tfds.download.DownloadConfig(
       manual_dir=manual_dir,
       try_download_gcs=False,
@@ -171,7 +154,11 @@ def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
   try:
     builder.download_and_prepare(download_config=config)
   except BaseException:
-    _remove_empty_dirs(created)
+    for path in created:  # deepest first; skips those not empty
+      try:
+        os.rmdir(path)
+      except OSError:
+        pass
     # Another process may have prepared the same cache concurrently.
     concurrent = idx_builder(dataset, data_dir)
     if concurrent.is_prepared():
@@ -182,11 +169,10 @@ def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
 
 def read_prepared_split(builder: tfds.core.DatasetBuilder, split: str
                         ) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a split of a prepared array_record builder, TF-free.
+  """``(images uint8 [N, 28, 28], labels int64 [N])`` of a prepared split.
 
-  Returns:
-    ``(images, labels)`` in stored order: uint8 ``[N, 28, 28]`` (a trailing
-    channel axis of 1 is dropped), int64 ``[N]``.
+  Read TF-free from array_record, in stored order; a trailing channel axis
+  of 1 is dropped.
   """
   source = builder.as_data_source(split=split)
   examples = source.__getitems__(list(range(len(source))))

@@ -31,9 +31,6 @@ DEFAULT_PREFETCH = 2
 _POLL_S = 0.05
 
 
-# ------------------------------------------------------------------- placement
-
-
 def check_placement(placement: Any) -> str:
   """Returns ``placement`` if it is one of :data:`PLACEMENTS`, else raises."""
   return validate.choice(placement, 'data placement', PLACEMENTS)
@@ -48,16 +45,13 @@ def choose_placement(nbytes: int, placement: str = 'auto',
                      device: Optional[jax.Device] = None,
                      memory_fraction: float = DEFAULT_DEVICE_MEMORY_FRACTION
                      ) -> tuple[str, str]:
-  """Where ``nbytes`` of data should live: ``'device'`` or ``'host'``.
+  """``(where, why)``: whether ``nbytes`` of data should live on the device.
 
-  ``'device'`` and ``'host'`` are returned as asked. ``'auto'`` picks the
+  ``where`` is ``'device'`` or ``'host'``: as asked, or for ``'auto'`` the
   device (default: the first) when the data, plus what it already holds,
   stay within ``memory_fraction`` (in (0, 1]) of its
   ``memory_stats()['bytes_limit']``, or when it reports no limit (the CPU).
-
-  Returns:
-    ``(placement, reason)``: ``'device'`` or ``'host'`` and why, for a log
-    line.
+  ``why`` is for a log line.
   """
   check_placement(placement)
   validate.number(memory_fraction, 'memory_fraction', 0, 1, open_low=True)
@@ -66,19 +60,17 @@ def choose_placement(nbytes: int, placement: str = 'auto',
     return placement, f'requested; {size}'
   device = _default_device() if device is None else device
   try:
-    stats = device.memory_stats()
+    stats = device.memory_stats() or {}
   except (NotImplementedError, RuntimeError):  # some backends do not report
-    stats = None
-  limit = (stats or {}).get('bytes_limit')
+    stats = {}
+  limit = stats.get('bytes_limit')
   if not limit:
     return 'device', (f'auto: {device.platform} device {device.id} reports '
                       f'no separate memory limit; {size}')
-  in_use = int((stats or {}).get('bytes_in_use', 0))
-  budget = memory_fraction * limit
-  where = 'device' if nbytes + in_use <= budget else 'host'
-  relation = '<=' if where == 'device' else '>'
-  return where, (
-      f'auto: {size} + {_size(in_use)} in use {relation} '
+  in_use = int(stats.get('bytes_in_use', 0))
+  fits = nbytes + in_use <= memory_fraction * limit
+  return 'device' if fits else 'host', (
+      f'auto: {size} + {_size(in_use)} in use {"<=" if fits else ">"} '
       f'{memory_fraction:g} x {_size(limit)} of {device.platform} device '
       f'{device.id}')
 
@@ -88,9 +80,6 @@ def _size(nbytes: float) -> str:
   if nbytes >= 2**30:
     return f'{nbytes / 2**30:.2f} GiB'
   return f'{nbytes / 2**20:.1f} MiB'
-
-
-# -------------------------------------------------------------- the prefetcher
 
 
 class Prefetcher:
@@ -105,8 +94,8 @@ class Prefetcher:
   def __init__(self, produce: Callable[[int], Any], count: int,
                depth: int = DEFAULT_PREFETCH, name: str = 'prefetch'):
     """Starts the thread, which runs ``produce(index) -> item`` in order."""
-    validate.integer(depth, 'prefetch depth', 1)
-    self._queue: queue.Queue = queue.Queue(maxsize=int(depth))
+    depth = validate.integer(depth, 'prefetch depth', 1)
+    self._queue: queue.Queue = queue.Queue(maxsize=depth)
     self._stop = threading.Event()
     self._count = int(count)
     self._next = 0
@@ -176,22 +165,18 @@ def _produce_all(produce: Callable[[int], Any], count: int,
         out.put(entry, timeout=_POLL_S)
         return True
       except queue.Full:
-        continue
+        pass
     return False
 
   for index in range(count):
     if stop.is_set():
       return
     try:
-      item = produce(index)
+      entry = (True, produce(index))
     except BaseException as e:  # pylint: disable=broad-except
-      put((False, e))  # the consumer raises it where it iterates
+      entry = (False, e)  # the consumer raises it where it iterates
+    if not put(entry) or not entry[0]:
       return
-    if not put((True, item)):
-      return
-
-
-# ----------------------------------------------------------------- the dataset
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -205,7 +190,7 @@ class HostDataset:
     images: uint8 ``[N, H, W, C]`` (or float ``[N, ...]``) NumPy array or
       ``np.memmap``; batches are scaled to [0, 1] on the device if uint8.
     labels: int ``[N, K]``, -1 for missing.
-    batch_size: examples per batch, ``1 <= batch_size <= N``.
+    batch_size: ``1 <= batch_size <= N``.
     shuffle: a fresh permutation every epoch (else sequential order).
     prefetch_depth: batches the background thread keeps ready, >= 1.
   """
@@ -245,20 +230,16 @@ class HostDataset:
     return int(self.images.nbytes)
 
   def epoch_plan(self, key: jax.Array) -> np.ndarray:
-    """The epoch's order of the N rows, int ``[N]`` on the host.
-
-    The permutation of ``ArrayDataset.epoch_plan(key)``, copied to the host.
-    """
+    """The N rows in the order of ``ArrayDataset.epoch_plan(key)``, on host."""
     n = len(self.labels)
     if self.shuffle:
       return np.asarray(jax.device_get(jax.random.permutation(key, n)))
     return np.arange(n)
 
   def host_batch(self, plan: np.ndarray, step: int) -> dict[str, np.ndarray]:
-    """Rows ``plan[step * B : (step + 1) * B]`` as stored (uint8 images).
+    """NumPy rows ``plan[step * B : (step + 1) * B]``, images as stored.
 
-    Returns:
-      ``{'image': [B, ...] as stored, 'labels': int32 [B, K]}`` (NumPy).
+    Returns ``{'image': [B, ...], 'labels': int32 [B, K]}``.
     """
     index = np.asarray(plan[step * self.batch_size:
                             (step + 1) * self.batch_size])
@@ -269,17 +250,14 @@ class HostDataset:
             'labels': np.take(self.labels, index, axis=0).astype(np.int32)}
 
   def batch(self, plan: np.ndarray, step: int) -> Batch:
-    """Batch ``step`` on the device, images scaled to [0, 1] (for inspection).
-
-    Equal to ``ArrayDataset.batch`` of the same rows and plan.
-    """
+    """``ArrayDataset.batch`` of the same rows and plan (for inspection)."""
     raw = jax.device_put(self.host_batch(plan, step))
     return {'image': to_float_image(raw['image']), 'labels': raw['labels']}
 
   def prefetch(self, plan: np.ndarray, num_steps: Optional[int] = None,
                device: Any = None,
                depth: Optional[int] = None) -> Prefetcher:
-    """The epoch's batches on the device, gathered and copied ahead.
+    """A :class:`Prefetcher` of :meth:`host_batch` put on the device.
 
     Args:
       plan: from :meth:`epoch_plan`.
@@ -288,15 +266,10 @@ class HostDataset:
       device: a ``jax.Device`` or ``jax.sharding.Sharding`` (default: JAX's
         default device).
       depth: batches kept ready (default: ``prefetch_depth``).
-
-    Returns:
-      A :class:`Prefetcher` (use it in a ``with`` block) yielding
-      :meth:`host_batch` as device arrays (uint8 images: see
-      :func:`to_float_image`).
     """
-    num_steps = self.steps_per_epoch if num_steps is None else int(num_steps)
-    plan = np.asarray(plan)
     steps = self.steps_per_epoch
+    num_steps = steps if num_steps is None else int(num_steps)
+    plan = np.asarray(plan)
 
     def produce(i: int) -> Batch:
       return jax.device_put(self.host_batch(plan, i % steps), device)

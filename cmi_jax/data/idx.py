@@ -22,6 +22,8 @@ from typing import Literal
 
 import numpy as np
 
+from cmi_jax import validate
+
 _GZIP_MAGIC = b'\x1f\x8b'
 # IDX type code -> big-endian NumPy dtype.
 _IDX_DTYPES = {
@@ -58,10 +60,9 @@ def _read_bytes(path: str) -> bytes:
 
 
 def parse_idx(data: bytes, name: str = '<bytes>') -> np.ndarray:
-  """Parses the bytes of one (decompressed) IDX file.
+  """The array in the bytes of one (decompressed) IDX file, native byte order.
 
-  Returns the stored array in native byte order (dtype from the header);
-  errors name ``name`` (usually the path).
+  Errors name ``name`` (usually the path).
   """
   if len(data) < 4:
     raise ValueError(f'IDX file {name} is truncated: {len(data)} bytes, fewer '
@@ -72,8 +73,7 @@ def parse_idx(data: bytes, name: str = '<bytes>') -> np.ndarray:
         'header (0x0000 followed by a type code in '
         f'{sorted(hex(c) for c in _IDX_DTYPES)} and the number of dimensions); '
         'is it the right file?')
-  dtype = _IDX_DTYPES[data[2]]
-  ndim = data[3]
+  dtype, ndim = _IDX_DTYPES[data[2]], data[3]
   if ndim < 1:
     raise ValueError(f'IDX file {name} declares 0 dimensions; expected >= 1.')
   header = 4 + 4 * ndim
@@ -120,17 +120,12 @@ def read_idx_split(directory: str | os.PathLike,
   """``(images uint8 [N, H, W], labels int64 [N])`` of an MNIST-style split.
 
   ``directory`` holds the files of :data:`IDX_FILE_NAMES` (``.gz``
-  optional); ``split`` is ``'train'`` or ``'test'`` (the ``t10k`` files);
-  labels must lie in ``[0, num_classes)``.
+  optional); labels must lie in ``[0, num_classes)``.
   """
-  if split not in IDX_FILE_NAMES:
-    raise ValueError(f'split must be one of {sorted(IDX_FILE_NAMES)}; got '
-                     f'{split!r}.')
-  image_stem, label_stem = IDX_FILE_NAMES[split]
-  image_path = find_idx_file(directory, image_stem)
-  label_path = find_idx_file(directory, label_stem)
-  images = read_idx(image_path)
-  labels = read_idx(label_path)
+  validate.choice(split, 'split', tuple(IDX_FILE_NAMES))
+  image_path, label_path = (find_idx_file(directory, stem)
+                            for stem in IDX_FILE_NAMES[split])
+  images, labels = read_idx(image_path), read_idx(label_path)
   if images.dtype != np.uint8 or images.ndim != 3:
     raise ValueError(f'IDX file {image_path} holds {images.dtype} of shape '
                      f'{images.shape}; images must be uint8 [N, H, W].')

