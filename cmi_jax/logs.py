@@ -65,15 +65,12 @@ def remove_stale_temporaries(directory: str) -> list[str]:
   """
   removed = []
   for folder in (directory, os.path.join(directory, 'figures')):
-    if not os.path.isdir(folder):
-      continue
-    for name in os.listdir(folder):
-      if (name.startswith('.') and name.endswith('.tmp')) or (
-          name == 'log.jsonl.tmp'):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-          os.remove(path)
-          removed.append(path)
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+      path = os.path.join(folder, name)
+      if (name.startswith('.') and name.endswith('.tmp')
+          or name == 'log.jsonl.tmp') and os.path.isfile(path):
+        os.remove(path)
+        removed.append(path)
   return removed
 
 
@@ -87,11 +84,8 @@ def write_text_atomic(path: str, text: str) -> str:
 
 def write_json_atomic(path: str, data: Any) -> None:
   """Writes ``to_jsonable(data)`` to ``path`` as JSON, atomically."""
-  def write(tmp):
-    with open(tmp, 'w') as f:
-      json.dump(to_jsonable(data), f, indent=1, allow_nan=False)
-      f.write('\n')
-  write_atomically(path, write)
+  write_text_atomic(
+      path, json.dumps(to_jsonable(data), indent=1, allow_nan=False) + '\n')
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
@@ -121,10 +115,8 @@ def flat_scalars(record: dict[str, Any], prefix: str = ''
 
 
 def tensorboard_tag(name: str) -> str:
-  """``name`` with characters illegal in TensorBoard tags made ``_``.
-
-  tensorboardX would warn at every step for each tag it renames.
-  """
+  """``name`` with characters illegal in TensorBoard tags made ``_``."""
+  # Else tensorboardX would warn at every step for each tag it renames.
   return re.sub(r'[^A-Za-z0-9_./\-]', '_', name)
 
 
@@ -143,10 +135,8 @@ class RunLogger:
     if not self.active:
       return
     os.makedirs(workdir, exist_ok=True)
-    records = []
-    if keep_until_step is not None:
-      records = [r for r in read_jsonl(self.path)
-                 if r.get('step', 0) <= keep_until_step]
+    records = [] if keep_until_step is None else [
+        r for r in read_jsonl(self.path) if r.get('step', 0) <= keep_until_step]
     tmp = self.path + '.tmp'
     with open(tmp, 'w') as f:
       f.writelines(json.dumps(r) + '\n' for r in records)

@@ -48,6 +48,19 @@ def _annotated_matrix(ax, matrix: np.ndarray, row_labels: Sequence[str],
   return image
 
 
+def _heat_map(width: float, height: float, matrix: np.ndarray,
+              rows: Sequence[str], cols: Sequence[str], fmt: str, cmap: str,
+              title: str, vmin=None, vmax=None, **labels):
+  """A figure of one annotated heat map with a colour bar; ``(fig, ax)``."""
+  fig = new_figure(width, height)
+  ax = fig.add_subplot(1, 1, 1)
+  image = _annotated_matrix(ax, matrix, rows, cols, fmt, cmap, vmin, vmax)
+  ax.set(**labels)  # xlabel, ylabel
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(image, ax=ax, fraction=0.046)
+  return fig, ax
+
+
 def text_color(rgba: Sequence[float]) -> str:
   """Black or white, by the WCAG luminance ``L`` of a cell coloured ``rgba``."""
   channels = np.asarray(rgba[:3], np.float64)
@@ -60,12 +73,10 @@ def text_color(rgba: Sequence[float]) -> str:
 
 def joint_count_tables(tables: Mapping[str, np.ndarray],
                        attribute_names: Sequence[str], path: str) -> str:
-  """Heat maps of the joint label counts of every split.
+  """Heat maps of the joint label counts ``(2,) * K`` of every split.
 
-  Args:
-    tables: split name -> counts of shape ``(2,) * K``, drawn as
-      ``[2, 2**(K-1)]``.
-    attribute_names: K names (rows: attribute 0; columns: the rest).
+  Each table is drawn as ``[2, 2**(K-1)]``: rows attribute 0 (the first of
+  the K ``attribute_names``), columns the rest.
   """
   fig = new_figure(3.8 * len(tables), 3.4)
   for i, (split, table) in enumerate(tables.items()):
@@ -93,7 +104,6 @@ def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
   Args:
     images: float ``[N, H, W, C]`` in [0, 1].
     labels: int ``[N, K]``.
-    columns: images per row.
     preds: optional int ``[N, K]`` predictions; borders by
       :func:`border_color`.
     class_names: optional, per attribute, the name of each class index
@@ -101,9 +111,8 @@ def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
   """
   def name(k, value):
     value = int(value)
-    if class_names is None or value < 0:
-      return str(value)
-    return str(class_names[k][value])
+    return str(value if class_names is None or value < 0
+               else class_names[k][value])
 
   count = len(images)
   rows = max(1, int(np.ceil(count / columns)))
@@ -147,16 +156,12 @@ def border_color(wrong: np.ndarray) -> str:
 def confusion_matrix(confusion: np.ndarray, combination_names: Sequence[str],
                      path: str, title: str) -> str:
   """Confusion heat map of joint predictions (rows true, columns predicted)."""
-  confusion = np.asarray(confusion, np.float64)
-  fig = new_figure(1.2 + 0.7 * len(combination_names),
-                   1.0 + 0.6 * len(combination_names))
-  ax = fig.add_subplot(1, 1, 1)
-  image = _annotated_matrix(ax, confusion, combination_names,
-                            combination_names, '.0f', 'Blues')
-  ax.set_xlabel('predicted combination')
-  ax.set_ylabel('true combination')
-  ax.set_title(title, fontsize=9)
-  fig.colorbar(image, ax=ax, fraction=0.046)
+  n = len(combination_names)
+  fig, _ = _heat_map(1.2 + 0.7 * n, 1.0 + 0.6 * n,
+                     np.asarray(confusion, np.float64), combination_names,
+                     combination_names, '.0f', 'Blues', title,
+                     xlabel='predicted combination',
+                     ylabel='true combination')
   return save_figure(fig, path)
 
 
@@ -165,16 +170,12 @@ def latent_correlation(correlation: np.ndarray, subspaces: Sequence[int],
   """Heat map of the Pearson correlation of the latent dimensions ``[D, D]``."""
   correlation = np.asarray(correlation, np.float64)
   dims = correlation.shape[0]
-  fig = new_figure(1.5 + 0.45 * dims, 1.0 + 0.45 * dims)
-  ax = fig.add_subplot(1, 1, 1)
   names = [f'z{d}' for d in range(dims)]
-  image = _annotated_matrix(ax, correlation, names, names, '.2f', 'RdBu_r',
-                            vmin=-1, vmax=1)
+  fig, ax = _heat_map(1.5 + 0.45 * dims, 1.0 + 0.45 * dims, correlation,
+                      names, names, '.2f', 'RdBu_r', title, vmin=-1, vmax=1)
   for edge in np.cumsum(subspaces)[:-1]:
     ax.axhline(edge - 0.5, color='black', linewidth=1.5)
     ax.axvline(edge - 0.5, color='black', linewidth=1.5)
-  ax.set_title(title, fontsize=9)
-  fig.colorbar(image, ax=ax, fraction=0.046)
   return save_figure(fig, path)
 
 
@@ -185,38 +186,34 @@ def training_curves(records: Sequence[Mapping[str, Any]], path: str) -> str:
   extras = [r for r in epochs if r.get('extra')]
   panels = 4 if extras else 3
   fig = new_figure(4.2 * panels, 3.4)
+
+  def label(ax, ylabel, title, fontsize=7):
+    ax.set_xlabel('epoch')
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=fontsize)
+
   ax = fig.add_subplot(1, panels, 1)
   x = [r['epoch'] for r in epochs]
   for name in ('loss/ce', 'loss/disentangle', 'loss/adversary'):
     values = [r['train'].get(name) for r in epochs]
     if any(v not in (None, 0.0) for v in values):
       ax.plot(x, [np.nan if v is None else v for v in values], label=name)
-  ax.set_xlabel('epoch')
-  ax.set_ylabel('nats')
-  ax.set_title('training losses')
-  ax.legend(fontsize=7)
-  for i, (key, label) in enumerate((('loss', 'loss (nats)'),
-                                    ('accuracy', 'accuracy'))):
+  label(ax, 'nats', 'training losses')
+  for i, (key, ylabel) in enumerate((('loss', 'loss (nats)'),
+                                     ('accuracy', 'accuracy'))):
     ax = fig.add_subplot(1, panels, 2 + i)
-    splits = evals[0]['eval'].keys() if evals else []
-    for split in splits:
+    for split in evals[0]['eval'] if evals else []:
       ax.plot([r['epoch'] for r in evals],
               [r['eval'][split][key] for r in evals], label=split)
-    ax.set_xlabel('epoch')
-    ax.set_ylabel(label)
-    ax.set_title(f'evaluation {key}')
-    ax.legend(fontsize=7)
+    label(ax, ylabel, f'evaluation {key}')
   if extras:
     ax = fig.add_subplot(1, panels, 4)
-    names = sorted({k for r in extras for k in r['extra']})
-    for name in names:
+    for name in sorted({k for r in extras for k in r['extra']}):
       ax.plot([r['epoch'] for r in extras],
               [r['extra'].get(name, np.nan) for r in extras], marker='.',
               label=name)
-    ax.set_xlabel('epoch')
-    ax.set_ylabel('nats')
-    ax.set_title('kNN MI estimates')
-    ax.legend(fontsize=6)
+    label(ax, 'nats', 'kNN MI estimates', fontsize=6)
   fig.tight_layout()
   return save_figure(fig, path)
 
@@ -225,21 +222,14 @@ def subpopulation_accuracy(accuracy: np.ndarray, counts: np.ndarray,
                            attribute_names: Sequence[str],
                            combination_names: Sequence[str], path: str,
                            title: str) -> str:
-  """Accuracy of each attribute in each cell of the joint table (heat map).
+  """Heat map of ``accuracy [C, K]`` per combination and attribute.
 
-  Args:
-    accuracy: ``[C, K]`` accuracy per combination and attribute (NaN absent).
-    counts: ``[C]`` examples per combination.
+  NaN marks an absent combination; ``counts [C]`` are examples per one.
   """
-  accuracy = np.asarray(accuracy, np.float64)
-  fig = new_figure(1.5 + 1.0 * len(attribute_names),
-                   1.0 + 0.5 * len(combination_names))
-  ax = fig.add_subplot(1, 1, 1)
   rows = [f'{c} (n={int(n)})' for c, n in zip(combination_names, counts)]
-  image = _annotated_matrix(ax, accuracy, rows, attribute_names, '.2f',
-                            'viridis', vmin=0, vmax=1)
-  ax.set_xlabel('attribute')
-  ax.set_ylabel('true combination')
-  ax.set_title(title, fontsize=9)
-  fig.colorbar(image, ax=ax, fraction=0.046)
+  fig, _ = _heat_map(1.5 + 1.0 * len(attribute_names),
+                     1.0 + 0.5 * len(combination_names),
+                     np.asarray(accuracy, np.float64), rows, attribute_names,
+                     '.2f', 'viridis', title, vmin=0, vmax=1,
+                     xlabel='attribute', ylabel='true combination')
   return save_figure(fig, path)

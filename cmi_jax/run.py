@@ -21,6 +21,7 @@ from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
 from cmi_jax import host_loop
 from cmi_jax import logs
+from cmi_jax import validate
 from cmi_jax.data import host
 from cmi_jax.data.base import DeviceDataset, validate_labels
 from cmi_jax.train import Trainer, TrainState
@@ -37,7 +38,7 @@ class FitConfig:
   """How a run is driven (not what is trained).
 
   Attributes:
-    num_epochs: epochs to train in total (a resumed run counts earlier ones).
+    num_epochs: epochs in total (a resumed run counts earlier ones).
     eval_every: evaluate every this many epochs (and after the last).
     checkpoint_every: save the latest state every this many epochs.
     log_every_steps: also log training metrics every this many steps (0: no).
@@ -59,11 +60,8 @@ class FitConfig:
   def __post_init__(self):
     for name in ('num_epochs', 'eval_every', 'checkpoint_every',
                  'keep_checkpoints'):
-      if getattr(self, name) < 1:
-        raise ValueError(f'{name} must be >= 1; got {getattr(self, name)}.')
-    if self.log_every_steps < 0:
-      raise ValueError('log_every_steps must be >= 0; got '
-                       f'{self.log_every_steps}.')
+      validate.integer(getattr(self, name), name, 1)
+    validate.integer(self.log_every_steps, 'log_every_steps', 0)
 
 
 # (key in the latest checkpoint's meta, checkpoint series and results key,
@@ -89,9 +87,11 @@ def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
     for key, value in tree.items():
       out.update(_flatten(value, f'{prefix}{key}.'))
     return out
-  if isinstance(tree, tuple):
-    tree = list(tree)
-  return {prefix[:-1]: tree}
+  return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def _flat_json(tree: Any) -> dict[str, Any]:
+  return _flatten(logs.to_jsonable(tree))
 
 
 def config_differences(saved: Mapping[str, Any], new: Mapping[str, Any],
@@ -102,16 +102,10 @@ def config_differences(saved: Mapping[str, Any], new: Mapping[str, Any],
   name, or that name without its first component (``config.lr`` -> ``lr``),
   is in ``may_change``.
   """
-  saved, new = _flatten(logs.to_jsonable(saved)), _flatten(
-      logs.to_jsonable(new))
-  allowed = set(may_change)
-  differ = []
-  for name in sorted(set(saved) | set(new)):
-    if name in allowed or name.split('.', 1)[-1] in allowed:
-      continue
-    if saved.get(name, '<absent>') != new.get(name, '<absent>'):
-      differ.append(name)
-  return differ
+  saved, new, allowed = _flat_json(saved), _flat_json(new), set(may_change)
+  return [name for name in sorted(set(saved) | set(new))
+          if name not in allowed and name.split('.', 1)[-1] not in allowed
+          and saved.get(name, '<absent>') != new.get(name, '<absent>')]
 
 
 def check_resumable(workdir: str, run_config: Optional[Mapping[str, Any]],
@@ -121,7 +115,7 @@ def check_resumable(workdir: str, run_config: Optional[Mapping[str, Any]],
   Writes nothing, so it can run before any output of a run is made.
 
   Raises:
-    ConfigMismatchError: listing the fields of ``run_config`` that differ
+    ConfigMismatchError: naming the fields of ``run_config`` that differ
       from the saved ``config.json`` (except ``may_change``), with the fix.
   """
   root = os.path.join(os.path.abspath(workdir), 'checkpoints', ckpt.LATEST)
@@ -141,10 +135,9 @@ def check_resumable(workdir: str, run_config: Optional[Mapping[str, Any]],
         f'delete {workdir} to start over.') from None
   differ = config_differences(saved, run_config, may_change)
   if differ:
-    shown = ', '.join(
-        f'{name} ({_flatten(logs.to_jsonable(saved)).get(name, "absent")!r}'
-        f' -> {_flatten(logs.to_jsonable(run_config)).get(name, "absent")!r})'
-        for name in differ[:8])
+    old, new = _flat_json(saved), _flat_json(run_config)
+    shown = ', '.join(f'{name} ({old.get(name, "absent")!r} -> '
+                      f'{new.get(name, "absent")!r})' for name in differ[:8])
     more = f' and {len(differ) - 8} more' if len(differ) > 8 else ''
     raise ConfigMismatchError(
         f'{workdir} holds a run with another configuration; it differs in '
@@ -182,39 +175,29 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
   A run restarted in ``workdir`` resumes from its newest readable ``latest``
   checkpoint (an unreadable newer one is skipped with a warning); without
   one it starts over, dropping the best checkpoints and the log of the
-  interrupted attempt.
+  interrupted attempt. A non-finite loss raises :class:`NonFiniteLossError`
+  naming the step, the loss term and the last good checkpoint; nothing is
+  saved after the bad step.
 
   Args:
     state: the initial state (when resuming it only gives the tree
       structure).
-    train_data: a device or :class:`~cmi_jax.data.host.HostDataset`.
-    eval_data: evaluation datasets by split name.
     workdir: directory for ``config.json``, ``log.jsonl``, ``tb/``,
       ``checkpoints/`` and ``results.json``.
     run_config: the resolved experiment configuration, saved as
       ``workdir/config.json``; on resume it must equal the saved one except
-      in the dotted fields of ``may_change``.
+      in the dotted fields of ``may_change`` (else ConfigMismatchError).
     results_extra: more entries of ``results.json`` (data, attributes, ...).
     epoch_hook: extra metrics after each evaluation (e.g. MI estimates).
     train_epoch: ``(state, data) -> (state, stacked metrics)``; defaults to
-      :func:`cmi_jax.host_loop.epoch_function` of the data (pass
-      :func:`shard_map_train_epoch`'s result to train on a device mesh).
+      :func:`cmi_jax.host_loop.epoch_function` of the data (on a device
+      mesh: :func:`cmi_jax.train.shard_map_train_epoch`'s result).
 
   Returns:
     The results also written to ``workdir/results.json`` (``final`` and the
     best-epoch records of :data:`BEST_CRITERIA`), plus ``'state'``.
-
-  Raises:
-    NonFiniteLossError: naming the step, the loss term and the last good
-      checkpoint; nothing is saved after the bad step.
-    ConfigMismatchError: if ``workdir`` holds a run of another config.
-    checkpoint.UnreadableCheckpointError: if no latest checkpoint reads.
-    ValueError: for an unknown ``select_split`` or a label out of range.
   """
-  if config.select_split not in eval_data:
-    raise ValueError(
-        f'select_split {config.select_split!r} is not an evaluation split; '
-        f'the splits are {sorted(eval_data)}.')
+  _check_select_split(config.select_split, eval_data)
   _check_first_labels(trainer, train_data, eval_data)
   if train_epoch is None:
     train_epoch = host_loop.epoch_function(trainer, train_data)
@@ -235,8 +218,9 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     state, meta = restored
     start_epoch = meta['epoch']
     best.update(meta['best'])
-    checkpoints.delete_after(ckpt.LATEST, start_epoch)
-    _drop_checkpoints_after(checkpoints, start_epoch)
+    # Checkpoints newer than the resumed epoch are redone.
+    for series in (ckpt.LATEST, *ckpt.BEST_SERIES):
+      checkpoints.delete_after(series, start_epoch)
     _log.info('Resuming %s from epoch %d (step %d).', workdir, start_epoch,
               int(state.step))
   else:
@@ -250,7 +234,8 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
   last_good = (checkpoints.path(ckpt.LATEST, start_epoch) if start_epoch
                else 'none (no checkpoint yet)')
   bar = logs.progress_bar(config.num_epochs, start_epoch, config.progress)
-  record = _last_epoch_record(logger)
+  record = next((r for r in reversed(getattr(logger, 'records', []))
+                 if 'epoch' in r), None)
   try:
     for epoch in range(start_epoch + 1, config.num_epochs + 1):
       first_step = int(state.step)
@@ -258,38 +243,35 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       state, step_metrics = train_epoch(state, train_data)
       step_metrics = jax.device_get(step_metrics)  # Waits for the epoch.
       seconds = {'train': time.perf_counter() - tic}
-      bad = first_non_finite(step_metrics)
+      bad = _non_finite(step_metrics, first_step, epoch)
       if bad is not None:
-        # Numbered as in log.jsonl: the step count after the update.
-        bad_step = first_step + bad[0] + 1
         raise NonFiniteLossError(
-            f'non-finite {", ".join(bad[1])} at step {bad_step} '
-            f'(epoch {epoch}); last good checkpoint: {last_good}. Lower the '
-            'learning rates or the disentangle weight, then resume.')
+            f'{bad}; last good checkpoint: {last_good}. Lower the learning '
+            'rates or the disentangle weight, then resume.')
       _log_steps(logger, step_metrics, first_step, config.log_every_steps)
-      record = {'epoch': epoch, 'step': int(state.step),
-                'train': {k: float(np.mean(v))
-                          for k, v in step_metrics.items()},
-                'seconds': seconds}
+      record = _train_record(epoch, int(state.step), step_metrics)
+      record['seconds'] = seconds
       if epoch % config.eval_every == 0 or epoch == config.num_epochs:
         tic = time.perf_counter()
         stats = {name: evaluation.evaluate(trainer, state, data)
                  for name, data in eval_data.items()}
-        weights = (stats[config.group_weights_split]['combo_count']
-                   if config.group_weights_split in stats else None)
-        record['eval'] = {name: evaluation.summarize(s, weights)
-                          for name, s in stats.items()}
+        record['eval'] = _summarize_splits(stats, config.group_weights_split)
         seconds['eval'] = time.perf_counter() - tic
         if epoch_hook is not None:
           tic = time.perf_counter()
           record['extra'] = epoch_hook(epoch, state, stats)
           seconds['hook'] = time.perf_counter() - tic
-        _save_if_best(checkpoints, best, record, state, config.select_split)
+        for series in _update_best(best, record, config.select_split):
+          checkpoints.save(series, epoch, state, {'epoch': epoch})
       logger.write(record)
       if epoch % config.checkpoint_every == 0 or epoch == config.num_epochs:
         last_good = checkpoints.save(
             ckpt.LATEST, epoch, state, {'epoch': epoch, 'best': best})
-        _prune_best(checkpoints, best)
+        # Only now, so a crash before this save resumes with its recorded
+        # best checkpoints still on disk.
+        for name, series, _ in BEST_CRITERIA:
+          checkpoints.keep_only(
+              series, None if best[name] is None else best[name]['epoch'])
       bar.set_postfix(_postfix(record), refresh=False)
       bar.update(1)
   finally:
@@ -297,13 +279,17 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     logger.close()
     checkpoints.close()
 
-  results = {'final': record,
-             **{series: best[name] for name, series, _ in BEST_CRITERIA},
-             'num_epochs': config.num_epochs, 'step': int(state.step),
+  results = {**_results(record, best, config.num_epochs, int(state.step)),
              **dict(results_extra or {})}
   if is_main:
     logs.write_json_atomic(os.path.join(workdir, 'results.json'), results)
   return {'state': state, **results}
+
+
+def _check_select_split(split: str, eval_data: Mapping[str, Any]) -> None:
+  if split not in eval_data:
+    raise ValueError(f'select_split {split!r} is not an evaluation split; '
+                     f'the splits are {sorted(eval_data)}.')
 
 
 def _check_first_labels(trainer: Trainer, train_data: Dataset,
@@ -311,8 +297,7 @@ def _check_first_labels(trainer: Trainer, train_data: Dataset,
   """Checks the first batch of every split for labels outside ``[-1, C_k)``.
 
   On the device such a label raises nothing (it one-hots to zeros or gathers
-  out of bounds), so it is caught here. Padding rows (``mask == 0``) are
-  skipped.
+  out of bounds). Padding rows (``mask == 0``) are skipped.
   """
   splits = [('training data', train_data)] + [
       (f'evaluation split {name!r}', data) for name, data in eval_data.items()]
@@ -323,6 +308,31 @@ def _check_first_labels(trainer: Trainer, train_data: Dataset,
       labels = labels[np.asarray(batch['mask']) > 0]
     validate_labels(labels, trainer.num_classes,
                     where=f'{where} (first batch)')
+
+
+def _non_finite(step_metrics: Mapping[str, np.ndarray], first_step: int,
+                epoch: int) -> Optional[str]:
+  """What went non-finite where, or None; steps numbered as in log.jsonl."""
+  bad = first_non_finite(step_metrics)
+  if bad is None:
+    return None
+  return (f'non-finite {", ".join(bad[1])} at step '
+          f'{first_step + bad[0] + 1} (epoch {epoch})')
+
+
+def _train_record(epoch: int, step: int,
+                  step_metrics: Mapping[str, np.ndarray]) -> dict[str, Any]:
+  return {'epoch': epoch, 'step': step,
+          'train': {k: float(np.mean(v)) for k, v in step_metrics.items()}}
+
+
+def _summarize_splits(stats: Mapping[str, Any], weights_split: str,
+                      summarize: Callable[..., Any] = evaluation.summarize
+                      ) -> dict[str, Any]:
+  """Each split's summary, weighted by the group counts of ``weights_split``."""
+  weights = (stats[weights_split]['combo_count'] if weights_split in stats
+             else None)
+  return {name: summarize(s, weights) for name, s in stats.items()}
 
 
 def improved_criteria(best: dict[str, Any], record: dict[str, Any],
@@ -344,32 +354,21 @@ def improved_criteria(best: dict[str, Any], record: dict[str, Any],
   return improved
 
 
-def _save_if_best(checkpoints: ckpt.RunCheckpoints, best: dict[str, Any],
-                  record: dict[str, Any], state: TrainState,
-                  split: str) -> None:
-  for name, series in improved_criteria(best, record, split):
+def _update_best(best: dict[str, Any], record: dict[str, Any],
+                 split: str) -> list[str]:
+  """Stores ``record`` where it improves ``best``; returns those series."""
+  improved = improved_criteria(best, record, split)
+  for name, _ in improved:
     best[name] = logs.to_jsonable(record)
-    checkpoints.save(series, record['epoch'], state,
-                     {'epoch': record['epoch']})
+  return [series for _, series in improved]
 
 
-def _prune_best(checkpoints: ckpt.RunCheckpoints,
-                best: dict[str, Any]) -> None:
-  """Keeps only the best checkpoints that the latest checkpoint records.
-
-  Called after a latest checkpoint is saved, so a crash before it resumes
-  with its recorded best still on disk.
-  """
-  for name, series, _ in BEST_CRITERIA:
-    checkpoints.keep_only(
-        series, None if best[name] is None else best[name]['epoch'])
-
-
-def _drop_checkpoints_after(checkpoints: ckpt.RunCheckpoints,
-                            epoch: int) -> None:
-  """Removes best checkpoints newer than the resumed epoch (they are redone)."""
-  for series in ckpt.BEST_SERIES:
-    checkpoints.delete_after(series, epoch)
+def _results(record: Any, best: Mapping[str, Any], num_epochs: int,
+             step: int) -> dict[str, Any]:
+  """The ``results.json`` entries of a run: final and best-epoch records."""
+  return {'final': record,
+          **{series: best[name] for name, series, _ in BEST_CRITERIA},
+          'num_epochs': num_epochs, 'step': step}
 
 
 def _log_steps(logger: logs.RunLogger, step_metrics: dict[str, np.ndarray],
@@ -379,14 +378,8 @@ def _log_steps(logger: logs.RunLogger, step_metrics: dict[str, np.ndarray],
   for i in range(len(next(iter(step_metrics.values())))):
     step = first_step + i + 1
     if step % every == 0:
-      logger.write({'step': step,
-                    'train_step': {k: float(v[i])
-                                   for k, v in step_metrics.items()}})
-
-
-def _last_epoch_record(logger: logs.RunLogger) -> Optional[dict[str, Any]]:
-  records = [r for r in getattr(logger, 'records', []) if 'epoch' in r]
-  return records[-1] if records else None
+      logger.write({'step': step, 'train_step': {
+          k: float(v[i]) for k, v in step_metrics.items()}})
 
 
 def _postfix(record: dict[str, Any]) -> dict[str, str]:

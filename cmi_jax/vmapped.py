@@ -16,8 +16,6 @@ Example::
   states, metrics = epoch(states, datas)          # metrics: [S, steps]
   stats = vmapped.sweep_evaluate(trainer, states, {'val': val_split})
   summaries = vmapped.summarize(stats['val'])     # one dict per member
-
-:func:`fit_sweep` is the counterpart of :func:`cmi_jax.run.fit` for S members.
 """
 
 from __future__ import annotations
@@ -37,7 +35,8 @@ from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
 from cmi_jax import logs
 from cmi_jax import run
-from cmi_jax.run import EpochHook, first_non_finite
+from cmi_jax import validate
+from cmi_jax.run import EpochHook
 from cmi_jax.train import Metrics, Trainer, TrainState
 
 _log = logging.getLogger(__name__)
@@ -61,10 +60,10 @@ def default_hparams(trainer: Trainer) -> dict[str, float]:
             'disentangle_weight': 1.0}
   if trainer.uses_adversary:
     values['d_lr'] = trainer.optim.d_lr
-  if trainer.group_weighting.method == 'groupdro':
-    values['dro_step_size'] = trainer.group_weighting.dro_step_size
-    values['dro_size_adjustment'] = (
-        trainer.group_weighting.dro_size_adjustment)
+  weighting = trainer.group_weighting
+  if weighting.method == 'groupdro':
+    values['dro_step_size'] = weighting.dro_step_size
+    values['dro_size_adjustment'] = weighting.dro_size_adjustment
   return values
 
 
@@ -133,7 +132,7 @@ def _init_member(trainer: Trainer, key: jax.Array, example_input: jax.Array,
 
 def init_sweep(trainer: Trainer, keys: Any, example_input: Any,
                hparams: Optional[Mapping[str, Any]] = None) -> TrainState:
-  """Stacked initial states of S members.
+  """Stacked initial states of S members (every leaf ``[S, ...]``).
 
   Args:
     keys: uint32 ``[S, 2]`` raw keys, one per member.
@@ -141,12 +140,6 @@ def init_sweep(trainer: Trainer, keys: Any, example_input: Any,
     hparams: ``{name: [S] values}`` for names in :data:`HPARAMS` (learning
       rates > 0; ``disentangle_weight`` and ``dro_size_adjustment`` >= 0).
       Missing names take :func:`default_hparams`; a scalar is shared.
-
-  Returns:
-    A :class:`TrainState` whose every leaf has a leading axis of size S.
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
   """
   keys = jnp.asarray(keys)
   if keys.dtype != jnp.uint32 or keys.ndim != 2 or keys.shape[1] != 2:
@@ -179,47 +172,43 @@ def stack_datasets(datasets: Sequence[Any]) -> Any:
   """Stacks S device datasets of one type into one (leaves ``[S, ...]``).
 
   Static fields and array shapes must agree (one compiled program serves
-  all members). The result copies every array, even arrays the members
-  share; an evaluation split can reuse stacked arrays through
-  :class:`Stacked`.
-
-  Raises:
-    ValueError: naming the first member and field that differ from member 0.
+  all members). Every array is copied, even arrays the members share; an
+  evaluation split can reuse stacked arrays through :class:`Stacked`.
   """
   datasets = list(datasets)
   if not datasets:
     raise ValueError('stack_datasets needs at least one dataset.')
   first = datasets[0]
   kind = type(first).__name__
+  static = [f.name for f in dataclasses.fields(first)
+            if not f.metadata.get('pytree_node', True)
+            ] if dataclasses.is_dataclass(first) else []
   first_leaves = jax.tree_util.tree_flatten_with_path(first)[0]
   for i, data in enumerate(datasets[1:], 1):
     if type(data) is not type(first):
       raise ValueError(f'datasets[{i}] is a {type(data).__name__} but '
                        f'datasets[0] is a {kind}; a sweep stacks datasets of '
                        'one type.')
-    if dataclasses.is_dataclass(first):
-      for field in dataclasses.fields(first):
-        if field.metadata.get('pytree_node', True):
-          continue
-        want, got = getattr(first, field.name), getattr(data, field.name)
-        if want != got:
-          raise ValueError(
-              f'datasets[{i}].{field.name} is {got!r} but datasets[0].'
-              f'{field.name} is {want!r}; static fields must agree across a '
-              f'sweep (one compiled program). Build every {kind} with '
-              f'{field.name}={want!r}, or run separate sweeps.')
+    for name in static:
+      want, got = getattr(first, name), getattr(data, name)
+      if want != got:
+        raise ValueError(
+            f'datasets[{i}].{name} is {got!r} but datasets[0].{name} is '
+            f'{want!r}; static fields must agree across a sweep (one '
+            f'compiled program). Build every {kind} with {name}={want!r}, or '
+            'run separate sweeps.')
     if jax.tree.structure(data) != jax.tree.structure(first):
       raise ValueError(f'datasets[{i}] has another tree structure than '
                        f'datasets[0]: {jax.tree.structure(data)} vs '
                        f'{jax.tree.structure(first)}.')
     leaves = jax.tree_util.tree_flatten_with_path(data)[0]
     for (path, want), (_, got) in zip(first_leaves, leaves):
-      if (jnp.shape(want), jnp.result_type(want)) != (jnp.shape(got),
-                                                      jnp.result_type(got)):
+      want = jnp.result_type(want), jnp.shape(want)
+      got = jnp.result_type(got), jnp.shape(got)
+      if want != got:
         raise ValueError(
-            f'datasets[{i}]{jax.tree_util.keystr(path)} is '
-            f'{jnp.result_type(got)} {jnp.shape(got)} but datasets[0] has '
-            f'{jnp.result_type(want)} {jnp.shape(want)}; array fields must '
+            f'datasets[{i}]{jax.tree_util.keystr(path)} is {got[0]} {got[1]} '
+            f'but datasets[0] has {want[0]} {want[1]}; array fields must '
             'have equal shapes (same images, same table size).')
   return jax.tree.map(lambda *xs: jnp.stack(xs), *datasets)
 
@@ -238,8 +227,7 @@ def sweep_mesh(num_members: int,
   With 8 devices: 8 members -> 8 devices (one each), 12 -> 6, 5 -> 5, 7 -> 7.
   """
   devices = jax.devices() if devices is None else list(devices)
-  if num_members < 1:
-    raise ValueError(f'num_members must be >= 1; got {num_members}.')
+  validate.integer(num_members, 'num_members', 1)
   count = max(d for d in range(1, min(len(devices), num_members) + 1)
               if num_members % d == 0)
   return Mesh(np.asarray(devices[:count]), (axis_name,))
@@ -294,13 +282,10 @@ def sweep_train_epoch(trainer: Trainer, mesh: Optional[Mesh] = None
 
 @dataclasses.dataclass(frozen=True)
 class Stacked:
-  """An evaluation split already stacked per member, for :func:`sweep_evaluate`.
+  """An evaluation split already stacked per member (leaves ``[S, ...]``).
 
   Lets a split reuse arrays of another stacked dataset, e.g.
   ``Stacked(train.replace(labels=stacked_labels, shuffle=False))``.
-
-  Attributes:
-    data: a pytree whose leaves have a leading member axis of size S.
   """
   data: Any
 
@@ -320,32 +305,22 @@ def sweep_evaluate(trainer: Trainer, states: TrainState,
                    ) -> dict[str, dict[str, np.ndarray]]:
   """Evaluates every member on every split in one compiled call per split.
 
-  Args:
-    states: stacked states (:func:`init_sweep`).
-    eval_datas: ``{split: data}``; ``data`` is one dataset shared by all
-      members, a list/tuple of S datasets (stacked here), or
-      :class:`Stacked`.
-
-  Returns:
-    ``{split: stats}``: the NumPy statistics of
-    :func:`cmi_jax.evaluation.evaluate` with a leading axis ``[S, ...]``.
+  ``eval_datas`` maps a split to one dataset shared by all members, a
+  list/tuple of S datasets (stacked here), or :class:`Stacked`. Returns
+  ``{split: stats}``, the NumPy statistics of
+  :func:`cmi_jax.evaluation.evaluate` with a leading axis ``[S, ...]``.
   """
   size = sweep_size(states)
   results = {}
   for split, data in eval_datas.items():
     per_member = isinstance(data, (list, tuple, Stacked))
-    if isinstance(data, Stacked):
-      data = data.data
+    if per_member:
+      data = data.data if isinstance(data, Stacked) else stack_datasets(data)
       if sweep_size(data) != size:
         raise ValueError(f'eval split {split!r} is stacked for '
                          f'{sweep_size(data)} members but the sweep has '
-                         f'{size}; stack one dataset per member.')
-    elif per_member:
-      if len(data) != size:
-        raise ValueError(f'eval split {split!r} has {len(data)} datasets for '
-                         f'{size} members; give one per member or a single '
+                         f'{size}; give one dataset per member or a single '
                          'shared dataset.')
-      data = stack_datasets(data)
     results[split] = jax.tree.map(
         np.asarray, _evaluate_members(trainer, states, data, per_member))
   return results
@@ -401,76 +376,62 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
               mesh: Optional[Mesh] = None, name: str = 'sweep',
               driver: SweepRun = SweepRun()
               ) -> tuple[TrainState, list[dict[str, Any]]]:
-  """Trains S members for ``num_epochs`` epochs, evaluating as a run does.
+  """Trains S members for ``num_epochs`` epochs, as :func:`cmi_jax.run.fit`.
 
-  Member ``i`` trains as the separate :func:`cmi_jax.run.fit` run with
-  ``keys[i]`` on member ``i`` of ``train_data`` (up to float rounding) and
-  gets that run's ``final`` and best-epoch records (on
-  ``driver.select_split``) and, with ``driver.log_dirs``, its ``log.jsonl``.
-  With ``driver.checkpoint_dir`` a restarted call resumes and ends with the
-  same states, bit for bit, as an uninterrupted one.
+  Member ``i`` trains as the separate run with ``keys[i]`` on member ``i``
+  of ``train_data`` (:func:`stack_datasets`), up to float rounding, and gets
+  that run's results and, with ``driver.log_dirs``, its ``log.jsonl``. With
+  ``driver.checkpoint_dir`` a restarted call resumes and ends with the same
+  states, bit for bit, as an uninterrupted one.
 
   Args:
-    keys: uint32 ``[S, 2]`` keys (:func:`keys_from_seeds`).
-    example_input: one batch of inputs ``[B, ...]`` (shapes only).
-    train_data: the members' training sets, :func:`stack_datasets`.
+    keys: as :func:`init_sweep` takes them (:func:`keys_from_seeds`), and
+      ``example_input`` and ``hparams``.
     eval_datas: ``{split: data}`` as :func:`sweep_evaluate` takes it.
-    hparams: per-member hyper-parameters, as :func:`init_sweep` takes them.
-    hooks: optional S epoch hooks (:data:`cmi_jax.run.EpochHook`); what one
-      returns becomes the member's record's ``extra``.
+    hooks: optional S epoch hooks; what one returns becomes the member's
+      record's ``extra``.
     mesh: optional 1-D mesh (:func:`sweep_mesh`) to split the members over.
     name: what the progress log lines call this group.
 
   Returns:
     ``(states, results)``: the final stacked states and S results dicts
-    ``{'final', 'best_val_loss', 'best_val_accuracy', 'best_val_worst_group',
-    'num_epochs', 'step'}``, as :func:`cmi_jax.run.fit` writes them. A
-    member whose metrics became non-finite gets ``{'epoch', 'non_finite':
-    message}`` instead; the others train on.
-
-  Raises:
-    ValueError: for malformed arguments; the message names the fix.
+    as :func:`cmi_jax.run.fit` writes them. A member whose metrics became
+    non-finite gets ``{'epoch', 'non_finite': message}`` instead; the
+    others train on.
   """
   if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or (
       num_epochs < 1):
     raise ValueError(f'num_epochs must be a positive integer; got '
                      f'{num_epochs!r}.')
-  if driver.eval_every < 0 or driver.checkpoint_every < 1:
-    raise ValueError('eval_every must be >= 0 and checkpoint_every >= 1; got '
-                     f'{driver.eval_every}, {driver.checkpoint_every}.')
+  validate.integer(driver.eval_every, 'eval_every', 0)
+  validate.integer(driver.checkpoint_every, 'checkpoint_every', 1)
   states = init_sweep(trainer, keys, example_input, hparams)
   size = sweep_size(states)
-  if hooks is not None and len(hooks) != size:
-    raise ValueError(f'{len(hooks)} hooks for {size} members; give one per '
-                     'member (None for none).')
-  if driver.log_dirs is not None and len(driver.log_dirs) != size:
-    raise ValueError(f'{len(driver.log_dirs)} log_dirs for {size} members.')
-  if driver.eval_every and driver.select_split not in eval_datas:
-    raise ValueError(f'select_split {driver.select_split!r} is not an '
-                     f'evaluation split; the splits are {sorted(eval_datas)}.')
+  for what, given in (('hooks', hooks), ('log_dirs', driver.log_dirs)):
+    if given is not None and len(given) != size:
+      raise ValueError(f'{len(given)} {what} for {size} members; give one '
+                       'per member.')
+  if driver.eval_every:
+    run._check_select_split(driver.select_split, eval_datas)
   epoch_fn = sweep_train_epoch(trainer, mesh)
   failed: dict[int, str] = {}
-  best: list[dict[str, Any]] = [
-      {key: None for key, _, _ in run.BEST_CRITERIA} for _ in range(size)]
+  best = [{key: None for key, _, _ in run.BEST_CRITERIA} for _ in range(size)]
   start_epoch, last = 0, [None] * size
   group = (ckpt.RunCheckpoints(driver.checkpoint_dir, keep=2)
            if driver.checkpoint_dir else None)
-  if group is not None:
-    restored = group.restore_newest_readable(ckpt.LATEST, states,
-                                             _log.warning)
-    if restored is not None:
-      states, meta = restored
-      start_epoch, best, last = meta['epoch'], meta['best'], meta['last']
-      failed = {int(k): v for k, v in meta['failed'].items()}
-      group.delete_after(ckpt.LATEST, start_epoch)
-      _log.info('%s: resuming %d members from epoch %d.', name, size,
-                start_epoch)
-  loggers = None
-  if driver.log_dirs is not None:
-    step0 = np.asarray(jax.device_get(states.step))
-    loggers = [logs.RunLogger(d, keep_until_step=int(step0[i])
-                              if start_epoch else None, tensorboard=False)
-               for i, d in enumerate(driver.log_dirs)]
+  restored = None if group is None else group.restore_newest_readable(
+      ckpt.LATEST, states, _log.warning)
+  if restored is not None:
+    states, meta = restored
+    start_epoch, best, last = meta['epoch'], meta['best'], meta['last']
+    failed = {int(k): v for k, v in meta['failed'].items()}
+    group.delete_after(ckpt.LATEST, start_epoch)
+    _log.info('%s: resuming %d members from epoch %d.', name, size,
+              start_epoch)
+  step0 = np.asarray(jax.device_get(states.step))
+  loggers = [logs.RunLogger(d, int(step0[i]) if start_epoch else None,
+                            tensorboard=False)
+             for i, d in enumerate(driver.log_dirs or ())]
   bar = logs.progress_bar(num_epochs, start_epoch, driver.progress)
   start = time.time()
   try:
@@ -479,17 +440,14 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
       states, metrics = epoch_fn(states, train_data)
       metrics = jax.device_get(metrics)
       for i in range(size):
-        if i in failed:
-          continue
-        bad = first_non_finite({k: v[i] for k, v in metrics.items()})
+        bad = None if i in failed else run._non_finite(
+            {k: v[i] for k, v in metrics.items()}, int(first_step[i]), epoch)
         if bad is not None:
-          failed[i] = (f'non-finite {", ".join(bad[1])} at step '
-                       f'{int(first_step[i]) + bad[0] + 1} (epoch {epoch}); '
-                       'lower the learning rates or the disentangle weight.')
+          failed[i] = (f'{bad}; lower the learning rates or the disentangle '
+                       'weight.')
           _log.error('%s: member %d: %s', name, i, failed[i])
-      evaluate = epoch == num_epochs or (
-          driver.eval_every and epoch % driver.eval_every == 0)
-      if evaluate:
+      if epoch == num_epochs or (
+          driver.eval_every and epoch % driver.eval_every == 0):
         records = _member_records(trainer, states, metrics, eval_datas,
                                   epoch, hooks)
         for i, record in enumerate(records):
@@ -497,8 +455,8 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
             continue
           last[i] = logs.to_jsonable(record)
           if driver.eval_every:
-            _update_best(best[i], last[i], driver.select_split)
-          if loggers is not None:
+            run._update_best(best[i], last[i], driver.select_split)
+          if loggers:
             loggers[i].write(record)
       if group is not None and (epoch % driver.checkpoint_every == 0
                                 or epoch == num_epochs):
@@ -513,21 +471,14 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
                   time.time() - start)
   finally:
     bar.close()
-    if loggers is not None:
-      for logger in loggers:
-        logger.close()
+    for logger in loggers:
+      logger.close()
     if group is not None:
       group.close()
-  results = []
-  for i in range(size):
-    if i in failed:
-      results.append({'epoch': num_epochs, 'non_finite': failed[i]})
-      continue
-    results.append({'final': last[i],
-                    **{series: best[i][key]
-                       for key, series, _ in run.BEST_CRITERIA},
-                    'num_epochs': num_epochs, 'step': last[i]['step']})
-  return states, results
+  return states, [
+      {'epoch': num_epochs, 'non_finite': failed[i]} if i in failed else
+      run._results(last[i], best[i], num_epochs, last[i]['step'])
+      for i in range(size)]
 
 
 def _member_records(trainer: Trainer, states: TrainState,
@@ -537,27 +488,17 @@ def _member_records(trainer: Trainer, states: TrainState,
                     ) -> list[dict[str, Any]]:
   """Every member's epoch record: its training means and evaluation."""
   stats = sweep_evaluate(trainer, states, eval_datas)
-  weights = (stats['train_eval']['combo_count'] if 'train_eval' in stats
-             else None)
-  summaries = {split: summarize(value, weights)
-               for split, value in stats.items()}
+  summaries = run._summarize_splits(stats, 'train_eval', summarize)
   steps = np.asarray(jax.device_get(states.step))
   member_states = unstack(states) if hooks is not None else None
   records = []
   for i in range(len(steps)):
-    record = {'epoch': epoch, 'step': int(steps[i]),
-              'train': {k: float(np.mean(v[i])) for k, v in metrics.items()},
-              'eval': {split: summaries[split][i] for split in summaries}}
+    record = run._train_record(epoch, int(steps[i]),
+                               {k: v[i] for k, v in metrics.items()})
+    record['eval'] = {split: summaries[split][i] for split in summaries}
     if hooks is not None and hooks[i] is not None:
       member_stats = {split: {k: v[i] for k, v in value.items()}
                       for split, value in stats.items()}
       record['extra'] = hooks[i](epoch, member_states[i], member_stats)
     records.append(record)
   return records
-
-
-def _update_best(best: dict[str, Any], record: dict[str, Any],
-                 split: str) -> None:
-  """Keeps ``record`` where it beats the member's best."""
-  for key, _ in run.improved_criteria(best, record, split):
-    best[key] = record

@@ -59,17 +59,11 @@ def compute_all(codes, factors, seed: int = 0, *,
                 ) -> dict[str, float]:
   """Runs every disentanglement metric on ``codes [N, D >= 2]``, ``factors``.
 
-  Args:
-    seed: int seed; every sampling metric gets the same one, so each result
-      equals the direct call ``compute_<name>(codes, factors, seed=seed)``.
-    options: per-metric keyword overrides, keyed by a name in
-      ``METRIC_NAMES``, e.g. ``{'dci': {'model': 'random_forest'}}``.
-
-  Returns:
-    Flat dict ``'<metric>/<score>' -> float``, e.g. ``'dci/disentanglement'``.
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  Every sampling metric gets the same ``seed``, so each result equals the
+  direct call ``compute_<name>(codes, factors, seed=seed)``. ``options``:
+  per-metric keyword overrides by name in ``METRIC_NAMES``, e.g.
+  ``{'dci': {'model': 'random_forest'}}``. Returns a flat dict
+  ``'<metric>/<score>' -> float``, e.g. ``'dci/disentanglement'``.
   """
   options = dict(options or {})
   unknown = set(options) - set(_METRICS)
@@ -79,9 +73,8 @@ def compute_all(codes, factors, seed: int = 0, *,
         f'{list(METRIC_NAMES)}.')
   scores: dict[str, float] = {}
   for name, (fn, takes_factors, takes_seed) in _METRICS.items():
-    kwargs = dict(options.get(name, {}))
-    if takes_seed:
-      kwargs.setdefault('seed', seed)
+    kwargs = {'seed': seed} if takes_seed else {}
+    kwargs.update(options.get(name, {}))
     args = (codes, factors) if takes_factors else (codes,)
     for key, value in fn(*args, **kwargs).items():
       scores[f'{name}/{key}'] = float(value)

@@ -84,13 +84,7 @@ def check_factors(factors, num_rows: int | None = None,
 def check_codes_and_factors(codes, factors) -> tuple[np.ndarray, np.ndarray]:
   """Validates ``codes [N, D]`` and ``factors [N, K]`` together."""
   codes = check_codes(codes)
-  factors = check_factors(factors, num_rows=codes.shape[0])
-  return codes, factors
-
-
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-  """Checks that ``value`` is an integer >= ``minimum``."""
-  return validate.integer(value, name, minimum)
+  return codes, check_factors(factors, num_rows=codes.shape[0])
 
 
 def check_cov(cov) -> np.ndarray:
@@ -102,10 +96,9 @@ def check_cov(cov) -> np.ndarray:
 
 
 def dense_labels(factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Relabels each column of int ``[N, K]`` to ``0..V_j-1``.
+  """``(dense [N, K], num_values [K])``: each column relabelled ``0..V_j-1``.
 
-  Returns ``(dense [N, K] int64, num_values [K] int64)``; ``dense[:, j]``
-  indexes the sorted distinct values of ``factors[:, j]``.
+  ``dense[:, j]`` indexes the sorted distinct values of ``factors[:, j]``.
   """
   dense = np.empty_like(factors, dtype=np.int64)
   num_values = np.empty(factors.shape[1], dtype=np.int64)
@@ -131,11 +124,8 @@ def seeded_split(num_rows: int, test_fraction: float, seed: Seed
 
 
 def active_dims(codes: np.ndarray) -> np.ndarray:
-  """Mask ``[D]`` of code dimensions that are not exactly constant.
-
-  Peak-to-peak rather than variance: ``np.var`` of a constant float column can
-  come out as ~1e-33 instead of 0.
-  """
+  """Mask ``[D]`` of code dimensions that are not exactly constant."""
+  # Not np.var: that of a constant float column can come out as ~1e-33.
   return np.ptp(codes, axis=0) > 0
 
 
@@ -156,7 +146,7 @@ def histogram_discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
 def discrete_entropy(labels: np.ndarray) -> np.ndarray:
   """Plug-in entropy ``-sum_v p(v) log p(v)`` in nats, ``[N, A]`` -> ``[A]``.
 
-  ``p`` are the empirical frequencies of each column's non-negative labels.
+  ``p``: the empirical frequencies of each column's non-negative labels.
   """
   out = np.empty(labels.shape[1])
   for j in range(labels.shape[1]):
@@ -202,7 +192,7 @@ class SameValueSampler:
   """
 
   def __init__(self, dense_factors: np.ndarray):
-    """Args: dense_factors: int ``[N, K]`` with column j in ``[0, V_j)``."""
+    """``dense_factors``: int ``[N, K]`` with column j in ``[0, V_j)``."""
     n, k = dense_factors.shape
     self._dense = dense_factors
     orders, starts, counts, offsets = [], [], [], [0]

@@ -4,9 +4,10 @@ Concepts with a Constrained Variational Framework"), observational version.
 One training point: pick a factor k uniformly; draw ``batch_size`` pairs of
 rows ``(a_l, b_l)`` sharing their value of ``s_k``
 (``_shared.SameValueSampler``); the feature is
-``zdiff = (1/L) sum_l |z(a_l) - z(b_l)|`` (``[D]``), the label k. A linear classifier (multinomial logistic regression) predicts k; the score
-is its accuracy on the training points and on evaluation points built from
-held-out rows. A dimension that encodes only ``s_k`` has ``zdiff ~ 0`` exactly
+``zdiff = (1/L) sum_l |z(a_l) - z(b_l)|`` (``[D]``), the label k. A linear
+classifier (multinomial logistic regression) predicts k; the score is its
+accuracy on the training points and on evaluation points built from held-out
+rows. A dimension that encodes only ``s_k`` has ``zdiff ~ 0`` exactly
 when k is fixed, so a disentangled code scores ~1; chance is about ``1/K``.
 
 ``variant='dlib'`` (default) fits scikit-learn's default
@@ -18,12 +19,13 @@ the code's scale (not comparable with published numbers).
 
 from __future__ import annotations
 
-import numpy as np
 import warnings
 
+import numpy as np
 from sklearn import exceptions as sk_exceptions
 from sklearn import linear_model, pipeline, preprocessing
 
+from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
 VARIANTS = ('dlib', 'scale_free')
@@ -53,25 +55,16 @@ def compute_beta_vae(codes, factors, *, batch_size: int = 64,
                      seed: _shared.Seed = 0) -> dict[str, float]:
   """BetaVAE score of float ``codes [N, D]`` for int ``factors [N, K]``.
 
-  Args:
-    batch_size: pairs averaged into one ``zdiff`` (64 in disentanglement_lib).
-    num_train: training points of the linear classifier.
-    num_eval: evaluation points.
-    test_fraction: share of rows held out to build the evaluation points.
-    seed: int or ``numpy.random.Generator``.
-
-  Returns:
-    ``{'train_accuracy', 'eval_accuracy'}`` in [0, 1].
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  ``batch_size`` pairs (64 in disentanglement_lib) average into one ``zdiff``;
+  ``num_train`` / ``num_eval`` points train / evaluate the classifier, the
+  latter built from the ``test_fraction`` of rows held out. Returns
+  ``{'train_accuracy', 'eval_accuracy'}`` in [0, 1].
   """
-  if variant not in VARIANTS:
-    raise ValueError(f'variant must be one of {VARIANTS}; got {variant!r}.')
+  validate.choice(variant, 'variant', VARIANTS)
   codes, factors = _shared.check_codes_and_factors(codes, factors)
-  batch_size = _shared.check_positive_int(batch_size, 'batch_size')
-  num_train = _shared.check_positive_int(num_train, 'num_train')
-  num_eval = _shared.check_positive_int(num_eval, 'num_eval')
+  batch_size = validate.integer(batch_size, 'batch_size', 1)
+  num_train = validate.integer(num_train, 'num_train', 1)
+  num_eval = validate.integer(num_eval, 'num_eval', 1)
   rng, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
   dense, _ = _shared.dense_labels(factors)
   x_train, y_train = _points(codes[train], dense[train], num_train, batch_size,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import ensemble
 
+from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
 _MODELS = ('gradient_boosting', 'random_forest')
@@ -77,24 +78,15 @@ def compute_dci(codes, factors, *, test_fraction: float = 0.25,
                 seed: _shared.Seed = 0) -> dict[str, float]:
   """DCI scores of float ``codes [N, D]`` for int ``factors [N, K]``.
 
-  Args:
-    test_fraction: share of the rows held out to measure test informativeness.
-    model: ``'gradient_boosting'`` (default, as in disentanglement_lib) or
-      ``'random_forest'`` (faster; Eastwood & Williams' choice).
-    n_estimators: number of trees per factor classifier.
-    seed: int or ``numpy.random.Generator``; fixes the split and the trees.
-
-  Returns:
-    ``{'disentanglement', 'completeness', 'informativeness_train',
-    'informativeness_test'}``, all in [0, 1].
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  ``model``: ``'gradient_boosting'`` (as in disentanglement_lib) or
+  ``'random_forest'`` (faster; Eastwood & Williams' choice), with
+  ``n_estimators`` trees per factor; ``seed`` fixes them and the split that
+  holds out ``test_fraction`` of the rows. Returns ``{'disentanglement',
+  'completeness', 'informativeness_train', 'informativeness_test'}`` in [0, 1].
   """
   codes, factors = _shared.check_codes_and_factors(codes, factors)
-  if model not in _MODELS:
-    raise ValueError(f'model must be one of {_MODELS}; got {model!r}.')
-  n_estimators = _shared.check_positive_int(n_estimators, 'n_estimators')
+  validate.choice(model, 'model', _MODELS)
+  n_estimators = validate.integer(n_estimators, 'n_estimators', 1)
   rng, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
   model_seed = int(rng.integers(2**31 - 1))
   num_codes, num_factors = codes.shape[1], factors.shape[1]

@@ -4,9 +4,8 @@ observational version.
 One *vote*: pick a factor k uniformly and a batch of ``batch_size`` rows
 sharing an anchor row's value of ``s_k`` (``_shared.SameValueSampler``);
 divide every code dimension by its standard deviation over the train rows; the
-vote is
-``(argmin_d Var_batch[z_d / std_d], k)`` over the active (non-constant)
-dimensions: the dimension that moves least when k is fixed.
+vote is ``(argmin_d Var_batch[z_d / std_d], k)`` over the active
+(non-constant) dimensions: the dimension that moves least when k is fixed.
 
 The classifier is a majority vote: dimension d predicts the factor it was most
 often paired with in the training votes. The score is its accuracy on the
@@ -18,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
 
@@ -41,24 +41,16 @@ def compute_factor_vae(codes, factors, *, batch_size: int = 64,
                        seed: _shared.Seed = 0) -> dict[str, float]:
   """FactorVAE score of float ``codes [N, D]`` for int ``factors [N, K]``.
 
-  Args:
-    batch_size: rows per fixed-factor batch, >= 2 (64 in Kim & Mnih).
-    num_train: votes that train the majority-vote classifier.
-    num_eval: votes that evaluate it.
-    test_fraction: share of rows held out to build the evaluation votes.
-    seed: int or ``numpy.random.Generator``.
-
-  Returns:
-    ``{'train_accuracy', 'eval_accuracy'}`` in [0, 1] (0 with no active
-    dimension) and ``'num_active_dims'``.
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  ``batch_size`` >= 2 rows (64 in Kim & Mnih) form a fixed-factor batch;
+  ``num_train`` / ``num_eval`` votes train / evaluate the classifier, the
+  latter built from the ``test_fraction`` of rows held out. Returns
+  ``{'train_accuracy', 'eval_accuracy'}`` in [0, 1] (0 with no active
+  dimension) and ``'num_active_dims'``.
   """
   codes, factors = _shared.check_codes_and_factors(codes, factors)
-  batch_size = _shared.check_positive_int(batch_size, 'batch_size', minimum=2)
-  num_train = _shared.check_positive_int(num_train, 'num_train')
-  num_eval = _shared.check_positive_int(num_eval, 'num_eval')
+  batch_size = validate.integer(batch_size, 'batch_size', 2)
+  num_train = validate.integer(num_train, 'num_train', 1)
+  num_eval = validate.integer(num_eval, 'num_eval', 1)
   rng, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
   global_std = codes[train].std(axis=0, ddof=1)
   active = global_std > 0

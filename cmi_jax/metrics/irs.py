@@ -24,27 +24,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
 
 def compute_irs(codes, factors, *,
                 diff_quantile: float = 0.99) -> dict[str, float]:
-  """IRS of float ``codes [N, D]`` for int ``factors [N, K]``.
+  """IRS of float ``codes [N, D]`` for int ``factors [N, K]``; ``q`` in (0, 1].
 
-  Args:
-    diff_quantile: the quantile ``q`` in (0, 1].
-
-  Returns:
-    ``{'irs': score <= 1, 'num_active_dims': non-constant dimensions}``.
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  Returns ``{'irs': score <= 1, 'num_active_dims': non-constant dimensions}``.
   """
   codes, factors = _shared.check_codes_and_factors(codes, factors)
-  if not 0.0 < diff_quantile <= 1.0:
-    raise ValueError(
-        f'diff_quantile must lie in (0, 1]; got {diff_quantile}. Use 1.0 for '
-        "the paper's supremum.")
+  validate.number(diff_quantile, 'diff_quantile', 0, 1, open_low=True,
+                  hint="Use 1.0 for the paper's supremum.")
   active = _shared.active_dims(codes)
   if not active.any():
     return {'irs': 0.0, 'num_active_dims': 0.0}

@@ -48,6 +48,7 @@ from typing import Sequence
 import numpy as np
 from scipy import spatial, special
 
+from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
 
@@ -64,7 +65,7 @@ def _as_2d(a, name: str) -> np.ndarray:
 
 def _prepare(k, seed: _shared.Seed, **arrays) -> tuple:
   """``(k, jitter generator, *arrays as [N, d])`` after the shared checks."""
-  k = _shared.check_positive_int(k, 'k')
+  k = validate.integer(k, 'k', 1)
   arrays = {n: _as_2d(a, n) for n, a in arrays.items()}
   num_rows = arrays['x'].shape[0]
   if any(a.shape[0] != num_rows for a in arrays.values()):
@@ -201,17 +202,12 @@ def _stratified(z_labels: np.ndarray, k: int, estimate) -> float:
 def mutual_information(x, y, *, k: int = 3, discrete_y: bool = False,
                        jitter: float = 1e-10,
                        seed: _shared.Seed = 0) -> float:
-  """kNN estimate of ``I(X; Y)`` in nats.
+  """kNN estimate of ``I(X; Y)`` in nats, from ``k`` neighbours.
 
-  Args:
-    x: continuous ``[N, dx]`` (or ``[N]``) samples of X.
-    y: ``[N, dy]`` (or ``[N]``) samples of Y: continuous floats, or integer
-      labels if ``discrete_y`` (several label columns form one joint label).
-    k: number of neighbours (larger k lowers the variance, raises the bias).
-    discrete_y: use Ross' estimator for integer ``y``; otherwise KSG.
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  ``x``: continuous ``[N, dx]`` (or ``[N]``); ``y``: ``[N, dy]`` (or
+  ``[N]``), continuous (KSG), or integer labels if ``discrete_y`` (Ross;
+  several label columns form one joint label). A larger k lowers the
+  variance and raises the bias.
   """
   k, rng, x, y = _prepare(k, seed, x=x, y=y)
   x = _continuous(x, 'x', rng, jitter)
@@ -231,16 +227,9 @@ def conditional_mutual_information(x, y, z, *, k: int = 3,
   ``I(X; Y | Z) = sum_v p(v) I(X; Y | Z = v)``, each term a KSG or Ross
   estimate on the rows with ``z = v`` (groups too small to estimate are left
   out and ``p`` renormalised). A discrete ``y`` with a continuous ``z`` uses
-  the chain rule ``I((X, Z); Y) - I(Z; Y)``, two Ross estimates.
-
-  Args:
-    x: continuous ``[N, dx]`` (or ``[N]``).
-    y: ``[N, dy]`` (or ``[N]``); integer labels if ``discrete_y``.
-    z: ``[N, dz]`` (or ``[N]``); integer labels if ``discrete_z``.
-    k: number of neighbours.
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  the chain rule ``I((X, Z); Y) - I(Z; Y)``, two Ross estimates. ``x`` is
+  continuous ``[N, dx]``, ``y`` ``[N, dy]`` and ``z`` ``[N, dz]`` (each may be
+  ``[N]``) integer labels where declared discrete.
   """
   k, rng, x, y, z = _prepare(k, seed, x=x, y=y, z=z)
   x = _continuous(x, 'x', rng, jitter)
@@ -278,18 +267,11 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
     attribute beyond its own one (0 when z_a carries no shortcut).
 
   Each term uses the rows where every label it mentions is present and equals
-  the matching direct call on those rows (same ``seed``).
-
-  Args:
-    k: number of neighbours.
-    max_rows: if set, a random subset of this many rows (drawn from ``seed``)
-      bounds the cost.
-    seed: int seed for the subset and the jitter.
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  the matching direct call on those rows (same ``seed``). ``max_rows``: if
+  set, a random subset of this many rows (drawn from ``seed``) bounds the
+  cost.
   """
-  k = _shared.check_positive_int(k, 'k')
+  k = validate.integer(k, 'k', 1)
   codes = _shared.check_codes(codes)
   labels = np.asarray(labels)
   if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
@@ -309,7 +291,7 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
         f'subspaces must give one positive size per label column (K = '
         f'{labels.shape[1]}) summing to D = {codes.shape[1]}; got {sizes}.')
   if max_rows is not None:
-    max_rows = _shared.check_positive_int(max_rows, 'max_rows', minimum=k + 1)
+    max_rows = validate.integer(max_rows, 'max_rows', k + 1)
     if max_rows < codes.shape[0]:
       rows = np.sort(np.random.default_rng(seed).choice(
           codes.shape[0], size=max_rows, replace=False))

@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
 
 def compute_mig(codes, factors, *, num_bins: int = 20) -> dict[str, float]:
   """MIG of float ``codes [N, D >= 2]`` for int ``factors [N, K]``.
 
-  Returns:
-    ``{'mig': MIG, 'mig_factor_<j>': MIG_j for each factor}`` (nats / nats).
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  Returns ``{'mig': MIG, 'mig_factor_<j>': MIG_j for each factor}``.
   """
   codes, factors = _shared.check_codes_and_factors(codes, factors)
-  num_bins = _shared.check_positive_int(num_bins, 'num_bins', minimum=2)
+  num_bins = validate.integer(num_bins, 'num_bins', 2)
   if codes.shape[1] < 2:
     raise ValueError(
         'MIG compares the two most informative code dimensions, so codes need '
@@ -42,7 +39,5 @@ def compute_mig(codes, factors, *, num_bins: int = 20) -> dict[str, float]:
   entropy = _shared.discrete_entropy(dense)  # [K], > 0 by the factor check
   top_two = -np.sort(-mi, axis=0)[:2]  # [2, K], descending
   per_factor = (top_two[0] - top_two[1]) / entropy
-  scores = {'mig': float(np.mean(per_factor))}
-  for j, value in enumerate(per_factor):
-    scores[f'mig_factor_{j}'] = float(value)
-  return scores
+  return {'mig': float(np.mean(per_factor)),
+          **{f'mig_factor_{j}': float(v) for j, v in enumerate(per_factor)}}

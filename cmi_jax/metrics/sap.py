@@ -31,6 +31,7 @@ import numpy as np
 from sklearn import exceptions as sk_exceptions
 from sklearn import svm
 
+from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
 
@@ -84,31 +85,22 @@ def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
 def compute_sap(codes, factors, *, test_fraction: float = 0.25,
                 C: float | None = None, variant: str = 'dlib',
                 seed: _shared.Seed = 0) -> dict[str, float]:
-  """SAP score of float ``codes [N, D >= 2]`` for int ``factors [N, K]``.
+  """``{'sap': SAP in [0, 1]}`` of float ``codes [N, D >= 2]``, ``factors``.
 
-  Args:
-    test_fraction: share of rows held out to score the classifiers.
-    C: SVM inverse regularisation, by default the variant's (for
-      ``'scale_free'``, 0.01 would flatten the one-vs-rest lines so that even
-      a perfect code could not single out a factor's middle values).
-    seed: int or ``numpy.random.Generator`` fixing the split.
-
-  Returns:
-    ``{'sap': SAP in [0, 1]}``.
-
-  Raises:
-    ValueError: for malformed inputs; the message names the fix.
+  ``seed`` fixes the split that holds out ``test_fraction`` of the rows to
+  score the classifiers. ``C``, the SVM inverse regularisation, defaults to
+  the variant's (for ``'scale_free'``, 0.01 would flatten the one-vs-rest
+  lines so that even a perfect code could not single out a factor's middle
+  values).
   """
-  if variant not in VARIANTS:
-    raise ValueError(f'variant must be one of {VARIANTS}; got {variant!r}.')
+  validate.choice(variant, 'variant', VARIANTS)
   C = _DEFAULT_C[variant] if C is None else C
   codes, factors = _shared.check_codes_and_factors(codes, factors)
   if codes.shape[1] < 2:
     raise ValueError(
         'SAP compares the two most predictive code dimensions, so codes need '
         f'D >= 2 columns; got D = {codes.shape[1]}.')
-  if not C > 0:
-    raise ValueError(f'C must be > 0; got {C}.')
+  validate.number(C, 'C', 0, open_low=True)
   _, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
   scores = sap_score_matrix(codes[train], factors[train], codes[test],
                             factors[test], C=C, variant=variant)

@@ -40,9 +40,6 @@ def compute_total_correlation(codes) -> dict[str, float]:
 
   Constant dimensions are dropped: they add nothing to the TC and would make
   ``log Sigma_ii`` undefined. Fewer than two others give 0.
-
-  Raises:
-    ValueError: for malformed codes; the message names the fix.
   """
   codes = _shared.check_codes(codes, min_rows=2)
   active = _shared.active_dims(codes)

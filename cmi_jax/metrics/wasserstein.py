@@ -32,13 +32,9 @@ def gaussian_wasserstein_correlation(cov) -> float:
 def compute_wasserstein_correlation(codes) -> dict[str, float]:
   """Gaussian Wasserstein correlation of float ``codes [N >= 2, D]``.
 
-  Returns:
-    ``{'gaussian_wasserstein_correlation': W2^2,
-    'gaussian_wasserstein_correlation_norm': W2^2 / tr Sigma in [0, 2) (0
-    for constant codes)}``.
-
-  Raises:
-    ValueError: for malformed codes; the message names the fix.
+  Returns ``{'gaussian_wasserstein_correlation': W2^2,
+  'gaussian_wasserstein_correlation_norm': W2^2 / tr Sigma in [0, 2)}`` (the
+  latter 0 for constant codes).
   """
   codes = _shared.check_codes(codes, min_rows=2)
   cov = np.atleast_2d(np.cov(codes, rowvar=False))
