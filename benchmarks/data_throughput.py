@@ -84,6 +84,12 @@ def _epoch_checksum(dataset: md.MultiDigitDataset, key: jax.Array
   return total
 
 
+def _rate(batches: int, seconds: float, batch_size: int, **extra) -> dict:
+  return {'batches': batches, 'seconds': seconds,
+          'batches_per_s': batches / seconds,
+          'samples_per_s': batches * batch_size / seconds, **extra}
+
+
 def benchmark_device(dataset: md.MultiDigitDataset, min_batches: int) -> dict:
   """Times whole scanned epochs (>= ``min_batches`` batches) after a warm-up."""
   epochs = -(-min_batches // dataset.steps_per_epoch)
@@ -95,12 +101,8 @@ def benchmark_device(dataset: md.MultiDigitDataset, min_batches: int) -> dict:
   for epoch in range(epochs):
     checksum = run(dataset, jax.random.key(epoch + 1))
   checksum.block_until_ready()
-  seconds = time.perf_counter() - start
-  batches = epochs * dataset.steps_per_epoch
-  return {'batches': batches, 'seconds': seconds,
-          'batches_per_s': batches / seconds,
-          'samples_per_s': batches * dataset.batch_size / seconds,
-          'epochs': epochs, 'first_call_s': compile_s}
+  return _rate(epochs * dataset.steps_per_epoch, time.perf_counter() - start,
+               dataset.batch_size, epochs=epochs, first_call_s=compile_s)
 
 
 def benchmark_host(dataset: md.MultiDigitDataset, num_batches: int,
@@ -121,10 +123,7 @@ def benchmark_host(dataset: md.MultiDigitDataset, num_batches: int,
   start = time.perf_counter()
   for _ in range(num_batches):
     one()
-  seconds = time.perf_counter() - start
-  return {'batches': num_batches, 'seconds': seconds,
-          'batches_per_s': num_batches / seconds,
-          'samples_per_s': num_batches * dataset.batch_size / seconds}
+  return _rate(num_batches, time.perf_counter() - start, dataset.batch_size)
 
 
 def _celeba_arrays(num_images: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,12 +170,6 @@ def _gather_checksum(dataset: ArrayDataset, key: jax.Array,
 def _batch_checksum(total: jax.Array, batch: dict) -> jax.Array:
   """The host path's consumer: :func:`_checksum` of one prefetched batch."""
   return _checksum(total, batch['image'], batch['labels'])
-
-
-def _rate(batches: int, seconds: float, batch_size: int, **extra) -> dict:
-  return {'batches': batches, 'seconds': seconds,
-          'batches_per_s': batches / seconds,
-          'samples_per_s': batches * batch_size / seconds, **extra}
 
 
 def benchmark_celeba(num_images: int, batch_size: int, num_batches: int,

@@ -160,12 +160,15 @@ def measure(benches: dict[str, Bench], rounds: int,
   return stats
 
 
+def _zeros_batch(data: md.MultiDigitDataset) -> jax.Array:
+  return jnp.zeros((data.batch_size, md.IMAGE_SIZE,
+                    md.IMAGE_SIZE * data.num_digits, md.NUM_CHANNELS))
+
+
 def device_epoch_bench(trainer: train.Trainer,
                        data: md.MultiDigitDataset) -> Bench:
   """One scanned epoch of ``trainer.jit_train_epoch`` (state donated)."""
-  example = jnp.zeros((data.batch_size, md.IMAGE_SIZE,
-                       md.IMAGE_SIZE * data.num_digits, md.NUM_CHANNELS))
-  box = [trainer.init(jax.random.PRNGKey(0), example)]
+  box = [trainer.init(jax.random.PRNGKey(0), _zeros_batch(data))]
 
   def call():
     box[0], metrics = trainer.jit_train_epoch(box[0], data)
@@ -219,20 +222,25 @@ def data_only_bench(data: md.MultiDigitDataset) -> Bench:
   return lambda: run(jnp.float32(0)), data.steps_per_epoch * data.batch_size
 
 
-def encoder_bench(data: md.MultiDigitDataset) -> Bench:
-  """Generation + the bare encoder forward+backward (+ an SGD update).
+def encoder_bench(data: md.MultiDigitDataset, adam: bool = False) -> Bench:
+  """Generation + the bare encoder forward+backward + an SGD update.
 
-  The update makes each step depend on the last, as in training.
+  The update makes each step depend on the last, as in training; ``adam``:
+  the engine's Adam instead of SGD.
   """
   encoder = paper_encoder()
-  example = jnp.zeros((data.batch_size, md.IMAGE_SIZE,
-                       md.IMAGE_SIZE * data.num_digits, md.NUM_CHANNELS))
-  box = [encoder.init(jax.random.PRNGKey(0), example)]
+  params = encoder.init(jax.random.PRNGKey(0), _zeros_batch(data))
+  tx = train.adam(1e-5, (0.9, 0.999)) if adam else None
+  box = [(params, tx.init(params) if adam else None)]
 
-  def body(params, batch):
+  def body(carry, batch):
+    params, opt = carry
     grads = jax.grad(
         lambda p: jnp.sum(encoder.apply(p, batch['image']) ** 2))(params)
-    return jax.tree.map(lambda p, g: p - 1e-6 * g, params, grads)
+    if not adam:
+      return jax.tree.map(lambda p, g: p - 1e-6 * g, params, grads), opt
+    updates, opt = tx.update(grads, opt, params)
+    return optax.apply_updates(params, updates), opt
   run = _scan_over_batches(body, data)
 
   def call():
@@ -368,29 +376,6 @@ def _load() -> str:
     return 'unknown'
 
 
-def encoder_adam_bench(data: md.MultiDigitDataset) -> Bench:
-  """As :func:`encoder_bench` with the engine's Adam instead of SGD."""
-  encoder = paper_encoder()
-  example = jnp.zeros((data.batch_size, md.IMAGE_SIZE,
-                       md.IMAGE_SIZE * data.num_digits, md.NUM_CHANNELS))
-  params = encoder.init(jax.random.PRNGKey(0), example)
-  tx = train.adam(1e-5, (0.9, 0.999))
-  box = [(params, tx.init(params))]
-
-  def body(carry, batch):
-    params, opt = carry
-    grads = jax.grad(
-        lambda p: jnp.sum(encoder.apply(p, batch['image']) ** 2))(params)
-    updates, opt = tx.update(grads, opt, params)
-    return optax.apply_updates(params, updates), opt
-  run = _scan_over_batches(body, data)
-
-  def call():
-    box[0] = run(box[0])
-    return box[0]
-  return call, data.steps_per_epoch * data.batch_size
-
-
 def main(argv):
   del argv
   device = (jax.devices()[0] if _DEVICE.value == 'auto'
@@ -432,7 +417,7 @@ def main(argv):
       benches = {'data': data_only_bench(data),
                  'encoder': encoder_bench(data)}
       if _ABLATIONS.value:
-        benches['encoder_adam'] = encoder_adam_bench(data)
+        benches['encoder_adam'] = encoder_bench(data, adam=True)
       for objective in objectives:
         trainer = make_trainer(objective)
         benches[objective] = device_epoch_bench(trainer, data)

@@ -13,21 +13,18 @@ command, a run resumes where it stopped.
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
 import itertools
 import os
 from typing import Any, Mapping, Sequence
 
-from absl import app
-from absl import flags
 import jax
 import ml_collections
 import numpy as np
 
-from experiments import common
 from cmi_jax import logs
+from cmi_jax import validate
+from experiments import common
 from cmi_jax.data import celeba
 from cmi_jax.data import celeba_files
 from cmi_jax.data import correlation
@@ -44,9 +41,6 @@ def parse_attributes(value: str | Sequence[str]) -> tuple[str, ...]:
 
   Accepts ``'Male,Smiling'``, ``('Male,Smiling',)`` (what the flag gives a
   tuple field) and ``('Male', 'Smiling')``.
-
-  Raises:
-    ValueError: naming the flag and the closest valid names.
   """
   if isinstance(value, str):
     value = (value,)
@@ -73,30 +67,20 @@ def parse_attributes(value: str | Sequence[str]) -> tuple[str, ...]:
 def weak_supervision_schedule(batch_size: int, num_epochs: int,
                               weak_supervision: float,
                               max_epochs: int) -> tuple[int, int]:
-  """The paper's batch size and epochs for a fraction of removed labels.
+  """The paper's ``(batch_size, num_epochs)`` for a fraction of labels removed.
 
   Both are multiplied by ``1 / (1 - weak_supervision)`` and rounded, so a
   batch holds about ``batch_size`` labels of each attribute and the run
   takes about as many steps as the fully supervised one; the epochs are
-  capped at ``max(num_epochs, max_epochs)``.
-
-  Returns:
-    ``(batch_size, num_epochs)``; e.g. ``(100, 200, 0.9, 2200) -> (1000,
-    2000)`` and ``(100, 200, 0.95, 2200) -> (2000, 2200)``.
-
-  Raises:
-    ValueError: naming the config field of a value out of range.
+  capped at ``max(num_epochs, max_epochs)``. E.g. ``(100, 200, 0.9, 2200)
+  -> (1000, 2000)`` and ``(100, 200, 0.95, 2200) -> (2000, 2200)``.
   """
-  if not isinstance(weak_supervision, (int, float)) or isinstance(
-      weak_supervision, bool) or not 0.0 <= weak_supervision < 1.0:
-    raise ValueError(
-        f'--config.weak_supervision must lie in [0, 1) (the fraction of '
-        f'labels removed; 1 would leave none); got {weak_supervision!r}.')
+  validate.number(weak_supervision, '--config.weak_supervision', 0, 1,
+                  open_high=True, hint='It is the fraction of labels '
+                  'removed; 1 would leave none.')
   for name, value in (('batch_size', batch_size), ('num_epochs', num_epochs),
                       ('weak_max_epochs', max_epochs)):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ValueError(f'--config.{name} must be a positive integer; got '
-                       f'{value!r}.')
+    validate.integer(value, f'--config.{name}', 1)
   factor = 1.0 / (1.0 - weak_supervision)
   scaled_epochs = int(round(num_epochs * factor))
   return (int(round(batch_size * factor)),
@@ -104,22 +88,12 @@ def weak_supervision_schedule(batch_size: int, num_epochs: int,
 
 
 def check_data_fields(config: ml_collections.ConfigDict) -> None:
-  """Checks source, placement, correlation and noise before any data is read.
-
-  Raises:
-    ValueError: naming the field and its valid values.
-  """
-  if config.source not in SOURCES:
-    raise ValueError(f'--config.source must be one of {SOURCES}; got '
-                     f'{config.source!r}.')
-  if config.correlation_mode not in celeba.CORRELATION_MODES:
-    raise ValueError(f'--config.correlation_mode must be one of '
-                     f'{celeba.CORRELATION_MODES}; got '
-                     f'{config.correlation_mode!r}.')
-  placement = data_placement(config)
-  if placement not in host.PLACEMENTS:
-    raise ValueError(f'--config.data_placement must be one of '
-                     f'{host.PLACEMENTS}; got {placement!r}.')
+  """Checks the data fields before any data is read (ValueError)."""
+  validate.choice(config.source, '--config.source', SOURCES)
+  validate.choice(config.correlation_mode, '--config.correlation_mode',
+                  celeba.CORRELATION_MODES)
+  validate.choice(config.data_placement, '--config.data_placement',
+                  host.PLACEMENTS)
   if config.get('identical_channels', False):
     raise ValueError(
         '--config.identical_channels=True reads only the first channel, which '
@@ -129,14 +103,7 @@ def check_data_fields(config: ml_collections.ConfigDict) -> None:
     correlation.joint_table(config.train_corr, len(config.attributes))
   except ValueError as e:
     raise ValueError(f'--config.train_corr: {e}') from None
-  if not 0.0 <= config.noise <= 1.0:
-    raise ValueError(f'--config.noise (occlusion threshold) must lie in '
-                     f'[0, 1]; got {config.noise!r}.')
-
-
-def data_placement(config: ml_collections.ConfigDict) -> str:
-  """``--config.data_placement``."""
-  return config.data_placement
+  validate.number(config.noise, '--config.noise (occlusion threshold)', 0, 1)
 
 
 def resolve_config(config: ml_collections.ConfigDict
@@ -146,9 +113,6 @@ def resolve_config(config: ml_collections.ConfigDict
   Applies the weak-supervision scaling (then ``weak_scaling=False``, so
   resolving again changes nothing), normalises ``attributes`` and sets
   unset learning rates to the paper's.
-
-  Raises:
-    ValueError: naming the field of a bad value.
   """
   config = ml_collections.ConfigDict(config.to_dict())
   config.attributes = parse_attributes(config.attributes)
@@ -164,12 +128,11 @@ def resolve_config(config: ml_collections.ConfigDict
 
 def load_data(config: ml_collections.ConfigDict
               ) -> tuple[celeba_files.CelebASplits, dict[str, Any]]:
-  """The data of a resolved config.
+  """The official splits and the datasets of a resolved config.
 
-  Returns:
-    ``(loaded, data)``: the official splits from
-    :func:`~cmi_jax.data.celeba_files.load_celeba` and the datasets, tables and
-    joint counts of :func:`~cmi_jax.data.celeba.celeba_splits`.
+  ``(loaded, data)``: :func:`~cmi_jax.data.celeba_files.load_celeba`'s
+  splits and :func:`~cmi_jax.data.celeba.celeba_splits`' datasets, tables
+  and joint counts.
   """
   loaded = celeba_files.load_celeba(
       parse_attributes(config.attributes), source=config.source,
@@ -179,7 +142,7 @@ def load_data(config: ml_collections.ConfigDict
       loaded, config.train_corr, weak_supervision=config.weak_supervision,
       noise=config.noise, batch_size=config.batch_size, seed=config.seed,
       occlusion_patch=config.occlusion_patch,
-      placement=data_placement(config),
+      placement=config.data_placement,
       correlation_mode=config.correlation_mode)
   return loaded, data
 
@@ -191,10 +154,8 @@ def data_info(config: ml_collections.ConfigDict,
   splits = ('train',) + common.EVAL_SPLITS
   labels = np.asarray(data['train'].labels)
   return {
-      'dataset': 'celeba',
-      'source': loaded.source,
-      'location': loaded.location,
-      'attributes': list(loaded.attributes),
+      'dataset': 'celeba', 'source': loaded.source,
+      'location': loaded.location, 'attributes': list(loaded.attributes),
       'num_images': {'train': len(loaded.train), 'val': len(loaded.val),
                      'test': len(loaded.test)},
       'num_examples': {s: int(data[s].labels.shape[0]) for s in splits},
@@ -204,8 +165,7 @@ def data_info(config: ml_collections.ConfigDict,
       'num_epochs': int(config.num_epochs),
       'placement': data['placement'],  # What 'auto' chose.
       'correlation_mode': data['correlation_mode'],
-      'natural_corr': data['natural_corr'],
-  }
+      'natural_corr': data['natural_corr']}
 
 
 def subpopulation_rows(results: Mapping[str, Any],
@@ -213,16 +173,11 @@ def subpopulation_rows(results: Mapping[str, Any],
                        ) -> list[dict[str, Any]]:
   """Accuracy of every attribute in every cell of the joint table.
 
-  Args:
-    results: a run's results: the epoch records of :data:`RECORDS`, each
-      with ``eval[split]['accuracy_per_combination']`` ``[2**K, K]`` and
-      ``['combination_count']`` ``[2**K]``.
-    attribute_names: the K names.
-
-  Returns:
-    One row per (record, split, combination): ``record``, ``epoch``,
-    ``split``, the K attribute values (0/1), ``count`` and ``accuracy/<name>``
-    (NaN for an empty combination).
+  ``results`` holds epoch records of :data:`RECORDS`, each with
+  ``eval[split]['accuracy_per_combination']`` ``[2**K, K]`` and
+  ``['combination_count']`` ``[2**K]``. One row per (record, split,
+  combination): ``record``, ``epoch``, ``split``, the K attribute values
+  (0/1), ``count`` and ``accuracy/<name>`` (NaN for an empty combination).
   """
   combos = list(itertools.product((0, 1), repeat=len(attribute_names)))
   rows = []
@@ -245,17 +200,10 @@ def subpopulation_rows(results: Mapping[str, Any],
 def write_subpopulation_tables(results: Mapping[str, Any],
                                attribute_names: Sequence[str],
                                workdir: str) -> dict[str, str]:
-  """Writes ``subpopulation_accuracy.csv`` (all records) and ``.md`` (final).
-
-  Returns ``{'csv': path, 'md': path}``.
-  """
+  """Writes ``subpopulation_accuracy.csv`` and ``.md`` (the final record)."""
   rows = subpopulation_rows(results, attribute_names)
   accuracy = [f'accuracy/{a}' for a in attribute_names]
   header = ['record', 'epoch', 'split', *attribute_names, 'count', *accuracy]
-  out = io.StringIO()
-  writer = csv.DictWriter(out, header, lineterminator='\n')
-  writer.writeheader()
-  writer.writerows(rows)
   lines = [f"Accuracy per attribute in each cell of the joint table (final "
            f"epoch {results['final']['epoch']}).", '',
            '| split | ' + ' | '.join(attribute_names) + ' | n | '
@@ -268,11 +216,22 @@ def write_subpopulation_tables(results: Mapping[str, Any],
     lines.append('| ' + ' | '.join(cells) + ' |')
   return {
       'csv': logs.write_text_atomic(
-          os.path.join(workdir, 'subpopulation_accuracy.csv'), out.getvalue()),
+          os.path.join(workdir, 'subpopulation_accuracy.csv'),
+          common.csv_text(rows, header, lineterminator='\n')),
       'md': logs.write_text_atomic(
           os.path.join(workdir, 'subpopulation_accuracy.md'),
           '\n'.join(lines) + '\n'),
   }
+
+
+def joint_counts(data: Mapping[str, Any], weak_supervision: float
+                 ) -> dict[str, Any]:
+  """``data['joint_counts']`` as a run saves them.
+
+  With labels removed, ``train``'s count only rows that kept every label.
+  """
+  return {('train (every label kept)' if k == 'train' and weak_supervision > 0
+           else k): v for k, v in data['joint_counts'].items()}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -284,17 +243,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        celeba_config.PAPER_OPTIM)
   loaded, data = load_data(config)
   names = loaded.attributes
-  counts = dict(data['joint_counts'])
-  if config.weak_supervision > 0:
-    # Only the rows that kept every label; train_eval has them all.
-    counts = {('train (every label kept)' if k == 'train' else k): v
-              for k, v in counts.items()}
-  splits = {s: data[s] for s in ('train',) + common.EVAL_SPLITS}
   results = common.run_experiment(
-      config, workdir, splits,
+      config, workdir, {s: data[s] for s in ('train',) + common.EVAL_SPLITS},
       attribute_names=names, paper_optim=celeba_config.PAPER_OPTIM,
-      joint_counts=counts, data_info=data_info(config, loaded, data),
-      allow_change=allow_change)
+      joint_counts=joint_counts(data, config.weak_supervision),
+      data_info=data_info(config, loaded, data), allow_change=allow_change)
   if jax.process_index() == 0:
     write_subpopulation_tables(results, names, workdir)
   return results
@@ -302,16 +255,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 def main() -> None:
   """Command line (flags defined here, not at import)."""
-  config_flag = common.define_config_flag('celeba.py')
-  workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
-  allow_flag = common.define_allow_change_flag()
+  allow_change = common.define_allow_change_flag()
 
-  def run(argv):
-    del argv
-    if not workdir_flag.value:
-      raise app.UsageError('--workdir is required (the output directory).')
-    results = train_and_evaluate(config_flag.value, workdir_flag.value,
-                                 allow_change=allow_flag.value)
+  def body(config, workdir):
+    results = train_and_evaluate(config, workdir,
+                                 allow_change=allow_change.value)
     names = results['attributes']
     print(f"data: {results['data']['source']} "
           f"({results['data']['location']}), attributes {', '.join(names)}")
@@ -320,8 +268,7 @@ def main() -> None:
                       zip(names, summary['accuracy_per_attribute']))
       print(f"{split:>12}: accuracy {summary['accuracy']:.3f} ({per})")
 
-  common.run_main(run, workdir=lambda: workdir_flag.value,
-                  config_fields=lambda: celeba_config.get_config().keys())
+  common.run_config_main('celeba.py', body)
 
 
 if __name__ == '__main__':

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Any, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax.numpy as jnp
 import ml_collections
 
 from experiments import common
 from cmi_jax import logs
+from cmi_jax import validate
 from cmi_jax import vmapped
 from experiments import sweeps
 from cmi_jax.data import celeba
@@ -56,18 +55,14 @@ class WeakCell:
 
   @property
   def name(self) -> str:
-    return os.path.join(weak_dir_name(self.weak_supervision), self.cell.name)
+    return os.path.join(f'{WEAK_PREFIX}{self.weak_supervision:g}',
+                        self.cell.name)
 
   def overrides(self) -> dict[str, Any]:
     return {**self.cell.overrides(), 'weak_supervision': self.weak_supervision}
 
 
 AnyCell = Union[sweeps.Cell, WeakCell]
-
-
-def weak_dir_name(fraction: float) -> str:
-  """``weak<p>``, the folder of the cells with ``p`` of the labels removed."""
-  return f'{WEAK_PREFIX}{fraction:g}'
 
 
 def weak_grid(objectives: Sequence[str], fractions: Sequence[float],
@@ -91,27 +86,22 @@ def weak_grid(objectives: Sequence[str], fractions: Sequence[float],
 def run_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
               cells: Sequence[AnyCell]) -> None:
   """Runs every unfinished cell, each overriding the flag ``base_config``."""
-  for i, cell in enumerate(cells):
-    if sweeps.is_done(sweep_dir, cell):
-      logging.info('[%d/%d] %s: done, skipped.', i + 1, len(cells), cell.name)
-      continue
-    config = ml_collections.ConfigDict(base_config.to_dict())
-    config.update(cell.overrides())
-    start = time.time()
-    results = celeba_experiment.train_and_evaluate(
-        config, os.path.join(sweep_dir, cell.name))
-    final = results['final']['eval']
-    logging.info('[%d/%d] %s: anti %.3f, uncorr %.3f (%.0f s).', i + 1,
-                 len(cells), cell.name, final['test_anti']['accuracy'],
-                 final['test_uncorr']['accuracy'], time.time() - start)
+  sweeps.run_cells(sweep_dir, cells,
+                   lambda cell, workdir: celeba_experiment.train_and_evaluate(
+                       _cell_config(base_config, cell), workdir))
+
+
+def _cell_config(base_config: ml_collections.ConfigDict, cell: AnyCell
+                 ) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict(base_config.to_dict())
+  config.update(cell.overrides())
+  return config
 
 
 def resolve_cell(base_config: ml_collections.ConfigDict, cell: AnyCell
                  ) -> ml_collections.ConfigDict:
   """The resolved config of a cell (what its separate run trains with)."""
-  config = ml_collections.ConfigDict(base_config.to_dict())
-  config.update(cell.overrides())
-  return celeba_experiment.resolve_config(config)
+  return celeba_experiment.resolve_config(_cell_config(base_config, cell))
 
 
 def member_splits(loaded: celeba_files.CelebASplits,
@@ -131,10 +121,8 @@ def train_group(loaded: celeba_files.CelebASplits, sweep_dir: str,
   Each member gets its separate run's ``config.json``, ``joint_counts.json``,
   subpopulation tables and ``results.json``. Memory: the device holds
   ``S x N_train x 64 x 64 x 3`` bytes of training images (briefly twice,
-  while stacking); ``--vmap_max_members`` bounds S.
-
-  Raises:
-    ValueError: if the members' datasets differ in shape after all.
+  while stacking); ``--vmap_max_members`` bounds S. ValueError if the
+  members' datasets differ in shape after all.
   """
   names = loaded.attributes
   first = configs[0]
@@ -155,7 +143,8 @@ def train_group(loaded: celeba_files.CelebASplits, sweep_dir: str,
     common.check_data({s: data[s] for s in ('train',)
                            + common.EVAL_SPLITS}, len(names))
     infos.append(celeba_experiment.data_info(config, loaded, data))
-    counts.append(dict(data['joint_counts']))
+    counts.append(celeba_experiment.joint_counts(data,
+                                                 config.weak_supervision))
     trains.append(data['train'])
     eval_labels.append(data['train_eval'].labels)
     evals.append({s: data[s] for s in common.EVAL_SPLITS
@@ -177,23 +166,13 @@ def train_group(loaded: celeba_files.CelebASplits, sweep_dir: str,
 
   def write_extra(i, workdir, results):
     logs.write_json_atomic(os.path.join(workdir, 'joint_counts.json'),
-                           _joint_counts(counts[i],
-                                         configs[i].weak_supervision))
+                           counts[i])
     celeba_experiment.write_subpopulation_tables(results, names, workdir)
 
   sweeps.train_group(
       trainer, cells, configs, sweep_dir, example, train_data, eval_datas,
       [{'data': info, 'attributes': list(names)} for info in infos],
       write_extra)
-
-
-def _joint_counts(counts: dict[str, Any], weak_supervision: float
-                  ) -> dict[str, Any]:
-  """The joint counts as :func:`experiments.celeba.train_and_evaluate` saves."""
-  if weak_supervision > 0:
-    return {('train (every label kept)' if k == 'train' else k): v
-            for k, v in counts.items()}
-  return counts
 
 
 def run_vmapped_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
@@ -204,12 +183,8 @@ def run_vmapped_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
   Cells whose resolved configs differ only in :data:`VMAP_VARYING` train
   as one group (:func:`train_group`); the others as
   :func:`experiments.sweeps.run_grouped` decides. CelebA is read once.
-
-  Args:
-    base_config: the flag config (each cell overrides its fields).
-    sweep_dir: the folder of the mode's cells (:func:`mode_dir`).
-    cells: the cells of the sweep.
-    max_members: the largest group; None: no limit.
+  ``sweep_dir`` is the mode's folder (:func:`mode_dir`); ``max_members``
+  the largest group (None: no limit).
   """
   configs = {c: resolve_cell(base_config, c) for c in cells}
   loaded = []  # CelebA, loaded by the first group that needs it.
@@ -236,11 +211,8 @@ def collect_weak(weak_dir: str, select: str = 'final'
                  ) -> list[dict[str, Any]]:
   """:func:`experiments.sweeps.collect` of every ``weak<p>/`` folder.
 
-  Returns:
-    The rows of all fractions, each with ``weak_supervision`` added.
-
-  Raises:
-    ValueError: if ``weak_dir`` holds no finished weak cell.
+  The rows of all fractions, each with ``weak_supervision`` added;
+  ValueError if ``weak_dir`` holds no finished weak cell.
   """
   rows = []
   folders = os.listdir(weak_dir) if os.path.isdir(weak_dir) else []
@@ -266,15 +238,11 @@ def collect_weak(weak_dir: str, select: str = 'final'
 
 def mode_dir(sweep_dir: str, mode: str) -> str:
   """The folder of one mode's cells (``corr`` or ``weak``)."""
-  if mode not in MODES:
-    raise ValueError(f'--mode={mode!r} is unknown; choose one of {MODES}.')
-  return os.path.join(sweep_dir, mode)
+  return os.path.join(sweep_dir, validate.choice(mode, '--mode', MODES))
 
 
 def main() -> None:
   """Command line (flags defined here, not at import)."""
-  config = common.define_config_flag('celeba.py')
-  workdir = flags.DEFINE_string('workdir', None, 'Sweep directory.')
   mode = flags.DEFINE_enum('mode', 'corr', list(MODES),
                            'corr: train correlations; weak: fractions of '
                            'labels removed.')
@@ -294,8 +262,7 @@ def main() -> None:
       'weak: and fraction)')
   shard = sweeps.define_shard_flag()
 
-  def run(argv):
-    sweeps.check_command_line(argv, workdir.value)
+  def body(config, workdir):
     seed_list = sweeps.parse_list(seeds.value, 'seeds', int)
     noise_list = sweeps.parse_list(noises.value, 'noises')
     if mode.value == 'corr':
@@ -306,26 +273,22 @@ def main() -> None:
       if len(noise_list) != 1:
         raise app.UsageError('--mode=weak takes one --noises value; got '
                              f'{noise_list}.')
-      try:
-        cells = weak_grid(objectives.value,
-                          sweeps.parse_list(fractions.value, 'weak_fractions'),
-                          weak_corr.value, noise_list[0], seed_list)
-      except ValueError as e:
-        raise app.UsageError(str(e)) from e
+      cells = weak_grid(objectives.value,
+                        sweeps.parse_list(fractions.value, 'weak_fractions'),
+                        weak_corr.value, noise_list[0], seed_list)
     cells = sweeps.select_shard(cells, *sweeps.parse_shard(shard.value))
-    folder = mode_dir(workdir.value, mode.value)
+    folder = mode_dir(workdir, mode.value)
     if vmap.value:
-      run_vmapped_sweep(config.value, folder, cells, max_members.value)
+      run_vmapped_sweep(config, folder, cells, max_members.value)
     else:
-      run_sweep(config.value, folder, cells)
+      run_sweep(config, folder, cells)
     rows = (sweeps.collect(folder) if mode.value == 'corr'
             else collect_weak(folder))
     logs.write_json_atomic(os.path.join(folder, 'summary.json'), rows)
     print(f'{len(rows)} finished cells in {folder}; draw them with '
-          f'python -m experiments.plot_celeba --sweep_dir={workdir.value}')
+          f'python -m experiments.plot_celeba --sweep_dir={workdir}')
 
-  common.run_main(run, workdir=lambda: workdir.value,
-                  config_fields=lambda: celeba_config.get_config().keys())
+  common.run_config_main('celeba.py', body)
 
 
 if __name__ == '__main__':

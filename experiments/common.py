@@ -6,7 +6,9 @@ An experiment module loads its data into device datasets and calls
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import os
 import sys
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
@@ -27,6 +29,7 @@ from cmi_jax import models
 from cmi_jax import plots
 from cmi_jax import run
 from cmi_jax import train
+from cmi_jax import validate
 from cmi_jax.data import base as data_base
 from cmi_jax.data.base import DeviceDataset, validate_labels
 from cmi_jax.metrics import knn_mi
@@ -35,24 +38,20 @@ EVAL_SPLITS = ('train_eval', 'val', 'test_anti', 'test_uncorr')
 ENCODERS = ('mlp', 'conv')
 
 
-class _DropLibraryInfo(logging.logging.Filter):
-  """Drops orbax's and TensorFlow's INFO records, TFDS's folder warnings."""
-
-  def filter(self, record):
-    library = any(part in record.pathname
-                  for part in ('/orbax/', '/tensorflow'))
-    if not library:
-      return True
-    if record.levelno <= logging.logging.INFO:
-      return False
-    return not ('tensorflow_datasets' in record.pathname
-                and record.levelno == logging.logging.WARNING
-                and 'has no dataset_info.json' in record.getMessage())
+def _keep_record(record: logging.logging.LogRecord) -> bool:
+  """False for orbax's and TensorFlow's INFO, TFDS's folder warnings."""
+  if not any(p in record.pathname for p in ('/orbax/', '/tensorflow')):
+    return True
+  if record.levelno <= logging.logging.INFO:
+    return False
+  return not ('tensorflow_datasets' in record.pathname
+              and record.levelno == logging.logging.WARNING
+              and 'has no dataset_info.json' in record.getMessage())
 
 
 def quiet_library_logs() -> None:
   """Shows INFO lines of the ``cmi_jax`` logger, hides other libraries'."""
-  logging.get_absl_handler().addFilter(_DropLibraryInfo())
+  logging.get_absl_handler().addFilter(_keep_record)
   logging.logging.getLogger('cmi_jax').setLevel(logging.logging.INFO)
 
 
@@ -73,27 +72,34 @@ def define_config_flag(config_file: str) -> Any:
   ``config_file`` is a file name in ``experiments/configs``. The variant is
   applied before the overrides, so it never replaces a value the user gave.
   """
-  path = os.path.join(CONFIG_DIR, config_file)
   try:
     return config_flags.DEFINE_config_file(
-        'config', path,
+        'config', os.path.join(CONFIG_DIR, config_file),
         f'The experiment config: a file such as {config_file} (default: '
         f'experiments/configs/{config_file}), optionally FILE:fast; override '
         'fields with --config.FIELD=VALUE.', lock_config=True)
   except (AttributeError, KeyError) as e:
-    # ml_collections resolves the --config.FIELD overrides of sys.argv here.
-    name = str(e).strip('"\'')
-    _fail(f'--config.{name} names no field of the config. The fields are: '
-          f'{", ".join(sorted(_config_fields(path)))}.')
+    # Without --config, ml_collections applies the overrides here.
+    _unknown_field(e, lambda: _config_fields(config_file))
 
 
-def _config_fields(path: str) -> list[str]:
-  """The top-level field names of the default config in ``path``."""
+def _config_fields(config_file: str) -> list[str]:
+  """The top-level field names of the default config of ``config_file``."""
   import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location('_config', path)
+  spec = importlib.util.spec_from_file_location(
+      '_config', os.path.join(CONFIG_DIR, config_file))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return list(module.get_config().keys())
+
+
+def _unknown_field(error: Exception,
+                   fields: Optional[Callable[[], Iterable[str]]]) -> None:
+  """Fails for ml_collections' error of an override of an unknown field."""
+  name = str(error).strip('"\'')
+  known = ', '.join(sorted(fields())) if fields else ''
+  _fail(f'--config.{name} names no field of the config.'
+        + (f' The fields are: {known}.' if known else ''))
 
 
 def define_allow_change_flag() -> Any:
@@ -104,26 +110,20 @@ def define_allow_change_flag() -> Any:
       '(e.g. num_epochs to train on); every other change is refused.')
 
 
-def _is_disk_full(error: BaseException) -> bool:
-  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-    return True
-  text = str(error)
-  return 'No space left on device' in text or 'ENOSPC' in text
-
-
 def _explain(error: BaseException, workdir: Optional[str]) -> Optional[str]:
   """The one-line message for a user error, or None for a bug."""
-  if _is_disk_full(error):
+  text = str(error)
+  if (isinstance(error, OSError) and error.errno == errno.ENOSPC
+      or 'No space left on device' in text or 'ENOSPC' in text):
     where = f' in {workdir}' if workdir else ''
     return (f'no space left on device while writing{where}. Free some space '
             '(or pass another --workdir) and run the same command again: the '
             'run resumes from its last checkpoint.')
-  if isinstance(error, USER_ERRORS):
-    message = str(error).strip() or type(error).__name__
-    if isinstance(error, OSError) and error.filename is not None:
-      message = f'{error.strerror}: {error.filename}'
-    return message
-  return None
+  if not isinstance(error, USER_ERRORS):
+    return None
+  if isinstance(error, OSError) and error.filename is not None:
+    return f'{error.strerror}: {error.filename}'
+  return text.strip() or type(error).__name__
 
 
 def _fail(message: str) -> None:
@@ -136,8 +136,18 @@ def _verbose(argv: Sequence[str]) -> bool:
              '=-1')) for a in argv[1:])
 
 
-def _flags_parser(config_fields: Optional[Callable[[], Iterable[str]]]):
-  """A flag parser for ``app.run`` that reports mistakes in one line."""
+def run_main(main: Callable[[Sequence[str]], None], *,
+             workdir: Optional[Callable[[], Optional[str]]] = None,
+             config_fields: Optional[Callable[[], Iterable[str]]] = None
+             ) -> None:
+  """Runs ``main(argv)`` as a command: user errors are one line, exit 2.
+
+  A user error (:data:`USER_ERRORS`, bad flags, a full disk) prints
+  ``error: <what and how to fix it>`` without a traceback (``--verbosity=1``
+  shows it); Ctrl-C exits with 130. ``workdir`` returns the directory the
+  disk-full message names; ``config_fields`` the fields an unknown
+  ``--config.FIELD`` message lists.
+  """
   def parse(argv):
     try:
       return flags.FLAGS(argv)
@@ -149,30 +159,8 @@ def _flags_parser(config_fields: Optional[Callable[[], Iterable[str]]]):
         text = next((l for l in reversed(lines) if 'Error' in l), lines[-1])
       _fail(f'{text.rstrip(". ")}. Run with --helpshort for the flags.')
     except (AttributeError, KeyError) as e:
-      # ml_collections raises these for an override of an unknown field.
-      name = str(e).strip('"\'')
-      known = sorted(config_fields()) if config_fields else []
-      hint = f' The fields are: {", ".join(known)}.' if known else ''
-      _fail(f'--config.{name} names no field of the config.{hint}')
-  return parse
+      _unknown_field(e, config_fields)
 
-
-def run_main(main: Callable[[Sequence[str]], None], *,
-             workdir: Optional[Callable[[], Optional[str]]] = None,
-             config_fields: Optional[Callable[[], Iterable[str]]] = None
-             ) -> None:
-  """Runs ``main(argv)`` as a command: user errors are one line, exit 2.
-
-  A user error (:data:`USER_ERRORS`, bad flags, a full disk) prints
-  ``error: <what and how to fix it>`` without a traceback (``--verbosity=1``
-  shows it). Ctrl-C exits with 130.
-
-  Args:
-    main: the module's ``main(argv)``.
-    workdir: returns the output directory (named in the disk-full message).
-    config_fields: returns the config's field names (for an unknown
-      ``--config.FIELD``).
-  """
   def guarded(argv):
     quiet_library_logs()
     if len(argv) > 1:
@@ -188,7 +176,30 @@ def run_main(main: Callable[[Sequence[str]], None], *,
       if message is None or _verbose(sys.argv):
         raise
       _fail(message)
-  app.run(guarded, flags_parser=_flags_parser(config_fields))
+  app.run(guarded, flags_parser=parse)
+
+
+def run_config_main(config_file: str,
+                    body: Callable[[ml_collections.ConfigDict, str], None]
+                    ) -> None:
+  """The command of an experiment: ``--config``, ``--workdir``, then ``body``.
+
+  Defines ``--config`` of ``experiments/configs/<config_file>``
+  (:func:`define_config_flag`) and ``--workdir`` (required), then runs
+  ``body(config, workdir)`` under :func:`run_main`. Flags ``body`` reads are
+  defined before the call.
+  """
+  config = define_config_flag(config_file)
+  workdir = flags.DEFINE_string('workdir', None, 'Output directory.')
+
+  def command(argv):
+    del argv
+    if not workdir.value:
+      raise app.UsageError('--workdir is required (the output directory).')
+    body(config.value, workdir.value)
+
+  run_main(command, workdir=lambda: workdir.value,
+           config_fields=lambda: _config_fields(config_file))
 
 
 def add_model_fields(config: ml_collections.ConfigDict) -> None:
@@ -244,34 +255,23 @@ LEARNING_RATES = ('lr', 'cls_lr', 'd_lr')
 
 
 def check_run_fields(config: ml_collections.ConfigDict) -> None:
-  """Refuses values that cannot make a meaningful run.
-
-  Raises:
-    ValueError: naming the flag and its valid range.
-  """
+  """Refuses values that cannot make a meaningful run (ValueError)."""
   for name in LEARNING_RATES + ('lr_scale',):
-    value = config[name]
-    if value is not None and not value > 0:
-      raise ValueError(f'--config.{name} must be > 0; got {value!r}.')
-  if not config.disentangle_weight >= 0:
-    raise ValueError('--config.disentangle_weight (lambda) must be >= 0; got '
-                     f'{config.disentangle_weight!r}.')
+    if config[name] is not None:
+      validate.number(config[name], f'--config.{name}', 0, open_low=True)
+  validate.number(config.disentangle_weight,
+                  '--config.disentangle_weight (lambda)', 0)
   for name in ('num_epochs', 'batch_size', 'eval_every', 'checkpoint_every',
                'keep_checkpoints', 'num_cls_steps', 'z_dim'):
-    if not config[name] >= 1:
-      raise ValueError(f'--config.{name} must be >= 1; got {config[name]!r}.')
+    validate.integer(config[name], f'--config.{name}', 1)
   for name in ('mi_every', 'log_every_steps'):
-    if not config[name] >= 0:
-      raise ValueError(f'--config.{name} must be >= 0; got {config[name]!r}.')
-  if config.group_weighting not in groups.METHODS:
-    raise ValueError(f'--config.group_weighting={config.group_weighting!r} '
-                     f'is unknown; choose one of {groups.METHODS}.')
-  if not config.dro_step_size > 0:
-    raise ValueError('--config.dro_step_size (GroupDRO eta) must be > 0; got '
-                     f'{config.dro_step_size!r}.')
-  if not config.dro_size_adjustment >= 0:
-    raise ValueError('--config.dro_size_adjustment (GroupDRO C) must be >= 0;'
-                     f' got {config.dro_size_adjustment!r}.')
+    validate.integer(config[name], f'--config.{name}', 0)
+  validate.choice(config.group_weighting, '--config.group_weighting',
+                  groups.METHODS)
+  validate.number(config.dro_step_size,
+                  '--config.dro_step_size (GroupDRO eta)', 0, open_low=True)
+  validate.number(config.dro_size_adjustment,
+                  '--config.dro_size_adjustment (GroupDRO C)', 0)
 
 
 def resolve_learning_rates(config: ml_collections.ConfigDict,
@@ -279,13 +279,9 @@ def resolve_learning_rates(config: ml_collections.ConfigDict,
                            ) -> ml_collections.ConfigDict:
   """A copy with every unset learning rate set to ``paper``'s x ``lr_scale``.
 
-  Raises:
-    ValueError: for an unknown objective or a bad field
-      (:func:`check_run_fields`).
+  Checks the run fields first (:func:`check_run_fields`).
   """
-  if config.objective not in paper:
-    raise ValueError(f'--config.objective={config.objective!r} is unknown; '
-                     f'choose one of {tuple(paper)}.')
+  validate.choice(config.objective, '--config.objective', tuple(paper))
   check_run_fields(config)
   config = ml_collections.ConfigDict(config.to_dict())
   defaults = paper[config.objective]
@@ -336,11 +332,8 @@ def training_group_counts(data: Any, num_classes: Sequence[int]
 
 def group_weighting(config: ml_collections.ConfigDict, train_data: Any,
                     num_classes: Sequence[int]) -> groups.GroupWeighting:
-  """The :class:`cmi_jax.groups.GroupWeighting` of a config and its data."""
+  """The :class:`cmi_jax.groups.GroupWeighting` of a checked config."""
   method = config.group_weighting
-  if method not in groups.METHODS:
-    raise ValueError(f'--config.group_weighting={method!r} is unknown; choose '
-                     f'one of {groups.METHODS}.')
   counts = (training_group_counts(train_data, num_classes)
             if method in ('reweight', 'groupdro') else None)
   try:
@@ -360,8 +353,8 @@ def balanced_training_data(config: ml_collections.ConfigDict, train_data: Any,
   """The training set of ``group_weighting=subsample`` (else ``train_data``).
 
   A stored split draws a group-balanced subsample every epoch
-  (:func:`cmi_jax.data.base.group_balanced`). A generated stream (a joint
-  ``table``) draws from the uniform table instead, its epoch shrunk to
+  (:func:`cmi_jax.data.base.group_balanced`); a generated stream (a joint
+  ``table``) draws from the uniform table, its epoch shrunk to
   ``G * min_g p(g)`` of its length.
   """
   if config.group_weighting != 'subsample':
@@ -389,9 +382,7 @@ def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
   group weighting (:func:`group_weighting`), default none.
   """
   config = resolve_learning_rates(config, paper)
-  if config.encoder not in ENCODERS:
-    raise ValueError(f'encoder {config.encoder!r} is unknown; choose one of '
-                     f'{ENCODERS}.')
+  validate.choice(config.encoder, '--config.encoder', ENCODERS)
   identical = bool(config.identical_channels)
   if config.encoder == 'mlp':
     encoder = models.MLPEncoder(config.z_dim, tuple(config.hidden),
@@ -409,23 +400,13 @@ def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
       group_weighting=weighting)
 
 
-def fit_config(config: ml_collections.ConfigDict) -> run.FitConfig:
-  """The :class:`cmi_jax.run.FitConfig` of an experiment config."""
-  return run.FitConfig(
-      num_epochs=config.num_epochs, eval_every=config.eval_every,
-      checkpoint_every=config.checkpoint_every,
-      keep_checkpoints=config.keep_checkpoints,
-      log_every_steps=config.log_every_steps, progress=config.progress,
-      tensorboard=config.tensorboard)
-
-
 def mi_hook(subspaces: Sequence[int], every: int, max_rows: int,
             splits: Sequence[str] = ('test_uncorr',), seed: int = 0
             ) -> Optional[run.EpochHook]:
   """An epoch hook with kNN estimates of I(z1;z2), I(z_k;s_j), I(z1;z2|s_k), ...
 
-  Runs every ``every`` epochs on at most ``max_rows`` codes of each split;
-  keys are ``'<split>/<term>'``, values in nats.
+  Runs every ``every`` epochs (None if ``every <= 0``) on at most
+  ``max_rows`` codes of each split; keys are ``'<split>/<term>'``, in nats.
   """
   if every <= 0:
     return None
@@ -436,25 +417,23 @@ def mi_hook(subspaces: Sequence[int], every: int, max_rows: int,
       return {}
     out = {}
     for split in splits:
-      codes = stats[split]['z'][stats[split]['mask'] > 0]
-      labels = stats[split]['labels'][stats[split]['mask'] > 0]
-      report = knn_mi.latent_mi_report(codes, labels, subspaces,
-                                       max_rows=max_rows, seed=seed)
+      keep = stats[split]['mask'] > 0
+      report = knn_mi.latent_mi_report(
+          stats[split]['z'][keep], stats[split]['labels'][keep], subspaces,
+          max_rows=max_rows, seed=seed)
       out.update({f'{split}/{k}': v for k, v in report.items()})
     return out
   return hook
 
 
-def set_epoch_size(dataset: DeviceDataset, epoch_size: int) -> DeviceDataset:
-  """A training set with ``epoch_size // batch_size`` steps per epoch.
-
-  For i.i.d. streams, where the epoch is only a unit of training length.
-  """
-  if epoch_size < dataset.batch_size:
-    raise ValueError(
-        f'epoch_size={epoch_size} is smaller than one batch '
-        f'({dataset.batch_size}); use at least the batch size.')
-  return dataset.replace(steps_per_epoch=epoch_size // dataset.batch_size)
+def csv_text(rows: Iterable[Mapping[str, Any]], header: Sequence[str],
+             **options: Any) -> str:
+  """``rows`` as CSV text with ``header`` (other keys are left out)."""
+  out = io.StringIO()
+  writer = csv.DictWriter(out, header, extrasaction='ignore', **options)
+  writer.writeheader()
+  writer.writerows(rows)
+  return out.getvalue()
 
 
 def combination_names(num_attributes: int) -> list[str]:
@@ -479,8 +458,8 @@ def first_batches(dataset: DeviceDataset, count: int) -> dict[str, np.ndarray]:
 def check_data(data: Mapping[str, DeviceDataset], num_attributes: int) -> None:
   """Checks the labels of the first batch of every split (host side)."""
   for name, dataset in data.items():
-    batch = first_batches(dataset, 1)
-    validate_labels(batch['labels'], (2,) * num_attributes,
+    validate_labels(first_batches(dataset, 1)['labels'],
+                    (2,) * num_attributes,
                     where=f'the first batch of split {name!r}')
 
 
@@ -504,31 +483,28 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str,
                    joint_counts: Mapping[str, np.ndarray],
                    data_info: Mapping[str, Any],
                    allow_change: Sequence[str] = ()) -> dict[str, Any]:
-  """Trains, evaluates and draws one experiment.
+  """Trains, evaluates and draws one experiment; returns its results.
 
   Everything that can refuse the run is checked before the first file is
-  written.
-
-  Args:
-    config: the experiment config (see :func:`add_model_fields`); unset
-      learning rates are resolved here, so ``config.json`` holds the values
-      that ran.
-    data: ``'train'`` plus the evaluation splits of :data:`EVAL_SPLITS`.
-    paper_optim: objective -> reference learning rates.
-    joint_counts: split -> joint label counts ``(2,) * K``.
-    data_info: what was loaded (source, dataset, ...), saved in the results.
-    allow_change: config fields that may differ from the saved run's on
-      resume, beyond :data:`COSMETIC_FIELDS` (e.g. ``num_epochs``).
-
-  Returns:
-    The results written to ``workdir/results.json`` (plus ``'state'``).
+  written. ``data`` holds ``'train'`` and :data:`EVAL_SPLITS`;
+  ``paper_optim`` maps objectives to learning rates, which fill the unset
+  ones (so ``config.json`` holds the values that ran); ``joint_counts``
+  maps splits to ``(2,) * K`` label counts; ``data_info`` (what was loaded)
+  is saved in the results; ``allow_change`` names the fields beyond
+  :data:`COSMETIC_FIELDS` that may differ on resume (e.g. ``num_epochs``).
+  The results are ``workdir/results.json``'s, plus ``'state'``.
   """
   missing = [s for s in ('train',) + EVAL_SPLITS if s not in data]
   if missing:
     raise ValueError(f'the experiment needs the splits {missing}; got '
                      f'{sorted(data)}.')
   config = resolve_learning_rates(config, paper_optim)
-  fit = fit_config(config)
+  fit = run.FitConfig(
+      num_epochs=config.num_epochs, eval_every=config.eval_every,
+      checkpoint_every=config.checkpoint_every,
+      keep_checkpoints=config.keep_checkpoints,
+      log_every_steps=config.log_every_steps, progress=config.progress,
+      tensorboard=config.tensorboard)
   num_attributes = len(attribute_names)
   check_data(data, num_attributes)
   num_classes = (2,) * num_attributes
@@ -589,11 +565,10 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
   ``state`` if None); ``class_names``: per attribute, its classes' names.
   """
   from cmi_jax import evaluation  # Local: evaluation imports train.
-  figures = os.path.join(workdir, 'figures')
+  figure = lambda name: os.path.join(workdir, 'figures', f'{name}.png')
   names = combination_names(len(attribute_names))
   paths = [plots.training_curves(
-      logs.read_jsonl(os.path.join(workdir, 'log.jsonl')),
-      os.path.join(figures, 'curves.png'))]
+      logs.read_jsonl(os.path.join(workdir, 'log.jsonl')), figure('curves'))]
   for split in ('test_anti', 'test_uncorr'):
     if final_eval is not None and split in final_eval:
       summary = final_eval[split]
@@ -602,36 +577,31 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
           evaluation.evaluate(trainer, state, eval_data[split]))
     paths.append(plots.confusion_matrix(
         np.asarray(summary['confusion']), names,
-        os.path.join(figures, f'confusion_{split}.png'),
-        f'{split}: joint predictions'))
+        figure(f'confusion_{split}'), f'{split}: joint predictions'))
     paths.append(plots.latent_correlation(
         np.asarray(summary['z_correlation'], float), trainer.subspaces,
-        os.path.join(figures, f'latent_correlation_{split}.png'),
-        f'{split}: correlation of z'))
+        figure(f'latent_correlation_{split}'), f'{split}: correlation of z'))
     paths.append(plots.subpopulation_accuracy(
         np.asarray(summary['accuracy_per_combination'], float),
         np.asarray(summary['combination_count']), attribute_names, names,
-        os.path.join(figures, f'subpopulation_accuracy_{split}.png'),
+        figure(f'subpopulation_accuracy_{split}'),
         f'{split}: accuracy per attribute in each combination'))
     sample = first_batches(eval_data[split], 32)
     preds = np.asarray(trainer.predict_from_codes(
         state.heads_params,
         trainer.encoder.apply(state.encoder_params, sample['image'])))
     paths.append(plots.image_grid(
-        sample['image'], sample['labels'],
-        os.path.join(figures, f'predictions_{split}.png'),
+        sample['image'], sample['labels'], figure(f'predictions_{split}'),
         f'{split}: label → prediction', preds=preds, class_names=class_names))
   return paths
 
 
 def config_with(config: ml_collections.ConfigDict,
                 changes: Mapping[str, Any]) -> ml_collections.ConfigDict:
-  """A copy of ``config`` with ``changes``; a nested mapping changes a
-  sub-config field by field.
+  """A copy of ``config`` with ``changes`` (a nested mapping per sub-config).
 
   Raises:
-    ValueError: for a name the config does not have, or a value of another
-      type than the field's (the message names the field and the fix).
+    ValueError: for a name the config lacks or a value of the wrong type.
   """
   config = ml_collections.ConfigDict(config.to_dict())
 

@@ -30,6 +30,7 @@ from experiments import common
 from cmi_jax import logs
 from cmi_jax import metrics
 from cmi_jax import train
+from cmi_jax import validate
 from cmi_jax.data.base import DeviceDataset
 from experiments import celeba as celeba_experiment
 from experiments import multi_digit_mnist
@@ -39,18 +40,13 @@ from experiments.configs import multi_digit as multi_digit_config
 CHECKPOINTS = (ckpt.BEST_ACCURACY, ckpt.BEST_LOSS, ckpt.BEST_WORST_GROUP,
                ckpt.LATEST)
 SPLITS = ('test_uncorr', 'test_anti')
-KINDS = ('celeba', 'multi_digit')
 OUTPUT_JSON = 'disentanglement.json'
 OUTPUT_MD = 'disentanglement.md'
 
 
 def read_run_config(workdir: str
                     ) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
-  """``(config, data_info)`` of a run from its ``config.json``.
-
-  Raises:
-    ValueError: if ``config.json`` is missing or unreadable.
-  """
+  """``(config, data_info)`` of a run from its ``config.json``."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.isdir(workdir):
     raise ValueError(f'--workdir {workdir} is not a directory; pass the work '
@@ -95,12 +91,10 @@ def rebuild(config: ml_collections.ConfigDict, kind: str
     loaded, data = celeba_experiment.load_data(config)
     names = tuple(loaded.attributes)
     paper = celeba_config.PAPER_OPTIM
-  elif kind == 'multi_digit':
-    _, data, _ = multi_digit_mnist.load_data(config)
-    names = tuple(f'digit{k}' for k in range(config.num_digits))
-    paper = multi_digit_config.PAPER_OPTIM
   else:
-    raise ValueError(f'kind must be one of {KINDS}; got {kind!r}.')
+    _, data, _ = multi_digit_mnist.load_data(config)
+    names = multi_digit_mnist.attribute_names(config)
+    paper = multi_digit_config.PAPER_OPTIM
   trainer = common.build_trainer(config, len(names), paper)
   return trainer, {s: data[s] for s in common.EVAL_SPLITS}, names
 
@@ -111,13 +105,7 @@ def restore_state(workdir: str, trainer: train.Trainer,
   """``(state, epoch)`` of the run's checkpoint ``series``.
 
   ``example``: inputs ``[B, ...]`` of the run's shape (B is free).
-
-  Raises:
-    ValueError: for an unknown series or one without a checkpoint.
   """
-  if series not in CHECKPOINTS:
-    raise ValueError(f'--checkpoint={series!r} is unknown; choose one of '
-                     f'{list(CHECKPOINTS)}.')
   root = os.path.join(workdir, 'checkpoints')
   available = [s for s in CHECKPOINTS if os.path.isdir(os.path.join(root, s))
                and any(n.isdigit() for n in os.listdir(os.path.join(root, s)))]
@@ -142,9 +130,8 @@ def codes_and_factors(trainer: train.Trainer, state: train.TrainState,
                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
   """Codes and labels of every (unpadded, fully labelled) example of a split.
 
-  Returns:
-    ``(codes, factors, summary)``: float ``[N, D]`` codes, int ``[N, K]``
-    labels and :func:`cmi_jax.evaluation.summarize` of the whole split.
+  ``(codes, factors, summary)``: float ``[N, D]`` codes, int ``[N, K]``
+  labels and :func:`cmi_jax.evaluation.summarize` of the whole split.
   """
   stats = evaluation.evaluate(trainer, state, dataset)
   keep = (stats['mask'] > 0) & np.all(stats['labels'] >= 0, axis=1)
@@ -157,9 +144,7 @@ def split_metrics(codes: np.ndarray, factors: np.ndarray, split: str,
   """:func:`cmi_jax.metrics.compute_all` on at most ``max_rows`` rows.
 
   Rows are drawn uniformly without replacement (seeded); 0 uses all rows.
-
-  Raises:
-    ValueError: naming the split, if a metric rejects the codes or factors.
+  A metric's ValueError is raised again naming the split.
   """
   if 0 < max_rows < len(codes):
     rows = np.sort(np.random.default_rng(seed).choice(
@@ -198,34 +183,24 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
                  seed: int = 0) -> dict[str, Any]:
   """Computes and writes the disentanglement metrics of one run.
 
-  Args:
-    workdir: the run directory (with ``config.json`` and ``checkpoints/``).
-    checkpoint: one of :data:`CHECKPOINTS`.
-    max_rows: score at most this many rows per split (0: all).
-    seed: seed of the metrics' sampling and of the row sub-sample.
-
-  Returns:
-    The report written to ``workdir/disentanglement.json``: ``experiment``,
-    ``checkpoint``, ``epoch``, ``attributes`` and, per split,
-    ``num_rows``, ``accuracy`` (mean over attributes, of the whole split)
-    and ``metrics`` (``'<metric>/<score>' -> float``).
+  Scores at most ``max_rows`` rows per split (0: all); ``seed`` seeds the
+  metrics' sampling and the row sub-sample. Returns the report written to
+  ``workdir/disentanglement.json``: ``experiment``, ``checkpoint``,
+  ``epoch``, ``attributes`` and, per split, ``num_rows``, ``accuracy``
+  (mean over attributes, of the whole split) and ``metrics``
+  (``'<metric>/<score>' -> float``).
 
   Raises:
-    ValueError: for malformed arguments or a metric's error; the message
-      names the fix.
+    ValueError: for malformed inputs; the message names the fix.
   """
   workdir = os.path.abspath(workdir)
   config, info = read_run_config(workdir)
   kind = experiment_kind(config, info)
-  unknown = [s for s in splits if s not in common.EVAL_SPLITS]
-  if unknown or not splits:
+  if not splits or any(s not in common.EVAL_SPLITS for s in splits):
     raise ValueError(f'--splits {list(splits)}: each must be one of '
                      f'{list(common.EVAL_SPLITS)} (at least one).')
-  if max_rows < 0:
-    raise ValueError(f'--max_rows must be >= 0 (0: all rows); got {max_rows}.')
-  if checkpoint not in CHECKPOINTS:
-    raise ValueError(f'--checkpoint={checkpoint!r} is unknown; choose one of '
-                     f'{list(CHECKPOINTS)}.')
+  validate.integer(max_rows, '--max_rows', 0, hint='0: all rows.')
+  validate.choice(checkpoint, '--checkpoint', CHECKPOINTS)
   trainer, data, names = rebuild(config, kind)
   example = common.first_batches(data[splits[0]], 1)['image']
   state, epoch = restore_state(workdir, trainer, example, config, checkpoint)
@@ -247,7 +222,7 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
   if jax.process_index() == 0:
     logs.write_json_atomic(os.path.join(workdir, OUTPUT_JSON), report)
     logs.write_text_atomic(os.path.join(workdir, OUTPUT_MD),
-                                        markdown_table(report))
+                           markdown_table(report))
   return report
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from absl import app
-from absl import flags
 from absl import logging
 import ml_collections
 import numpy as np
 
+from cmi_jax import validate
 from experiments import common
 from cmi_jax.data import correlation
 from cmi_jax.data import multi_digit
@@ -40,16 +39,13 @@ def check_data_fields(config: ml_collections.ConfigDict) -> None:
   except ValueError as e:
     raise ValueError(f'--config.train_corr={config.train_corr!r}: {e}'
                      ) from None
-  if not 0.0 <= config.noise <= 1.0:
-    raise ValueError(f'--config.noise (occlusion threshold) must lie in '
-                     f'[0, 1]; got {config.noise!r}.')
+  validate.number(config.noise, '--config.noise (occlusion threshold)', 0, 1)
   classes = tuple(config.classes)
   if len(classes) != 2 or len(set(classes)) != 2 or not all(
       0 <= int(c) <= 9 for c in classes):
     raise ValueError(f'--config.classes must be two different class labels '
                      f'in 0..9; got {classes}.')
-  if config.patch < 1:
-    raise ValueError(f'--config.patch must be >= 1; got {config.patch}.')
+  validate.integer(config.patch, '--config.patch', 1)
   if config.epoch_size is not None and config.epoch_size < config.batch_size:
     raise ValueError(f'--config.epoch_size={config.epoch_size} is smaller '
                      f'than one batch ({config.batch_size}).')
@@ -62,8 +58,9 @@ def make_splits(config: ml_collections.ConfigDict, digits: Any
       digits, tuple(config.classes), config.num_digits, config.train_corr,
       config.noise, config.patch, config.batch_size, config.seed)
   if config.epoch_size is not None:
-    splits['train'] = common.set_epoch_size(splits['train'],
-                                            config.epoch_size)
+    train = splits['train']
+    splits['train'] = train.replace(
+        steps_per_epoch=config.epoch_size // train.batch_size)
   return splits
 
 
@@ -82,13 +79,6 @@ def load_data(config: ml_collections.ConfigDict):
   return digits, splits, counts
 
 
-def class_names(dataset: str, classes) -> list[str]:
-  """Readable names of the chosen classes (digits, or Fashion-MNIST items)."""
-  if dataset == 'fashion_mnist':
-    return [sources.FASHION_MNIST_NAMES[int(c)] for c in classes]
-  return [str(int(c)) for c in classes]
-
-
 def attribute_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """``digit0``, ``digit1``, ...: the attributes are the digit positions."""
   return tuple(f'digit{k}' for k in range(config.num_digits))
@@ -97,19 +87,18 @@ def attribute_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 def data_info(config: ml_collections.ConfigDict, digits: Any
               ) -> dict[str, Any]:
   """What a run's ``results.json`` and ``config.json`` say of its data."""
+  names = [sources.FASHION_MNIST_NAMES[int(c)]
+           if digits.dataset == 'fashion_mnist' else str(int(c))
+           for c in config.classes]
   return {'dataset': digits.dataset, 'source': digits.source,
           'num_images': digits.num_examples(),
           'classes': list(config.classes),
-          'class_names': [class_names(digits.dataset, config.classes)]
-                         * config.num_digits}
+          'class_names': [names] * config.num_digits}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        allow_change=()) -> dict[str, Any]:
-  """Runs the experiment of ``config`` in ``workdir``; returns its results.
-
-  ``allow_change``: as :func:`experiments.common.run_experiment` takes it.
-  """
+  """Runs ``config`` in ``workdir`` (:func:`common.run_experiment`)."""
   config = resolve_config(config)
   # Fails fast on bad model fields, before the data are read.
   common.build_trainer(config, config.num_digits,
@@ -123,23 +112,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 def main() -> None:
   """Command line (flags defined here, not at import)."""
-  config_flag = common.define_config_flag('multi_digit.py')
-  workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
-  allow_flag = common.define_allow_change_flag()
+  allow_change = common.define_allow_change_flag()
 
-  def run(argv):
-    del argv
-    if not workdir_flag.value:
-      raise app.UsageError('--workdir is required (the output directory).')
-    results = train_and_evaluate(config_flag.value, workdir_flag.value,
-                                 allow_change=allow_flag.value)
+  def body(config, workdir):
+    results = train_and_evaluate(config, workdir,
+                                 allow_change=allow_change.value)
     print(f"data: {results['data']['source']}")
     for split, summary in results['final']['eval'].items():
       print(f"{split:>12}: accuracy {summary['accuracy']:.3f} "
             f"per digit {np.round(summary['accuracy_per_attribute'], 3)}")
 
-  common.run_main(run, workdir=lambda: workdir_flag.value,
-                  config_fields=lambda: multi_digit_config.get_config().keys())
+  common.run_config_main('multi_digit.py', body)
 
 
 if __name__ == '__main__':

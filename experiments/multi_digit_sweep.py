@@ -14,7 +14,6 @@ figure with :mod:`experiments.plot_multi_digit`.
 from __future__ import annotations
 
 import os
-import time
 
 import ml_collections
 from absl import flags
@@ -53,19 +52,15 @@ def resolve_cell(base_config, cell):
 
 def run_sweep(base_config, sweep_dir, cells):
   """Runs every unfinished cell; returns the rows of :func:`sweeps.collect`."""
-  for i, cell in enumerate(cells):
-    if sweeps.is_done(sweep_dir, cell):
-      logging.info('[%d/%d] %s: done, skipped.', i + 1, len(cells), cell.name)
-      continue
-    start = time.time()
-    results = multi_digit_mnist.train_and_evaluate(
-        resolve_cell(base_config, cell), f'{sweep_dir}/{cell.name}')
-    final = results['final']['eval']
-    logging.info('[%d/%d] %s: anti %.3f, uncorr %.3f (%.0f s).', i + 1,
-                 len(cells), cell.name, final['test_anti']['accuracy'],
-                 final['test_uncorr']['accuracy'], time.time() - start)
+  sweeps.run_cells(sweep_dir, cells,
+                   lambda cell, workdir: multi_digit_mnist.train_and_evaluate(
+                       resolve_cell(base_config, cell), workdir))
+  return _summary(sweep_dir)
+
+
+def _summary(sweep_dir):
   rows = sweeps.collect(sweep_dir)
-  logs.write_json_atomic(f'{sweep_dir}/summary.json', rows)
+  logs.write_json_atomic(os.path.join(sweep_dir, 'summary.json'), rows)
   return rows
 
 
@@ -102,11 +97,10 @@ def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
   train as one group; the others as :func:`experiments.sweeps.run_grouped`
   decides. Returns the rows of :func:`experiments.sweeps.collect`.
   """
-  config = base_config
-  digits = sources.load_digits(config.dataset, config.source,
-                               tfds_data_dir=config.tfds_data_dir,
-                               manual_dir=config.manual_dir)
-  configs = {c: resolve_cell(config, c) for c in cells}
+  digits = sources.load_digits(base_config.dataset, base_config.source,
+                               tfds_data_dir=base_config.tfds_data_dir,
+                               manual_dir=base_config.manual_dir)
+  configs = {c: resolve_cell(base_config, c) for c in cells}
   sweeps.run_grouped(
       sweep_dir, cells,
       group_key=lambda c: sweeps.config_key(configs[c].to_dict(),
@@ -115,15 +109,11 @@ def run_vmapped_sweep(base_config, sweep_dir, cells, max_members=None):
           digits, sweep_dir, group, [configs[c] for c in group]),
       run_separately=lambda group: run_sweep(base_config, sweep_dir, group),
       max_members=max_members)
-  rows = sweeps.collect(sweep_dir)
-  logs.write_json_atomic(os.path.join(sweep_dir, 'summary.json'), rows)
-  return rows
+  return _summary(sweep_dir)
 
 
 def main() -> None:
   """Command line (flags defined here, not at import)."""
-  config = common.define_config_flag('multi_digit.py')
-  workdir = flags.DEFINE_string('workdir', None, 'Sweep directory.')
   noises = flags.DEFINE_list('noises', ['0', '0.2', '0.4', '0.6', '0.8'],
                              'Occlusion noise levels.')
   corrs = flags.DEFINE_list('train_corrs', ['0', '0.6', '0.9'],
@@ -134,8 +124,7 @@ def main() -> None:
   vmap, max_members = sweeps.define_vmap_flags('the cells of each objective')
   shard = sweeps.define_shard_flag()
 
-  def run(argv):
-    sweeps.check_command_line(argv, workdir.value)
+  def body(config, workdir):
     cells = sweeps.grid(objectives.value,
                         sweeps.parse_list(corrs.value, 'train_corrs'),
                         sweeps.parse_list(noises.value, 'noises'),
@@ -145,14 +134,12 @@ def main() -> None:
     if count > 1:
       logging.info('Shard %d of %d: %d cells.', index, count, len(cells))
     if vmap.value:
-      rows = run_vmapped_sweep(config.value, workdir.value, cells,
-                               max_members.value)
+      rows = run_vmapped_sweep(config, workdir, cells, max_members.value)
     else:
-      rows = run_sweep(config.value, workdir.value, cells)
-    print(f'{len(rows)} finished cells in {workdir.value}')
+      rows = run_sweep(config, workdir, cells)
+    print(f'{len(rows)} finished cells in {workdir}')
 
-  common.run_main(run, workdir=lambda: workdir.value,
-                  config_fields=lambda: multi_digit_config.get_config().keys())
+  common.run_config_main('multi_digit.py', body)
 
 
 if __name__ == '__main__':

@@ -12,8 +12,6 @@ of labels removed, one line per objective.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from typing import Any, Sequence
 
@@ -21,6 +19,7 @@ import numpy as np
 
 from cmi_jax import logs
 from cmi_jax import plots
+from experiments import common
 from experiments import sweeps
 from experiments import celeba_sweep
 from experiments.plot_multi_digit import METRICS
@@ -32,15 +31,11 @@ SPLIT_TITLES = {'test_anti/accuracy': 'anti-correlated test',
                 'val/accuracy': 'validation (train correlation)'}
 
 
-def _objective_order(table: Sequence[dict[str, Any]]) -> list[str]:
-  return sorted({r['objective'] for r in table},
-                key=lambda o: (list(STYLES).index(o) if o in STYLES else 99, o))
-
-
 def _objective_lines(ax, table: Sequence[dict[str, Any]], x_key: str,
                      metric: str, scale: float = 1.0) -> None:
   """One line per objective: mean of ``metric`` against ``x_key`` ± std."""
-  for objective in _objective_order(table):
+  for objective in sorted({r['objective'] for r in table}, key=lambda o: (
+      list(STYLES).index(o) if o in STYLES else 99, o)):
     points = sorted((r for r in table if r['objective'] == objective),
                     key=lambda r: r[x_key])
     x = np.array([p[x_key] for p in points]) * scale
@@ -57,8 +52,7 @@ def draw_correlation_figure(table: Sequence[dict[str, Any]],
                             path: str) -> str:
   """Accuracy vs train correlation; columns: test split, rows: noise level.
 
-  ``table`` holds :func:`experiments.sweeps.aggregate` rows; ``path`` is the
-  PNG's.
+  ``table`` holds :func:`experiments.sweeps.aggregate` rows.
   """
   noises = sorted({r['noise'] for r in table})
   splits = ('test_anti/accuracy', 'test_uncorr/accuracy')
@@ -114,11 +108,6 @@ def weak_table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
   header = ['objective', 'train_corr', 'noise', 'weak_supervision',
             'num_seeds'] + [f'{m}/{s}' for m in METRICS
                             for s in ('mean', 'std')]
-  out = io.StringIO()
-  writer = csv.DictWriter(out, header, extrasaction='ignore',
-                          lineterminator='\n')
-  writer.writeheader()
-  writer.writerows(table)
   lines = ['| objective | train corr | labels removed | seeds | '
            'anti-correlated test | uncorrelated test | val |',
            '|---|---|---|---|---|---|---|']
@@ -127,17 +116,13 @@ def weak_table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
     lines.append(f"| {r['objective']} | {r['train_corr']:g} | "
                  f"{100 * r['weak_supervision']:g} % | {r['num_seeds']} | "
                  + ' | '.join(cells) + ' |')
-  return out.getvalue(), '\n'.join(lines) + '\n'
+  return (common.csv_text(table, header, lineterminator='\n'),
+          '\n'.join(lines) + '\n')
 
 
 def make_report(sweep_dir: str, out_dir: str | None = None,
                 select: str = 'final') -> dict[str, str]:
-  """Writes the figures and tables of the modes; returns name -> path.
-
-  Raises:
-    ValueError: if neither ``sweep_dir/corr`` nor ``sweep_dir/weak`` holds a
-      finished run.
-  """
+  """Writes the figures and tables of the modes; returns name -> path."""
   out_dir = out_dir or sweep_dir
   corr_dir = celeba_sweep.mode_dir(sweep_dir, 'corr')
   weak_dir = celeba_sweep.mode_dir(sweep_dir, 'weak')

@@ -10,8 +10,6 @@ into ``out_dir`` (default: the sweep directory).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from typing import Any, Sequence
 
@@ -19,6 +17,7 @@ import numpy as np
 
 from cmi_jax import logs
 from cmi_jax import plots
+from experiments import common
 from experiments import sweeps
 
 METRICS = ('test_anti/accuracy', 'test_uncorr/accuracy', 'val/accuracy',
@@ -62,8 +61,7 @@ def draw_figure(table: Sequence[dict[str, Any]], path: str,
   corrs = sorted({r['train_corr'] for r in table})
   objectives = sorted({r['objective'] for r in table},
                       key=lambda o: list(STYLES).index(o) if o in STYLES else 9)
-  ref_objective, ref_corr, ref_metric = REFERENCE
-  reference = _points(table, ref_objective, ref_corr, ref_metric)
+  reference = _points(table, *REFERENCE)
   fig = plots.new_figure(3.4 * len(objectives) + 0.4, 2.8 * len(corrs) + 0.8)
   axes = fig.subplots(len(corrs), len(objectives), sharex=True, sharey=True,
                       squeeze=False)
@@ -114,10 +112,6 @@ def table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
   """``(csv, markdown)`` renderings of the aggregated table."""
   header = ['objective', 'train_corr', 'noise', 'num_seeds'] + [
       f'{m}/{s}' for m in METRICS for s in ('mean', 'std')]
-  out = io.StringIO()
-  writer = csv.DictWriter(out, header, extrasaction='ignore')
-  writer.writeheader()
-  writer.writerows(table)
   lines = ['| objective | train corr | noise | seeds | anti-correlated test '
            '| uncorrelated test | val | worst group (uncorrelated test) '
            '| train |', '|---|---|---|---|---|---|---|---|---|']
@@ -127,7 +121,7 @@ def table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
     lines.append(f"| {r['objective']} | {r['train_corr']:g} | "
                  f"{r['noise']:g} | {r['num_seeds']} | " + ' | '.join(cells)
                  + ' |')
-  return out.getvalue(), '\n'.join(lines) + '\n'
+  return common.csv_text(table, header), '\n'.join(lines) + '\n'
 
 
 def make_report(sweep_dir: str, out_dir: str | None = None,

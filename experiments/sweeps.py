@@ -24,6 +24,7 @@ from absl import flags
 from absl import logging
 
 from cmi_jax import logs
+from cmi_jax import validate
 from cmi_jax import vmapped
 from experiments import common
 
@@ -85,7 +86,7 @@ def parse_shard(value: Optional[str], environ: Mapping[str, str] = os.environ
   """``(index, count)`` of ``--shard`` (or of a SLURM job array, or ``(0, 1)``).
 
   Raises:
-    app.UsageError: for a malformed value or an index outside ``[0, N)``.
+    app.UsageError: for a malformed value; the message names the fix.
   """
   if value is None and SLURM_INDEX in environ and SLURM_COUNT in environ:
     value = f'{environ[SLURM_INDEX]}/{environ[SLURM_COUNT]}'
@@ -118,10 +119,8 @@ def parse_list(values: Sequence[str], flag: str, kind: type = float
                ) -> list[Any]:
   """The numbers of a list flag (``flags.DEFINE_list`` gives strings).
 
-  ``kind`` is ``float`` or ``int`` (``'1.5'`` is rejected, not truncated).
-
-  Raises:
-    app.UsageError: naming the flag and the value that is not a number.
+  ``kind`` is ``float`` or ``int`` (``'1.5'`` is rejected, not truncated);
+  app.UsageError names the flag and the value that is not a number.
   """
   out = []
   for value in values:
@@ -132,6 +131,23 @@ def parse_list(values: Sequence[str], flag: str, kind: type = float
       raise app.UsageError(f'--{flag} takes comma-separated {what}; {value!r} '
                            f'is not one (got {",".join(values)}).') from None
   return out
+
+
+def run_cells(sweep_dir: str, cells: Sequence[AnyCell],
+              train: Callable[[AnyCell, str], Mapping[str, Any]]) -> None:
+  """``train(cell, workdir)`` of every unfinished cell, one after another.
+
+  ``train`` returns the run's results (their ``final`` record is logged).
+  """
+  for i, cell in enumerate(cells):
+    if is_done(sweep_dir, cell):
+      logging.info('[%d/%d] %s: done, skipped.', i + 1, len(cells), cell.name)
+      continue
+    start = time.time()
+    final = train(cell, os.path.join(sweep_dir, cell.name))['final']['eval']
+    logging.info('[%d/%d] %s: anti %.3f, uncorr %.3f (%.0f s).', i + 1,
+                 len(cells), cell.name, final['test_anti']['accuracy'],
+                 final['test_uncorr']['accuracy'], time.time() - start)
 
 
 def check_command_line(argv: Sequence[str], workdir: Optional[str]) -> None:
@@ -209,9 +225,8 @@ def group_cells(cells: Sequence[AnyCell], key: Callable[[AnyCell], Hashable],
   Groups larger than ``max_members`` (None: no limit) are split into chunks
   of at most that many.
   """
-  if max_members is not None and max_members < 1:
-    raise ValueError(f'max_members must be >= 1 (or None for no limit); got '
-                     f'{max_members}.')
+  if max_members is not None:
+    validate.integer(max_members, 'max_members', 1, hint='None: no limit.')
   groups: dict[Hashable, list[AnyCell]] = {}
   for cell in cells:
     groups.setdefault(key(cell), []).append(cell)
@@ -266,16 +281,12 @@ def run_grouped(sweep_dir: str, cells: Sequence[AnyCell], *,
 def write_members(cells: Sequence[AnyCell],
                   records: Sequence[Mapping[str, Any]],
                   write: Callable[[AnyCell, Mapping[str, Any]], None]) -> None:
-  """Writes every member of a vmapped group that trained to the end.
+  """``write(cell, record)`` of every member that trained to the end.
 
-  Args:
-    cells: the group's cells.
-    records: :func:`cmi_jax.vmapped.fit_sweep`'s results, one per cell.
-    write: writes one cell's outputs from its results.
-
-  Raises:
-    cmi_jax.run.NonFiniteLossError: after writing the others, naming the
-      cells whose losses became non-finite (they stay unfinished).
+  ``records`` are :func:`cmi_jax.vmapped.fit_sweep`'s, one per cell. Cells
+  whose losses became non-finite stay unfinished: a
+  :class:`cmi_jax.run.NonFiniteLossError` names them after the others are
+  written.
   """
   failed = []
   for cell, record in zip(cells, records, strict=True):
@@ -297,11 +308,6 @@ def group_checkpoint_dir(sweep_dir: str, cells: Sequence[AnyCell]) -> str:
   """Where a vmapped group checkpoints; named by its members, so it resumes."""
   digest = hashlib.sha1('\n'.join(sorted(c.name for c in cells)).encode())
   return os.path.join(sweep_dir, GROUPS_DIR, digest.hexdigest()[:16])
-
-
-def remove_group_checkpoints(group_dir: str) -> None:
-  """Deletes a finished group's checkpoints (every member is written)."""
-  shutil.rmtree(group_dir, ignore_errors=True)
 
 
 def write_cell(workdir: str, run_config: Mapping[str, Any],
@@ -326,15 +332,12 @@ def train_group(trainer: Any, cells: Sequence[AnyCell],
 
   Trains with :func:`cmi_jax.vmapped.fit_sweep` (resumable from
   :func:`group_checkpoint_dir`), writes each cell as a separate run would
-  (:func:`write_cell`), then deletes the group's checkpoints.
-
-  Args:
-    cells, configs: the members (resolved configs, in the same order).
-    eval_data: split -> the members' datasets (or a ``vmapped.Stacked``).
-    member_results: per member, the entries its ``results.json`` adds
-      (``data``, ``attributes``, ...); ``data`` also goes to ``config.json``.
-    write_extra: ``(member, workdir, results)`` writes a member's other
-      files before its ``results.json``.
+  (:func:`write_cell`), then deletes the group's checkpoints. ``configs``
+  are the cells' resolved configs; ``eval_data`` maps splits to the
+  members' datasets (or a ``vmapped.Stacked``); ``member_results[i]`` adds
+  entries to member i's ``results.json`` (its ``data`` also to
+  ``config.json``); ``write_extra(i, workdir, results)`` writes its other
+  files first.
   """
   first = configs[0]
   hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
@@ -353,10 +356,9 @@ def train_group(trainer: Any, cells: Sequence[AnyCell],
           log_dirs=[os.path.join(sweep_dir, c.name) for c in cells],
           progress=first.progress))
   seconds = time.time() - start
-  members = {cell: i for i, cell in enumerate(cells)}
 
   def write(cell, member):
-    i = members[cell]
+    i = cells.index(cell)
     results = {**member, **member_results[i],
                'objective': configs[i].objective, 'mode': 'vmapped',
                'group': {'cells': [c.name for c in cells],
@@ -374,23 +376,17 @@ def train_group(trainer: Any, cells: Sequence[AnyCell],
                  final['test_uncorr']['accuracy'], len(cells), seconds)
 
   write_members(cells, records, write)
-  remove_group_checkpoints(group_dir)
+  shutil.rmtree(group_dir, ignore_errors=True)  # Every member is written.
 
 
 def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
-  """One row per finished cell: its fields and the accuracies of ``select``.
+  """One row per finished cell, sorted: its fields and ``select``'s scores.
 
-  Args:
-    sweep_dir: the sweep's directory.
-    select: which epoch record of each run (:data:`SELECTIONS`).
-
-  Returns:
-    Rows with objective, train_corr, noise, seed and ``<split>/accuracy`` /
-    ``<split>/loss`` for every evaluation split, sorted by cell.
+  ``select`` is the epoch record of each run (:data:`SELECTIONS`). A row has
+  objective, train_corr, noise, seed and ``<split>/accuracy`` and
+  ``<split>/loss`` for every evaluation split.
   """
-  if select not in SELECTIONS:
-    raise ValueError(f'select {select!r} is unknown; choose one of '
-                     f'{SELECTIONS}.')
+  validate.choice(select, 'select', SELECTIONS)
   if not os.path.isdir(sweep_dir):
     raise ValueError(f'sweep directory {sweep_dir} does not exist; run the '
                      'sweep first or pass the directory it wrote.')
@@ -402,6 +398,7 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
     if loaded is None:
       continue
     results, config = loaded[0], loaded[1]['config']
+    data = results.get('data', {})
     if select not in results:
       raise ValueError(
           f'{root} has no {select!r} record (a vmapped sweep keeps the final '
@@ -410,10 +407,8 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
     row = {'objective': config['objective'],
            'train_corr': config['train_corr'], 'noise': config['noise'],
            'seed': config['seed'], 'epoch': record['epoch'],
-           'source': results.get('data', {}).get('source'),
-           'dataset': results.get('data', {}).get('dataset'),
-           'class_names': (results.get('data', {}).get('class_names')
-                           or [None])[0]}
+           'source': data.get('source'), 'dataset': data.get('dataset'),
+           'class_names': (data.get('class_names') or [None])[0]}
     for split, summary in record['eval'].items():
       row[f'{split}/accuracy'] = summary['accuracy']
       row[f'{split}/loss'] = summary['loss']
@@ -459,8 +454,7 @@ def report_main(make_report: Callable[[str, Optional[str], str],
   sweep_dir = flags.DEFINE_string('sweep_dir', None, 'The sweep directory.')
   out_dir = flags.DEFINE_string('out_dir', None,
                                 'Output directory (default: sweep_dir).')
-  select = flags.DEFINE_enum('select', 'final',
-                             list(SELECTIONS),
+  select = flags.DEFINE_enum('select', 'final', list(SELECTIONS),
                              'Which epoch of every run to report.')
 
   def run(argv):

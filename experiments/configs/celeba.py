@@ -2,10 +2,6 @@
 
 Attributes are any K >= 2 of the 40 CelebA names (case-sensitive,
 comma-separated); ``z_dim`` must be a multiple of K (e.g. 12 for K = 3).
-
-``--config.data_placement``: ``device`` keeps the uint8 images on the
-device, ``host`` in host memory with batches prefetched, ``auto`` the device
-when they fit in half of its memory.
 """
 
 import ml_collections
@@ -13,8 +9,7 @@ import ml_collections
 from experiments import common
 from cmi_jax import objectives
 
-# The reference learning rates (paper notes, "Reference hyper-parameters"),
-# the same for every objective.
+# The reference learning rates (paper notes), the same for every objective.
 PAPER_OPTIM = {objective: {'lr': 1e-5, 'cls_lr': 1e-4, 'd_lr': 1e-4}
                for objective in objectives.names()}
 
@@ -22,12 +17,10 @@ PAPER_OPTIM = {objective: {'lr': 1e-5, 'cls_lr': 1e-4, 'd_lr': 1e-4}
 FAST = {'num_epochs': 10, 'mi_every': 5, 'checkpoint_every': 5}
 # Presets: the paper's task, and the group-robustness field's standard one
 # (target Blond_Hair, spurious Male, the official splits as they are).
-PRESETS = {
-    'male_smiling': {'attributes': ('Male', 'Smiling'),
-                     'correlation_mode': 'subsampled'},
-    'blond_male': {'attributes': ('Blond_Hair', 'Male'),
-                   'correlation_mode': 'natural'},
-}
+PRESETS = {'male_smiling': {'attributes': ('Male', 'Smiling'),
+                            'correlation_mode': 'subsampled'},
+           'blond_male': {'attributes': ('Blond_Hair', 'Male'),
+                          'correlation_mode': 'natural'}}
 VARIANTS = ('fast',) + tuple(PRESETS)
 
 
@@ -55,14 +48,15 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.correlation_mode = 'subsampled'
   config.noise = 0.0  # occlusion threshold in [0, 1]; 0 means none
   config.occlusion_patch = 4
-  config.data_placement = 'auto'  # 'auto' | 'device' | 'host'
+  # Of the uint8 images: 'device', 'host' (batches prefetched) or 'auto'
+  # (the device if they fit in half of its memory).
+  config.data_placement = 'auto'
   config.weak_supervision = 0.0
   config.weak_scaling = True  # batch and epochs x 1 / (1 - weak_supervision)
   config.weak_max_epochs = 2200
   common.add_model_fields(config)
   config.disentangle_weight = 10.0  # lambda (paper: 10 for CelebA)
-  config.num_epochs = 200
-  config.batch_size = 100
+  config.num_epochs = 200  # batch_size keeps its default, 100
   for name in chosen:
     config.update(FAST if name == 'fast' else PRESETS[name])
   return config
