@@ -150,15 +150,6 @@ def run_cells(sweep_dir: str, cells: Sequence[AnyCell],
                  final['test_uncorr']['accuracy'], time.time() - start)
 
 
-def check_command_line(argv: Sequence[str], workdir: Optional[str]) -> None:
-  """Raises ``app.UsageError`` for positional arguments or no ``--workdir``."""
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {list(argv[1:])}; every '
-                         'setting is a --flag.')
-  if not workdir:
-    raise app.UsageError('--workdir is required (the sweep directory).')
-
-
 def define_vmap_flags(groups: str) -> tuple[Any, Any]:
   """Defines ``--vmap`` and ``--vmap_max_members``; ``groups`` is for help."""
   vmap = flags.DEFINE_bool(

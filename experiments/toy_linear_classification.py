@@ -27,7 +27,6 @@ import os
 import time
 from typing import Any, Sequence
 
-from absl import flags
 import numpy as np
 
 from experiments import common
@@ -180,12 +179,8 @@ def format_table(cells: Sequence[dict[str, Any]], train_corr: float) -> str:
 
 def main() -> None:
   """Command line: ``--workdir`` and ``--config`` (with overrides)."""
-  config_flag = common.define_config_flag('toy_linear_classification.py')
-  workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
-
-  def command(argv):
-    del argv
-    result = run(workdir_flag.value, **config_flag.value)
+  def body(config, workdir):
+    result = run(workdir, **config)
     for corr in result['config']['train_corrs']:
       print(format_table(result['cells'], corr))
     print(f"wall time (s): {result['wall_time_s']}")
@@ -193,8 +188,7 @@ def main() -> None:
     for path in result['files'].values():
       print(f'wrote {path}')
 
-  common.run_main(command, workdir=lambda: workdir_flag.value,
-                  config_fields=lambda: toy_config.get_config().keys())
+  common.run_config_main('toy_linear_classification.py', body)
 
 
 if __name__ == '__main__':

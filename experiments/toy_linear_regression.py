@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from absl import flags
 import numpy as np
 
 from experiments import common
@@ -144,18 +143,13 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
 
 def main() -> None:
   """Command line: ``--workdir`` and ``--config`` (with overrides)."""
-  config_flag = common.define_config_flag('toy_linear_regression.py')
-  workdir_flag = flags.DEFINE_string('workdir', None, 'Output directory.')
-
-  def command(argv):
-    del argv
-    result = run(workdir_flag.value, **config_flag.value)
+  def body(config, workdir):
+    result = run(workdir, **config)
     print(lr.format_table1(result['table1']))
     for path in result['files'].values():
       print(f'wrote {path}')
 
-  common.run_main(command, workdir=lambda: workdir_flag.value,
-                  config_fields=lambda: toy_config.get_config().keys())
+  common.run_config_main('toy_linear_regression.py', body)
 
 
 if __name__ == '__main__':

@@ -348,14 +348,6 @@ def test_parse_list_names_the_flag():
     sweeps.parse_list(['a'], 'noises')
 
 
-def test_check_command_line():
-  sweeps.check_command_line(['prog'], '/tmp/sweep')
-  with pytest.raises(app.UsageError, match='--workdir is required'):
-    sweeps.check_command_line(['prog'], None)
-  with pytest.raises(app.UsageError, match=r"unexpected arguments: \['x'\]"):
-    sweeps.check_command_line(['prog', 'x'], '/tmp/sweep')
-
-
 def test_group_cells_keeps_order_and_splits_large_groups():
   cells = sweeps.grid(['base', 'cmi'], [0.0], [0.0, 0.5], [0, 1])
   by_objective = sweeps.group_cells(cells, lambda c: c.objective)
