@@ -429,8 +429,8 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
     _log.info('%s: resuming %d members from epoch %d.', name, size,
               start_epoch)
   step0 = np.asarray(jax.device_get(states.step))
-  loggers = [logs.RunLogger(d, int(step0[i]) if start_epoch else None,
-                            tensorboard=False)
+  loggers = [logs.RunLogger(d, keep_until_step=int(step0[i])
+                            if start_epoch else None, tensorboard=False)
              for i, d in enumerate(driver.log_dirs or ())]
   bar = logs.progress_bar(num_epochs, start_epoch, driver.progress)
   start = time.time()

@@ -452,8 +452,8 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
   0, for smoke runs. Returns :func:`train_cell`'s dict with a ``[C]`` axis.
   """
   k, noise_vars, train_corrs, _ = check_sweep(
-      num_attributes, noise_vars, train_corrs, (objective,), 1, num_samples,
-      config, 2)
+      num_attributes, noise_vars, train_corrs, (objective,), num_seeds=1,
+      num_samples=num_samples, config=config, num_test_corrs=2)
   keys = jnp.asarray(keys)
   if (keys.shape != (len(train_corrs), 2) or keys.dtype != jnp.uint32
       or len(noise_vars) != len(train_corrs)):
