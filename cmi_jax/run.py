@@ -21,17 +21,14 @@ from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
 from cmi_jax import host_loop
 from cmi_jax import logs
+from cmi_jax import records
 from cmi_jax import validate
 from cmi_jax.data import host
 from cmi_jax.data.base import DeviceDataset, validate_labels
+from cmi_jax.records import EpochHook
 from cmi_jax.train import Trainer, TrainState
 
 _log = logging.getLogger(__name__)
-
-# (epoch, state, {split: raw evaluation stats}) -> extra metrics for the log.
-EpochHook = Callable[[int, TrainState, dict[str, dict[str, np.ndarray]]],
-                     dict[str, Any]]
-
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
@@ -42,7 +39,8 @@ class FitConfig:
     eval_every: evaluate every this many epochs (and after the last).
     checkpoint_every: save the latest state every this many epochs.
     log_every_steps: also log training metrics every this many steps (0: no).
-    select_split: the split that selects the :data:`BEST_CRITERIA` epochs.
+    select_split: the split that selects the best epochs
+      (:data:`cmi_jax.records.BEST_CRITERIA`).
     group_weights_split: the split whose group counts weigh
       ``train_weighted_accuracy`` in every summary (if it is evaluated).
     progress: tqdm bar; None shows it only on a terminal.
@@ -62,15 +60,6 @@ class FitConfig:
                  'keep_checkpoints'):
       validate.integer(getattr(self, name), name, 1)
     validate.integer(self.log_every_steps, 'log_every_steps', 0)
-
-
-# (key in the latest checkpoint's meta, checkpoint series and results key,
-# (summary metric, +1 to maximise / -1 to minimise)) of the best epochs.
-BEST_CRITERIA = (
-    ('loss', ckpt.BEST_LOSS, ('loss', -1)),
-    ('accuracy', ckpt.BEST_ACCURACY, ('accuracy', 1)),
-    ('worst_group', ckpt.BEST_WORST_GROUP, ('worst_group_accuracy', 1)),
-)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -121,7 +110,7 @@ def check_resumable(workdir: str, run_config: Optional[Mapping[str, Any]],
   root = os.path.join(os.path.abspath(workdir), 'checkpoints', ckpt.LATEST)
   has_checkpoint = os.path.isdir(root) and any(
       name.isdigit() for name in os.listdir(root))
-  saved_path = os.path.join(workdir, 'config.json')
+  saved_path = os.path.join(workdir, records.CONFIG_FILE)
   if not has_checkpoint or run_config is None or not os.path.exists(
       saved_path):
     return has_checkpoint
@@ -145,18 +134,6 @@ def check_resumable(workdir: str, run_config: Optional[Mapping[str, Any]],
         'or, for fields that may change on resume (e.g. num_epochs), name '
         'them in --allow_change.')
   return True
-
-
-def first_non_finite(step_metrics: Mapping[str, np.ndarray]
-                     ) -> Optional[tuple[int, list[str]]]:
-  """``(index, names)`` of the first step with a non-finite metric, or None."""
-  names = sorted(step_metrics)
-  bad = np.stack([~np.isfinite(np.asarray(step_metrics[n], np.float64))
-                  for n in names], 1)  # [steps, metrics]
-  rows = np.flatnonzero(bad.any(1))
-  if not len(rows):
-    return None
-  return int(rows[0]), [n for n, b in zip(names, bad[rows[0]]) if b]
 
 
 # A device dataset, or a host dataset fed by a prefetching thread.
@@ -195,9 +172,10 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
 
   Returns:
     The results also written to ``workdir/results.json`` (``final`` and the
-    best-epoch records of :data:`BEST_CRITERIA`), plus ``'state'``.
+    best-epoch records of :data:`cmi_jax.records.BEST_CRITERIA`), plus
+    ``'state'``.
   """
-  _check_select_split(config.select_split, eval_data)
+  records.check_select_split(config.select_split, eval_data)
   _check_first_labels(trainer, train_data, eval_data)
   if train_epoch is None:
     train_epoch = host_loop.epoch_function(trainer, train_data)
@@ -210,7 +188,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       _log.info('Removed %s, left by an interrupted write.', path)
 
   checkpoints = ckpt.RunCheckpoints(workdir, config.keep_checkpoints)
-  best = {name: None for name, _, _ in BEST_CRITERIA}
+  best = records.no_best()
   start_epoch = 0
   restored = checkpoints.restore_newest_readable(ckpt.LATEST, state,
                                                  _log.warning)
@@ -227,7 +205,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     for series in ckpt.BEST_SERIES:
       checkpoints.keep_only(series, None)
   if is_main and run_config is not None:
-    logs.write_json_atomic(os.path.join(workdir, 'config.json'), run_config)
+    records.write_config(workdir, run_config)
   logger = logs.RunLogger(workdir, keep_until_step=int(state.step)
                           if start_epoch else None,
                           tensorboard=config.tensorboard)
@@ -243,25 +221,25 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       state, step_metrics = train_epoch(state, train_data)
       step_metrics = jax.device_get(step_metrics)  # Waits for the epoch.
       seconds = {'train': time.perf_counter() - tic}
-      bad = _non_finite(step_metrics, first_step, epoch)
+      bad = records.non_finite_message(step_metrics, first_step, epoch)
       if bad is not None:
         raise NonFiniteLossError(
             f'{bad}; last good checkpoint: {last_good}. Lower the learning '
             'rates or the disentangle weight, then resume.')
       _log_steps(logger, step_metrics, first_step, config.log_every_steps)
-      record = _train_record(epoch, int(state.step), step_metrics)
+      record = records.train_record(epoch, int(state.step), step_metrics)
       record['seconds'] = seconds
       if epoch % config.eval_every == 0 or epoch == config.num_epochs:
         tic = time.perf_counter()
         stats = {name: evaluation.evaluate(trainer, state, data)
                  for name, data in eval_data.items()}
-        record['eval'] = _summarize_splits(stats, config.group_weights_split)
+        record['eval'] = records.summarize_splits(stats, config.group_weights_split)
         seconds['eval'] = time.perf_counter() - tic
         if epoch_hook is not None:
           tic = time.perf_counter()
           record['extra'] = epoch_hook(epoch, state, stats)
           seconds['hook'] = time.perf_counter() - tic
-        for series in _update_best(best, record, config.select_split):
+        for series in records.update_best(best, record, config.select_split):
           checkpoints.save(series, epoch, state, {'epoch': epoch})
       logger.write(record)
       if epoch % config.checkpoint_every == 0 or epoch == config.num_epochs:
@@ -269,7 +247,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
             ckpt.LATEST, epoch, state, {'epoch': epoch, 'best': best})
         # Only now, so a crash before this save resumes with its recorded
         # best checkpoints still on disk.
-        for name, series, _ in BEST_CRITERIA:
+        for name, series, _ in records.BEST_CRITERIA:
           checkpoints.keep_only(
               series, None if best[name] is None else best[name]['epoch'])
       bar.set_postfix(_postfix(record), refresh=False)
@@ -279,17 +257,11 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     logger.close()
     checkpoints.close()
 
-  results = {**_results(record, best, config.num_epochs, int(state.step)),
+  results = {**records.run_results(record, best, config.num_epochs, int(state.step)),
              **dict(results_extra or {})}
   if is_main:
-    logs.write_json_atomic(os.path.join(workdir, 'results.json'), results)
+    records.write_results(workdir, results)
   return {'state': state, **results}
-
-
-def _check_select_split(split: str, eval_data: Mapping[str, Any]) -> None:
-  if split not in eval_data:
-    raise ValueError(f'select_split {split!r} is not an evaluation split; '
-                     f'the splits are {sorted(eval_data)}.')
 
 
 def _check_first_labels(trainer: Trainer, train_data: Dataset,
@@ -308,67 +280,6 @@ def _check_first_labels(trainer: Trainer, train_data: Dataset,
       labels = labels[np.asarray(batch['mask']) > 0]
     validate_labels(labels, trainer.num_classes,
                     where=f'{where} (first batch)')
-
-
-def _non_finite(step_metrics: Mapping[str, np.ndarray], first_step: int,
-                epoch: int) -> Optional[str]:
-  """What went non-finite where, or None; steps numbered as in log.jsonl."""
-  bad = first_non_finite(step_metrics)
-  if bad is None:
-    return None
-  return (f'non-finite {", ".join(bad[1])} at step '
-          f'{first_step + bad[0] + 1} (epoch {epoch})')
-
-
-def _train_record(epoch: int, step: int,
-                  step_metrics: Mapping[str, np.ndarray]) -> dict[str, Any]:
-  return {'epoch': epoch, 'step': step,
-          'train': {k: float(np.mean(v)) for k, v in step_metrics.items()}}
-
-
-def _summarize_splits(stats: Mapping[str, Any], weights_split: str,
-                      summarize: Callable[..., Any] = evaluation.summarize
-                      ) -> dict[str, Any]:
-  """Each split's summary, weighted by the group counts of ``weights_split``."""
-  weights = (stats[weights_split]['combo_count'] if weights_split in stats
-             else None)
-  return {name: summarize(s, weights) for name, s in stats.items()}
-
-
-def improved_criteria(best: dict[str, Any], record: dict[str, Any],
-                      split: str) -> list[tuple[str, str]]:
-  """``(key, series)`` of the :data:`BEST_CRITERIA` that ``record`` improves.
-
-  A NaN or missing metric (e.g. no group of the split has examples) never
-  counts as an improvement.
-  """
-  summary = record['eval'][split]
-  improved = []
-  for name, series, (metric, sign) in BEST_CRITERIA:
-    value = summary.get(metric)
-    if value is None or not np.isfinite(value):
-      continue
-    held = best[name]
-    if held is None or sign * value > sign * held['eval'][split][metric]:
-      improved.append((name, series))
-  return improved
-
-
-def _update_best(best: dict[str, Any], record: dict[str, Any],
-                 split: str) -> list[str]:
-  """Stores ``record`` where it improves ``best``; returns those series."""
-  improved = improved_criteria(best, record, split)
-  for name, _ in improved:
-    best[name] = logs.to_jsonable(record)
-  return [series for _, series in improved]
-
-
-def _results(record: Any, best: Mapping[str, Any], num_epochs: int,
-             step: int) -> dict[str, Any]:
-  """The ``results.json`` entries of a run: final and best-epoch records."""
-  return {'final': record,
-          **{series: best[name] for name, series, _ in BEST_CRITERIA},
-          'num_epochs': num_epochs, 'step': step}
 
 
 def _log_steps(logger: logs.RunLogger, step_metrics: dict[str, np.ndarray],

@@ -34,9 +34,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
 from cmi_jax import logs
-from cmi_jax import run
+from cmi_jax import records
 from cmi_jax import validate
-from cmi_jax.run import EpochHook
+from cmi_jax.records import EpochHook
 from cmi_jax.train import Metrics, Trainer, TrainState
 
 _log = logging.getLogger(__name__)
@@ -399,10 +399,7 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
     non-finite gets ``{'epoch', 'non_finite': message}`` instead; the
     others train on.
   """
-  if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or (
-      num_epochs < 1):
-    raise ValueError(f'num_epochs must be a positive integer; got '
-                     f'{num_epochs!r}.')
+  validate.integer(num_epochs, 'num_epochs', 1)
   validate.integer(driver.eval_every, 'eval_every', 0)
   validate.integer(driver.checkpoint_every, 'checkpoint_every', 1)
   states = init_sweep(trainer, keys, example_input, hparams)
@@ -412,10 +409,10 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
       raise ValueError(f'{len(given)} {what} for {size} members; give one '
                        'per member.')
   if driver.eval_every:
-    run._check_select_split(driver.select_split, eval_datas)
+    records.check_select_split(driver.select_split, eval_datas)
   epoch_fn = sweep_train_epoch(trainer, mesh)
   failed: dict[int, str] = {}
-  best = [{key: None for key, _, _ in run.BEST_CRITERIA} for _ in range(size)]
+  best = [records.no_best() for _ in range(size)]
   start_epoch, last = 0, [None] * size
   group = (ckpt.RunCheckpoints(driver.checkpoint_dir, keep=2)
            if driver.checkpoint_dir else None)
@@ -440,7 +437,7 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
       states, metrics = epoch_fn(states, train_data)
       metrics = jax.device_get(metrics)
       for i in range(size):
-        bad = None if i in failed else run._non_finite(
+        bad = None if i in failed else records.non_finite_message(
             {k: v[i] for k, v in metrics.items()}, int(first_step[i]), epoch)
         if bad is not None:
           failed[i] = (f'{bad}; lower the learning rates or the disentangle '
@@ -448,14 +445,14 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
           _log.error('%s: member %d: %s', name, i, failed[i])
       if epoch == num_epochs or (
           driver.eval_every and epoch % driver.eval_every == 0):
-        records = _member_records(trainer, states, metrics, eval_datas,
-                                  epoch, hooks)
-        for i, record in enumerate(records):
+        epoch_records = _member_records(trainer, states, metrics,
+                                        eval_datas, epoch, hooks)
+        for i, record in enumerate(epoch_records):
           if i in failed:
             continue
           last[i] = logs.to_jsonable(record)
           if driver.eval_every:
-            run._update_best(best[i], last[i], driver.select_split)
+            records.update_best(best[i], last[i], driver.select_split)
           if loggers:
             loggers[i].write(record)
       if group is not None and (epoch % driver.checkpoint_every == 0
@@ -477,7 +474,7 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
       group.close()
   return states, [
       {'epoch': num_epochs, 'non_finite': failed[i]} if i in failed else
-      run._results(last[i], best[i], num_epochs, last[i]['step'])
+      records.run_results(last[i], best[i], num_epochs, last[i]['step'])
       for i in range(size)]
 
 
@@ -488,17 +485,17 @@ def _member_records(trainer: Trainer, states: TrainState,
                     ) -> list[dict[str, Any]]:
   """Every member's epoch record: its training means and evaluation."""
   stats = sweep_evaluate(trainer, states, eval_datas)
-  summaries = run._summarize_splits(stats, 'train_eval', summarize)
+  summaries = records.summarize_splits(stats, 'train_eval', summarize)
   steps = np.asarray(jax.device_get(states.step))
   member_states = unstack(states) if hooks is not None else None
-  records = []
+  member_records = []
   for i in range(len(steps)):
-    record = run._train_record(epoch, int(steps[i]),
+    record = records.train_record(epoch, int(steps[i]),
                                {k: v[i] for k, v in metrics.items()})
     record['eval'] = {split: summaries[split][i] for split in summaries}
     if hooks is not None and hooks[i] is not None:
       member_stats = {split: {k: v[i] for k, v in value.items()}
                       for split, value in stats.items()}
       record['extra'] = hooks[i](epoch, member_states[i], member_stats)
-    records.append(record)
-  return records
+    member_records.append(record)
+  return member_records

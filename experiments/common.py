@@ -27,6 +27,7 @@ from cmi_jax import groups
 from cmi_jax import logs
 from cmi_jax import models
 from cmi_jax import plots
+from cmi_jax import records
 from cmi_jax import run
 from cmi_jax import train
 from cmi_jax import validate
@@ -402,7 +403,7 @@ def build_trainer(config: ml_collections.ConfigDict, num_attributes: int,
 
 def mi_hook(subspaces: Sequence[int], every: int, max_rows: int,
             splits: Sequence[str] = ('test_uncorr',), seed: int = 0
-            ) -> Optional[run.EpochHook]:
+            ) -> Optional[records.EpochHook]:
   """An epoch hook with kNN estimates of I(z1;z2), I(z_k;s_j), I(z1;z2|s_k), ...
 
   Runs every ``every`` epochs (None if ``every <= 0``) on at most

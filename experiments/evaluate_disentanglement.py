@@ -26,12 +26,13 @@ import numpy as np
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
-from experiments import common
 from cmi_jax import logs
 from cmi_jax import metrics
+from cmi_jax import records
 from cmi_jax import train
 from cmi_jax import validate
 from cmi_jax.data.base import DeviceDataset
+from experiments import common
 from experiments import celeba as celeba_experiment
 from experiments import multi_digit_mnist
 from experiments.configs import celeba as celeba_config
@@ -47,7 +48,7 @@ OUTPUT_MD = 'disentanglement.md'
 def read_run_config(workdir: str
                     ) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
   """``(config, data_info)`` of a run from its ``config.json``."""
-  path = os.path.join(workdir, 'config.json')
+  path = os.path.join(workdir, records.CONFIG_FILE)
   if not os.path.isdir(workdir):
     raise ValueError(f'--workdir {workdir} is not a directory; pass the work '
                      'directory of a finished run.')

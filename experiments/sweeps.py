@@ -23,13 +23,12 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from cmi_jax import logs
+from cmi_jax import records
+from cmi_jax import run
 from cmi_jax import validate
 from cmi_jax import vmapped
 from experiments import common
 
-RESULTS = 'results.json'
-CONFIG = 'config.json'
 # Where run.fit keeps a run's resumable state (cmi_jax.checkpoint).
 LATEST_CHECKPOINTS = os.path.join('checkpoints', 'latest')
 
@@ -171,7 +170,8 @@ def read_cell_results(root: str) -> Optional[tuple[dict[str, Any],
   A missing, truncated or foreign ``results.json`` or ``config.json`` counts
   as unfinished (with a warning naming the file).
   """
-  paths = [os.path.join(root, RESULTS), os.path.join(root, CONFIG)]
+  paths = [os.path.join(root, records.RESULTS_FILE),
+           os.path.join(root, records.CONFIG_FILE)]
   loaded = []
   for path in paths:
     try:
@@ -270,23 +270,22 @@ def run_grouped(sweep_dir: str, cells: Sequence[AnyCell], *,
 
 
 def write_members(cells: Sequence[AnyCell],
-                  records: Sequence[Mapping[str, Any]],
+                  results: Sequence[Mapping[str, Any]],
                   write: Callable[[AnyCell, Mapping[str, Any]], None]) -> None:
-  """``write(cell, record)`` of every member that trained to the end.
+  """``write(cell, member)`` of every member that trained to the end.
 
-  ``records`` are :func:`cmi_jax.vmapped.fit_sweep`'s, one per cell. Cells
+  ``results`` are :func:`cmi_jax.vmapped.fit_sweep`'s, one per cell. Cells
   whose losses became non-finite stay unfinished: a
   :class:`cmi_jax.run.NonFiniteLossError` names them after the others are
   written.
   """
   failed = []
-  for cell, record in zip(cells, records, strict=True):
-    if 'non_finite' in record:
-      failed.append(f'{cell.name}: {record["non_finite"]}')
+  for cell, member in zip(cells, results, strict=True):
+    if 'non_finite' in member:
+      failed.append(f'{cell.name}: {member["non_finite"]}')
     else:
-      write(cell, record)
+      write(cell, member)
   if failed:
-    from cmi_jax import run  # Local: keeps this bookkeeping module light.
     raise run.NonFiniteLossError(
         f'{len(failed)} of {len(cells)} cells of a vmapped group did not '
         'finish (the others are written): ' + '; '.join(failed))
@@ -309,8 +308,8 @@ def write_cell(workdir: str, run_config: Mapping[str, Any],
   files are complete.
   """
   os.makedirs(workdir, exist_ok=True)
-  logs.write_json_atomic(os.path.join(workdir, CONFIG), run_config)
-  logs.write_json_atomic(os.path.join(workdir, RESULTS), results)
+  records.write_config(workdir, run_config)
+  records.write_results(workdir, results)
 
 
 def train_group(trainer: Any, cells: Sequence[AnyCell],
@@ -335,7 +334,7 @@ def train_group(trainer: Any, cells: Sequence[AnyCell],
                           seed=c.seed) for c in configs]
   group_dir = group_checkpoint_dir(sweep_dir, cells)
   start = time.time()
-  _, records = vmapped.fit_sweep(
+  _, results = vmapped.fit_sweep(
       trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
       train_data, eval_data, first.num_epochs,
       hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
@@ -350,23 +349,24 @@ def train_group(trainer: Any, cells: Sequence[AnyCell],
 
   def write(cell, member):
     i = cells.index(cell)
-    results = {**member, **member_results[i],
-               'objective': configs[i].objective, 'mode': 'vmapped',
-               'group': {'cells': [c.name for c in cells],
-                         'train_seconds': seconds}}
+    cell_results = {**member, **member_results[i],
+                    'objective': configs[i].objective, 'mode': 'vmapped',
+                    'group': {'cells': [c.name for c in cells],
+                              'train_seconds': seconds}}
     if jax.process_index() == 0:
       workdir = os.path.join(sweep_dir, cell.name)
       os.makedirs(workdir, exist_ok=True)
       if write_extra is not None:
-        write_extra(i, workdir, results)
+        write_extra(i, workdir, cell_results)
       write_cell(workdir, {'config': configs[i].to_dict(),
-                           'data': member_results[i].get('data')}, results)
+                           'data': member_results[i].get('data')},
+                 cell_results)
     final = member['final']['eval']
     logging.info('%s: anti %.3f, uncorr %.3f (group of %d, %.0f s).',
                  cell.name, final['test_anti']['accuracy'],
                  final['test_uncorr']['accuracy'], len(cells), seconds)
 
-  write_members(cells, records, write)
+  write_members(cells, results, write)
   shutil.rmtree(group_dir, ignore_errors=True)  # Every member is written.
 
 
@@ -383,7 +383,7 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
                      'sweep first or pass the directory it wrote.')
   rows = []
   for root, _, files in os.walk(sweep_dir):
-    if RESULTS not in files:
+    if records.RESULTS_FILE not in files:
       continue
     loaded = read_cell_results(root)
     if loaded is None:
@@ -407,7 +407,7 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
         row[f'{split}/worst_group_accuracy'] = summary['worst_group_accuracy']
     rows.append(row)
   if not rows:
-    raise ValueError(f'no finished run (no {RESULTS}) under {sweep_dir}.')
+    raise ValueError(f'no finished run (no {records.RESULTS_FILE}) under {sweep_dir}.')
   return sorted(rows, key=lambda r: (r['objective'], r['train_corr'],
                                      r['noise'], r['seed']))
 

@@ -17,7 +17,7 @@ from tensorboardX import event_file_writer
 from tensorboardX.proto import event_pb2
 
 from cmi_jax import checkpoint as ckpt
-from cmi_jax import logs, run, train
+from cmi_jax import logs, records, run, train
 from cmi_jax.data import synthetic
 import tiny
 
@@ -327,8 +327,8 @@ def test_non_finite_loss_names_step_term_and_last_checkpoint(tmp_path):
 def test_first_non_finite_finds_the_first_bad_step():
   metrics = {'loss/a': np.array([1.0, 2.0, np.nan, np.inf]),
              'loss/b': np.array([0.0, 0.0, 1.0, np.inf])}
-  assert run.first_non_finite(metrics) == (2, ['loss/a'])
-  assert run.first_non_finite({'loss/a': np.ones(3)}) is None
+  assert records.first_non_finite(metrics) == (2, ['loss/a'])
+  assert records.first_non_finite({'loss/a': np.ones(3)}) is None
 
 
 def test_out_of_range_labels_are_rejected_before_training(tmp_path):

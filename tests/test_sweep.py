@@ -21,6 +21,7 @@ from absl import app
 
 from cmi_jax import evaluation
 from cmi_jax import models
+from cmi_jax import records
 from cmi_jax import train
 from cmi_jax import vmapped
 from cmi_jax.data import synthetic
@@ -318,8 +319,10 @@ def test_fit_sweep_reports_a_diverged_member_and_trains_the_others(
 
 def test_fit_sweep_rejects_bad_arguments():
   data = vmapped.stack_datasets(_datasets())
-  with pytest.raises(ValueError, match='num_epochs must be a positive'):
+  with pytest.raises(ValueError, match='num_epochs must be >= 1; got 0'):
     vmapped.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 0)
+  with pytest.raises(ValueError, match='num_epochs must be an integer'):
+    vmapped.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 2.0)
   with pytest.raises(ValueError, match='3 hooks for 4 members'):
     vmapped.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 1,
                     hparams=HPARAMS, hooks=[None] * 3)
@@ -428,14 +431,14 @@ def test_a_corrupt_cell_counts_as_unfinished_and_does_not_block_collect(
                       {'config': {'objective': 'cmi', 'train_corr': 0.9,
                                   'noise': 0.8, 'seed': cell.seed}},
                       {'final': record})
-  with open(tmp_path / bad.name / sweeps.RESULTS, 'w') as f:
+  with open(tmp_path / bad.name / records.RESULTS_FILE, 'w') as f:
     f.write('{"final": {"epo')  # a kill during a copy
   with caplog.at_level('WARNING'):
     assert sweeps.is_done(str(tmp_path), good)
     assert not sweeps.is_done(str(tmp_path), bad)
     rows = sweeps.collect(str(tmp_path))
   assert [r['seed'] for r in rows] == [0]
-  assert any(str(tmp_path / bad.name / sweeps.RESULTS) in r.getMessage()
+  assert any(str(tmp_path / bad.name / records.RESULTS_FILE) in r.getMessage()
              and 'trained again' in r.getMessage() for r in caplog.records)
 
 
@@ -443,7 +446,6 @@ def test_fit_sweep_evaluates_logs_selects_and_resumes_like_separate_runs(
     tmp_path):
   """Every member gets a run's per-epoch log and best-epoch records, and a
   group killed after a checkpoint resumes to the uninterrupted states."""
-  from cmi_jax import run  # pylint: disable=g-import-not-at-top
   trainer = _trainer('cmi')
   val = synthetic.synthetic_dataset(0.8, batch_size=BATCH, steps_per_epoch=2,
                                     features=3, seed=9)
@@ -499,7 +501,7 @@ def test_fit_sweep_evaluates_logs_selects_and_resumes_like_separate_runs(
     assert whole[i]['best_val_worst_group']['epoch'] == 1 + int(
         np.argmax(wga))
   assert set(whole[0]) == {'final', 'num_epochs', 'step', *(
-      series for _, series, _ in run.BEST_CRITERIA)}
+      series for _, series, _ in records.BEST_CRITERIA)}
 
 
 def test_shards_are_disjoint_deterministic_and_cover_the_grid():
