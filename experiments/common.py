@@ -40,8 +40,8 @@ ENCODERS = ('mlp', 'conv')
 
 
 def _keep_record(record: logging.logging.LogRecord) -> bool:
-  """False for orbax's and TensorFlow's INFO, TFDS's folder warnings."""
-  if not any(p in record.pathname for p in ('/orbax/', '/tensorflow')):
+  """False for JAX's, orbax's and TensorFlow's INFO, TFDS's folder warnings."""
+  if not any(p in record.pathname for p in ('/jax/', '/orbax/', '/tensorflow')):
     return True
   if record.levelno <= logging.logging.INFO:
     return False

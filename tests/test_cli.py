@@ -99,7 +99,13 @@ MISTAKES = [
                  ['no finished run'], marks=SLOW),
     pytest.param('evaluate_disentanglement', ['--workdir={work}/none'],
                  ['not a directory'], marks=SLOW),
+    pytest.param('reproduction', ['--steps=5000,700'],
+                 ['--steps must be increasing positive multiples of 500'],
+                 marks=SLOW),
 ]
+
+
+NO_WORKDIR = ('reproduction',)  # commands that write nothing
 
 
 def _case_id(case):
@@ -114,7 +120,8 @@ def test_a_mistake_is_one_line_and_exit_status_2(module, args, words,
   work = tmp_path / 'work'
   work.mkdir()
   args = [a.format(work=work, file=workdir_file) for a in args]
-  if not any(a.startswith(('--workdir', '--sweep_dir')) for a in args):
+  if module not in NO_WORKDIR and not any(
+      a.startswith(('--workdir', '--sweep_dir')) for a in args):
     args = [f'--workdir={work}' if module != 'plot_multi_digit'
             else f'--sweep_dir={work}'] + args
   config = TINY if module in ('multi_digit_mnist', 'multi_digit_sweep') else []

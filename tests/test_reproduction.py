@@ -1,6 +1,6 @@
 """Regression test of the paper's effect on real data, with a fixed seed.
 
-The protocol of reproduction_protocol.py: T-shirt/top vs Trouser (Debian's
+The protocol of experiments/reproduction.py: T-shirt/top vs Trouser (Debian's
 Fashion-MNIST IDX files), train correlation 0.9, occlusion noise 0.8, the
 paper's learning rates x 10 for a 5,000-step budget, seed 0. At this budget
 the margin (CMI - Base accuracy on the anti-correlated test set) depends on
@@ -11,7 +11,8 @@ over-seed claim at the paper's full budget.
 import os
 
 import pytest
-from reproduction_protocol import FASHION_DIR, accuracies_at, fashion_splits
+
+from experiments.reproduction import FASHION_DIR, accuracies_at, fashion_splits
 
 MARGIN = 0.02
 
