@@ -30,6 +30,7 @@ from cmi_jax.train import Trainer, TrainState
 
 _log = logging.getLogger(__name__)
 
+
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
   """How a run is driven (not what is trained).
@@ -233,7 +234,8 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
         tic = time.perf_counter()
         stats = {name: evaluation.evaluate(trainer, state, data)
                  for name, data in eval_data.items()}
-        record['eval'] = records.summarize_splits(stats, config.group_weights_split)
+        record['eval'] = records.summarize_splits(
+            stats, config.group_weights_split)
         seconds['eval'] = time.perf_counter() - tic
         if epoch_hook is not None:
           tic = time.perf_counter()
@@ -257,7 +259,8 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     logger.close()
     checkpoints.close()
 
-  results = {**records.run_results(record, best, config.num_epochs, int(state.step)),
+  results = {**records.run_results(record, best, config.num_epochs,
+                                   int(state.step)),
              **dict(results_extra or {})}
   if is_main:
     records.write_results(workdir, results)

@@ -491,7 +491,7 @@ def _member_records(trainer: Trainer, states: TrainState,
   member_records = []
   for i in range(len(steps)):
     record = records.train_record(epoch, int(steps[i]),
-                               {k: v[i] for k, v in metrics.items()})
+                                  {k: v[i] for k, v in metrics.items()})
     record['eval'] = {split: summaries[split][i] for split in summaries}
     if hooks is not None and hooks[i] is not None:
       member_stats = {split: {k: v[i] for k, v in value.items()}

@@ -41,7 +41,10 @@ ENCODERS = ('mlp', 'conv')
 
 def _keep_record(record: logging.logging.LogRecord) -> bool:
   """False for JAX's, orbax's and TensorFlow's INFO, TFDS's folder warnings."""
-  if not any(p in record.pathname for p in ('/jax/', '/orbax/', '/tensorflow')):
+  # JAX logs through its own Python loggers; orbax and TFDS through absl's.
+  if record.name.split('.')[0] in ('jax', 'jaxlib'):
+    return record.levelno > logging.logging.INFO
+  if not any(p in record.pathname for p in ('/orbax/', '/tensorflow')):
     return True
   if record.levelno <= logging.logging.INFO:
     return False

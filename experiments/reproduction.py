@@ -25,6 +25,7 @@ from cmi_jax import evaluation
 from cmi_jax.data import multi_digit
 from cmi_jax.data import sources
 from experiments import common
+from experiments import sweeps
 from experiments.configs import multi_digit as multi_digit_config
 
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'
@@ -66,18 +67,9 @@ def accuracies_at(objective: str, splits: dict,
         for split in SPLITS}
 
 
-def parse_integers(values: Sequence[str], flag: str) -> list[int]:
-  """The integers of a list flag; one usage message if one is not."""
-  try:
-    return [int(v) for v in values]
-  except ValueError:
-    raise app.UsageError(f'--{flag} must be comma-separated integers; got '
-                         f'{",".join(values)!r}.') from None
-
-
 def parse_budgets(values: Sequence[str]) -> list[int]:
   """``--steps`` as increasing positive multiples of ``STEPS_PER_EPOCH``."""
-  budgets = parse_integers(values, 'steps')
+  budgets = sweeps.parse_list(values, 'steps', int)
   if (not budgets or budgets != sorted(set(budgets))
       or any(b <= 0 or b % STEPS_PER_EPOCH for b in budgets)):
     raise app.UsageError(
@@ -110,7 +102,7 @@ def main() -> None:
   def run(argv):
     del argv
     print_margins(parse_budgets(steps.value),
-                  parse_integers(seeds.value, 'seeds'))
+                  sweeps.parse_list(seeds.value, 'seeds', int))
 
   common.run_main(run)
 

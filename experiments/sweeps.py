@@ -407,7 +407,8 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
         row[f'{split}/worst_group_accuracy'] = summary['worst_group_accuracy']
     rows.append(row)
   if not rows:
-    raise ValueError(f'no finished run (no {records.RESULTS_FILE}) under {sweep_dir}.')
+    raise ValueError(f'no finished run (no {records.RESULTS_FILE}) under '
+                     f'{sweep_dir}.')
   return sorted(rows, key=lambda r: (r['objective'], r['train_corr'],
                                      r['noise'], r['seed']))
 
