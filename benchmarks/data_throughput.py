@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import epochs
 from cmi_jax import models
 from cmi_jax import train
-from cmi_jax import host_loop
 from cmi_jax.data import host
 from cmi_jax.data import multi_digit as md
 from cmi_jax.data import sources
@@ -236,7 +236,7 @@ def _benchmark_celeba_training(on_device: ArrayDataset,
       ('celeba_train_device',
        lambda s, n: trainer.jit_train_epoch(s, on_device, n)),
       ('celeba_train_host',
-       lambda s, n: host_loop.train_epoch(trainer, s, on_host, n))):
+       lambda s, n: epochs.train_epoch(trainer, s, on_host, n))):
     start = time.perf_counter()
     warm, _ = epoch(jax.device_put(state), num_steps)  # compiles
     jax.block_until_ready(warm)

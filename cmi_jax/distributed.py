@@ -1,13 +1,20 @@
-"""Training on many hosts: one JAX process per host, each feeding its rows.
+"""Training over many devices and hosts: the engine's step on a data mesh.
 
-Every process runs the same program, sees the *global* devices and holds the
-data of its *addressable* (local) devices only::
+On one host, :func:`shard_map_train_step` / :func:`shard_map_train_epoch` run
+:meth:`cmi_jax.train.Trainer.step` on a 1-D data mesh (:func:`data_mesh`):
+the state replicated, the global batch split over the devices, the result
+equal to the one-device step's. :func:`pmap_train_step` runs the same
+per-device step through ``jax.pmap``.
 
-  from cmi_jax import distributed, train
+On many hosts, one JAX process per host, every process runs the same
+program, sees the *global* devices and holds the data of its *addressable*
+(local) devices only::
+
+  from cmi_jax import distributed
   distributed.initialize()                # first, before any JAX computation
-  mesh = train.data_mesh()                # all devices of all processes
-  step = train.shard_map_train_step(trainer, mesh)
-  state = train.replicate_state(trainer.init(key, example), mesh)
+  mesh = distributed.data_mesh()          # all devices of all processes
+  step = distributed.shard_map_train_step(trainer, mesh)
+  state = distributed.replicate_state(trainer.init(key, example), mesh)
   rows = distributed.host_batch_slice(global_batch_size, mesh)
   for global_batch in batches:            # the same stream on every process
     batch = distributed.make_global_batch(
@@ -23,13 +30,135 @@ together. Launch commands: ``docs/performance.md`` ("Multi-host").
 
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Callable, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from cmi_jax.data.base import Batch
+from cmi_jax import epochs
+from cmi_jax import programs
+from cmi_jax.data.base import Batch, DeviceDataset
+from cmi_jax.train import Metrics, Trainer, TrainState
+
+Step = Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
+
+
+def data_mesh(devices: Optional[Sequence[jax.Device]] = None,
+              axis_name: str = 'data') -> Mesh:
+  """A 1-D mesh over ``devices`` (default: all) with one named data axis."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (axis_name,))
+
+
+def _check_divisible(rows: int, num_devices: int) -> None:
+  if rows % num_devices:
+    raise ValueError(
+        f'the global batch of {rows} examples does not divide over '
+        f'{num_devices} devices; use a batch size that is a multiple of '
+        f'{num_devices}.')
+
+
+def _sharded_step(trainer: Trainer, mesh: Mesh, state: TrainState,
+                  batch: Batch) -> tuple[TrainState, Metrics]:
+  """``trainer.step`` under ``jax.shard_map``: replicated state, split batch."""
+  (axis_name,) = mesh.axis_names
+  return jax.shard_map(
+      functools.partial(trainer.step, axis_name=axis_name), mesh=mesh,
+      in_specs=(P(), P(axis_name)), out_specs=(P(), P()),
+      # Outputs are replicated by construction (every device computes them
+      # from the all-gathered batch), which the type system of varying axes
+      # cannot see through all_gather.
+      check_vma=False)(state, batch)
+
+
+def _sharded_epoch(trainer: Trainer, mesh: Mesh, state: TrainState,
+                   data: DeviceDataset, num_steps: Optional[int] = None
+                   ) -> tuple[TrainState, Metrics]:
+  return epochs.scan_epoch(functools.partial(_sharded_step, trainer, mesh),
+                          state, data, num_steps,
+                          NamedSharding(mesh, P(*mesh.axis_names)))
+
+
+def shard_map_train_step(trainer: Trainer, mesh: Mesh) -> Step:
+  """The step over a 1-D data mesh with ``jax.shard_map``.
+
+  The returned function takes the replicated state and the *global* batch
+  (split along its first axis over the mesh) and returns the replicated new
+  state and metrics. The result equals the one-device step on the same batch.
+  """
+  sharded = programs.compiled(_sharded_step, trainer, mesh,
+                              donate_argnums=(0,))
+
+  def step(state: TrainState, batch: Batch):
+    _check_divisible(batch['labels'].shape[0], mesh.size)
+    return sharded(state, batch)
+  return step
+
+
+def shard_map_train_epoch(trainer: Trainer, mesh: Mesh
+                          ) -> Callable[..., tuple[TrainState, Metrics]]:
+  """A compiled epoch over a data mesh: ``(state, data, num_steps=None)``.
+
+  Each global batch is generated on the device and split over the mesh; the
+  step is :func:`shard_map_train_step`'s, so the result equals the one-device
+  epoch. ``data.batch_size`` must divide by the number of devices.
+  """
+  sharded = programs.compiled(_sharded_epoch, trainer, mesh,
+                              static_argnums=(2,), donate_argnums=(0,))
+
+  def epoch(state: TrainState, data: DeviceDataset,
+            num_steps: Optional[int] = None):
+    _check_divisible(data.batch_size, mesh.size)
+    return sharded(state, data, num_steps)
+  return epoch
+
+
+def pmap_train_step(trainer: Trainer, axis_name: str = 'data') -> Step:
+  """The same step through ``jax.pmap``, for codebases built on it.
+
+  ``jax.pmap`` is in maintenance mode upstream: prefer
+  :func:`shard_map_train_step` / :func:`shard_map_train_epoch`, which run the
+  same per-device step over a mesh and give the same state. Takes a state
+  replicated along a leading device axis (:func:`replicate_for_pmap`) and a
+  batch shaped ``[num_devices, B/n, ...]`` (:func:`split_for_pmap`); returns
+  the replicated new state and metrics.
+  """
+  return programs.compiled(_pmapped_step, trainer, axis_name,
+                           donate_argnums=(0,), pmap_axis=axis_name)
+
+
+def _pmapped_step(trainer: Trainer, axis_name: str, state: TrainState,
+                  batch: Batch) -> tuple[TrainState, Metrics]:
+  return trainer.step(state, batch, axis_name=axis_name)
+
+
+def replicate_for_pmap(state: TrainState, num_devices: int) -> TrainState:
+  """Stacks ``num_devices`` copies of the state along a new leading axis."""
+  return jax.tree.map(
+      lambda a: jnp.broadcast_to(a, (num_devices,) + jnp.shape(a)), state)
+
+
+def split_for_pmap(batch: Batch, num_devices: int) -> Batch:
+  """Reshapes a global batch ``[B, ...]`` to ``[num_devices, B/n, ...]``."""
+  _check_divisible(batch['labels'].shape[0], num_devices)
+  return jax.tree.map(
+      lambda a: a.reshape((num_devices, a.shape[0] // num_devices)
+                          + a.shape[1:]), batch)
+
+
+def replicate_state(state: TrainState, mesh: Mesh) -> TrainState:
+  """Places a state on every device of ``mesh`` (fully replicated)."""
+  return jax.device_put(state, NamedSharding(mesh, P()))
+
+
+def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
+  """Splits a global batch along its first axis over the mesh."""
+  _check_divisible(batch['labels'].shape[0], mesh.size)
+  (axis_name,) = mesh.axis_names
+  return jax.device_put(batch, NamedSharding(mesh, P(axis_name)))
 
 
 def initialize(coordinator_address: Optional[str] = None,
@@ -97,7 +226,7 @@ def is_main_process() -> bool:
 
 def _batch_sharding(mesh: Mesh) -> NamedSharding:
   if len(mesh.axis_names) != 1:
-    raise ValueError(f'expected a 1-D data mesh (train.data_mesh); got axes '
+    raise ValueError(f'expected a 1-D data mesh (data_mesh); got axes '
                      f'{mesh.axis_names}.')
   return NamedSharding(mesh, P(mesh.axis_names[0]))
 
@@ -108,14 +237,13 @@ def host_batch_slice(global_batch_size: int, mesh: Optional[Mesh] = None
 
   Returns ``slice(start, stop)`` into the B = ``global_batch_size`` rows
   (B / num_processes of them on the usual one-process-per-host mesh; default
-  mesh :func:`cmi_jax.train.data_mesh`).
+  mesh :func:`data_mesh`).
 
   Raises:
     ValueError: if B does not divide over the mesh, or this process's rows are
       not contiguous.
   """
-  from cmi_jax import train  # Local: train need not load for a launcher.
-  mesh = train.data_mesh() if mesh is None else mesh
+  mesh = data_mesh() if mesh is None else mesh
   if global_batch_size < 1 or global_batch_size % mesh.size:
     raise ValueError(
         f'the global batch of {global_batch_size} rows does not divide over '
@@ -129,7 +257,7 @@ def host_batch_slice(global_batch_size: int, mesh: Optional[Mesh] = None
       raise ValueError(
           f'process {jax.process_index()} holds non-contiguous rows {rows} of '
           'the global batch; build the mesh with each process\'s devices '
-          'next to each other (train.data_mesh() does).')
+          'next to each other (data_mesh() does).')
   return slice(rows[0][0], rows[-1][1])
 
 

@@ -1,40 +1,137 @@
 """Evaluation of a trained state on a whole split.
 
-:func:`evaluate` sums :meth:`Trainer.eval_step` over every batch and stacks
-the codes; :func:`summarize` turns those sums into readable metrics.
+:func:`eval_step` gives one batch's sufficient statistics; :func:`evaluate`
+sums them over every batch of a split (scanned on the device, or fed from the
+host) and stacks the codes; :func:`summarize` turns the sums into readable
+metrics.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+import itertools
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from cmi_jax import host_loop
-from cmi_jax.data.base import DeviceDataset
+from cmi_jax import epochs
+from cmi_jax import programs
+from cmi_jax.data.base import Batch, DeviceDataset, to_float_image
 from cmi_jax.train import Trainer, TrainState
 
-_SUMMED, _STACKED = host_loop.SUMMED, host_loop.STACKED
+# The fields of eval_step that add over batches, and those stacked over rows.
+SUMMED = ('ce_sum', 'correct', 'count', 'confusion', 'combo_correct',
+          'combo_count')
+STACKED = ('z', 'labels', 'preds', 'mask')
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
+def eval_step(trainer: Trainer, state: TrainState, batch: Batch
               ) -> dict[str, jax.Array]:
+  """Sufficient statistics of one evaluation batch (sum them over batches).
+
+  ``batch`` may hold a float ``'mask'`` ``[B]`` (1 = real row, 0 = padding).
+
+  Returns:
+    dict of
+      ``z``: ``[B, D]`` codes; ``labels``/``preds``: int ``[B, K]``;
+      ``mask``: ``[B]``;
+      ``ce_sum``: ``[K]`` summed cross-entropy over labelled rows;
+      ``correct``: ``[K]`` correct predictions; ``count``: ``[K]`` labelled rows;
+      ``confusion``: ``[C, C]`` joint confusion over the ``C = prod(num_classes)``
+        label combinations (rows true, columns predicted), fully labelled rows;
+      ``combo_correct``: ``[C, K]`` correct predictions of every attribute
+        inside each true combination; ``combo_count``: ``[C]``.
+  """
+  x = to_float_image(batch['image'])
+  labels = batch['labels'].astype(jnp.int32)
+  mask = batch.get('mask', jnp.ones(labels.shape[0], jnp.float32))
+  z = trainer.encoder.apply(state.encoder_params, x)
+  logits = trainer.heads.apply(state.heads_params, z)
+  preds = jnp.stack([jnp.argmax(l, -1) for l in logits], -1).astype(
+      jnp.int32)
+  present = (labels >= 0) & (mask[:, None] > 0)
+  ce_rows = jnp.stack([
+      optax.softmax_cross_entropy_with_integer_labels(
+          l, jnp.maximum(labels[:, k], 0)) for k, l in enumerate(logits)], -1)
+  full = jnp.all(present, -1)
+  num_classes = trainer.objective.num_classes
+  num_combos = int(np.prod(num_classes))
+  true_onehot = jax.nn.one_hot(
+      _combination_index(jnp.maximum(labels, 0), num_classes),
+      num_combos) * full[:, None]
+  pred_onehot = jax.nn.one_hot(_combination_index(preds, num_classes),
+                               num_combos)
+  correct = (preds == labels) & present
+  return {
+      'z': z,
+      'labels': labels,
+      'preds': preds,
+      'mask': mask,
+      'ce_sum': jnp.sum(jnp.where(present, ce_rows, 0.0), 0),
+      'correct': correct.sum(0),
+      'count': present.sum(0),
+      'confusion': true_onehot.T @ pred_onehot,
+      'combo_correct': true_onehot.T @ correct.astype(jnp.float32),
+      'combo_count': true_onehot.sum(0),
+  }
+
+
+def _combination_index(labels: jax.Array, num_classes: Sequence[int]
+                       ) -> jax.Array:
+  """Row-major index of every label combination, ``[B, K] -> [B]``."""
+  strides = np.cumprod((1,) + tuple(num_classes[::-1]))[:-1][::-1]
+  return labels @ jnp.asarray(strides, labels.dtype)
+
+
+def scan_evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
+                  ) -> dict[str, jax.Array]:
+  """:func:`eval_step` scanned over every batch of a device dataset: the
+  sums and the concatenated rows (pure; jit- and vmap-safe)."""
   plan = data.epoch_plan(jax.random.PRNGKey(0))
 
   def body(totals, i):
-    out = trainer.eval_step(state, data.batch(plan, i))
-    totals = {k: totals[k] + out[k] for k in _SUMMED}
-    return totals, {k: out[k] for k in _STACKED}
+    out = eval_step(trainer, state, data.batch(plan, i))
+    totals = {k: totals[k] + out[k] for k in SUMMED}
+    return totals, {k: out[k] for k in STACKED}
 
-  first = jax.eval_shape(trainer.eval_step, state, data.batch(plan, 0))
-  zeros = {k: jnp.zeros(first[k].shape, first[k].dtype) for k in _SUMMED}
+  first = jax.eval_shape(functools.partial(eval_step, trainer), state,
+                         data.batch(plan, 0))
+  zeros = {k: jnp.zeros(first[k].shape, first[k].dtype) for k in SUMMED}
   totals, stacked = jax.lax.scan(body, zeros, jnp.arange(data.steps_per_epoch))
   stacked = {k: v.reshape((-1,) + v.shape[2:]) for k, v in stacked.items()}
   return {**totals, **stacked}
+
+
+def _add_sums(totals: dict[str, jax.Array], out: dict[str, jax.Array]
+              ) -> dict[str, jax.Array]:
+  return {k: totals[k] + out[k] for k in SUMMED}
+
+
+def _host_evaluate(trainer: Trainer, state: TrainState, data: Any
+                   ) -> dict[str, jax.Array]:
+  """:func:`scan_evaluate` for host-fed data: one compiled step per batch."""
+  plan = data.epoch_plan(jax.random.PRNGKey(0))
+  step = programs.compiled(eval_step, trainer)
+  # One dispatch per batch for all the sums, their buffers reused.
+  add = programs.compiled(_add_sums, donate_argnums=(0,))
+
+  def accumulate(totals, batch):
+    out = step(state, batch)
+    return add(totals, out), {k: out[k] for k in STACKED}
+
+  with data.prefetch(plan) as batches:
+    batches = iter(batches)
+    batch = next(batches)
+    first = jax.eval_shape(functools.partial(eval_step, trainer), state, batch)
+    totals = {k: jnp.zeros(first[k].shape, first[k].dtype) for k in SUMMED}
+    totals, stacked = epochs.bounded_loop(
+        accumulate, totals, itertools.chain([batch], batches),
+        data.prefetch_depth)
+  return {**totals, **{k: jnp.concatenate([r[k] for r in stacked])
+                       for k in STACKED}}
 
 
 def evaluate(trainer: Trainer, state: TrainState,
@@ -43,14 +140,15 @@ def evaluate(trainer: Trainer, state: TrainState,
   """Runs the state over every batch of a device or host-fed dataset.
 
   Returns:
-    NumPy dict: the sums of :meth:`Trainer.eval_step` (``ce_sum``, ``correct``,
+    NumPy dict: the sums of :func:`eval_step` (``ce_sum``, ``correct``,
     ``count``, ``confusion``, ``combo_correct``, ``combo_count``) and the
     concatenated per-example ``z`` ``[N, D]``, ``labels``/``preds`` ``[N, K]``,
     ``mask`` ``[N]``.
   """
-  if host_loop.is_host_fed(data):
-    return jax.tree.map(np.asarray, host_loop.evaluate(trainer, state, data))
-  return jax.tree.map(np.asarray, _evaluate(trainer, state, data))
+  if epochs.is_host_fed(data):
+    return jax.tree.map(np.asarray, _host_evaluate(trainer, state, data))
+  return jax.tree.map(np.asarray, programs.compiled(scan_evaluate, trainer)(
+      state, data))
 
 
 def group_accuracies(combo_correct: np.ndarray, combo_count: np.ndarray,

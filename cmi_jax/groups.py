@@ -19,12 +19,14 @@ group, with any disentanglement objective:
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from cmi_jax import losses
 
 METHODS = ('none', 'reweight', 'subsample', 'groupdro')
 
@@ -69,6 +71,52 @@ class GroupWeighting:
       if self.dro_size_adjustment > 0 and self.group_counts is None:
         raise ValueError('a GroupDRO size adjustment needs the training group '
                          'counts (group_counts).')
+
+  def loss(self, logits: Sequence[jax.Array], labels: jax.Array,
+           num_classes: Sequence[int], q: Optional[jax.Array] = None
+           ) -> tuple[jax.Array, jax.Array]:
+    """``(loss, per-head CE [K])``: the heads' loss under this weighting.
+
+    ``logits``: K ``[B, C_k]``; ``q``: GroupDRO's weights for this step
+    (:meth:`dro_weights`).
+    """
+    if self.method in ('none', 'subsample'):
+      ce = jnp.stack([losses.masked_cross_entropy(l, labels[:, k])
+                      for k, l in enumerate(logits)])
+      return ce.mean(), ce
+    return classification_loss(logits, labels, num_classes, self, q)
+
+  def init_dro(self, num_classes: Sequence[int]
+               ) -> Optional[dict[str, jax.Array]]:
+    """GroupDRO's initial state (None for the other methods).
+
+    ``{'q': [G] uniform weights, 'step_size': eta, 'size_adjustment': C}``,
+    float32 leaves, so a vmapped sweep can vary eta and C.
+    """
+    if self.method != 'groupdro':
+      return None
+    count = num_groups(num_classes)
+    return {'q': jnp.full(count, 1.0 / count, jnp.float32),
+            'step_size': jnp.asarray(self.dro_step_size, jnp.float32),
+            'size_adjustment': jnp.asarray(self.dro_size_adjustment,
+                                           jnp.float32)}
+
+  def dro_weights(self, dro: Optional[dict[str, jax.Array]],
+                  logits: Callable[[], Sequence[jax.Array]],
+                  labels: jax.Array, num_classes: Sequence[int]
+                  ) -> Optional[jax.Array]:
+    """GroupDRO's ``q`` after this step's update (None for other methods).
+
+    ``dro``: the state of :meth:`init_dro`; ``logits()``: the heads' logits
+    at the pre-update parameters on the global batch (called only for
+    GroupDRO).
+    """
+    if self.method != 'groupdro':
+      return None
+    ce, present = row_ce(logits(), labels)
+    return dro_update(dro['q'], group_losses(ce, present, labels, num_classes),
+                      dro['step_size'], dro['size_adjustment'],
+                      self.group_counts)
 
 
 def num_groups(num_classes: Sequence[int]) -> int:

@@ -1,9 +1,8 @@
 """What a run records: its epoch records, its best epochs and its two files.
 
-Both training loops, a single run (:func:`cmi_jax.run.fit`) and a vmapped
-sweep (:func:`cmi_jax.vmapped.fit_sweep`), build their records here, so a
-sweep member's ``results.json`` has the shape of a separate run's, and both
-write it with :func:`write_results`.
+The epoch loop (:func:`cmi_jax.loop.fit`) builds every member's records
+here, so a sweep member's ``results.json`` has the shape of a separate
+run's, and both are written with :func:`write_results`.
 
 An epoch record is ``{'epoch', 'step', 'train': {metric: mean over the
 epoch's steps}, 'eval': {split: summary}, 'extra': hook output,
@@ -82,17 +81,14 @@ def train_record(epoch: int, step: int,
           'train': {k: float(np.mean(v)) for k, v in step_metrics.items()}}
 
 
-def summarize_splits(stats: Mapping[str, Any], weights_split: str,
-                     summarize: Callable[..., Any] = evaluation.summarize
+def summarize_splits(stats: Mapping[str, Any], weights_split: str
                      ) -> dict[str, Any]:
-  """Each split's summary, weighted by the group counts of ``weights_split``.
-
-  ``summarize(stats, weights)``: :func:`cmi_jax.evaluation.summarize`, or a
-  stacked sweep's summary (:func:`cmi_jax.vmapped.summarize`).
-  """
+  """Each split's :func:`cmi_jax.evaluation.summarize`, weighted by the group
+  counts of ``weights_split`` (when it is one of the splits)."""
   weights = (stats[weights_split]['combo_count'] if weights_split in stats
              else None)
-  return {name: summarize(s, weights) for name, s in stats.items()}
+  return {name: evaluation.summarize(s, weights)
+          for name, s in stats.items()}
 
 
 def improved_criteria(best: Mapping[str, Any], record: Mapping[str, Any],

@@ -1,66 +1,35 @@
-"""Drives a run: epochs, evaluation, checkpoints, logs, exact resume.
+"""A single run in a work directory: its files, resume checks and the loop.
 
-A resumed run ends with the same state, bit for bit, as the uninterrupted
-one: the state carries the step and the key, every random draw derives from
-them, and evaluation never touches the state.
+The epoch loop itself is :func:`cmi_jax.loop.fit`; here a run is its one
+member, with ``config.json``, ``results.json`` and the checks that a resumed
+run matches the configuration it saved.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import time
 from typing import Any, Callable, Collection, Mapping, Optional
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from cmi_jax import checkpoint as ckpt
+from cmi_jax import distributed
 from cmi_jax import evaluation
-from cmi_jax import host_loop
+from cmi_jax import epochs
 from cmi_jax import logs
+from cmi_jax import loop
 from cmi_jax import records
-from cmi_jax import validate
 from cmi_jax.data import host
 from cmi_jax.data.base import DeviceDataset, validate_labels
+from cmi_jax.loop import FitConfig
 from cmi_jax.records import EpochHook
 from cmi_jax.train import Trainer, TrainState
 
 _log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class FitConfig:
-  """How a run is driven (not what is trained).
-
-  Attributes:
-    num_epochs: epochs in total (a resumed run counts earlier ones).
-    eval_every: evaluate every this many epochs (and after the last).
-    checkpoint_every: save the latest state every this many epochs.
-    log_every_steps: also log training metrics every this many steps (0: no).
-    select_split: the split that selects the best epochs
-      (:data:`cmi_jax.records.BEST_CRITERIA`).
-    group_weights_split: the split whose group counts weigh
-      ``train_weighted_accuracy`` in every summary (if it is evaluated).
-    progress: tqdm bar; None shows it only on a terminal.
-  """
-  num_epochs: int
-  eval_every: int = 1
-  checkpoint_every: int = 1
-  keep_checkpoints: int = 2
-  log_every_steps: int = 0
-  select_split: str = 'val'
-  group_weights_split: str = 'train_eval'
-  progress: Optional[bool] = None
-  tensorboard: bool = True
-
-  def __post_init__(self):
-    for name in ('num_epochs', 'eval_every', 'checkpoint_every',
-                 'keep_checkpoints'):
-      validate.integer(getattr(self, name), name, 1)
-    validate.integer(self.log_every_steps, 'log_every_steps', 0)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -147,15 +116,16 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
         may_change: Collection[str] = (),
         results_extra: Optional[Mapping[str, Any]] = None,
         epoch_hook: Optional[EpochHook] = None,
+        mesh: Optional[Mesh] = None,
         train_epoch: Optional[Callable[..., Any]] = None) -> dict[str, Any]:
-  """Trains for ``config.num_epochs`` epochs, evaluating and checkpointing.
+  """Trains one run in ``workdir`` with :func:`cmi_jax.loop.fit` (S = 1).
 
   A run restarted in ``workdir`` resumes from its newest readable ``latest``
-  checkpoint (an unreadable newer one is skipped with a warning); without
-  one it starts over, dropping the best checkpoints and the log of the
-  interrupted attempt. A non-finite loss raises :class:`NonFiniteLossError`
-  naming the step, the loss term and the last good checkpoint; nothing is
-  saved after the bad step.
+  checkpoint; without one it starts over, dropping the best checkpoints and
+  the log of the interrupted attempt. It keeps the best epochs' states
+  (``checkpoints/best_val_*``). A non-finite loss raises
+  :class:`NonFiniteLossError` naming the step, the loss term and the last
+  good checkpoint; nothing is saved after the bad step.
 
   Args:
     state: the initial state (when resuming it only gives the tree
@@ -167,19 +137,23 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
       in the dotted fields of ``may_change`` (else ConfigMismatchError).
     results_extra: more entries of ``results.json`` (data, attributes, ...).
     epoch_hook: extra metrics after each evaluation (e.g. MI estimates).
-    train_epoch: ``(state, data) -> (state, stacked metrics)``; defaults to
-      :func:`cmi_jax.host_loop.epoch_function` of the data (on a device
-      mesh: :func:`cmi_jax.train.shard_map_train_epoch`'s result).
+    mesh: a 1-D data mesh (:func:`cmi_jax.distributed.data_mesh`): every
+      step runs under ``shard_map`` with the global batch split over it.
+    train_epoch: ``(state, data) -> (state, stacked metrics)`` instead of
+      the engine's epoch for the data (host-fed, on one device or the mesh).
 
   Returns:
     The results also written to ``workdir/results.json`` (``final`` and the
     best-epoch records of :data:`cmi_jax.records.BEST_CRITERIA`), plus
     ``'state'``.
   """
-  records.check_select_split(config.select_split, eval_data)
   _check_first_labels(trainer, train_data, eval_data)
+  if mesh is not None:
+    state = distributed.replicate_state(state, mesh)
   if train_epoch is None:
-    train_epoch = host_loop.epoch_function(trainer, train_data)
+    train_epoch = (epochs.epoch_function(trainer, train_data)
+                   if mesh is None
+                   else distributed.shard_map_train_epoch(trainer, mesh))
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   check_resumable(workdir, run_config, may_change)
@@ -187,81 +161,18 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     os.makedirs(workdir, exist_ok=True)
     for path in logs.remove_stale_temporaries(workdir):
       _log.info('Removed %s, left by an interrupted write.', path)
-
-  checkpoints = ckpt.RunCheckpoints(workdir, config.keep_checkpoints)
-  best = records.no_best()
-  start_epoch = 0
-  restored = checkpoints.restore_newest_readable(ckpt.LATEST, state,
-                                                 _log.warning)
-  if restored is not None:
-    state, meta = restored
-    start_epoch = meta['epoch']
-    best.update(meta['best'])
-    # Checkpoints newer than the resumed epoch are redone.
-    for series in (ckpt.LATEST, *ckpt.BEST_SERIES):
-      checkpoints.delete_after(series, start_epoch)
-    _log.info('Resuming %s from epoch %d (step %d).', workdir, start_epoch,
-              int(state.step))
-  else:
-    for series in ckpt.BEST_SERIES:
-      checkpoints.keep_only(series, None)
-  if is_main and run_config is not None:
-    records.write_config(workdir, run_config)
-  logger = logs.RunLogger(workdir, keep_until_step=int(state.step)
-                          if start_epoch else None,
-                          tensorboard=config.tensorboard)
-  last_good = (checkpoints.path(ckpt.LATEST, start_epoch) if start_epoch
-               else 'none (no checkpoint yet)')
-  bar = logs.progress_bar(config.num_epochs, start_epoch, config.progress)
-  record = next((r for r in reversed(getattr(logger, 'records', []))
-                 if 'epoch' in r), None)
-  try:
-    for epoch in range(start_epoch + 1, config.num_epochs + 1):
-      first_step = int(state.step)
-      tic = time.perf_counter()
-      state, step_metrics = train_epoch(state, train_data)
-      step_metrics = jax.device_get(step_metrics)  # Waits for the epoch.
-      seconds = {'train': time.perf_counter() - tic}
-      bad = records.non_finite_message(step_metrics, first_step, epoch)
-      if bad is not None:
-        raise NonFiniteLossError(
-            f'{bad}; last good checkpoint: {last_good}. Lower the learning '
-            'rates or the disentangle weight, then resume.')
-      _log_steps(logger, step_metrics, first_step, config.log_every_steps)
-      record = records.train_record(epoch, int(state.step), step_metrics)
-      record['seconds'] = seconds
-      if epoch % config.eval_every == 0 or epoch == config.num_epochs:
-        tic = time.perf_counter()
-        stats = {name: evaluation.evaluate(trainer, state, data)
-                 for name, data in eval_data.items()}
-        record['eval'] = records.summarize_splits(
-            stats, config.group_weights_split)
-        seconds['eval'] = time.perf_counter() - tic
-        if epoch_hook is not None:
-          tic = time.perf_counter()
-          record['extra'] = epoch_hook(epoch, state, stats)
-          seconds['hook'] = time.perf_counter() - tic
-        for series in records.update_best(best, record, config.select_split):
-          checkpoints.save(series, epoch, state, {'epoch': epoch})
-      logger.write(record)
-      if epoch % config.checkpoint_every == 0 or epoch == config.num_epochs:
-        last_good = checkpoints.save(
-            ckpt.LATEST, epoch, state, {'epoch': epoch, 'best': best})
-        # Only now, so a crash before this save resumes with its recorded
-        # best checkpoints still on disk.
-        for name, series, _ in records.BEST_CRITERIA:
-          checkpoints.keep_only(
-              series, None if best[name] is None else best[name]['epoch'])
-      bar.set_postfix(_postfix(record), refresh=False)
-      bar.update(1)
-  finally:
-    bar.close()
-    logger.close()
-    checkpoints.close()
-
-  results = {**records.run_results(record, best, config.num_epochs,
-                                   int(state.step)),
-             **dict(results_extra or {})}
+    if run_config is not None:
+      records.write_config(workdir, run_config)
+  members = loop.Members(1, train_epoch, lambda state, splits: {
+      name: evaluation.evaluate(trainer, state, data)
+      for name, data in splits.items()})
+  state, (results,) = loop.fit(
+      members, state, train_data, eval_data, config, checkpoint_dir=workdir,
+      log_dirs=[workdir], hooks=None if epoch_hook is None else [epoch_hook],
+      best_checkpoints=True, name=os.path.basename(workdir))
+  if 'non_finite' in results:
+    raise NonFiniteLossError(results['non_finite'])
+  results = {**results, **dict(results_extra or {})}
   if is_main:
     records.write_results(workdir, results)
   return {'state': state, **results}
@@ -281,25 +192,5 @@ def _check_first_labels(trainer: Trainer, train_data: Dataset,
     labels = np.asarray(batch['labels'])
     if 'mask' in batch:
       labels = labels[np.asarray(batch['mask']) > 0]
-    validate_labels(labels, trainer.num_classes,
+    validate_labels(labels, trainer.objective.num_classes,
                     where=f'{where} (first batch)')
-
-
-def _log_steps(logger: logs.RunLogger, step_metrics: dict[str, np.ndarray],
-               first_step: int, every: int) -> None:
-  if not every:
-    return
-  for i in range(len(next(iter(step_metrics.values())))):
-    step = first_step + i + 1
-    if step % every == 0:
-      logger.write({'step': step, 'train_step': {
-          k: float(v[i]) for k, v in step_metrics.items()}})
-
-
-def _postfix(record: dict[str, Any]) -> dict[str, str]:
-  postfix = {'ce': f"{record['train']['loss/ce']:.3f}"}
-  if 'loss/adversary' in record['train']:
-    postfix['adv'] = f"{record['train']['loss/adversary']:.3f}"
-  for name, summary in record.get('eval', {}).items():
-    postfix[name] = f"{summary['accuracy']:.3f}"
-  return postfix

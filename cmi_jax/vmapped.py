@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
@@ -31,10 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
-from cmi_jax import logs
-from cmi_jax import records
+from cmi_jax import loop
+from cmi_jax import programs
 from cmi_jax import validate
 from cmi_jax.records import EpochHook
 from cmi_jax.train import Metrics, Trainer, TrainState
@@ -58,7 +56,7 @@ def default_hparams(trainer: Trainer) -> dict[str, float]:
   """
   values = {'lr': trainer.optim.lr, 'cls_lr': trainer.optim.cls_lr,
             'disentangle_weight': 1.0}
-  if trainer.uses_adversary:
+  if trainer.objective.adversary is not None:
     values['d_lr'] = trainer.optim.d_lr
   weighting = trainer.group_weighting
   if weighting.method == 'groupdro':
@@ -75,7 +73,7 @@ def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
     raise ValueError(f'unknown hyper-parameter(s) {unknown}; a sweep can vary '
                      f'{HPARAMS} (other settings are static: build one '
                      'trainer per value).')
-  if 'd_lr' in hparams and not trainer.uses_adversary:
+  if 'd_lr' in hparams and trainer.objective.adversary is None:
     raise ValueError(f'd_lr was given but objective {trainer.objective.name!r} '
                      'has no adversary; drop d_lr from the sweep.')
   swept_rates = sorted(set(hparams) & set(_OPT_FIELDS))
@@ -147,10 +145,10 @@ def init_sweep(trainer: Trainer, keys: Any, example_input: Any,
         f'keys must be raw uint32 keys of shape [S, 2]; got {keys.dtype} '
         f'{keys.shape}. Use jax.random.split(jax.random.PRNGKey(seed), S).')
   resolved = _resolve_hparams(trainer, hparams or {}, keys.shape[0])
-  return _init_members(trainer, keys, jnp.asarray(example_input), resolved)
+  return programs.compiled(_init_members, trainer)(
+      keys, jnp.asarray(example_input), resolved)
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _init_members(trainer: Trainer, keys: jax.Array, example_input: jax.Array,
                   hparams: dict[str, jax.Array]) -> TrainState:
   return jax.vmap(functools.partial(_init_member, trainer),
@@ -245,10 +243,8 @@ def _member_sharding(mesh: Mesh, size: int) -> NamedSharding:
   return NamedSharding(mesh, P(mesh.axis_names[0]))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4), donate_argnums=1)
-def _sweep_epoch(trainer: Trainer, states: TrainState, datas: Any,
-                 num_steps: Optional[int],
-                 sharding: Optional[NamedSharding]
+def _sweep_epoch(trainer: Trainer, sharding: Optional[NamedSharding],
+                 states: TrainState, datas: Any, num_steps: Optional[int]
                  ) -> tuple[TrainState, Metrics]:
   out = jax.vmap(lambda s, d: trainer.train_epoch(s, d, num_steps))(states,
                                                                      datas)
@@ -276,7 +272,9 @@ def sweep_train_epoch(trainer: Trainer, mesh: Optional[Mesh] = None
     if mesh is not None:
       sharding = _member_sharding(mesh, size)
       states, datas = jax.device_put((states, datas), sharding)
-    return _sweep_epoch(trainer, states, datas, num_steps, sharding)
+    return programs.compiled(_sweep_epoch, trainer, sharding,
+                             static_argnums=(2,), donate_argnums=(0,))(
+                                 states, datas, num_steps)
   return run
 
 
@@ -293,10 +291,9 @@ class Stacked:
 EvalData = Union[Any, Sequence[Any], Stacked]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _evaluate_members(trainer: Trainer, states: TrainState, data: Any,
-                      per_member: bool) -> dict[str, jax.Array]:
-  return jax.vmap(functools.partial(evaluation._evaluate, trainer),
+def _evaluate_members(trainer: Trainer, per_member: bool, states: TrainState,
+                      data: Any) -> dict[str, jax.Array]:
+  return jax.vmap(functools.partial(evaluation.scan_evaluate, trainer),
                   in_axes=(0, 0 if per_member else None))(states, data)
 
 
@@ -321,8 +318,8 @@ def sweep_evaluate(trainer: Trainer, states: TrainState,
                          f'{sweep_size(data)} members but the sweep has '
                          f'{size}; give one dataset per member or a single '
                          'shared dataset.')
-    results[split] = jax.tree.map(
-        np.asarray, _evaluate_members(trainer, states, data, per_member))
+    results[split] = jax.tree.map(np.asarray, programs.compiled(
+        _evaluate_members, trainer, per_member)(states, data))
   return results
 
 
@@ -345,157 +342,42 @@ def keys_from_seeds(seeds: Sequence[int]) -> np.ndarray:
   return np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
 
 
-@dataclasses.dataclass(frozen=True)
-class SweepRun:
-  """How :func:`fit_sweep` drives a group (cf. :class:`cmi_jax.run.FitConfig`).
-
-  Attributes:
-    eval_every: evaluate every member every this many epochs (and after the
-      last); 0 evaluates after the last epoch only.
-    select_split: the split whose loss, accuracy and worst-group accuracy
-      select each member's best epochs.
-    checkpoint_dir: where the group's stacked state is checkpointed, so an
-      interrupted group resumes; None keeps no checkpoint.
-    checkpoint_every: epochs between group checkpoints (and after the last).
-    log_dirs: one directory per member for its ``log.jsonl``; None: no logs.
-    progress: a progress bar over the group's epochs (None: on a terminal).
-  """
-  eval_every: int = 0
-  select_split: str = 'val'
-  checkpoint_dir: Optional[str] = None
-  checkpoint_every: int = 10
-  log_dirs: Optional[Sequence[str]] = None
-  progress: Optional[bool] = None
-
-
 def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
               train_data: Any, eval_datas: Mapping[str, EvalData],
-              num_epochs: int, *,
+              config: loop.FitConfig, *,
               hparams: Optional[Mapping[str, Any]] = None,
               hooks: Optional[Sequence[Optional[EpochHook]]] = None,
               mesh: Optional[Mesh] = None, name: str = 'sweep',
-              driver: SweepRun = SweepRun()
+              checkpoint_dir: Optional[str] = None,
+              log_dirs: Sequence[str] = ()
               ) -> tuple[TrainState, list[dict[str, Any]]]:
-  """Trains S members for ``num_epochs`` epochs, as :func:`cmi_jax.run.fit`.
+  """Trains S members with :func:`cmi_jax.loop.fit`, as S runs would train.
 
   Member ``i`` trains as the separate run with ``keys[i]`` on member ``i``
   of ``train_data`` (:func:`stack_datasets`), up to float rounding, and gets
-  that run's results and, with ``driver.log_dirs``, its ``log.jsonl``. With
-  ``driver.checkpoint_dir`` a restarted call resumes and ends with the same
-  states, bit for bit, as an uninterrupted one.
+  that run's records and, with ``log_dirs``, its ``log.jsonl``. With
+  ``checkpoint_dir`` the group's stacked state is checkpointed there, so a
+  restarted call resumes and ends with the same states, bit for bit.
 
   Args:
     keys: as :func:`init_sweep` takes them (:func:`keys_from_seeds`), and
       ``example_input`` and ``hparams``.
     eval_datas: ``{split: data}`` as :func:`sweep_evaluate` takes it.
+    config: the loop's settings (``tensorboard`` applies to ``log_dirs``).
     hooks: optional S epoch hooks; what one returns becomes the member's
       record's ``extra``.
     mesh: optional 1-D mesh (:func:`sweep_mesh`) to split the members over.
     name: what the progress log lines call this group.
 
   Returns:
-    ``(states, results)``: the final stacked states and S results dicts
-    as :func:`cmi_jax.run.fit` writes them. A member whose metrics became
-    non-finite gets ``{'epoch', 'non_finite': message}`` instead; the
-    others train on.
+    ``(states, results)``: the final stacked states and S results dicts as
+    :func:`cmi_jax.run.fit` writes them; a member whose metrics became
+    non-finite gets ``{'epoch', 'non_finite': message}`` instead.
   """
-  validate.integer(num_epochs, 'num_epochs', 1)
-  validate.integer(driver.eval_every, 'eval_every', 0)
-  validate.integer(driver.checkpoint_every, 'checkpoint_every', 1)
   states = init_sweep(trainer, keys, example_input, hparams)
-  size = sweep_size(states)
-  for what, given in (('hooks', hooks), ('log_dirs', driver.log_dirs)):
-    if given is not None and len(given) != size:
-      raise ValueError(f'{len(given)} {what} for {size} members; give one '
-                       'per member.')
-  if driver.eval_every:
-    records.check_select_split(driver.select_split, eval_datas)
-  epoch_fn = sweep_train_epoch(trainer, mesh)
-  failed: dict[int, str] = {}
-  best = [records.no_best() for _ in range(size)]
-  start_epoch, last = 0, [None] * size
-  group = (ckpt.RunCheckpoints(driver.checkpoint_dir, keep=2)
-           if driver.checkpoint_dir else None)
-  restored = None if group is None else group.restore_newest_readable(
-      ckpt.LATEST, states, _log.warning)
-  if restored is not None:
-    states, meta = restored
-    start_epoch, best, last = meta['epoch'], meta['best'], meta['last']
-    failed = {int(k): v for k, v in meta['failed'].items()}
-    group.delete_after(ckpt.LATEST, start_epoch)
-    _log.info('%s: resuming %d members from epoch %d.', name, size,
-              start_epoch)
-  step0 = np.asarray(jax.device_get(states.step))
-  loggers = [logs.RunLogger(d, keep_until_step=int(step0[i])
-                            if start_epoch else None, tensorboard=False)
-             for i, d in enumerate(driver.log_dirs or ())]
-  bar = logs.progress_bar(num_epochs, start_epoch, driver.progress)
-  start = time.time()
-  try:
-    for epoch in range(start_epoch + 1, num_epochs + 1):
-      first_step = np.asarray(jax.device_get(states.step))
-      states, metrics = epoch_fn(states, train_data)
-      metrics = jax.device_get(metrics)
-      for i in range(size):
-        bad = None if i in failed else records.non_finite_message(
-            {k: v[i] for k, v in metrics.items()}, int(first_step[i]), epoch)
-        if bad is not None:
-          failed[i] = (f'{bad}; lower the learning rates or the disentangle '
-                       'weight.')
-          _log.error('%s: member %d: %s', name, i, failed[i])
-      if epoch == num_epochs or (
-          driver.eval_every and epoch % driver.eval_every == 0):
-        epoch_records = _member_records(trainer, states, metrics,
-                                        eval_datas, epoch, hooks)
-        for i, record in enumerate(epoch_records):
-          if i in failed:
-            continue
-          last[i] = logs.to_jsonable(record)
-          if driver.eval_every:
-            records.update_best(best[i], last[i], driver.select_split)
-          if loggers:
-            loggers[i].write(record)
-      if group is not None and (epoch % driver.checkpoint_every == 0
-                                or epoch == num_epochs):
-        group.save(ckpt.LATEST, epoch, states,
-                   {'epoch': epoch, 'best': best, 'last': last,
-                    'failed': {str(k): v for k, v in failed.items()}})
-      bar.update(1)
-      if epoch == num_epochs or epoch % max(1, num_epochs // 10) == 0:
-        ce = np.asarray(metrics['loss/ce']).mean(1)
-        _log.info('%s: epoch %d/%d, %d members, mean ce %.3f (%.0f s).',
-                  name, epoch, num_epochs, size, float(np.nanmean(ce)),
-                  time.time() - start)
-  finally:
-    bar.close()
-    for logger in loggers:
-      logger.close()
-    if group is not None:
-      group.close()
-  return states, [
-      {'epoch': num_epochs, 'non_finite': failed[i]} if i in failed else
-      records.run_results(last[i], best[i], num_epochs, last[i]['step'])
-      for i in range(size)]
-
-
-def _member_records(trainer: Trainer, states: TrainState,
-                    metrics: Mapping[str, np.ndarray],
-                    eval_datas: Mapping[str, EvalData], epoch: int,
-                    hooks: Optional[Sequence[Optional[EpochHook]]]
-                    ) -> list[dict[str, Any]]:
-  """Every member's epoch record: its training means and evaluation."""
-  stats = sweep_evaluate(trainer, states, eval_datas)
-  summaries = records.summarize_splits(stats, 'train_eval', summarize)
-  steps = np.asarray(jax.device_get(states.step))
-  member_states = unstack(states) if hooks is not None else None
-  member_records = []
-  for i in range(len(steps)):
-    record = records.train_record(epoch, int(steps[i]),
-                                  {k: v[i] for k, v in metrics.items()})
-    record['eval'] = {split: summaries[split][i] for split in summaries}
-    if hooks is not None and hooks[i] is not None:
-      member_stats = {split: {k: v[i] for k, v in value.items()}
-                      for split, value in stats.items()}
-      record['extra'] = hooks[i](epoch, member_states[i], member_stats)
-    member_records.append(record)
-  return member_records
+  members = loop.Members(sweep_size(states), sweep_train_epoch(trainer, mesh),
+                         functools.partial(sweep_evaluate, trainer),
+                         stacked=True)
+  return loop.fit(members, states, train_data, eval_datas, config,
+                  checkpoint_dir=checkpoint_dir, log_dirs=log_dirs,
+                  hooks=hooks, name=name)

@@ -547,7 +547,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str,
       results_extra={'data': dict(data_info),
                      'attributes': list(attribute_names),
                      'objective': config.objective},
-      epoch_hook=mi_hook(trainer.subspaces, config.mi_every,
+      epoch_hook=mi_hook(trainer.objective.subspaces, config.mi_every,
                          config.mi_max_rows, seed=config.seed))
   state = result.pop('state')
   if jax.process_index() == 0:
@@ -583,7 +583,7 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
         np.asarray(summary['confusion']), names,
         figure(f'confusion_{split}'), f'{split}: joint predictions'))
     paths.append(plots.latent_correlation(
-        np.asarray(summary['z_correlation'], float), trainer.subspaces,
+        np.asarray(summary['z_correlation'], float), trainer.objective.subspaces,
         figure(f'latent_correlation_{split}'), f'{split}: correlation of z'))
     paths.append(plots.subpopulation_accuracy(
         np.asarray(summary['accuracy_per_combination'], float),

@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from cmi_jax import loop
 from cmi_jax import records
 from cmi_jax import run
 from cmi_jax import validate
@@ -330,21 +331,21 @@ def train_group(trainer: Any, cells: Sequence[AnyCell],
   files first.
   """
   first = configs[0]
-  hooks = [common.mi_hook(trainer.subspaces, c.mi_every, c.mi_max_rows,
+  hooks = [common.mi_hook(trainer.objective.subspaces, c.mi_every, c.mi_max_rows,
                           seed=c.seed) for c in configs]
   group_dir = group_checkpoint_dir(sweep_dir, cells)
   start = time.time()
   _, results = vmapped.fit_sweep(
       trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
-      train_data, eval_data, first.num_epochs,
+      train_data, eval_data, loop.FitConfig(
+          num_epochs=first.num_epochs, eval_every=first.eval_every,
+          checkpoint_every=first.checkpoint_every,
+          keep_checkpoints=first.keep_checkpoints, progress=first.progress,
+          tensorboard=False),
       hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
       hooks=None if all(h is None for h in hooks) else hooks,
-      name=first.objective,
-      driver=vmapped.SweepRun(
-          eval_every=first.eval_every, checkpoint_dir=group_dir,
-          checkpoint_every=first.checkpoint_every,
-          log_dirs=[os.path.join(sweep_dir, c.name) for c in cells],
-          progress=first.progress))
+      name=first.objective, checkpoint_dir=group_dir,
+      log_dirs=[os.path.join(sweep_dir, c.name) for c in cells])
   seconds = time.time() - start
 
   def write(cell, member):

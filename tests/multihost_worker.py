@@ -90,12 +90,12 @@ def main() -> None:
 
   from cmi_jax import checkpoint, train
   trainer = make_trainer()
-  mesh = train.data_mesh()
+  mesh = distributed.data_mesh()
   size = args.global_batch
   example = global_batch(args.seed, 0, size)['image']
-  state = train.replicate_state(
+  state = distributed.replicate_state(
       trainer.init(jax.random.PRNGKey(args.seed), example), mesh)
-  step = train.shard_map_train_step(trainer, mesh)
+  step = distributed.shard_map_train_step(trainer, mesh)
   rows = distributed.host_batch_slice(size, mesh)
   metrics = []
   for t in range(args.steps):

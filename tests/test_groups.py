@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmi_jax import groups, train
+from cmi_jax import distributed, groups, train
 from cmi_jax.data import base, synthetic
 import tiny
 
@@ -147,10 +147,10 @@ def test_group_dro_step_does_not_depend_on_the_number_of_devices():
   b = batch()
   host = jax.device_get(trainer.init(jax.random.PRNGKey(0), b['image'], 1.0))
   one, _ = jax.device_get(trainer.jit_train_step(jax.device_put(host), b))
-  mesh = train.data_mesh(jax.devices()[:8])
-  state = train.replicate_state(jax.device_put(host), mesh)
-  eight, _ = jax.device_get(train.shard_map_train_step(trainer, mesh)(
-      state, train.shard_batch(b, mesh)))
+  mesh = distributed.data_mesh(jax.devices()[:8])
+  state = distributed.replicate_state(jax.device_put(host), mesh)
+  eight, _ = jax.device_get(distributed.shard_map_train_step(trainer, mesh)(
+      state, distributed.shard_batch(b, mesh)))
   tiny.assert_trees_close(eight, one, 1e-5)
   np.testing.assert_allclose(eight.group_dro['q'], one.group_dro['q'],
                              rtol=1e-6)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmi_jax import evaluation, host_loop, run, train
+from cmi_jax import epochs, evaluation, run, train
 from cmi_jax.data import host
 from cmi_jax.data.base import ArrayDataset, to_float_image
 import tiny
@@ -103,14 +103,14 @@ def bare_state(step, seed=3):
 def test_host_epochs_see_the_scanned_epochs_batches():
   images, labels = arrays(row_ids=True)
   device, on_host = both(images, labels)
-  scanned = jax.jit(functools.partial(train.scan_epoch, record_rows),
+  scanned = jax.jit(functools.partial(epochs.scan_epoch, record_rows),
                     static_argnums=2)
   host_step = jax.jit(record_rows)
   seen = []
   # Two epochs (the plan follows the step) and a run past the epoch's end.
   for step, num_steps in ((0, None), (6, None), (6, 2 * 6 + 1)):
     want_state, want = scanned(bare_state(step), device, num_steps)
-    got_state, got = host_loop.scan_epoch(host_step, bare_state(step), on_host,
+    got_state, got = epochs.host_epoch(host_step, bare_state(step), on_host,
                                      num_steps)
     assert isinstance(got['rows'], np.ndarray)
     np.testing.assert_array_equal(got['rows'], want['rows'])
@@ -133,10 +133,10 @@ def test_train_epoch_matches_the_device_epoch():
   device, on_host = both(images, labels)
   want_state, want = trainer.jit_train_epoch(
       jax.device_put(initial_state(OBJECTIVE)), device)
-  got_state, got = host_loop.train_epoch(trainer,
+  got_state, got = epochs.train_epoch(trainer,
                                     jax.device_put(initial_state(OBJECTIVE)),
                                     on_host)
-  again_state, again = host_loop.train_epoch(
+  again_state, again = epochs.train_epoch(
       trainer, jax.device_put(initial_state(OBJECTIVE)), on_host)
   assert sorted(got) == sorted(want)
   assert int(got_state.step) == int(want_state.step) == N // BATCH
@@ -156,7 +156,7 @@ def test_train_epoch_rejects_device_data():
   device, _ = both(images, labels)
   with pytest.raises(ValueError,
                      match='takes a host-fed dataset.*jit_train_epoch'):
-    host_loop.train_epoch(tiny.trainer('base'), initial_state('base'), device)
+    epochs.train_epoch(tiny.trainer('base'), initial_state('base'), device)
 
 
 def test_evaluate_host_data_equals_device_data():
@@ -271,7 +271,7 @@ def test_failing_step_leaves_no_prefetch_thread():
     return record_rows(state, batch)
 
   with pytest.raises(FloatingPointError, match='step 2 failed'):
-    host_loop.scan_epoch(step, bare_state(0), on_host)
+    epochs.host_epoch(step, bare_state(0), on_host)
   assert prefetch_threads() == []
 
 

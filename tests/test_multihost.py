@@ -79,9 +79,9 @@ def _reference(mesh_devices: int | None) -> dict[str, np.ndarray]:
   if mesh_devices is None:
     step = trainer.jit_train_step
   else:
-    mesh = train.data_mesh(jax.devices()[:mesh_devices])
-    state = train.replicate_state(state, mesh)
-    step = train.shard_map_train_step(trainer, mesh)
+    mesh = distributed.data_mesh(jax.devices()[:mesh_devices])
+    state = distributed.replicate_state(state, mesh)
+    step = distributed.shard_map_train_step(trainer, mesh)
   metrics = []
   for t in range(STEPS):
     state, m = step(state, worker.global_batch(0, t))
@@ -149,14 +149,14 @@ def test_checkpoint_written_by_both_processes_restores(runs):
 
 
 def test_host_batch_slice_in_one_process_is_everything():
-  assert distributed.host_batch_slice(32, train.data_mesh()) == slice(0, 32)
+  assert distributed.host_batch_slice(32, distributed.data_mesh()) == slice(0, 32)
   assert distributed.is_main_process()
   with pytest.raises(ValueError, match='multiple of 4'):
-    distributed.host_batch_slice(10, train.data_mesh(jax.devices()[:4]))
+    distributed.host_batch_slice(10, distributed.data_mesh(jax.devices()[:4]))
 
 
 def test_make_global_batch_in_one_process_equals_input():
-  mesh = train.data_mesh(jax.devices()[:4])
+  mesh = distributed.data_mesh(jax.devices()[:4])
   batch = worker.global_batch(3, 1)
   out = distributed.make_global_batch(batch, mesh)
   for name, value in batch.items():

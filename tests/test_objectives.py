@@ -55,7 +55,7 @@ def test_a_registered_objective_trains_by_name(registry):
       state, metrics = trainer.jit_train_epoch(state, data)
     assert np.all(np.isfinite(np.asarray(metrics['loss/disentangle'])))
     finals[name] = cross_covariance(trainer, state, batch)
-  assert not trainer.uses_adversary and state.adversary_params is None
+  assert trainer.objective.adversary is None and state.adversary_params is None
   assert finals['cross_cov'] < 0.2 * finals['base'], finals
 
 

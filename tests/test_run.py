@@ -17,7 +17,7 @@ from tensorboardX import event_file_writer
 from tensorboardX.proto import event_pb2
 
 from cmi_jax import checkpoint as ckpt
-from cmi_jax import logs, records, run, train
+from cmi_jax import epochs, logs, records, run, train
 from cmi_jax.data import synthetic
 import tiny
 
@@ -140,22 +140,22 @@ class ShiftedLabels(Wrapped):
 
 def test_fit_writes_config_logs_checkpoints_and_results(tmp_path, monkeypatch):
   # From an empty cache, so an earlier test's compile cannot hide a retrace.
-  monkeypatch.setattr(train, 'scan_epoch',
-                      chex.assert_max_traces(train.scan_epoch, n=1))
+  monkeypatch.setattr(epochs, 'scan_epoch',
+                      chex.assert_max_traces(epochs.scan_epoch, n=1))
   tiny.trainer('base').jit_train_epoch.clear_cache()
   result = fit(tmp_path, 3, keep_checkpoints=2, log_every_steps=3)
   with open(tmp_path / 'config.json') as f:
     assert json.load(f) == {'objective': 'base'}
   records = read_log(tmp_path, timing=True)
-  epochs = [r for r in records if 'epoch' in r]
+  epoch_records = [r for r in records if 'epoch' in r]
   steps = [r for r in records if 'train_step' in r]
-  for r in epochs:
+  for r in epoch_records:
     assert set(r['seconds']) == {'train', 'eval'}
     assert all(0 < t < 600 for t in r['seconds'].values())
-  assert [r['epoch'] for r in epochs] == [1, 2, 3]
-  assert [r['step'] for r in epochs] == [2, 4, 6]
+  assert [r['epoch'] for r in epoch_records] == [1, 2, 3]
+  assert [r['step'] for r in epoch_records] == [2, 4, 6]
   assert [r['step'] for r in steps] == [3, 6]
-  for r in epochs:
+  for r in epoch_records:
     assert set(r['eval']) == {'val'}
     assert np.isfinite(r['train']['loss/ce'])
     assert 0.0 <= r['eval']['val']['accuracy'] <= 1.0
@@ -165,13 +165,13 @@ def test_fit_writes_config_logs_checkpoints_and_results(tmp_path, monkeypatch):
 
   with open(tmp_path / 'results.json') as f:
     results = json.load(f)
-  losses = [r['eval']['val']['loss'] for r in epochs]
-  accuracies = [r['eval']['val']['accuracy'] for r in epochs]
+  losses = [r['eval']['val']['loss'] for r in epoch_records]
+  accuracies = [r['eval']['val']['accuracy'] for r in epoch_records]
   best_loss = int(np.argmin(losses)) + 1
   best_accuracy = int(np.argmax(accuracies)) + 1  # The first of ties wins.
-  assert results['final'] == epochs[-1]
-  assert results['best_val_loss'] == epochs[best_loss - 1]
-  assert results['best_val_accuracy'] == epochs[best_accuracy - 1]
+  assert results['final'] == epoch_records[-1]
+  assert results['best_val_loss'] == epoch_records[best_loss - 1]
+  assert results['best_val_accuracy'] == epoch_records[best_accuracy - 1]
   assert checkpoint_dirs(tmp_path) == {
       ckpt.LATEST: [2, 3], ckpt.BEST_LOSS: [best_loss],
       ckpt.BEST_ACCURACY: [best_accuracy]}

@@ -20,6 +20,7 @@ import pytest
 from absl import app
 
 from cmi_jax import evaluation
+from cmi_jax import loop
 from cmi_jax import models
 from cmi_jax import records
 from cmi_jax import train
@@ -284,12 +285,13 @@ def test_fit_sweep_equals_the_epoch_loop(cmi_sweep):
 
   got, records = vmapped.fit_sweep(
       _trainer('cmi'), _keys(), _example(), vmapped.stack_datasets(_datasets()),
-      {}, EPOCHS, hparams=HPARAMS, hooks=[hook(i) for i in range(SIZE)])
+      {}, loop.FitConfig(EPOCHS, eval_every=0, progress=False),
+      hparams=HPARAMS, hooks=[hook(i) for i in range(SIZE)])
   tiny.assert_trees_close(got, states)
   assert len(records) == SIZE
   for i, results in enumerate(records):
     record = results['final']
-    assert results['best_val_loss'] is None  # evaluated after the last only
+    assert results['best_val_loss'] is None  # no evaluation split
     assert record['epoch'] == EPOCHS and record['step'] == EPOCHS * STEPS
     assert record['eval'] == {} and record['extra'] == {'member': i}
     for name, value in metrics.items():  # the last epoch's mean, as run.fit
@@ -305,7 +307,7 @@ def test_fit_sweep_reports_a_diverged_member_and_trains_the_others(
   datas[2] = datas[2].replace(noise=jnp.float32(np.nan))  # NaN inputs
   got, records = vmapped.fit_sweep(
       _trainer('cmi'), _keys(), _example(), vmapped.stack_datasets(datas), {},
-      EPOCHS, hparams=HPARAMS)
+      loop.FitConfig(EPOCHS, eval_every=0, progress=False), hparams=HPARAMS)
   assert set(records[2]) == {'epoch', 'non_finite'}
   assert 'at step 1 (epoch 1)' in records[2]['non_finite']
   for i in (0, 1, 3):  # members are independent: untouched by member 2
@@ -320,12 +322,14 @@ def test_fit_sweep_reports_a_diverged_member_and_trains_the_others(
 def test_fit_sweep_rejects_bad_arguments():
   data = vmapped.stack_datasets(_datasets())
   with pytest.raises(ValueError, match='num_epochs must be >= 1; got 0'):
-    vmapped.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 0)
+    loop.FitConfig(0)
   with pytest.raises(ValueError, match='num_epochs must be an integer'):
-    vmapped.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 2.0)
+    loop.FitConfig(2.0)
+  with pytest.raises(ValueError, match='eval_every must be >= 0; got -1'):
+    loop.FitConfig(1, eval_every=-1)
   with pytest.raises(ValueError, match='3 hooks for 4 members'):
-    vmapped.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {}, 1,
-                    hparams=HPARAMS, hooks=[None] * 3)
+    vmapped.fit_sweep(_trainer('cmi'), _keys(), _example(), data, {},
+                      loop.FitConfig(1), hparams=HPARAMS, hooks=[None] * 3)
 
 
 def test_stacked_eval_split_must_match_the_member_count(cmi_sweep):
@@ -453,16 +457,16 @@ def test_fit_sweep_evaluates_logs_selects_and_resumes_like_separate_runs(
   datas = vmapped.stack_datasets(_datasets())
   epochs = 4
 
-  def driver(name, **kw):
-    return vmapped.SweepRun(
-        eval_every=1, checkpoint_dir=str(tmp_path / name / 'group'),
-        checkpoint_every=2,
-        log_dirs=[str(tmp_path / name / f'm{i}') for i in range(SIZE)],
-        progress=False, **kw)
+  config = loop.FitConfig(epochs, checkpoint_every=2, progress=False,
+                          tensorboard=False)
+
+  def driver(name):
+    return {'checkpoint_dir': str(tmp_path / name / 'group'),
+            'log_dirs': [str(tmp_path / name / f'm{i}') for i in range(SIZE)]}
 
   whole_states, whole = vmapped.fit_sweep(
-      trainer, _keys(), _example(), datas, evals, epochs, hparams=HPARAMS,
-      driver=driver('whole'))
+      trainer, _keys(), _example(), datas, evals, config, hparams=HPARAMS,
+      **driver('whole'))
   # Interrupted: the first call stops after epoch 3 (checkpoint at 2).
   class Stop(Exception):
     pass
@@ -477,14 +481,15 @@ def test_fit_sweep_evaluates_logs_selects_and_resumes_like_separate_runs(
     return {}
 
   with pytest.raises(Stop):
-    vmapped.fit_sweep(trainer, _keys(), _example(), datas, evals, epochs,
+    vmapped.fit_sweep(trainer, _keys(), _example(), datas, evals, config,
                       hparams=HPARAMS, hooks=[stop_in_epoch_3] * SIZE,
-                      driver=driver('killed'))
+                      **driver('killed'))
   states, resumed = vmapped.fit_sweep(
-      trainer, _keys(), _example(), datas, evals, epochs, hparams=HPARAMS,
-      driver=driver('killed'))
+      trainer, _keys(), _example(), datas, evals, config, hparams=HPARAMS,
+      **driver('killed'))
   tiny.assert_trees_close(states, whole_states)
-  strip = lambda r: {k: v for k, v in r.items() if k != 'extra'}
+  strip = lambda r: {k: v for k, v in r.items()
+                     if k not in ('extra', 'seconds')}
   for i in range(SIZE):
     for key in ('final', 'best_val_loss', 'best_val_accuracy',
                 'best_val_worst_group'):

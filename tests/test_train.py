@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from cmi_jax import evaluation, losses, objectives, train
+from cmi_jax import distributed, epochs, evaluation, losses, objectives, programs, train
 from cmi_jax.data import synthetic
 import tiny
 
@@ -180,7 +180,7 @@ def reference_cmi_step(trainer, state, batch):
       jax.random.fold_in(state.key, train._LOSS_STREAM), state.step)
 
   def adversary(params):
-    return lambda k, inputs: trainer.adversary.apply(params, k, inputs)
+    return lambda k, inputs: trainer.objective.adversary.apply(params, k, inputs)
 
   def encoder_loss(params):
     z = trainer.encoder.apply(params, x)
@@ -268,17 +268,17 @@ def test_missing_labels_leave_their_head_and_adversary_unchanged():
 
 def run_shard_map(objective, num_devices):
   trainer = trainer_for(objective)
-  mesh = train.data_mesh(jax.devices()[:num_devices])
-  state = train.replicate_state(fresh_state(objective), mesh)
-  return jax.device_get(train.shard_map_train_step(trainer, mesh)(
-      state, train.shard_batch(BATCH, mesh)))
+  mesh = distributed.data_mesh(jax.devices()[:num_devices])
+  state = distributed.replicate_state(fresh_state(objective), mesh)
+  return jax.device_get(distributed.shard_map_train_step(trainer, mesh)(
+      state, distributed.shard_batch(BATCH, mesh)))
 
 
 def run_pmap(objective, num_devices):
   trainer = trainer_for(objective)
-  state = train.replicate_for_pmap(fresh_state(objective), num_devices)
-  new, metrics = jax.device_get(train.pmap_train_step(trainer)(
-      state, train.split_for_pmap(BATCH, num_devices)))
+  state = distributed.replicate_for_pmap(fresh_state(objective), num_devices)
+  new, metrics = jax.device_get(distributed.pmap_train_step(trainer)(
+      state, distributed.split_for_pmap(BATCH, num_devices)))
   first = jax.tree.map(lambda a: a[0], (new, metrics))
   for i in range(1, num_devices):
     tiny.assert_trees_close(jax.tree.map(lambda a: a[i], (new, metrics)), first,
@@ -313,26 +313,26 @@ def test_step_does_not_depend_on_the_number_of_devices(objective, path,
 
 def test_indivisible_global_batch_raises_on_both_paths():
   trainer = trainer_for('base')
-  mesh = train.data_mesh()
+  mesh = distributed.data_mesh()
   odd = {k: v[:12] for k, v in BATCH.items()}
-  state = train.replicate_state(fresh_state('base'), mesh)
+  state = distributed.replicate_state(fresh_state('base'), mesh)
   with pytest.raises(ValueError, match='12 examples does not divide over 8'):
-    train.shard_map_train_step(trainer, mesh)(state, odd)
+    distributed.shard_map_train_step(trainer, mesh)(state, odd)
   with pytest.raises(ValueError, match='12 examples does not divide over 8'):
-    train.shard_batch(odd, mesh)
+    distributed.shard_batch(odd, mesh)
   with pytest.raises(ValueError, match='12 examples does not divide over 8'):
-    train.split_for_pmap(odd, 8)
+    distributed.split_for_pmap(odd, 8)
   odd_data = dataclasses.replace(DATA, batch_size=12)
-  with pytest.raises(ValueError, match='batch size 12 does not divide over 8'):
-    train.shard_map_train_epoch(trainer, mesh)(state, odd_data)
+  with pytest.raises(ValueError, match='12 examples does not divide over 8'):
+    distributed.shard_map_train_epoch(trainer, mesh)(state, odd_data)
 
 
 def test_jit_train_epoch_traces_once_and_donates_the_state(monkeypatch):
   trainer = trainer_for('base')
   # From an empty cache, so an earlier compile cannot hide a retrace.
   trainer.jit_train_epoch.clear_cache()
-  monkeypatch.setattr(train, 'scan_epoch',
-                      chex.assert_max_traces(train.scan_epoch, n=1))
+  monkeypatch.setattr(epochs, 'scan_epoch',
+                      chex.assert_max_traces(epochs.scan_epoch, n=1))
   state = fresh_state('base')
   for epoch in range(1, 4):
     old = state
@@ -358,10 +358,10 @@ def test_sharded_epoch_equals_one_device_epoch(objective):
   num_steps = DATA.steps_per_epoch
   expected = jax.device_get(
       trainer.jit_train_epoch(fresh_state(objective), DATA))
-  mesh = train.data_mesh()
-  state = train.replicate_state(fresh_state(objective), mesh)
+  mesh = distributed.data_mesh()
+  state = distributed.replicate_state(fresh_state(objective), mesh)
   actual = jax.device_get(
-      train.shard_map_train_epoch(trainer, mesh)(state, DATA))
+      distributed.shard_map_train_epoch(trainer, mesh)(state, DATA))
   assert int(actual[0].step) == num_steps
   assert actual[1]['loss/ce'].shape == (num_steps,)
   tiny.assert_trees_close(actual, expected, 1e-5)
@@ -458,8 +458,9 @@ def test_eval_step_ignores_padding_rows():
   state = fresh_state('base')
   data, _ = padded_dataset(num_real=16 + 5)
   last = data.batch(None, 1)
-  out = trainer.jit_eval_step(state, last)
-  unmasked = trainer.jit_eval_step(state, dict(last, mask=jnp.ones(16)))
+  eval_step = programs.compiled(evaluation.eval_step, trainer)
+  out = eval_step(state, last)
+  unmasked = eval_step(state, dict(last, mask=jnp.ones(16)))
   labels = np.asarray(last['labels'])[:5]
   np.testing.assert_array_equal(out['count'], (labels >= 0).sum(0))
   assert float(np.sum(out['confusion'])) == float(

@@ -10,10 +10,10 @@ import logging
 import zlib
 from typing import Any, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import programs
 from cmi_jax import validate
 from cmi_jax.data import correlation
 from cmi_jax.data import host
@@ -95,9 +95,6 @@ def remove_labels(labels: np.ndarray, fraction: float, seed: int
   return out
 
 
-_occluded = jax.jit(occlusion.occluded, static_argnums=(1, 2))
-
-
 def occlusion_masks(num_images: int, height: int, width: int, noise: float,
                     patch: int = 4, seed: int = 0) -> np.ndarray:
   """Random blob masks (:mod:`cmi_jax.data.occlusion`), one per image.
@@ -114,7 +111,8 @@ def occlusion_masks(num_images: int, height: int, width: int, noise: float,
   for start in range(0, num_images, 4096):  # bounds the device temporaries
     block = jnp.asarray(field[start:start + 4096], jnp.float32)
     masks[start:start + 4096] = ~np.asarray(
-        _occluded(block, height, width, noise))
+        programs.compiled(occlusion.occluded, static_argnums=(1, 2))(
+            block, height, width, noise))
   return masks
 
 

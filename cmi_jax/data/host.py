@@ -3,7 +3,7 @@
 Images that do not fit in device memory stay in a :class:`HostDataset`; a
 thread gathers batches ``i + 1 ... i + depth`` and starts their
 ``jax.device_put`` (as uint8) while the device runs step ``i``
-(:mod:`cmi_jax.host_loop`). A host epoch has the batches of the device epoch
+(:mod:`cmi_jax.epochs`). A host epoch has the batches of the device epoch
 of an :class:`~cmi_jax.data.base.ArrayDataset` with the same key, so a run
 may switch placement between restarts; float results match the scanned
 epoch's to rounding only. Why a thread and not ``grain``: docs/design.md.
@@ -184,7 +184,7 @@ class HostDataset:
   """A labelled image array in host memory, batched like an ``ArrayDataset``.
 
   Not a pytree: ``host_fed`` makes the engine run it batch by batch
-  (:mod:`cmi_jax.host_loop`).
+  (:mod:`cmi_jax.epochs`).
 
   Attributes:
     images: uint8 ``[N, H, W, C]`` (or float ``[N, ...]``) NumPy array or

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import programs
 from cmi_jax import validate
 from cmi_jax.data import correlation
 from cmi_jax.data import occlusion
@@ -394,7 +395,8 @@ def make_eval_split(images: Any, labels: Any,
 
 
 # ------------------------------------------------------------------- helpers
-_batch_jit = jax.jit(lambda dataset, plan, step: dataset.batch(plan, step))
+def _batch(dataset: Any, plan: jax.Array, step: int) -> dict[str, jax.Array]:
+  return dataset.batch(plan, step)
 
 
 def materialize(dataset: MultiDigitDataset | MultiDigitEvalSplit,
@@ -410,7 +412,8 @@ def materialize(dataset: MultiDigitDataset | MultiDigitEvalSplit,
   if max_batches is not None:
     steps = min(steps, validate.integer(max_batches, 'max_batches', 1))
   plan = dataset.epoch_plan(jax.random.key(0) if key is None else key)
-  batches = [jax.device_get(_batch_jit(dataset, plan, step))
+  batch = programs.compiled(_batch)
+  batches = [jax.device_get(batch(dataset, plan, step))
              for step in range(steps)]
   return {name: np.concatenate([b[name] for b in batches])
           for name in batches[0]}
