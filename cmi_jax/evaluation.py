@@ -39,9 +39,11 @@ def eval_step(trainer: Trainer, state: TrainState, batch: Batch
       ``z``: ``[B, D]`` codes; ``labels``/``preds``: int ``[B, K]``;
       ``mask``: ``[B]``;
       ``ce_sum``: ``[K]`` summed cross-entropy over labelled rows;
-      ``correct``: ``[K]`` correct predictions; ``count``: ``[K]`` labelled rows;
-      ``confusion``: ``[C, C]`` joint confusion over the ``C = prod(num_classes)``
-        label combinations (rows true, columns predicted), fully labelled rows;
+      ``correct``: ``[K]`` correct predictions; ``count``: ``[K]`` labelled
+        rows;
+      ``confusion``: ``[C, C]`` joint confusion over the
+        ``C = prod(num_classes)`` label combinations (rows true, columns
+        predicted), fully labelled rows;
       ``combo_correct``: ``[C, K]`` correct predictions of every attribute
         inside each true combination; ``combo_count``: ``[C]``.
   """

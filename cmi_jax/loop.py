@@ -196,7 +196,9 @@ def fit(members: Members, state: Any, train_data: Any,
       if epoch == config.num_epochs or (
           config.eval_every and epoch % config.eval_every == 0):
         _evaluate(members, state, eval_data, config, epoch, epoch_records,
-                  hooks, seconds)
+                  [None if i in failed else hook
+                   for i, hook in enumerate(hooks or [None] * size)],
+                  seconds)
       for i, record in enumerate(epoch_records):
         if i in failed:
           continue
@@ -212,9 +214,10 @@ def fit(members: Members, state: Any, train_data: Any,
           loggers[i].write(record)
       if checkpoints is not None and (epoch % config.checkpoint_every == 0
                                       or epoch == config.num_epochs):
-        last_good = checkpoints.save(ckpt.LATEST, epoch, state, logs.to_jsonable(
-            {'epoch': epoch, 'best': best, 'last': last,
-             'failed': {str(k): v for k, v in failed.items()}}))
+        meta = {'epoch': epoch, 'best': best, 'last': last,
+                'failed': {str(k): v for k, v in failed.items()}}
+        last_good = checkpoints.save(ckpt.LATEST, epoch, state,
+                                     logs.to_jsonable(meta))
         if best_checkpoints:
           # Only now, so a crash before this save resumes with its recorded
           # best checkpoints still on disk.
@@ -253,7 +256,7 @@ def _steps(state: Any) -> np.ndarray:
 
 def _evaluate(members: Members, state: Any, eval_data: Mapping[str, Any],
               config: FitConfig, epoch: int, epoch_records: list[dict],
-              hooks: Optional[Sequence[Optional[EpochHook]]],
+              hooks: Sequence[Optional[EpochHook]],
               seconds: dict[str, float]) -> None:
   """Adds every member's evaluation (and hook output) to its record."""
   tic = time.perf_counter()
@@ -262,7 +265,7 @@ def _evaluate(members: Members, state: Any, eval_data: Mapping[str, Any],
   for record, own in zip(epoch_records, member_stats):
     record['eval'] = records.summarize_splits(own, config.group_weights_split)
   seconds['eval'] = time.perf_counter() - tic
-  if hooks is not None and any(hook is not None for hook in hooks):
+  if any(hook is not None for hook in hooks):
     tic = time.perf_counter()
     for i, hook in enumerate(hooks):
       if hook is not None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from cmi_jax import shuffle
 
 Activation = Callable[[jax.Array], jax.Array]
 
@@ -182,3 +185,97 @@ class UnconditionalAdversary(nn.Module):
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
     return MLP(tuple(self.hidden) + (1,), self.activation)(inputs)[:, 0]
+
+
+def stable_class_order(classes: jax.Array, num_buckets: int
+                       ) -> tuple[jax.Array, jax.Array]:
+  """A stable counting sort of int ``classes`` ``[B]`` in ``[0, num_buckets)``.
+
+  Returns ``(order, position)``, int32 ``[B]``: ``classes[order]`` is sorted
+  (ties in row order) and ``position[order[j]] = j``.
+  """
+  position = shuffle.group_positions(classes, num_buckets)
+  size = classes.shape[0]
+  order = jnp.zeros(size, jnp.int32).at[position].set(
+      jnp.arange(size, dtype=jnp.int32))
+  return order, position
+
+
+def _pack_logits(who: str, net: nn.Module, inputs: jax.Array,
+                 order: Optional[tuple[jax.Array, jax.Array]],
+                 pack_size: int) -> jax.Array:
+  """Per-row logits ``[B]`` of ``inputs`` scored in packs of ``pack_size`` rows.
+
+  ``order``: :func:`stable_class_order`'s, to pack in that order; ``None``
+  packs consecutive rows.
+  """
+  batch, width = inputs.shape
+  if batch % pack_size:
+    raise ValueError(
+        f'{who}: the batch of {batch} rows does not split into packs of '
+        f'{pack_size}; use a number of samples divisible by {pack_size}.')
+  if order is not None:
+    inputs = inputs[order[0]]
+  packs = inputs.reshape(batch // pack_size, pack_size * width)
+  per_row = jnp.repeat(net(packs)[:, 0], pack_size)  # [B]
+  return per_row if order is None else per_row[order[1]]
+
+
+class PacAdversary(nn.Module):
+  """Conditional PacGAN discriminators: ``(k, [B, D + C_k]) -> logits [B]``.
+
+  Drop-in for :class:`Adversary`. One pair of codes says little about their
+  dependence, so discriminator ``k`` judges *packs* of ``pack_size`` rows
+  (which must divide ``B``) concatenated, and every row gets its pack's
+  logit. Rows are stably grouped first by the class in their one-hot columns
+  after the first ``latent_dim`` (an all-zero one-hot, a missing label, goes
+  last), so a pack samples ``p(z | a_k = c)``.
+  """
+  num_attributes: int
+  latent_dim: int
+  pack_size: int = 50
+  hidden: Sequence[int] = (128, 128)
+  activation: Activation = nn.softplus
+
+  def setup(self):
+    """One MLP per attribute, on packed inputs."""
+    self.nets = [MLP(tuple(self.hidden) + (1,), self.activation)
+                 for _ in range(self.num_attributes)]
+
+  def __call__(self, k: int, inputs: jax.Array) -> jax.Array:
+    if inputs.ndim != 2 or inputs.shape[1] <= self.latent_dim:
+      raise ValueError(
+          f'PacAdversary: inputs must be [B, D + C] with D={self.latent_dim} '
+          f'codes and C >= 1 one-hot columns; got shape {inputs.shape}.')
+    onehot = inputs[:, self.latent_dim:]
+    num_classes = onehot.shape[1]
+    present = onehot.sum(-1) > 0.5
+    classes = jnp.where(present, jnp.argmax(onehot, -1), num_classes)
+    order = stable_class_order(jax.lax.stop_gradient(classes),
+                               num_classes + 1)
+    return _pack_logits('PacAdversary', self.nets[k], inputs, order,
+                        self.pack_size)
+
+  def init_all(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
+    """Runs discriminator ``k`` on ``inputs[k]`` for every ``k`` (``init``)."""
+    return tuple(self(k, x) for k, x in enumerate(inputs))
+
+
+class PacUnconditionalAdversary(nn.Module):
+  """Unconditional PacGAN discriminator: ``z [B, D] -> logits [B]``.
+
+  Drop-in for :class:`UnconditionalAdversary`: consecutive rows form packs
+  of ``pack_size`` (see :class:`PacAdversary`).
+  """
+  pack_size: int = 50
+  hidden: Sequence[int] = (128, 128)
+  activation: Activation = nn.softplus
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    if inputs.ndim != 2:
+      raise ValueError('PacUnconditionalAdversary: inputs must be [B, D]; got '
+                       f'shape {inputs.shape}.')
+    net = MLP(tuple(self.hidden) + (1,), self.activation)
+    return _pack_logits('PacUnconditionalAdversary', net, inputs, None,
+                        self.pack_size)

@@ -158,11 +158,11 @@ class Trainer:
     k_enc, k_heads, k_adv, k_run = jax.random.split(key, 4)
     encoder_params = self.encoder.init(k_enc, example_input)
     z = jax.eval_shape(self.encoder.apply, encoder_params, example_input)
-    if z.shape[1:] != (sum(self.objective.subspaces),):
+    if z.shape[1:] != (width := sum(self.objective.subspaces),):
       raise ValueError(
           f'the encoder outputs shape {z.shape} but subspaces '
-          f'{self.objective.subspaces} need [B, {sum(self.objective.subspaces)}]; set the '
-          'encoder latent_dim to the sum of the subspaces.')
+          f'{self.objective.subspaces} need [B, {width}]; set the encoder '
+          'latent_dim to the sum of the subspaces.')
     z = jnp.zeros(z.shape, z.dtype)
     heads_params = self.heads.init(k_heads, z)
     adversary_params = self.objective.init_adversary(k_adv, z)
@@ -263,8 +263,7 @@ class Trainer:
   def train_epoch(self, state: TrainState, data: DeviceDataset,
                   num_steps: Optional[int] = None
                   ) -> tuple[TrainState, Metrics]:
-    """:func:`cmi_jax.epochs.scan_epoch` of :meth:`step`; metrics
-    ``[num_steps]``."""
+    """:func:`cmi_jax.epochs.scan_epoch` of :meth:`step`; metrics ``[steps]``."""
     return epochs.scan_epoch(self.step, state, data, num_steps)
 
   @property

@@ -331,8 +331,8 @@ def train_group(trainer: Any, cells: Sequence[AnyCell],
   files first.
   """
   first = configs[0]
-  hooks = [common.mi_hook(trainer.objective.subspaces, c.mi_every, c.mi_max_rows,
-                          seed=c.seed) for c in configs]
+  hooks = [common.mi_hook(trainer.objective.subspaces, c.mi_every,
+                          c.mi_max_rows, seed=c.seed) for c in configs]
   group_dir = group_checkpoint_dir(sweep_dir, cells)
   start = time.time()
   _, results = vmapped.fit_sweep(

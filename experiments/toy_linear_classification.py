@@ -2,7 +2,7 @@ r"""The paper's learned linear classification toy: accuracy under shift.
 
 Trains, for every objective (``base``, ``mi``, ``cmi``), training correlation
 and noise level, a linear encoder with scalar readouts
-(:mod:`cmi_jax.toy.linear_classification`, one compiled call per
+(:mod:`cmi_jax.toy.linear_classification`, one vmapped sweep per
 objective) and evaluates its accuracies in closed form. Writes into
 ``--workdir``:
 
@@ -130,8 +130,7 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
     cells += lc.sweep(c.num_attributes, noise_levels, train_corrs,
                       (objective,), seed=c.seed, num_seeds=c.num_seeds,
                       config=config, num_samples=c.num_samples,
-                      num_test_corrs=c.num_test_corrs,
-                      fast_compile=c.fast_compile)
+                      num_test_corrs=c.num_test_corrs)
     timings[objective] = time.perf_counter() - tic
     cpu_times[objective] = time.process_time() - cpu_tic
   timings['total'] = time.perf_counter() - start
@@ -147,7 +146,6 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
           'test_corrs': lc.evaluation_correlations(
               c.num_attributes, c.num_test_corrs).tolist(),
           'evaluation': 'closed form (exact population accuracy)',
-          'fast_compile': bool(c.fast_compile),
           'train': dataclasses.asdict(config),
       },
       'wall_time_s': timings, 'cpu_time_s': cpu_times,

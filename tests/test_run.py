@@ -17,7 +17,7 @@ from tensorboardX import event_file_writer
 from tensorboardX.proto import event_pb2
 
 from cmi_jax import checkpoint as ckpt
-from cmi_jax import epochs, logs, records, run, train
+from cmi_jax import distributed, epochs, logs, records, run, train
 from cmi_jax.data import synthetic
 import tiny
 
@@ -510,3 +510,20 @@ def test_best_worst_group_checkpoint_and_record(tmp_path):
   for key in ('worst_group_accuracy', 'mean_group_accuracy',
               'worst_group_accuracy_per_attribute'):
     assert key in final
+
+
+def test_a_run_on_a_data_mesh_equals_the_one_device_run(tmp_path):
+  """``run.fit(mesh=...)``: the loop's mesh option, 8 devices, same run."""
+  one = fit(tmp_path / 'one', 2, 'cmi')
+  mesh = distributed.data_mesh()
+  config = run.FitConfig(num_epochs=2, progress=False)
+  eight = run.fit(tiny.trainer('cmi'), jax.device_put(tiny.host_state('cmi')),
+                  TRAIN, EVAL, str(tmp_path / 'eight'), config,
+                  run_config={'objective': 'cmi'}, mesh=mesh)
+  assert len(eight['state'].step.sharding.device_set) == 8
+  tiny.assert_trees_close(jax.device_get(eight['state']),
+                          jax.device_get(one['state']), rtol=1e-5, atol=1e-6)
+  for key in ('final', 'best_val_loss'):
+    assert without_timing(eight[key])['epoch'] == one[key]['epoch']
+    np.testing.assert_allclose(eight[key]['eval']['val']['loss'],
+                               one[key]['eval']['val']['loss'], rtol=1e-5)

@@ -1,4 +1,4 @@
-"""The learned linear classification toy: PacGAN adversaries, exact accuracy."""
+"""The learned linear classification toy: data, training, exact accuracy."""
 
 import os
 
@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cmi_jax import models
+from cmi_jax import objectives
 from cmi_jax import train
 from cmi_jax.data import correlation
 from cmi_jax.toy import linear_classification as lc
@@ -47,67 +49,6 @@ def test_dataset_order_is_a_fresh_permutation_every_step():
     np.testing.assert_array_equal(np.sort(order), np.arange(1000))
   packs = [set(map(frozenset, o.reshape(-1, 50).tolist())) for o in orders]
   assert packs[0] != packs[1] and packs[1] != packs[2]
-
-
-def test_stable_class_order_matches_a_stable_argsort():
-  classes = jax.random.randint(jax.random.PRNGKey(2), (500,), 0, 4)
-  order, position = lc.stable_class_order(classes, 4)
-  expected = np.argsort(np.asarray(classes), kind='stable')
-  np.testing.assert_array_equal(order, expected)
-  np.testing.assert_array_equal(np.asarray(position)[expected],
-                                np.arange(500))
-
-
-def _pac_inputs(key, batch, latent_dim, labels):
-  z = jax.random.normal(key, (batch, latent_dim))
-  return jnp.concatenate([z, jax.nn.one_hot(labels, 2)], -1)
-
-
-def test_pac_adversary_scores_class_pure_packs():
-  batch, pack = 300, 50
-  labels = jax.random.bernoulli(jax.random.PRNGKey(3), 0.3, (batch,)).astype(
-      jnp.int32)
-  inputs = _pac_inputs(jax.random.PRNGKey(4), batch, 2, labels)
-  adversary = lc.PacAdversary(num_attributes=2, latent_dim=2, pack_size=pack)
-  params = adversary.init(jax.random.PRNGKey(5), [inputs, inputs],
-                          method=adversary.init_all)
-  logits = adversary.apply(params, 1, inputs)
-  assert logits.shape == (batch,)
-  # The same logits by hand: stable sort by class, pack, score, unsort.
-  order = np.argsort(np.asarray(labels), kind='stable')
-  packs = np.asarray(inputs)[order].reshape(batch // pack, -1)
-  pack_logits = adversary.apply(params, jnp.asarray(packs),
-                                method=lambda m, p: m.nets[1](p)[:, 0])
-  expected = np.empty(batch, np.float32)
-  expected[order] = np.repeat(np.asarray(pack_logits), pack)
-  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
-  # Every pack but the one across the class boundary is class-pure.
-  pack_classes = np.asarray(labels)[order].reshape(-1, pack)
-  mixed = np.sum(pack_classes.min(1) != pack_classes.max(1))
-  assert mixed <= 1
-  grad = jax.grad(lambda x: adversary.apply(params, 1, x).sum())(inputs)
-  assert np.all(np.any(np.asarray(grad[:, :2]) != 0, axis=1))
-
-
-def test_pac_adversaries_reject_batches_that_do_not_pack():
-  inputs = _pac_inputs(jax.random.PRNGKey(6), 120, 2, jnp.zeros(120, jnp.int32))
-  adversary = lc.PacAdversary(2, 2, pack_size=50)
-  with pytest.raises(ValueError, match='packs of 50'):
-    adversary.init(jax.random.PRNGKey(0), [inputs, inputs],
-                   method=adversary.init_all)
-  with pytest.raises(ValueError, match='packs of 50'):
-    lc.PacUnconditionalAdversary(50).init(jax.random.PRNGKey(0),
-                                          inputs[:, :2])
-
-
-def test_unconditional_pac_adversary_packs_consecutive_rows():
-  z = jax.random.normal(jax.random.PRNGKey(7), (100, 2))
-  adversary = lc.PacUnconditionalAdversary(pack_size=50)
-  params = adversary.init(jax.random.PRNGKey(8), z)
-  logits = np.asarray(adversary.apply(params, z))
-  assert logits.shape == (100,)
-  assert np.all(logits[:50] == logits[0]) and np.all(logits[50:] == logits[50])
-  assert logits[0] != logits[50]
 
 
 def test_scalar_heads_give_binary_cross_entropy_logits():
@@ -161,18 +102,30 @@ def test_evaluate_reports_worst_case_of_a_shortcut_model():
 def test_trainer_uses_the_pac_modules():
   trainer = lc.make_classification_trainer('cmi', 3, _TINY)
   assert isinstance(trainer, train.Trainer)
-  assert isinstance(trainer.adversary, lc.PacAdversary)
-  assert trainer.subspaces == (1, 1, 1) and trainer.num_classes == (2, 2, 2)
-  assert isinstance(lc.make_classification_trainer('mi', 2, _TINY).adversary,
-                    lc.PacUnconditionalAdversary)
-  assert lc.make_classification_trainer('base', 2, _TINY).adversary is None
+  objective = trainer.objective
+  assert isinstance(objective.adversary, models.PacAdversary)
+  assert objective.subspaces == (1, 1, 1)
+  assert objective.num_classes == (2, 2, 2)
+  assert isinstance(
+      lc.make_classification_trainer('mi', 2, _TINY).objective.adversary,
+      models.PacUnconditionalAdversary)
+  assert lc.make_classification_trainer(
+      'base', 2, _TINY).objective.adversary is None
+
+
+def test_objectives_are_the_registered_ones_the_toy_builds():
+  assert lc.OBJECTIVES == ('base', 'mi', 'cmi')
+  assert set(lc.OBJECTIVES) <= set(objectives.names())
+  with pytest.raises(ValueError, match=r"'mmd_mi' is not trained by this toy; "
+                     r"choose one of \('base', 'mi', 'cmi'\)"):
+    lc.make_classification_trainer('mmd_mi', 2, _TINY)
 
 
 def test_train_cells_shapes_and_determinism():
   keys = lc.cell_keys(3, 2)
   args = ('cmi', 2, keys, [0.95, 0.95], [0.1, 10.0], _TINY, _TINY_N)
-  first = lc.train_cells(*args, fast_compile=True)
-  second = lc.train_cells(*args, fast_compile=True)
+  first = lc.train_cells(*args)
+  second = lc.train_cells(*args)
   assert first['W'].shape == (2, 2, 2)
   assert first['readout'].shape == (2, 2)
   assert first['W_history'].shape == (2, 10, 2, 2)
@@ -181,8 +134,7 @@ def test_train_cells_shapes_and_determinism():
   for name, value in first.items():
     np.testing.assert_array_equal(value, second[name], err_msg=name)
   np.testing.assert_array_equal(first['W_history'][:, -1], first['W'])
-  other = lc.train_cells('cmi', 2, lc.cell_keys(4, 2), *args[3:],
-                         fast_compile=True)
+  other = lc.train_cells('cmi', 2, lc.cell_keys(4, 2), *args[3:])
   assert not np.array_equal(first['W'], other['W'])
   assert not np.allclose(first['W'], np.eye(2))
 
@@ -190,7 +142,7 @@ def test_train_cells_shapes_and_determinism():
 def test_sweep_smoke_k4():
   # cmi alone: the objective with K discriminators, the K-dependent part.
   cells = lc.sweep(4, [0.5, 2.0], [0.6], ('cmi',), seed=0, config=_TINY,
-                   num_samples=_TINY_N, num_test_corrs=5, fast_compile=True)
+                   num_samples=_TINY_N, num_test_corrs=5)
   assert len(cells) == 2
   for cell in cells:
     assert np.asarray(cell['W']).shape == (4, 4)
@@ -259,7 +211,7 @@ def test_missing_workdir_and_negative_corr_for_k4(tmp_path):
 
 def test_fast_variant_resolves_when_built_and_keeps_overrides():
   fast = toy_config.get_config('fast')
-  assert fast.train.num_steps == 60 and fast.fast_compile
+  assert fast.train.num_steps == 60 and fast.num_samples == 1000
   assert fast.noise_levels == (0.1, 1.0, 10.0)
   assert toy_config.get_config().train.num_steps == lc.TrainConfig().num_steps
   with pytest.raises(ValueError, match='unknown config variant'):

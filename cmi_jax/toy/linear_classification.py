@@ -13,12 +13,13 @@ adversarial MI loss (fakes: every dimension of ``z`` permuted); ``cmi``:
 + ``lambda`` x ``sum_k I(z_k; z_-k | a_k)`` (one discriminator per
 attribute, fakes permuted within the rows of equal ``a_k``).
 
-PacGAN, as in the paper: a discriminator (softplus MLP ``128 -> 128 -> 1``)
-judges *packs* of ``P = 50`` concatenated samples, since one pair ``(z_1,
-z_2)`` says almost nothing about dependence at high noise; every row gets
-its pack's logit. Rows are grouped by class before packing, so a pack
-samples ``p(z | a_k = c)``, and re-indexed every step, else the
-discriminator could memorise the fixed packs. Unlike the reference code, one
+PacGAN, as in the paper (:class:`cmi_jax.models.PacAdversary`): a
+discriminator (softplus MLP ``128 -> 128 -> 1``) judges *packs* of ``P = 50``
+concatenated samples, since one pair ``(z_1, z_2)`` says almost nothing
+about dependence at high noise; every row gets its pack's logit. Rows are
+grouped by class before packing, so a pack samples ``p(z | a_k = c)``, and
+re-indexed every step, else the discriminator could memorise the fixed
+packs. Unlike the reference code, one
 discriminator per attribute (not per attribute and class) sees the codes
 and the one-hot class, and every objective trains as long, from ``W = I``.
 """
@@ -26,9 +27,8 @@ and the one-hot class, and every objective trains as long, from ``W = I``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import flax.struct
@@ -38,14 +38,18 @@ import numpy as np
 import scipy.special
 
 from cmi_jax import models
-from cmi_jax import shuffle
+from cmi_jax import objectives as objectives_lib
+from cmi_jax import programs
 from cmi_jax import train
 from cmi_jax import validate
+from cmi_jax import vmapped
 from cmi_jax.data import correlation
 from cmi_jax.toy import linear_regression
 
-OBJECTIVES = ('base', 'mi', 'cmi')
-PACK_SIZE = 50
+# The registered objectives the toy trains: base, and MI / CMI with PacGAN
+# discriminators (the MMD ones have no tuned weight here).
+OBJECTIVES = tuple(name for name in objectives_lib.names()
+                   if name in ('base', 'mi', 'cmi'))
 
 # Salts that separate the per-cell random streams drawn from one seed.
 _DATA_STREAM = 0
@@ -187,98 +191,6 @@ def readout_vector(heads_params: Any) -> jax.Array:
   return heads_params['params']['readout']
 
 
-def stable_class_order(classes: jax.Array, num_buckets: int
-                       ) -> tuple[jax.Array, jax.Array]:
-  """A stable counting sort of int ``classes`` ``[B]`` in ``[0, num_buckets)``.
-
-  Returns ``(order, position)``, int32 ``[B]``: ``classes[order]`` is sorted
-  (ties in row order) and ``position[order[j]] = j``.
-  """
-  position = shuffle.group_positions(classes, num_buckets)
-  size = classes.shape[0]
-  order = jnp.zeros(size, jnp.int32).at[position].set(
-      jnp.arange(size, dtype=jnp.int32))
-  return order, position
-
-
-def _pack_logits(who: str, net: nn.Module, inputs: jax.Array,
-                 order: Optional[tuple[jax.Array, jax.Array]],
-                 pack_size: int) -> jax.Array:
-  """Per-row logits ``[B]`` of ``inputs`` scored in packs of ``pack_size`` rows.
-
-  ``order``: :func:`stable_class_order`'s, to pack in that order; ``None``
-  packs consecutive rows.
-  """
-  batch, width = inputs.shape
-  if batch % pack_size:
-    raise ValueError(
-        f'{who}: the batch of {batch} rows does not split into packs of '
-        f'{pack_size}; use a number of samples divisible by {pack_size}.')
-  if order is not None:
-    inputs = inputs[order[0]]
-  packs = inputs.reshape(batch // pack_size, pack_size * width)
-  per_row = jnp.repeat(net(packs)[:, 0], pack_size)  # [B]
-  return per_row if order is None else per_row[order[1]]
-
-
-class PacAdversary(nn.Module):
-  """Conditional PacGAN discriminators: ``(k, [B, D + C_k]) -> logits [B]``.
-
-  Drop-in for :class:`cmi_jax.models.Adversary`. Rows are stably grouped by
-  the class in their one-hot columns after the first ``latent_dim`` (an
-  all-zero one-hot, a missing label, goes last), cut into packs of
-  ``pack_size`` (which must divide ``B``) and scored by discriminator ``k``.
-  """
-  num_attributes: int
-  latent_dim: int
-  pack_size: int = PACK_SIZE
-  hidden: Sequence[int] = (128, 128)
-  activation: models.Activation = nn.softplus
-
-  def setup(self):
-    """One softplus MLP per attribute, on packed inputs."""
-    self.nets = [models.MLP(tuple(self.hidden) + (1,), self.activation)
-                 for _ in range(self.num_attributes)]
-
-  def __call__(self, k: int, inputs: jax.Array) -> jax.Array:
-    if inputs.ndim != 2 or inputs.shape[1] <= self.latent_dim:
-      raise ValueError(
-          f'PacAdversary: inputs must be [B, D + C] with D={self.latent_dim} '
-          f'codes and C >= 1 one-hot columns; got shape {inputs.shape}.')
-    onehot = inputs[:, self.latent_dim:]
-    num_classes = onehot.shape[1]
-    present = onehot.sum(-1) > 0.5
-    classes = jnp.where(present, jnp.argmax(onehot, -1), num_classes)
-    order = stable_class_order(jax.lax.stop_gradient(classes),
-                               num_classes + 1)
-    return _pack_logits('PacAdversary', self.nets[k], inputs, order,
-                        self.pack_size)
-
-  def init_all(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
-    """Runs discriminator ``k`` on ``inputs[k]`` for every ``k`` (``init``)."""
-    return tuple(self(k, x) for k, x in enumerate(inputs))
-
-
-class PacUnconditionalAdversary(nn.Module):
-  """Unconditional PacGAN discriminator: ``z [B, D] -> logits [B]``.
-
-  Drop-in for :class:`cmi_jax.models.UnconditionalAdversary`: consecutive
-  rows form packs of ``pack_size``.
-  """
-  pack_size: int = PACK_SIZE
-  hidden: Sequence[int] = (128, 128)
-  activation: models.Activation = nn.softplus
-
-  @nn.compact
-  def __call__(self, inputs: jax.Array) -> jax.Array:
-    if inputs.ndim != 2:
-      raise ValueError('PacUnconditionalAdversary: inputs must be [B, D]; got '
-                       f'shape {inputs.shape}.')
-    net = models.MLP(tuple(self.hidden) + (1,), self.activation)
-    return _pack_logits('PacUnconditionalAdversary', net, inputs, None,
-                        self.pack_size)
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Optimisation of one cell (same for every objective except ``lambda``).
@@ -302,7 +214,7 @@ class TrainConfig:
   lr_decay: float = 0.1
   mi_weight: float = 5.0
   cmi_weight: float = 1.25
-  pack_size: int = PACK_SIZE
+  pack_size: int = 50
   hidden: tuple[int, ...] = (128, 128)
   tail: int = 100
   num_snapshots: int = 10
@@ -331,8 +243,8 @@ class TrainConfig:
 
 def _check_objective(objective: str) -> None:
   if objective not in OBJECTIVES:
-    raise ValueError(f'objective {objective!r} is unknown; choose one of '
-                     f'{OBJECTIVES}.')
+    raise ValueError(f'objective {objective!r} is not trained by this toy; '
+                     f'choose one of {OBJECTIVES}.')
 
 
 def make_classification_trainer(objective: str, num_attributes: int,
@@ -343,10 +255,11 @@ def make_classification_trainer(objective: str, num_attributes: int,
   k = _check_num_attributes(num_attributes)
   adversary = None
   if objective == 'cmi':
-    adversary = PacAdversary(k, k, config.pack_size, tuple(config.hidden))
+    adversary = models.PacAdversary(k, k, config.pack_size,
+                                    tuple(config.hidden))
   elif objective == 'mi':
-    adversary = PacUnconditionalAdversary(config.pack_size,
-                                          tuple(config.hidden))
+    adversary = models.PacUnconditionalAdversary(config.pack_size,
+                                                  tuple(config.hidden))
   optim = train.OptimConfig(
       lr=float(config.base_lr if objective == 'base' else config.lr),
       cls_lr=config.cls_lr, d_lr=config.d_lr,
@@ -358,7 +271,7 @@ def make_classification_trainer(objective: str, num_attributes: int,
 
 
 def snapshot_steps(config: TrainConfig) -> np.ndarray:
-  """The steps at which :func:`train_cell` records ``W`` and ``r``, ``[S]``."""
+  """The steps at which :func:`train_cells` records ``W`` and ``r``, ``[S]``."""
   chunk = config.num_steps // config.num_snapshots
   return chunk * np.arange(1, config.num_snapshots + 1)
 
@@ -369,87 +282,26 @@ def decay_step(config: TrainConfig) -> int:
   return chunk * (config.num_snapshots // 2)
 
 
-def train_cell(trainer: train.Trainer, config: TrainConfig, key: jax.Array,
-               table: jax.Array, noise_var: jax.Array,
-               disentangle_weight: jax.Array, num_samples: int
-               ) -> dict[str, jax.Array]:
-  """Samples one training set and trains one model on it; pure, vmappable.
-
-  A ``lax.scan`` over ``num_snapshots`` chunks of engine steps, each followed
-  by a snapshot of ``W`` and ``r``. ``key`` is the cell's raw uint32 ``[2]``
-  key: data from ``fold_in(key, 0)``, parameters and training randomness
-  from ``fold_in(key, 1)``, so objectives given the same key train on the
-  same sample. ``table`` is the ``(2,) * K`` training joint table.
-
-  Returns ``W`` ``[K, K]``, ``readout`` ``[K]``, their ``[S, ...]``
-  ``*_history`` at :func:`snapshot_steps`, and the means over the last
-  ``config.tail`` steps of ``fit_accuracy`` (mean over attributes),
-  ``ce_loss``, ``adversary_loss`` and ``adversary_acc`` (0 for ``base``).
-  """
-  x, labels = sample_data(jax.random.fold_in(key, _DATA_STREAM), table,
-                          noise_var, num_samples)
-  state = trainer.init(jax.random.fold_in(key, _INIT_STREAM), x,
-                       disentangle_weight)
-  chunk = config.num_steps // config.num_snapshots
-  data = FullBatchDataset(x, labels, chunk)
-
-  def body(state, _):
-    state, metrics = trainer.train_epoch(state, data, chunk)
-    snapshot = (encoder_matrix(state.encoder_params),
-                readout_vector(state.heads_params))
-    return state, (metrics, snapshot)
-
-  state, (metrics, snapshots) = jax.lax.scan(
-      body, state, jnp.arange(config.num_snapshots))
-  metrics = jax.tree.map(lambda m: m.reshape(-1), metrics)
-
-  def tail_mean(name):
-    return metrics[name][-config.tail:].mean()
-
-  num_attributes = labels.shape[1]
-  out = {
-      'W': encoder_matrix(state.encoder_params),
-      'readout': readout_vector(state.heads_params),
-      'W_history': snapshots[0], 'readout_history': snapshots[1],
-      'fit_accuracy': sum(tail_mean(f'accuracy/attr_{k}')
-                          for k in range(num_attributes)) / num_attributes,
-      'ce_loss': tail_mean('loss/ce'),
-      'adversary_loss': tail_mean('loss/adversary'),
-      'adversary_acc': (0.5 * (tail_mean('adversary/acc_real')
-                               + tail_mean('adversary/acc_fake'))
-                        if trainer.uses_adversary
-                        else jnp.zeros((), jnp.float32)),
-  }
-  return out
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled_sweep(objective: str, num_attributes: int, config: TrainConfig,
-                    num_samples: int, num_cells: int, fast_compile: bool):
-  """The vmapped training of ``num_cells`` cells, compiled once per setting."""
-  trainer = make_classification_trainer(objective, num_attributes, config)
-  cell = functools.partial(train_cell, trainer, config,
-                           num_samples=num_samples)
-  scalar = jax.ShapeDtypeStruct((num_cells,), jnp.float32)
-  lowered = jax.jit(jax.vmap(cell)).lower(
-      jax.ShapeDtypeStruct((num_cells, 2), jnp.uint32),
-      jax.ShapeDtypeStruct((num_cells,) + (2,) * num_attributes, jnp.float32),
-      scalar, scalar)
-  # fast_compile: for smoke tests, a faster compile of slower steps.
-  return lowered.compile(compiler_options={
-      'xla_backend_optimization_level': 0} if fast_compile else None)
-
-
 def train_cells(objective: str, num_attributes: int, keys: jax.Array,
                 train_corrs: Sequence[float], noise_vars: Sequence[float],
                 config: TrainConfig = TrainConfig(),
-                num_samples: int = 10_000,
-                fast_compile: bool = False) -> dict[str, np.ndarray]:
-  """Trains ``C`` independent cells of one objective in one compiled call.
+                num_samples: int = 10_000) -> dict[str, np.ndarray]:
+  """Trains ``C`` independent cells of one objective as one vmapped sweep.
 
-  ``keys``: uint32 ``[C, 2]`` raw keys, with ``C`` training correlations and
-  ``C`` noise variances; ``fast_compile``: XLA's backend optimisation level
-  0, for smoke runs. Returns :func:`train_cell`'s dict with a ``[C]`` axis.
+  Cell ``i`` samples ``num_samples`` rows (:func:`sample_data`) at
+  ``train_corrs[i]`` and ``noise_vars[i]`` and trains one model on them
+  with the engine's vmapped epoch (:func:`cmi_jax.vmapped.
+  sweep_train_epoch`), ``num_snapshots`` chunks of steps with a snapshot of
+  ``W`` and ``r`` after each. ``keys``: uint32 ``[C, 2]`` raw keys; data
+  from ``fold_in(key, 0)``, parameters and training randomness from
+  ``fold_in(key, 1)``, so objectives given the same key train on the same
+  sample.
+
+  Returns float32 arrays with a leading ``[C]`` axis: ``W`` ``[K, K]``,
+  ``readout`` ``[K]``, their ``[S, ...]`` ``*_history`` at
+  :func:`snapshot_steps`, and the means over the last ``config.tail`` steps
+  of ``fit_accuracy`` (mean over attributes), ``ce_loss``,
+  ``adversary_loss`` and ``adversary_acc`` (0 for ``base``).
   """
   k, noise_vars, train_corrs, _ = check_sweep(
       num_attributes, noise_vars, train_corrs, (objective,), num_seeds=1,
@@ -463,13 +315,55 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
         f'correlations and {len(noise_vars)} noise levels.')
   tables = np.stack([correlation.joint_table(float(c), k)
                      for c in train_corrs])
-  weights = np.full(len(train_corrs), config.disentangle_weight(objective, k))
-  fn = _compiled_sweep(objective, k, config, int(num_samples), len(keys),
-                       bool(fast_compile))
-  out = fn(keys, jnp.asarray(tables, jnp.float32),
-           jnp.asarray(noise_vars, jnp.float32),
-           jnp.asarray(weights, jnp.float32))
+  x, labels = programs.compiled(_sample_cells, int(num_samples))(
+      _fold_in(keys, _DATA_STREAM), jnp.asarray(tables, jnp.float32),
+      jnp.asarray(noise_vars, jnp.float32))
+  trainer = make_classification_trainer(objective, k, config)
+  weight = config.disentangle_weight(objective, k)
+  # x[0] only gives init_sweep the input shape; parameters ignore its values.
+  states = vmapped.init_sweep(trainer, _fold_in(keys, _INIT_STREAM), x[0],
+                              {'disentangle_weight': weight})
+  chunk = config.num_steps // config.num_snapshots
+  data = FullBatchDataset(x, labels, chunk)
+  epoch = vmapped.sweep_train_epoch(trainer)
+  metrics, snapshots = [], []
+  for _ in range(config.num_snapshots):
+    states, chunk_metrics = epoch(states, data, chunk)
+    metrics.append(chunk_metrics)
+    # Host copies: the next chunk donates (overwrites) the state's buffers.
+    snapshots.append((np.array(jax.vmap(encoder_matrix)(states.encoder_params)),
+                      np.array(readout_vector(states.heads_params))))
+  metrics = jax.tree.map(lambda *m: jnp.concatenate(m, 1), *metrics)
+
+  def tail_mean(name):
+    return metrics[name][:, -config.tail:].mean(1)
+
+  out = {
+      'W': snapshots[-1][0], 'readout': snapshots[-1][1],
+      'W_history': np.stack([s[0] for s in snapshots], 1),
+      'readout_history': np.stack([s[1] for s in snapshots], 1),
+      'fit_accuracy': sum(tail_mean(f'accuracy/attr_{a}')
+                          for a in range(k)) / k,
+      'ce_loss': tail_mean('loss/ce'),
+      'adversary_loss': tail_mean('loss/adversary'),
+      'adversary_acc': (0.5 * (tail_mean('adversary/acc_real')
+                               + tail_mean('adversary/acc_fake'))
+                        if trainer.objective.adversary is not None
+                        else jnp.zeros(len(keys), jnp.float32)),
+  }
   return jax.tree.map(np.asarray, out)
+
+
+def _sample_cells(num_samples: int, keys: jax.Array, tables: jax.Array,
+                  noise_vars: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """:func:`sample_data` of every cell: ``x [C, N, K]``, ``labels [C, N, K]``."""
+  return jax.vmap(sample_data, in_axes=(0, 0, 0, None))(
+      keys, tables, noise_vars, num_samples)
+
+
+def _fold_in(keys: jax.Array, stream: int) -> jax.Array:
+  """``fold_in(key, stream)`` of every raw key, uint32 ``[C, 2]``."""
+  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, stream)
 
 
 def _noise_levels(noise_vars) -> np.ndarray:
@@ -584,8 +478,7 @@ def sweep(num_attributes: int, noise_vars: Sequence[float],
           train_corrs: Sequence[float], objectives: Sequence[str] = OBJECTIVES,
           seed: int = 0, num_seeds: int = 1,
           config: TrainConfig = TrainConfig(), num_samples: int = 10_000,
-          num_test_corrs: int = 21,
-          fast_compile: bool = False) -> list[dict[str, Any]]:
+          num_test_corrs: int = 21) -> list[dict[str, Any]]:
   """Trains and evaluates every (objective, train corr, noise, seed) cell.
 
   Cell ``i`` (row-major in correlation, noise, seed) has the key
@@ -607,7 +500,7 @@ def sweep(num_attributes: int, noise_vars: Sequence[float],
   cells = []
   for objective in objectives:
     out = train_cells(objective, k, keys, corr_of_cell, noise_of_cell, config,
-                      num_samples, fast_compile)
+                      num_samples)
     adversarial = objective != 'base'
     for i, (_, _, seed_index) in enumerate(grid):
       noise, corr = noise_of_cell[i], corr_of_cell[i]

@@ -14,9 +14,8 @@ import numpy as np
 
 from cmi_jax.toy import linear_classification as lc
 
-# fast_compile (XLA backend optimisation level 0) halves the compile time.
 FAST = {'noise_levels': (0.1, 1.0, 10.0), 'num_samples': 1000,
-        'fast_compile': True, 'train': {'num_steps': 60}}
+        'train': {'num_steps': 60}}
 VARIANTS = ('', 'fast')
 
 
@@ -34,7 +33,6 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.seed, config.num_seeds = 0, 1
   config.num_samples = 10_000  # N, a multiple of train.pack_size
   config.num_test_corrs = 21  # grid of the worst / best test correlation
-  config.fast_compile = False
   config.train = dataclasses.asdict(lc.TrainConfig())
   if variant == 'fast':
     config.update(FAST)
