@@ -261,7 +261,9 @@ def _evaluate(members: Members, state: Any, eval_data: Mapping[str, Any],
   """Adds every member's evaluation (and hook output) to its record."""
   tic = time.perf_counter()
   stats = members.evaluate(state, eval_data)
-  member_stats = [members.member(stats, i) for i in range(members.size)]
+  # Split by split: a tree map over the dict would sort the splits.
+  member_stats = [{split: members.member(s, i) for split, s in stats.items()}
+                  for i in range(members.size)]
   for record, own in zip(epoch_records, member_stats):
     record['eval'] = records.summarize_splits(own, config.group_weights_split)
   seconds['eval'] = time.perf_counter() - tic
