@@ -37,7 +37,8 @@ def save_figure(fig, path: str) -> str:
 
 def _annotated_matrix(ax, matrix: np.ndarray, row_labels: Sequence[str],
                       col_labels: Sequence[str], fmt: str, cmap: str,
-                      vmin=None, vmax=None):
+                      vmin=None, vmax=None, title: str = '', **labels):
+  """An annotated heat map with a colour bar on ``ax``; ``labels``: x/ylabel."""
   image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
   ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha='right')
   ax.set_yticks(range(len(row_labels)), row_labels)
@@ -45,20 +46,25 @@ def _annotated_matrix(ax, matrix: np.ndarray, row_labels: Sequence[str],
     if np.isfinite(value):
       ax.text(j, i, format(value, fmt), ha='center', va='center', fontsize=8,
               color=text_color(image.cmap(image.norm(value))))
-  return image
-
-
-def _heat_map(width: float, height: float, matrix: np.ndarray,
-              rows: Sequence[str], cols: Sequence[str], fmt: str, cmap: str,
-              title: str, vmin=None, vmax=None, **labels):
-  """A figure of one annotated heat map with a colour bar; ``(fig, ax)``."""
-  fig = new_figure(width, height)
-  ax = fig.add_subplot(1, 1, 1)
-  image = _annotated_matrix(ax, matrix, rows, cols, fmt, cmap, vmin, vmax)
-  ax.set(**labels)  # xlabel, ylabel
+  ax.set(**labels)
   ax.set_title(title, fontsize=9)
-  fig.colorbar(image, ax=ax, fraction=0.046)
-  return fig, ax
+  ax.figure.colorbar(image, ax=ax, fraction=0.046)
+  return ax
+
+
+def _heat_map(path: str, width: float, height: float, matrix, *args,
+              edges: Sequence[int] = (), **kwargs) -> str:
+  """Saves ``matrix`` as the one :func:`_annotated_matrix` of a figure.
+
+  Black lines separate the blocks that start at the rows/columns ``edges``.
+  """
+  fig = new_figure(width, height)
+  ax = _annotated_matrix(fig.add_subplot(1, 1, 1),
+                         np.asarray(matrix, np.float64), *args, **kwargs)
+  for edge in edges:
+    ax.axhline(edge - 0.5, color='black', linewidth=1.5)
+    ax.axvline(edge - 0.5, color='black', linewidth=1.5)
+  return save_figure(fig, path)
 
 
 def text_color(rgba: Sequence[float]) -> str:
@@ -82,14 +88,13 @@ def joint_count_tables(tables: Mapping[str, np.ndarray],
   for i, (split, table) in enumerate(tables.items()):
     table = np.asarray(table, np.float64)
     matrix = table.reshape(2, -1)
-    ax = fig.add_subplot(1, len(tables), i + 1)
     cols = [''.join(str(b) for b in np.unravel_index(c, table.shape[1:]))
             for c in range(matrix.shape[1])]
-    image = _annotated_matrix(ax, matrix, ['0', '1'], cols, '.0f', 'Blues')
-    ax.set_ylabel(attribute_names[0])
-    ax.set_xlabel(', '.join(attribute_names[1:]))
-    ax.set_title(f'{split}\n(n={matrix.sum():.0f})', fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    _annotated_matrix(fig.add_subplot(1, len(tables), i + 1), matrix,
+                      ['0', '1'], cols, '.0f', 'Blues',
+                      title=f'{split}\n(n={matrix.sum():.0f})',
+                      ylabel=attribute_names[0],
+                      xlabel=', '.join(attribute_names[1:]))
   fig.suptitle('Joint label counts per split')
   fig.tight_layout()
   return save_figure(fig, path)
@@ -109,27 +114,24 @@ def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
     class_names: optional, per attribute, the name of each class index
       (``[['3', '8'], ['3', '8']]``), shown instead of indices.
   """
-  def name(k, value):
-    value = int(value)
-    return str(value if class_names is None or value < 0
-               else class_names[k][value])
+  def names(row) -> str:
+    return ','.join(str(v if class_names is None or v < 0
+                        else class_names[k][v])
+                    for k, v in enumerate(map(int, row)))
 
-  count = len(images)
-  rows = max(1, int(np.ceil(count / columns)))
+  rows = max(1, int(np.ceil(len(images) / columns)))
   aspect = images.shape[2] / images.shape[1]
   fig = new_figure(columns * 1.1 * aspect, rows * 1.3 + 0.6)
-  for i in range(count):
+  for i, image in enumerate(images):
     ax = fig.add_subplot(rows, columns, i + 1)
-    ax.imshow(np.clip(images[i], 0, 1), interpolation='nearest')
-    ax.set_xticks([])
-    ax.set_yticks([])
-    caption = ','.join(name(k, v) for k, v in enumerate(labels[i]))
+    ax.imshow(np.clip(image, 0, 1), interpolation='nearest')
+    ax.set(xticks=[], yticks=[])
+    caption = names(labels[i])
     if preds is not None:
       color = border_color(preds[i] != labels[i])
       for spine in ax.spines.values():
-        spine.set_edgecolor(color)
-        spine.set_linewidth(3)
-      caption += ' → ' + ','.join(name(k, v) for k, v in enumerate(preds[i]))
+        spine.set(edgecolor=color, linewidth=3)
+      caption += ' → ' + names(preds[i])
     ax.set_title(caption, fontsize=7)
   if preds is not None:
     title += ('\nborder: green both right · orange attr 0 wrong · '
@@ -148,35 +150,26 @@ def border_color(wrong: np.ndarray) -> str:
     return ALL_RIGHT
   if wrong.all():
     return ALL_WRONG
-  if len(wrong) == 2 and not wrong[0]:
-    return SECOND_WRONG
-  return FIRST_WRONG
+  return SECOND_WRONG if len(wrong) == 2 and not wrong[0] else FIRST_WRONG
 
 
 def confusion_matrix(confusion: np.ndarray, combination_names: Sequence[str],
                      path: str, title: str) -> str:
   """Confusion heat map of joint predictions (rows true, columns predicted)."""
   n = len(combination_names)
-  fig, _ = _heat_map(1.2 + 0.7 * n, 1.0 + 0.6 * n,
-                     np.asarray(confusion, np.float64), combination_names,
-                     combination_names, '.0f', 'Blues', title,
-                     xlabel='predicted combination',
-                     ylabel='true combination')
-  return save_figure(fig, path)
+  return _heat_map(path, 1.2 + 0.7 * n, 1.0 + 0.6 * n, confusion,
+                   combination_names, combination_names, '.0f', 'Blues',
+                   title=title, xlabel='predicted combination',
+                   ylabel='true combination')
 
 
 def latent_correlation(correlation: np.ndarray, subspaces: Sequence[int],
                        path: str, title: str) -> str:
   """Heat map of the Pearson correlation of the latent dimensions ``[D, D]``."""
-  correlation = np.asarray(correlation, np.float64)
-  dims = correlation.shape[0]
-  names = [f'z{d}' for d in range(dims)]
-  fig, ax = _heat_map(1.5 + 0.45 * dims, 1.0 + 0.45 * dims, correlation,
-                      names, names, '.2f', 'RdBu_r', title, vmin=-1, vmax=1)
-  for edge in np.cumsum(subspaces)[:-1]:
-    ax.axhline(edge - 0.5, color='black', linewidth=1.5)
-    ax.axvline(edge - 0.5, color='black', linewidth=1.5)
-  return save_figure(fig, path)
+  names = [f'z{d}' for d in range(len(correlation))]
+  return _heat_map(path, 1.5 + 0.45 * len(names), 1.0 + 0.45 * len(names),
+                   correlation, names, names, '.2f', 'RdBu_r', vmin=-1,
+                   vmax=1, title=title, edges=np.cumsum(subspaces)[:-1])
 
 
 def training_curves(records: Sequence[Mapping[str, Any]], path: str) -> str:
@@ -187,33 +180,30 @@ def training_curves(records: Sequence[Mapping[str, Any]], path: str) -> str:
   panels = 4 if extras else 3
   fig = new_figure(4.2 * panels, 3.4)
 
-  def label(ax, ylabel, title, fontsize=7):
-    ax.set_xlabel('epoch')
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+  def panel(i, rows, series, ylabel, title, fontsize=7, **style):
+    """Subplot ``i`` of ``(name, values over rows)`` against the epochs."""
+    ax = fig.add_subplot(1, panels, i)
+    for name, values in series:
+      ax.plot([r['epoch'] for r in rows], values, label=name, **style)
+    ax.set(xlabel='epoch', ylabel=ylabel, title=title)
     ax.legend(fontsize=fontsize)
 
-  ax = fig.add_subplot(1, panels, 1)
-  x = [r['epoch'] for r in epochs]
-  for name in ('loss/ce', 'loss/disentangle', 'loss/adversary'):
-    values = [r['train'].get(name) for r in epochs]
-    if any(v not in (None, 0.0) for v in values):
-      ax.plot(x, [np.nan if v is None else v for v in values], label=name)
-  label(ax, 'nats', 'training losses')
+  train = {name: [r['train'].get(name) for r in epochs]
+           for name in ('loss/ce', 'loss/disentangle', 'loss/adversary')}
+  panel(1, epochs, [(name, [np.nan if v is None else v for v in values])
+                    for name, values in train.items()
+                    if any(v not in (None, 0.0) for v in values)],
+        'nats', 'training losses')
   for i, (key, ylabel) in enumerate((('loss', 'loss (nats)'),
                                      ('accuracy', 'accuracy'))):
-    ax = fig.add_subplot(1, panels, 2 + i)
-    for split in evals[0]['eval'] if evals else []:
-      ax.plot([r['epoch'] for r in evals],
-              [r['eval'][split][key] for r in evals], label=split)
-    label(ax, ylabel, f'evaluation {key}')
+    panel(2 + i, evals, [(split, [r['eval'][split][key] for r in evals])
+                         for split in (evals[0]['eval'] if evals else [])],
+          ylabel, f'evaluation {key}')
   if extras:
-    ax = fig.add_subplot(1, panels, 4)
-    for name in sorted({k for r in extras for k in r['extra']}):
-      ax.plot([r['epoch'] for r in extras],
-              [r['extra'].get(name, np.nan) for r in extras], marker='.',
-              label=name)
-    label(ax, 'nats', 'kNN MI estimates', fontsize=6)
+    panel(4, extras, [(name, [r['extra'].get(name, np.nan) for r in extras])
+                      for name in sorted({k for r in extras
+                                          for k in r['extra']})],
+          'nats', 'kNN MI estimates', fontsize=6, marker='.')
   fig.tight_layout()
   return save_figure(fig, path)
 
@@ -227,9 +217,7 @@ def subpopulation_accuracy(accuracy: np.ndarray, counts: np.ndarray,
   NaN marks an absent combination; ``counts [C]`` are examples per one.
   """
   rows = [f'{c} (n={int(n)})' for c, n in zip(combination_names, counts)]
-  fig, _ = _heat_map(1.5 + 1.0 * len(attribute_names),
-                     1.0 + 0.5 * len(combination_names),
-                     np.asarray(accuracy, np.float64), rows, attribute_names,
-                     '.2f', 'viridis', title, vmin=0, vmax=1,
-                     xlabel='attribute', ylabel='true combination')
-  return save_figure(fig, path)
+  return _heat_map(path, 1.5 + 1.0 * len(attribute_names),
+                   1.0 + 0.5 * len(combination_names), accuracy, rows,
+                   attribute_names, '.2f', 'viridis', vmin=0, vmax=1,
+                   title=title, xlabel='attribute', ylabel='true combination')

@@ -41,10 +41,8 @@ def _points(codes: np.ndarray, dense: np.ndarray, num_points: int,
   for block, factor in sampler.blocks(num_points, 'pair', rng):
     pair_factor = np.repeat(factor, batch_size)
     first = sampler.draw_anchors(pair_factor, rng)
-    second = sampler.draw(pair_factor, first, rng)
-    diff = np.abs(codes[first] - codes[second]).reshape(factor.size,
-                                                         batch_size, -1)
-    features[block] = diff.mean(axis=1)
+    diff = np.abs(codes[first] - codes[sampler.draw(pair_factor, first, rng)])
+    features[block] = diff.reshape(factor.size, batch_size, -1).mean(axis=1)
     labels[block] = factor
   return features, labels
 
@@ -66,7 +64,7 @@ def compute_beta_vae(codes, factors, *, batch_size: int = 64,
   num_train = validate.integer(num_train, 'num_train', 1)
   num_eval = validate.integer(num_eval, 'num_eval', 1)
   rng, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
-  dense, _ = _shared.dense_labels(factors)
+  dense = _shared.dense_labels(factors)
   x_train, y_train = _points(codes[train], dense[train], num_train, batch_size,
                              rng)
   x_eval, y_eval = _points(codes[test], dense[test], num_eval, batch_size, rng)
@@ -74,15 +72,12 @@ def compute_beta_vae(codes, factors, *, batch_size: int = 64,
     # Only one factor could be fixed: the classifier can only answer that one.
     return {'train_accuracy': 1.0,
             'eval_accuracy': float(np.mean(y_eval == y_train[0]))}
-  if variant == 'scale_free':
-    clf = pipeline.make_pipeline(
-        preprocessing.StandardScaler(),
-        linear_model.LogisticRegression(max_iter=1000))
-  else:
-    clf = linear_model.LogisticRegression()
-  with warnings.catch_warnings():
-    # dlib's default iteration budget may stop lbfgs early; that is its score.
-    warnings.simplefilter('ignore', sk_exceptions.ConvergenceWarning)
+  clf = (pipeline.make_pipeline(preprocessing.StandardScaler(),
+                                linear_model.LogisticRegression(max_iter=1000))
+         if variant == 'scale_free' else linear_model.LogisticRegression())
+  # dlib's default iteration budget may stop lbfgs early; that is its score.
+  with warnings.catch_warnings(action='ignore',
+                               category=sk_exceptions.ConvergenceWarning):
     clf.fit(x_train, y_train)
   return {
       'train_accuracy': float(np.mean(clf.predict(x_train) == y_train)),

@@ -21,13 +21,21 @@ code is used at all (``R = 0``), ``D = C = 0``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from sklearn import ensemble
 
 from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
-_MODELS = ('gradient_boosting', 'random_forest')
+# Boosted depth-3 trees give clean importances (~0 for unused codes); forest
+# leaves of >= 5 rows stop splits on noise codes that memorise the train set.
+_MODELS = {
+    'gradient_boosting': ensemble.GradientBoostingClassifier,
+    'random_forest': functools.partial(ensemble.RandomForestClassifier,
+                                       min_samples_leaf=5, n_jobs=1),
+}
 
 
 def _one_minus_normalised_entropy(weights: np.ndarray, axis: int) -> np.ndarray:
@@ -62,17 +70,6 @@ def disentanglement_completeness(importance: np.ndarray) -> tuple[float, float]:
   return float(per_code @ code_weight), float(per_factor @ factor_weight)
 
 
-def _make_model(model: str, n_estimators: int, seed: int):
-  if model == 'gradient_boosting':
-    # Boosted depth-3 trees give clean importances (~0 for unused codes).
-    return ensemble.GradientBoostingClassifier(
-        n_estimators=n_estimators, random_state=seed)
-  # Leaves of >= 5 rows stop splits on noise codes that memorise the train set.
-  return ensemble.RandomForestClassifier(
-      n_estimators=n_estimators, min_samples_leaf=5, random_state=seed,
-      n_jobs=1)
-
-
 def compute_dci(codes, factors, *, test_fraction: float = 0.25,
                 model: str = 'gradient_boosting', n_estimators: int = 100,
                 seed: _shared.Seed = 0) -> dict[str, float]:
@@ -89,25 +86,22 @@ def compute_dci(codes, factors, *, test_fraction: float = 0.25,
   n_estimators = validate.integer(n_estimators, 'n_estimators', 1)
   rng, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
   model_seed = int(rng.integers(2**31 - 1))
-  num_codes, num_factors = codes.shape[1], factors.shape[1]
-  importance = np.zeros((num_codes, num_factors))
-  acc_train, acc_test = np.zeros(num_factors), np.zeros(num_factors)
-  for j in range(num_factors):
-    y_train = factors[train, j]
+  importance = np.zeros((codes.shape[1], factors.shape[1]))
+  accuracy = np.zeros((2, factors.shape[1]))  # train, test
+  for j, (y_train, y_test) in enumerate(zip(factors[train].T, factors[test].T)):
     if np.all(y_train == y_train[0]):
       # One class in train: a constant classifier, using no code.
-      acc_train[j] = 1.0
-      acc_test[j] = np.mean(factors[test, j] == y_train[0])
+      accuracy[:, j] = 1.0, np.mean(y_test == y_train[0])
       continue
-    clf = _make_model(model, n_estimators, model_seed)
+    clf = _MODELS[model](n_estimators=n_estimators, random_state=model_seed)
     clf.fit(codes[train], y_train)
     importance[:, j] = np.abs(clf.feature_importances_)
-    acc_train[j] = np.mean(clf.predict(codes[train]) == y_train)
-    acc_test[j] = np.mean(clf.predict(codes[test]) == factors[test, j])
+    accuracy[:, j] = [np.mean(clf.predict(codes[rows]) == y)
+                      for rows, y in ((train, y_train), (test, y_test))]
   disentanglement, completeness = disentanglement_completeness(importance)
   return {
       'disentanglement': disentanglement,
       'completeness': completeness,
-      'informativeness_train': float(acc_train.mean()),
-      'informativeness_test': float(acc_test.mean()),
+      'informativeness_train': float(accuracy[0].mean()),
+      'informativeness_test': float(accuracy[1].mean()),
   }

@@ -27,11 +27,10 @@ def _votes(codes: np.ndarray, dense: np.ndarray, num_votes: int,
   sampler = _shared.SameValueSampler(dense)
   counts = np.zeros((codes.shape[1], dense.shape[1]), dtype=np.int64)
   for _, factor in sampler.blocks(num_votes, 'batch', rng):
-    anchor = sampler.draw_anchors(factor, rng)
-    rows = sampler.draw(factor[:, None], anchor[:, None], rng,
-                        size=(factor.size, batch_size))  # [m, L]
-    local_var = codes[rows].var(axis=1, ddof=1)  # [m, D']
-    np.add.at(counts, (np.argmin(local_var, axis=1), factor), 1)
+    anchor = np.repeat(sampler.draw_anchors(factor, rng), batch_size)
+    rows = sampler.draw(np.repeat(factor, batch_size), anchor, rng)
+    batch = codes[rows].reshape(factor.size, batch_size, -1)  # [m, L, D']
+    np.add.at(counts, (np.argmin(batch.var(axis=1, ddof=1), axis=1), factor), 1)
   return counts
 
 
@@ -58,7 +57,7 @@ def compute_factor_vae(codes, factors, *, batch_size: int = 64,
     return {'train_accuracy': 0.0, 'eval_accuracy': 0.0,
             'num_active_dims': 0.0}
   scaled = codes[:, active] / global_std[active]
-  dense, _ = _shared.dense_labels(factors)
+  dense = _shared.dense_labels(factors)
   train_votes = _votes(scaled[train], dense[train], num_train, batch_size, rng)
   eval_votes = _votes(scaled[test], dense[test], num_eval, batch_size, rng)
   # Ties go to the lowest factor index.

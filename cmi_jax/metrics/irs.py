@@ -42,14 +42,12 @@ def compute_irs(codes, factors, *,
     return {'irs': 0.0, 'num_active_dims': 0.0}
   z = codes[:, active]
   max_dev = np.max(np.abs(z - z.mean(axis=0)), axis=0)  # M_i, [D'] > 0
-  dense, num_values = _shared.dense_labels(factors)
   empida = np.zeros((z.shape[1], factors.shape[1]))
-  for j in range(factors.shape[1]):
-    for v in range(num_values[j]):
-      group = z[dense[:, j] == v]
-      dev = np.abs(group - group.mean(axis=0))
-      empida[:, j] += np.quantile(dev, diff_quantile, axis=0)
-    empida[:, j] /= num_values[j]
+  for j, column in enumerate(factors.T):
+    groups = [z[column == v] for v in np.unique(column)]
+    empida[:, j] = np.mean([np.quantile(np.abs(g - g.mean(axis=0)),
+                                        diff_quantile, axis=0)
+                            for g in groups], axis=0)
   per_dim = np.max(1.0 - empida / max_dev[:, None], axis=1)
   return {
       'irs': float(np.sum(per_dim * max_dev) / np.sum(max_dev)),

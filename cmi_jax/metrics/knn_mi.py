@@ -43,6 +43,7 @@ returned as is (clip at 0 for display only).
 
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import numpy as np
@@ -52,69 +53,48 @@ from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
 
-def _as_2d(a, name: str) -> np.ndarray:
-  a = np.asarray(a)
-  if a.ndim == 1:
-    a = a[:, None]
-  if a.ndim != 2 or a.shape[1] == 0:
-    raise ValueError(
-        f'{name} must be an array [N] or [N, d] with d >= 1; got shape '
-        f'{a.shape}.')
-  return a
-
-
 def _prepare(k, seed: _shared.Seed, **arrays) -> tuple:
   """``(k, jitter generator, *arrays as [N, d])`` after the shared checks."""
   k = validate.integer(k, 'k', 1)
-  arrays = {n: _as_2d(a, n) for n, a in arrays.items()}
-  num_rows = arrays['x'].shape[0]
-  if any(a.shape[0] != num_rows for a in arrays.values()):
-    sizes = ', '.join(f'{n}: {v.shape[0]}' for n, v in arrays.items())
+  for name, a in arrays.items():
+    a = np.asarray(a)
+    a = arrays[name] = a[:, None] if a.ndim == 1 else a
+    if a.ndim != 2 or a.shape[1] == 0:
+      raise ValueError(f'{name} must be an array [N] or [N, d] with d >= 1; '
+                       f'got shape {a.shape}.')
+  rows = {name: len(a) for name, a in arrays.items()}
+  if len(set(rows.values())) > 1:
+    raise ValueError('all inputs need the same number of rows N; got '
+                     + ', '.join(f'{n}: {r}' for n, r in rows.items()) + '.')
+  if rows['x'] <= k:
     raise ValueError(
-        f'all inputs need the same number of rows N; got {sizes}.')
-  if num_rows <= k:
-    raise ValueError(
-        f'a k-nearest-neighbour estimate needs N > k rows; got N = {num_rows} '
-        f'and k = {k}. Pass more rows or a smaller k.')
+        f'a k-nearest-neighbour estimate needs N > k rows; got N = '
+        f'{rows["x"]} and k = {k}. Pass more rows or a smaller k.')
   return (k, _shared.as_generator(seed), *arrays.values())
 
 
 def _continuous(a: np.ndarray, name: str, rng: np.random.Generator,
                 jitter: float) -> np.ndarray:
   """Standardised, jittered float64 copy of a continuous ``[N, d]`` input."""
-  if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
-    raise ValueError(f'{name} must be real numbers; got dtype {a.dtype}.')
-  a = a.astype(np.float64)
-  if not np.all(np.isfinite(a)):
-    raise ValueError(
-        f'{name} contains NaN or inf; drop those rows before estimating MI.')
+  a = _shared.check_codes(a, name)
   std = a.std(axis=0)
   a = (a - a.mean(axis=0)) / np.where(std > 0, std, 1.0)
-  if jitter > 0:
-    a = a + jitter * rng.standard_normal(a.shape)
-  return a
+  return a + jitter * rng.standard_normal(a.shape) if jitter > 0 else a
 
 
 def _discrete(a: np.ndarray, name: str) -> np.ndarray:
   """``[N]`` int64 label of each row's combination of discrete columns."""
-  if not (np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
-    raise ValueError(
-        f'{name} is declared discrete but has dtype {a.dtype}; pass integer '
-        'labels (e.g. .astype(int)) or declare it continuous.')
-  if np.any(a < 0):
-    raise ValueError(
-        f'{name} has negative labels (missing labels are -1); drop those rows '
-        'first -- latent_mi_report does this per term.')
-  _, inverse = np.unique(a, axis=0, return_inverse=True)
-  return inverse.reshape(-1).astype(np.int64)
+  _shared.check_labels(a, name, f'{name} is declared discrete: pass integer '
+                       'labels (e.g. .astype(int)) or declare it continuous.')
+  return np.unique(a, axis=0, return_inverse=True)[1].reshape(-1)
 
 
-def _count_closer(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
-  """Rows strictly closer than ``radius[i]`` to row i, row i included."""
+def _psi_closer(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
+  """``psi(n_i + 1)``, n_i the rows strictly closer than ``radius[i]`` to i."""
   tree = spatial.cKDTree(points)
   # nextafter turns the tree's "<= r" into the estimators' "< eps".
-  return tree.query_ball_point(points, np.nextafter(radius, 0.0), p=np.inf,
-                               return_length=True)
+  return special.digamma(tree.query_ball_point(
+      points, np.nextafter(radius, 0.0), p=np.inf, return_length=True))
 
 
 def _kth_distance(points: np.ndarray, k: int) -> np.ndarray:
@@ -126,21 +106,17 @@ def _kth_distance(points: np.ndarray, k: int) -> np.ndarray:
 def _ksg(x: np.ndarray, y: np.ndarray, k: int) -> float:
   """KSG estimator 1 of I(X; Y) for continuous ``x [N, dx]``, ``y [N, dy]``."""
   eps = _kth_distance(np.hstack([x, y]), k)
-  n_x = _count_closer(x, eps)
-  n_y = _count_closer(y, eps)
   return float(special.digamma(k) + special.digamma(x.shape[0])
-               - np.mean(special.digamma(n_x) + special.digamma(n_y)))
+               - np.mean(_psi_closer(x, eps) + _psi_closer(y, eps)))
 
 
 def _frenzel_pompe(x: np.ndarray, y: np.ndarray, z: np.ndarray,
                    k: int) -> float:
   """Frenzel-Pompe estimate of I(X; Y | Z), all continuous."""
   eps = _kth_distance(np.hstack([x, y, z]), k)
-  n_xz = _count_closer(np.hstack([x, z]), eps)
-  n_yz = _count_closer(np.hstack([y, z]), eps)
-  n_z = _count_closer(z, eps)
   return float(special.digamma(k) - np.mean(
-      special.digamma(n_xz) + special.digamma(n_yz) - special.digamma(n_z)))
+      _psi_closer(np.hstack([x, z]), eps) + _psi_closer(np.hstack([y, z]), eps)
+      - _psi_closer(z, eps)))
 
 
 def _ross(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, int]:
@@ -157,8 +133,7 @@ def _ross(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, int]:
   radius = np.empty(num_rows)
   for c in np.unique(inverse):
     rows = np.flatnonzero(inverse == c)
-    kc = int(k_row[rows[0]])
-    radius[rows] = _kth_distance(x[rows], kc)
+    radius[rows] = _kth_distance(x[rows], int(k_row[rows[0]]))
   # "<= d_i" keeps the k-th label-mate itself in m_i; minus 1 drops row i.
   m = spatial.cKDTree(x).query_ball_point(
       x, np.nextafter(radius, np.inf), p=np.inf, return_length=True) - 1
@@ -184,13 +159,8 @@ def _stratified(z_labels: np.ndarray, k: int, estimate) -> float:
   total, weight = 0.0, 0
   for v in np.unique(z_labels):
     rows = np.flatnonzero(z_labels == v)
-    if rows.size <= k:
-      continue
-    value, used = estimate(rows)
-    if used == 0:
-      continue
-    total += used * value
-    weight += used
+    value, used = estimate(rows) if rows.size > k else (0.0, 0)
+    total, weight = total + used * value, weight + used
   if weight == 0:
     raise ValueError(
         f'no value of the discrete conditioning variable has more than k = {k} '
@@ -274,7 +244,7 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
   k = validate.integer(k, 'k', 1)
   codes = _shared.check_codes(codes)
   labels = np.asarray(labels)
-  if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+  if labels.ndim != 2 or labels.dtype.kind not in 'iu':
     raise ValueError(
         f'labels must be an integer array [N, K]; got shape {labels.shape} '
         f'and dtype {labels.dtype}.')
@@ -290,46 +260,35 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
     raise ValueError(
         f'subspaces must give one positive size per label column (K = '
         f'{labels.shape[1]}) summing to D = {codes.shape[1]}; got {sizes}.')
-  if max_rows is not None:
-    max_rows = validate.integer(max_rows, 'max_rows', k + 1)
-    if max_rows < codes.shape[0]:
-      rows = np.sort(np.random.default_rng(seed).choice(
-          codes.shape[0], size=max_rows, replace=False))
-      codes, labels = codes[rows], labels[rows]
-  bounds = np.cumsum((0,) + sizes)
-  z = [codes[:, bounds[a]:bounds[a + 1]] for a in range(len(sizes))]
-  present = labels >= 0
-  num = len(sizes)
-  opts = dict(k=k, seed=seed)
+  if max_rows is not None and validate.integer(
+      max_rows, 'max_rows', k + 1) < codes.shape[0]:
+    rows = np.sort(np.random.default_rng(seed).choice(
+        codes.shape[0], size=max_rows, replace=False))
+    codes, labels = codes[rows], labels[rows]
+  z = np.split(codes, np.cumsum(sizes)[:-1], axis=1)
+  num, opts = len(sizes), dict(k=k, seed=seed)
 
   def rows_with(*columns: int) -> np.ndarray:
-    mask = np.all(present[:, list(columns)], axis=1)
+    mask = np.all(labels[:, list(columns)] >= 0, axis=1)
     if mask.sum() <= k:
       raise ValueError(
           f'only {int(mask.sum())} rows have labels s{[c + 1 for c in columns]}'
           f'; a kNN term needs more than k = {k}.')
     return mask
 
-  report: dict[str, float] = {}
-  for a in range(num):
-    for b in range(a + 1, num):
-      report[f'I(z{a + 1};z{b + 1})'] = mutual_information(z[a], z[b], **opts)
-  for a in range(num):
-    for j in range(num):
-      m = rows_with(j)
-      report[f'I(z{a + 1};s{j + 1})'] = mutual_information(
-          z[a][m], labels[m, j], discrete_y=True, **opts)
-  for a in range(num):
-    for b in range(a + 1, num):
-      for c in range(num):
-        m = rows_with(c)
-        report[f'I(z{a + 1};z{b + 1}|s{c + 1})'] = (
-            conditional_mutual_information(
-                z[a][m], z[b][m], labels[m, c], discrete_z=True, **opts))
-  for a in range(num):
-    for j in range(num):
-      if j == a:
-        continue
+  pairs = list(itertools.combinations(range(num), 2))
+  report = {f'I(z{a + 1};z{b + 1})': mutual_information(z[a], z[b], **opts)
+            for a, b in pairs}
+  for a, j in itertools.product(range(num), repeat=2):
+    m = rows_with(j)
+    report[f'I(z{a + 1};s{j + 1})'] = mutual_information(
+        z[a][m], labels[m, j], discrete_y=True, **opts)
+  for (a, b), c in itertools.product(pairs, range(num)):
+    m = rows_with(c)
+    report[f'I(z{a + 1};z{b + 1}|s{c + 1})'] = conditional_mutual_information(
+        z[a][m], z[b][m], labels[m, c], discrete_z=True, **opts)
+  for a, j in itertools.product(range(num), repeat=2):
+    if j != a:
       m = rows_with(j, a)
       report[f'I(z{a + 1};s{j + 1}|s{a + 1})'] = (
           conditional_mutual_information(

@@ -27,13 +27,9 @@ def compute_mig(codes, factors, *, num_bins: int = 20) -> dict[str, float]:
 
   Returns ``{'mig': MIG, 'mig_factor_<j>': MIG_j for each factor}``.
   """
-  codes, factors = _shared.check_codes_and_factors(codes, factors)
+  codes, factors = _shared.check_codes_and_factors(codes, factors, 'MIG')
   num_bins = validate.integer(num_bins, 'num_bins', 2)
-  if codes.shape[1] < 2:
-    raise ValueError(
-        'MIG compares the two most informative code dimensions, so codes need '
-        f'D >= 2 columns; got D = {codes.shape[1]}.')
-  dense, _ = _shared.dense_labels(factors)
+  dense = _shared.dense_labels(factors)
   binned = _shared.histogram_discretize(codes, num_bins)
   mi = _shared.discrete_mutual_information(binned, dense)  # [D, K]
   entropy = _shared.discrete_entropy(dense)  # [K], > 0 by the factor check

@@ -35,12 +35,6 @@ from cmi_jax import validate
 from cmi_jax.metrics import _shared
 
 
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-  """Mean over the classes present in ``y_true`` of the per-class recall."""
-  recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
-  return float(np.mean(recalls))
-
-
 VARIANTS = ('dlib', 'scale_free')
 _DEFAULT_C = {'dlib': 0.01, 'scale_free': 1.0}
 
@@ -54,31 +48,26 @@ def sap_score_matrix(codes_train: np.ndarray, factors_train: np.ndarray,
   """
   std = codes_train.std(axis=0)
   if variant == 'scale_free':
-    mean = codes_train.mean(axis=0)
-    scale = np.where(std > 0, std, 1.0)
-    z_train = (codes_train - mean) / scale
-    z_test = (codes_test - mean) / scale
-    accuracy = _balanced_accuracy
-  else:
-    z_train, z_test = codes_train, codes_test
-    accuracy = lambda y, pred: float(np.mean(pred == y))
-  num_codes, num_factors = codes_train.shape[1], factors_train.shape[1]
-  scores = np.zeros((num_codes, num_factors))
-  for j in range(num_factors):
+    mean, scale = codes_train.mean(axis=0), np.where(std > 0, std, 1.0)
+    codes_train = (codes_train - mean) / scale
+    codes_test = (codes_test - mean) / scale
+  scores = np.zeros((codes_train.shape[1], factors_train.shape[1]))
+  for j in range(scores.shape[1]):
     y_train, y_test = factors_train[:, j], factors_test[:, j]
     classes, counts = np.unique(y_train, return_counts=True)
-    majority = classes[np.argmax(counts)]
-    for i in range(num_codes):
-      if std[i] == 0 or classes.size < 2:
-        pred = np.full_like(y_test, majority)
-      else:
+    for i in range(scores.shape[0]):
+      pred = np.full_like(y_test, classes[np.argmax(counts)])
+      if std[i] > 0 and classes.size > 1:
         clf = svm.LinearSVC(C=C, class_weight='balanced')
-        with warnings.catch_warnings():
-          # Inseparable 1-D classes converge slowly; S wants the fit anyway.
-          warnings.simplefilter('ignore', sk_exceptions.ConvergenceWarning)
-          clf.fit(z_train[:, i:i + 1], y_train)
-        pred = clf.predict(z_test[:, i:i + 1])
-      scores[i, j] = accuracy(y_test, pred)
+        # Inseparable 1-D classes converge slowly; S wants the fit anyway.
+        with warnings.catch_warnings(
+            action='ignore', category=sk_exceptions.ConvergenceWarning):
+          pred = clf.fit(codes_train[:, i:i + 1], y_train).predict(
+              codes_test[:, i:i + 1])
+      # Balanced: the mean over the classes in y_test of their recall.
+      scores[i, j] = np.mean(
+          [np.mean(pred[y_test == c] == c) for c in np.unique(y_test)]
+          if variant == 'scale_free' else pred == y_test)
   return scores
 
 
@@ -94,13 +83,9 @@ def compute_sap(codes, factors, *, test_fraction: float = 0.25,
   values).
   """
   validate.choice(variant, 'variant', VARIANTS)
-  C = _DEFAULT_C[variant] if C is None else C
-  codes, factors = _shared.check_codes_and_factors(codes, factors)
-  if codes.shape[1] < 2:
-    raise ValueError(
-        'SAP compares the two most predictive code dimensions, so codes need '
-        f'D >= 2 columns; got D = {codes.shape[1]}.')
-  validate.number(C, 'C', 0, open_low=True)
+  codes, factors = _shared.check_codes_and_factors(codes, factors, 'SAP')
+  C = validate.number(_DEFAULT_C[variant] if C is None else C, 'C', 0,
+                      open_low=True)
   _, train, test = _shared.seeded_split(codes.shape[0], test_fraction, seed)
   scores = sap_score_matrix(codes[train], factors[train], codes[test],
                             factors[test], C=C, variant=variant)

@@ -30,9 +30,7 @@ def gaussian_total_correlation(cov) -> float:
   # subtracting two large log-determinants.
   scale = np.sqrt(diag)
   sign, logdet = np.linalg.slogdet(cov / np.outer(scale, scale))
-  if sign <= 0:
-    return float('inf')
-  return float(max(-0.5 * logdet, 0.0))
+  return float(max(-0.5 * logdet, 0.0)) if sign > 0 else float('inf')
 
 
 def compute_total_correlation(codes) -> dict[str, float]:
