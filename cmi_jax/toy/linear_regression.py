@@ -25,6 +25,7 @@ import math
 from typing import NamedTuple, Sequence
 
 import numpy as np
+import scipy.linalg
 import scipy.stats
 
 from cmi_jax import validate
@@ -41,17 +42,13 @@ def _check_corrs(num_attributes, **corrs) -> int:
   """Validates K and every named correlation ``c`` of ``Sigma_s(c)``."""
   k = validate.integer(num_attributes, 'num_attributes', 2,
                        hint='One latent subspace per attribute.')
-  for name, corr in corrs.items():
-    corr = float(corr)
-    if not math.isfinite(corr) or abs(corr) >= 1.0:
-      raise ValueError(
-          f'{name} must satisfy |c| < 1 for a non-degenerate Gaussian; got '
-          f'{corr!r}. Pass a value in (-1, 1), e.g. 0.8.')
+  for name, corr in zip(corrs, map(float, corrs.values())):
+    if not abs(corr) < 1.0:  # NaN too
+      raise ValueError(f'{name} must satisfy |c| < 1 for a non-degenerate '
+                       f'Gaussian; got {corr!r}. Pass e.g. 0.8.')
     if corr <= -1.0 / (k - 1):
-      raise ValueError(
-          f'{name} = {corr}: Sigma_s(c) is not positive definite for K={k} '
-          f'(smallest eigenvalue 1 + (K-1) c = {1 + (k - 1) * corr:.3g}); '
-          f'pass c > -1/(K-1) = {-1.0 / (k - 1):.4g}.')
+      raise ValueError(f'{name} = {corr} makes Sigma_s(c) not positive definite'
+                       f' for K={k}; pass c > -1/(K-1) = {-1 / (k - 1):.4g}.')
   return k
 
 
@@ -62,8 +59,7 @@ def attribute_covariance(corr: float, num_attributes: int = 2) -> np.ndarray:
   positive definite iff ``-1 / (K - 1) < c < 1``.
   """
   eye = np.eye(_check_corrs(num_attributes, correlation=corr))
-  corr = float(corr)
-  return (1.0 - corr) * eye + corr * np.ones_like(eye)
+  return (1.0 - float(corr)) * eye + float(corr) * np.ones_like(eye)
 
 
 def default_mixing(num_attributes: int = 2) -> np.ndarray:
@@ -74,9 +70,22 @@ def default_mixing(num_attributes: int = 2) -> np.ndarray:
 def _check_positive_definite(matrix: np.ndarray, name: str, fix: str) -> None:
   eigenvalues = np.linalg.eigvalsh(matrix)
   if eigenvalues[0] <= _SINGULAR_RTOL * max(eigenvalues[-1], 1e-300):
-    raise ValueError(
-        f'{name} is not positive definite (eigenvalues '
-        f'{np.array2string(eigenvalues, precision=4)}); {fix}.')
+    raise ValueError(f'{name} is not positive definite (eigenvalues '
+                     f'{np.array2string(eigenvalues, precision=4)}); {fix}.')
+
+
+def _matrix(value, shape: tuple[int | str, int], what: str) -> np.ndarray:
+  """``value`` as a finite float64 matrix of ``shape``, else a ValueError.
+
+  A str entry of ``shape`` names a free dimension (any size); ``what`` says
+  what the matrix maps, to open the error message.
+  """
+  value = np.asarray(value, dtype=np.float64)
+  if value.ndim != 2 or not np.all(np.isfinite(value)) or not all(
+      isinstance(n, str) or n == m for n, m in zip(shape, value.shape)):
+    raise ValueError(f'{what}, so its shape must be [{shape[0]}, {shape[1]}] '
+                     f'and its entries finite; got shape {value.shape}.')
+  return value
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -94,27 +103,19 @@ class LinearGaussianSetting:
   def __post_init__(self):
     cov = np.asarray(self.attribute_cov, dtype=np.float64)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] < 2:
-      raise ValueError(
-          f'attribute_cov must be a square [K, K] matrix with K >= 2; got '
-          f'shape {cov.shape}. Use attribute_covariance(c, K).')
+      raise ValueError('attribute_cov must be square [K, K], K >= 2, not shape '
+                       f'{cov.shape}; use attribute_covariance(c, K).')
     if not (np.all(np.isfinite(cov)) and np.allclose(
         cov, cov.T, rtol=0, atol=1e-12 * np.abs(cov).max())):
       raise ValueError('attribute_cov is not symmetric and finite; pass a '
                        'finite covariance matrix, e.g. (S + S.T) / 2.')
     _check_positive_definite(cov, 'attribute_cov Sigma_s',
                              'for correlations c use -1/(K-1) < c < 1')
-    noise_var = validate.number(self.noise_var, 'noise_var', 0,
-                                hint='It is a variance.')
-    k2 = 2 * cov.shape[0]
-    mixing = (default_mixing(cov.shape[0]) if self.mixing is None
-              else np.asarray(self.mixing, dtype=np.float64))
-    if (mixing.ndim != 2 or mixing.shape[1] != k2
-        or not np.all(np.isfinite(mixing))):
-      raise ValueError(
-          f'mixing A maps [s; eps] (length 2K = {k2}) to x, so its shape must '
-          f'be [D, {k2}] and its entries finite; got shape {mixing.shape}.')
     object.__setattr__(self, 'attribute_cov', cov)
-    object.__setattr__(self, 'noise_var', noise_var)
+    object.__setattr__(self, 'noise_var', validate.number(
+        self.noise_var, 'noise_var', 0, hint='It is a variance.'))
+    mixing = default_mixing(len(cov)) if self.mixing is None else _matrix(
+        self.mixing, ('D', 2 * len(cov)), 'mixing A maps [s; eps] (2K) to x')
     object.__setattr__(self, 'mixing', mixing)
     _check_positive_definite(
         input_covariance(self), 'Cov(x) = A Sigma_u A^T',
@@ -140,11 +141,8 @@ def make_setting(corr: float, noise_var: float, num_attributes: int = 2,
 
 def source_covariance(setting: LinearGaussianSetting) -> np.ndarray:
   """``Sigma_u = blockdiag(Sigma_s, sigma^2 I_K)``, ``[2K, 2K]``."""
-  k = setting.num_attributes
-  cov = np.zeros((2 * k, 2 * k))
-  cov[:k, :k] = setting.attribute_cov
-  cov[k:, k:] = setting.noise_var * np.eye(k)
-  return cov
+  return scipy.linalg.block_diag(
+      setting.attribute_cov, setting.noise_var * np.eye(setting.num_attributes))
 
 
 def input_covariance(setting: LinearGaussianSetting) -> np.ndarray:
@@ -165,22 +163,11 @@ def attribute_variance(setting: LinearGaussianSetting) -> np.ndarray:
 def sample(setting: LinearGaussianSetting, num_samples: int,
            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
   """``N`` i.i.d. pairs ``s`` ``[N, K]``, ``x = [s, eps] A^T`` ``[N, D]``."""
-  validate.integer(num_samples, 'num_samples', 1)
-  k = setting.num_attributes
-  chol = np.linalg.cholesky(setting.attribute_cov)
-  s = rng.standard_normal((num_samples, k)) @ chol.T
-  eps = math.sqrt(setting.noise_var) * rng.standard_normal((num_samples, k))
-  x = np.concatenate([s, eps], axis=1) @ setting.mixing.T
-  return s, x
-
-
-def _check_encoder(setting: LinearGaussianSetting, encoder) -> np.ndarray:
-  encoder = np.asarray(encoder, dtype=np.float64)
-  if encoder.ndim != 2 or encoder.shape[1] != setting.input_dim:
-    raise ValueError(
-        f'encoder W maps x (D = {setting.input_dim}) to z, so its shape must '
-        f'be [L, {setting.input_dim}]; got {encoder.shape}.')
-  return encoder
+  shape = (validate.integer(num_samples, 'num_samples', 1),
+           setting.num_attributes)
+  s = rng.standard_normal(shape) @ np.linalg.cholesky(setting.attribute_cov).T
+  eps = math.sqrt(setting.noise_var) * rng.standard_normal(shape)
+  return s, np.concatenate([s, eps], axis=1) @ setting.mixing.T
 
 
 def latent_covariance(setting: LinearGaussianSetting,
@@ -200,17 +187,15 @@ def conditional_latent_covariance(
   ``G``; ``None`` means all of ``s``, ``[]`` none. ``W`` ``[L, D]`` ->
   float64 ``[L, L]``.
   """
-  encoder = _check_encoder(setting, encoder)
+  encoder = _matrix(encoder, ('L', setting.input_dim), 'encoder W maps x to z')
   k = setting.num_attributes
   given = list(range(k)) if given is None else [int(i) for i in given]
   if any(not 0 <= i < k for i in given) or len(set(given)) != len(given):
     raise ValueError(
         f'given must list distinct attribute indices in [0, {k}); got {given}.')
-  cov_x = input_covariance(setting)
-  if given:
-    cross = input_attribute_covariance(setting)[:, given]
-    cov_given = setting.attribute_cov[np.ix_(given, given)]
-    cov_x = cov_x - cross @ np.linalg.solve(cov_given, cross.T)
+  cross = input_attribute_covariance(setting)[:, given]  # [D, |G|]
+  cov_x = input_covariance(setting) - cross @ np.linalg.solve(
+      setting.attribute_cov[np.ix_(given, given)], cross.T)
   return encoder @ cov_x @ encoder.T
 
 
@@ -226,17 +211,13 @@ def subspace_mutual_information(
   ``[L, D]``, ``L >= 2``. Returns float64 ``[L]``, >= 0 up to rounding.
   """
   cov = conditional_latent_covariance(setting, encoder, given)
-  num_latents = cov.shape[0]
   sign, logdet = np.linalg.slogdet(cov)
-  if num_latents < 2 or sign <= 0:
-    raise ValueError(f'need L >= 2 latents (got {num_latents}) and a regular '
+  if len(cov) < 2 or sign <= 0:
+    raise ValueError(f'need L >= 2 latents (got {len(cov)}) and a regular '
                      'Cov(z | s_G): use an encoder W [L, D] of full row rank.')
-  info = np.empty(num_latents)
-  for k in range(num_latents):
-    rest = [j for j in range(num_latents) if j != k]
-    _, logdet_rest = np.linalg.slogdet(cov[np.ix_(rest, rest)])
-    info[k] = 0.5 * (math.log(cov[k, k]) + logdet_rest - logdet)
-  return info
+  minors = (np.delete(np.delete(cov, k, 0), k, 1) for k in range(len(cov)))
+  return np.array([0.5 * (math.log(cov[k, k]) + np.linalg.slogdet(rest)[1]
+                          - logdet) for k, rest in enumerate(minors)])
 
 
 class LinearSolution(NamedTuple):
@@ -253,20 +234,15 @@ class LinearSolution(NamedTuple):
 def error_covariance(setting: LinearGaussianSetting,
                      predictor: np.ndarray | LinearSolution) -> np.ndarray:
   """``E[(s - M x)(s - M x)^T]`` ``[K, K]``; ``M`` ``[K, D]`` or a solution."""
-  if isinstance(predictor, LinearSolution):
-    predictor = predictor.predictor
-  m = np.asarray(predictor, dtype=np.float64)
-  shape = (setting.num_attributes, setting.input_dim)
-  if m.shape != shape:
-    raise ValueError(f'predictor M must have shape [K, D] = {list(shape)}; '
-                     f'got {m.shape}. Pass R @ W or a LinearSolution.')
+  m = _matrix(getattr(predictor, 'predictor', predictor),
+              (setting.num_attributes, setting.input_dim),
+              'predictor M [K, D] (R @ W, or a LinearSolution) maps x to s_hat')
   cross = m @ input_attribute_covariance(setting)
   return (setting.attribute_cov - cross - cross.T
           + m @ input_covariance(setting) @ m.T)
 
 
-def mse(setting: LinearGaussianSetting,
-        predictor: np.ndarray | LinearSolution,
+def mse(setting: LinearGaussianSetting, predictor: np.ndarray | LinearSolution,
         per_attribute: bool = False) -> float | np.ndarray:
   """Exact ``E ||s - M x||^2``, summed over attributes or ``[K]`` per one."""
   errors = np.diag(error_covariance(setting, predictor)).copy()
@@ -279,16 +255,14 @@ def variance_explained(setting: LinearGaussianSetting,
   """Exact ``1 - E||s - M x||^2 / tr Sigma_s``, or ``[K]`` per attribute."""
   errors = mse(setting, predictor, per_attribute=True)
   variances = attribute_variance(setting)
-  if per_attribute:
-    return 1.0 - errors / variances
-  return float(1.0 - errors.sum() / variances.sum())
+  return (1.0 - errors / variances if per_attribute
+          else float(1.0 - errors.sum() / variances.sum()))
 
 
 def optimal_regression(setting: LinearGaussianSetting) -> LinearSolution:
   """Least-squares readout ``M = Cov(s, x) Cov(x)^{-1}``, encoder ``I_D``."""
-  cov_x = input_covariance(setting)
-  readout = np.linalg.solve(cov_x, input_attribute_covariance(setting)).T
-  return LinearSolution(np.eye(setting.input_dim), readout)
+  return LinearSolution(np.eye(setting.input_dim), np.linalg.solve(
+      input_covariance(setting), input_attribute_covariance(setting)).T)
 
 
 def split_readout(setting: LinearGaussianSetting,
@@ -298,18 +272,13 @@ def split_readout(setting: LinearGaussianSetting,
   ``W`` is ``[K, D]``; head k sees only ``z_k``, so ``r_k`` regresses ``s_k``
   on ``z_k``.
   """
-  encoder = _check_encoder(setting, encoder)
-  if encoder.shape[0] != setting.num_attributes:
-    raise ValueError(
-        f'a split readout needs one latent per attribute, so W must be '
-        f'[K, D] = [{setting.num_attributes}, {setting.input_dim}]; got '
-        f'{encoder.shape}.')
+  encoder = _matrix(encoder, (setting.num_attributes, setting.input_dim),
+                    'split encoder W maps x to one latent per attribute')
   variances = np.einsum('kd,de,ke->k', encoder, input_covariance(setting),
                         encoder)
   if np.any(variances <= 0):
-    raise ValueError(
-        f'latents {np.flatnonzero(variances <= 0).tolist()} have zero '
-        'variance (zero rows of W); give every row of W a non-zero entry.')
+    raise ValueError(f'latents {np.flatnonzero(variances <= 0).tolist()} have '
+                     'zero variance (zero rows of W); make every row non-zero.')
   covariances = np.einsum('kd,dk->k', encoder,
                           input_attribute_covariance(setting))
   return covariances / variances
@@ -328,65 +297,57 @@ def whitening(setting: LinearGaussianSetting) -> np.ndarray:
   return (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
 
 
-class _WhitenedSplitRisk:
-  """Mean split training MSE of ``W = rows Cov(x)^{-1/2}``, ``[..., K, D]``.
+def _split_risk(setting: LinearGaussianSetting):
+  """``f(Q)``: mean split training MSE of ``W = Q_K Cov(x)^{-1/2}``.
 
-  Divides by ``Var(z_k)`` rather than assume it is 1, so it stays exact when
-  rounding drifts the rows off orthonormality.
+  The returned function maps rotations ``Q`` ``[..., D, D]`` to ``[...]``;
+  it divides by ``Var(z_k)`` rather than assume it is 1, so it stays exact
+  when rounding drifts the rows off orthonormality.
   """
+  whiten = whitening(setting)
+  gram = whiten @ input_covariance(setting) @ whiten  # ~ I_D
+  cross = whiten @ input_attribute_covariance(setting)  # [D, K]
+  attribute_vars = attribute_variance(setting)
 
-  def __init__(self, setting: LinearGaussianSetting):
-    whiten = whitening(setting)
-    self.num_attributes = setting.num_attributes
-    self._gram = whiten @ input_covariance(setting) @ whiten  # ~ I_D
-    self._cross = whiten @ input_attribute_covariance(setting)  # [D, K]
-    self._variances = attribute_variance(setting)
-
-  def __call__(self, rows: np.ndarray) -> np.ndarray:
-    variances = np.einsum('...kd,de,...ke->...k', rows, self._gram, rows)
-    covariances = np.einsum('...kd,dk->...k', rows, self._cross)
-    return (self._variances - covariances**2 / variances).mean(axis=-1)
+  def risk(rotations: np.ndarray) -> np.ndarray:
+    rows = np.ascontiguousarray(rotations[..., :len(attribute_vars), :])  # Q_K
+    variances = np.einsum('...kd,de,...ke->...k', rows, gram, rows)
+    covariances = np.einsum('...kd,dk->...k', rows, cross)
+    return (attribute_vars - covariances**2 / variances).mean(axis=-1)
+  return risk
 
 
-def _givens_step(objective: _WhitenedSplitRisk, rotation: np.ndarray, i: int,
-                 j: int, num_grid: int, num_zoom: int = 5
-                 ) -> tuple[np.ndarray, float]:
-  """Best rotation of rows ``i, j`` of ``rotation`` by one angle.
+def _rotate(rotation: np.ndarray, i: int, j: int, cos, sin) -> np.ndarray:
+  """``rotation`` ``[D, D]`` with rows ``i, j`` turned by angles ``[...]``.
 
-  The split MSE is pi-periodic in the angle (the readouts absorb sign flips),
-  so a grid over ``[-pi/2, pi/2)``, which holds 0, is refined ``num_zoom``
-  times to +-1 spacing around the best angle (5 x 64 reach ~1e-8 rad).
+  ``cos``, ``sin``: of the angles, floats or arrays; returns ``[..., D, D]``.
   """
-  k = objective.num_attributes
-  top = rotation[:k]
+  rotated = np.broadcast_to(rotation, np.shape(cos) + rotation.shape).copy()
+  cos, sin = np.expand_dims(cos, -1), np.expand_dims(sin, -1)
+  rotated[..., i, :] = cos * rotation[i] - sin * rotation[j]
+  rotated[..., j, :] = sin * rotation[i] + cos * rotation[j]
+  return rotated
 
-  def rotated_top(theta):
-    # Only the first K rows enter the objective; row j matters only if j < K.
-    theta = np.asarray(theta, dtype=np.float64)
-    cos, sin = np.cos(theta)[..., None], np.sin(theta)[..., None]
-    rows = np.broadcast_to(top, theta.shape + top.shape).copy()
-    rows[..., i, :] = cos * rotation[i] - sin * rotation[j]
-    if j < k:
-      rows[..., j, :] = sin * rotation[i] + cos * rotation[j]
-    return rows
 
-  step = np.pi / num_grid
+def _givens_step(risk, rotation: np.ndarray, i: int, j: int, num_grid: int,
+                 num_zoom: int = 5) -> tuple[np.ndarray, float]:
+  """Best rotation of rows ``i, j`` of ``rotation`` by one angle; its risk.
+
+  ``risk`` is :func:`_split_risk`'s. The split MSE is pi-periodic in the
+  angle (the readouts absorb sign flips), so a grid over ``[-pi/2, pi/2)``,
+  which holds 0, is refined ``num_zoom`` times to +-1 spacing around the best
+  angle (5 x 64 reach ~1e-8 rad).
+  """
+  step, theta, value = np.pi / num_grid, 0.0, np.inf
   grid = -np.pi / 2 + step * np.arange(num_grid)
-  values = objective(rotated_top(grid))
-  best = int(np.argmin(values))
-  theta, value = float(grid[best]), float(values[best])
-  for _ in range(num_zoom):
-    grid = theta + np.linspace(-step, step, num_grid + 1)
-    values = objective(rotated_top(grid))
+  for _ in range(1 + num_zoom):  # the coarse grid, then the zooms
+    values = risk(_rotate(rotation, i, j, np.cos(grid), np.sin(grid)))
     best = int(np.argmin(values))
     if values[best] < value:
       theta, value = float(grid[best]), float(values[best])
+    grid = theta + np.linspace(-step, step, num_grid + 1)
     step *= 2.0 / num_grid
-  cos, sin = math.cos(theta), math.sin(theta)
-  rotation = rotation.copy()
-  rotation[i], rotation[j] = (cos * rotation[i] - sin * rotation[j],
-                              sin * rotation[i] + cos * rotation[j])
-  return rotation, value
+  return _rotate(rotation, i, j, math.cos(theta), math.sin(theta)), value
 
 
 def best_rotation(setting: LinearGaussianSetting,
@@ -406,26 +367,22 @@ def best_rotation(setting: LinearGaussianSetting,
   """
   dim, k = setting.input_dim, setting.num_attributes
   if dim < k:
-    raise ValueError(
-        f'MI=0 needs K = {k} independent latents, but x has only D = {dim} '
-        'dimensions; use a mixing A with at least K rows.')
-  if num_restarts is None:
-    num_restarts = 1 if dim == 2 else 8
-  num_restarts = validate.integer(num_restarts, 'num_restarts', 1)
+    raise ValueError(f'MI=0 needs K = {k} independent latents, but x has only '
+                     f'D = {dim} dimensions; use a mixing A with >= K rows.')
+  num_restarts = validate.integer((1 if dim == 2 else 8) if num_restarts is None
+                                  else num_restarts, 'num_restarts', 1)
   validate.integer(num_grid, 'num_grid', 4)
-  objective = _WhitenedSplitRisk(setting)
+  risk = _split_risk(setting)
   planes = [(i, j) for i in range(k) for j in range(i + 1, dim)]
-  rng = np.random.default_rng(seed)
-  starts = [np.eye(dim)] + [
-      scipy.stats.special_ortho_group.rvs(dim, random_state=rng)
-      for _ in range(num_restarts - 1)]
+  haar = scipy.stats.special_ortho_group(dim, seed=np.random.default_rng(seed))
+  starts = [np.eye(dim)] + [haar.rvs() for _ in range(num_restarts - 1)]
   best_q, best_value = None, np.inf
   for rotation in starts:
-    value = float(objective(rotation[:k]))
+    value = float(risk(rotation))
     for _ in range(max_sweeps):
       before = value
       for i, j in planes:
-        rotation, value = _givens_step(objective, rotation, i, j, num_grid)
+        rotation, value = _givens_step(risk, rotation, i, j, num_grid)
       if before - value <= tol:
         break
     if value < best_value:
@@ -460,20 +417,17 @@ def cmi0_solution(setting: LinearGaussianSetting,
   ``I(z_k; z_-k | s) = 0``. A given ``W`` ``[K, D]`` must make
   ``W Cov(x | s) W^T`` diagonal up to ``rtol`` times its largest entry.
   """
-  k = setting.num_attributes
-  if encoder is None:
-    if setting.input_dim != k:
-      raise ValueError(
-          f'the default CMI=0 encoder W = I needs D = K = {k}; got D = '
-          f'{setting.input_dim}. Pass W [K, D] with W Cov(x|s) W^T diagonal.')
-    encoder = np.eye(k)
+  k, dim = setting.num_attributes, setting.input_dim
+  if encoder is None and dim != k:
+    raise ValueError(f'the default CMI=0 encoder W = I needs D = K = {k}; got '
+                     f'D = {dim}. Pass W [K, D] with W Cov(x|s) W^T diagonal.')
+  encoder = np.eye(k) if encoder is None else encoder
   cov = conditional_latent_covariance(setting, encoder, given=None)
   off = np.abs(cov - np.diag(np.diag(cov))).max()
   if off > rtol * max(np.abs(np.diag(cov)).max(), 1e-300):
     raise ValueError(
-        f'W Cov(x|s) W^T has off-diagonal entries up to {off:.3g}, so the '
-        'latents are not independent given s (CMI != 0) for this mixing A; '
-        'pass an encoder that diagonalises Cov(x|s).')
+        f'W Cov(x|s) W^T has off-diagonal entries up to {off:.3g}: latents '
+        'not independent given s (CMI != 0); pass a W that diagonalises it.')
   return split_solution(setting, encoder)
 
 
@@ -497,18 +451,7 @@ def fit_models(train_setting: LinearGaussianSetting,
       'cmi0': cmi0_solution(train_setting),
       'reference': reference_solution(train_setting.noise_var,
                                       train_setting.num_attributes,
-                                      train_setting.mixing),
-  }
-
-
-def _fit(train_corr, noise_var, test_corr, k, mixing, num_restarts, seed):
-  """``({model: (setting fitted on, solution)}, test setting)``."""
-  train = make_setting(train_corr, noise_var, k, mixing)
-  test = make_setting(test_corr, noise_var, k, mixing)
-  uncorrelated = make_setting(0.0, noise_var, k, mixing)
-  models = fit_models(train, num_restarts=num_restarts, seed=seed)
-  return {name: (uncorrelated if name == 'reference' else train, solution)
-          for name, solution in models.items()}, test
+                                      train_setting.mixing)}
 
 
 def table1(train_corr: float = 0.8, noise_var: float = 0.1,
@@ -521,10 +464,11 @@ def table1(train_corr: float = 0.8, noise_var: float = 0.1,
   (``train_corr``; ``reference``: 0) and ``test_*`` at ``test_corr``.
   """
   k = _check_corrs(num_attributes, train_corr=train_corr, test_corr=test_corr)
-  fitted, test = _fit(train_corr, noise_var, test_corr, k, mixing,
-                      num_restarts, seed)
+  train, test, uncorrelated = (make_setting(corr, noise_var, k, mixing)
+                               for corr in (train_corr, test_corr, 0.0))
   table = {}
-  for name, (fitted_on, solution) in fitted.items():
+  for name, solution in fit_models(train, num_restarts, seed).items():
+    fitted_on = uncorrelated if name == 'reference' else train
     train_mse, test_mse = mse(fitted_on, solution), mse(test, solution)
     table[name] = {
         'train_mse': train_mse, 'test_mse': test_mse,
@@ -546,34 +490,25 @@ def noise_correlation_sweep(noise_vars: Sequence[float],
   ``[N_noise]`` x ``train_corrs`` ``[N_corr]``, as :func:`table1`. Returns
   ``{'train_mse': {model: [N_noise, N_corr]}, 'test_mse': {...}}``, float64.
   """
-  noise_vars = np.asarray(noise_vars, dtype=np.float64)
-  train_corrs = np.asarray(train_corrs, dtype=np.float64)
   for name, grid in (('noise_vars', noise_vars), ('train_corrs', train_corrs)):
-    if grid.ndim != 1 or grid.size == 0:
+    if np.ndim(grid) != 1 or np.size(grid) == 0:
       raise ValueError(f'{name} must be a non-empty 1-D sequence; got shape '
-                       f'{grid.shape}.')
-  k = _check_corrs(num_attributes, test_corr=test_corr)
-  for corr in train_corrs:
-    _check_corrs(k, **{'every entry of train_corrs': corr})
-  shape = (noise_vars.size, train_corrs.size)
-  result = {split: {name: np.empty(shape) for name in MODELS}
-            for split in ('train_mse', 'test_mse')}
-  for a, noise_var in enumerate(noise_vars):
-    for b, corr in enumerate(train_corrs):
-      fitted, test = _fit(corr, noise_var, test_corr, k, mixing, num_restarts,
-                          seed)
-      for name, (fitted_on, solution) in fitted.items():
-        result['train_mse'][name][a, b] = mse(fitted_on, solution)
-        result['test_mse'][name][a, b] = mse(test, solution)
-  return result
+                       f'{np.shape(grid)}.')
+  _check_corrs(num_attributes, test_corr=test_corr, **{
+      f'train_corrs[{b}]': corr for b, corr in enumerate(train_corrs)})
+  tables = [[table1(corr, noise_var, test_corr, num_attributes, mixing,
+                    num_restarts, seed) for corr in train_corrs]
+            for noise_var in noise_vars]
+  return {split: {name: np.array([[t[name][split] for t in row]
+                                  for row in tables]) for name in MODELS}
+          for split in ('train_mse', 'test_mse')}
 
 
-def prediction_scatter(train_corr: float = 0.8, noise_var: float = 0.1,
-                       test_corr: float = 0.0, num_attributes: int = 2,
-                       num_samples: int = 1000, seed: int = 0,
-                       mixing: np.ndarray | None = None,
-                       num_restarts: int | None = None
-                       ) -> dict[str, dict[str, np.ndarray]]:
+def prediction_scatter(
+    train_corr: float = 0.8, noise_var: float = 0.1, test_corr: float = 0.0,
+    num_attributes: int = 2, num_samples: int = 1000, seed: int = 0,
+    mixing: np.ndarray | None = None, num_restarts: int | None = None
+    ) -> dict[str, dict[str, np.ndarray]]:
   """Samples of targets, inputs and predictions (the paper's Figure 3).
 
   The models fitted at ``train_corr`` are applied to ``num_samples`` fresh
@@ -583,16 +518,16 @@ def prediction_scatter(train_corr: float = 0.8, noise_var: float = 0.1,
   'mi0': [N, K], 'cmi0': [N, K]}`` (predictions ``s_hat = x M^T``), float64.
   """
   k = _check_corrs(num_attributes, train_corr=train_corr, test_corr=test_corr)
-  train = make_setting(train_corr, noise_var, k, mixing)
-  test = make_setting(test_corr, noise_var, k, mixing)
+  train, test = (make_setting(corr, noise_var, k, mixing)
+                 for corr in (train_corr, test_corr))
   models = fit_models(train, num_restarts=num_restarts, seed=seed)
   rng = np.random.default_rng(seed)
   out = {}
   for split, setting in (('train', train), ('test', test)):
     s, x = sample(setting, num_samples, rng)
-    out[split] = {'corr': float(setting.attribute_cov[0, 1]), 's': s, 'x': x}
-    for name in ('regression', 'mi0', 'cmi0'):
-      out[split][name] = x @ models[name].predictor.T
+    out[split] = {'corr': float(setting.attribute_cov[0, 1]), 's': s, 'x': x,
+                  **{name: x @ models[name].predictor.T
+                     for name in ('regression', 'mi0', 'cmi0')}}
   return out
 
 
