@@ -249,11 +249,13 @@ def add_model_fields(config: ml_collections.ConfigDict) -> None:
   config.tensorboard = True
 
 
-# Fields that only change how a run reports or where it reads its data from,
-# not what it computes: they may differ when a run resumes.
+# Fields that only change how a run reports or where it reads its read-only
+# inputs from, not what it computes: they may differ when a run resumes
+# ('location' is where CelebA was found, in the saved data info).
 COSMETIC_FIELDS = ('progress', 'tensorboard', 'log_every_steps',
                    'keep_checkpoints', 'checkpoint_every', 'tfds_data_dir',
-                   'manual_dir', 'cache_dir', 'data_placement')
+                   'manual_dir', 'cache_dir', 'celeba_dir', 'location',
+                   'data_placement')
 
 LEARNING_RATES = ('lr', 'cls_lr', 'd_lr')
 

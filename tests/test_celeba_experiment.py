@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -280,8 +281,11 @@ def test_host_placement_trains_end_to_end_and_resumes(fake_celeba, cache_dir,
   workdir = str(tmp_path / 'host')
   first = celeba_experiment.train_and_evaluate(config, workdir)
   config.num_epochs = 2
+  # The CelebA files moved in between: a read-only input's path is cosmetic.
+  config.celeba_dir = shutil.copytree(fake_celeba, str(tmp_path / 'moved'))
   resumed = celeba_experiment.train_and_evaluate(
       config, workdir, allow_change=('num_epochs',))
+  assert resumed['data']['location'] == str(tmp_path / 'moved')
 
   steps = resumed['data']['num_examples']['train'] // BATCH
   assert resumed['data']['placement'] == 'host'
