@@ -51,17 +51,8 @@ from cmi_jax.toy import linear_regression
 OBJECTIVES = tuple(name for name in objectives_lib.names()
                    if name in ('base', 'mi', 'cmi'))
 
-# Salts that separate the per-cell random streams drawn from one seed.
-_DATA_STREAM = 0
-_INIT_STREAM = 1
-
-
-def _check_num_attributes(num_attributes) -> int:
-  return validate.integer(num_attributes, 'num_attributes', 2,
-                          hint='One latent dimension per attribute.')
-
-
-mixing_matrix = linear_regression.default_mixing
+# Largest N whose affine re-indexing ``m * j`` (both < N) fits in uint32.
+MAX_SAMPLES = 2**16 - 1
 
 
 def attribute_combinations(num_attributes: int) -> np.ndarray:
@@ -69,30 +60,33 @@ def attribute_combinations(num_attributes: int) -> np.ndarray:
 
   Row ``i`` is ``joint_table(c, K).ravel()[i]``: attribute 0 most significant.
   """
-  k = _check_num_attributes(num_attributes)
-  return np.array(list(itertools.product((-1, 1), repeat=k)), dtype=np.int64)
+  k = validate.integer(num_attributes, 'num_attributes', 2)
+  return 2 * correlation.combination_to_labels(np.arange(2**k), k) - 1
 
 
 def sample_data(key: jax.Array, table: jax.Array, noise_var: jax.Array,
                 num_samples: int) -> tuple[jax.Array, jax.Array]:
   """One training set ``(x [N, K] float32, labels [N, K] int32 in {0, 1})``.
 
-  jit- and vmap-safe in ``table`` (the ``(2,) * K`` joint table) and in the
-  scalar ``noise_var``; ``num_samples`` is static.
+  ``x = A [a; eps]`` with the mixing ``A = [I_K I_K]`` of
+  :func:`cmi_jax.toy.linear_regression.default_mixing`. jit- and vmap-safe
+  in ``table`` (the ``(2,) * K`` joint table) and in the scalar
+  ``noise_var``; ``num_samples`` is static.
   """
-  num_attributes = table.ndim
   k_labels, k_noise = jax.random.split(key)
   labels = correlation.sample_combinations_jax(k_labels, table, num_samples)
   attributes = 2.0 * labels.astype(jnp.float32) - 1.0
   noise = jnp.sqrt(noise_var) * jax.random.normal(
-      k_noise, (num_samples, num_attributes), jnp.float32)
-  mixing = jnp.asarray(mixing_matrix(num_attributes), jnp.float32)
-  x = jnp.concatenate([attributes, noise], axis=1) @ mixing.T
-  return x, labels
+      k_noise, (num_samples, table.ndim), jnp.float32)
+  mixing = linear_regression.default_mixing(table.ndim).astype(np.float32)
+  return jnp.concatenate([attributes, noise], axis=1) @ mixing.T, labels
 
 
-# Largest N whose affine re-indexing ``m * j`` (both < N) fits in uint32.
-MAX_SAMPLES = 2**16 - 1
+def _sample_cells(num_samples: int, keys: jax.Array, tables: jax.Array,
+                  noise_vars: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """:func:`sample_data` of every cell (keys ``[C, 2]``, noise ``[C]``)."""
+  return jax.vmap(sample_data, in_axes=(0, 0, 0, None))(
+      keys, tables, noise_vars, num_samples)
 
 
 @flax.struct.dataclass
@@ -100,19 +94,15 @@ class FullBatchDataset:
   """A fixed full batch, re-indexed at every step so the PacGAN packs change.
 
   A :class:`cmi_jax.data.base.DeviceDataset` (``x`` float32 ``[N, K]``,
-  ``labels`` int32 ``[N, K]``) whose epoch is ``num_steps`` full-batch steps.
-  Step ``i`` sees row ``(m_i j + b_i) mod N`` in position ``j`` (``b_i``
-  uniform, ``m_i`` a uniform unit mod ``N``, from ``fold_in(plan, i)``): as
-  the rows are i.i.d., only the *sets* packed together need to change.
+  ``labels`` int32 ``[N, K]``, ``N <= MAX_SAMPLES``) whose epoch is
+  ``steps_per_epoch`` full-batch steps. Step ``i`` sees row
+  ``(m_i j + b_i) mod N`` in position ``j`` (``b_i`` uniform, ``m_i`` a
+  uniform unit mod ``N``, from ``fold_in(plan, i)``): as the rows are
+  i.i.d., only the *sets* packed together need to change.
   """
   x: jax.Array
   labels: jax.Array
-  num_steps: int = flax.struct.field(pytree_node=False)
-
-  @property
-  def steps_per_epoch(self) -> int:
-    """Full-batch steps per 'epoch' (static)."""
-    return self.num_steps
+  steps_per_epoch: int = flax.struct.field(pytree_node=False)
 
   @property
   def batch_size(self) -> int:
@@ -132,20 +122,14 @@ class FullBatchDataset:
     """Row index of every position at ``step``, a permutation, int32 ``[N]``."""
     size = self.x.shape[0]
     if size > MAX_SAMPLES:
-      raise ValueError(f'FullBatchDataset holds {size} rows; at most '
-                       f'{MAX_SAMPLES} are supported (uint32 re-indexing).')
+      raise ValueError(f'num_samples (rows) must be at most {MAX_SAMPLES} for '
+                       f'the uint32 re-indexing; got {size}.')
     units = np.flatnonzero(np.gcd(np.arange(size), size) == 1)  # N = 1: [0]
-    units = jnp.asarray(units if units.size else [0], jnp.uint32)
     k_mult, k_shift = jax.random.split(jax.random.fold_in(plan, step))
-    mult = units[jax.random.randint(k_mult, (), 0, units.shape[0])]
+    mult = jnp.uint32(units)[jax.random.randint(k_mult, (), 0, len(units))]
     shift = jax.random.randint(k_shift, (), 0, size).astype(jnp.uint32)
     index = jnp.arange(size, dtype=jnp.uint32)
     return ((mult * index + shift) % jnp.uint32(size)).astype(jnp.int32)
-
-
-def _identity_init(key, shape, dtype=jnp.float32):
-  del key
-  return jnp.eye(*shape, dtype=dtype)
 
 
 class LinearEncoder(nn.Module):
@@ -154,8 +138,9 @@ class LinearEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    return nn.Dense(self.latent_dim, use_bias=False,
-                    kernel_init=_identity_init, name='linear')(x)
+    identity = lambda key, shape, dtype: jnp.eye(*shape, dtype=dtype)
+    return nn.Dense(self.latent_dim, use_bias=False, kernel_init=identity,
+                    name='linear')(x)
 
 
 def encoder_matrix(encoder_params: Any) -> jax.Array:
@@ -175,15 +160,9 @@ class ScalarReadoutHeads(nn.Module):
 
   @nn.compact
   def __call__(self, z: jax.Array) -> tuple[jax.Array, ...]:
-    if z.shape[-1] != self.num_attributes:
-      raise ValueError(
-          f'ScalarReadoutHeads: z has {z.shape[-1]} columns but there are '
-          f'{self.num_attributes} attributes; use one latent per attribute.')
-    readout = self.param('readout', nn.initializers.constant(self.init_value),
-                         (self.num_attributes,))
-    scores = z * readout
-    return tuple(jnp.stack([jnp.zeros_like(scores[:, k]), scores[:, k]], -1)
-                 for k in range(self.num_attributes))
+    scores = z * self.param('readout', nn.initializers.constant(
+        self.init_value), (self.num_attributes,))
+    return tuple(jnp.stack([jnp.zeros_like(s), s], -1) for s in scores.T)
 
 
 def readout_vector(heads_params: Any) -> jax.Array:
@@ -220,25 +199,22 @@ class TrainConfig:
   num_snapshots: int = 10
 
   def __post_init__(self):
-    for name in ('base_lr', 'lr', 'cls_lr', 'd_lr', 'lr_decay'):
-      validate.number(getattr(self, name), name, 0, open_low=True)
-    for name in ('mi_weight', 'cmi_weight'):
-      validate.number(getattr(self, name), name, 0)
-    for name in ('pack_size', 'num_cls_steps', 'tail'):
-      validate.integer(getattr(self, name), name, 1)
-    if (validate.integer(self.num_steps, 'num_steps', 2) % validate.integer(
-        self.num_snapshots, 'num_snapshots', 2)):
-      raise ValueError(
-          f'num_steps ({self.num_steps}) must be a multiple of num_snapshots '
-          f'({self.num_snapshots}): a snapshot follows each equal chunk.')
+    # Rates > 0, weights >= 0.
+    for name in 'base_lr lr cls_lr d_lr lr_decay mi_weight cmi_weight'.split():
+      validate.number(getattr(self, name), name, 0,
+                      open_low=not name.endswith('weight'))
+    for name, low in (('pack_size', 1), ('num_cls_steps', 1), ('tail', 1),
+                      ('num_steps', 2), ('num_snapshots', 2)):
+      validate.integer(getattr(self, name), name, low)
+    if self.num_steps % self.num_snapshots:
+      raise ValueError(f'num_steps ({self.num_steps}) must be a multiple of '
+                       f'num_snapshots ({self.num_snapshots}), the chunks.')
 
   def disentangle_weight(self, objective: str, num_attributes: int) -> float:
     """The engine's ``lambda`` for ``objective`` (0 for ``base``)."""
-    if objective == 'mi':
-      return float(self.mi_weight)
-    if objective == 'cmi':
-      return float(self.cmi_weight) * 2.0 / num_attributes
-    return 0.0
+    return {'mi': float(self.mi_weight),
+            'cmi': float(self.cmi_weight) * 2.0 / num_attributes
+            }.get(objective, 0.0)
 
 
 def _check_objective(objective: str) -> None:
@@ -252,19 +228,15 @@ def make_classification_trainer(objective: str, num_attributes: int,
                                 ) -> train.Trainer:
   """:class:`~cmi_jax.train.Trainer` for this toy and ``objective``."""
   _check_objective(objective)
-  k = _check_num_attributes(num_attributes)
-  adversary = None
-  if objective == 'cmi':
-    adversary = models.PacAdversary(k, k, config.pack_size,
-                                    tuple(config.hidden))
-  elif objective == 'mi':
-    adversary = models.PacUnconditionalAdversary(config.pack_size,
-                                                  tuple(config.hidden))
+  k = validate.integer(num_attributes, 'num_attributes', 2)
+  pack, hidden = config.pack_size, tuple(config.hidden)
+  adversary = {'base': None,
+               'mi': models.PacUnconditionalAdversary(pack, hidden),
+               'cmi': models.PacAdversary(k, k, pack, hidden)}[objective]
   optim = train.OptimConfig(
       lr=float(config.base_lr if objective == 'base' else config.lr),
-      cls_lr=config.cls_lr, d_lr=config.d_lr,
-      num_cls_steps=config.num_cls_steps, decay_step=decay_step(config),
-      lr_decay=config.lr_decay)
+      cls_lr=config.cls_lr, d_lr=config.d_lr, lr_decay=config.lr_decay,
+      num_cls_steps=config.num_cls_steps, decay_step=decay_step(config))
   return train.make_trainer(
       LinearEncoder(k), objective, subspaces=(1,) * k, num_classes=(2,) * k,
       optim=optim, adversary=adversary, heads=ScalarReadoutHeads(k))
@@ -278,8 +250,7 @@ def snapshot_steps(config: TrainConfig) -> np.ndarray:
 
 def decay_step(config: TrainConfig) -> int:
   """The step (half time) after which learning rates drop by ``lr_decay``."""
-  chunk = config.num_steps // config.num_snapshots
-  return chunk * (config.num_snapshots // 2)
+  return config.num_steps // config.num_snapshots * (config.num_snapshots // 2)
 
 
 def train_cells(objective: str, num_attributes: int, keys: jax.Array,
@@ -304,8 +275,8 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
   ``adversary_loss`` and ``adversary_acc`` (0 for ``base``).
   """
   k, noise_vars, train_corrs, _ = check_sweep(
-      num_attributes, noise_vars, train_corrs, (objective,), num_seeds=1,
-      num_samples=num_samples, config=config, num_test_corrs=2)
+      num_attributes, noise_vars, train_corrs, (objective,), 1, num_samples,
+      config, 2)
   keys = jnp.asarray(keys)
   if (keys.shape != (len(train_corrs), 2) or keys.dtype != jnp.uint32
       or len(noise_vars) != len(train_corrs)):
@@ -313,16 +284,23 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
         f'need one raw uint32 key [2] (cell_keys), correlation and noise level '
         f'per cell; got keys {keys.shape} {keys.dtype}, {len(train_corrs)} '
         f'correlations and {len(noise_vars)} noise levels.')
-  tables = np.stack([correlation.joint_table(float(c), k)
-                     for c in train_corrs])
-  x, labels = programs.compiled(_sample_cells, int(num_samples))(
-      _fold_in(keys, _DATA_STREAM), jnp.asarray(tables, jnp.float32),
-      jnp.asarray(noise_vars, jnp.float32))
+  return _train_cells(objective, k, keys, train_corrs, noise_vars, config,
+                      num_samples)
+
+
+def _train_cells(objective: str, k: int, keys: jax.Array, corrs: np.ndarray,
+                 noises: np.ndarray, config: TrainConfig, num_samples: int
+                 ) -> dict[str, np.ndarray]:
+  """:func:`train_cells` on arguments :func:`check_sweep` has passed."""
+  fold_in = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+  tables = np.stack([correlation.joint_table(c, k) for c in corrs])
+  x, labels = programs.compiled(_sample_cells, num_samples)(
+      fold_in(keys, 0), jnp.asarray(tables, jnp.float32),
+      jnp.asarray(noises, jnp.float32))
   trainer = make_classification_trainer(objective, k, config)
-  weight = config.disentangle_weight(objective, k)
   # x[0] only gives init_sweep the input shape; parameters ignore its values.
-  states = vmapped.init_sweep(trainer, _fold_in(keys, _INIT_STREAM), x[0],
-                              {'disentangle_weight': weight})
+  states = vmapped.init_sweep(trainer, fold_in(keys, 1), x[0], {
+      'disentangle_weight': config.disentangle_weight(objective, k)})
   chunk = config.num_steps // config.num_snapshots
   data = FullBatchDataset(x, labels, chunk)
   epoch = vmapped.sweep_train_epoch(trainer)
@@ -333,55 +311,25 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
     # Host copies: the next chunk donates (overwrites) the state's buffers.
     snapshots.append((np.array(jax.vmap(encoder_matrix)(states.encoder_params)),
                       np.array(readout_vector(states.heads_params))))
-  metrics = jax.tree.map(lambda *m: jnp.concatenate(m, 1), *metrics)
-
-  def tail_mean(name):
-    return metrics[name][:, -config.tail:].mean(1)
-
-  out = {
-      'W': snapshots[-1][0], 'readout': snapshots[-1][1],
-      'W_history': np.stack([s[0] for s in snapshots], 1),
-      'readout_history': np.stack([s[1] for s in snapshots], 1),
-      'fit_accuracy': sum(tail_mean(f'accuracy/attr_{a}')
-                          for a in range(k)) / k,
-      'ce_loss': tail_mean('loss/ce'),
-      'adversary_loss': tail_mean('loss/adversary'),
-      'adversary_acc': (0.5 * (tail_mean('adversary/acc_real')
-                               + tail_mean('adversary/acc_fake'))
-                        if trainer.objective.adversary is not None
-                        else jnp.zeros(len(keys), jnp.float32)),
-  }
-  return jax.tree.map(np.asarray, out)
-
-
-def _sample_cells(num_samples: int, keys: jax.Array, tables: jax.Array,
-                  noise_vars: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """:func:`sample_data` of every cell: ``x [C, N, K]``, ``labels [C, N, K]``."""
-  return jax.vmap(sample_data, in_axes=(0, 0, 0, None))(
-      keys, tables, noise_vars, num_samples)
-
-
-def _fold_in(keys: jax.Array, stream: int) -> jax.Array:
-  """``fold_in(key, stream)`` of every raw key, uint32 ``[C, 2]``."""
-  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, stream)
-
-
-def _noise_levels(noise_vars) -> np.ndarray:
-  noise_vars = np.asarray(noise_vars, np.float64).reshape(-1)
-  if noise_vars.size == 0 or not np.all(np.isfinite(noise_vars)) or np.any(
-      noise_vars <= 0):
-    raise ValueError(
-        f'noise levels (variances sigma^2) must be finite and > 0; got '
-        f'{noise_vars.tolist()}.')
-  return noise_vars
+  w_history, readout_history = (np.stack(s, 1) for s in zip(*snapshots))
+  tail = jax.tree.map(
+      lambda *m: jnp.concatenate(m, 1)[:, -config.tail:].mean(1), *metrics)
+  return jax.tree.map(np.asarray, {
+      'W': w_history[:, -1], 'readout': readout_history[:, -1],
+      'W_history': w_history, 'readout_history': readout_history,
+      'fit_accuracy': sum(tail[f'accuracy/attr_{a}'] for a in range(k)) / k,
+      'ce_loss': tail['loss/ce'], 'adversary_loss': tail['loss/adversary'],
+      'adversary_acc': (0.5 * (tail['adversary/acc_real']
+                               + tail['adversary/acc_fake'])
+                        if objective != 'base'
+                        else jnp.zeros(len(keys), jnp.float32))})
 
 
 def evaluation_correlations(num_attributes: int, num: int = 21) -> np.ndarray:
   """Test correlations ``linspace(-1 (K = 2) or 0 (K > 2), 1, num)``."""
-  k = _check_num_attributes(num_attributes)
-  if int(num) < 2:
-    raise ValueError(f'need at least 2 test correlations; got {num}.')
-  return np.linspace(-1.0 if k == 2 else 0.0, 1.0, int(num))
+  k = validate.integer(num_attributes, 'num_attributes', 2)
+  num = validate.integer(num, 'num_test_corrs', 2)
+  return np.linspace(-1.0 if k == 2 else 0.0, 1.0, num)
 
 
 def accuracy(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
@@ -397,28 +345,23 @@ def accuracy(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
   ``[T, K]`` (no ``T`` axis for a scalar ``corrs``).
   """
   encoder, readout = (np.asarray(a, np.float64) for a in (encoder, readout))
-  k = encoder.shape[0] if encoder.ndim else 0
+  k = readout.size
   if k < 2 or encoder.shape != (k, k) or readout.shape != (k,):
     raise ValueError(f'need W [K, K] and r [K] with K >= 2; got shapes '
                      f'{encoder.shape} and {readout.shape}.')
-  _noise_levels(noise_var)
-  scalar = np.ndim(corrs) == 0
-  corrs = np.atleast_1d(np.asarray(corrs, np.float64))
+  validate.number(noise_var, 'noise_var', 0, open_low=True,
+                  hint='It is the variance sigma^2.')
   combos = attribute_combinations(k).astype(np.float64)  # [M, K]
   probs = np.stack([correlation.joint_table(float(c), k).ravel()
-                    for c in corrs])  # [T, M]
+                    for c in np.atleast_1d(corrs)])  # [T, M]
   row_norm = np.linalg.norm(encoder, axis=1)  # [K]
-  sign = np.sign(readout)
-  degenerate = (sign == 0) | (row_norm == 0)
-  safe_norm = np.where(row_norm > 0, row_norm, 1.0)
-  margin = sign * combos * (combos @ encoder.T) / (
-      np.sqrt(noise_var) * safe_norm)  # [M, K]
-  correct = scipy.special.ndtr(margin)
-  correct = np.where(degenerate, (combos < 0).astype(np.float64), correct)
+  margin = np.sign(readout) * combos * (combos @ encoder.T) / (
+      np.sqrt(noise_var) * np.where(row_norm > 0, row_norm, 1.0))  # [M, K]
+  degenerate = (np.sign(readout) == 0) | (row_norm == 0)
+  correct = np.where(degenerate, combos < 0, scipy.special.ndtr(margin))
   result = probs @ correct  # [T, K]
-  if not per_attribute:
-    result = result.mean(-1)
-  return result[0] if scalar else result
+  result = result if per_attribute else result.mean(-1)
+  return result[0] if np.ndim(corrs) == 0 else result
 
 
 def evaluate(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
@@ -429,8 +372,7 @@ def evaluate(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
   ``min_accuracy`` / ``max_accuracy`` over ``test_corrs`` and ``worst_corr``.
   """
   grid = accuracy(encoder, readout, noise_var, test_corrs)
-  train_acc, zero_acc = accuracy(encoder, readout, noise_var,
-                                 [train_corr, 0.0])
+  train_acc, zero_acc = accuracy(encoder, readout, noise_var, [train_corr, 0])
   return {'train_accuracy': float(train_acc),
           'uncorrelated_accuracy': float(zero_acc),
           'min_accuracy': float(grid.min()), 'max_accuracy': float(grid.max()),
@@ -439,9 +381,8 @@ def evaluate(encoder: np.ndarray, readout: np.ndarray, noise_var: float,
 
 def cell_keys(seed: int, num_cells: int) -> jax.Array:
   """Raw keys ``[num_cells, 2]``, cell ``i``'s ``fold_in(PRNGKey(seed), i)``."""
-  base = jax.random.PRNGKey(int(seed))
-  return jax.vmap(lambda i: jax.random.fold_in(base, i))(
-      jnp.arange(num_cells, dtype=jnp.uint32))
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
+      jax.random.PRNGKey(int(seed)), jnp.arange(num_cells, dtype=jnp.uint32))
 
 
 def check_sweep(num_attributes: int, noise_vars: Sequence[float],
@@ -450,26 +391,24 @@ def check_sweep(num_attributes: int, noise_vars: Sequence[float],
                 num_test_corrs: int
                 ) -> tuple[int, np.ndarray, np.ndarray, tuple[str, ...]]:
   """Validates :func:`sweep`'s arguments and returns them normalised."""
-  k = _check_num_attributes(num_attributes)
+  k = validate.integer(num_attributes, 'num_attributes', 2)
   objectives = tuple(objectives)
-  if not objectives:
-    raise ValueError(f'give at least one objective of {OBJECTIVES}.')
   for objective in objectives:
     _check_objective(objective)
-  noise_vars = _noise_levels(noise_vars)
+  noise_vars = np.array([validate.number(v, 'noise levels', 0, open_low=True)
+                         for v in np.ravel(noise_vars).tolist()])  # sigma^2
   train_corrs = np.asarray(train_corrs, np.float64).reshape(-1)
-  if train_corrs.size == 0:
-    raise ValueError('give at least one training correlation.')
+  if not (objectives and noise_vars.size and train_corrs.size):
+    raise ValueError(f'give at least one objective of {OBJECTIVES}, noise '
+                     'level and training correlation.')
   for c in train_corrs:
     correlation.joint_table(float(c), k)  # Raises on an impossible c.
   validate.integer(num_seeds, 'num_seeds', 1)
   pack = config.pack_size
-  num_samples = validate.integer(num_samples, 'num_samples')
-  if num_samples < pack or num_samples % pack or num_samples > MAX_SAMPLES:
+  if validate.integer(num_samples, 'num_samples', pack) % pack:
     raise ValueError(
-        f'num_samples must be a positive multiple of the pack size {pack} '
-        f'(the discriminators see packs of {pack} samples) and at most '
-        f'{MAX_SAMPLES}; got {num_samples!r}.')
+        f'num_samples must be a multiple of the pack size {pack} (the '
+        f'discriminators see packs of {pack} samples); got {num_samples}.')
   evaluation_correlations(k, num_test_corrs)
   return k, noise_vars, train_corrs, objectives
 
@@ -491,30 +430,22 @@ def sweep(num_attributes: int, noise_vars: Sequence[float],
   k, noise_vars, train_corrs, objectives = check_sweep(
       num_attributes, noise_vars, train_corrs, objectives, num_seeds,
       num_samples, config, num_test_corrs)
-  grid = list(itertools.product(range(len(train_corrs)),
-                                range(len(noise_vars)), range(int(num_seeds))))
-  corr_of_cell = train_corrs[[g[0] for g in grid]]
-  noise_of_cell = noise_vars[[g[1] for g in grid]]
+  grid = list(itertools.product(train_corrs, noise_vars, range(num_seeds)))
+  corrs, noises = (np.array([g[i] for g in grid]) for i in (0, 1))
   keys = cell_keys(seed, len(grid))
   test_corrs = evaluation_correlations(k, num_test_corrs)
   cells = []
   for objective in objectives:
-    out = train_cells(objective, k, keys, corr_of_cell, noise_of_cell, config,
-                      num_samples)
-    adversarial = objective != 'base'
-    for i, (_, _, seed_index) in enumerate(grid):
-      noise, corr = noise_of_cell[i], corr_of_cell[i]
+    out = _train_cells(objective, k, keys, corrs, noises, config, num_samples)
+    for i, (corr, noise, j) in enumerate(grid):
       cells.append({
           'objective': objective, 'num_attributes': k,
-          'noise_var': float(noise), 'train_corr': float(corr),
-          'seed_index': seed_index,
+          'noise_var': float(noise), 'train_corr': float(corr), 'seed_index': j,
           **evaluate(out['W'][i], out['readout'][i], noise, corr, test_corrs),
           'fit_accuracy': float(out['fit_accuracy'][i]),
-          'final_ce_loss': float(out['ce_loss'][i]),
-          'final_adversary_loss': (float(out['adversary_loss'][i])
-                                   if adversarial else None),
-          'final_adversary_acc': (float(out['adversary_acc'][i])
-                                  if adversarial else None),
+          **{f'final_{name}': (float(out[name][i]) if name == 'ce_loss'
+                               or objective != 'base' else None)
+             for name in ('ce_loss', 'adversary_loss', 'adversary_acc')},
           **{name: np.asarray(out[name][i], np.float64).tolist()
              for name in ('W', 'readout', 'W_history')}})
   return cells
