@@ -28,20 +28,16 @@ class DeviceDataset(Protocol):
   @property
   def steps_per_epoch(self) -> int:
     """Batches per epoch (static)."""
-    ...
 
   @property
   def batch_size(self) -> int:
     """Examples per batch, B (static)."""
-    ...
 
   def epoch_plan(self, key: jax.Array) -> Any:
     """What is fixed for one epoch (a key, a permutation), from ``key``."""
-    ...
 
   def batch(self, plan: Any, step: jax.Array) -> Batch:
     """Batch ``step``: ``{'image': [B, ...], 'labels': [B, K]}``."""
-    ...
 
 
 @flax.struct.dataclass
@@ -125,9 +121,8 @@ def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
   """
   labels = np.asarray(dataset.labels)
   num_classes = tuple(int(c) for c in num_classes)
-  full = (labels >= 0).all(1)
-  index = np.ravel_multi_index(tuple(np.maximum(labels, 0).T), num_classes)
-  index = np.where(full, index, -1)
+  index = np.where((labels >= 0).all(1), np.ravel_multi_index(
+      tuple(np.maximum(labels, 0).T), num_classes), -1)
   rows = [np.flatnonzero(index == g) for g in range(int(np.prod(num_classes)))]
   sizes = np.array([len(r) for r in rows])
   if sizes.min() == 0:
@@ -175,14 +170,12 @@ def validate_labels(labels: np.ndarray | jax.Array, num_classes: Sequence[int],
   """
   labels = np.asarray(labels)
   num_classes = tuple(num_classes)
-  if labels.ndim != 2 or labels.shape[1] != len(num_classes):
+  if (labels.ndim != 2 or labels.shape[1] != len(num_classes)
+      or not np.issubdtype(labels.dtype, np.integer)):
     raise ValueError(
-        f'{where}: labels must have shape [N, K={len(num_classes)}] (one '
-        f'column per attribute of num_classes={num_classes}); got '
-        f'{labels.shape}.')
-  if not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f'{where}: labels must be integers (class index, -1 for '
-                     f'missing); got dtype {labels.dtype}.')
+        f'{where}: labels must be integers (class index, -1 for missing) of '
+        f'shape [N, K={len(num_classes)}], one column per attribute of '
+        f'num_classes={num_classes}; got {labels.dtype} {labels.shape}.')
   for k, n in enumerate(num_classes):
     column = labels[:, k]
     bad = (column < -1) | (column >= n)

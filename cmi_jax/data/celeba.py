@@ -21,7 +21,6 @@ from cmi_jax.data import occlusion
 from cmi_jax.data.base import ArrayDataset
 from cmi_jax.data.base import validate_labels
 from cmi_jax.data.celeba_files import CelebASplits
-from cmi_jax.data.correlation import joint_counts
 
 _log = logging.getLogger(__name__)
 
@@ -40,20 +39,14 @@ def correlated_subsample(labels: np.ndarray, table: np.ndarray | Sequence,
   the optional K ``names`` go into error messages.
   """
   seed = validate.integer(seed, 'seed', 0)
+  table = correlation.validate_table(table)
   labels = np.asarray(labels)
-  if labels.ndim != 2:
-    raise ValueError(f'labels must have shape [N, K]; got {labels.shape}.')
-  binary = (2,) * labels.shape[1]
-  validate_labels(labels, binary, names, where='correlated_subsample')
+  validate_labels(labels, table.shape, names,
+                  f'correlated_subsample to a table of shape {table.shape}')
   if np.any(labels < 0):
     raise ValueError('correlated_subsample: labels contain -1 (missing); '
                      'sub-sample the fully labelled data, then remove labels.')
-  table = correlation.validate_table(table)
-  if table.shape != binary:
-    raise ValueError(
-        f'table has shape {table.shape} but labels have {len(binary)} '
-        f'binary attributes; pass a table of shape {binary}.')
-  available = joint_counts(labels, binary)
+  available = correlation.joint_counts(labels)
   counts = correlation.exact_subsample_counts(available, table, names)
   for combo in np.argwhere((table > 0) & (counts == 0)):
     raise ValueError(
@@ -86,12 +79,11 @@ def remove_labels(labels: np.ndarray, fraction: float, seed: int
   fraction = validate.number(fraction, 'the fraction of removed labels', 0, 1,
                              open_high=True,
                              hint='1 would leave no label to train on.')
-  num = labels.shape[0]
-  removed = int(round(fraction * num))
+  removed = int(round(fraction * len(labels)))
   out = labels.astype(np.int32)  # a copy
   rng = np.random.default_rng(seed)
   for k in range(labels.shape[1]):
-    out[rng.permutation(num)[:removed], k] = -1
+    out[rng.permutation(len(labels))[:removed], k] = -1
   return out
 
 
@@ -126,8 +118,7 @@ def occlude(images: np.ndarray, noise: float, patch: int = 4, seed: int = 0
   if images.ndim != 4:
     raise ValueError(f'images must have shape [N, H, W, C]; got '
                      f'{images.shape}.')
-  masks = occlusion_masks(images.shape[0], images.shape[1], images.shape[2],
-                          noise, patch, seed)
+  masks = occlusion_masks(*images.shape[:3], noise, patch, seed)
   return images * masks[..., None].astype(images.dtype)
 
 
@@ -137,12 +128,10 @@ def _child_seed(seed: int, purpose: str) -> int:
   return int(state.generate_state(1)[0])
 
 
-def natural_correlation(labels: np.ndarray) -> float:
-  """Pearson correlation of two binary attributes ``[N, 2]`` (0 if constant)."""
-  labels = np.asarray(labels, np.float64)
-  if np.any(labels.std(0) == 0):
-    return 0.0
-  return float(np.clip(np.corrcoef(labels.T)[0, 1], -1.0, 1.0))
+def _frequencies(labels: np.ndarray) -> np.ndarray:
+  """The joint table of the fully labelled rows of ``labels [N, K]``."""
+  counts = correlation.joint_counts(labels)
+  return counts / max(counts.sum(), 1)
 
 
 def celeba_splits(splits: CelebASplits, train_corr: float,
@@ -197,11 +186,9 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
     ``'natural_corr'`` (measured for ``'natural'`` with K = 2, else None).
   """
   seed = validate.integer(seed, 'seed', 0)
-  host.check_placement(placement)
   validate.choice(correlation_mode, 'correlation_mode', CORRELATION_MODES)
   natural = correlation_mode == 'natural'
   names = tuple(splits.attributes)
-  binary = (2,) * len(names)
   if len(names) < 2:
     raise ValueError(f'correlated splits need K >= 2 attributes; got {names}. '
                      'Load CelebA with two or more attributes.')
@@ -210,11 +197,10 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
   validate.number(noise, 'noise', 0, 1)
   natural_corr = None
   if natural:
-    counts = joint_counts(splits.train.labels, binary)
-    train_table = counts / max(counts.sum(), 1)
-    if len(names) == 2:
-      full = np.all(splits.train.labels >= 0, axis=1)
-      natural_corr = natural_correlation(splits.train.labels[full])
+    train_table = _frequencies(splits.train.labels)
+    if len(names) == 2:  # a constant attribute (NaN) counts as 0
+      natural_corr = float(np.nan_to_num(
+          correlation.realised_correlation(splits.train.labels)[0, 1]))
     train_corr = 0.0 if natural_corr is None else natural_corr
   else:
     train_table = correlation.joint_table(train_corr, len(names))
@@ -225,15 +211,13 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
   chosen = {}
   for key, split in sources.items():
     whole = natural and key in ('train', 'val')
-    index = slice(None)
-    if not whole:
-      try:
-        index = correlated_subsample(split.labels, tables[key],
-                                     _child_seed(seed, 'subsample/' + key),
-                                     names)
-      except ValueError as e:
-        raise ValueError(f'CelebA split {key!r} at its table '
-                         f'{tables[key].ravel().round(3).tolist()}: {e}') from e
+    try:
+      index = slice(None) if whole else correlated_subsample(
+          split.labels, tables[key], _child_seed(seed, 'subsample/' + key),
+          names)
+    except ValueError as e:
+      raise ValueError(f'CelebA split {key!r} at its table '
+                       f'{tables[key].ravel().round(3).tolist()}: {e}') from e
     images, labels = split.images[index], split.labels[index]
     if len(labels) < batch_size:
       raise ValueError(
@@ -250,28 +234,22 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
   where, reason = host.choose_placement(nbytes, placement,
                                         memory_fraction=device_memory_fraction)
   _log.info('CelebA data placement: %s (%s).', where, reason)
-  on_host = where == 'host'
-  to_images = np.ascontiguousarray if on_host else jnp.asarray
-  images = {k: to_images(v[0]) for k, v in chosen.items()}
-  labels = {k: v[1] for k, v in chosen.items()}
+  kind, to_array = ((host.HostDataset, np.ascontiguousarray) if where == 'host'
+                     else (ArrayDataset, jnp.asarray))
+  images = {k: to_array(v[0]) for k, v in chosen.items()}
+  labels = {k: np.asarray(v[1], np.int32) for k, v in chosen.items()}
   # train_eval shares the train images; train has the weak labels.
   images['train_eval'], labels['train_eval'] = images['train'], labels['train']
   labels['train'] = remove_labels(labels['train'], weak_supervision,
                                   _child_seed(seed, 'weak'))
-
-  def make(key):
-    if on_host:
-      return host.HostDataset(images[key], np.asarray(labels[key], np.int32),
-                              batch_size=batch_size, shuffle=key == 'train')
-    return ArrayDataset(images[key], jnp.asarray(labels[key]),
-                        batch_size=batch_size, shuffle=key == 'train')
-
-  counts = {k: joint_counts(labels[k], binary) for k in _SPLITS}
   _log.info('CelebA splits (c=%g, weak=%g, noise=%g): %s', train_corr,
             weak_supervision, noise,
             ', '.join(f'{k} {len(v[1])}' for k, v in chosen.items()))
   if natural:
-    tables['val'] = counts['val'] / max(counts['val'].sum(), 1)
-  return {**{k: make(k) for k in _SPLITS}, 'placement': where,
-          'tables': tables, 'joint_counts': counts, 'attributes': names,
-          'correlation_mode': correlation_mode, 'natural_corr': natural_corr}
+    tables['val'] = _frequencies(labels['val'])
+  counts = {k: correlation.joint_counts(labels[k]) for k in _SPLITS}
+  return {**{k: kind(images[k], to_array(labels[k]), batch_size=batch_size,
+                     shuffle=k == 'train') for k in _SPLITS},
+          'placement': where, 'tables': tables, 'joint_counts': counts,
+          'attributes': names, 'correlation_mode': correlation_mode,
+          'natural_corr': natural_corr}

@@ -25,6 +25,7 @@ A cache is written under a temporary name and renamed when complete; a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -111,19 +112,16 @@ class CelebASplits:
 
 
 # ---------------------------------------------------------------------- images
-def _preprocess(data: bytes | np.ndarray, name: str) -> np.ndarray:
-  """Encoded image bytes (or a decoded array) -> uint8 ``[64, 64, 3]``.
+def _preprocess(data: bytes, name: str) -> np.ndarray:
+  """Encoded image bytes -> uint8 ``[64, 64, 3]``.
 
   A centre ``CROP_SIZE`` crop, rounded like torchvision's ``CenterCrop``,
   then PIL's bilinear resize, which averages all covered pixels when
   shrinking, like ``torchvision.transforms.Resize`` of the reference.
   """
   try:
-    if isinstance(data, np.ndarray):
-      image = Image.fromarray(np.asarray(data, np.uint8))
-    else:
-      image = Image.open(io.BytesIO(data))
-      image.load()  # decode now, so a truncated file fails here
+    image = Image.open(io.BytesIO(data))
+    image.load()  # decode now, so a truncated file fails here
   except (OSError, ValueError, SyntaxError) as e:
     raise ValueError(
         f'cannot decode image {name} ({e}); the file is corrupt or '
@@ -158,31 +156,22 @@ def read_attribute_file(path: str | os.PathLike
   """
   path = os.fspath(path)
   lines = _read_lines(path) + ['', '']
-  try:
-    count = int(lines[0].split()[0])
-  except (IndexError, ValueError):
-    raise ValueError(f'{path}: line 1 is {lines[0][:40]!r}, not the number '
-                     'of images.') from None
-  names = lines[1].split()
-  if tuple(names) != CELEBA_ATTRIBUTES:
-    raise ValueError(
-        f'{path}: line 2 must name the 40 CelebA attributes in the official '
-        f'order {list(CELEBA_ATTRIBUTES)}; got {names[:5]}... '
-        f'({len(names)} names).')
   rows = [line.split() for line in lines[2:-2]]
-  if len(rows) != count:
-    raise ValueError(f'{path} declares {count} images on line 1 but has '
-                     f'{len(rows)} rows; the file is truncated or edited.')
-  for i, fields in enumerate(rows):
-    if (len(fields) != len(CELEBA_ATTRIBUTES) + 1
-        or not set(fields[1:]) <= {'1', '-1'}):
-      raise ValueError(
-          f'{path}, line {i + 3}: expected a file name and '
-          f'{len(CELEBA_ATTRIBUTES)} values in {{-1, 1}}; got '
-          f'{lines[i + 2][:60]!r}.')
+  bad = [i for i, fields in enumerate(rows)  # a file name and 40 values
+         if len(fields) != 41 or not set(fields[1:]) <= {'1', '-1'}]
+  problem = (
+      f'line 1 is {lines[0][:40]!r}, not the number of images '
+      f'({len(rows)} rows follow)' if lines[0].split()[:1] != [str(len(rows))]
+      else 'line 2 does not name the 40 CelebA attributes in the official '
+      f'order {list(CELEBA_ATTRIBUTES)}'
+      if tuple(lines[1].split()) != CELEBA_ATTRIBUTES
+      else f'line {bad[0] + 3} is {lines[bad[0] + 2][:60]!r}, not a file '
+      'name and 40 values in {-1, 1}' if bad else None)
+  if problem:
+    raise ValueError(f'{path}: {problem}; the file is truncated or edited: '
+                     'copy it again.')
   values = np.array([[v == '1' for v in f[1:]] for f in rows], np.int8)
-  return ([f[0] for f in rows],
-          values.reshape(count, len(CELEBA_ATTRIBUTES)))
+  return [f[0] for f in rows], values.reshape(len(rows), len(CELEBA_ATTRIBUTES))
 
 
 def read_partition_file(path: str | os.PathLike) -> dict[str, int]:
@@ -208,12 +197,11 @@ class _ImageReader:
     directory = os.path.join(celeba_dir, IMAGE_DIR)
     archive = os.path.join(celeba_dir, IMAGE_ZIP)
     self._zip = None
+    self.where = directory if os.path.isdir(directory) else archive
     if os.path.isdir(directory):
-      self.where = directory
       self.members = {name: os.path.join(directory, name)
                       for name in os.listdir(directory)}
     elif os.path.isfile(archive):
-      self.where = archive
       try:
         self._zip = zipfile.ZipFile(archive)
       except (zipfile.BadZipFile, OSError) as e:
@@ -231,9 +219,7 @@ class _ImageReader:
   def read(self, filename: str) -> bytes:
     member = self.members[filename]
     try:
-      if self._zip is not None:
-        return self._zip.read(member)
-      with open(member, 'rb') as f:
+      with (self._zip.open(member) if self._zip else open(member, 'rb')) as f:
         return f.read()
     except (OSError, zipfile.BadZipFile, zlib.error) as e:
       raise ValueError(f'cannot read image {filename} from {self.where} '
@@ -302,17 +288,14 @@ def _write_cache(path: str, split_sizes: Sequence[int],
     images = np.lib.format.open_memmap(
         os.path.join(tmp, 'images.npy'), mode='w+', dtype=np.uint8,
         shape=(total, IMAGE_SIZE, IMAGE_SIZE, 3))
-    attributes = np.lib.format.open_memmap(
-        os.path.join(tmp, 'attributes.npy'), mode='w+', dtype=np.int8,
-        shape=(total, len(CELEBA_ATTRIBUTES)))
+    attributes = np.zeros((total, len(CELEBA_ATTRIBUTES)), np.int8)
     for i, (image, attrs) in enumerate(tqdm.tqdm(
         examples, total=total, desc=description, unit='img',
         mininterval=1.0)):
-      images[i] = image
-      attributes[i] = attrs
+      images[i], attributes[i] = image, attrs
     images.flush()
-    attributes.flush()
-    del images, attributes
+    del images
+    np.save(os.path.join(tmp, 'attributes.npy'), attributes)
     np.save(os.path.join(tmp, 'partition.npy'),
             np.repeat(np.arange(3, dtype=np.int8), split_sizes))
     meta = dict(meta, num_images=total, version=_CACHE_VERSION,
@@ -320,15 +303,12 @@ def _write_cache(path: str, split_sizes: Sequence[int],
                 crop_size=CROP_SIZE, attributes=list(CELEBA_ATTRIBUTES))
     with open(os.path.join(tmp, 'meta.json'), 'w', encoding='utf-8') as f:
       json.dump(meta, f, indent=1)
-    try:
-      os.rename(tmp, path)
-    except OSError:  # another process finished the same cache first
-      if _read_meta(path) is None:
-        raise
-      shutil.rmtree(tmp, ignore_errors=True)
-  except BaseException:
+    os.rename(tmp, path)
+  except BaseException as e:
     shutil.rmtree(tmp, ignore_errors=True)
-    raise
+    # A rename fails where another process finished the same cache first.
+    if not isinstance(e, OSError) or _read_meta(path) is None:
+      raise
 
 
 def prepare_celeba(celeba_dir: str | os.PathLike,
@@ -344,10 +324,9 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
   path = cache_path(cache_dir, 'files')
   attr_path = os.path.join(celeba_dir, ATTR_FILE)
   listed = None  # a cheap check that a cache belongs to this data
-  if os.path.isfile(attr_path):
-    with open(attr_path, 'r', encoding='utf-8', errors='replace') as f:
-      first = f.readline().split()
-    listed = int(first[0]) if first and first[0].isdigit() else None
+  with contextlib.suppress(OSError, IndexError, ValueError), open(
+      attr_path, 'r', encoding='utf-8', errors='replace') as f:
+    listed = int(f.readline().split()[0])
   if _reuse_cache(path, 'num_images', listed, attr_path):
     return path
   partition_path = os.path.join(celeba_dir, PARTITION_FILE)
@@ -422,37 +401,24 @@ def _tfds_examples(builder, split_sizes: Sequence[int]
           'TensorFlow to read: install it (pip install "cmi-jax[tf]") or use '
           "source='files' with --config.celeba_dir.") from e
   for split, expected in zip(_TFDS_SPLITS, split_sizes):
-    mismatch = ValueError(
-        f'TFDS {_TFDS_NAME} split {split} in {builder.data_dir} does not '
-        f'yield the {expected} examples of its metadata; the prepared data is '
-        'inconsistent: prepare it again.')
-    count = 0
     if array_record:  # no TensorFlow involved
       records = builder.as_data_source(split=split, decoders=decoders)
-      batches = ({'image': [ex['image']],
-                  'attributes': {k: [v] for k, v in ex['attributes'].items()}}
-                 for ex in (records[i] for i in range(len(records))))
+      examples = (records[i] for i in range(len(records)))
     else:
-      ds = builder.as_dataset(split=split, shuffle_files=False,
-                              decoders=decoders)
-      ds = ds.map(lambda ex: {'image': ex['image'],
-                              'attributes': ex['attributes']})
-      batches = tfds.as_numpy(ds.batch(256))
-    for batch in batches:
-      missing = [a for a in CELEBA_ATTRIBUTES if a not in batch['attributes']]
-      if missing:
-        raise ValueError(f'the TFDS {_TFDS_NAME} data in {builder.data_dir} '
-                         f'lacks the attributes {missing}; re-prepare it with '
-                         'the current TFDS.')
-      attrs = np.stack([np.asarray(batch['attributes'][a])
-                        for a in CELEBA_ATTRIBUTES], axis=-1).astype(np.int8)
-      for image, row in zip(batch['image'], attrs):
-        if count == expected:
-          raise mismatch
-        yield _preprocess(image, f'{split} example {count}'), row
-        count += 1
+      examples = tfds.as_numpy(builder.as_dataset(
+          split=split, shuffle_files=False, decoders=decoders))
+    count = 0
+    for count, example in enumerate(examples, 1):
+      if count > expected:
+        break
+      yield (_preprocess(example['image'], f'{split} example {count - 1}'),
+             np.array([example['attributes'][a] for a in CELEBA_ATTRIBUTES],
+                      np.int8))
     if count != expected:
-      raise mismatch
+      raise ValueError(
+          f'TFDS {_TFDS_NAME} split {split} in {builder.data_dir} does not '
+          f'yield the {expected} examples of its metadata; the prepared data '
+          'is inconsistent: prepare it again.')
 
 
 # --------------------------------------------------------------------- loading
@@ -460,29 +426,22 @@ def check_attributes(attributes: str | Sequence[str]) -> tuple[str, ...]:
   """Validates attribute names; returns them as a tuple (a str is one name)."""
   attributes = (attributes,) if isinstance(attributes, str) else tuple(
       attributes)
-  if not attributes:
-    raise ValueError('attributes is empty; name at least one CelebA '
-                     f'attribute out of {list(CELEBA_ATTRIBUTES)}.')
   unknown = [a for a in attributes if a not in CELEBA_ATTRIBUTES]
   if unknown:
     raise ValueError(f'unknown CelebA attributes {unknown}; valid names '
                      f'(case-sensitive) are {list(CELEBA_ATTRIBUTES)}.')
-  if len(set(attributes)) != len(attributes):
-    raise ValueError(f'attributes {list(attributes)} name an attribute twice; '
-                     'give each once.')
+  if not attributes or len(set(attributes)) != len(attributes):
+    raise ValueError(f'attributes {list(attributes)} must name one or more '
+                     'CelebA attributes, none twice.')
   return attributes
 
 
 def _read_cache(path: str, attributes: tuple[str, ...]
                 ) -> tuple[CelebASplit, CelebASplit, CelebASplit]:
-  meta = _read_meta(path)
-  if meta is None or meta.get('attributes') != list(CELEBA_ATTRIBUTES):
-    raise ValueError(f'{path} is not a complete CelebA cache; delete it and '
-                     'load again.')
   images = np.load(os.path.join(path, 'images.npy'), mmap_mode='r')
   all_attributes = np.load(os.path.join(path, 'attributes.npy'))
   columns = [CELEBA_ATTRIBUTES.index(a) for a in attributes]
-  bounds = np.cumsum([0] + meta['split_sizes'])
+  bounds = np.cumsum([0] + _read_meta(path)['split_sizes'])
   return tuple(
       CelebASplit(images=np.array(images[lo:hi]),
                   labels=all_attributes[lo:hi][:, columns].astype(np.int32))

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import validate
+
 
 def joint_table(corr: float, num_attributes: int = 2) -> np.ndarray:
   """The paper's joint table of ``num_attributes`` binary attributes.
@@ -25,8 +27,7 @@ def joint_table(corr: float, num_attributes: int = 2) -> np.ndarray:
   ``[0, 1]``; every pair of attributes then has correlation ``c`` (in the +/-1
   coding), and K = 2 reduces to the matrix above. Returns float64 ``(2,) * K``.
   """
-  if num_attributes < 2:
-    raise ValueError(f'num_attributes must be >= 2, got {num_attributes}.')
+  validate.integer(num_attributes, 'num_attributes', 2)
   low = -1.0 if num_attributes == 2 else 0.0
   if not low <= corr <= 1.0:
     raise ValueError(
@@ -35,8 +36,7 @@ def joint_table(corr: float, num_attributes: int = 2) -> np.ndarray:
   shape = (2,) * num_attributes
   uniform = np.full(shape, 1.0 / 2**num_attributes)
   all_equal = np.zeros(shape)
-  all_equal[(0,) * num_attributes] = 0.5
-  all_equal[(1,) * num_attributes] = 0.5
+  all_equal[(0,) * num_attributes] = all_equal[(1,) * num_attributes] = 0.5
   if corr >= 0:
     return (1.0 - corr) * uniform + corr * all_equal
   # Only K = 2 gets here: mass moves to the two mixed combinations instead.
@@ -74,13 +74,10 @@ def validate_table(table: np.ndarray | Sequence) -> np.ndarray:
     raise ValueError(
         f'a joint table of K binary attributes has shape (2,)*K; got shape '
         f'{table.shape}. Pass e.g. [[0.45, 0.05], [0.05, 0.45]] for K=2.')
-  if not np.all(np.isfinite(table)) or np.any(table < 0):
-    raise ValueError('joint table entries must be finite and >= 0; got '
-                     f'{table.tolist()}.')
-  total = table.sum()
-  if total <= 0:
-    raise ValueError('joint table sums to 0; give at least one positive entry.')
-  return table / total
+  if not np.all(np.isfinite(table)) or np.any(table < 0) or table.sum() <= 0:
+    raise ValueError('joint table entries must be finite and >= 0, at least '
+                     f'one positive; got {table.tolist()}.')
+  return table / table.sum()
 
 
 def combination_to_labels(index: np.ndarray | jax.Array,

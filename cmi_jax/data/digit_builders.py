@@ -11,6 +11,7 @@ without TensorFlow) in the IDX order::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Iterator
 
@@ -40,8 +41,7 @@ class _IdxDigitsBuilder(tfds.core.GeneratorBasedBuilder,
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=self._DESCRIPTION,
+        builder=self, description=self._DESCRIPTION,
         features=tfds.features.FeaturesDict({
             # One raw string, not 784 integers: smaller, faster to decode.
             'image': tfds.features.Tensor(
@@ -63,8 +63,7 @@ class _IdxDigitsBuilder(tfds.core.GeneratorBasedBuilder,
         raise ValueError(
             f'{split} images in {manual_dir} have shape {images.shape[1:]}, '
             f'expected {IMAGE_SHAPE}; these are not MNIST-style IDX files.')
-    return {split: self._generate_examples(*arrays[split])
-            for split in arrays}
+    return {split: self._generate_examples(*a) for split, a in arrays.items()}
 
   def _generate_examples(self, images: np.ndarray, labels: np.ndarray
                          ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -95,9 +94,7 @@ class CmiFashionMnistIdx(_IdxDigitsBuilder):
 
 
 BUILDERS: dict[str, type[_IdxDigitsBuilder]] = {
-    'mnist': CmiMnistIdx,
-    'fashion_mnist': CmiFashionMnistIdx,
-}
+    'mnist': CmiMnistIdx, 'fashion_mnist': CmiFashionMnistIdx}
 
 
 def idx_builder(dataset: str, data_dir: str | os.PathLike | None = None
@@ -138,27 +135,21 @@ def prepare_idx_dataset(dataset: str, manual_dir: str | os.PathLike,
     return builder
   manual_dir = os.fspath(manual_dir)
   # TFDS's own error for an empty manual dir does not name the files.
-  for image_stem, label_stem in idx.IDX_FILE_NAMES.values():
-    idx.find_idx_file(manual_dir, image_stem)
-    idx.find_idx_file(manual_dir, label_stem)
+  idx.find_idx_files(manual_dir)
   downloads = os.path.join(builder.data_dir_root, 'downloads')
   created = sorted(
-      _missing_dirs(builder.data_dir)
-      + _missing_dirs(os.path.join(downloads, 'extracted'))
-      + _missing_dirs(os.path.join(downloads, 'manual')),
-      key=lambda p: -p.count(os.sep))
+      {p for d in (builder.data_dir, os.path.join(downloads, 'extracted'),
+                   os.path.join(downloads, 'manual'))
+       for p in _missing_dirs(d)}, key=lambda p: -p.count(os.sep))
   config = tfds.download.DownloadConfig(
-      manual_dir=manual_dir,
-      try_download_gcs=False,
+      manual_dir=manual_dir, try_download_gcs=False,
       compute_stats=tfds.download.ComputeStatsMode.SKIP)
   try:
     builder.download_and_prepare(download_config=config)
   except BaseException:
     for path in created:  # deepest first; skips those not empty
-      try:
+      with contextlib.suppress(OSError):
         os.rmdir(path)
-      except OSError:
-        pass
     # Another process may have prepared the same cache concurrently.
     concurrent = idx_builder(dataset, data_dir)
     if concurrent.is_prepared():

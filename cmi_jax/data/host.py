@@ -11,6 +11,7 @@ epoch's to rounding only. Why a thread and not ``grain``: docs/design.md.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
@@ -31,11 +32,6 @@ DEFAULT_PREFETCH = 2
 _POLL_S = 0.05
 
 
-def check_placement(placement: Any) -> str:
-  """Returns ``placement`` if it is one of :data:`PLACEMENTS`, else raises."""
-  return validate.choice(placement, 'data placement', PLACEMENTS)
-
-
 def _default_device() -> jax.Device:
   """The device that data placed "on the device" goes to."""
   return jax.devices()[0]
@@ -53,16 +49,15 @@ def choose_placement(nbytes: int, placement: str = 'auto',
   ``memory_stats()['bytes_limit']``, or when it reports no limit (the CPU).
   ``why`` is for a log line.
   """
-  check_placement(placement)
+  validate.choice(placement, 'data placement', PLACEMENTS)
   validate.number(memory_fraction, 'memory_fraction', 0, 1, open_low=True)
   size = f'{_size(nbytes)} of images'
   if placement != 'auto':
     return placement, f'requested; {size}'
   device = _default_device() if device is None else device
-  try:
+  stats = {}
+  with contextlib.suppress(NotImplementedError, RuntimeError):  # not reported
     stats = device.memory_stats() or {}
-  except (NotImplementedError, RuntimeError):  # some backends do not report
-    stats = {}
   limit = stats.get('bytes_limit')
   if not limit:
     return 'device', (f'auto: {device.platform} device {device.id} reports '
@@ -130,11 +125,9 @@ class Prefetcher:
     self._stop.set()
     # Draining frees a producer blocked on a full queue, and device buffers.
     while self._thread.is_alive():
-      try:
+      with contextlib.suppress(queue.Empty):
         while True:
           self._queue.get_nowait()
-      except queue.Empty:
-        pass
       self._thread.join(timeout=_POLL_S)
 
   @property
@@ -150,9 +143,8 @@ class Prefetcher:
 
   def __del__(self):
     # Only set the flag: joining here could block the garbage collector.
-    stop = getattr(self, '_stop', None)
-    if stop is not None:
-      stop.set()
+    if hasattr(self, '_stop'):  # __init__ may have raised before setting it
+      self._stop.set()
 
 
 def _produce_all(produce: Callable[[int], Any], count: int,
@@ -161,11 +153,9 @@ def _produce_all(produce: Callable[[int], Any], count: int,
 
   def put(entry) -> bool:
     while not stop.is_set():
-      try:
+      with contextlib.suppress(queue.Full):
         out.put(entry, timeout=_POLL_S)
         return True
-      except queue.Full:
-        pass
     return False
 
   for index in range(count):
@@ -204,17 +194,15 @@ class HostDataset:
 
   def __post_init__(self):
     images, labels = self.images, self.labels
-    if not isinstance(images, np.ndarray) or not isinstance(labels,
-                                                            np.ndarray):
+    if not (isinstance(images, np.ndarray) and isinstance(labels, np.ndarray)
+            and images.ndim >= 2 and labels.ndim == 2
+            and len(images) == len(labels)):
       raise ValueError(
-          'HostDataset holds NumPy arrays (or np.memmap) in host memory; got '
-          f'{type(images).__name__} images and {type(labels).__name__} '
-          'labels. Pass np.asarray(...) of them, or use ArrayDataset for '
+          'HostDataset holds NumPy arrays (or np.memmap) in host memory: '
+          'images [N, ...] and labels [N, K] with the same N; got '
+          f'{type(images).__name__} {np.shape(images)} and '
+          f'{type(labels).__name__} {np.shape(labels)}. Use ArrayDataset for '
           'arrays already on the device.')
-    if images.ndim < 2 or labels.ndim != 2 or len(images) != len(labels):
-      raise ValueError(
-          f'HostDataset needs images [N, ...] and labels [N, K] with the same '
-          f'N; got {images.shape} and {labels.shape}.')
     validate.integer(self.batch_size, 'batch_size', 1, len(labels),
                      hint=f'N = {len(labels)} rows.')
     validate.integer(self.prefetch_depth, 'prefetch_depth', 1)
@@ -232,9 +220,8 @@ class HostDataset:
   def epoch_plan(self, key: jax.Array) -> np.ndarray:
     """The N rows in the order of ``ArrayDataset.epoch_plan(key)``, on host."""
     n = len(self.labels)
-    if self.shuffle:
-      return np.asarray(jax.device_get(jax.random.permutation(key, n)))
-    return np.arange(n)
+    return (np.asarray(jax.device_get(jax.random.permutation(key, n)))
+            if self.shuffle else np.arange(n))
 
   def host_batch(self, plan: np.ndarray, step: int) -> dict[str, np.ndarray]:
     """NumPy rows ``plan[step * B : (step + 1) * B]``, images as stored.

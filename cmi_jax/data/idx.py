@@ -26,14 +26,9 @@ from cmi_jax import validate
 
 _GZIP_MAGIC = b'\x1f\x8b'
 # IDX type code -> big-endian NumPy dtype.
-_IDX_DTYPES = {
-    0x08: np.dtype('>u1'),
-    0x09: np.dtype('>i1'),
-    0x0B: np.dtype('>i2'),
-    0x0C: np.dtype('>i4'),
-    0x0D: np.dtype('>f4'),
-    0x0E: np.dtype('>f8'),
-}
+_IDX_DTYPES = {0x08: np.dtype('>u1'), 0x09: np.dtype('>i1'),
+               0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'),
+               0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
 
 # Standard file names of the two splits, without the optional '.gz'.
 IDX_FILE_NAMES = {
@@ -44,9 +39,6 @@ IDX_FILE_NAMES = {
 
 def _read_bytes(path: str) -> bytes:
   """The decompressed content of ``path`` (gzip detected by its magic bytes)."""
-  if not os.path.isfile(path):
-    raise ValueError(f'IDX file {path} does not exist (or is not a file); '
-                     'check the directory and the file name.')
   with open(path, 'rb') as f:
     raw = f.read()
   if raw[:2] != _GZIP_MAGIC:
@@ -64,18 +56,13 @@ def parse_idx(data: bytes, name: str = '<bytes>') -> np.ndarray:
 
   Errors name ``name`` (usually the path).
   """
-  if len(data) < 4:
-    raise ValueError(f'IDX file {name} is truncated: {len(data)} bytes, fewer '
-                     'than the 4-byte magic number.')
-  if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+  if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_DTYPES:
     raise ValueError(
-        f'IDX file {name} has magic number 0x{data[:4].hex()}, not an IDX '
-        'header (0x0000 followed by a type code in '
+        f'IDX file {name} starts with 0x{data[:4].hex()}, not an IDX magic '
+        'number (0x0000 followed by a type code in '
         f'{sorted(hex(c) for c in _IDX_DTYPES)} and the number of dimensions); '
         'is it the right file?')
   dtype, ndim = _IDX_DTYPES[data[2]], data[3]
-  if ndim < 1:
-    raise ValueError(f'IDX file {name} declares 0 dimensions; expected >= 1.')
   header = 4 + 4 * ndim
   if len(data) < header:
     raise ValueError(f'IDX file {name} is truncated inside its header '
@@ -83,15 +70,12 @@ def parse_idx(data: bytes, name: str = '<bytes>') -> np.ndarray:
   shape = tuple(int(d) for d in np.frombuffer(data, '>u4', ndim, offset=4))
   expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
   actual = len(data) - header
-  if actual < expected:
-    raise ValueError(
-        f'IDX file {name} is truncated: header declares shape {shape} '
-        f'({expected} data bytes) but only {actual} follow; copy the file '
-        'again.')
-  if actual > expected:
-    raise ValueError(
-        f'IDX file {name} has {actual - expected} bytes after the {shape} '
-        'array its header declares; the file is corrupt or not IDX.')
+  if actual != expected:
+    problem = (f'is truncated: its header declares shape {shape} ({expected} '
+               f'data bytes) but only {actual} follow' if actual < expected
+               else f'has {actual - expected} bytes after the {shape} array '
+               'its header declares')
+    raise ValueError(f'IDX file {name} {problem}; copy the file again.')
   array = np.frombuffer(data, dtype, count=int(np.prod(shape)), offset=header)
   return array.reshape(shape).astype(dtype.newbyteorder('='))
 
@@ -114,6 +98,12 @@ def find_idx_file(directory: str | os.PathLike, stem: str) -> str:
                    'uncompressed file.')
 
 
+def find_idx_files(directory: str | os.PathLike) -> list[str]:
+  """Paths of all the files of :data:`IDX_FILE_NAMES` (see find_idx_file)."""
+  return [find_idx_file(directory, stem)
+          for stems in IDX_FILE_NAMES.values() for stem in stems]
+
+
 def read_idx_split(directory: str | os.PathLike,
                    split: Literal['train', 'test'],
                    num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -126,12 +116,11 @@ def read_idx_split(directory: str | os.PathLike,
   image_path, label_path = (find_idx_file(directory, stem)
                             for stem in IDX_FILE_NAMES[split])
   images, labels = read_idx(image_path), read_idx(label_path)
-  if images.dtype != np.uint8 or images.ndim != 3:
-    raise ValueError(f'IDX file {image_path} holds {images.dtype} of shape '
-                     f'{images.shape}; images must be uint8 [N, H, W].')
-  if labels.dtype != np.uint8 or labels.ndim != 1:
-    raise ValueError(f'IDX file {label_path} holds {labels.dtype} of shape '
-                     f'{labels.shape}; labels must be uint8 [N].')
+  for path, array, ndim, shape in ((image_path, images, 3, '[N, H, W]'),
+                                   (label_path, labels, 1, '[N]')):
+    if array.dtype != np.uint8 or array.ndim != ndim:
+      raise ValueError(f'IDX file {path} holds {array.dtype} of shape '
+                       f'{array.shape}; expected uint8 {shape}.')
   if len(images) != len(labels):
     raise ValueError(f'{image_path} has {len(images)} images but {label_path} '
                      f'has {len(labels)} labels; the files do not belong '

@@ -44,17 +44,14 @@ DEFAULT_CORR = 0.9
 def _check_compose_shapes(digits: Any, fields: Any) -> None:
   """Static shape checks of :func:`compose` (and of its NumPy reference)."""
   if (digits.ndim != 4 or digits.dtype != np.uint8
-      or digits.shape[2] > IMAGE_SIZE or digits.shape[3] > IMAGE_SIZE):
+      or max(digits.shape[2:]) > IMAGE_SIZE or fields.ndim != 4
+      or fields.shape[:2] != digits.shape[:2]
+      or not 1 <= fields.shape[2] == fields.shape[3] <= IMAGE_SIZE):
     raise ValueError(
-        f'digits must be uint8 [B, K, H, W] with H, W <= {IMAGE_SIZE}; got '
-        f'{digits.dtype} of shape {digits.shape}.')
-  if (fields.ndim != 4 or fields.shape[:2] != digits.shape[:2]
-      or fields.shape[2] != fields.shape[3]
-      or not 1 <= fields.shape[2] <= IMAGE_SIZE):
-    raise ValueError(
-        f'fields must be [B, K, P, P] = {tuple(digits.shape[:2])} + (P, P) '
-        f'with 1 <= P <= {IMAGE_SIZE} (one square field per digit); got '
-        f'shape {fields.shape}.')
+        f'digits must be uint8 [B, K, H, W] with H, W <= {IMAGE_SIZE}, and '
+        f'fields must be [B, K, P, P] with 1 <= P <= {IMAGE_SIZE} (one square '
+        f'field per digit); got {digits.dtype} digits {digits.shape} and '
+        f'fields {fields.shape}.')
 
 
 def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
@@ -66,8 +63,8 @@ def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
   """
   _check_compose_shapes(digits, fields)
   b, k = digits.shape[:2]
-  size = (b, k, IMAGE_SIZE, IMAGE_SIZE)
-  x = jax.image.resize(digits.astype(jnp.float32) / 255.0, size, 'bilinear')
+  x = jax.image.resize(digits.astype(jnp.float32) / 255.0,
+                       (b, k, IMAGE_SIZE, IMAGE_SIZE), 'bilinear')
   x = jnp.where(occlusion.occluded(fields, IMAGE_SIZE, IMAGE_SIZE, noise),
                 OCCLUDED_VALUE, x)
   # [B, K, 32, 32] -> [B, 32, K, 32] -> [B, 32, K*32]: digits side by side.
@@ -86,8 +83,11 @@ def _uniform_fields(key: jax.Array, shape: tuple[int, ...], patch: int
 
 
 # -------------------------------------------------------------- input checks
-def _check_common(noise: Any, patch: Any, seed: Any) -> tuple[float, int, int]:
-  """Validated ``(noise, patch, seed)`` of every builder."""
+def _check_common(num_digits: Any, corr: Any, table: Any, noise: Any,
+                  patch: Any, seed: Any
+                  ) -> tuple[np.ndarray, float, int, int]:
+  """Every builder's ``(resolve_table(...), noise, patch, seed)``, validated."""
+  table = resolve_table(num_digits, corr, table)
   noise = validate.number(
       noise, 'noise', 0, 1,
       hint='It is the occlusion threshold: 0 occludes nothing, 1 everything. '
@@ -96,7 +96,7 @@ def _check_common(noise: Any, patch: Any, seed: Any) -> tuple[float, int, int]:
   patch = validate.integer(
       patch, 'patch', 1, IMAGE_SIZE,
       'It is the side of the occlusion field (the paper: 4).')
-  return noise, patch, validate.integer(seed, 'seed', 0, 2**32 - 1)
+  return table, noise, patch, validate.integer(seed, 'seed', 0, 2**32 - 1)
 
 
 def resolve_table(num_digits: int, corr: float | None = None,
@@ -118,18 +118,17 @@ def resolve_table(num_digits: int, corr: float | None = None,
           f'table has shape {table.shape} but num_digits={num_digits} needs '
           f'{(2,) * num_digits}; give one axis of size 2 per digit.')
     return table
-  corr = DEFAULT_CORR if corr is None else corr
+  corr = validate.number(DEFAULT_CORR if corr is None else corr, 'corr')
   if num_digits < 2:
     raise ValueError(f'corr needs num_digits >= 2 (got {num_digits}); for a '
                      'single digit pass table=[p0, p1] instead.')
   low = -1.0 if num_digits == 2 else 0.0
-  if (not isinstance(corr, numbers.Real) or isinstance(corr, bool)
-      or not low <= float(corr) <= 1.0):
+  if not low <= corr <= 1.0:
     raise ValueError(
         f'corr={corr!r} is outside [{low:g}, 1] for num_digits={num_digits}; '
         + ('negative correlations exist only for two digits; ' if low == 0
            else '') + 'pass a value in that range or an explicit table.')
-  return correlation.joint_table(float(corr), num_digits)
+  return correlation.joint_table(corr, num_digits)
 
 
 def build_digit_bank(images: Any, labels: Any,
@@ -143,29 +142,20 @@ def build_digit_bank(images: Any, labels: Any,
   """
   images = np.asarray(images)
   labels = np.asarray(labels)
-  if images.dtype != np.uint8 or images.ndim != 3:
+  if (images.dtype != np.uint8 or images.ndim != 3
+      or max(images.shape[1:]) > IMAGE_SIZE
+      or not np.issubdtype(labels.dtype, np.integer)
+      or labels.shape != images.shape[:1]):
     raise ValueError(
-        f'{where}: images must be uint8 [N, H, W] (pixel values 0..255); got '
-        f'{images.dtype} of shape {images.shape}. Squeeze a trailing channel '
-        'axis and keep the raw uint8 pixels.')
-  if images.shape[1] > IMAGE_SIZE or images.shape[2] > IMAGE_SIZE:
-    raise ValueError(
-        f'{where}: images are {images.shape[1]}x{images.shape[2]}, larger than '
-        f'the {IMAGE_SIZE}x{IMAGE_SIZE} output; digits are only upsampled. '
-        'Pass 28x28 MNIST-style images.')
-  if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (
-      len(images),):
-    raise ValueError(
-        f'{where}: labels must be integers of shape [{len(images)}] (one '
-        f'class per image); got {labels.dtype} of shape {labels.shape}.')
+        f'{where}: images must be uint8 [N, H, W] with H, W <= {IMAGE_SIZE} '
+        '(the raw 28x28 pixels, no channel axis: digits are only upsampled) '
+        'and labels integers [N], one class per image; got '
+        f'{images.dtype} {images.shape} and {labels.dtype} {labels.shape}.')
   present = sorted(int(c) for c in np.unique(labels))
-  try:
-    pair = tuple(classes)
-  except TypeError:
-    pair = ()
-  if (len(pair) != 2 or not all(isinstance(c, numbers.Integral)
-                                and not isinstance(c, bool) for c in pair)
-      or pair[0] == pair[1]):
+  pair = tuple(classes) if np.ndim(classes) == 1 else ()
+  if (len(pair) != 2 or pair[0] == pair[1] or not all(
+      isinstance(c, numbers.Integral) and not isinstance(c, bool)
+      for c in pair)):
     raise ValueError(
         f'classes must be two different integer class ids (label 0, label 1), '
         f'e.g. (3, 8); got {classes!r}. Classes present in {where}: '
@@ -285,8 +275,8 @@ def make_multi_digit_dataset(images: Any, labels: Any,
     patch: occlusion field side, in [1, 32] (the paper: 4).
     seed: data-stream salt (see :class:`MultiDigitDataset`).
   """
-  joint = resolve_table(num_digits, corr, table)
-  noise, patch, seed = _check_common(noise, patch, seed)
+  joint, noise, patch, seed = _check_common(num_digits, corr, table, noise,
+                                            patch, seed)
   bank, counts = build_digit_bank(images, labels, classes, 'the images')
   return _train_set(jnp.asarray(bank), counts, joint, noise, patch,
                     batch_size, seed, 'the images')
@@ -343,22 +333,17 @@ def _eval_assignment(rng: np.random.Generator, counts: np.ndarray,
   index = np.zeros_like(labels)
   for j in range(2):
     slots = labels == j
-    needed = int(slots.sum())
-    if needed == 0:
-      continue
-    reps = -(-needed // int(counts[j]))
-    order = np.concatenate([rng.permutation(int(counts[j]))
-                            for _ in range(reps)])
-    index[slots] = order[:needed]
+    reps = -(-int(slots.sum()) // int(counts[j]))
+    order = [rng.permutation(int(counts[j])) for _ in range(reps)]
+    index[slots] = np.concatenate(order)[:slots.sum()] if order else 0
   return labels, index
 
 
-def _eval_split(counts: np.ndarray, device_bank: jax.Array,
+def _eval_split(device_bank: jax.Array, counts: np.ndarray,
                 table: np.ndarray, noise: float, patch: int, batch_size: int,
                 num_examples: int | None, seed: int, where: str
                 ) -> MultiDigitEvalSplit:
-  available = int(counts.sum())
-  n = available if num_examples is None else validate.integer(
+  n = int(counts.sum()) if num_examples is None else validate.integer(
       num_examples, 'num_examples', 1)
   batch_size = _check_batch_size(batch_size, n, where)
   n -= n % batch_size  # static shapes: drop the last partial batch
@@ -387,18 +372,14 @@ def make_eval_split(images: Any, labels: Any,
   each is used as evenly as possible. ``seed`` fixes labels, digits and
   fields; the other arguments are as in :func:`make_multi_digit_dataset`.
   """
-  joint = resolve_table(num_digits, corr, table)
-  noise, patch, seed = _check_common(noise, patch, seed)
+  joint, noise, patch, seed = _check_common(num_digits, corr, table, noise,
+                                            patch, seed)
   bank, counts = build_digit_bank(images, labels, classes, 'the images')
-  return _eval_split(counts, jnp.asarray(bank), joint, noise, patch,
+  return _eval_split(jnp.asarray(bank), counts, joint, noise, patch,
                      batch_size, num_examples, seed, 'the images')
 
 
 # ------------------------------------------------------------------- helpers
-def _batch(dataset: Any, plan: jax.Array, step: int) -> dict[str, jax.Array]:
-  return dataset.batch(plan, step)
-
-
 def materialize(dataset: MultiDigitDataset | MultiDigitEvalSplit,
                 max_batches: int | None = None,
                 key: jax.Array | None = None) -> dict[str, np.ndarray]:
@@ -412,7 +393,7 @@ def materialize(dataset: MultiDigitDataset | MultiDigitEvalSplit,
   if max_batches is not None:
     steps = min(steps, validate.integer(max_batches, 'max_batches', 1))
   plan = dataset.epoch_plan(jax.random.key(0) if key is None else key)
-  batch = programs.compiled(_batch)
+  batch = programs.compiled(type(dataset).batch)
   batches = [jax.device_get(batch(dataset, plan, step))
              for step in range(steps)]
   return {name: np.concatenate([b[name] for b in batches])
@@ -434,24 +415,22 @@ def multi_digit_splits(digits: Any, classes: Sequence[int] = DEFAULT_CLASSES,
   'test_uncorr': on the test images at 0}``; splits on the same images share
   one device bank.
   """
-  train_table = resolve_table(num_digits, corr=train_corr)
+  train_table, noise, patch, seed = _check_common(num_digits, train_corr,
+                                                  None, noise, patch, seed)
   tables = correlation.split_tables(train_table, train_corr, num_digits)
-  noise, patch, seed = _check_common(noise, patch, seed)
   banks = {}
   for split in ('train', 'val', 'test'):
     bank, counts = build_digit_bank(*digits.split(split), classes,
                                     f'the {split} split')
-    banks[split] = (counts, jnp.asarray(bank))
-  result = {'train': _train_set(banks['train'][1], banks['train'][0],
-                                train_table, noise, patch, batch_size, seed,
-                                'the train split')}
+    banks[split] = (jnp.asarray(bank), counts)
+  result = {'train': _train_set(*banks['train'], train_table, noise, patch,
+                                batch_size, seed, 'the train split')}
   source_split = {'train_eval': 'train', 'val': 'val', 'test_anti': 'test',
                   'test_uncorr': 'test'}
   for i, (name, split) in enumerate(source_split.items()):
-    counts, device_bank = banks[split]
     # Distinct, reproducible streams per eval split.
     split_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-    result[name] = _eval_split(counts, device_bank, tables[name], noise,
-                               patch, batch_size, None, split_seed,
+    result[name] = _eval_split(*banks[split], tables[name], noise, patch,
+                               batch_size, None, split_seed,
                                f'the {split} split ({name})')
   return result

