@@ -32,7 +32,7 @@ from cmi_jax.data import multi_digit as md
 from cmi_jax.data import sources
 from cmi_jax.data.base import ArrayDataset
 from tests import numpy_reference
-from experiments import common
+from experiments import cli
 
 PATHS = ('multi_digit', 'celeba')
 
@@ -317,4 +317,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  common.run_main(main)
+  cli.run_main(main)

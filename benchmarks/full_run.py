@@ -19,7 +19,7 @@ from absl import flags
 import numpy as np
 from ml_collections import config_flags
 
-from experiments import common
+from experiments import cli
 from cmi_jax import logs
 from experiments import multi_digit_mnist
 from experiments.configs import multi_digit as multi_digit_config
@@ -68,7 +68,7 @@ def summarize(log: list[dict], total_s: float, cpu_s: float,
 def main(argv):
   """Runs the experiment once and prints its timing."""
   del argv
-  common.quiet_library_logs()
+  cli.quiet_library_logs()
   config = flags.FLAGS.config
   keep = flags.FLAGS.workdir is not None
   workdir = flags.FLAGS.workdir or tempfile.mkdtemp(prefix='full_run_')
@@ -124,4 +124,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('workdir', None, 'Keep the run here (default: a '
                       'temporary directory, removed afterwards).')
   flags.DEFINE_string('out', None, 'Write the figures as JSON here.')
-  common.run_main(main)
+  cli.run_main(main)

@@ -35,7 +35,7 @@ from cmi_jax.objectives import AdversarialCMI
 from cmi_jax.data import multi_digit as md
 from cmi_jax.data import sources
 from tests import numpy_reference
-from experiments import common
+from experiments import cli
 
 _DEVICE = flags.DEFINE_enum('device', 'auto', ['auto', 'cpu', 'gpu', 'tpu'],
                             'Platform to run on (auto: JAX\'s default).')
@@ -527,4 +527,4 @@ def summarize(results: dict[str, Any]) -> str:
 
 
 if __name__ == '__main__':
-  common.run_main(main)
+  cli.run_main(main)

@@ -140,7 +140,7 @@ class RunCheckpoints:
       raise UnreadableCheckpointError(
           f'none of the checkpoints in {os.path.join(self.root, series)} can '
           f'be read ({", ".join(failures)}). To start the run over, delete '
-          f'{self.root} (or pass another --workdir).')
+          f'{self.root} (or pass another workdir).')
     return None
 
   def delete_after(self, series: str, epoch: int) -> None:

@@ -90,7 +90,7 @@ def check_resumable(workdir: str, run_config: Optional[Mapping[str, Any]],
   except (OSError, json.JSONDecodeError) as e:
     raise ConfigMismatchError(
         f'{saved_path} cannot be read ({e}), so the checkpoint in {workdir} '
-        'cannot be matched to a configuration. Pass another --workdir, or '
+        'cannot be matched to a configuration. Pass another workdir, or '
         f'delete {workdir} to start over.') from None
   differ = config_differences(saved, run_config, may_change)
   if differ:
@@ -100,9 +100,9 @@ def check_resumable(workdir: str, run_config: Optional[Mapping[str, Any]],
     more = f' and {len(differ) - 8} more' if len(differ) > 8 else ''
     raise ConfigMismatchError(
         f'{workdir} holds a run with another configuration; it differs in '
-        f'{shown}{more}. Use another --workdir for the new configuration, '
+        f'{shown}{more}. Use another workdir for the new configuration, '
         'or, for fields that may change on resume (e.g. num_epochs), name '
-        'them in --allow_change.')
+        'them in allow_change.')
   return True
 
 
@@ -147,7 +147,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     best-epoch records of :data:`cmi_jax.records.BEST_CRITERIA`), plus
     ``'state'``.
   """
-  _check_first_labels(trainer, train_data, eval_data)
+  check_first_labels(trainer, train_data, eval_data)
   if mesh is not None:
     state = distributed.replicate_state(state, mesh)
   if train_epoch is None:
@@ -178,7 +178,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
   return {'state': state, **results}
 
 
-def _check_first_labels(trainer: Trainer, train_data: Dataset,
+def check_first_labels(trainer: Trainer, train_data: Dataset,
                         eval_data: Mapping[str, Dataset]) -> None:
   """Checks the first batch of every split for labels outside ``[-1, C_k)``.
 

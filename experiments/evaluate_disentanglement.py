@@ -32,11 +32,10 @@ from cmi_jax import records
 from cmi_jax import train
 from cmi_jax import validate
 from cmi_jax.data.base import DeviceDataset
-from experiments import common
 from experiments import celeba as celeba_experiment
+from experiments import cli
+from experiments import common
 from experiments import multi_digit_mnist
-from experiments.configs import celeba as celeba_config
-from experiments.configs import multi_digit as multi_digit_config
 
 CHECKPOINTS = (ckpt.BEST_ACCURACY, ckpt.BEST_LOSS, ckpt.BEST_WORST_GROUP,
                ckpt.LATEST)
@@ -88,16 +87,9 @@ def rebuild(config: ml_collections.ConfigDict, kind: str
 
   The data are rebuilt exactly: they depend only on the resolved config.
   """
-  if kind == 'celeba':
-    loaded, data = celeba_experiment.load_data(config)
-    names = tuple(loaded.attributes)
-    paper = celeba_config.PAPER_OPTIM
-  else:
-    _, data, _ = multi_digit_mnist.load_data(config)
-    names = multi_digit_mnist.attribute_names(config)
-    paper = multi_digit_config.PAPER_OPTIM
-  trainer = common.build_trainer(config, len(names), paper)
-  return trainer, {s: data[s] for s in common.EVAL_SPLITS}, names
+  spec = (celeba_experiment if kind == 'celeba' else multi_digit_mnist).SPEC
+  splits = spec.splits(config, spec.load(config))
+  return common.build_trainer(config, splits), splits.evals, splits.attributes
 
 
 def restore_state(workdir: str, trainer: train.Trainer,
@@ -197,12 +189,12 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
   workdir = os.path.abspath(workdir)
   config, info = read_run_config(workdir)
   kind = experiment_kind(config, info)
-  if not splits or any(s not in common.EVAL_SPLITS for s in splits):
-    raise ValueError(f'--splits {list(splits)}: each must be one of '
-                     f'{list(common.EVAL_SPLITS)} (at least one).')
   validate.integer(max_rows, '--max_rows', 0, hint='0: all rows.')
   validate.choice(checkpoint, '--checkpoint', CHECKPOINTS)
   trainer, data, names = rebuild(config, kind)
+  if not splits or any(s not in data for s in splits):
+    raise ValueError(f'--splits {list(splits)}: each must be one of '
+                     f'{list(data)} (at least one).')
   example = common.first_batches(data[splits[0]], 1)['image']
   state, epoch = restore_state(workdir, trainer, example, config, checkpoint)
   logging.info('Restored %s of %s (epoch %d).', checkpoint, workdir, epoch)
@@ -247,7 +239,7 @@ def main() -> None:
     with open(os.path.join(workdir.value, OUTPUT_MD), encoding='utf-8') as f:
       print(f.read())
 
-  common.run_main(run, workdir=lambda: workdir.value)
+  cli.run_main(run, workdir=lambda: workdir.value)
 
 
 if __name__ == '__main__':

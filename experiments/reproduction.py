@@ -18,13 +18,17 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 import jax
+import numpy as np
 from absl import app
 from absl import flags
 
 from cmi_jax import evaluation
 from cmi_jax.data import multi_digit
 from cmi_jax.data import sources
+from experiments import cli
 from experiments import common
+from experiments import driver
+from experiments import multi_digit_mnist
 from experiments import sweeps
 from experiments.configs import multi_digit as multi_digit_config
 
@@ -48,11 +52,12 @@ def accuracies_at(objective: str, splits: dict,
   ``budgets``: increasing step counts, multiples of ``STEPS_PER_EPOCH``;
   ``accuracies``: split -> accuracy on each of :data:`SPLITS`.
   """
-  config = multi_digit_config.get_config()
-  config.objective = objective
-  config.lr_scale = 10.0
-  trainer = common.build_trainer(config, 2, multi_digit_config.PAPER_OPTIM)
+  config = driver.resolve(multi_digit_mnist.SPEC,
+                          multi_digit_config.get_config(),
+                          {'objective': objective, 'lr_scale': 10.0})
   data = splits['train'].replace(steps_per_epoch=STEPS_PER_EPOCH)
+  trainer = common.build_trainer(config, driver.Splits(
+      data, {}, ('digit0', 'digit1'), np.shape(data.table), {}, {}))
   example = common.first_batches(data, 1)['image']
   state = trainer.init(jax.random.PRNGKey(seed), example,
                        config.disentangle_weight)
@@ -104,7 +109,7 @@ def main() -> None:
     print_margins(parse_budgets(steps.value),
                   sweeps.parse_list(seeds.value, 'seeds', int))
 
-  common.run_main(run)
+  cli.run_main(run)
 
 
 if __name__ == '__main__':

@@ -8,53 +8,56 @@ restarted sweep skips every cell with a ``results.json``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import os
-import shutil
-import time
 from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, \
-    Sequence, TypeVar
+    Sequence
 
-import jax
 import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
 
-from cmi_jax import loop
+from cmi_jax import checkpoint as ckpt
 from cmi_jax import records
 from cmi_jax import run
 from cmi_jax import validate
-from cmi_jax import vmapped
-from experiments import common
+from experiments import cli
 
 # Where run.fit keeps a run's resumable state (cmi_jax.checkpoint).
-LATEST_CHECKPOINTS = os.path.join('checkpoints', 'latest')
-
-AnyCell = TypeVar('AnyCell')  # Cell, or any object with .name and .overrides()
+LATEST_CHECKPOINTS = os.path.join('checkpoints', ckpt.LATEST)
+GROUPS_DIR = '_groups'
 
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-  """One configuration of a sweep."""
-  objective: str
-  train_corr: float
-  noise: float
-  seed: int
+  """One run of a sweep: its directory and the config fields it sets.
 
-  @property
-  def name(self) -> str:
-    """Relative work directory, e.g. ``cmi/corr0.9_noise0.8/seed0``."""
-    return os.path.join(self.objective,
-                        f'corr{self.train_corr:g}_noise{self.noise:g}',
-                        f'seed{self.seed}')
+  Attributes:
+    name: the relative work directory, e.g. ``cmi/corr0.9_noise0.8/seed0``.
+    settings: ``(field, value)`` pairs overriding the base config; any
+      fields, so a new sweep axis needs no new class.
+  """
+  name: str
+  settings: tuple[tuple[str, Any], ...]
 
   def overrides(self) -> dict[str, Any]:
     """The config fields this cell sets."""
-    return {'objective': self.objective, 'train_corr': self.train_corr,
-            'noise': self.noise, 'seed': self.seed}
+    return dict(self.settings)
+
+  def with_setting(self, field: str, value: Any, folder: str) -> 'Cell':
+    """This cell with one more setting, in ``folder/<name>``."""
+    return Cell(os.path.join(folder, self.name),
+                self.settings + ((field, value),))
+
+
+def cell(objective: str, train_corr: float, noise: float, seed: int) -> Cell:
+  """The paper's cell: ``<objective>/corr<c>_noise<n>/seed<s>``."""
+  return Cell(os.path.join(objective, f'corr{train_corr:g}_noise{noise:g}',
+                           f'seed{seed}'),
+              (('objective', objective), ('train_corr', float(train_corr)),
+               ('noise', float(noise)), ('seed', int(seed))))
 
 
 def grid(objectives: Sequence[str], train_corrs: Sequence[float],
@@ -64,7 +67,7 @@ def grid(objectives: Sequence[str], train_corrs: Sequence[float],
                        ('noises', noises), ('seeds', seeds)):
     if not len(values):
       raise ValueError(f'the sweep needs at least one value of {name}.')
-  return [Cell(o, float(c), float(n), int(s))
+  return [cell(o, float(c), float(n), int(s))
           for o, c, n, s in itertools.product(objectives, train_corrs, noises,
                                               seeds)]
 
@@ -106,8 +109,8 @@ def parse_shard(value: Optional[str], environ: Mapping[str, str] = os.environ
   return index, count
 
 
-def select_shard(cells: Sequence[AnyCell], index: int, count: int
-                 ) -> list[AnyCell]:
+def select_shard(cells: Sequence[Cell], index: int, count: int
+                 ) -> list[Cell]:
   """The cells of shard ``index`` of ``count``: every ``count``-th cell.
 
   Round robin keeps each shard's groups of one objective about equal.
@@ -131,23 +134,6 @@ def parse_list(values: Sequence[str], flag: str, kind: type = float
       raise app.UsageError(f'--{flag} takes comma-separated {what}; {value!r} '
                            f'is not one (got {",".join(values)}).') from None
   return out
-
-
-def run_cells(sweep_dir: str, cells: Sequence[AnyCell],
-              train: Callable[[AnyCell, str], Mapping[str, Any]]) -> None:
-  """``train(cell, workdir)`` of every unfinished cell, one after another.
-
-  ``train`` returns the run's results (their ``final`` record is logged).
-  """
-  for i, cell in enumerate(cells):
-    if is_done(sweep_dir, cell):
-      logging.info('[%d/%d] %s: done, skipped.', i + 1, len(cells), cell.name)
-      continue
-    start = time.time()
-    final = train(cell, os.path.join(sweep_dir, cell.name))['final']['eval']
-    logging.info('[%d/%d] %s: anti %.3f, uncorr %.3f (%.0f s).', i + 1,
-                 len(cells), cell.name, final['test_anti']['accuracy'],
-                 final['test_uncorr']['accuracy'], time.time() - start)
 
 
 def define_vmap_flags(groups: str) -> tuple[Any, Any]:
@@ -194,8 +180,8 @@ def read_cell_results(root: str) -> Optional[tuple[dict[str, Any],
 
 
 # The epoch records of a run that a report can select.
-SELECTIONS = ('final', 'best_val_loss', 'best_val_accuracy',
-              'best_val_worst_group')
+SELECTIONS = ('final',) + tuple(series for _, series, _
+                                in records.BEST_CRITERIA)
 
 
 def is_done(sweep_dir: str, cell: Cell) -> bool:
@@ -210,8 +196,8 @@ def is_started(sweep_dir: str, cell: Any) -> bool:
       name.isdigit() for name in os.listdir(path))
 
 
-def group_cells(cells: Sequence[AnyCell], key: Callable[[AnyCell], Hashable],
-                max_members: Optional[int] = None) -> list[list[AnyCell]]:
+def group_cells(cells: Sequence[Cell], key: Callable[[Cell], Hashable],
+                max_members: Optional[int] = None) -> list[list[Cell]]:
   """Cells with equal ``key``, in order of first appearance.
 
   Groups larger than ``max_members`` (None: no limit) are split into chunks
@@ -219,7 +205,7 @@ def group_cells(cells: Sequence[AnyCell], key: Callable[[AnyCell], Hashable],
   """
   if max_members is not None:
     validate.integer(max_members, 'max_members', 1, hint='None: no limit.')
-  groups: dict[Hashable, list[AnyCell]] = {}
+  groups: dict[Hashable, list[Cell]] = {}
   for cell in cells:
     groups.setdefault(key(cell), []).append(cell)
   out = []
@@ -229,54 +215,30 @@ def group_cells(cells: Sequence[AnyCell], key: Callable[[AnyCell], Hashable],
   return out
 
 
-def config_key(config: Mapping[str, Any], varying: Sequence[str]) -> str:
-  """Canonical JSON of a config dict without the ``varying`` fields.
+def plan(sweep_dir: str, cells: Sequence[Cell],
+         key: Optional[Callable[[Cell], Hashable]] = None,
+         max_members: Optional[int] = None) -> list[list[Cell]]:
+  """What trains together: the unfinished cells, in groups, in order.
 
-  Cells with equal keys can share one trainer and compiled program.
-  """
-  return json.dumps({k: v for k, v in config.items() if k not in varying},
-                    sort_keys=True, default=repr)
-
-
-def run_grouped(sweep_dir: str, cells: Sequence[AnyCell], *,
-                group_key: Callable[[AnyCell], Hashable],
-                train_group: Callable[[list[AnyCell]], None],
-                run_separately: Callable[[list[AnyCell]], Any],
-                max_members: Optional[int] = None) -> None:
-  """The ``--vmap`` policy of a sweep runner: what trains together.
-
-  Finished cells are skipped; cells a separate run started resume
-  separately (a vmapped group cannot resume one member); the rest are
-  grouped by ``group_key`` (:func:`group_cells`): groups of two or more go
-  to ``train_group``, a group of one to ``run_separately``.
+  Without ``key`` every cell is its own group. With it, a cell that a
+  separate run checkpointed is a group of one (a vmapped group cannot resume
+  one member), the others are grouped by ``key`` (:func:`group_cells`).
   """
   todo = [c for c in cells if not is_done(sweep_dir, c)]
   logging.info('%d of %d cells finished; %d to train.', len(cells) - len(todo),
                len(cells), len(todo))
+  if key is None:
+    return [[c] for c in todo]
   started = [c for c in todo if is_started(sweep_dir, c)]
-  if started:
-    logging.info('Resuming %d cells separately from their checkpoints: %s.',
-                 len(started), ', '.join(c.name for c in started))
-    run_separately(started)
-  fresh = [c for c in todo if c not in started]
-  for group in group_cells(fresh, group_key, max_members):
-    if len(group) == 1:
-      logging.info('%s: no other unfinished cell shares its shapes; it runs '
-                   'separately.', group[0].name)
-      run_separately(group)
-    else:
-      logging.info('Training %d cells together: %s.', len(group),
-                   ', '.join(c.name for c in group))
-      train_group(group)
+  return [[c] for c in started] + group_cells(
+      [c for c in todo if c not in started], key, max_members)
 
 
-def write_members(cells: Sequence[AnyCell],
-                  results: Sequence[Mapping[str, Any]],
-                  write: Callable[[AnyCell, Mapping[str, Any]], None]) -> None:
-  """``write(cell, member)`` of every member that trained to the end.
+def write_members(cells: Sequence[Cell], results: Sequence[Mapping[str, Any]],
+                  write: Callable[[Cell, Mapping[str, Any]], None]) -> None:
+  """``write(cell, member)`` of every member of a group that finished.
 
-  ``results`` are :func:`cmi_jax.vmapped.fit_sweep`'s, one per cell. Cells
-  whose losses became non-finite stay unfinished: a
+  Cells whose losses became non-finite stay unfinished: a
   :class:`cmi_jax.run.NonFiniteLossError` names them after the others are
   written.
   """
@@ -292,83 +254,21 @@ def write_members(cells: Sequence[AnyCell],
         'finish (the others are written): ' + '; '.join(failed))
 
 
-GROUPS_DIR = '_groups'
-
-
-def group_checkpoint_dir(sweep_dir: str, cells: Sequence[AnyCell]) -> str:
-  """Where a vmapped group checkpoints; named by its members, so it resumes."""
-  digest = hashlib.sha1('\n'.join(sorted(c.name for c in cells)).encode())
-  return os.path.join(sweep_dir, GROUPS_DIR, digest.hexdigest()[:16])
-
-
 def write_cell(workdir: str, run_config: Mapping[str, Any],
                results: Mapping[str, Any]) -> None:
-  """Writes a cell trained in a vmapped group as a separate run writes it.
-
-  ``results.json`` comes last, so :func:`is_done` is true only once both
-  files are complete.
-  """
-  os.makedirs(workdir, exist_ok=True)
+  """Writes a cell's ``config.json``, then ``results.json``: :func:`is_done`
+  holds only once both are complete."""
   records.write_config(workdir, run_config)
   records.write_results(workdir, results)
 
 
-def train_group(trainer: Any, cells: Sequence[AnyCell],
-                configs: Sequence[Any], sweep_dir: str, example: Any,
-                train_data: Any, eval_data: Mapping[str, Any],
-                member_results: Sequence[Mapping[str, Any]],
-                write_extra: Optional[Callable[[int, str, Mapping[str, Any]],
-                                               None]] = None) -> None:
-  """Trains a group of cells together (vmapped) and writes every member.
+def config_key(config: Mapping[str, Any], varying: Sequence[str]) -> str:
+  """Canonical JSON of a config dict without the ``varying`` fields.
 
-  Trains with :func:`cmi_jax.vmapped.fit_sweep` (resumable from
-  :func:`group_checkpoint_dir`), writes each cell as a separate run would
-  (:func:`write_cell`), then deletes the group's checkpoints. ``configs``
-  are the cells' resolved configs; ``eval_data`` maps splits to the
-  members' datasets (or a ``vmapped.Stacked``); ``member_results[i]`` adds
-  entries to member i's ``results.json`` (its ``data`` also to
-  ``config.json``); ``write_extra(i, workdir, results)`` writes its other
-  files first.
+  Cells with equal keys can share one trainer and compiled program.
   """
-  first = configs[0]
-  hooks = [common.mi_hook(trainer.objective.subspaces, c.mi_every,
-                          c.mi_max_rows, seed=c.seed) for c in configs]
-  group_dir = group_checkpoint_dir(sweep_dir, cells)
-  start = time.time()
-  _, results = vmapped.fit_sweep(
-      trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
-      train_data, eval_data, loop.FitConfig(
-          num_epochs=first.num_epochs, eval_every=first.eval_every,
-          checkpoint_every=first.checkpoint_every,
-          keep_checkpoints=first.keep_checkpoints, progress=first.progress,
-          tensorboard=False),
-      hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
-      hooks=None if all(h is None for h in hooks) else hooks,
-      name=first.objective, checkpoint_dir=group_dir,
-      log_dirs=[os.path.join(sweep_dir, c.name) for c in cells])
-  seconds = time.time() - start
-
-  def write(cell, member):
-    i = cells.index(cell)
-    cell_results = {**member, **member_results[i],
-                    'objective': configs[i].objective, 'mode': 'vmapped',
-                    'group': {'cells': [c.name for c in cells],
-                              'train_seconds': seconds}}
-    if jax.process_index() == 0:
-      workdir = os.path.join(sweep_dir, cell.name)
-      os.makedirs(workdir, exist_ok=True)
-      if write_extra is not None:
-        write_extra(i, workdir, cell_results)
-      write_cell(workdir, {'config': configs[i].to_dict(),
-                           'data': member_results[i].get('data')},
-                 cell_results)
-    final = member['final']['eval']
-    logging.info('%s: anti %.3f, uncorr %.3f (group of %d, %.0f s).',
-                 cell.name, final['test_anti']['accuracy'],
-                 final['test_uncorr']['accuracy'], len(cells), seconds)
-
-  write_members(cells, results, write)
-  shutil.rmtree(group_dir, ignore_errors=True)  # Every member is written.
+  return json.dumps({k: v for k, v in config.items() if k not in varying},
+                    sort_keys=True, default=repr)
 
 
 def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
@@ -391,10 +291,9 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
       continue
     results, config = loaded[0], loaded[1]['config']
     data = results.get('data', {})
-    if select not in results:
-      raise ValueError(
-          f'{root} has no {select!r} record (a vmapped sweep keeps the final '
-          "epoch only); use select='final'.")
+    if not results.get(select):
+      raise ValueError(f'{root} has no {select!r} record (no epoch was '
+                       "evaluated on val); use select='final'.")
     record = results[select]
     row = {'objective': config['objective'],
            'train_corr': config['train_corr'], 'noise': config['noise'],
@@ -461,4 +360,4 @@ def report_main(make_report: Callable[[str, Optional[str], str],
           print(f.read())
     print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
 
-  common.run_main(run, workdir=lambda: out_dir.value or sweep_dir.value)
+  cli.run_main(run, workdir=lambda: out_dir.value or sweep_dir.value)

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from experiments import cli
 from experiments import common
 from experiments.configs import toy_linear_classification as toy_config
 from cmi_jax import logs
@@ -186,7 +187,7 @@ def main() -> None:
     for path in result['files'].values():
       print(f'wrote {path}')
 
-  common.run_config_main('toy_linear_classification.py', body)
+  cli.run_config_main('toy_linear_classification.py', body)
 
 
 if __name__ == '__main__':

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments import cli
 from experiments import common
 from experiments.configs import toy_linear_regression as toy_config
 from cmi_jax import logs
@@ -149,7 +150,7 @@ def main() -> None:
     for path in result['files'].values():
       print(f'wrote {path}')
 
-  common.run_config_main('toy_linear_regression.py', body)
+  cli.run_config_main('toy_linear_regression.py', body)
 
 
 if __name__ == '__main__':

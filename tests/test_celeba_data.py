@@ -227,8 +227,8 @@ def test_no_source_error_lists_both_ways(tmp_path):
   with pytest.raises(ValueError) as info:
     celeba_files.load_celeba(tfds_data_dir=tfds_dir, cache_dir=tmp_path)
   message = str(info.value)
-  assert '--config.tfds_data_dir' in message
-  assert '--config.celeba_dir' in message
+  assert 'tfds_data_dir=' in message
+  assert 'celeba_dir=' in message
   assert os.path.join(tfds_dir, 'celeb_a') in message
   assert 'list_attr_celeba.txt' in message
   with pytest.raises(ValueError, match='not prepared in'):

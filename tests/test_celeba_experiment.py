@@ -9,6 +9,7 @@ from the code under test.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -25,11 +26,12 @@ from PIL import Image
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
-from experiments import common
 from cmi_jax import metrics
-from experiments import sweeps
 from experiments import celeba as celeba_experiment
 from experiments import celeba_sweep
+from experiments import common
+from experiments import driver
+from experiments import sweeps
 from experiments import evaluate_disentanglement
 from experiments import plot_celeba
 from experiments.configs import celeba as celeba_config
@@ -37,7 +39,18 @@ import tiny
 
 TRAIN_CORR, WEAK, BATCH = (celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
                            celeba_fixture.BATCH)
-CELL = celeba_sweep.WeakCell(sweeps.Cell('cmi', TRAIN_CORR, 0.0, 0), WEAK)
+CELL = celeba_sweep.weak_cell(sweeps.cell('cmi', TRAIN_CORR, 0.0, 0), WEAK)
+SPEC = celeba_experiment.SPEC
+
+
+def resolve(config):
+  return driver.resolve(SPEC, config)
+
+
+def load_splits(config):
+  """``(loaded CelebA, Splits)`` of a resolved config."""
+  loaded = SPEC.load(config)
+  return loaded, SPEC.splits(config, loaded)
 
 
 def _official_labels(celeba_dir, names=('Male', 'Smiling')):
@@ -116,7 +129,7 @@ def test_run_outputs_and_exact_joint_counts(finished_run, fake_celeba):
 
   for key in ('final', 'best_val_loss', 'best_val_accuracy'):
     record = results[key]
-    assert set(record['eval']) == set(common.EVAL_SPLITS)
+    assert set(record['eval']) == set(celeba_experiment.EVAL_SPLITS)
     for split, summary in record['eval'].items():
       assert 0.0 <= summary['accuracy'] <= 1.0
       assert all(0.0 <= a <= 1.0 for a in summary['accuracy_per_attribute'])
@@ -139,7 +152,7 @@ def test_run_outputs_and_exact_joint_counts(finished_run, fake_celeba):
 def test_run_figures_are_valid_pngs(finished_run):
   workdir, _ = finished_run
   names = ['curves', 'joint_counts'] + [
-      f'samples_{s}' for s in ('train',) + common.EVAL_SPLITS] + [
+      f'samples_{s}' for s in ('train',) + celeba_experiment.EVAL_SPLITS] + [
           f'{kind}_{s}' for kind in ('confusion', 'latent_correlation',
                                      'subpopulation_accuracy', 'predictions')
           for s in ('test_anti', 'test_uncorr')]
@@ -157,16 +170,16 @@ def test_subpopulation_table_matches_predictions(finished_run):
   workdir, results = finished_run
   config = ml_collections.ConfigDict(
       tiny.read_json(workdir, 'config.json')['config'])
-  _, data = celeba_experiment.load_data(config)
-  trainer = common.build_trainer(config, 2, celeba_config.PAPER_OPTIM)
+  _, splits = load_splits(config)
+  trainer = common.build_trainer(config, splits)
   state = results['state']  # the final state, as the run left it
   with open(os.path.join(workdir, 'subpopulation_accuracy.csv')) as f:
     rows = list(csv.DictReader(f))
   assert {r['record'] for r in rows} == {'final', 'best_val_accuracy',
                                          'best_val_loss',
                                          'best_val_worst_group'}
-  for split in common.EVAL_SPLITS:
-    stats = evaluation.evaluate(trainer, state, data[split])
+  for split, data in splits.evals.items():
+    stats = evaluation.evaluate(trainer, state, data)
     labels, preds = stats['labels'], stats['preds']
     for row in (r for r in rows if r['record'] == 'final'
                 and r['split'] == split):
@@ -220,12 +233,12 @@ def _parse_flags(*args):
       'config', celeba_config.get_config(), flag_values=values,
       lock_config=True, sys_argv=argv)
   values(argv)
-  return celeba_experiment.resolve_config(holder.value)
+  return resolve(holder.value)
 
 
 def test_attribute_flag_syntax():
   resolved = _parse_flags('--config.attributes=Male,Smiling,Eyeglasses',
-                          '--config.weak_supervision=0.9')
+                          '--config.weak_supervision=0.9', '--config.z_dim=9')
   assert resolved.attributes == ('Male', 'Smiling', 'Eyeglasses')
   assert (resolved.batch_size, resolved.num_epochs) == (1000, 2000)
   resolved = _parse_flags("--config.attributes=('Eyeglasses', 'Young')")
@@ -245,18 +258,18 @@ def test_bad_attributes_name_the_flag(attributes, match, tmp_path):
   config.attributes = (attributes,)
   with pytest.raises(ValueError, match=match) as info:
     celeba_experiment.train_and_evaluate(config, str(tmp_path / 'run'))
-  assert '--config.attributes' in str(info.value)
+  assert 'config.attributes' in str(info.value)
   assert not os.path.exists(tmp_path / 'run')  # failed before any work
 
 
 @pytest.mark.parametrize('overrides, match', [
-    ({'source': 'tfds_or_files'}, r'--config.source must be one of'),
-    ({'train_corr': 1.5}, r'--config.train_corr: correlation 1.5'),
+    ({'source': 'tfds_or_files'}, r'config.source must be one of'),
+    ({'train_corr': 1.5}, r'config.train_corr: correlation 1.5'),
     ({'attributes': ('Male,Smiling,Young',), 'train_corr': -0.5,
-      'z_dim': 12}, r'--config.train_corr'),
-    ({'noise': 2.0}, r'--config.noise'),
+      'z_dim': 12}, r'config.train_corr'),
+    ({'noise': 2.0}, r'config.noise'),
     ({'data_placement': 'gpu'},
-     r"--config.data_placement must be one of \('auto', 'device', 'host'\); "
+     r"config.data_placement must be one of \('auto', 'device', 'host'\); "
      r"got 'gpu'"),
     ({'objective': 'gan'}, 'objective'),
     ({'encoder': 'resnet'}, 'encoder'),
@@ -316,33 +329,33 @@ def test_weak_supervision_schedule_is_the_papers():
 
 @pytest.mark.parametrize('field, value, match', [
     ('weak_supervision', 1.0,
-     r'--config.weak_supervision must lie in \[0, 1\)'),
-    ('weak_supervision', -0.1, r'--config.weak_supervision'),
-    ('weak_max_epochs', 0, r'--config.weak_max_epochs'),
-    ('batch_size', 0, r'--config.batch_size'),
+     r'config.weak_supervision must lie in \[0, 1\)'),
+    ('weak_supervision', -0.1, r'config.weak_supervision'),
+    ('weak_max_epochs', 0, r'config.weak_max_epochs'),
+    ('batch_size', 0, r'config.batch_size'),
 ])
 def test_bad_schedule_fields_are_named(field, value, match):
   config = celeba_config.get_config()
   config[field] = value
   with pytest.raises(ValueError, match=match):
-    celeba_experiment.resolve_config(config)
+    resolve(config)
 
 
 def test_resolve_is_idempotent_and_fast_comes_before_scaling():
   config = celeba_config.get_config('fast')
   config.weak_supervision = 0.75
-  resolved = celeba_experiment.resolve_config(config)
+  resolved = resolve(config)
   assert resolved.num_epochs == round(celeba_config.FAST['num_epochs'] / 0.25)
   assert resolved.batch_size == 400
   assert resolved.mi_every == celeba_config.FAST['mi_every']
-  again = celeba_experiment.resolve_config(resolved)
+  again = resolve(resolved)
   assert again.to_dict() == resolved.to_dict()
   assert config.num_epochs == celeba_config.FAST['num_epochs']  # untouched
   assert resolved.lr == 1e-5 and config.lr is None
   config = celeba_config.get_config()
   config.weak_supervision = 0.75
   config.weak_scaling = False
-  unscaled = celeba_experiment.resolve_config(config)
+  unscaled = resolve(config)
   assert (unscaled.batch_size, unscaled.num_epochs) == (100, 200)
 
 
@@ -361,13 +374,14 @@ def test_paper_defaults():
 
 
 def test_three_attributes_load(fake_celeba, cache_dir):
-  config = celeba_experiment.resolve_config(celeba_fixture.tiny_config(
+  config = resolve(celeba_fixture.tiny_config(
       fake_celeba, cache_dir, attributes=('Male,Smiling,Eyeglasses',),
-      train_corr=0.3, weak_supervision=0.0, batch_size=4))
-  loaded, data = celeba_experiment.load_data(config)
+      train_corr=0.3, weak_supervision=0.0, batch_size=4, z_dim=9))
+  loaded, splits = load_splits(config)
   assert loaded.attributes == ('Male', 'Smiling', 'Eyeglasses')
-  assert data['train'].labels.shape[1] == 3
-  counts = data['joint_counts']['train_eval']
+  assert splits.train.labels.shape[1] == 3
+  assert splits.num_classes == (2, 2, 2)
+  counts = splits.joint_counts['train_eval']
   assert counts.shape == (2, 2, 2)
   # All-equal combinations are favoured at a positive correlation.
   assert counts[0, 0, 0] > counts[0, 1, 0] and counts[1, 1, 1] > counts[1, 0, 1]
@@ -378,16 +392,16 @@ def test_tfds_source_through_the_experiment(tmp_path):
   import tensorflow_datasets as tfds
   data_dir = str(tmp_path / 'tfds')
   celeba_fixture.write_celeba_tfds_metadata(data_dir, 48, 'array_record')
-  config = celeba_experiment.resolve_config(celeba_fixture.tiny_config(
+  config = resolve(celeba_fixture.tiny_config(
       tmp_path / 'no_files', tmp_path / 'cache', source='tfds',
       tfds_data_dir=data_dir, celeba_dir=None, train_corr=0.0,
       weak_supervision=0.0, batch_size=4))
   with tfds.testing.mock_data(num_examples=48, data_dir=data_dir,
                               policy=tfds.testing.MockPolicy.USE_FILES):
-    loaded, data = celeba_experiment.load_data(config)
+    loaded, splits = load_splits(config)
   assert loaded.source == 'tfds'
-  assert data['test_uncorr'].images.shape[1:] == (64, 64, 3)
-  counts = data['joint_counts']['test_uncorr']
+  assert splits.evals['test_uncorr'].images.shape[1:] == (64, 64, 3)
+  counts = splits.joint_counts['test_uncorr']
   assert np.all(counts == counts[0, 0]) and counts.sum() > 0
 
 
@@ -400,7 +414,7 @@ def test_weak_grid_names_and_overrides():
   assert cells[2].overrides() == {'objective': 'base', 'train_corr': 0.8,
                                   'noise': 0.0, 'seed': 1,
                                   'weak_supervision': 0.5}
-  with pytest.raises(ValueError, match='--weak_fractions'):
+  with pytest.raises(ValueError, match='weak_fractions'):
     celeba_sweep.weak_grid(['cmi'], [0.5, 1.0], 0.8, 0.0, [1])
 
 
@@ -411,16 +425,18 @@ def test_sweep_skips_finished_cells_and_runs_the_rest(finished_run, sweep_dir,
   before = os.path.getmtime(done)
   calls = []
 
-  def fake_train(config, workdir):
+  def fake_train(spec, config, source, workdir, allow_change=()):
     calls.append((config, workdir))
     raise RuntimeError('stop')
 
-  monkeypatch.setattr(celeba_experiment, 'train_and_evaluate', fake_train)
+  monkeypatch.setattr(driver, '_train_one', fake_train)
+  monkeypatch.setattr(celeba_experiment, 'SPEC', dataclasses.replace(
+      SPEC, load=lambda config: None))
   base = celeba_config.get_config()
   base.celeba_dir = '/data/celeba'
   celeba_sweep.run_sweep(base, weak_dir, [CELL])
   assert calls == [] and os.path.getmtime(done) == before
-  other = celeba_sweep.WeakCell(sweeps.Cell('base', 0.8, 0.0, 3), 0.9)
+  other = celeba_sweep.weak_cell(sweeps.cell('base', 0.8, 0.0, 3), 0.9)
   with pytest.raises(RuntimeError, match='stop'):
     celeba_sweep.run_sweep(base, weak_dir, [CELL, other])
   (config, workdir), = calls
@@ -428,8 +444,8 @@ def test_sweep_skips_finished_cells_and_runs_the_rest(finished_run, sweep_dir,
   assert (config.objective, config.train_corr, config.seed,
           config.weak_supervision) == ('base', 0.8, 3, 0.9)
   assert config.celeba_dir == '/data/celeba'
-  # Scaling is left to train_and_evaluate (applied exactly once).
-  assert config.batch_size == 100 and config.weak_scaling
+  # Resolved once, by the driver: the scaling applied exactly once.
+  assert config.batch_size == 1000 and not config.weak_scaling
 
 
 def test_report_of_the_real_cell(finished_run, sweep_dir, tmp_path):
@@ -480,8 +496,8 @@ def test_paper_figures_and_tables_from_a_sweep(tmp_path):
   assert len(corr_rows) == 2 * 3
   for row in corr_rows:
     members = [values['corr', c.name]['test_anti'] for c in cells
-               if c.objective == row['objective']
-               and c.train_corr == float(row['train_corr'])]
+               if c.overrides()['objective'] == row['objective']
+               and c.overrides()['train_corr'] == float(row['train_corr'])]
     assert int(row['num_seeds']) == 3
     assert float(row['test_anti/accuracy/mean']) == pytest.approx(
         np.mean(members))
@@ -492,8 +508,9 @@ def test_paper_figures_and_tables_from_a_sweep(tmp_path):
   assert len(weak_rows) == 3 * 2
   for row in weak_rows:
     members = [values['weak', c.name]['test_uncorr'] for c in weak
-               if c.cell.objective == row['objective']
-               and c.weak_supervision == float(row['weak_supervision'])]
+               if c.overrides()['objective'] == row['objective']
+               and c.overrides()['weak_supervision']
+               == float(row['weak_supervision'])]
     assert len(members) == 2 == int(row['num_seeds'])
     assert float(row['test_uncorr/accuracy/mean']) == pytest.approx(
         np.mean(members))
@@ -532,8 +549,7 @@ def test_blond_male_preset_trains_on_the_natural_splits_with_group_dro(
       correlation_mode='natural', weak_supervision=0.0, batch_size=4,
       mi_every=0, group_weighting='groupdro')
   results = celeba_experiment.train_and_evaluate(config, str(tmp_path / 'run'))
-  loaded, _ = celeba_experiment.load_data(
-      celeba_experiment.resolve_config(config))
+  loaded = SPEC.load(resolve(config))
   assert results['data']['correlation_mode'] == 'natural'
   assert results['data']['num_examples']['train_eval'] == (
       len(loaded.train.labels) // 4 * 4)

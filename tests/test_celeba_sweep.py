@@ -11,6 +11,7 @@ would fail. Grouping and restarts are checked with recorders for trainers.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -20,18 +21,18 @@ import celeba_fixture
 import numpy as np
 import pytest
 
-from experiments import common
-from experiments import sweeps
 from experiments import celeba as celeba_experiment
 from experiments import celeba_sweep
+from experiments import driver
+from experiments import sweeps
 from experiments import plot_celeba
 import tiny
 
 TRAIN_CORR, WEAK, BATCH = (celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
                            celeba_fixture.BATCH)
 TOL = 1e-5  # float32 rounding of vmapped vs unbatched matmuls
-CELLS = [celeba_sweep.WeakCell(sweeps.Cell('base', TRAIN_CORR, noise, seed),
-                               WEAK)
+CELLS = [celeba_sweep.weak_cell(sweeps.cell('base', TRAIN_CORR, noise, seed),
+                                WEAK)
          for noise in (0.0, 0.5) for seed in (0, 1)]
 # Two members that differ in both seed and noise.
 REFERENCE = (CELLS[0], CELLS[3])
@@ -50,10 +51,10 @@ def vmapped_dir(config, tmp_path_factory):
   sweep_dir = str(tmp_path_factory.mktemp('vmapped'))
   separate = []
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(celeba_sweep, 'run_sweep',
-                  lambda base, folder, cells: separate.extend(cells))
-    celeba_sweep.run_vmapped_sweep(
-        config, celeba_sweep.mode_dir(sweep_dir, 'weak'), CELLS)
+    patch.setattr(driver, '_train_one',
+                  lambda spec, config, *a: separate.append(config))
+    celeba_sweep.run_sweep(
+        config, celeba_sweep.mode_dir(sweep_dir, 'weak'), CELLS, vmap=True)
   assert separate == []  # one group of four; nothing ran separately
   return sweep_dir
 
@@ -85,7 +86,7 @@ def test_member_equals_its_separate_run(vmapped_dir, separate_dir, cell):
   final, reference = got['final'], want['final']
   assert final['epoch'] == reference['epoch'] == 2
   assert final['step'] == reference['step']
-  assert set(final['eval']) == set(common.EVAL_SPLITS)
+  assert set(final['eval']) == set(celeba_experiment.EVAL_SPLITS)
   for split, summary in reference['eval'].items():
     for name, value in summary.items():
       where = f'{cell.name} {split} {name}'
@@ -129,9 +130,9 @@ def test_vmapped_cells_say_what_they_hold(vmapped_dir):
     assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
     with open(os.path.join(workdir, 'subpopulation_accuracy.csv')) as f:
       rows = list(csv.DictReader(f))
-    assert {r['record'] for r in rows} == set(celeba_experiment.RECORDS)
-    assert len(rows) == 4 * len(common.EVAL_SPLITS) * len(
-        celeba_experiment.RECORDS)
+    assert {r['record'] for r in rows} == set(sweeps.SELECTIONS)
+    assert len(rows) == 4 * len(celeba_experiment.EVAL_SPLITS) * len(
+        sweeps.SELECTIONS)
   weak = os.path.join(celeba_sweep.mode_dir(vmapped_dir, 'weak'), 'weak0.5')
   assert not os.path.exists(os.path.join(weak, sweeps.GROUPS_DIR)) or not (
       os.listdir(os.path.join(weak, sweeps.GROUPS_DIR)))
@@ -146,7 +147,8 @@ def test_plot_celeba_reads_a_vmapped_sweep(vmapped_dir, tmp_path):
     rows = list(csv.DictReader(f))
   assert len(rows) == 2  # one per noise level, each over two seeds
   for row in rows:
-    members = [c for c in CELLS if c.cell.noise == float(row['noise'])]
+    members = [c for c in CELLS
+               if c.overrides()['noise'] == float(row['noise'])]
     accuracy = [tiny.read_json(_cell_dir(vmapped_dir, c), 'results.json')[
         'final']['eval']['test_anti']['accuracy'] for c in members]
     assert int(row['num_seeds']) == 2
@@ -154,16 +156,24 @@ def test_plot_celeba_reads_a_vmapped_sweep(vmapped_dir, tmp_path):
         np.mean(accuracy))
 
 
-def _recording(monkeypatch):
-  """Replaces both trainers of the sweep by recorders of their cells."""
+def _recording(monkeypatch, cells):
+  """Replaces both trainers of the driver by recorders of their ``cells``."""
   calls = []
-  monkeypatch.setattr(
-      celeba_sweep, 'train_group',
-      lambda loaded, folder, cells, configs: calls.append(
-          ('vmapped', list(cells), [c.batch_size for c in configs])))
-  monkeypatch.setattr(celeba_sweep, 'run_sweep',
-                      lambda base, folder, cells: calls.append(
-                          ('separate', list(cells))))
+  done = {'final': {'eval': {}}}
+
+  def group(spec, configs, cells, source, root):
+    calls.append(('vmapped', list(cells), [c.batch_size for c in configs]))
+    return [done] * len(cells)
+
+  def one(spec, config, source, workdir, allow_change=()):
+    calls.append(('separate', [c for c in cells
+                               if workdir.endswith(os.sep + c.name)]))
+    return done
+
+  monkeypatch.setattr(driver, '_train_group', group)
+  monkeypatch.setattr(driver, '_train_one', one)
+  monkeypatch.setattr(celeba_experiment, 'SPEC', dataclasses.replace(
+      celeba_experiment.SPEC, load=lambda config: None))
   return calls
 
 
@@ -173,8 +183,8 @@ def test_restart_skips_finished_and_resumes_started_cells(
   shutil.copytree(celeba_sweep.mode_dir(vmapped_dir, 'weak'), weak_dir)
   done = os.path.join(weak_dir, CELLS[0].name, 'results.json')
   before = os.path.getmtime(done)
-  calls = _recording(monkeypatch)
-  celeba_sweep.run_vmapped_sweep(config, weak_dir, CELLS)
+  calls = _recording(monkeypatch, CELLS)
+  celeba_sweep.run_sweep(config, weak_dir, CELLS, vmap=True)
   assert calls == [] and os.path.getmtime(done) == before
 
   # Two cells lose their results: one was started by a separate run (it has
@@ -183,28 +193,29 @@ def test_restart_skips_finished_and_resumes_started_cells(
     os.remove(os.path.join(weak_dir, cell.name, 'results.json'))
   os.makedirs(os.path.join(weak_dir, CELLS[2].name, 'checkpoints', 'latest',
                            '1'))
-  celeba_sweep.run_vmapped_sweep(config, weak_dir, CELLS)
+  celeba_sweep.run_sweep(config, weak_dir, CELLS, vmap=True)
   assert calls == [('separate', [CELLS[2]]), ('separate', [CELLS[1]])]
   assert os.path.getmtime(done) == before
 
 
 def test_grouping_rule(config, monkeypatch):
-  calls = _recording(monkeypatch)
   cells = sweeps.grid(['base', 'cmi'], [0.2, 0.6], [0.0, 0.5], [1, 2])
-  celeba_sweep.run_vmapped_sweep(config, '/nonexistent/corr', cells)
+  weak = celeba_sweep.weak_grid(['cmi'], [0.0, 0.75], TRAIN_CORR, 0.0,
+                                [1, 2, 3])
+  calls = _recording(monkeypatch, cells + weak)
+  celeba_sweep.run_sweep(config, '/nonexistent/corr', cells, vmap=True)
   # Seeds and noise levels train together; objective and correlation not.
   assert [c[0] for c in calls] == ['vmapped'] * 4
   for _, group, _ in calls:
     assert len(group) == 4
-    assert len({(c.objective, c.train_corr) for c in group}) == 1
-    assert {(c.noise, c.seed) for c in group} == {
+    settings = [c.overrides() for c in group]
+    assert len({(s['objective'], s['train_corr']) for s in settings}) == 1
+    assert {(s['noise'], s['seed']) for s in settings} == {
         (n, s) for n in (0.0, 0.5) for s in (1, 2)}
 
   calls.clear()
-  weak = celeba_sweep.weak_grid(['cmi'], [0.0, 0.75], TRAIN_CORR, 0.0,
-                                [1, 2, 3])
-  celeba_sweep.run_vmapped_sweep(config, '/nonexistent/weak', weak,
-                                 max_members=2)
+  celeba_sweep.run_sweep(config, '/nonexistent/weak', weak, vmap=True,
+                         max_members=2)
   # One group per fraction (its batch size is scaled), split at 2 members;
   # the single cell left over runs separately.
   assert calls == [('vmapped', weak[0:2], [BATCH] * 2),
@@ -215,36 +226,36 @@ def test_grouping_rule(config, monkeypatch):
 
 def test_group_of_unequal_datasets_names_the_cells(config, tmp_path,
                                                    monkeypatch):
-  real = celeba_sweep.member_splits
+  real = celeba_experiment.SPEC.splits
 
-  def shrink_seed_1(loaded, cell_config):
-    data = real(loaded, cell_config)
+  def shrink_seed_1(cell_config, loaded):
+    splits = real(cell_config, loaded)
     if cell_config.seed == 1:
-      data['train'] = data['train'].replace(images=data['train'].images[:-1])
-    return data
+      splits.train = splits.train.replace(images=splits.train.images[:-1])
+    return splits
 
-  monkeypatch.setattr(celeba_sweep, 'member_splits', shrink_seed_1)
+  monkeypatch.setattr(celeba_experiment, 'SPEC', dataclasses.replace(
+      celeba_experiment.SPEC, splits=shrink_seed_1))
   with pytest.raises(ValueError, match=r'differ only in \(.seed., .noise.\).*'
-                     r'datasets\[1\]\.images.*without --vmap'):
-    celeba_sweep.run_vmapped_sweep(config, str(tmp_path), CELLS[:2])
+                     r'datasets\[1\]\.images.*without vmap'):
+    celeba_sweep.run_sweep(config, str(tmp_path), CELLS[:2], vmap=True)
   assert not os.listdir(tmp_path)  # nothing written
 
 
 def test_seeds_and_noise_levels_give_equal_shapes(config):
   # What the grouping rule rests on.
-  loaded = celeba_sweep.celeba_files.load_celeba(
-      ('Male', 'Smiling'), source='files', celeba_dir=config.celeba_dir,
-      cache_dir=config.cache_dir)
+  spec = celeba_experiment.SPEC
+  loaded = spec.load(driver.resolve(spec, config))
   shapes = set()
   for cell in CELLS:
-    data = celeba_sweep.member_splits(
-        loaded, celeba_sweep.resolve_cell(config, cell))
-    shapes.add(tuple(data[s].images.shape for s in ('train',)
-                     + common.EVAL_SPLITS))
+    splits = spec.splits(driver.resolve(spec, config, cell.overrides()),
+                         loaded)
+    shapes.add(tuple(d.images.shape for d in (splits.train,
+                                              *splits.evals.values())))
   assert len(shapes) == 1
-  other = celeba_sweep.member_splits(loaded, celeba_sweep.resolve_cell(
-      config, sweeps.Cell('base', 0.0, 0.0, 0)))
-  assert other['train'].images.shape != data['train'].images.shape
+  other = spec.splits(driver.resolve(spec, config, sweeps.cell(
+      'base', 0.0, 0.0, 0).overrides()), loaded)
+  assert other.train.images.shape != splits.train.images.shape
 
 
 @pytest.mark.slow

@@ -302,8 +302,8 @@ def test_nothing_found_lists_three_ways(tmp_path):
     sources.load_digits('fashion_mnist', tfds_data_dir=tmp_path / 'tfds',
                         manual_dir=empty)
   message = str(error.value)
-  for needle in ('no fashion_mnist data found', '--config.tfds_data_dir',
-                 '--config.manual_dir', '--config.source=embedded',
+  for needle in ('no fashion_mnist data found', 'tfds_data_dir=DIR',
+                 'manual_dir=FOLDER', 'source=embedded',
                  'train-images-idx3-ubyte.gz', FASHION_DIR,
                  f'not all in {empty}',
                  os.path.join(str(tmp_path / 'tfds'), 'fashion_mnist')):

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from cmi_jax import run
+from experiments import driver
 from experiments import sweeps
 from experiments import multi_digit_mnist
 from experiments import multi_digit_sweep
@@ -93,12 +94,12 @@ def test_resolved_config_holds_the_effective_learning_rates():
   config = multi_digit_config.get_config()
   config.objective, config.lr_scale = 'base', 10.0
   config.cls_lr = 0.5  # explicit: kept, not scaled
-  resolved = multi_digit_mnist.resolve_config(config)
+  resolved = driver.resolve(multi_digit_mnist.SPEC, config)
   assert resolved.lr == pytest.approx(1e-3)  # paper 1e-4 x 10
   assert resolved.cls_lr == 0.5
   assert resolved.d_lr == pytest.approx(1e-3)
   assert config.lr is None  # the input is left as it is
-  assert multi_digit_mnist.resolve_config(resolved).to_dict() == (
+  assert driver.resolve(multi_digit_mnist.SPEC, resolved).to_dict() == (
       resolved.to_dict())
 
 
@@ -149,9 +150,9 @@ def test_vmapped_sweep_equals_the_separate_runs(separate_sweep, tmp_path):
   # final record equals its separate run's (losses to 1e-5).
   separate_dir, _ = separate_sweep
   sweep_dir = str(tmp_path / 'vmapped')
-  cells = [c for c in SWEEP_CELLS if c.objective == 'base']
-  rows = multi_digit_sweep.run_vmapped_sweep(
-      tiny_config(num_epochs=1, mi_every=0), sweep_dir, cells)
+  cells = [c for c in SWEEP_CELLS if c.overrides()['objective'] == 'base']
+  rows = multi_digit_sweep.run_sweep(
+      tiny_config(num_epochs=1, mi_every=0), sweep_dir, cells, vmap=True)
   assert len(rows) == 2
   for cell in cells:
     with open(os.path.join(sweep_dir, cell.name, 'results.json')) as f:

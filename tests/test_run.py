@@ -447,7 +447,7 @@ def test_resume_refuses_a_changed_config_before_writing(tmp_path):
   state = jax.device_put(tiny.host_state('base'))
   config = run.FitConfig(num_epochs=2, progress=False)
   with pytest.raises(run.ConfigMismatchError,
-                     match=r"objective \('base' -> 'cmi'\).*--allow_change"):
+                     match=r"objective \('base' -> 'cmi'\).*in allow_change"):
     run.fit(tiny.trainer('base'), state, TRAIN, EVAL, str(tmp_path), config,
             run_config={'objective': 'cmi'})
   assert open(os.path.join(tmp_path, 'config.json')).read() == saved

@@ -357,15 +357,15 @@ def test_parse_list_names_the_flag():
 
 def test_group_cells_keeps_order_and_splits_large_groups():
   cells = sweeps.grid(['base', 'cmi'], [0.0], [0.0, 0.5], [0, 1])
-  by_objective = sweeps.group_cells(cells, lambda c: c.objective)
+  by_objective = sweeps.group_cells(cells, lambda c: c.overrides()['objective'])
   assert by_objective == [cells[:4], cells[4:]]
-  assert sweeps.group_cells(cells, lambda c: c.objective, 3) == [
+  assert sweeps.group_cells(cells, lambda c: c.overrides()['objective'], 3) == [
       cells[:3], cells[3:4], cells[4:7], cells[7:]]
   # Equal keys need not be neighbours.
-  assert sweeps.group_cells(cells, lambda c: c.seed) == [cells[0::2],
+  assert sweeps.group_cells(cells, lambda c: c.overrides()['seed']) == [cells[0::2],
                                                          cells[1::2]]
   with pytest.raises(ValueError, match='max_members must be >= 1'):
-    sweeps.group_cells(cells, lambda c: c.seed, 0)
+    sweeps.group_cells(cells, lambda c: c.overrides()['seed'], 0)
 
 
 def test_config_key_leaves_out_the_varying_fields():
@@ -382,32 +382,22 @@ def _finish(sweep_dir, cell):
                     {'final': {'epoch': 1, 'eval': {}}})
 
 
-def test_run_grouped_policy(tmp_path):
+def test_plan_of_a_vmapped_sweep(tmp_path):
   sweep_dir = str(tmp_path)
   cells = sweeps.grid(['base', 'cmi'], [0.0], [0.0], [0, 1, 2])
   _finish(sweep_dir, cells[0])  # done: skipped
   started = os.path.join(sweep_dir, cells[4].name, 'checkpoints', 'latest')
   os.makedirs(os.path.join(started, '3'))  # a separate run's checkpoint
   os.makedirs(os.path.join(sweep_dir, cells[5].name, 'checkpoints', 'latest'))
-  calls = []
-  sweeps.run_grouped(
-      sweep_dir, cells, group_key=lambda c: c.objective,
-      train_group=lambda group: calls.append(('together', group)),
-      run_separately=lambda group: calls.append(('separately', group)))
+  objective = lambda c: c.overrides()['objective']
+  groups = sweeps.plan(sweep_dir, cells, objective)
   assert sweeps.is_started(sweep_dir, cells[4])
   assert not sweeps.is_started(sweep_dir, cells[5])  # no checkpoint saved
-  assert calls == [('separately', [cells[4]]),
-                   ('together', cells[1:3]),
-                   ('together', [cells[3], cells[5]])]
-  calls.clear()
-  _finish(sweep_dir, cells[5])  # cells[3] is left alone: runs separately
-  sweeps.run_grouped(
-      sweep_dir, cells, group_key=lambda c: c.objective,
-      train_group=lambda group: calls.append(('together', group)),
-      run_separately=lambda group: calls.append(('separately', group)),
-      max_members=1)
-  assert calls == [('separately', [cells[4]]), ('separately', [cells[1]]),
-                   ('separately', [cells[2]]), ('separately', [cells[3]])]
+  assert groups == [[cells[4]], cells[1:3], [cells[3], cells[5]]]
+  assert sweeps.plan(sweep_dir, cells) == [[c] for c in cells[1:]]
+  _finish(sweep_dir, cells[5])  # cells[3] is left alone: a group of one
+  assert sweeps.plan(sweep_dir, cells, objective, max_members=1) == [
+      [cells[4]], [cells[1]], [cells[2]], [cells[3]]]
 
 
 def test_write_members_writes_the_finished_and_raises_for_the_rest(
@@ -427,13 +417,14 @@ def test_write_members_writes_the_finished_and_raises_for_the_rest(
 
 def test_a_corrupt_cell_counts_as_unfinished_and_does_not_block_collect(
     tmp_path, caplog):
-  good, bad = (sweeps.Cell('cmi', 0.9, 0.8, 0), sweeps.Cell('cmi', 0.9, 0.8, 1))
+  good, bad = sweeps.grid(['cmi'], [0.9], [0.8], [0, 1])
   record = {'epoch': 2, 'step': 4, 'eval': {
       'val': {'accuracy': 0.75, 'loss': 0.5}}}
   for cell in (good, bad):
     sweeps.write_cell(str(tmp_path / cell.name),
                       {'config': {'objective': 'cmi', 'train_corr': 0.9,
-                                  'noise': 0.8, 'seed': cell.seed}},
+                                  'noise': 0.8,
+                                  'seed': cell.overrides()['seed']}},
                       {'final': record})
   with open(tmp_path / bad.name / records.RESULTS_FILE, 'w') as f:
     f.write('{"final": {"epo')  # a kill during a copy

@@ -399,7 +399,7 @@ def _tfds_examples(builder, split_sizes: Sequence[int]
       raise ValueError(
           f'the TFDS {_TFDS_NAME} data is stored as TFRecord, which needs '
           'TensorFlow to read: install it (pip install "cmi-jax[tf]") or use '
-          "source='files' with --config.celeba_dir.") from e
+          "source='files' with celeba_dir.") from e
   for split, expected in zip(_TFDS_SPLITS, split_sizes):
     if array_record:  # no TensorFlow involved
       records = builder.as_data_source(split=split, decoders=decoders)
@@ -461,8 +461,8 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
   does not), then ``'files'``: the official files in ``celeba_dir``. The
   first use of a source fills the cache in ``cache_dir`` (default
   :func:`default_cache_dir`). ``attributes`` names the K label columns.
-  Without data, the ValueError names the paths tried and the ``--config``
-  flags that point to the data.
+  Without data, the ValueError names the paths tried and the arguments
+  that point to the data.
   """
   attributes = check_attributes(attributes)
   validate.choice(source, 'source', ('auto', 'tfds', 'files'))
@@ -474,8 +474,8 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
         f'the TFDS dataset {_TFDS_NAME} is not prepared in {tfds_dir} '
         f'(looked for {os.path.join(tfds_dir, _TFDS_NAME)}/<version>/'
         'dataset_info.json). Prepare it there (its images need a manual '
-        'download), point --config.tfds_data_dir at the data dir that '
-        "holds it, or use source='files' with --config.celeba_dir.")
+        'download), set tfds_data_dir=<the data dir that '
+        "holds it>, or use source='files' with celeba_dir.")
   if builder is not None:
     used, location = 'tfds', str(builder.data_dir)
     path = cache_path(cache_dir, 'tfds')
@@ -493,11 +493,11 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
     tried = ('' if source == 'files' else
              f'(1) a prepared TFDS {_TFDS_NAME}: not found in '
              f'{os.path.join(tfds_dir, _TFDS_NAME)}; set '
-             '--config.tfds_data_dir=<data dir holding celeb_a/2.1.0>; ')
+             'tfds_data_dir=<data dir holding celeb_a/2.1.0>; ')
     raise ValueError(
         f'no CelebA data found. Ways to provide it: {tried}'
         f'({"2" if tried else "1"}) the official files: set '
-        '--config.celeba_dir=<dir> where <dir> holds '
+        'celeba_dir=<dir> where <dir> holds '
         f'{_LAYOUT} (celeba_dir=None now).')
   train, val, test = _read_cache(path, attributes)
   _log.info('CelebA: source %s (%s, cache %s); train/val/test = %d/%d/%d; '

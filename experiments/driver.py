@@ -1,0 +1,295 @@
+"""The one driver of the real-data experiments: cells of a config -> runs.
+
+An experiment is a :class:`Spec`: how a resolved config becomes typed
+:class:`Splits` and what files it writes beyond every run's. The driver takes
+a base config and a list of cells (overrides of it): each cell's config is
+resolved and checked once (:func:`resolve`), its data built and its trainer
+made once; a group of one trains as a single run (:func:`cmi_jax.run.fit`,
+with checkpoints and figures), a larger group of cells that share every shape
+as one vmapped program (:func:`cmi_jax.vmapped.fit_sweep`), each member
+written as its separate run would be. A single run is a sweep of one cell
+whose directory is the work directory itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from cmi_jax import logs
+from cmi_jax import loop
+from cmi_jax import records
+from cmi_jax import run
+from cmi_jax import vmapped
+from experiments import common
+from experiments import figures
+from experiments import sweeps
+
+
+@dataclasses.dataclass
+class Splits:
+  """What a resolved config trains and evaluates on.
+
+  Attributes:
+    train: the training dataset.
+    evals: the evaluation splits by name, in report order.
+    attributes: the K attribute names.
+    num_classes: the K class counts, from the data.
+    joint_counts: label counts per split (arrays shaped ``num_classes``),
+      saved as ``joint_counts.json`` and drawn.
+    info: what the run's data are, saved in ``config.json`` and
+      ``results.json`` under ``data``.
+  """
+  train: Any
+  evals: dict[str, Any]
+  attributes: tuple[str, ...]
+  num_classes: tuple[int, ...]
+  joint_counts: dict[str, Any]
+  info: dict[str, Any]
+
+
+def stack_members(members: Sequence[Splits]) -> tuple[Any, dict[str, Any]]:
+  """The stacked training set and per-member evaluation splits of a group."""
+  return (vmapped.stack_datasets([m.train for m in members]),
+          {s: [m.evals[s] for m in members] for s in members[0].evals})
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """An experiment, for the driver.
+
+  Attributes:
+    config_file: its config in ``experiments/configs``.
+    paper_optim: the reference learning rates of each objective.
+    check: ``config -> config``: checks the experiment's own fields and
+      derives what follows from them (a copy).
+    load: ``config -> source``: the data the cells share, read once.
+    splits: ``(config, source) -> Splits``.
+    vmap_varying: ``config -> fields`` that may differ inside a vmapped
+      group (they change no shape and not the trainer).
+    stack: ``[Splits] -> (train, eval splits)`` of a vmapped group.
+    write_extra: ``(workdir, results, splits)`` writes the experiment's own
+      files of a finished run or member.
+  """
+  config_file: str
+  paper_optim: Mapping[str, Mapping[str, float]]
+  check: Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]
+  load: Callable[[Any], Any]
+  splits: Callable[[Any, Any], Splits]
+  vmap_varying: Callable[[Any], Sequence[str]]
+  stack: Callable[[Sequence[Splits]], tuple[Any, dict[str, Any]]] = (
+      stack_members)
+  write_extra: Optional[Callable[[str, Mapping[str, Any], Splits],
+                                 None]] = None
+
+
+def resolve(spec: Spec, config: ml_collections.ConfigDict,
+            overrides: Optional[Mapping[str, Any]] = None
+            ) -> ml_collections.FrozenConfigDict:
+  """The config a run trains with, checked once: frozen, nothing unset.
+
+  The experiment's fields (``spec.check``), then the run fields and the
+  unset learning rates (the paper's times ``lr_scale``).
+  """
+  config = common.config_with(config, overrides or {})
+  config = common.resolve_learning_rates(spec.check(config),
+                                         spec.paper_optim)
+  return ml_collections.FrozenConfigDict(config)
+
+
+def train(spec: Spec, config: ml_collections.ConfigDict, workdir: str, *,
+          allow_change: Sequence[str] = ()) -> dict[str, Any]:
+  """One run of ``config`` in ``workdir``; its results (and ``state``).
+
+  ``allow_change`` names the fields beyond :data:`common.COSMETIC_FIELDS`
+  that may differ when it resumes (e.g. ``num_epochs``).
+  """
+  config = resolve(spec, config)
+  check_workdir(workdir)
+  return _train_one(spec, config, spec.load(config), workdir, allow_change)
+
+
+def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
+                cells: Sequence[sweeps.Cell], *, vmap: bool = False,
+                max_members: Optional[int] = None) -> None:
+  """Trains every unfinished cell of a sweep in ``root/<cell.name>``.
+
+  Without ``vmap`` one after another. With it, cells whose resolved configs
+  differ only in ``spec.vmap_varying`` train together, in groups of at most
+  ``max_members``; a cell that a separate run checkpointed resumes
+  separately (a vmapped group cannot resume one member).
+  """
+  check_workdir(root)
+  configs = {c: resolve(spec, base, c.overrides()) for c in cells}
+  key = lambda c: sweeps.config_key(configs[c].to_dict(),
+                                    spec.vmap_varying(configs[c]))
+  groups = sweeps.plan(root, cells, key if vmap else None, max_members)
+  source = []  # The shared data, read by the first cell that needs them.
+
+  def load(config):
+    if not source:
+      source.append(spec.load(config))
+    return source[0]
+
+  for i, group in enumerate(groups):
+    start = time.time()
+    if len(group) == 1:
+      results = [_train_one(spec, configs[group[0]], load(configs[group[0]]),
+                            os.path.join(root, group[0].name))]
+    else:
+      logging.info('Training %d cells together: %s.', len(group),
+                   ', '.join(c.name for c in group))
+      results = _train_group(spec, [configs[c] for c in group], group,
+                             load(configs[group[0]]), root)
+    for cell, result in zip(group, results):
+      scores = ', '.join(f'{split} {s["accuracy"]:.3f}' for split, s in
+                         result['final']['eval'].items())
+      logging.info('[%d/%d] %s: %s (%.0f s).', i + 1, len(groups), cell.name,
+                   scores, time.time() - start)
+
+
+def _train_one(spec: Spec, config: ml_collections.FrozenConfigDict,
+               source: Any, workdir: str, allow_change: Sequence[str] = ()
+               ) -> dict[str, Any]:
+  """A single run: data, trainer, :func:`cmi_jax.run.fit`, files, figures."""
+  splits = spec.splits(config, source)
+  train_data = common.balanced_training_data(config, splits.train,
+                                             splits.num_classes)
+  trainer = common.build_trainer(config, splits)
+  run_config = {'config': config.to_dict(), 'data': dict(splits.info)}
+  may_change = tuple(common.COSMETIC_FIELDS) + tuple(allow_change)
+  run.check_resumable(workdir, run_config, may_change)
+  if jax.process_index() == 0:
+    _write_joint_counts(workdir, splits)
+    figures.draw_data_figures(splits, train_data, workdir)
+  example = common.first_batches(train_data, train_data.batch_size)['image']
+  state = trainer.init(jax.random.PRNGKey(config.seed), example,
+                       config.disentangle_weight)
+  logging.info('Training %s for %d epochs of %d steps in %s.',
+               config.objective, config.num_epochs, train_data.steps_per_epoch,
+               workdir)
+  result = run.fit(
+      trainer, state, train_data, splits.evals, workdir, fit_config(config),
+      run_config=run_config, may_change=may_change,
+      results_extra=_results_extra(config, splits),
+      epoch_hook=_mi_hook(trainer, config))
+  state = result.pop('state')
+  if jax.process_index() == 0:
+    figures.draw_run_figures(trainer, state, splits, workdir,
+                             final_eval=result['final'].get('eval'))
+    if spec.write_extra is not None:
+      spec.write_extra(workdir, result, splits)
+  return {'state': state, **result}
+
+
+def fit_config(config: Any, **changes: Any) -> loop.FitConfig:
+  """The loop's settings of a resolved config."""
+  return loop.FitConfig(**{
+      'num_epochs': config.num_epochs, 'eval_every': config.eval_every,
+      'checkpoint_every': config.checkpoint_every,
+      'keep_checkpoints': config.keep_checkpoints,
+      'log_every_steps': config.log_every_steps, 'progress': config.progress,
+      'tensorboard': config.tensorboard, **changes})
+
+
+def _mi_hook(trainer: Any, config: Any) -> Optional[records.EpochHook]:
+  return common.mi_hook(trainer.objective.subspaces, config.mi_every,
+                        config.mi_max_rows, seed=config.seed)
+
+
+def _results_extra(config: Any, splits: Splits) -> dict[str, Any]:
+  return {'data': dict(splits.info), 'attributes': list(splits.attributes),
+          'objective': config.objective}
+
+
+def _write_joint_counts(workdir: str, splits: Splits) -> None:
+  logs.write_json_atomic(os.path.join(workdir, 'joint_counts.json'),
+                         {k: np.asarray(v)
+                          for k, v in splits.joint_counts.items()})
+
+
+def group_checkpoint_dir(root: str, cells: Sequence[sweeps.Cell]) -> str:
+  """Where a vmapped group checkpoints; named by its members, so it resumes."""
+  digest = hashlib.sha1('\n'.join(sorted(c.name for c in cells)).encode())
+  return os.path.join(root, sweeps.GROUPS_DIR, digest.hexdigest()[:16])
+
+
+def _train_group(spec: Spec, configs: Sequence[Any],
+                 cells: Sequence[sweeps.Cell], source: Any, root: str
+                 ) -> list[dict[str, Any]]:
+  """Trains cells of one trainer together (vmapped) and writes each member.
+
+  Each member gets its separate run's ``config.json``,
+  ``joint_counts.json``, ``log.jsonl``, extra files and ``results.json``
+  (written last, so a member counts as done only when complete); the group's
+  checkpoints are deleted once every member is written. Members whose
+  losses became non-finite stay unfinished, named by a
+  :class:`cmi_jax.run.NonFiniteLossError` after the others are written.
+  """
+  first = configs[0]
+  members = [spec.splits(config, source) for config in configs]
+  # The first member's weighting is every member's (spec.vmap_varying).
+  trainer = common.build_trainer(first, members[0])
+  for splits in members:
+    run.check_first_labels(trainer, splits.train, splits.evals)
+  for config, splits in zip(configs, members):
+    splits.train = common.balanced_training_data(config, splits.train,
+                                                 splits.num_classes)
+  example = common.first_batches(members[0].train, 1)['image']
+  try:
+    train_data, eval_data = spec.stack(members)
+  except ValueError as e:
+    raise ValueError(
+        f'the cells {[c.name for c in cells]} were grouped because their '
+        f'configs differ only in {tuple(spec.vmap_varying(first))}, but '
+        f'their data differ: {e} Run them without vmap.') from e
+  hooks = [_mi_hook(trainer, c) for c in configs]
+  group_dir = group_checkpoint_dir(root, cells)
+  start = time.time()
+  _, results = vmapped.fit_sweep(
+      trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
+      train_data, eval_data, fit_config(first, tensorboard=False),
+      hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
+      hooks=None if all(h is None for h in hooks) else hooks,
+      name=first.objective, checkpoint_dir=group_dir,
+      log_dirs=[os.path.join(root, c.name) for c in cells])
+  group = {'cells': [c.name for c in cells],
+           'train_seconds': time.time() - start}
+
+  def write(cell, member):
+    i = cells.index(cell)
+    member.update(_results_extra(configs[i], members[i]), mode='vmapped',
+                  group=group)
+    if jax.process_index() == 0:
+      workdir = os.path.join(root, cell.name)
+      _write_joint_counts(workdir, members[i])
+      if spec.write_extra is not None:
+        spec.write_extra(workdir, member, members[i])
+      sweeps.write_cell(workdir, {'config': configs[i].to_dict(),
+                                  'data': dict(members[i].info)}, member)
+
+  sweeps.write_members(cells, results, write)
+  shutil.rmtree(group_dir, ignore_errors=True)  # Every member is written.
+  return results
+
+
+def check_workdir(workdir: str) -> None:
+  """Refuses a ``workdir`` that is a file or cannot be written."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f'workdir {workdir} is a file, not a directory; pass '
+                     'a directory (it is created if needed).')
+  existing = workdir
+  while not os.path.exists(existing):
+    existing = os.path.dirname(os.path.abspath(existing))
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f'workdir {workdir} cannot be written ({existing} is '
+                     'read-only for this user); pass a writable directory.')
