@@ -40,6 +40,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cmi_jax import epochs
 from cmi_jax import programs
+from cmi_jax import validate
 from cmi_jax.data.base import Batch, DeviceDataset
 from cmi_jax.train import Metrics, Trainer, TrainState
 
@@ -53,6 +54,14 @@ def data_mesh(devices: Optional[Sequence[jax.Device]] = None,
   return Mesh(np.asarray(devices), (axis_name,))
 
 
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """The sharding that splits a first axis over the 1-D ``mesh``."""
+  if len(mesh.axis_names) != 1:
+    raise ValueError('expected a 1-D mesh (data_mesh, vmapped.sweep_mesh); '
+                     f'got axes {mesh.axis_names}.')
+  return NamedSharding(mesh, P(*mesh.axis_names))
+
+
 def _check_divisible(rows: int, num_devices: int) -> None:
   if rows % num_devices:
     raise ValueError(
@@ -64,6 +73,8 @@ def _check_divisible(rows: int, num_devices: int) -> None:
 def _sharded_step(trainer: Trainer, mesh: Mesh, state: TrainState,
                   batch: Batch) -> tuple[TrainState, Metrics]:
   """``trainer.step`` under ``jax.shard_map``: replicated state, split batch."""
+  # At trace time, where the batch's shape is known.
+  _check_divisible(batch['labels'].shape[0], mesh.size)
   (axis_name,) = mesh.axis_names
   return jax.shard_map(
       functools.partial(trainer.step, axis_name=axis_name), mesh=mesh,
@@ -77,9 +88,10 @@ def _sharded_step(trainer: Trainer, mesh: Mesh, state: TrainState,
 def _sharded_epoch(trainer: Trainer, mesh: Mesh, state: TrainState,
                    data: DeviceDataset, num_steps: Optional[int] = None
                    ) -> tuple[TrainState, Metrics]:
+  # Before the batches are constrained to the mesh, which would fail first.
+  _check_divisible(data.batch_size, mesh.size)
   return epochs.scan_epoch(functools.partial(_sharded_step, trainer, mesh),
-                          state, data, num_steps,
-                          NamedSharding(mesh, P(*mesh.axis_names)))
+                          state, data, num_steps, batch_sharding(mesh))
 
 
 def shard_map_train_step(trainer: Trainer, mesh: Mesh) -> Step:
@@ -89,13 +101,7 @@ def shard_map_train_step(trainer: Trainer, mesh: Mesh) -> Step:
   (split along its first axis over the mesh) and returns the replicated new
   state and metrics. The result equals the one-device step on the same batch.
   """
-  sharded = programs.compiled(_sharded_step, trainer, mesh,
-                              donate_argnums=(0,))
-
-  def step(state: TrainState, batch: Batch):
-    _check_divisible(batch['labels'].shape[0], mesh.size)
-    return sharded(state, batch)
-  return step
+  return programs.compiled(_sharded_step, trainer, mesh, donate_argnums=(0,))
 
 
 def shard_map_train_epoch(trainer: Trainer, mesh: Mesh
@@ -106,14 +112,8 @@ def shard_map_train_epoch(trainer: Trainer, mesh: Mesh
   step is :func:`shard_map_train_step`'s, so the result equals the one-device
   epoch. ``data.batch_size`` must divide by the number of devices.
   """
-  sharded = programs.compiled(_sharded_epoch, trainer, mesh,
-                              static_argnums=(2,), donate_argnums=(0,))
-
-  def epoch(state: TrainState, data: DeviceDataset,
-            num_steps: Optional[int] = None):
-    _check_divisible(data.batch_size, mesh.size)
-    return sharded(state, data, num_steps)
-  return epoch
+  return programs.compiled(_sharded_epoch, trainer, mesh, static_argnums=(2,),
+                           donate_argnums=(0,))
 
 
 def pmap_train_step(trainer: Trainer, axis_name: str = 'data') -> Step:
@@ -157,8 +157,7 @@ def replicate_state(state: TrainState, mesh: Mesh) -> TrainState:
 def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
   """Splits a global batch along its first axis over the mesh."""
   _check_divisible(batch['labels'].shape[0], mesh.size)
-  (axis_name,) = mesh.axis_names
-  return jax.device_put(batch, NamedSharding(mesh, P(axis_name)))
+  return jax.device_put(batch, batch_sharding(mesh))
 
 
 def initialize(coordinator_address: Optional[str] = None,
@@ -179,34 +178,27 @@ def initialize(coordinator_address: Optional[str] = None,
       (``jax_num_cpu_devices``; accelerators ignore it).
 
   Raises:
-    ValueError: for malformed arguments; the message names the fix.
+    ValueError: for malformed arguments (JAX's message for the ranges of
+      ``num_processes`` and ``process_id``).
     RuntimeError: if JAX already ran a computation in this process, or the
       run was initialised already.
   """
   given = {'coordinator_address': coordinator_address,
            'num_processes': num_processes, 'process_id': process_id}
-  if any(v is None for v in given.values()) and any(
-      v is not None for v in given.values()):
-    missing = sorted(k for k, v in given.items() if v is None)
+  missing = [name for name, value in given.items() if value is None]
+  if 0 < len(missing) < len(given):
     raise ValueError(
         'initialize got only some of the cluster arguments '
         f'({", ".join(missing)} missing); pass coordinator_address, '
         'num_processes and process_id together, or none of them to let JAX '
         'detect SLURM / Open MPI / TPU.')
-  if num_processes is not None and num_processes < 1:
-    raise ValueError(f'num_processes must be >= 1; got {num_processes}.')
-  if process_id is not None and not 0 <= process_id < num_processes:
-    raise ValueError(f'process_id must lie in [0, {num_processes}); got '
-                     f'{process_id}. Give each process a distinct id.')
-  if local_device_count is not None and local_device_count < 1:
-    raise ValueError('local_device_count must be >= 1; got '
-                     f'{local_device_count}.')
   if jax.distributed.is_initialized():
     raise RuntimeError('the distributed run is initialised already; call '
                        'cmi_jax.distributed.initialize once per process.')
   try:
     if local_device_count is not None:
-      jax.config.update('jax_num_cpu_devices', int(local_device_count))
+      jax.config.update('jax_num_cpu_devices', validate.integer(
+          local_device_count, 'local_device_count', 1))
     # Explicit, so that a CPU run never goes without cross-process
     # collectives on a JAX version with another default.
     if jax.config.jax_cpu_collectives_implementation is None:
@@ -216,19 +208,13 @@ def initialize(coordinator_address: Optional[str] = None,
         'JAX already ran a computation in this process, so its devices can no '
         'longer join a distributed run; call cmi_jax.distributed.initialize '
         'right after the imports, before any jax.numpy call.') from error
+  # JAX itself checks num_processes and process_id (in [0, num_processes)).
   jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
 def is_main_process() -> bool:
   """True on process 0, the one that writes logs and result files."""
   return jax.process_index() == 0
-
-
-def _batch_sharding(mesh: Mesh) -> NamedSharding:
-  if len(mesh.axis_names) != 1:
-    raise ValueError(f'expected a 1-D data mesh (data_mesh); got axes '
-                     f'{mesh.axis_names}.')
-  return NamedSharding(mesh, P(mesh.axis_names[0]))
 
 
 def host_batch_slice(global_batch_size: int, mesh: Optional[Mesh] = None
@@ -244,20 +230,17 @@ def host_batch_slice(global_batch_size: int, mesh: Optional[Mesh] = None
       not contiguous.
   """
   mesh = data_mesh() if mesh is None else mesh
-  if global_batch_size < 1 or global_batch_size % mesh.size:
-    raise ValueError(
-        f'the global batch of {global_batch_size} rows does not divide over '
-        f'the {mesh.size} devices of the mesh; use a multiple of {mesh.size}.')
-  index_map = _batch_sharding(mesh).addressable_devices_indices_map(
+  _check_divisible(validate.integer(global_batch_size, 'global_batch_size', 1),
+                   mesh.size)
+  index_map = batch_sharding(mesh).addressable_devices_indices_map(
       (global_batch_size,))
   rows = sorted({(s[0].start or 0, s[0].stop or global_batch_size)
                  for s in index_map.values()})
-  for (_, stop), (start, _) in zip(rows, rows[1:]):
-    if stop != start:
-      raise ValueError(
-          f'process {jax.process_index()} holds non-contiguous rows {rows} of '
-          'the global batch; build the mesh with each process\'s devices '
-          'next to each other (data_mesh() does).')
+  if any(stop != start for (_, stop), (start, _) in zip(rows, rows[1:])):
+    raise ValueError(
+        f'process {jax.process_index()} holds non-contiguous rows {rows} of '
+        'the global batch; build the mesh with each process\'s devices next '
+        'to each other (data_mesh() does).')
   return slice(rows[0][0], rows[-1][1])
 
 
@@ -275,21 +258,18 @@ def make_global_batch(local_batch: Batch, mesh: Mesh) -> Batch:
   Raises:
     ValueError: for a malformed local batch; the message names the fix.
   """
-  sharding = _batch_sharding(mesh)
+  sharding = batch_sharding(mesh)
   sizes = {name: np.shape(a)[0] if np.ndim(a) else None
            for name, a in local_batch.items()}
   if len(set(sizes.values())) != 1 or None in sizes.values():
     raise ValueError(f'every array of the local batch needs the same number '
                      f'of rows; got {sizes}.')
-  local_devices = len(mesh.local_devices)
-  rows = next(iter(sizes.values()))
-  if rows % local_devices:
+  if (rows := next(iter(sizes.values()))) % (local := len(mesh.local_devices)):
     raise ValueError(
         f'the local batch has {rows} rows, which do not divide over this '
-        f'process\'s {local_devices} devices; feed global_batch_size / '
-        'num_processes rows (see host_batch_slice).')
-  global_rows = rows * mesh.size // local_devices
+        f'process\'s {local} devices; feed global_batch_size / num_processes '
+        'rows (see host_batch_slice).')
   return {name: jax.make_array_from_process_local_data(
-      sharding, np.asarray(a), (global_rows,) + np.shape(a)[1:])
+      sharding, np.asarray(a), (rows * mesh.size // local,) + np.shape(a)[1:])
           for name, a in local_batch.items()}
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 
+from cmi_jax import validate
 from cmi_jax.data.base import Batch
 
 Metrics = dict[str, Any]
@@ -102,9 +103,8 @@ def host_epoch(step_fn: Step, state: Any, data: Any,
     ``(state, metrics)``; each metric stacked over steps, NumPy
     ``[num_steps, ...]``.
   """
-  num_steps = data.steps_per_epoch if num_steps is None else int(num_steps)
-  if num_steps < 1:
-    raise ValueError(f'num_steps must be >= 1; got {num_steps}.')
+  num_steps = (data.steps_per_epoch if num_steps is None
+               else validate.integer(num_steps, 'num_steps', 1))
   plan = data.epoch_plan(epoch_data_key(state))
   with data.prefetch(plan, num_steps, device) as batches:
     state, metrics = bounded_loop(step_fn, state, batches,
@@ -135,6 +135,5 @@ def train_epoch(trainer: Any, state: Any, data: Any,
 def epoch_function(trainer: Any, data: Any
                    ) -> Callable[..., tuple[Any, Metrics]]:
   """``(state, data, num_steps=None) -> (state, metrics)`` for this data."""
-  if is_host_fed(data):
-    return functools.partial(train_epoch, trainer)
-  return trainer.jit_train_epoch
+  return (functools.partial(train_epoch, trainer) if is_host_fed(data)
+          else trainer.jit_train_epoch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from cmi_jax import epochs
+from cmi_jax import groups
 from cmi_jax import programs
 from cmi_jax.data.base import Batch, DeviceDataset, to_float_image
 from cmi_jax.train import Trainer, TrainState
@@ -60,11 +61,10 @@ def eval_step(trainer: Trainer, state: TrainState, batch: Batch
           l, jnp.maximum(labels[:, k], 0)) for k, l in enumerate(logits)], -1)
   full = jnp.all(present, -1)
   num_classes = trainer.objective.num_classes
-  num_combos = int(np.prod(num_classes))
-  true_onehot = jax.nn.one_hot(
-      _combination_index(jnp.maximum(labels, 0), num_classes),
-      num_combos) * full[:, None]
-  pred_onehot = jax.nn.one_hot(_combination_index(preds, num_classes),
+  num_combos = groups.num_groups(num_classes)
+  true_onehot = jax.nn.one_hot(groups.group_index(labels, num_classes),
+                               num_combos) * full[:, None]
+  pred_onehot = jax.nn.one_hot(groups.group_index(preds, num_classes),
                                num_combos)
   correct = (preds == labels) & present
   return {
@@ -81,13 +81,6 @@ def eval_step(trainer: Trainer, state: TrainState, batch: Batch
   }
 
 
-def _combination_index(labels: jax.Array, num_classes: Sequence[int]
-                       ) -> jax.Array:
-  """Row-major index of every label combination, ``[B, K] -> [B]``."""
-  strides = np.cumprod((1,) + tuple(num_classes[::-1]))[:-1][::-1]
-  return labels @ jnp.asarray(strides, labels.dtype)
-
-
 def scan_evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
                   ) -> dict[str, jax.Array]:
   """:func:`eval_step` scanned over every batch of a device dataset: the
@@ -96,15 +89,18 @@ def scan_evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
 
   def body(totals, i):
     out = eval_step(trainer, state, data.batch(plan, i))
-    totals = {k: totals[k] + out[k] for k in SUMMED}
-    return totals, {k: out[k] for k in STACKED}
+    return _add_sums(totals, out), {k: out[k] for k in STACKED}
 
-  first = jax.eval_shape(functools.partial(eval_step, trainer), state,
-                         data.batch(plan, 0))
-  zeros = {k: jnp.zeros(first[k].shape, first[k].dtype) for k in SUMMED}
+  zeros = _zero_sums(trainer, state, data.batch(plan, 0))
   totals, stacked = jax.lax.scan(body, zeros, jnp.arange(data.steps_per_epoch))
   stacked = {k: v.reshape((-1,) + v.shape[2:]) for k, v in stacked.items()}
   return {**totals, **stacked}
+
+
+def _zero_sums(trainer: Trainer, state: TrainState, batch: Batch
+               ) -> dict[str, jax.Array]:
+  first = jax.eval_shape(functools.partial(eval_step, trainer), state, batch)
+  return {k: jnp.zeros(first[k].shape, first[k].dtype) for k in SUMMED}
 
 
 def _add_sums(totals: dict[str, jax.Array], out: dict[str, jax.Array]
@@ -127,11 +123,9 @@ def _host_evaluate(trainer: Trainer, state: TrainState, data: Any
   with data.prefetch(plan) as batches:
     batches = iter(batches)
     batch = next(batches)
-    first = jax.eval_shape(functools.partial(eval_step, trainer), state, batch)
-    totals = {k: jnp.zeros(first[k].shape, first[k].dtype) for k in SUMMED}
     totals, stacked = epochs.bounded_loop(
-        accumulate, totals, itertools.chain([batch], batches),
-        data.prefetch_depth)
+        accumulate, _zero_sums(trainer, state, batch),
+        itertools.chain([batch], batches), data.prefetch_depth)
   return {**totals, **{k: jnp.concatenate([r[k] for r in stacked])
                        for k in STACKED}}
 
@@ -147,10 +141,9 @@ def evaluate(trainer: Trainer, state: TrainState,
     concatenated per-example ``z`` ``[N, D]``, ``labels``/``preds`` ``[N, K]``,
     ``mask`` ``[N]``.
   """
-  if epochs.is_host_fed(data):
-    return jax.tree.map(np.asarray, _host_evaluate(trainer, state, data))
-  return jax.tree.map(np.asarray, programs.compiled(scan_evaluate, trainer)(
-      state, data))
+  stats = (_host_evaluate(trainer, state, data) if epochs.is_host_fed(data)
+           else programs.compiled(scan_evaluate, trainer)(state, data))
+  return jax.tree.map(np.asarray, stats)
 
 
 def group_accuracies(combo_correct: np.ndarray, combo_count: np.ndarray,
@@ -175,21 +168,14 @@ def group_accuracies(combo_correct: np.ndarray, combo_count: np.ndarray,
   """
   combo_count = np.asarray(combo_count, np.float64)
   present = combo_count > 0
-  out: dict[str, Any] = {}
-  if not present.any():
-    nan = float('nan')
-    out.update(worst_group_accuracy=nan, mean_group_accuracy=nan,
-               worst_group_accuracy_per_attribute=[nan] * np.shape(
-                   combo_correct)[1])
-    if group_weights is not None:
-      out['train_weighted_accuracy'] = nan
-    return out
   per_head = (np.asarray(combo_correct, np.float64)[present]
               / combo_count[present, None])  # [G, K]
+  if not present.any():  # One group of NaN accuracies: every score NaN.
+    per_head = np.full((1, per_head.shape[1]), np.nan)
   per_group = per_head.mean(1)
-  out['worst_group_accuracy'] = float(per_group.min())
-  out['worst_group_accuracy_per_attribute'] = per_head.min(0).tolist()
-  out['mean_group_accuracy'] = float(per_group.mean())
+  out = {'worst_group_accuracy': float(per_group.min()),
+         'worst_group_accuracy_per_attribute': per_head.min(0).tolist(),
+         'mean_group_accuracy': float(per_group.mean())}
   if group_weights is not None:
     weights = np.asarray(group_weights, np.float64)[present]
     total = weights.sum()

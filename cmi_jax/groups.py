@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from cmi_jax import losses
+from cmi_jax import validate
 
 METHODS = ('none', 'reweight', 'subsample', 'groupdro')
 
@@ -49,25 +50,16 @@ class GroupWeighting:
   dro_size_adjustment: float = 0.0
 
   def __post_init__(self):
-    if self.method not in METHODS:
-      raise ValueError(f'group weighting {self.method!r} is unknown; choose '
-                       f'one of {METHODS}.')
-    if self.method == 'reweight':
-      if self.group_freqs is None:
-        raise ValueError('reweight needs the training group frequencies '
-                         '(group_freqs).')
-      freqs = np.asarray(self.group_freqs, np.float64)
-      if np.any(freqs <= 0):
-        raise ValueError(
-            'reweight needs every group in the training data (a group of '
-            f'frequency 0 would get an infinite weight); got {freqs}.')
+    validate.choice(self.method, 'method', METHODS)
+    if self.method == 'reweight' and (self.group_freqs is None or np.any(
+        np.asarray(self.group_freqs, np.float64) <= 0)):
+      raise ValueError(
+          'reweight needs the training frequency of every group, all > 0 (a '
+          'group of frequency 0 would get an infinite weight), as '
+          f'group_freqs; got {self.group_freqs}.')
     if self.method == 'groupdro':
-      if not self.dro_step_size > 0:
-        raise ValueError('the GroupDRO step size must be > 0; got '
-                         f'{self.dro_step_size}.')
-      if self.dro_size_adjustment < 0:
-        raise ValueError('the GroupDRO size adjustment must be >= 0; got '
-                         f'{self.dro_size_adjustment}.')
+      validate.number(self.dro_step_size, 'dro_step_size', 0, open_low=True)
+      validate.number(self.dro_size_adjustment, 'dro_size_adjustment', 0)
       if self.dro_size_adjustment > 0 and self.group_counts is None:
         raise ValueError('a GroupDRO size adjustment needs the training group '
                          'counts (group_counts).')
@@ -132,13 +124,6 @@ def group_index(labels: jax.Array, num_classes: Sequence[int]) -> jax.Array:
   return jnp.where(jnp.all(labels >= 0, -1), index, -1)
 
 
-def group_membership(labels: jax.Array, num_classes: Sequence[int]
-                     ) -> jax.Array:
-  """float32 ``[B, G]`` one-hot of :func:`group_index` (zero rows: no group)."""
-  return jax.nn.one_hot(group_index(labels, num_classes),
-                        num_groups(num_classes))
-
-
 def row_ce(logits: Sequence[jax.Array], labels: jax.Array
            ) -> tuple[jax.Array, jax.Array]:
   """``(ce [B, K], present [B, K])``: per-row cross-entropy of every head."""
@@ -166,7 +151,9 @@ def group_losses(ce: jax.Array, present: jax.Array, labels: jax.Array,
                  num_classes: Sequence[int]) -> jax.Array:
   """``L_g`` ``[G]``: mean over group g's rows of the heads' mean CE, or 0."""
   del present  # rows in a group have every label
-  member = group_membership(labels, num_classes)  # [B, G]
+  # [B, G] one-hot; rows in no group (index -1) are zero.
+  member = jax.nn.one_hot(group_index(labels, num_classes),
+                          num_groups(num_classes))
   per_row = ce.mean(-1)
   return (member.T @ per_row) / jnp.maximum(member.sum(0), 1.0)
 

@@ -27,8 +27,7 @@ def to_jsonable(value: Any) -> Any:
   if isinstance(value, (np.ndarray, jax.Array)):
     return to_jsonable(np.asarray(value).tolist())
   if isinstance(value, (np.floating, float)):
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return float(value) if math.isfinite(value) else None
   if isinstance(value, np.integer):
     return int(value)
   return value
@@ -134,14 +133,9 @@ class RunLogger:
     self._writer = None
     if not self.active:
       return
-    os.makedirs(workdir, exist_ok=True)
     records = [] if keep_until_step is None else [
         r for r in read_jsonl(self.path) if r.get('step', 0) <= keep_until_step]
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.writelines(json.dumps(r) + '\n' for r in records)
-    os.replace(tmp, self.path)
-    self.records = records
+    write_text_atomic(self.path, ''.join(json.dumps(r) + '\n' for r in records))
     if tensorboard:
       from tensorboardX import SummaryWriter  # Heavy; only when asked for.
       # TensorBoard hides events at steps >= purge_step; the record at
@@ -160,7 +154,6 @@ class RunLogger:
     record = to_jsonable(record)
     with open(self.path, 'a') as f:
       f.write(json.dumps(record) + '\n')
-    self.records.append(record)
     if self._writer is not None:
       for name, value in flat_scalars(record):
         if name not in ('step', 'epoch'):

@@ -67,8 +67,7 @@ def non_finite_message(step_metrics: Mapping[str, np.ndarray],
   ``step_metrics``: ``{name: [steps]}`` of the epoch that began after step
   ``first_step``.
   """
-  bad = first_non_finite(step_metrics)
-  if bad is None:
+  if (bad := first_non_finite(step_metrics)) is None:
     return None
   return (f'non-finite {", ".join(bad[1])} at step '
           f'{first_step + bad[0] + 1} (epoch {epoch})')

@@ -22,22 +22,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
 
+from cmi_jax import distributed
 from cmi_jax import evaluation
 from cmi_jax import loop
 from cmi_jax import programs
 from cmi_jax import validate
 from cmi_jax.records import EpochHook
 from cmi_jax.train import Metrics, Trainer, TrainState
-
-_log = logging.getLogger(__name__)
 
 HPARAMS = ('lr', 'cls_lr', 'd_lr', 'disentangle_weight', 'dro_step_size',
            'dro_size_adjustment')
@@ -58,29 +56,25 @@ def default_hparams(trainer: Trainer) -> dict[str, float]:
             'disentangle_weight': 1.0}
   if trainer.objective.adversary is not None:
     values['d_lr'] = trainer.optim.d_lr
-  weighting = trainer.group_weighting
-  if weighting.method == 'groupdro':
-    values['dro_step_size'] = weighting.dro_step_size
-    values['dro_size_adjustment'] = weighting.dro_size_adjustment
+  if (weighting := trainer.group_weighting).method == 'groupdro':
+    values.update(dro_step_size=weighting.dro_step_size,
+                  dro_size_adjustment=weighting.dro_size_adjustment)
   return values
 
 
 def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
                      size: int) -> dict[str, jax.Array]:
   """float32 ``[S]`` arrays of every sweepable value (defaults filled in)."""
-  unknown = sorted(set(hparams) - set(HPARAMS))
-  if unknown:
+  if unknown := sorted(set(hparams) - set(HPARAMS)):
     raise ValueError(f'unknown hyper-parameter(s) {unknown}; a sweep can vary '
-                     f'{HPARAMS} (other settings are static: build one '
-                     'trainer per value).')
+                     f'{HPARAMS} (build one trainer per value of the others).')
   if 'd_lr' in hparams and trainer.objective.adversary is None:
     raise ValueError(f'd_lr was given but objective {trainer.objective.name!r} '
                      'has no adversary; drop d_lr from the sweep.')
-  swept_rates = sorted(set(hparams) & set(_OPT_FIELDS))
-  if swept_rates and trainer.optim.decay_step is not None:
-    raise ValueError(f'{swept_rates} cannot vary across members of a trainer '
-                     'with a learning-rate schedule (decay_step); build one '
-                     'trainer per rate.')
+  rates = sorted(set(hparams) & set(_OPT_FIELDS))
+  if rates and trainer.optim.decay_step is not None:
+    raise ValueError(f'{rates} cannot vary under a learning-rate schedule '
+                     '(decay_step); build one trainer per rate.')
   dro = sorted(set(hparams) & set(_DRO_FIELDS))
   if dro and trainer.group_weighting.method != 'groupdro':
     raise ValueError(f'{dro} given but the trainer does not use GroupDRO; '
@@ -92,40 +86,17 @@ def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
   resolved = {}
   for name, default in default_hparams(trainer).items():
     value = np.asarray(hparams.get(name, default), np.float32)
-    if value.ndim == 0:
-      value = np.full((size,), value, np.float32)
-    if value.shape != (size,):
-      raise ValueError(
-          f'hyper-parameter {name!r} has shape {value.shape}; give one value '
-          f'per member, shape [{size}] (or a scalar shared by all members).')
+    value = np.full(size, value) if value.ndim == 0 else value
     may_be_zero = name in ('disentangle_weight', 'dro_size_adjustment')
-    if not np.all(np.isfinite(value)) or np.any(value < 0) or (
-        not may_be_zero and np.any(value == 0)):
-      raise ValueError(f'hyper-parameter {name!r} must be finite and '
-                       + ('>= 0' if may_be_zero else 'positive')
-                       + f'; got {value.tolist()}.')
+    ok = np.isfinite(value) & (value >= 0 if may_be_zero else value > 0)
+    if value.shape != (size,) or not np.all(ok):
+      raise ValueError(
+          f'hyper-parameter {name!r} has shape {value.shape}, values '
+          f'{value.tolist()}; give one finite'
+          f'{" value >= 0" if may_be_zero else ", positive value"} per '
+          f'member, shape [{size}], or a scalar shared by all members.')
     resolved[name] = jnp.asarray(value)
   return resolved
-
-
-def _with_learning_rate(opt_state: Any, learning_rate: jax.Array) -> Any:
-  """An ``inject_hyperparams`` state with its learning rate replaced."""
-  hyper = dict(opt_state.hyperparams)
-  hyper['learning_rate'] = jnp.asarray(learning_rate,
-                                       hyper['learning_rate'].dtype)
-  return opt_state._replace(hyperparams=hyper)
-
-
-def _init_member(trainer: Trainer, key: jax.Array, example_input: jax.Array,
-                 hparams: dict[str, jax.Array]) -> TrainState:
-  state = trainer.init(key, example_input, hparams['disentangle_weight'])
-  updates = {field: _with_learning_rate(getattr(state, field), hparams[name])
-             for name, field in _OPT_FIELDS.items() if name in hparams}
-  if state.group_dro is not None:
-    updates['group_dro'] = {**state.group_dro, **{
-        leaf: hparams[name] for name, leaf in _DRO_FIELDS.items()
-        if name in hparams}}
-  return state.replace(**updates)
 
 
 def init_sweep(trainer: Trainer, keys: Any, example_input: Any,
@@ -151,8 +122,20 @@ def init_sweep(trainer: Trainer, keys: Any, example_input: Any,
 
 def _init_members(trainer: Trainer, keys: jax.Array, example_input: jax.Array,
                   hparams: dict[str, jax.Array]) -> TrainState:
-  return jax.vmap(functools.partial(_init_member, trainer),
-                  in_axes=(0, None, 0))(keys, example_input, hparams)
+  def member(key, hparams):
+    state = trainer.init(key, example_input, hparams['disentangle_weight'])
+    updates = {}
+    for name, field in _OPT_FIELDS.items():
+      if name in hparams:  # The rate lives in the inject_hyperparams state.
+        hyper = getattr(state, field).hyperparams
+        rate = jnp.asarray(hparams[name], hyper['learning_rate'].dtype)
+        updates[field] = getattr(state, field)._replace(
+            hyperparams={**hyper, 'learning_rate': rate})
+    if state.group_dro is not None:
+      updates['group_dro'] = {**state.group_dro, **{
+          leaf: hparams[name] for name, leaf in _DRO_FIELDS.items()}}
+    return state.replace(**updates)
+  return jax.vmap(member)(keys, hparams)
 
 
 def sweep_size(tree: Any) -> int:
@@ -176,38 +159,31 @@ def stack_datasets(datasets: Sequence[Any]) -> Any:
   datasets = list(datasets)
   if not datasets:
     raise ValueError('stack_datasets needs at least one dataset.')
-  first = datasets[0]
-  kind = type(first).__name__
+  first, kind = datasets[0], type(datasets[0]).__name__
   static = [f.name for f in dataclasses.fields(first)
             if not f.metadata.get('pytree_node', True)
             ] if dataclasses.is_dataclass(first) else []
-  first_leaves = jax.tree_util.tree_flatten_with_path(first)[0]
+  arrays = lambda data: [  # (path, dtype, shape) of every array field.
+      (jax.tree_util.keystr(path), jnp.result_type(a), jnp.shape(a))
+      for path, a in jax.tree_util.tree_flatten_with_path(data)[0]]
   for i, data in enumerate(datasets[1:], 1):
     if type(data) is not type(first):
       raise ValueError(f'datasets[{i}] is a {type(data).__name__} but '
                        f'datasets[0] is a {kind}; a sweep stacks datasets of '
                        'one type.')
     for name in static:
-      want, got = getattr(first, name), getattr(data, name)
-      if want != got:
+      if (got := getattr(data, name)) != (want := getattr(first, name)):
         raise ValueError(
             f'datasets[{i}].{name} is {got!r} but datasets[0].{name} is '
             f'{want!r}; static fields must agree across a sweep (one '
             f'compiled program). Build every {kind} with {name}={want!r}, or '
             'run separate sweeps.')
-    if jax.tree.structure(data) != jax.tree.structure(first):
-      raise ValueError(f'datasets[{i}] has another tree structure than '
-                       f'datasets[0]: {jax.tree.structure(data)} vs '
-                       f'{jax.tree.structure(first)}.')
-    leaves = jax.tree_util.tree_flatten_with_path(data)[0]
-    for (path, want), (_, got) in zip(first_leaves, leaves):
-      want = jnp.result_type(want), jnp.shape(want)
-      got = jnp.result_type(got), jnp.shape(got)
+    for (path, *want), (_, *got) in zip(arrays(first), arrays(data)):
       if want != got:
         raise ValueError(
-            f'datasets[{i}]{jax.tree_util.keystr(path)} is {got[0]} {got[1]} '
-            f'but datasets[0] has {want[0]} {want[1]}; array fields must '
-            'have equal shapes (same images, same table size).')
+            f'datasets[{i}]{path} is {got[0]} {got[1]} but datasets[0] has '
+            f'{want[0]} {want[1]}; array fields must have equal shapes (same '
+            'images, same table size).')
   return jax.tree.map(lambda *xs: jnp.stack(xs), *datasets)
 
 
@@ -231,18 +207,6 @@ def sweep_mesh(num_members: int,
   return Mesh(np.asarray(devices[:count]), (axis_name,))
 
 
-def _member_sharding(mesh: Mesh, size: int) -> NamedSharding:
-  if len(mesh.axis_names) != 1:
-    raise ValueError(f'expected a 1-D mesh (sweep_mesh); got axes '
-                     f'{mesh.axis_names}.')
-  if size % mesh.size:
-    raise ValueError(
-        f'{size} sweep members do not split over {mesh.size} devices; use '
-        f'sweep_mesh({size}) or a member count that is a multiple of '
-        f'{mesh.size}.')
-  return NamedSharding(mesh, P(mesh.axis_names[0]))
-
-
 def _sweep_epoch(trainer: Trainer, sharding: Optional[NamedSharding],
                  states: TrainState, datas: Any, num_steps: Optional[int]
                  ) -> tuple[TrainState, Metrics]:
@@ -264,13 +228,17 @@ def sweep_train_epoch(trainer: Trainer, mesh: Optional[Mesh] = None
   epoch.
   """
   def run(states: TrainState, datas: Any, num_steps: Optional[int] = None):
-    size = sweep_size(states)
-    if sweep_size(datas) != size:
-      raise ValueError(f'{size} states but {sweep_size(datas)} datasets; '
-                       'stack one dataset per member.')
+    if (size := sweep_size(states)) != (given := sweep_size(datas)):
+      raise ValueError(f'{size} states but {given} datasets; stack one '
+                       'dataset per member.')
     sharding = None
     if mesh is not None:
-      sharding = _member_sharding(mesh, size)
+      if size % mesh.size:
+        raise ValueError(
+            f'{size} sweep members do not split over {mesh.size} devices; use '
+            f'sweep_mesh({size}) or a member count that is a multiple of '
+            f'{mesh.size}.')
+      sharding = distributed.batch_sharding(mesh)
       states, datas = jax.device_put((states, datas), sharding)
     return programs.compiled(_sweep_epoch, trainer, sharding,
                              static_argnums=(2,), donate_argnums=(0,))(
@@ -313,11 +281,10 @@ def sweep_evaluate(trainer: Trainer, states: TrainState,
     per_member = isinstance(data, (list, tuple, Stacked))
     if per_member:
       data = data.data if isinstance(data, Stacked) else stack_datasets(data)
-      if sweep_size(data) != size:
-        raise ValueError(f'eval split {split!r} is stacked for '
-                         f'{sweep_size(data)} members but the sweep has '
-                         f'{size}; give one dataset per member or a single '
-                         'shared dataset.')
+      if (given := sweep_size(data)) != size:
+        raise ValueError(f'eval split {split!r} is stacked for {given} members '
+                         f'but the sweep has {size}; give one dataset per '
+                         'member or a single shared dataset.')
     results[split] = jax.tree.map(np.asarray, programs.compiled(
         _evaluate_members, trainer, per_member)(states, data))
   return results
@@ -330,11 +297,9 @@ def summarize(stats: Mapping[str, np.ndarray],
 
   ``group_weights``: optional ``[S, C]`` training group counts per member.
   """
-  members = unstack(dict(stats))
-  weights = [None] * len(members) if group_weights is None else list(
-      np.asarray(group_weights))
-  return [evaluation.summarize(member, w)
-          for member, w in zip(members, weights)]
+  return [evaluation.summarize(member, None if group_weights is None
+                               else np.asarray(group_weights)[i])
+          for i, member in enumerate(unstack(dict(stats)))]
 
 
 def keys_from_seeds(seeds: Sequence[int]) -> np.ndarray:
