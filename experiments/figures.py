@@ -15,6 +15,12 @@ from cmi_jax import train
 from experiments import common
 
 
+# Each objective's colour and label in every figure of the experiments.
+STYLES = {'base': ('#1f77b4', 'Base'), 'mi': ('#ff7f0e', 'Base+MI'),
+          'cmi': ('#2ca02c', 'Base+CMI'), 'mmd_mi': ('#9467bd', 'MMD MI'),
+          'mmd_cmi': ('#8c564b', 'MMD CMI')}
+
+
 def combination_names(num_classes: Sequence[int]) -> list[str]:
   """Names of the label combinations in row-major order ('00', '01', ...)."""
   return [''.join(map(str, combo))

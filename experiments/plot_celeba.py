@@ -23,7 +23,7 @@ from experiments import common
 from experiments import sweeps
 from experiments import celeba_sweep
 from experiments.plot_multi_digit import METRICS
-from experiments.plot_multi_digit import STYLES
+from experiments.figures import STYLES
 from experiments.plot_multi_digit import table_text
 
 SPLIT_TITLES = {'test_anti/accuracy': 'anti-correlated test',

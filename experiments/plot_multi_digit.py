@@ -18,13 +18,12 @@ import numpy as np
 from cmi_jax import logs
 from cmi_jax import plots
 from experiments import common
+from experiments import figures
 from experiments import sweeps
 
 METRICS = ('test_anti/accuracy', 'test_uncorr/accuracy', 'val/accuracy',
            'test_uncorr/worst_group_accuracy', 'train_eval/accuracy')
-STYLES = {'base': ('#1f77b4', 'Base'), 'mi': ('#ff7f0e', 'Base+MI'),
-          'cmi': ('#2ca02c', 'Base+CMI'), 'mmd_mi': ('#9467bd', 'MMD MI'),
-          'mmd_cmi': ('#8c564b', 'MMD CMI')}
+STYLES = figures.STYLES
 # The curves of every panel: (metric, label, colour).
 CURVES = (('train_eval/accuracy', 'train', '#7f7f7f'),
           ('test_anti/accuracy', 'anti-correlated test', '#d62728'),

@@ -31,13 +31,13 @@ import numpy as np
 
 from experiments import cli
 from experiments import common
+from experiments import figures
 from experiments.configs import toy_linear_classification as toy_config
 from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax.toy import linear_classification as lc
 
 _OBJECTIVE_TITLES = {'base': 'Base', 'mi': 'Base + MI', 'cmi': 'Base + CMI'}
-_OBJECTIVE_COLORS = {'base': '#d62728', 'mi': '#1f77b4', 'cmi': '#2ca02c'}
 
 
 def _mean_over_seeds(cells: Sequence[dict[str, Any]], objective: str,
@@ -65,7 +65,7 @@ def plot_figure(cells: Sequence[dict[str, Any]]):
   axes = np.atleast_1d(fig.subplots(1, len(corrs), sharey=True))
   for ax, corr in zip(axes, corrs):
     for objective in objectives:
-      color = _OBJECTIVE_COLORS[objective]
+      color = figures.STYLES[objective][0]
       noise, (train_acc, zero_acc, low, high) = _mean_over_seeds(
           cells, objective, corr, ('train_accuracy', 'uncorrelated_accuracy',
                                    'min_accuracy', 'max_accuracy'))
@@ -77,7 +77,7 @@ def plot_figure(cells: Sequence[dict[str, Any]]):
     ax.set(xscale='log', ylim=(0.45, 1.02), xlabel=r'noise variance $\sigma^2$',
            title=f'training correlation {corr:g}')
   axes[0].set_ylabel(f'accuracy (mean over {num_attributes} attributes)')
-  color_handles = [Line2D([], [], color=_OBJECTIVE_COLORS[o], lw=2,
+  color_handles = [Line2D([], [], color=figures.STYLES[o][0], lw=2,
                           label=_OBJECTIVE_TITLES[o]) for o in objectives]
   grid = 'in [-1, 1]' if num_attributes == 2 else 'in [0, 1]'
   style_handles = [
