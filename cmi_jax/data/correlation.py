@@ -33,16 +33,12 @@ def joint_table(corr: float, num_attributes: int = 2) -> np.ndarray:
     raise ValueError(
         f'correlation {corr} is outside [{low:g}, 1] for {num_attributes} '
         'binary attributes; pass a value in that range.')
-  shape = (2,) * num_attributes
-  uniform = np.full(shape, 1.0 / 2**num_attributes)
-  all_equal = np.zeros(shape)
-  all_equal[(0,) * num_attributes] = all_equal[(1,) * num_attributes] = 0.5
-  if corr >= 0:
-    return (1.0 - corr) * uniform + corr * all_equal
-  # Only K = 2 gets here: mass moves to the two mixed combinations instead.
-  mixed = np.zeros(shape)
-  mixed[0, 1] = mixed[1, 0] = 0.5
-  return (1.0 + corr) * uniform - corr * mixed
+  uniform = np.full((2,) * num_attributes, 1.0 / 2**num_attributes)
+  # Mass |c| split evenly between two combinations: the all-equal ones (flat
+  # 0 and -1) for c >= 0, for c < 0 (K = 2 only) the mixed ones (flat 1, 2).
+  peaks = np.zeros_like(uniform)
+  peaks.flat[[0, -1] if corr >= 0 else [1, 2]] = 0.5
+  return (1.0 - abs(corr)) * uniform + abs(corr) * peaks
 
 
 def anti_correlation(train_corr: float, num_attributes: int) -> float:

@@ -26,6 +26,9 @@ IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 # TFDS file format that needs no TensorFlow to write or read.
 FILE_FORMAT = 'array_record'
+# 'train-images-idx3-ubyte.gz, ..., t10k-labels-idx1-ubyte.gz'.
+_IDX_FILES_GZ = ', '.join(f'{stem}.gz' for stems in idx.IDX_FILE_NAMES.values()
+                          for stem in stems)
 
 
 class _IdxDigitsBuilder(tfds.core.GeneratorBasedBuilder,
@@ -76,9 +79,8 @@ class CmiMnistIdx(_IdxDigitsBuilder):
 
   _DESCRIPTION = 'MNIST from local IDX files, original order.'
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      'Place the four MNIST IDX files (train-images-idx3-ubyte.gz, '
-      'train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, '
-      't10k-labels-idx1-ubyte.gz; .gz optional) in the manual directory.')
+      f'Place the four MNIST IDX files ({_IDX_FILES_GZ}; .gz optional) in the '
+      'manual directory.')
 
 
 class CmiFashionMnistIdx(_IdxDigitsBuilder):
@@ -86,11 +88,9 @@ class CmiFashionMnistIdx(_IdxDigitsBuilder):
 
   _DESCRIPTION = 'Fashion-MNIST from local IDX files, original order.'
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      'Place the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, '
-      'train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, '
-      't10k-labels-idx1-ubyte.gz) in the manual directory; on Debian/Ubuntu '
-      '`apt-get install dataset-fashion-mnist` puts them in '
-      '/usr/share/datasets/fashion-mnist.')
+      f'Place the four Fashion-MNIST IDX files ({_IDX_FILES_GZ}) in the manual '
+      'directory; on Debian/Ubuntu `apt-get install dataset-fashion-mnist` '
+      'puts them in /usr/share/datasets/fashion-mnist.')
 
 
 BUILDERS: dict[str, type[_IdxDigitsBuilder]] = {

@@ -106,11 +106,10 @@ def split_train_val(images: np.ndarray, labels: np.ndarray
 def _digit_splits(dataset: str, source: str,
                   parts: dict[str, tuple[np.ndarray, np.ndarray]]
                   ) -> DigitSplits:
-  arrays = {}
-  for split, (images, labels) in parts.items():
-    arrays[f'{split}_images'] = np.ascontiguousarray(images)
-    arrays[f'{split}_labels'] = np.asarray(labels, np.int64)
-  return DigitSplits(**arrays, dataset=dataset, source=source)
+  return DigitSplits(
+      **{f'{s}_images': np.ascontiguousarray(x) for s, (x, _) in parts.items()},
+      **{f'{s}_labels': np.asarray(y, np.int64) for s, (_, y) in parts.items()},
+      dataset=dataset, source=source)
 
 
 def _from_builder(dataset: str, source: str, builder, read) -> DigitSplits:
@@ -131,8 +130,7 @@ def import_tensorflow_cpu_only():
   return tf
 
 
-def _read_official_split(builder, split: str
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def _read_official_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
   """Reads one split of a prepared official builder (any file format)."""
   import tensorflow_datasets as tfds
   from cmi_jax.data import digit_builders
@@ -286,8 +284,7 @@ def load_digits(dataset: Dataset = 'mnist', source: Source = 'auto',
     raise ValueError(f'unknown source {source!r}; choose one of {SOURCES}.')
   tfds_data_dir = os.fspath(tfds_data_dir) if tfds_data_dir else None
   manual_dir = os.fspath(manual_dir) if manual_dir else None
-  attempts = {'tfds': _try_official, 'idx': _try_idx,
-              'embedded': _try_embedded}
+  attempts = {'tfds': _try_official, 'idx': _try_idx, 'embedded': _try_embedded}
   order = list(attempts) if source == 'auto' else [source]
   reasons = []
   for name in order:
