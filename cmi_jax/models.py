@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -17,10 +17,9 @@ Activation = Callable[[jax.Array], jax.Array]
 
 def _check_identical_channels_input(x: jax.Array, who: str) -> None:
   if x.ndim < 3:
-    raise ValueError(
-        f'{who}: identical_channels needs images [B, ..., C] with a channel '
-        f'axis last; got shape {x.shape}. Set identical_channels=False for '
-        'flat inputs.')
+    raise ValueError(f'{who}: identical_channels needs images [B, ..., C] '
+                     f'with a channel axis last; got shape {x.shape}. Set '
+                     'identical_channels=False for flat inputs.')
 
 
 class IdenticalChannelsDense(nn.Module):
@@ -97,10 +96,9 @@ class IdenticalChannelsConv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (3, 3, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    y = jax.lax.conv_general_dilated(
+    return jax.lax.conv_general_dilated(
         x[..., :1], kernel.sum(2, keepdims=True), self.strides, 'SAME',
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return y + bias
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias
 
 
 class ConvEncoder(nn.Module):
@@ -126,8 +124,7 @@ class ConvEncoder(nn.Module):
       else:
         conv = nn.Conv(width, (3, 3), strides=(2, 2), name=f'conv_{i}')
       x = nn.relu(conv(x))
-    return MLP(tuple(self.hidden) + (self.latent_dim,), name='head')(
-        x.reshape(x.shape[0], -1))
+    return MLP(tuple(self.hidden) + (self.latent_dim,), name='head')(x)
 
 
 class AttributeHeads(nn.Module):
@@ -141,10 +138,9 @@ class AttributeHeads(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array) -> tuple[jax.Array, ...]:
     if len(self.subspaces) != len(self.num_classes):
-      raise ValueError(
-          f'AttributeHeads: {len(self.subspaces)} subspaces but '
-          f'{len(self.num_classes)} num_classes; give one of each per '
-          'attribute.')
+      raise ValueError(f'AttributeHeads: {len(self.subspaces)} subspaces but '
+                       f'{len(self.num_classes)} num_classes; give one of '
+                       'each per attribute.')
     if z.shape[-1] != sum(self.subspaces):
       raise ValueError(f'AttributeHeads: z has {z.shape[-1]} columns but '
                        f'subspaces {tuple(self.subspaces)} sum to '
@@ -155,7 +151,23 @@ class AttributeHeads(nn.Module):
         for k, classes in enumerate(self.num_classes))
 
 
-class Adversary(nn.Module):
+class _PerAttributeNets(nn.Module):
+  """The per-attribute MLPs ``hidden -> 1`` of the conditional adversaries.
+
+  Subclasses declare ``num_attributes``, ``hidden`` and ``activation``.
+  """
+
+  def setup(self):
+    """One MLP per attribute."""
+    self.nets = [MLP(tuple(self.hidden) + (1,), self.activation)
+                 for _ in range(self.num_attributes)]
+
+  def init_all(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
+    """Runs discriminator ``k`` on ``inputs[k]``, every ``k`` (for ``init``)."""
+    return tuple(self(k, x) for k, x in enumerate(inputs))
+
+
+class Adversary(_PerAttributeNets):
   """CMI discriminators: ``(k, [B, D + num_classes[k]]) -> logits [B]``.
 
   One MLP ``hidden -> 1`` per attribute; ``k`` must be a Python int.
@@ -164,17 +176,8 @@ class Adversary(nn.Module):
   hidden: Sequence[int] = (50, 50)
   activation: Activation = nn.relu
 
-  def setup(self):
-    """One MLP per attribute."""
-    self.nets = [MLP(tuple(self.hidden) + (1,), self.activation)
-                 for _ in range(self.num_attributes)]
-
   def __call__(self, k: int, inputs: jax.Array) -> jax.Array:
     return self.nets[k](inputs)[:, 0]
-
-  def init_all(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
-    """Runs discriminator ``k`` on ``inputs[k]``, every ``k`` (for ``init``)."""
-    return tuple(self(k, x) for k, x in enumerate(inputs))
 
 
 class UnconditionalAdversary(nn.Module):
@@ -202,26 +205,21 @@ def stable_class_order(classes: jax.Array, num_buckets: int
 
 
 def _pack_logits(who: str, net: nn.Module, inputs: jax.Array,
-                 order: Optional[tuple[jax.Array, jax.Array]],
                  pack_size: int) -> jax.Array:
-  """Per-row logits ``[B]`` of ``inputs`` scored in packs of ``pack_size`` rows.
+  """Per-row logits ``[B]``, consecutive rows scored in packs of ``pack_size``.
 
-  ``order``: :func:`stable_class_order`'s, to pack in that order; ``None``
-  packs consecutive rows.
+  Every row gets the logit of its pack.
   """
   batch, width = inputs.shape
   if batch % pack_size:
     raise ValueError(
         f'{who}: the batch of {batch} rows does not split into packs of '
         f'{pack_size}; use a number of samples divisible by {pack_size}.')
-  if order is not None:
-    inputs = inputs[order[0]]
   packs = inputs.reshape(batch // pack_size, pack_size * width)
-  per_row = jnp.repeat(net(packs)[:, 0], pack_size)  # [B]
-  return per_row if order is None else per_row[order[1]]
+  return jnp.repeat(net(packs)[:, 0], pack_size)
 
 
-class PacAdversary(nn.Module):
+class PacAdversary(_PerAttributeNets):
   """Conditional PacGAN discriminators: ``(k, [B, D + C_k]) -> logits [B]``.
 
   Drop-in for :class:`Adversary`. One pair of codes says little about their
@@ -237,11 +235,6 @@ class PacAdversary(nn.Module):
   hidden: Sequence[int] = (128, 128)
   activation: Activation = nn.softplus
 
-  def setup(self):
-    """One MLP per attribute, on packed inputs."""
-    self.nets = [MLP(tuple(self.hidden) + (1,), self.activation)
-                 for _ in range(self.num_attributes)]
-
   def __call__(self, k: int, inputs: jax.Array) -> jax.Array:
     if inputs.ndim != 2 or inputs.shape[1] <= self.latent_dim:
       raise ValueError(
@@ -251,14 +244,10 @@ class PacAdversary(nn.Module):
     num_classes = onehot.shape[1]
     present = onehot.sum(-1) > 0.5
     classes = jnp.where(present, jnp.argmax(onehot, -1), num_classes)
-    order = stable_class_order(jax.lax.stop_gradient(classes),
-                               num_classes + 1)
-    return _pack_logits('PacAdversary', self.nets[k], inputs, order,
-                        self.pack_size)
-
-  def init_all(self, inputs: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
-    """Runs discriminator ``k`` on ``inputs[k]`` for every ``k`` (``init``)."""
-    return tuple(self(k, x) for k, x in enumerate(inputs))
+    order, position = stable_class_order(jax.lax.stop_gradient(classes),
+                                         num_classes + 1)
+    return _pack_logits('PacAdversary', self.nets[k], inputs[order],
+                        self.pack_size)[position]
 
 
 class PacUnconditionalAdversary(nn.Module):
@@ -277,5 +266,5 @@ class PacUnconditionalAdversary(nn.Module):
       raise ValueError('PacUnconditionalAdversary: inputs must be [B, D]; got '
                        f'shape {inputs.shape}.')
     net = MLP(tuple(self.hidden) + (1,), self.activation)
-    return _pack_logits('PacUnconditionalAdversary', net, inputs, None,
+    return _pack_logits('PacUnconditionalAdversary', net, inputs,
                         self.pack_size)

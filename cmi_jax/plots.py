@@ -88,8 +88,7 @@ def joint_count_tables(tables: Mapping[str, np.ndarray],
   for i, (split, table) in enumerate(tables.items()):
     table = np.asarray(table, np.float64)
     matrix = table.reshape(2, -1)
-    cols = [''.join(str(b) for b in np.unravel_index(c, table.shape[1:]))
-            for c in range(matrix.shape[1])]
+    cols = [''.join(map(str, bits)) for bits in np.ndindex(table.shape[1:])]
     _annotated_matrix(fig.add_subplot(1, len(tables), i + 1), matrix,
                       ['0', '1'], cols, '.0f', 'Blues',
                       title=f'{split}\n(n={matrix.sum():.0f})',
@@ -101,8 +100,7 @@ def joint_count_tables(tables: Mapping[str, np.ndarray],
 
 
 def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
-               title: str, columns: int = 8,
-               preds: np.ndarray | None = None,
+               title: str, columns: int = 8, preds: np.ndarray | None = None,
                class_names: Sequence[Sequence[str]] | None = None) -> str:
   """A grid of images with their labels (and coloured borders with ``preds``).
 
@@ -129,8 +127,7 @@ def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
     caption = names(labels[i])
     if preds is not None:
       color = border_color(preds[i] != labels[i])
-      for spine in ax.spines.values():
-        spine.set(edgecolor=color, linewidth=3)
+      ax.spines[:].set(edgecolor=color, linewidth=3)
       caption += ' → ' + names(preds[i])
     ax.set_title(caption, fontsize=7)
   if preds is not None:

@@ -123,15 +123,13 @@ def _preprocess(data: bytes, name: str) -> np.ndarray:
     image = Image.open(io.BytesIO(data))
     image.load()  # decode now, so a truncated file fails here
   except (OSError, ValueError, SyntaxError) as e:
-    raise ValueError(
-        f'cannot decode image {name} ({e}); the file is corrupt or '
-        'truncated: extract or copy it again.') from e
+    raise ValueError(f'cannot decode image {name} ({e}); the file is corrupt '
+                     'or truncated: extract or copy it again.') from e
   width, height = image.size
   if width < CROP_SIZE or height < CROP_SIZE:
-    raise ValueError(
-        f'image {name} is {width}x{height} pixels, smaller than the '
-        f'{CROP_SIZE}x{CROP_SIZE} centre crop; CelebA aligned images are '
-        '178x218: is this the img_align_celeba set?')
+    raise ValueError(f'image {name} is {width}x{height} pixels, smaller than '
+                     f'the {CROP_SIZE}x{CROP_SIZE} centre crop; CelebA aligned '
+                     'images are 178x218: is this the img_align_celeba set?')
   left = int(round((width - CROP_SIZE) / 2.0))  # (25, 45) for 178x218
   top = int(round((height - CROP_SIZE) / 2.0))
   image = image.convert('RGB').crop(
@@ -141,7 +139,7 @@ def _preprocess(data: bytes, name: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------- the official files
-def _read_lines(path: str) -> list[str]:
+def _read_lines(path: str | os.PathLike) -> list[str]:
   with open(path, 'r', encoding='utf-8', errors='replace') as f:
     return [line for line in f.read().splitlines() if line.strip()]
 
@@ -154,7 +152,6 @@ def read_attribute_file(path: str | os.PathLike
   one line per image: ``000001.jpg -1  1 ...`` with 40 values in {-1, 1};
   ``attributes`` is 1 where the file says 1, else 0.
   """
-  path = os.fspath(path)
   lines = _read_lines(path) + ['', '']
   rows = [line.split() for line in lines[2:-2]]
   bad = [i for i, fields in enumerate(rows)  # a file name and 40 values
@@ -179,7 +176,6 @@ def read_partition_file(path: str | os.PathLike) -> dict[str, int]:
 
   From ``list_eval_partition.txt``, one ``000001.jpg 0`` per line.
   """
-  path = os.fspath(path)
   partition = {}
   for i, line in enumerate(_read_lines(path)):
     fields = line.split()
@@ -290,8 +286,7 @@ def _write_cache(path: str, split_sizes: Sequence[int],
         shape=(total, IMAGE_SIZE, IMAGE_SIZE, 3))
     attributes = np.zeros((total, len(CELEBA_ATTRIBUTES)), np.int8)
     for i, (image, attrs) in enumerate(tqdm.tqdm(
-        examples, total=total, desc=description, unit='img',
-        mininterval=1.0)):
+        examples, total=total, desc=description, unit='img', mininterval=1.0)):
       images[i], attributes[i] = image, attrs
     images.flush()
     del images
@@ -335,8 +330,7 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
       raise ValueError(
           f'CelebA file {required} not found. celeba_dir ({celeba_dir}) must '
           f'hold the official layout: {_LAYOUT}.')
-  reader = _ImageReader(celeba_dir)
-  try:
+  with contextlib.closing(_ImageReader(celeba_dir)) as reader:
     filenames, attributes = read_attribute_file(attr_path)
     partition = read_partition_file(partition_path)
     for where, known, fix in (
@@ -357,8 +351,6 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
         path, [int(np.sum(codes == s)) for s in range(3)], examples,
         meta={'source': 'files', 'location': os.path.abspath(celeba_dir)},
         description='CelebA -> 64x64')
-  finally:
-    reader.close()
   _log.info('CelebA: cached %d images from %s in %s', len(filenames),
             celeba_dir, path)
   return path
@@ -402,8 +394,7 @@ def _tfds_examples(builder, split_sizes: Sequence[int]
           "source='files' with celeba_dir.") from e
   for split, expected in zip(_TFDS_SPLITS, split_sizes):
     if array_record:  # no TensorFlow involved
-      records = builder.as_data_source(split=split, decoders=decoders)
-      examples = (records[i] for i in range(len(records)))
+      examples = builder.as_data_source(split=split, decoders=decoders)
     else:
       examples = tfds.as_numpy(builder.as_dataset(
           split=split, shuffle_files=False, decoders=decoders))
@@ -439,13 +430,12 @@ def check_attributes(attributes: str | Sequence[str]) -> tuple[str, ...]:
 def _read_cache(path: str, attributes: tuple[str, ...]
                 ) -> tuple[CelebASplit, CelebASplit, CelebASplit]:
   images = np.load(os.path.join(path, 'images.npy'), mmap_mode='r')
-  all_attributes = np.load(os.path.join(path, 'attributes.npy'))
   columns = [CELEBA_ATTRIBUTES.index(a) for a in attributes]
+  labels = np.load(os.path.join(path, 'attributes.npy'))[:, columns]
   bounds = np.cumsum([0] + _read_meta(path)['split_sizes'])
-  return tuple(
-      CelebASplit(images=np.array(images[lo:hi]),
-                  labels=all_attributes[lo:hi][:, columns].astype(np.int32))
-      for lo, hi in zip(bounds[:-1], bounds[1:]))
+  return tuple(CelebASplit(images=np.array(images[lo:hi]),
+                           labels=labels[lo:hi].astype(np.int32))
+               for lo, hi in zip(bounds[:-1], bounds[1:]))
 
 
 def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
@@ -496,9 +486,8 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
              'tfds_data_dir=<data dir holding celeb_a/2.1.0>; ')
     raise ValueError(
         f'no CelebA data found. Ways to provide it: {tried}'
-        f'({"2" if tried else "1"}) the official files: set '
-        'celeba_dir=<dir> where <dir> holds '
-        f'{_LAYOUT} (celeba_dir=None now).')
+        f'({"2" if tried else "1"}) the official files: set celeba_dir=<dir> '
+        f'where <dir> holds {_LAYOUT} (celeba_dir=None now).')
   train, val, test = _read_cache(path, attributes)
   _log.info('CelebA: source %s (%s, cache %s); train/val/test = %d/%d/%d; '
             'attributes %s', used, location, path, len(train), len(val),

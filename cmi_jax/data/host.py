@@ -15,7 +15,8 @@ import contextlib
 import dataclasses
 import queue
 import threading
-from typing import Any, Callable, ClassVar, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Callable, ClassVar, Optional
 
 import jax
 import numpy as np
@@ -72,12 +73,11 @@ def choose_placement(nbytes: int, placement: str = 'auto',
 
 def _size(nbytes: float) -> str:
   """Bytes for a person: ``'1.50 GiB'``, ``'12.0 MiB'``."""
-  if nbytes >= 2**30:
-    return f'{nbytes / 2**30:.2f} GiB'
-  return f'{nbytes / 2**20:.1f} MiB'
+  return (f'{nbytes / 2**30:.2f} GiB' if nbytes >= 2**30
+          else f'{nbytes / 2**20:.1f} MiB')
 
 
-class Prefetcher:
+class Prefetcher(contextlib.AbstractContextManager, Iterator):
   """Iterates ``produce(0) ... produce(count - 1)``, computed ahead by a thread.
 
   The thread runs at most ``depth + 1`` items ahead; an exception in
@@ -89,31 +89,26 @@ class Prefetcher:
   def __init__(self, produce: Callable[[int], Any], count: int,
                depth: int = DEFAULT_PREFETCH, name: str = 'prefetch'):
     """Starts the thread, which runs ``produce(index) -> item`` in order."""
+    self._stop = threading.Event()  # first: __del__ reads it if we raise
     depth = validate.integer(depth, 'prefetch depth', 1)
     self._queue: queue.Queue = queue.Queue(maxsize=depth)
-    self._stop = threading.Event()
     self._count = int(count)
     self._next = 0
     self._thread = threading.Thread(
-        target=_produce_all, args=(produce, self._count, self._queue,
-                                   self._stop),
-        name=name, daemon=True)  # daemon: never blocks interpreter exit
+        target=_produce_all, name=name, daemon=True,  # never blocks exit
+        args=(produce, self._count, self._queue, self._stop))
     self._thread.start()
-
-  def __iter__(self) -> Iterator[Any]:
-    return self
 
   def __next__(self) -> Any:
     if self._next >= self._count or self._stop.is_set():
       raise StopIteration
     while True:
-      try:
+      with contextlib.suppress(queue.Empty):
         ok, item = self._queue.get(timeout=_POLL_S)
         break
-      except queue.Empty:
-        if not self._thread.is_alive() and self._queue.empty():
-          self.close()  # the thread died without reporting
-          raise RuntimeError('the prefetch thread ended without a result.')
+      if not self._thread.is_alive() and self._queue.empty():
+        self.close()  # the thread died without reporting
+        raise RuntimeError('the prefetch thread ended without a result.')
     if not ok:
       self.close()
       raise item
@@ -135,29 +130,17 @@ class Prefetcher:
     """Whether the thread is still running."""
     return self._thread.is_alive()
 
-  def __enter__(self) -> Prefetcher:
-    return self
-
   def __exit__(self, *exc_info) -> None:
     self.close()
 
   def __del__(self):
     # Only set the flag: joining here could block the garbage collector.
-    if hasattr(self, '_stop'):  # __init__ may have raised before setting it
-      self._stop.set()
+    self._stop.set()
 
 
 def _produce_all(produce: Callable[[int], Any], count: int,
                  out: queue.Queue, stop: threading.Event) -> None:
   """The thread: puts ``(True, item)`` per index; ``(False, error)`` ends."""
-
-  def put(entry) -> bool:
-    while not stop.is_set():
-      with contextlib.suppress(queue.Full):
-        out.put(entry, timeout=_POLL_S)
-        return True
-    return False
-
   for index in range(count):
     if stop.is_set():
       return
@@ -165,7 +148,11 @@ def _produce_all(produce: Callable[[int], Any], count: int,
       entry = (True, produce(index))
     except BaseException as e:  # pylint: disable=broad-except
       entry = (False, e)  # the consumer raises it where it iterates
-    if not put(entry) or not entry[0]:
+    while not stop.is_set():
+      with contextlib.suppress(queue.Full):
+        out.put(entry, timeout=_POLL_S)
+        break
+    if not entry[0]:
       return
 
 
@@ -242,8 +229,7 @@ class HostDataset:
     return {'image': to_float_image(raw['image']), 'labels': raw['labels']}
 
   def prefetch(self, plan: np.ndarray, num_steps: Optional[int] = None,
-               device: Any = None,
-               depth: Optional[int] = None) -> Prefetcher:
+               device: Any = None, depth: Optional[int] = None) -> Prefetcher:
     """A :class:`Prefetcher` of :meth:`host_batch` put on the device.
 
     Args:

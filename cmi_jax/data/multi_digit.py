@@ -18,7 +18,6 @@ NumPy reference.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Sequence
 
@@ -72,30 +71,17 @@ def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
   return jnp.broadcast_to(x[..., None], x.shape + (NUM_CHANNELS,))
 
 
-def _uniform_fields(key: jax.Array, shape: tuple[int, ...], patch: int
-                    ) -> jax.Array:
-  """U[0, 1) occlusion fields ``shape + (patch, patch)``, float32."""
-  # Drawn flat and reshaped: XLA:CPU compiles threefry over a 4-d shape much
-  # more slowly than over the same number of values in 1-d.
-  size = math.prod(shape) * patch * patch
-  return jax.random.uniform(key, (size,), jnp.float32).reshape(
-      shape + (patch, patch))
-
-
 # -------------------------------------------------------------- input checks
 def _check_common(num_digits: Any, corr: Any, table: Any, noise: Any,
                   patch: Any, seed: Any
                   ) -> tuple[np.ndarray, float, int, int]:
   """Every builder's ``(resolve_table(...), noise, patch, seed)``, validated."""
   table = resolve_table(num_digits, corr, table)
-  noise = validate.number(
-      noise, 'noise', 0, 1,
-      hint='It is the occlusion threshold: 0 occludes nothing, 1 everything. '
-      'To sweep noise, build once and jax.vmap over '
-      'dataset.replace(noise=...).')
-  patch = validate.integer(
-      patch, 'patch', 1, IMAGE_SIZE,
-      'It is the side of the occlusion field (the paper: 4).')
+  noise = validate.number(noise, 'noise', 0, 1, hint=(
+      'It is the occlusion threshold: 0 occludes nothing, 1 everything. To '
+      'sweep noise, build once and jax.vmap over dataset.replace(noise=...).'))
+  patch = validate.integer(patch, 'patch', 1, IMAGE_SIZE, hint=(
+      'It is the side of the occlusion field (the paper: 4).'))
   return table, noise, patch, validate.integer(seed, 'seed', 0, 2**32 - 1)
 
 
@@ -140,8 +126,7 @@ def build_digit_bank(images: Any, labels: Any,
   ``classes[j]`` first in row ``j`` (in their original order, zero padding
   after them; M is the larger count) and int32 ``[2]`` counts.
   """
-  images = np.asarray(images)
-  labels = np.asarray(labels)
+  images, labels = np.asarray(images), np.asarray(labels)
   if (images.dtype != np.uint8 or images.ndim != 3
       or max(images.shape[1:]) > IMAGE_SIZE
       or not np.issubdtype(labels.dtype, np.integer)
@@ -156,15 +141,13 @@ def build_digit_bank(images: Any, labels: Any,
   if (len(pair) != 2 or pair[0] == pair[1] or not all(
       isinstance(c, numbers.Integral) and not isinstance(c, bool)
       for c in pair)):
-    raise ValueError(
-        f'classes must be two different integer class ids (label 0, label 1), '
-        f'e.g. (3, 8); got {classes!r}. Classes present in {where}: '
-        f'{present}.')
+    raise ValueError(f'classes must be two different integer class ids '
+                     f'(label 0, label 1), e.g. (3, 8); got {classes!r}. '
+                     f'Classes present in {where}: {present}.')
   for c in pair:
     if int(c) not in present:
-      raise ValueError(
-          f'class {int(c)} has no image in {where}; classes present: '
-          f'{present}. Choose classes from those.')
+      raise ValueError(f'class {int(c)} has no image in {where}; classes '
+                       f'present: {present}. Choose classes from those.')
   members = [np.flatnonzero(labels == c) for c in pair]
   counts = np.array([len(m) for m in members], np.int32)
   bank = np.zeros((2, counts.max()) + images.shape[1:], np.uint8)
@@ -195,7 +178,11 @@ class _OccludedDigits:
   def _render(self, labels: jax.Array, index: jax.Array, key: jax.Array
               ) -> Batch:
     """Digits ``bank[labels, index]`` occluded by fields drawn from ``key``."""
-    fields = _uniform_fields(key, labels.shape, self.patch)
+    # U[0, 1) fields [B, K, patch, patch], drawn flat and reshaped: XLA:CPU
+    # compiles threefry over a 4-d shape much more slowly than in 1-d.
+    fields = jax.random.uniform(key, (labels.size * self.patch**2,),
+                                jnp.float32)
+    fields = fields.reshape(labels.shape + (self.patch, self.patch))
     return {'image': compose(self.bank[labels, index], fields, self.noise),
             'labels': labels}
 
@@ -251,11 +238,10 @@ def _train_set(device_bank: jax.Array, counts: np.ndarray, table: np.ndarray,
   epoch_size = int(counts.sum())
   batch_size = _check_batch_size(batch_size, epoch_size, where)
   return MultiDigitDataset(
-      bank=device_bank, counts=jnp.asarray(counts),
-      table=jnp.asarray(table, jnp.float32),
-      noise=jnp.asarray(noise, jnp.float32), seed=jnp.uint32(seed),
-      batch_size=batch_size, steps_per_epoch=epoch_size // batch_size,
-      patch=patch)
+      bank=device_bank, counts=jnp.asarray(counts), patch=patch,
+      table=jnp.asarray(table, jnp.float32), seed=jnp.uint32(seed),
+      noise=jnp.asarray(noise, jnp.float32), batch_size=batch_size,
+      steps_per_epoch=epoch_size // batch_size)
 
 
 def make_multi_digit_dataset(images: Any, labels: Any,
@@ -322,10 +308,17 @@ class MultiDigitEvalSplit(_OccludedDigits):
     return self._render(labels, index, jax.random.fold_in(plan, step))
 
 
-def _eval_assignment(rng: np.random.Generator, counts: np.ndarray,
-                     table: np.ndarray, n: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-  """Fixed labels ``[n, K]`` and digit positions ``[n, K]`` of an eval split."""
+def _eval_split(device_bank: jax.Array, counts: np.ndarray,
+                table: np.ndarray, noise: float, patch: int, batch_size: int,
+                num_examples: int | None, seed: int, where: str
+                ) -> MultiDigitEvalSplit:
+  n = int(counts.sum()) if num_examples is None else validate.integer(
+      num_examples, 'num_examples', 1)
+  batch_size = _check_batch_size(batch_size, n, where)
+  n -= n % batch_size  # static shapes: drop the last partial batch
+  rng = np.random.default_rng(seed)
+  # The table's label combinations up to rounding, shuffled; each class's
+  # digits cycle through fresh permutations of its images.
   combos = correlation.exact_combination_counts(table, n).ravel()
   flat = np.repeat(np.arange(combos.size), combos)
   labels = correlation.combination_to_labels(rng.permutation(flat),
@@ -336,24 +329,10 @@ def _eval_assignment(rng: np.random.Generator, counts: np.ndarray,
     reps = -(-int(slots.sum()) // int(counts[j]))
     order = [rng.permutation(int(counts[j])) for _ in range(reps)]
     index[slots] = np.concatenate(order)[:slots.sum()] if order else 0
-  return labels, index
-
-
-def _eval_split(device_bank: jax.Array, counts: np.ndarray,
-                table: np.ndarray, noise: float, patch: int, batch_size: int,
-                num_examples: int | None, seed: int, where: str
-                ) -> MultiDigitEvalSplit:
-  n = int(counts.sum()) if num_examples is None else validate.integer(
-      num_examples, 'num_examples', 1)
-  batch_size = _check_batch_size(batch_size, n, where)
-  n -= n % batch_size  # static shapes: drop the last partial batch
-  rng = np.random.default_rng(seed)
-  labels, index = _eval_assignment(rng, counts, table, n)
   return MultiDigitEvalSplit(
       bank=device_bank, labels=jnp.asarray(labels), index=jnp.asarray(index),
-      noise=jnp.asarray(noise, jnp.float32),
-      key=jax.random.key(int(rng.integers(2**31))), batch_size=batch_size,
-      patch=patch)
+      noise=jnp.asarray(noise, jnp.float32), patch=patch,
+      key=jax.random.key(int(rng.integers(2**31))), batch_size=batch_size)
 
 
 def make_eval_split(images: Any, labels: Any,
@@ -396,8 +375,7 @@ def materialize(dataset: MultiDigitDataset | MultiDigitEvalSplit,
   batch = programs.compiled(type(dataset).batch)
   batches = [jax.device_get(batch(dataset, plan, step))
              for step in range(steps)]
-  return {name: np.concatenate([b[name] for b in batches])
-          for name in batches[0]}
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *batches)
 
 
 def multi_digit_splits(digits: Any, classes: Sequence[int] = DEFAULT_CLASSES,

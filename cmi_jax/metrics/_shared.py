@@ -15,9 +15,8 @@ _BLOCK = 1024
 def as_generator(seed: Seed) -> np.random.Generator:
   """A NumPy ``Generator`` from an int seed, ``None``, or a Generator (kept)."""
   if not isinstance(seed, (int, np.integer, np.random.Generator, type(None))):
-    raise ValueError(
-        f'seed must be an int, a numpy.random.Generator or None; got '
-        f'{type(seed).__name__}. Pass e.g. seed=0.')
+    raise ValueError(f'seed must be an int, a numpy.random.Generator or None; '
+                     f'got {type(seed).__name__}. Pass e.g. seed=0.')
   return np.random.default_rng(seed)  # returns a Generator unchanged
 
 
@@ -65,9 +64,8 @@ def check_codes_and_factors(codes, factors, two_best: str = ''
   """
   codes = check_codes(codes)
   if two_best and codes.shape[1] < 2:
-    raise ValueError(
-        f'{two_best} compares the two best code dimensions, so codes need '
-        f'D >= 2 columns; got D = {codes.shape[1]}.')
+    raise ValueError(f'{two_best} compares the two best code dimensions, so '
+                     f'codes need D >= 2 columns; got D = {codes.shape[1]}.')
   factors = np.asarray(factors)
   if factors.ndim != 2 or factors.shape[1] == 0:
     raise ValueError(
@@ -164,11 +162,9 @@ def discrete_mutual_information(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cell = (column + a) * vb + b[:, j:j + 1]
     joint = np.bincount(cell.ravel(), minlength=num_a * va * vb).reshape(
         num_a, va, vb) / n
-    product = joint.sum(axis=2, keepdims=True) * joint.sum(axis=1,
-                                                           keepdims=True)
-    # product > 0 wherever joint > 0.
-    ratio = np.where(joint > 0, joint / np.where(product > 0, product, 1.0),
-                     1.0)
+    product = joint.sum(2, keepdims=True) * joint.sum(1, keepdims=True)
+    # 1 (a zero term) where joint = 0; product > 0 wherever joint > 0.
+    ratio = np.divide(joint, product, out=np.ones_like(joint), where=joint > 0)
     out[:, j] = np.sum(joint * np.log(ratio), axis=(1, 2))
   return np.maximum(out, 0.0)  # only rounding can make a plug-in MI negative
 
@@ -208,9 +204,8 @@ class SameValueSampler:
     """
     usable = np.flatnonzero([rows.size > 0 for rows in self._eligible])
     if usable.size == 0:
-      raise ValueError(
-          f'no factor value is shared by two rows, so no {what} with a fixed '
-          'factor can be formed; pass more rows.')
+      raise ValueError(f'no factor value is shared by two rows, so no {what} '
+                       'with a fixed factor can be formed; pass more rows.')
     for start in range(0, num, _BLOCK):
       m = min(_BLOCK, num - start)
       yield slice(start, start + m), usable[rng.integers(usable.size, size=m)]

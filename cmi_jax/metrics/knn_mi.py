@@ -91,9 +91,8 @@ def _discrete(a: np.ndarray, name: str) -> np.ndarray:
 
 def _psi_closer(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
   """``psi(n_i + 1)``, n_i the rows strictly closer than ``radius[i]`` to i."""
-  tree = spatial.cKDTree(points)
   # nextafter turns the tree's "<= r" into the estimators' "< eps".
-  return special.digamma(tree.query_ball_point(
+  return special.digamma(spatial.cKDTree(points).query_ball_point(
       points, np.nextafter(radius, 0.0), p=np.inf, return_length=True))
 
 
@@ -108,15 +107,6 @@ def _ksg(x: np.ndarray, y: np.ndarray, k: int) -> float:
   eps = _kth_distance(np.hstack([x, y]), k)
   return float(special.digamma(k) + special.digamma(x.shape[0])
                - np.mean(_psi_closer(x, eps) + _psi_closer(y, eps)))
-
-
-def _frenzel_pompe(x: np.ndarray, y: np.ndarray, z: np.ndarray,
-                   k: int) -> float:
-  """Frenzel-Pompe estimate of I(X; Y | Z), all continuous."""
-  eps = _kth_distance(np.hstack([x, y, z]), k)
-  return float(special.digamma(k) - np.mean(
-      _psi_closer(np.hstack([x, z]), eps) + _psi_closer(np.hstack([y, z]), eps)
-      - _psi_closer(z, eps)))
 
 
 def _ross(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, int]:
@@ -145,9 +135,8 @@ def _ross(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, int]:
 def _ross_or_raise(x: np.ndarray, labels: np.ndarray, k: int) -> float:
   value, used = _ross(x, labels, k)
   if used == 0:
-    raise ValueError(
-        'every label of the discrete variable occurs once, so no label has a '
-        'neighbour; pass more rows per label.')
+    raise ValueError('every label of the discrete variable occurs once, so no '
+                     'label has a neighbour; pass more rows per label.')
   return value
 
 
@@ -162,16 +151,14 @@ def _stratified(z_labels: np.ndarray, k: int, estimate) -> float:
     value, used = estimate(rows) if rows.size > k else (0.0, 0)
     total, weight = total + used * value, weight + used
   if weight == 0:
-    raise ValueError(
-        f'no value of the discrete conditioning variable has more than k = {k} '
-        'rows (with a repeated label where y is discrete); pass more rows or '
-        'a smaller k.')
+    raise ValueError(f'no value of the discrete conditioning variable has '
+                     f'more than k = {k} rows (with a repeated label where y '
+                     'is discrete); pass more rows or a smaller k.')
   return total / weight
 
 
 def mutual_information(x, y, *, k: int = 3, discrete_y: bool = False,
-                       jitter: float = 1e-10,
-                       seed: _shared.Seed = 0) -> float:
+                       jitter: float = 1e-10, seed: _shared.Seed = 0) -> float:
   """kNN estimate of ``I(X; Y)`` in nats, from ``k`` neighbours.
 
   ``x``: continuous ``[N, dx]`` (or ``[N]``); ``y``: ``[N, dy]`` (or
@@ -181,9 +168,8 @@ def mutual_information(x, y, *, k: int = 3, discrete_y: bool = False,
   """
   k, rng, x, y = _prepare(k, seed, x=x, y=y)
   x = _continuous(x, 'x', rng, jitter)
-  if discrete_y:
-    return _ross_or_raise(x, _discrete(y, 'y'), k)
-  return _ksg(x, _continuous(y, 'y', rng, jitter), k)
+  y = _discrete(y, 'y') if discrete_y else _continuous(y, 'y', rng, jitter)
+  return _ross_or_raise(x, y, k) if discrete_y else _ksg(x, y, k)
 
 
 def conditional_mutual_information(x, y, z, *, k: int = 3,
@@ -212,9 +198,11 @@ def conditional_mutual_information(x, y, z, *, k: int = 3,
         z, k, lambda rows: (_ksg(x[rows], y[rows], k), rows.size))
   z = _continuous(z, 'z', rng, jitter)
   if discrete_y:
-    return (_ross_or_raise(np.hstack([x, z]), y, k)
-            - _ross_or_raise(z, y, k))
-  return _frenzel_pompe(x, y, z, k)
+    return _ross_or_raise(np.hstack([x, z]), y, k) - _ross_or_raise(z, y, k)
+  eps = _kth_distance(np.hstack([x, y, z]), k)  # Frenzel-Pompe
+  return float(special.digamma(k) - np.mean(
+      _psi_closer(np.hstack([x, z]), eps) + _psi_closer(np.hstack([y, z]), eps)
+      - _psi_closer(z, eps)))
 
 
 def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
@@ -245,13 +233,11 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
   codes = _shared.check_codes(codes)
   labels = np.asarray(labels)
   if labels.ndim != 2 or labels.dtype.kind not in 'iu':
-    raise ValueError(
-        f'labels must be an integer array [N, K]; got shape {labels.shape} '
-        f'and dtype {labels.dtype}.')
+    raise ValueError(f'labels must be an integer array [N, K]; got shape '
+                     f'{labels.shape} and dtype {labels.dtype}.')
   if labels.shape[0] != codes.shape[0]:
-    raise ValueError(
-        f'codes and labels need the same N; got {codes.shape[0]} and '
-        f'{labels.shape[0]} rows.')
+    raise ValueError(f'codes and labels need the same N; got {codes.shape[0]} '
+                     f'and {labels.shape[0]} rows.')
   if np.any(labels < -1):
     raise ValueError('labels must be >= 0, or -1 for a missing label.')
   sizes = tuple(int(s) for s in subspaces)
@@ -287,11 +273,9 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
     m = rows_with(c)
     report[f'I(z{a + 1};z{b + 1}|s{c + 1})'] = conditional_mutual_information(
         z[a][m], z[b][m], labels[m, c], discrete_z=True, **opts)
-  for a, j in itertools.product(range(num), repeat=2):
-    if j != a:
-      m = rows_with(j, a)
-      report[f'I(z{a + 1};s{j + 1}|s{a + 1})'] = (
-          conditional_mutual_information(
-              z[a][m], labels[m, j], labels[m, a], discrete_y=True,
-              discrete_z=True, **opts))
+  for a, j in itertools.permutations(range(num), 2):
+    m = rows_with(j, a)
+    report[f'I(z{a + 1};s{j + 1}|s{a + 1})'] = conditional_mutual_information(
+        z[a][m], labels[m, j], labels[m, a], discrete_y=True, discrete_z=True,
+        **opts)
   return report
