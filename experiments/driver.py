@@ -126,7 +126,9 @@ def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
   Without ``vmap`` one after another. With it, cells whose resolved configs
   differ only in ``spec.vmap_varying`` train together, in groups of at most
   ``max_members``; a cell that a separate run checkpointed resumes
-  separately (a vmapped group cannot resume one member).
+  separately (a vmapped group cannot resume one member). The cells share
+  their source data (``spec.load`` of the first cell that trains), so they
+  must not vary the fields it reads.
   """
   check_workdir(root)
   configs = {c: resolve(spec, base, c.overrides()) for c in cells}
