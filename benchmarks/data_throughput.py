@@ -1,7 +1,7 @@
 r"""Throughput of batch feeding: multi-digit generation and CelebA's two paths.
 
 Multi-digit: a whole epoch generated on the device in one scan, against the
-NumPy reference ``tests/numpy_reference.sample_batch`` with and without
+NumPy reference ``benchmarks/numpy_reference.sample_batch`` with and without
 ``jax.device_put``. CelebA, on synthetic uint8 64x64x3 images: batches
 gathered on the device (``celeba_device_gather``), prefetched from host
 memory (``celeba_host_prefetch``) or copied without the thread
@@ -31,7 +31,7 @@ from cmi_jax.data import host
 from cmi_jax.data import multi_digit as md
 from cmi_jax.data import sources
 from cmi_jax.data.base import ArrayDataset
-from tests import numpy_reference
+from benchmarks import numpy_reference
 from experiments import cli
 
 PATHS = ('multi_digit', 'celeba')

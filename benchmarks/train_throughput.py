@@ -34,7 +34,7 @@ from cmi_jax import train
 from cmi_jax.objectives import AdversarialCMI
 from cmi_jax.data import multi_digit as md
 from cmi_jax.data import sources
-from tests import numpy_reference
+from benchmarks import numpy_reference
 from experiments import cli
 
 _DEVICE = flags.DEFINE_enum('device', 'auto', ['auto', 'cpu', 'gpu', 'tpu'],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cmi_jax import models
-import numpy_reference
+from benchmarks import numpy_reference
 
 ENCODERS = {
     'mlp': lambda fold: models.MLPEncoder(10, (50, 50),

@@ -17,7 +17,7 @@ from cmi_jax.data import correlation
 from cmi_jax.data import idx
 from cmi_jax.data import multi_digit as md
 from cmi_jax.data import sources
-import numpy_reference
+from benchmarks import numpy_reference
 
 B = 100  # one batch size everywhere: one compilation per dataset type
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'

@@ -1,8 +1,8 @@
-"""NumPy references of the on-device multi-digit images (tests, benchmarks).
+"""NumPy references of the on-device multi-digit images.
 
-The maths of :mod:`cmi_jax.data.multi_digit` in plain NumPy: an independent
-check of the device path and a host loader to time. Import as ``import
-numpy_reference`` in a test or ``from tests import numpy_reference`` from the
+The maths of :mod:`cmi_jax.data.multi_digit` in plain NumPy: the host loader
+the throughput benchmarks time, and the tests' independent check of the
+device path. Import as ``from benchmarks import numpy_reference`` from the
 repository root.
 """
 
