@@ -312,9 +312,9 @@ def test_nothing_found_lists_three_ways(tmp_path):
 
 
 def test_bad_requests(tmp_path):
-  with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+  with pytest.raises(ValueError, match="dataset must be one of .* 'cifar'"):
     sources.load_digits('cifar')
-  with pytest.raises(ValueError, match="unknown source 'web'"):
+  with pytest.raises(ValueError, match="source must be one of .*; got 'web'"):
     sources.load_digits('mnist', source='web')
   with pytest.raises(ValueError, match='only MNIST is embedded'):
     sources.load_digits('fashion_mnist', source='embedded')
@@ -328,7 +328,8 @@ def test_corrupt_manual_dir_raises_instead_of_falling_back(tmp_path,
   manual = _write_idx_dir(tmp_path / 'manual', train, test)
   shutil.copy(os.path.join(manual, 'train-labels-idx1-ubyte.gz'),
               os.path.join(manual, 'train-images-idx3-ubyte.gz'))
-  with pytest.raises(ValueError, match='train-images-idx3-ubyte.gz holds'):
+  with pytest.raises(ValueError,
+                     match='train-images-idx3-ubyte.gz must be uint8'):
     sources.load_digits('mnist', tfds_data_dir=tmp_path / 'tfds',
                         manual_dir=manual)
 
@@ -336,7 +337,7 @@ def test_corrupt_manual_dir_raises_instead_of_falling_back(tmp_path,
 def test_digit_splits_validates_arrays():
   x = np.zeros((4, 28, 28), np.uint8)
   y = np.zeros(4, np.int64)
-  with pytest.raises(ValueError, match='train_images must be a uint8'):
+  with pytest.raises(ValueError, match='train_images must be uint8'):
     sources.DigitSplits(x.astype(np.float32), y, x, y, x, y, 'mnist', 't')
-  with pytest.raises(ValueError, match='val_labels must be an int64'):
+  with pytest.raises(ValueError, match='val_labels must be int64'):
     sources.DigitSplits(x, y, x, y[:3], x, y, 'mnist', 't')

@@ -338,13 +338,13 @@ def test_fashion_mnist_splits_from_real_idx():
     (dict(classes=(3, 11)),
      r'class 11 has no image in the images; classes present: \[0, 1, 2'),
     (dict(classes=(3, 3)), 'classes must be two different integer'),
-    (dict(corr=1.5), r'corr=1.5 is outside \[-1, 1\] for num_digits=2'),
-    (dict(corr=-0.5, num_digits=3), r'outside \[0, 1\] for num_digits=3'),
+    (dict(corr=1.5), r'correlation 1.5 is outside \[-1, 1\] for 2 binary'),
+    (dict(corr=-0.5, num_digits=3), r'outside \[0, 1\] for 3 binary'),
     (dict(corr=0.5, table=[[1, 0], [0, 1]]), 'either corr or table'),
     (dict(table=np.ones((2, 2, 2))), r'table has shape \(2, 2, 2\)'),
     (dict(patch=0), r'patch must lie in \[1, 32\]; got 0'),
     (dict(noise=1.5), r'noise must lie in \[0, 1\]; got 1.5'),
-    (dict(batch_size=601), 'batch_size=601 exceeds the 600 samples'),
+    (dict(batch_size=601), r'batch_size must lie in \[1, 600\]; got 601'),
     (dict(num_digits=0), 'num_digits must be >= 1'),
 ])
 def test_bad_inputs_raise_one_clear_error(digits, kwargs, message):
@@ -357,7 +357,8 @@ def test_bad_images_and_eval_batch(digits):
   with pytest.raises(ValueError, match=r'images must be uint8 \[N, H, W\]'):
     md.make_multi_digit_dataset(digits.train_images.astype(np.float32),
                                 digits.train_labels)
-  with pytest.raises(ValueError, match='exceeds the 200 samples'):
+  with pytest.raises(ValueError,
+                     match=r'batch_size must lie in \[1, 200\]; got 256'):
     md.make_eval_split(digits.test_images, digits.test_labels, batch_size=256)
   digits4 = np.zeros((2, 2, 28, 28), np.uint8)
   with pytest.raises(ValueError, match=r'fields must be \[B, K, P, P\]'):

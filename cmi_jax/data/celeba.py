@@ -19,6 +19,7 @@ from cmi_jax.data import correlation
 from cmi_jax.data import host
 from cmi_jax.data import occlusion
 from cmi_jax.data.base import ArrayDataset
+from cmi_jax.data.base import check_arrays
 from cmi_jax.data.base import validate_labels
 from cmi_jax.data.celeba_files import CelebASplits
 
@@ -46,16 +47,8 @@ def correlated_subsample(labels: np.ndarray, table: np.ndarray | Sequence,
   if np.any(labels < 0):
     raise ValueError('correlated_subsample: labels contain -1 (missing); '
                      'sub-sample the fully labelled data, then remove labels.')
-  available = correlation.joint_counts(labels)
-  counts = correlation.exact_subsample_counts(available, table, names)
-  for combo in np.argwhere((table > 0) & (counts == 0)):
-    raise ValueError(
-        f'attribute combination ({correlation.combination_name(combo, names)})'
-        f' is left with zero examples: the table gives it probability '
-        f'{table[tuple(combo)]:.3g} and the largest sub-sample that follows '
-        f'the table has only {int(counts.sum())} rows (available per '
-        f'combination: {available.ravel().tolist()}); use a correlation of '
-        'smaller magnitude or more data.')
+  counts = correlation.exact_subsample_counts(
+      correlation.joint_counts(labels), table, names)
   rng = np.random.default_rng(seed)
   flat = correlation.labels_to_combination(labels.astype(np.int64))
   chosen = [rng.choice(np.flatnonzero(flat == c), size=int(n), replace=False)
@@ -73,9 +66,7 @@ def remove_labels(labels: np.ndarray, fraction: float, seed: int
   """
   seed = validate.integer(seed, 'seed', 0)
   labels = np.asarray(labels)
-  if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f'labels must be integers of shape [N, K]; got '
-                     f'{labels.dtype} {labels.shape}.')
+  check_arrays('remove_labels', {'labels': (labels, 'integer [N, K]')})
   fraction = validate.number(fraction, 'the fraction of removed labels', 0, 1,
                              open_high=True,
                              hint='1 would leave no label to train on.')
@@ -115,9 +106,7 @@ def occlude(images: np.ndarray, noise: float, patch: int = 4, seed: int = 0
   Occluded pixels become 0 (black) in every channel.
   """
   images = np.asarray(images)
-  if images.ndim != 4:
-    raise ValueError(f'images must have shape [N, H, W, C]; got '
-                     f'{images.shape}.')
+  check_arrays('occlude', {'images': (images, '[N, H, W, C]')})
   masks = occlusion_masks(*images.shape[:3], noise, patch, seed)
   return images * masks[..., None].astype(images.dtype)
 
@@ -219,12 +208,10 @@ def celeba_splits(splits: CelebASplits, train_corr: float,
       raise ValueError(f'CelebA split {key!r} at its table '
                        f'{tables[key].ravel().round(3).tolist()}: {e}') from e
     images, labels = split.images[index], split.labels[index]
-    if len(labels) < batch_size:
-      raise ValueError(
-          f'CelebA split {key!r} has {len(labels)} examples'
-          + ('' if whole else ' after sub-sampling') + ', fewer than '
-          f'batch_size={batch_size}; lower batch_size'
-          + ('.' if whole else ' or the correlation.'))
+    validate.integer(batch_size, 'batch_size', 1, len(labels), hint=(
+        f'CelebA split {key!r} has {len(labels)} examples'
+        + ('' if whole else ' after sub-sampling') + ': lower batch_size'
+        + ('.' if whole else ' or the correlation.')))
     if noise > 0:
       images = occlude(images, noise, occlusion_patch,
                        _child_seed(seed, 'occlude/' + key))

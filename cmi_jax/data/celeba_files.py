@@ -197,7 +197,7 @@ class _ImageReader:
     if os.path.isdir(directory):
       self.members = {name: os.path.join(directory, name)
                       for name in os.listdir(directory)}
-    elif os.path.isfile(archive):
+    else:  # the caller checked that one of the two exists
       try:
         self._zip = zipfile.ZipFile(archive)
       except (zipfile.BadZipFile, OSError) as e:
@@ -206,11 +206,6 @@ class _ImageReader:
       # By base name, so a re-zipped flat archive works too.
       self.members = {os.path.basename(m): m for m in self._zip.namelist()
                       if not m.endswith('/')}
-    else:
-      raise ValueError(
-          f'CelebA images not found: neither the directory {directory} nor '
-          f'the archive {archive} exists. celeba_dir ({celeba_dir}) must hold '
-          f'the official layout: {_LAYOUT}.')
 
   def read(self, filename: str) -> bytes:
     member = self.members[filename]
@@ -325,11 +320,14 @@ def prepare_celeba(celeba_dir: str | os.PathLike,
   if _reuse_cache(path, 'num_images', listed, attr_path):
     return path
   partition_path = os.path.join(celeba_dir, PARTITION_FILE)
-  for required in (attr_path, partition_path):
-    if not os.path.isfile(required):
-      raise ValueError(
-          f'CelebA file {required} not found. celeba_dir ({celeba_dir}) must '
-          f'hold the official layout: {_LAYOUT}.')
+  images = [os.path.join(celeba_dir, name) for name in (IMAGE_DIR, IMAGE_ZIP)]
+  missing = [path for path in (attr_path, partition_path)
+             if not os.path.isfile(path)]
+  if not any(map(os.path.exists, images)):
+    missing.append(' or '.join(images))
+  if missing:
+    raise ValueError(f'CelebA data {missing} not found. celeba_dir ('
+                     f'{celeba_dir}) must hold the official layout: {_LAYOUT}.')
   with contextlib.closing(_ImageReader(celeba_dir)) as reader:
     filenames, attributes = read_attribute_file(attr_path)
     partition = read_partition_file(partition_path)
@@ -408,22 +406,34 @@ def _tfds_examples(builder, split_sizes: Sequence[int]
     if count != expected:
       raise ValueError(
           f'TFDS {_TFDS_NAME} split {split} in {builder.data_dir} does not '
-          f'yield the {expected} examples of its metadata; the prepared data '
-          'is inconsistent: prepare it again.')
+          f'yield the {expected} examples of its metadata: prepare it again.')
 
 
 # --------------------------------------------------------------------- loading
+def _no_data_message(source: str, tfds_dir: str) -> str:
+  """Why :func:`load_celeba` found no data, and the ways to provide it."""
+  tfds_way = (
+      f'the TFDS dataset {_TFDS_NAME} is not prepared in {tfds_dir} (looked '
+      f'for {os.path.join(tfds_dir, _TFDS_NAME)}/<version>/dataset_info.json):'
+      ' prepare it there (its images need a manual download) or set '
+      'tfds_data_dir=<the data dir that holds it>; or ')
+  return (f'no CelebA data found for source={source!r}: '
+          + ('' if source == 'files' else tfds_way)
+          + f"set celeba_dir=<dir> (with source 'auto' or 'files') where "
+          f'<dir> holds {_LAYOUT}.')
+
+
 def check_attributes(attributes: str | Sequence[str]) -> tuple[str, ...]:
   """Validates attribute names; returns them as a tuple (a str is one name)."""
   attributes = (attributes,) if isinstance(attributes, str) else tuple(
       attributes)
   unknown = [a for a in attributes if a not in CELEBA_ATTRIBUTES]
-  if unknown:
-    raise ValueError(f'unknown CelebA attributes {unknown}; valid names '
-                     f'(case-sensitive) are {list(CELEBA_ATTRIBUTES)}.')
-  if not attributes or len(set(attributes)) != len(attributes):
-    raise ValueError(f'attributes {list(attributes)} must name one or more '
-                     'CelebA attributes, none twice.')
+  if unknown or not attributes or len(set(attributes)) != len(attributes):
+    raise ValueError(
+        f'attributes {list(attributes)} must name one or more CelebA '
+        'attributes, none twice'
+        + (f' (unknown: {unknown})' if unknown else '') + '; the valid names '
+        f'(case-sensitive) are {list(CELEBA_ATTRIBUTES)}.')
   return attributes
 
 
@@ -459,13 +469,8 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
   tfds_dir = os.fspath(tfds_data_dir or default_tfds_data_dir())
   cache_dir = os.fspath(cache_dir or default_cache_dir())
   builder = None if source == 'files' else _prepared_tfds_builder(tfds_dir)
-  if builder is None and source == 'tfds':
-    raise ValueError(
-        f'the TFDS dataset {_TFDS_NAME} is not prepared in {tfds_dir} '
-        f'(looked for {os.path.join(tfds_dir, _TFDS_NAME)}/<version>/'
-        'dataset_info.json). Prepare it there (its images need a manual '
-        'download), set tfds_data_dir=<the data dir that '
-        "holds it>, or use source='files' with celeba_dir.")
+  if builder is None and (source == 'tfds' or celeba_dir is None):
+    raise ValueError(_no_data_message(source, tfds_dir))
   if builder is not None:
     used, location = 'tfds', str(builder.data_dir)
     path = cache_path(cache_dir, 'tfds')
@@ -476,18 +481,9 @@ def load_celeba(attributes: str | Sequence[str] = ('Male', 'Smiling'),
       _write_cache(path, split_sizes, _tfds_examples(builder, split_sizes),
                    meta={'source': 'tfds', 'location': location},
                    description='TFDS celeb_a -> 64x64')
-  elif celeba_dir is not None:
+  else:
     used, location = 'files', os.path.abspath(os.fspath(celeba_dir))
     path = prepare_celeba(celeba_dir, cache_dir)
-  else:
-    tried = ('' if source == 'files' else
-             f'(1) a prepared TFDS {_TFDS_NAME}: not found in '
-             f'{os.path.join(tfds_dir, _TFDS_NAME)}; set '
-             'tfds_data_dir=<data dir holding celeb_a/2.1.0>; ')
-    raise ValueError(
-        f'no CelebA data found. Ways to provide it: {tried}'
-        f'({"2" if tried else "1"}) the official files: set celeba_dir=<dir> '
-        f'where <dir> holds {_LAYOUT} (celeba_dir=None now).')
   train, val, test = _read_cache(path, attributes)
   _log.info('CelebA: source %s (%s, cache %s); train/val/test = %d/%d/%d; '
             'attributes %s', used, location, path, len(train), len(val),

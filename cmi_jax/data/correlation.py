@@ -66,13 +66,13 @@ def split_tables(train_table: np.ndarray, train_corr: float,
 def validate_table(table: np.ndarray | Sequence) -> np.ndarray:
   """Checks a user-given joint table; returns it normalised, as float64."""
   table = np.asarray(table, dtype=np.float64)
-  if table.ndim < 1 or any(n != 2 for n in table.shape):
+  if (table.ndim < 1 or any(n != 2 for n in table.shape)
+      or not np.all(np.isfinite(table)) or np.any(table < 0)
+      or table.sum() <= 0):
     raise ValueError(
-        f'a joint table of K binary attributes has shape (2,)*K; got shape '
-        f'{table.shape}. Pass e.g. [[0.45, 0.05], [0.05, 0.45]] for K=2.')
-  if not np.all(np.isfinite(table)) or np.any(table < 0) or table.sum() <= 0:
-    raise ValueError('joint table entries must be finite and >= 0, at least '
-                     f'one positive; got {table.tolist()}.')
+        'a joint table of K binary attributes has shape (2,)*K and finite '
+        'entries >= 0, at least one positive, e.g. [[0.45, 0.05], [0.05, '
+        f'0.45]] for K=2; got shape {table.shape}: {table.tolist()}.')
   return table / table.sum()
 
 
@@ -155,25 +155,26 @@ def exact_subsample_counts(available: np.ndarray, table: np.ndarray,
   ``N`` is the largest total with ``floor(N * p) <= available`` for every
   combination, so a sub-sample of these counts has joint frequencies equal to
   ``table`` up to rounding to whole examples. Returns int64 counts of the
-  shape of ``table``; a combination with ``p > 0`` but no example raises,
-  naming it by the optional attribute ``names``.
+  shape of ``table``; a combination with ``p > 0`` left with no example
+  raises, naming it by the optional attribute ``names``.
   """
   available = np.asarray(available, dtype=np.int64)
   table = validate_table(table) if table.shape == (2,) * table.ndim else (
       np.asarray(table, np.float64) / np.sum(table))
-  if available.shape != table.shape:
-    raise ValueError(f'available counts have shape {available.shape} but the '
-                     f'table has shape {table.shape}.')
   positive = table > 0
-  for combo in np.argwhere(positive & (available == 0)):
-    raise ValueError(
-        f'attribute combination ({combination_name(combo, names)}) has '
-        f'probability {table[tuple(combo)]:.3g} in the target table but no '
-        f'example among the {int(available.sum())} rows; use a correlation '
-        'of smaller magnitude or data that contains it.')
   total = int(np.floor(np.min(available[positive] / table[positive])))
   counts = np.floor(total * table + 1e-9).astype(np.int64)
-  return np.minimum(counts, available)
+  counts = np.minimum(counts, available)
+  empty = positive & (counts == 0)
+  if empty.any():  # the scarcest first: it is the one to name
+    combo = np.unravel_index(np.argmin(np.where(empty, available, np.inf)),
+                             table.shape)
+    raise ValueError(
+        f'attribute combination ({combination_name(combo, names)}) is left '
+        f'with zero examples (probability {table[combo]:.3g}, '
+        f'{available[combo]} rows in the data, {int(counts.sum())} in the '
+        'sub-sample); use a correlation of smaller magnitude or more data.')
+  return counts
 
 
 def exact_combination_counts(table: np.ndarray, n: int) -> np.ndarray:

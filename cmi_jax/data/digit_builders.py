@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from cmi_jax import validate
 from cmi_jax.data import idx
+from cmi_jax.data.base import check_arrays
 
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
@@ -61,11 +62,11 @@ class _IdxDigitsBuilder(tfds.core.GeneratorBasedBuilder,
     # Both splits are validated before TFDS writes anything.
     arrays = {split: idx.read_idx_split(manual_dir, split, NUM_CLASSES)
               for split in ('train', 'test')}
+    height, width = IMAGE_SHAPE
     for split, (images, _) in arrays.items():
-      if images.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(
-            f'{split} images in {manual_dir} have shape {images.shape[1:]}, '
-            f'expected {IMAGE_SHAPE}; these are not MNIST-style IDX files.')
+      check_arrays(f'{split} images in {manual_dir}',
+                   {'images': (images, f'[N, {height}, {width}]')},
+                   'These are not MNIST-style IDX files.')
     return {split: self._generate_examples(*a) for split, a in arrays.items()}
 
   def _generate_examples(self, images: np.ndarray, labels: np.ndarray

@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from cmi_jax import validate
+from cmi_jax.data.base import check_arrays
 
 _GZIP_MAGIC = b'\x1f\x8b'
 # IDX type code -> big-endian NumPy dtype.
@@ -59,9 +60,8 @@ def parse_idx(data: bytes, name: str = '<bytes>') -> np.ndarray:
   if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_DTYPES:
     raise ValueError(
         f'IDX file {name} starts with 0x{data[:4].hex()}, not an IDX magic '
-        'number (0x0000 followed by a type code in '
-        f'{sorted(hex(c) for c in _IDX_DTYPES)} and the number of dimensions); '
-        'is it the right file?')
+        f'number (0x0000, a type code in {sorted(map(hex, _IDX_DTYPES))}, the '
+        'number of dimensions); is it the right file?')
   dtype, ndim = _IDX_DTYPES[data[2]], data[3]
   header = 4 + 4 * ndim
   if len(data) < header:
@@ -116,15 +116,10 @@ def read_idx_split(directory: str | os.PathLike,
   image_path, label_path = (find_idx_file(directory, stem)
                             for stem in IDX_FILE_NAMES[split])
   images, labels = read_idx(image_path), read_idx(label_path)
-  for path, array, ndim, shape in ((image_path, images, 3, '[N, H, W]'),
-                                   (label_path, labels, 1, '[N]')):
-    if array.dtype != np.uint8 or array.ndim != ndim:
-      raise ValueError(f'IDX file {path} holds {array.dtype} of shape '
-                       f'{array.shape}; expected uint8 {shape}.')
-  if len(images) != len(labels):
-    raise ValueError(f'{image_path} has {len(images)} images but {label_path} '
-                     f'has {len(labels)} labels; the files do not belong '
-                     'together.')
+  check_arrays('IDX files', {image_path: (images, 'uint8 [N, H, W]'),
+                             label_path: (labels, 'uint8 [N]')},
+               'Either is not the right file, or the files do not belong '
+               'together.')
   if labels.size and labels.max() >= num_classes:
     raise ValueError(f'IDX file {label_path} has label {int(labels.max())}, '
                      f'outside [0, {num_classes}); is it a label file of a '

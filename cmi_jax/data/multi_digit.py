@@ -12,7 +12,7 @@ A sample is K digit images side by side; digit k shows class ``classes[0]``
 
 A batch is ``{'image': float32 [B, 32, 32*K, 3] in [0, 1], 'labels': int32
 [B, K]}``, made inside ``jit``. ``noise`` and ``table`` are array fields, so
-a sweep can ``jax.vmap`` over them. ``tests/numpy_reference.py`` holds the
+a sweep can ``jax.vmap`` over them. ``benchmarks/numpy_reference.py`` holds the
 NumPy reference.
 """
 
@@ -31,6 +31,7 @@ from cmi_jax import validate
 from cmi_jax.data import correlation
 from cmi_jax.data import occlusion
 from cmi_jax.data.base import Batch
+from cmi_jax.data.base import check_arrays
 
 IMAGE_SIZE = 32  # output side of every digit (pixels)
 NUM_CHANNELS = 3
@@ -42,15 +43,10 @@ DEFAULT_CORR = 0.9
 # ------------------------------------------------------------------ composition
 def _check_compose_shapes(digits: Any, fields: Any) -> None:
   """Static shape checks of :func:`compose` (and of its NumPy reference)."""
-  if (digits.ndim != 4 or digits.dtype != np.uint8
-      or max(digits.shape[2:]) > IMAGE_SIZE or fields.ndim != 4
-      or fields.shape[:2] != digits.shape[:2]
-      or not 1 <= fields.shape[2] == fields.shape[3] <= IMAGE_SIZE):
-    raise ValueError(
-        f'digits must be uint8 [B, K, H, W] with H, W <= {IMAGE_SIZE}, and '
-        f'fields must be [B, K, P, P] with 1 <= P <= {IMAGE_SIZE} (one square '
-        f'field per digit); got {digits.dtype} digits {digits.shape} and '
-        f'fields {fields.shape}.')
+  check_arrays('compose', {'digits': (digits, 'uint8 [B, K, H, W]'),
+                           'fields': (fields, '[B, K, P, P]')},
+               'One square field per digit.', H=IMAGE_SIZE, W=IMAGE_SIZE,
+               P=IMAGE_SIZE)
 
 
 def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
@@ -105,16 +101,9 @@ def resolve_table(num_digits: int, corr: float | None = None,
           f'{(2,) * num_digits}; give one axis of size 2 per digit.')
     return table
   corr = validate.number(DEFAULT_CORR if corr is None else corr, 'corr')
-  if num_digits < 2:
-    raise ValueError(f'corr needs num_digits >= 2 (got {num_digits}); for a '
-                     'single digit pass table=[p0, p1] instead.')
-  low = -1.0 if num_digits == 2 else 0.0
-  if not low <= corr <= 1.0:
-    raise ValueError(
-        f'corr={corr!r} is outside [{low:g}, 1] for num_digits={num_digits}; '
-        + ('negative correlations exist only for two digits; ' if low == 0
-           else '') + 'pass a value in that range or an explicit table.')
-  return correlation.joint_table(corr, num_digits)
+  validate.integer(num_digits, 'num_digits', 2, hint=(
+      'corr needs two or more digits; for one, pass table=[p0, p1].'))
+  return correlation.joint_table(corr, num_digits)  # checks corr's range
 
 
 def build_digit_bank(images: Any, labels: Any,
@@ -127,15 +116,11 @@ def build_digit_bank(images: Any, labels: Any,
   after them; M is the larger count) and int32 ``[2]`` counts.
   """
   images, labels = np.asarray(images), np.asarray(labels)
-  if (images.dtype != np.uint8 or images.ndim != 3
-      or max(images.shape[1:]) > IMAGE_SIZE
-      or not np.issubdtype(labels.dtype, np.integer)
-      or labels.shape != images.shape[:1]):
-    raise ValueError(
-        f'{where}: images must be uint8 [N, H, W] with H, W <= {IMAGE_SIZE} '
-        '(the raw 28x28 pixels, no channel axis: digits are only upsampled) '
-        'and labels integers [N], one class per image; got '
-        f'{images.dtype} {images.shape} and {labels.dtype} {labels.shape}.')
+  check_arrays(where, {'images': (images, 'uint8 [N, H, W]'),
+                       'labels': (labels, 'integer [N]')},
+               'Pass the raw 28x28 pixels, no channel axis (digits are only '
+               'upsampled), and one class per image.', H=IMAGE_SIZE,
+               W=IMAGE_SIZE)
   present = sorted(int(c) for c in np.unique(labels))
   pair = tuple(classes) if np.ndim(classes) == 1 else ()
   if (len(pair) != 2 or pair[0] == pair[1] or not all(
@@ -157,13 +142,9 @@ def build_digit_bank(images: Any, labels: Any,
 
 
 def _check_batch_size(batch_size: Any, epoch_size: int, where: str) -> int:
-  batch_size = validate.integer(batch_size, 'batch_size', 1)
-  if batch_size > epoch_size:
-    raise ValueError(
-        f'batch_size={batch_size} exceeds the {epoch_size} samples of one '
-        f'epoch of {where} (its images of the two classes); use a batch size '
-        f'<= {epoch_size} or a larger split.')
-  return batch_size
+  return validate.integer(batch_size, 'batch_size', 1, epoch_size, hint=(
+      f'One epoch of {where} has {epoch_size} samples (its images of the two '
+      'classes): use a smaller batch or a larger split.'))
 
 
 # ------------------------------------------------------------------ datasets

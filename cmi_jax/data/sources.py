@@ -26,6 +26,7 @@ import numpy as np
 
 from cmi_jax import validate
 from cmi_jax.data import idx
+from cmi_jax.data.base import check_arrays
 
 # tensorflow_datasets (and digit_builders, which imports it) are imported
 # where needed: the embedded digits work without TFDS.
@@ -74,16 +75,10 @@ class DigitSplits:
   def __post_init__(self):
     for split in SPLITS:
       images, labels = self.split(split)
-      if not (isinstance(images, np.ndarray) and images.dtype == np.uint8
-              and images.ndim == 3 and isinstance(labels, np.ndarray)
-              and labels.dtype == np.int64
-              and labels.shape == images.shape[:1]):
-        raise ValueError(
-            f'DigitSplits.{split}_images must be a uint8 numpy array [N, H, W] '
-            f'and {split}_labels must be an int64 numpy array [N] (one label '
-            'per image); got ' + ' and '.join(
-                f'{getattr(a, "dtype", type(a))} of shape {np.shape(a)}'
-                for a in (images, labels)) + '.')
+      check_arrays(
+          'DigitSplits', {f'{split}_images': (images, 'uint8 [N, H, W]'),
+                          f'{split}_labels': (labels, 'int64 [N]')},
+          'Pass NumPy arrays, one label per image.', numpy_only=True)
 
   def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)`` of split ``name`` in {'train', 'val', 'test'}."""
@@ -278,10 +273,8 @@ def load_digits(dataset: Dataset = 'mnist', source: Source = 'auto',
 
   Without data, the ValueError lists the three ways to provide it.
   """
-  if dataset not in DATASETS:
-    raise ValueError(f'unknown dataset {dataset!r}; choose one of {DATASETS}.')
-  if source not in SOURCES:
-    raise ValueError(f'unknown source {source!r}; choose one of {SOURCES}.')
+  validate.choice(dataset, 'dataset', DATASETS)
+  validate.choice(source, 'source', SOURCES)
   tfds_data_dir = os.fspath(tfds_data_dir) if tfds_data_dir else None
   manual_dir = os.fspath(manual_dir) if manual_dir else None
   attempts = {'tfds': _try_official, 'idx': _try_idx, 'embedded': _try_embedded}
