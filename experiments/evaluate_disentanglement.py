@@ -26,7 +26,6 @@ import numpy as np
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
-from cmi_jax import logs
 from cmi_jax import metrics
 from cmi_jax import records
 from cmi_jax import train
@@ -35,10 +34,10 @@ from cmi_jax.data.base import DeviceDataset
 from experiments import celeba as celeba_experiment
 from experiments import cli
 from experiments import common
+from experiments import figures
 from experiments import multi_digit_mnist
 
-CHECKPOINTS = (ckpt.BEST_ACCURACY, ckpt.BEST_LOSS, ckpt.BEST_WORST_GROUP,
-               ckpt.LATEST)
+CHECKPOINTS = ckpt.BEST_SERIES + (ckpt.LATEST,)
 SPLITS = ('test_uncorr', 'test_anti')
 OUTPUT_JSON = 'disentanglement.json'
 OUTPUT_MD = 'disentanglement.md'
@@ -58,12 +57,12 @@ def read_run_config(workdir: str
   try:
     with open(path, encoding='utf-8') as f:
       saved = json.load(f)
-    config = saved['config']
+    return (ml_collections.ConfigDict(saved['config']),
+            dict(saved.get('data') or {}))
   except (json.JSONDecodeError, KeyError, TypeError) as e:
     raise ValueError(f'{path} is not a run config ({e!r}); it must hold '
                      '{"config": {...}, "data": {...}} as run.fit writes it.'
                      ) from e
-  return ml_collections.ConfigDict(config), dict(saved.get('data') or {})
 
 
 def experiment_kind(config: Mapping[str, Any],
@@ -92,83 +91,45 @@ def rebuild(config: ml_collections.ConfigDict, kind: str
   return common.build_trainer(config, splits), splits.evals, splits.attributes
 
 
-def restore_state(workdir: str, trainer: train.Trainer,
-                  example: np.ndarray, config: ml_collections.ConfigDict,
-                  series: str) -> tuple[train.TrainState, int]:
-  """``(state, epoch)`` of the run's checkpoint ``series``.
-
-  ``example``: inputs ``[B, ...]`` of the run's shape (B is free).
-  """
-  root = os.path.join(workdir, 'checkpoints')
-  available = [s for s in CHECKPOINTS if os.path.isdir(os.path.join(root, s))
-               and any(n.isdigit() for n in os.listdir(os.path.join(root, s)))]
-  if series not in available:
-    raise ValueError(
-        f'{workdir} has no {series!r} checkpoint (under {root}); it has '
-        f'{available or "none"}: pass --checkpoint= one of those, or finish '
-        'the run first.')
-  # Only shapes and dtypes are needed; eval_shape runs no initialiser.
-  like = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed), example,
-                        config.disentangle_weight)
-  checkpoints = ckpt.RunCheckpoints(workdir)
-  try:
-    state, meta = checkpoints.restore(series, like)
-  finally:
-    checkpoints.close()
-  return state, int(meta['epoch'])
-
-
 def codes_and_factors(trainer: train.Trainer, state: train.TrainState,
-                      dataset: DeviceDataset
+                      dataset: DeviceDataset, max_rows: int = 0, seed: int = 0
                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-  """Codes and labels of every (unpadded, fully labelled) example of a split.
+  """Codes and labels of the (unpadded, fully labelled) examples of a split.
 
   ``(codes, factors, summary)``: float ``[N, D]`` codes, int ``[N, K]``
-  labels and :func:`cmi_jax.evaluation.summarize` of the whole split.
+  labels and :func:`cmi_jax.evaluation.summarize` of the whole split. At
+  most ``max_rows`` rows (0: all), drawn uniformly without replacement.
   """
   stats = evaluation.evaluate(trainer, state, dataset)
-  keep = (stats['mask'] > 0) & np.all(stats['labels'] >= 0, axis=1)
+  keep = np.flatnonzero((stats['mask'] > 0)
+                        & np.all(stats['labels'] >= 0, axis=1))
+  if 0 < max_rows < len(keep):
+    keep = keep[np.sort(np.random.default_rng(seed).choice(
+        len(keep), max_rows, replace=False))]
   return (stats['z'][keep].astype(np.float64),
           stats['labels'][keep].astype(np.int64), evaluation.summarize(stats))
 
 
-def split_metrics(codes: np.ndarray, factors: np.ndarray, split: str,
-                  max_rows: int, seed: int) -> dict[str, float]:
-  """:func:`cmi_jax.metrics.compute_all` on at most ``max_rows`` rows.
-
-  Rows are drawn uniformly without replacement (seeded); 0 uses all rows.
-  A metric's ValueError is raised again naming the split.
-  """
-  if 0 < max_rows < len(codes):
-    rows = np.sort(np.random.default_rng(seed).choice(
-        len(codes), max_rows, replace=False))
-    codes, factors = codes[rows], factors[rows]
-  try:
-    return metrics.compute_all(codes, factors, seed=seed)
-  except ValueError as e:
-    raise ValueError(f'split {split!r} ({len(codes)} rows): {e}') from e
-
-
 def markdown_table(report: Mapping[str, Any]) -> str:
   """A Markdown table: one row per metric, one column per split."""
-  splits = list(report['splits'])
-  names = sorted({m for s in splits for m in report['splits'][s]['metrics']})
-  lines = [
+  splits = report['splits']
+  names = sorted({m for s in splits.values() for m in s['metrics']})
+
+  def row(name, values):
+    return f'| {name} | ' + ' | '.join(map(str, values)) + ' |'
+
+  def number(value):
+    return '–' if value is None or not np.isfinite(value) else f'{value:.4f}'
+
+  return '\n'.join([
       f"Disentanglement of `{report['workdir']}` ({report['experiment']}, "
       f"checkpoint {report['checkpoint']} at epoch {report['epoch']}; "
       f"factors: {', '.join(report['attributes'])}).", '',
-      '| metric | ' + ' | '.join(splits) + ' |',
-      '|---' * (len(splits) + 1) + '|',
-      '| rows | ' + ' | '.join(str(report['splits'][s]['num_rows'])
-                               for s in splits) + ' |',
-      '| accuracy | ' + ' | '.join(f"{report['splits'][s]['accuracy']:.4f}"
-                                   for s in splits) + ' |']
-  for name in names:
-    values = [report['splits'][s]['metrics'].get(name) for s in splits]
-    lines.append(f'| {name} | ' + ' | '.join(
-        '–' if v is None or not np.isfinite(v) else f'{v:.4f}'
-        for v in values) + ' |')
-  return '\n'.join(lines) + '\n'
+      row('metric', splits), '|---' * (len(splits) + 1) + '|',
+      row('rows', [s['num_rows'] for s in splits.values()]),
+      row('accuracy', [number(s['accuracy']) for s in splits.values()])] + [
+          row(name, [number(s['metrics'].get(name)) for s in splits.values()])
+          for name in names]) + '\n'
 
 
 def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
@@ -191,31 +152,49 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
   kind = experiment_kind(config, info)
   validate.integer(max_rows, '--max_rows', 0, hint='0: all rows.')
   validate.choice(checkpoint, '--checkpoint', CHECKPOINTS)
+  root = os.path.join(workdir, 'checkpoints')
+  available = [s for s in CHECKPOINTS if os.path.isdir(os.path.join(root, s))
+               and any(n.isdigit() for n in os.listdir(os.path.join(root, s)))]
+  if checkpoint not in available:
+    raise ValueError(
+        f'{workdir} has no {checkpoint!r} checkpoint (under {root}); it has '
+        f'{available or "none"}: pass --checkpoint= one of those, or finish '
+        'the run first.')
   trainer, data, names = rebuild(config, kind)
   if not splits or any(s not in data for s in splits):
     raise ValueError(f'--splits {list(splits)}: each must be one of '
                      f'{list(data)} (at least one).')
-  example = common.first_batches(data[splits[0]], 1)['image']
-  state, epoch = restore_state(workdir, trainer, example, config, checkpoint)
-  logging.info('Restored %s of %s (epoch %d).', checkpoint, workdir, epoch)
+  # Only shapes and dtypes are needed; eval_shape runs no initialiser.
+  like = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed),
+                        common.first_batches(data[splits[0]], 1)['image'],
+                        config.disentangle_weight)
+  checkpoints = ckpt.RunCheckpoints(workdir)
+  try:
+    state, meta = checkpoints.restore(checkpoint, like)
+  finally:
+    checkpoints.close()
+  logging.info('Restored %s of %s (epoch %d).', checkpoint, workdir,
+               meta['epoch'])
   report = {'workdir': workdir, 'experiment': kind, 'checkpoint': checkpoint,
-            'epoch': epoch, 'attributes': list(names), 'seed': seed,
-            'max_rows': max_rows, 'splits': {}}
+            'epoch': int(meta['epoch']), 'attributes': list(names),
+            'seed': seed, 'max_rows': max_rows, 'splits': {}}
   for split in splits:
-    codes, factors, summary = codes_and_factors(trainer, state, data[split])
-    scores = split_metrics(codes, factors, split, max_rows, seed)
+    codes, factors, summary = codes_and_factors(trainer, state, data[split],
+                                                max_rows, seed)
+    try:
+      scores = metrics.compute_all(codes, factors, seed=seed)
+    except ValueError as e:
+      raise ValueError(f'split {split!r} ({len(codes)} rows): {e}') from e
     report['splits'][split] = {
-        'num_rows': int(min(len(codes), max_rows or len(codes))),
-        'accuracy': summary['accuracy'],
+        'num_rows': len(codes), 'accuracy': summary['accuracy'],
         'accuracy_per_attribute': summary['accuracy_per_attribute'],
         'metrics': scores}
     logging.info('%s: %d rows, accuracy %.3f, DCI disentanglement %.3f.',
                  split, len(codes), summary['accuracy'],
                  scores['dci/disentanglement'])
   if jax.process_index() == 0:
-    logs.write_json_atomic(os.path.join(workdir, OUTPUT_JSON), report)
-    logs.write_text_atomic(os.path.join(workdir, OUTPUT_MD),
-                           markdown_table(report))
+    figures.write_outputs(workdir, {OUTPUT_JSON: report,
+                                    OUTPUT_MD: markdown_table(report)})
   return report
 
 
@@ -234,10 +213,9 @@ def main() -> None:
     del argv
     if not workdir.value:
       raise app.UsageError('--workdir is required (a finished run directory).')
-    evaluate_run(workdir.value, checkpoint.value, splits.value, max_rows.value,
-                 seed.value)
-    with open(os.path.join(workdir.value, OUTPUT_MD), encoding='utf-8') as f:
-      print(f.read())
+    print(markdown_table(evaluate_run(workdir.value, checkpoint.value,
+                                      splits.value, max_rows.value,
+                                      seed.value)))
 
   cli.run_main(run, workdir=lambda: workdir.value)
 

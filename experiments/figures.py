@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -19,6 +19,32 @@ from experiments import common
 STYLES = {'base': ('#1f77b4', 'Base'), 'mi': ('#ff7f0e', 'Base+MI'),
           'cmi': ('#2ca02c', 'Base+CMI'), 'mmd_mi': ('#9467bd', 'MMD MI'),
           'mmd_cmi': ('#8c564b', 'MMD CMI')}
+
+
+def objective_order(objectives: Iterable[str]) -> list[str]:
+  """The distinct ``objectives`` in :data:`STYLES` order (others last)."""
+  order = list(STYLES)
+  return sorted(set(objectives), key=lambda o: (
+      order.index(o) if o in order else len(order), o))
+
+
+def write_outputs(directory: str, outputs: Mapping[str, Any]
+                  ) -> dict[str, str]:
+  """Writes ``{file name: content}`` into ``directory``, each atomically.
+
+  A ``.png`` file's content is a matplotlib Figure, a ``.json`` file's JSON
+  data (:func:`cmi_jax.logs.write_json_atomic`), any other's text. Returns
+  file name -> path.
+  """
+  paths = {name: os.path.join(directory, name) for name in outputs}
+  for name, content in outputs.items():
+    if name.endswith('.png'):
+      plots.save_figure(content, paths[name])
+    elif name.endswith('.json'):
+      logs.write_json_atomic(paths[name], content)
+    else:
+      logs.write_text_atomic(paths[name], content)
+  return paths
 
 
 def combination_names(num_classes: Sequence[int]) -> list[str]:
@@ -39,13 +65,12 @@ def draw_data_figures(splits: Any, train_data: Any, workdir: str) -> None:
   """
   plots.joint_count_tables(splits.joint_counts, splits.attributes,
                            _path(workdir, 'joint_counts'))
-  class_names = splits.info.get('class_names')
   for name, data in {'train': train_data, **splits.evals}.items():
     sample = common.first_batches(data, 16)
     plots.image_grid(sample['image'], sample['labels'],
                      _path(workdir, f'samples_{name}'),
                      f'{name}: labels ({", ".join(splits.attributes)})',
-                     class_names=class_names)
+                     class_names=splits.info.get('class_names'))
 
 
 def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
@@ -73,7 +98,8 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
         _path(workdir, f'confusion_{split}'), f'{split}: joint predictions'))
     paths.append(plots.latent_correlation(
         np.asarray(summary['z_correlation'], float),
-        trainer.objective.subspaces, _path(workdir, f'latent_correlation_{split}'),
+        trainer.objective.subspaces,
+        _path(workdir, f'latent_correlation_{split}'),
         f'{split}: correlation of z'))
     paths.append(plots.subpopulation_accuracy(
         np.asarray(summary['accuracy_per_combination'], float),
@@ -85,7 +111,8 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
         state.heads_params,
         trainer.encoder.apply(state.encoder_params, sample['image'])))
     paths.append(plots.image_grid(
-        sample['image'], sample['labels'], _path(workdir, f'predictions_{split}'),
+        sample['image'], sample['labels'],
+        _path(workdir, f'predictions_{split}'),
         f'{split}: label → prediction', preds=preds,
         class_names=splits.info.get('class_names')))
   return paths

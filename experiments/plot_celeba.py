@@ -15,16 +15,11 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import numpy as np
-
-from cmi_jax import logs
 from cmi_jax import plots
-from experiments import common
-from experiments import sweeps
 from experiments import celeba_sweep
-from experiments.plot_multi_digit import METRICS
-from experiments.figures import STYLES
-from experiments.plot_multi_digit import table_text
+from experiments import figures
+from experiments import sweeps
+from experiments import plot_multi_digit as md
 
 SPLIT_TITLES = {'test_anti/accuracy': 'anti-correlated test',
                 'test_uncorr/accuracy': 'uncorrelated test',
@@ -34,22 +29,17 @@ SPLIT_TITLES = {'test_anti/accuracy': 'anti-correlated test',
 def _objective_lines(ax, table: Sequence[dict[str, Any]], x_key: str,
                      metric: str, scale: float = 1.0) -> None:
   """One line per objective: mean of ``metric`` against ``x_key`` ± std."""
-  for objective in sorted({r['objective'] for r in table}, key=lambda o: (
-      list(STYLES).index(o) if o in STYLES else 99, o)):
-    points = sorted((r for r in table if r['objective'] == objective),
-                    key=lambda r: r[x_key])
-    x = np.array([p[x_key] for p in points]) * scale
-    mean = np.array([p[f'{metric}/mean'] for p in points])
-    std = np.array([p[f'{metric}/std'] for p in points])
-    color, label = STYLES.get(objective, (None, objective))
-    ax.plot(x, mean, marker='o', color=color, label=label)
-    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
+  for objective in figures.objective_order(r['objective'] for r in table):
+    x, mean, std = md.curve([r for r in table if r['objective'] == objective],
+                            x_key, metric)
+    color, label = figures.STYLES.get(objective, (None, objective))
+    ax.plot(x * scale, mean, marker='o', color=color, label=label)
+    ax.fill_between(x * scale, mean - std, mean + std, color=color, alpha=0.2)
   ax.set_ylabel('accuracy')
   ax.grid(alpha=0.3)
 
 
-def draw_correlation_figure(table: Sequence[dict[str, Any]],
-                            path: str) -> str:
+def draw_correlation_figure(table: Sequence[dict[str, Any]]):
   """Accuracy vs train correlation; columns: test split, rows: noise level.
 
   ``table`` holds :func:`experiments.sweeps.aggregate` rows.
@@ -71,10 +61,10 @@ def draw_correlation_figure(table: Sequence[dict[str, Any]],
         ax.legend(fontsize=8)
   fig.suptitle('Correlated CelebA (mean ± std over seeds)')
   fig.tight_layout()
-  return plots.save_figure(fig, path)
+  return fig
 
 
-def draw_weak_figure(table: Sequence[dict[str, Any]], path: str) -> str:
+def draw_weak_figure(table: Sequence[dict[str, Any]]):
   """Accuracy vs percentage of labels removed (rows of :func:`weak_table`)."""
   splits = ('val/accuracy', 'test_uncorr/accuracy', 'test_anti/accuracy')
   corrs = sorted({r['train_corr'] for r in table})
@@ -89,7 +79,7 @@ def draw_weak_figure(table: Sequence[dict[str, Any]], path: str) -> str:
   fig.suptitle('Weakly supervised CelebA, train correlation '
                f"{', '.join(f'{c:g}' for c in corrs)} (mean ± std over seeds)")
   fig.tight_layout()
-  return plots.save_figure(fig, path)
+  return fig
 
 
 def weak_table(weak_dir: str, select: str = 'final') -> list[dict[str, Any]]:
@@ -98,26 +88,9 @@ def weak_table(weak_dir: str, select: str = 'final') -> list[dict[str, Any]]:
   table = []
   for fraction in sorted({r['weak_supervision'] for r in rows}):
     members = [r for r in rows if r['weak_supervision'] == fraction]
-    table.extend(dict(entry, weak_supervision=fraction)
-                 for entry in sweeps.aggregate(members, METRICS))
+    table += [dict(entry, weak_supervision=fraction)
+              for entry in sweeps.aggregate(members, md.METRICS)]
   return sorted(table, key=lambda r: (r['objective'], r['weak_supervision']))
-
-
-def weak_table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
-  """``(csv, markdown)`` renderings of :func:`weak_table`."""
-  header = ['objective', 'train_corr', 'noise', 'weak_supervision',
-            'num_seeds'] + [f'{m}/{s}' for m in METRICS
-                            for s in ('mean', 'std')]
-  lines = ['| objective | train corr | labels removed | seeds | '
-           'anti-correlated test | uncorrelated test | val |',
-           '|---|---|---|---|---|---|---|']
-  for r in table:
-    cells = [f"{r[f'{m}/mean']:.3f} ± {r[f'{m}/std']:.3f}" for m in METRICS]
-    lines.append(f"| {r['objective']} | {r['train_corr']:g} | "
-                 f"{100 * r['weak_supervision']:g} % | {r['num_seeds']} | "
-                 + ' | '.join(cells) + ' |')
-  return (common.csv_text(table, header, lineterminator='\n'),
-          '\n'.join(lines) + '\n')
 
 
 def make_report(sweep_dir: str, out_dir: str | None = None,
@@ -128,32 +101,25 @@ def make_report(sweep_dir: str, out_dir: str | None = None,
   weak_dir = celeba_sweep.mode_dir(sweep_dir, 'weak')
   reports = []
   if os.path.isdir(corr_dir):
-    table = sweeps.aggregate(sweeps.collect(corr_dir, select), METRICS)
-    reports.append(('celeba_correlation', draw_correlation_figure,
-                    table, table_text(table)))
+    table = sweeps.aggregate(sweeps.collect(corr_dir, select), md.METRICS)
+    reports.append(('celeba_correlation', draw_correlation_figure(table),
+                    md.table_text(table)))
   if os.path.isdir(weak_dir):
     table = weak_table(weak_dir, select)
-    reports.append(('celeba_weak_supervision', draw_weak_figure, table,
-                    weak_table_text(table)))
+    # Its Markdown header names only the first three metrics of each row.
+    reports.append(('celeba_weak_supervision', draw_weak_figure(table),
+                    md.table_text(table, ('weak_supervision', 'labels removed',
+                                          lambda v: f'{100 * v:g} %'),
+                                  md.TITLES[:3], lineterminator='\n')))
   if not reports:
     raise ValueError(
         f'{sweep_dir} holds neither corr/ nor weak/ sweep cells; run '
         f'python -m experiments.celeba_sweep --workdir={sweep_dir} '
         '[--mode=weak] first.')
-  os.makedirs(out_dir, exist_ok=True)
-  paths = {}
-  for stem, draw, table, (csv_text, markdown) in reports:
-    paths[f'{stem}.png'] = draw(table, os.path.join(out_dir, f'{stem}.png'))
-    for ext, text in (('csv', csv_text), ('md', markdown)):
-      paths[f'{stem}.{ext}'] = logs.write_text_atomic(
-          os.path.join(out_dir, f'{stem}.{ext}'), text)
-  return paths
-
-
-def main() -> None:
-  """Command line: ``--sweep_dir``, ``--out_dir``, ``--select``."""
-  sweeps.report_main(make_report)
+  return figures.write_outputs(out_dir, {
+      f'{stem}.{ext}': content for stem, fig, (csv_text, markdown) in reports
+      for ext, content in (('png', fig), ('csv', csv_text), ('md', markdown))})
 
 
 if __name__ == '__main__':
-  main()
+  sweeps.report_main(make_report)

@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cmi_jax import logs
 from cmi_jax import plots
 from experiments import common
 from experiments import figures
@@ -23,7 +22,9 @@ from experiments import sweeps
 
 METRICS = ('test_anti/accuracy', 'test_uncorr/accuracy', 'val/accuracy',
            'test_uncorr/worst_group_accuracy', 'train_eval/accuracy')
-STYLES = figures.STYLES
+# The titles of the METRICS columns in the Markdown table.
+TITLES = ('anti-correlated test', 'uncorrelated test', 'val',
+          'worst group (uncorrelated test)', 'train')
 # The curves of every panel: (metric, label, colour).
 CURVES = (('train_eval/accuracy', 'train', '#7f7f7f'),
           ('test_anti/accuracy', 'anti-correlated test', '#d62728'),
@@ -42,12 +43,17 @@ def data_title(rows: Sequence[dict[str, Any]]) -> str:
   return f'Correlated two-item {dataset}{classes}'
 
 
+def curve(rows: Sequence[dict[str, Any]], x_key: str, metric: str
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``(x, mean, std)`` of ``metric`` over aggregated rows, sorted by x."""
+  rows = sorted(rows, key=lambda r: r[x_key])
+  return tuple(np.array([r[k] for r in rows], np.float64)
+               for k in (x_key, f'{metric}/mean', f'{metric}/std'))
+
+
 def _points(table, objective, corr, metric):
-  points = sorted((r for r in table if r['objective'] == objective
-                   and r['train_corr'] == corr), key=lambda r: r['noise'])
-  return (np.array([p['noise'] for p in points]),
-          np.array([p[f'{metric}/mean'] for p in points], np.float64),
-          np.array([p[f'{metric}/std'] for p in points], np.float64))
+  return curve([r for r in table if r['objective'] == objective
+                and r['train_corr'] == corr], 'noise', metric)
 
 
 def draw_figure(table: Sequence[dict[str, Any]], path: str,
@@ -58,8 +64,7 @@ def draw_figure(table: Sequence[dict[str, Any]], path: str,
   ± std over seeds) and the :data:`REFERENCE` line.
   """
   corrs = sorted({r['train_corr'] for r in table})
-  objectives = sorted({r['objective'] for r in table},
-                      key=lambda o: list(STYLES).index(o) if o in STYLES else 9)
+  objectives = figures.objective_order(r['objective'] for r in table)
   reference = _points(table, *REFERENCE)
   fig = plots.new_figure(3.4 * len(objectives) + 0.4, 2.8 * len(corrs) + 0.8)
   axes = fig.subplots(len(corrs), len(objectives), sharex=True, sharey=True,
@@ -70,13 +75,12 @@ def draw_figure(table: Sequence[dict[str, Any]], path: str,
       drawn = False
       for metric, label, color in CURVES:
         noise, mean, std = _points(table, objective, corr, metric)
-        if not len(noise) or np.all(np.isnan(mean)):
-          continue
-        drawn = True
-        ax.plot(noise, mean, marker='o', markersize=3, color=color,
-                label=label)
-        ax.fill_between(noise, mean - std, mean + std, color=color,
-                        alpha=0.2, linewidth=0)
+        if not np.all(np.isnan(mean)):  # also when empty
+          drawn = True
+          ax.plot(noise, mean, marker='o', markersize=3, color=color,
+                  label=label)
+          ax.fill_between(noise, mean - std, mean + std, color=color,
+                          alpha=0.2, linewidth=0)
       if not drawn:
         # A partial sweep: say so rather than leave a blank panel.
         ax.text(0.5, 0.5, 'no finished cells yet', ha='center', va='center',
@@ -87,7 +91,8 @@ def draw_figure(table: Sequence[dict[str, Any]], path: str,
       ax.set_ylim(0.45, 1.02)
       ax.grid(alpha=0.3)
       if row == 0:
-        ax.set_title(STYLES.get(objective, (None, objective))[1], fontsize=10)
+        ax.set_title(figures.STYLES.get(objective, (None, objective))[1],
+                     fontsize=10)
       if col == 0:
         ax.set_ylabel(f'train corr {corr:g}\naccuracy', fontsize=9)
       if row == len(corrs) - 1:
@@ -107,20 +112,30 @@ def draw_figure(table: Sequence[dict[str, Any]], path: str,
   return plots.save_figure(fig, path)
 
 
-def table_text(table: Sequence[dict[str, Any]]) -> tuple[str, str]:
-  """``(csv, markdown)`` renderings of the aggregated table."""
-  header = ['objective', 'train_corr', 'noise', 'num_seeds'] + [
-      f'{m}/{s}' for m in METRICS for s in ('mean', 'std')]
-  lines = ['| objective | train corr | noise | seeds | anti-correlated test '
-           '| uncorrelated test | val | worst group (uncorrelated test) '
-           '| train |', '|---|---|---|---|---|---|---|---|---|']
+def table_text(table: Sequence[dict[str, Any]],
+               column: tuple[str, str, Any] = ('noise', 'noise', '{:g}'.format),
+               titles: Sequence[str] = TITLES, **csv_options: Any
+               ) -> tuple[str, str]:
+  """``(csv, markdown)`` renderings of the aggregated table.
+
+  ``column``: the key, Markdown title and format of the column after the
+  train correlation; ``titles``: of the METRICS columns (mean ± std, – for
+  none); ``csv_options`` go to :func:`experiments.common.csv_text`.
+  """
+  key, title, fmt = column
+  header = ['objective', 'train_corr', 'noise',
+            *([key] if key != 'noise' else []), 'num_seeds',
+            *(f'{m}/{s}' for m in METRICS for s in ('mean', 'std'))]
+  lines = [f'| objective | train corr | {title} | seeds | '
+           + ' | '.join(titles) + ' |', '|---' * (4 + len(titles)) + '|']
   for r in table:
     cells = ['–' if np.isnan(r[f'{m}/mean']) else
              f"{r[f'{m}/mean']:.3f} ± {r[f'{m}/std']:.3f}" for m in METRICS]
     lines.append(f"| {r['objective']} | {r['train_corr']:g} | "
-                 f"{r['noise']:g} | {r['num_seeds']} | " + ' | '.join(cells)
+                 f"{fmt(r[key])} | {r['num_seeds']} | " + ' | '.join(cells)
                  + ' |')
-  return common.csv_text(table, header), '\n'.join(lines) + '\n'
+  return (common.csv_text(table, header, **csv_options),
+          '\n'.join(lines) + '\n')
 
 
 def make_report(sweep_dir: str, out_dir: str | None = None,
@@ -131,17 +146,11 @@ def make_report(sweep_dir: str, out_dir: str | None = None,
   rows = sweeps.collect(sweep_dir, select)
   table = sweeps.aggregate(rows, METRICS)
   csv_text, markdown = table_text(table)
-  paths = {'figure': draw_figure(table, os.path.join(out_dir, 'figure.png'),
-                                 data_title(rows))}
-  for name, text in (('table.csv', csv_text), ('table.md', markdown)):
-    paths[name] = logs.write_text_atomic(os.path.join(out_dir, name), text)
-  return paths
-
-
-def main() -> None:
-  """Command line: ``--sweep_dir``, ``--out_dir``, ``--select``."""
-  sweeps.report_main(make_report)
+  return {'figure': draw_figure(table, os.path.join(out_dir, 'figure.png'),
+                                data_title(rows)),
+          **figures.write_outputs(out_dir, {'table.csv': csv_text,
+                                            'table.md': markdown})}
 
 
 if __name__ == '__main__':
-  main()
+  sweeps.report_main(make_report)

@@ -13,15 +13,14 @@ model) and ``config.json`` (the settings, with the number of restarts used).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
 from experiments import cli
 from experiments import common
+from experiments import figures
 from experiments.configs import toy_linear_regression as toy_config
-from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax import validate
 from cmi_jax.toy import linear_regression as lr
@@ -104,7 +103,7 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
   """
   if not workdir:
     raise ValueError('workdir is required; pass --workdir=DIR.')
-  c = config = common.config_with(toy_config.get_config(), settings)
+  c = common.config_with(toy_config.get_config(), settings)
   if c.num_restarts is None:
     c.num_restarts = 1 if c.num_attributes == 2 else 8
   for name in ('grid_num_noise', 'grid_num_corr'):
@@ -115,31 +114,23 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
         f'axis; got {c.grid_min_noise} and {c.grid_max_noise}.')
   validate.number(c.grid_max_corr, 'grid_max_corr', 0, 1, open_low=True,
                   open_high=True)
+  setting = (c.train_corr, c.noise_var, c.test_corr, c.num_attributes)
   # Validate the main setting before the (slower) sweep.
-  table = lr.table1(c.train_corr, c.noise_var, c.test_corr, c.num_attributes,
-                    num_restarts=c.num_restarts, seed=c.seed)
+  table = lr.table1(*setting, num_restarts=c.num_restarts, seed=c.seed)
   noise_vars = np.logspace(np.log10(c.grid_min_noise),
                            np.log10(c.grid_max_noise), int(c.grid_num_noise))
   train_corrs = np.linspace(0.0, c.grid_max_corr, int(c.grid_num_corr))
   sweep = lr.noise_correlation_sweep(noise_vars, train_corrs, c.test_corr,
                                      c.num_attributes,
                                      num_restarts=c.num_restarts, seed=c.seed)
-  scatter = lr.prediction_scatter(c.train_corr, c.noise_var, c.test_corr,
-                                  c.num_attributes, c.num_scatter_samples,
-                                  c.seed, num_restarts=c.num_restarts)
-
-  os.makedirs(workdir, exist_ok=True)
-  files = {name: os.path.join(workdir, f'{name}.{ext}') for name, ext in
-           (('table1', 'json'), ('figure2', 'png'), ('figure3', 'png'),
-            ('config', 'json'))}
-
-  logs.write_json_atomic(files['table1'], table)
-  plots.save_figure(plot_figure2(sweep, noise_vars, train_corrs, c.test_corr,
-                                 marker=(c.train_corr, c.noise_var)),
-                    files['figure2'])
-  plots.save_figure(plot_figure3(scatter), files['figure3'])
-  logs.write_json_atomic(files['config'], config.to_dict())
-  return {'table1': table, 'config': config.to_dict(), 'files': files}
+  scatter = lr.prediction_scatter(*setting, c.num_scatter_samples, c.seed,
+                                  num_restarts=c.num_restarts)
+  files = figures.write_outputs(workdir, {
+      'table1.json': table,
+      'figure2.png': plot_figure2(sweep, noise_vars, train_corrs, c.test_corr,
+                                  marker=(c.train_corr, c.noise_var)),
+      'figure3.png': plot_figure3(scatter), 'config.json': c.to_dict()})
+  return {'table1': table, 'config': c.to_dict(), 'files': files}
 
 
 def main() -> None:
@@ -147,8 +138,7 @@ def main() -> None:
   def body(config, workdir):
     result = run(workdir, **config)
     print(lr.format_table1(result['table1']))
-    for path in result['files'].values():
-      print(f'wrote {path}')
+    print('\n'.join(f'wrote {path}' for path in result['files'].values()))
 
   cli.run_config_main('toy_linear_regression.py', body)
 
