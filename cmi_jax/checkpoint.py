@@ -20,6 +20,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from cmi_jax import validate
+
 LATEST = 'latest'
 BEST_LOSS = 'best_val_loss'
 BEST_ACCURACY = 'best_val_accuracy'
@@ -47,8 +49,7 @@ class RunCheckpoints:
   """
 
   def __init__(self, workdir: str, keep: int = 2):
-    if keep < 1:
-      raise ValueError(f'keep must be >= 1 checkpoint; got {keep}.')
+    validate.integer(keep, 'keep', 1)
     self.root = os.path.join(os.path.abspath(workdir), 'checkpoints')
     self._managers = {
         name: ocp.CheckpointManager(

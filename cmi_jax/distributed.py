@@ -64,10 +64,9 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def _check_divisible(rows: int, num_devices: int) -> None:
   if rows % num_devices:
-    raise ValueError(
-        f'the global batch of {rows} examples does not divide over '
-        f'{num_devices} devices; use a batch size that is a multiple of '
-        f'{num_devices}.')
+    raise ValueError(f'the global batch of {rows} examples does not divide '
+                     f'over {num_devices} devices; use a multiple of '
+                     f'{num_devices}.')
 
 
 def _sharded_step(trainer: Trainer, mesh: Mesh, state: TrainState,
@@ -187,11 +186,8 @@ def initialize(coordinator_address: Optional[str] = None,
            'num_processes': num_processes, 'process_id': process_id}
   missing = [name for name, value in given.items() if value is None]
   if 0 < len(missing) < len(given):
-    raise ValueError(
-        'initialize got only some of the cluster arguments '
-        f'({", ".join(missing)} missing); pass coordinator_address, '
-        'num_processes and process_id together, or none of them to let JAX '
-        'detect SLURM / Open MPI / TPU.')
+    raise ValueError(f'initialize got no {", ".join(missing)}; pass all three '
+                     'cluster arguments or none (JAX detects the cluster).')
   if jax.distributed.is_initialized():
     raise RuntimeError('the distributed run is initialised already; call '
                        'cmi_jax.distributed.initialize once per process.')
@@ -204,10 +200,8 @@ def initialize(coordinator_address: Optional[str] = None,
     if jax.config.jax_cpu_collectives_implementation is None:
       jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   except RuntimeError as error:
-    raise RuntimeError(
-        'JAX already ran a computation in this process, so its devices can no '
-        'longer join a distributed run; call cmi_jax.distributed.initialize '
-        'right after the imports, before any jax.numpy call.') from error
+    raise RuntimeError('JAX already ran a computation in this process; call '
+                       'initialize before any jax.numpy call.') from error
   # JAX itself checks num_processes and process_id (in [0, num_processes)).
   jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
@@ -237,10 +231,8 @@ def host_batch_slice(global_batch_size: int, mesh: Optional[Mesh] = None
   rows = sorted({(s[0].start or 0, s[0].stop or global_batch_size)
                  for s in index_map.values()})
   if any(stop != start for (_, stop), (start, _) in zip(rows, rows[1:])):
-    raise ValueError(
-        f'process {jax.process_index()} holds non-contiguous rows {rows} of '
-        'the global batch; build the mesh with each process\'s devices next '
-        'to each other (data_mesh() does).')
+    raise ValueError(f'process {jax.process_index()} holds non-contiguous '
+                     f'rows {rows}; build the mesh with data_mesh().')
   return slice(rows[0][0], rows[-1][1])
 
 
@@ -262,13 +254,11 @@ def make_global_batch(local_batch: Batch, mesh: Mesh) -> Batch:
   sizes = {name: np.shape(a)[0] if np.ndim(a) else None
            for name, a in local_batch.items()}
   if len(set(sizes.values())) != 1 or None in sizes.values():
-    raise ValueError(f'every array of the local batch needs the same number '
-                     f'of rows; got {sizes}.')
+    raise ValueError(f'local batch arrays need the same number of rows; got '
+                     f'{sizes}.')
   if (rows := next(iter(sizes.values()))) % (local := len(mesh.local_devices)):
-    raise ValueError(
-        f'the local batch has {rows} rows, which do not divide over this '
-        f'process\'s {local} devices; feed global_batch_size / num_processes '
-        'rows (see host_batch_slice).')
+    raise ValueError(f'the local batch of {rows} rows do not divide over '
+                     f'{local} local devices; see host_batch_slice.')
   return {name: jax.make_array_from_process_local_data(
       sharding, np.asarray(a), (rows * mesh.size // local,) + np.shape(a)[1:])
           for name, a in local_batch.items()}

@@ -125,10 +125,8 @@ def train_epoch(trainer: Any, state: Any, data: Any,
     steps, NumPy ``[num_steps]``.
   """
   if not is_host_fed(data):
-    raise ValueError(
-        'epochs.train_epoch takes a host-fed dataset (HostDataset); got '
-        f'a {type(data).__name__}. Use trainer.jit_train_epoch for device '
-        'datasets.')
+    raise ValueError(f'epochs.train_epoch takes a host-fed dataset, not a '
+                     f'{type(data).__name__}; use trainer.jit_train_epoch.')
   return host_epoch(trainer.jit_train_step, state, data, num_steps)
 
 

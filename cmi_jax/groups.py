@@ -53,10 +53,8 @@ class GroupWeighting:
     validate.choice(self.method, 'method', METHODS)
     if self.method == 'reweight' and (self.group_freqs is None or np.any(
         np.asarray(self.group_freqs, np.float64) <= 0)):
-      raise ValueError(
-          'reweight needs the training frequency of every group, all > 0 (a '
-          'group of frequency 0 would get an infinite weight), as '
-          f'group_freqs; got {self.group_freqs}.')
+      raise ValueError('reweight needs group_freqs, every group\'s training '
+                       f'frequency > 0; got {self.group_freqs}.')
     if self.method == 'groupdro':
       validate.number(self.dro_step_size, 'dro_step_size', 0, open_low=True)
       validate.number(self.dro_size_adjustment, 'dro_size_adjustment', 0)

@@ -60,12 +60,9 @@ def _real_fake_bce(real_logits: jax.Array, fake_logits: jax.Array,
 def _check_num_classes(num_classes: Sequence[int],
                        subspaces: tuple[int, ...]) -> tuple[int, ...]:
   num_classes = tuple(num_classes)
-  if len(num_classes) != len(subspaces):
-    raise ValueError(
-        f'num_classes has {len(num_classes)} entries but there are '
-        f'{len(subspaces)} subspaces; give one class count per attribute.')
-  if any(int(n) < 1 for n in num_classes):
-    raise ValueError(f'num_classes must be positive ints; got {num_classes}.')
+  if len(num_classes) != len(subspaces) or any(int(n) < 1 for n in num_classes):
+    raise ValueError(f'num_classes must give a positive class count per '
+                     f'subspace {subspaces}; got {num_classes}.')
   return tuple(int(n) for n in num_classes)
 
 
@@ -90,9 +87,8 @@ def check_label_range(labels: chex.Array, num_classes: Sequence[int]) -> None:
 
 def _check_logits(logits: jax.Array, batch: int, what: str) -> None:
   if logits.shape != (batch,):
-    raise ValueError(
-        f'the {what} must return logits of shape [B] = [{batch}]; got '
-        f'{logits.shape}. Squeeze the last axis of a [B, 1] output.')
+    raise ValueError(f'the {what} must return logits [B] = [{batch}], not '
+                     f'{logits.shape}; squeeze a [B, 1] output.')
 
 
 def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,

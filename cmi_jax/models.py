@@ -17,9 +17,8 @@ Activation = Callable[[jax.Array], jax.Array]
 
 def _check_identical_channels_input(x: jax.Array, who: str) -> None:
   if x.ndim < 3:
-    raise ValueError(f'{who}: identical_channels needs images [B, ..., C] '
-                     f'with a channel axis last; got shape {x.shape}. Set '
-                     'identical_channels=False for flat inputs.')
+    raise ValueError(f'{who}: identical_channels needs images with a channel '
+                     f'axis last, not {x.shape}; set it False for flat inputs.')
 
 
 class IdenticalChannelsDense(nn.Module):
@@ -137,14 +136,13 @@ class AttributeHeads(nn.Module):
 
   @nn.compact
   def __call__(self, z: jax.Array) -> tuple[jax.Array, ...]:
-    if len(self.subspaces) != len(self.num_classes):
-      raise ValueError(f'AttributeHeads: {len(self.subspaces)} subspaces but '
-                       f'{len(self.num_classes)} num_classes; give one of '
-                       'each per attribute.')
-    if z.shape[-1] != sum(self.subspaces):
-      raise ValueError(f'AttributeHeads: z has {z.shape[-1]} columns but '
-                       f'subspaces {tuple(self.subspaces)} sum to '
-                       f'{sum(self.subspaces)}.')
+    if (len(self.subspaces) != len(self.num_classes)
+        or z.shape[-1] != sum(self.subspaces)):
+      raise ValueError(f'AttributeHeads needs z [B, {sum(self.subspaces)}] '
+                       f'(latent_dim = sum of subspaces) and one num_classes '
+                       f'per subspace; got z {z.shape}, subspaces '
+                       f'{tuple(self.subspaces)}, num_classes '
+                       f'{tuple(self.num_classes)}.')
     bounds = np.cumsum((0,) + tuple(self.subspaces))
     return tuple(
         nn.Dense(classes, name=f'head_{k}')(z[..., bounds[k]:bounds[k + 1]])
@@ -212,9 +210,8 @@ def _pack_logits(who: str, net: nn.Module, inputs: jax.Array,
   """
   batch, width = inputs.shape
   if batch % pack_size:
-    raise ValueError(
-        f'{who}: the batch of {batch} rows does not split into packs of '
-        f'{pack_size}; use a number of samples divisible by {pack_size}.')
+    raise ValueError(f'{who}: the batch of {batch} rows does not split into '
+                     f'packs of {pack_size}; use a multiple of {pack_size}.')
   packs = inputs.reshape(batch // pack_size, pack_size * width)
   return jnp.repeat(net(packs)[:, 0], pack_size)
 
@@ -236,10 +233,6 @@ class PacAdversary(_PerAttributeNets):
   activation: Activation = nn.softplus
 
   def __call__(self, k: int, inputs: jax.Array) -> jax.Array:
-    if inputs.ndim != 2 or inputs.shape[1] <= self.latent_dim:
-      raise ValueError(
-          f'PacAdversary: inputs must be [B, D + C] with D={self.latent_dim} '
-          f'codes and C >= 1 one-hot columns; got shape {inputs.shape}.')
     onehot = inputs[:, self.latent_dim:]
     num_classes = onehot.shape[1]
     present = onehot.sum(-1) > 0.5
@@ -262,9 +255,6 @@ class PacUnconditionalAdversary(nn.Module):
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
-    if inputs.ndim != 2:
-      raise ValueError('PacUnconditionalAdversary: inputs must be [B, D]; got '
-                       f'shape {inputs.shape}.')
     net = MLP(tuple(self.hidden) + (1,), self.activation)
     return _pack_logits('PacUnconditionalAdversary', net, inputs,
                         self.pack_size)

@@ -17,21 +17,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import validate
+
 
 def check_subspaces(z: chex.Array, subspaces: Sequence[int]) -> tuple[int, ...]:
   """Validates ``subspaces`` against ``z`` [B, D]; returns it as a tuple."""
-  if jnp.ndim(z) != 2:
-    raise ValueError(f'z must have shape [B, D]; got shape {jnp.shape(z)}.')
   subspaces = tuple(subspaces)
-  if not subspaces or any(
-      not isinstance(s, (int, np.integer)) or s < 1 for s in subspaces):
+  if jnp.ndim(z) != 2 or not subspaces or any(
+      not isinstance(s, (int, np.integer)) or s < 1 for s in subspaces
+  ) or sum(subspaces) != z.shape[1]:
     raise ValueError(
-        f'subspaces must be a non-empty tuple of positive ints (the sizes of '
-        f'the contiguous subspaces of z); got {subspaces}.')
-  if sum(subspaces) != z.shape[1]:
-    raise ValueError(
-        f'subspaces {subspaces} sum to {sum(subspaces)} but z has D='
-        f'{z.shape[1]} columns; the sizes must sum to D.')
+        'subspaces must be a non-empty tuple of positive ints summing to D, '
+        f'the columns of z [B, D]; got {subspaces} and z of shape '
+        f'{jnp.shape(z)}.')
   return tuple(int(s) for s in subspaces)
 
 
@@ -85,8 +83,7 @@ def group_permutation(key: chex.PRNGKey, groups: chex.Array,
     >>> bool(jnp.all(groups[perm] == groups))
     True
   """
-  if jnp.ndim(groups) != 1:
-    raise ValueError(f'groups must have shape [B]; got {jnp.shape(groups)}.')
+  validate.array(groups, 'groups', ('B',))
   size = groups.shape[0]
   index = jnp.arange(size, dtype=jnp.int32)
   missing = groups == -1
@@ -98,17 +95,15 @@ def group_permutation(key: chex.PRNGKey, groups: chex.Array,
     shuffled = jnp.lexsort((rank, groups))
     return jnp.zeros(size, jnp.int32).at[in_order].set(
         shuffled.astype(jnp.int32))
-  if isinstance(num_groups, bool) or not isinstance(
-      num_groups, (int, np.integer)) or num_groups < 1:
-    raise ValueError(f'num_groups must be a positive int (a static bound on '
-                     f'the groups); got {num_groups!r}.')
+  num_groups = validate.integer(num_groups, 'num_groups', 1,
+                                hint='It is a static bound on the groups.')
   bits = jax.random.bits(key, (2, size), jnp.uint32)
   # Missing rows (group -1, first in both orders) keep index order.
   high = jnp.where(missing, jnp.uint32(0), bits[0])
   low = jnp.where(missing, index.astype(jnp.uint32), bits[1])
   shuffled = jnp.lexsort((low, high, groups)).astype(jnp.int32)
   # perm[i] = the row at i's position of the (group, index) order.
-  return shuffled[group_positions(groups, int(num_groups))]
+  return shuffled[group_positions(groups, num_groups)]
 
 
 def _gather_columns(z: jax.Array, row_of_column: jax.Array) -> jax.Array:
@@ -124,8 +119,7 @@ def conditional_permutations(key: chex.PRNGKey, labels: chex.Array,
   Row ``k`` is a :func:`group_permutation` of ``labels[:, k]`` from
   ``jax.random.split(key, K)[k]``, bounded by ``max(num_classes)``.
   """
-  if jnp.ndim(labels) != 2:
-    raise ValueError(f'labels must have shape [B, K]; got {jnp.shape(labels)}.')
+  validate.array(labels, 'labels', ('B', 'K'))
   keys = jax.random.split(key, labels.shape[1])
   # One static bound serves every attribute (vmapped): the largest count.
   bound = None if num_classes is None else max(num_classes)
@@ -195,22 +189,12 @@ def marginal_shuffle(key: chex.PRNGKey, z: chex.Array,
 
 def _check_permutations(permutations: chex.Array, z: chex.Array,
                         subspaces: tuple[int, ...]) -> None:
-  if jnp.shape(permutations) != (len(subspaces), z.shape[0]) or (
-      not jnp.issubdtype(jnp.result_type(permutations), jnp.integer)):
-    raise ValueError(
-        f'permutations must be int [K, B] = [{len(subspaces)}, {z.shape[0]}] '
-        f'(one row order per subspace); got {jnp.result_type(permutations)} '
-        f'of shape {jnp.shape(permutations)}.')
+  validate.array(permutations, 'permutations', (len(subspaces), z.shape[0]),
+                 'integer', hint='One row order [B] per subspace (K rows).')
 
 
 def check_labels(labels: chex.Array, z: chex.Array,
                  subspaces: tuple[int, ...]) -> None:
   """Raises ValueError unless ``labels`` is int ``[B, K]`` matching ``z``."""
-  if jnp.ndim(labels) != 2 or labels.shape != (z.shape[0], len(subspaces)):
-    raise ValueError(
-        f'labels must have shape [B, K] = [{z.shape[0]}, {len(subspaces)}] '
-        f'(one column per subspace); got {jnp.shape(labels)}.')
-  if not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise ValueError(
-        f'labels must be integers (class index, -1 for missing); got dtype '
-        f'{labels.dtype}.')
+  validate.array(labels, 'labels', (z.shape[0], len(subspaces)), 'integer',
+                 hint='One column of classes (-1: missing) per subspace.')

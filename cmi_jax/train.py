@@ -152,17 +152,11 @@ class Trainer:
     parameters and, folded with the step, every later random draw.
     """
     key = jnp.asarray(key)
-    if key.dtype != jnp.uint32:
-      raise ValueError('Trainer.init takes a raw uint32 key '
-                       '(jax.random.PRNGKey(seed)), not a typed key.')
+    validate.array(key, 'key', ('n',), 'uint32',
+                   hint='Pass jax.random.PRNGKey(seed), not a typed key.')
     k_enc, k_heads, k_adv, k_run = jax.random.split(key, 4)
     encoder_params = self.encoder.init(k_enc, example_input)
     z = jax.eval_shape(self.encoder.apply, encoder_params, example_input)
-    if z.shape[1:] != (width := sum(self.objective.subspaces),):
-      raise ValueError(
-          f'the encoder outputs shape {z.shape} but subspaces '
-          f'{self.objective.subspaces} need [B, {width}]; set the encoder '
-          'latent_dim to the sum of the subspaces.')
     z = jnp.zeros(z.shape, z.dtype)
     heads_params = self.heads.init(k_heads, z)
     adversary_params = self.objective.init_adversary(k_adv, z)
@@ -339,10 +333,9 @@ def make_trainer(encoder: nn.Module,
                                           **objective_options)
   elif (objective.subspaces, objective.num_classes) != (subspaces,
                                                          num_classes):
-    raise ValueError(
-        f'the objective was built for subspaces {objective.subspaces} and '
-        f'classes {objective.num_classes}, not {subspaces} and '
-        f'{num_classes}; build it with the same ones.')
+    raise ValueError(f'build the objective for subspaces {subspaces} and '
+                     f'num_classes {num_classes}, not {objective.subspaces} '
+                     f'and {objective.num_classes}.')
   if heads is None:
     heads = models.AttributeHeads(subspaces, num_classes)
   return Trainer(encoder, heads, objective, optim,

@@ -1,4 +1,4 @@
-"""Checks of user-given scalars, at the library's boundaries.
+"""Checks of user-given scalars and arrays, at the library's boundaries.
 
 Each returns the value as a plain Python type or raises one ``ValueError``
 that names the argument, the accepted range and (``hint``) the fix. Inner
@@ -11,6 +11,7 @@ import math
 import numbers
 from typing import Any, Optional, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -63,3 +64,20 @@ def choice(value: Any, name: str, choices: Sequence[str],
     raise ValueError(_message(name, f'be one of {tuple(choices)}', value,
                               hint))
   return value
+
+
+def array(value: Any, name: str, shape: Sequence[Any], dtype: str = '',
+          hint: str = '') -> None:
+  """Raises unless ``value`` (an array, also traced) has ``shape``, ``dtype``.
+
+  ``shape``: per axis, an int or a letter (any size), e.g. ``('B', 2)``;
+  ``dtype``: a NumPy scalar type name the dtype must be a kind of (e.g.
+  ``'integer'``, ``'uint32'``), or '' for any.
+  """
+  got, kind = jnp.shape(value), jnp.result_type(value)
+  if len(got) != len(shape) or any(
+      isinstance(w, int) and w != g for w, g in zip(shape, got)) or (
+          dtype and not jnp.issubdtype(kind, getattr(np, dtype))):
+    spec = f'{dtype} '.lstrip() + '[' + ', '.join(map(str, shape)) + ']'
+    raise ValueError(f'{name} must be {spec}; got {kind} {got}.'
+                     + (f' {hint}' if hint else ''))

@@ -65,36 +65,29 @@ def default_hparams(trainer: Trainer) -> dict[str, float]:
 def _resolve_hparams(trainer: Trainer, hparams: Mapping[str, Any],
                      size: int) -> dict[str, jax.Array]:
   """float32 ``[S]`` arrays of every sweepable value (defaults filled in)."""
-  if unknown := sorted(set(hparams) - set(HPARAMS)):
-    raise ValueError(f'unknown hyper-parameter(s) {unknown}; a sweep can vary '
-                     f'{HPARAMS} (build one trainer per value of the others).')
-  if 'd_lr' in hparams and trainer.objective.adversary is None:
-    raise ValueError(f'd_lr was given but objective {trainer.objective.name!r} '
-                     'has no adversary; drop d_lr from the sweep.')
+  defaults = default_hparams(trainer)
+  if unknown := sorted(set(hparams) - set(defaults)):
+    raise ValueError(f'unknown hyper-parameter(s) {unknown}; this trainer '
+                     f'varies {sorted(defaults)} (no d_lr with no adversary, '
+                     'dro_* with GroupDRO); build one per value of the others.')
   rates = sorted(set(hparams) & set(_OPT_FIELDS))
   if rates and trainer.optim.decay_step is not None:
     raise ValueError(f'{rates} cannot vary under a learning-rate schedule '
                      '(decay_step); build one trainer per rate.')
-  dro = sorted(set(hparams) & set(_DRO_FIELDS))
-  if dro and trainer.group_weighting.method != 'groupdro':
-    raise ValueError(f'{dro} given but the trainer does not use GroupDRO; '
-                     "build it with GroupWeighting('groupdro').")
-  if 'dro_size_adjustment' in hparams and (
-      trainer.group_weighting.group_counts is None):
-    raise ValueError('dro_size_adjustment needs the training group counts in '
-                     'the trainer (GroupWeighting(group_counts=...)).')
+  counts = trainer.group_weighting.group_counts
+  if 'dro_size_adjustment' in hparams and counts is None:
+    raise ValueError('dro_size_adjustment needs GroupWeighting(group_counts).')
   resolved = {}
-  for name, default in default_hparams(trainer).items():
+  for name, default in defaults.items():
     value = np.asarray(hparams.get(name, default), np.float32)
     value = np.full(size, value) if value.ndim == 0 else value
     may_be_zero = name in ('disentangle_weight', 'dro_size_adjustment')
     ok = np.isfinite(value) & (value >= 0 if may_be_zero else value > 0)
     if value.shape != (size,) or not np.all(ok):
-      raise ValueError(
-          f'hyper-parameter {name!r} has shape {value.shape}, values '
-          f'{value.tolist()}; give one finite'
-          f'{" value >= 0" if may_be_zero else ", positive value"} per '
-          f'member, shape [{size}], or a scalar shared by all members.')
+      raise ValueError(f'hyper-parameter {name!r} has shape {value.shape}, '
+                       f'values {value.tolist()}; give one finite value '
+                       f'{">= 0" if may_be_zero else "(positive)"} per member, '
+                       f'shape [{size}], or a scalar shared by all members.')
     resolved[name] = jnp.asarray(value)
   return resolved
 
@@ -112,9 +105,8 @@ def init_sweep(trainer: Trainer, keys: Any, example_input: Any,
   """
   keys = jnp.asarray(keys)
   if keys.dtype != jnp.uint32 or keys.ndim != 2 or keys.shape[1] != 2:
-    raise ValueError(
-        f'keys must be raw uint32 keys of shape [S, 2]; got {keys.dtype} '
-        f'{keys.shape}. Use jax.random.split(jax.random.PRNGKey(seed), S).')
+    raise ValueError(f'keys must be raw uint32 keys of shape [S, 2] '
+                     f'(keys_from_seeds); got {keys.dtype} {keys.shape}.')
   resolved = _resolve_hparams(trainer, hparams or {}, keys.shape[0])
   return programs.compiled(_init_members, trainer)(
       keys, jnp.asarray(example_input), resolved)
@@ -144,8 +136,8 @@ def sweep_size(tree: Any) -> int:
   sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None
            for leaf in jax.tree.leaves(tree)}
   if len(sizes) != 1 or None in sizes:
-    raise ValueError(f'not a stacked pytree: leading sizes {sizes}; build it '
-                     'with init_sweep / stack_datasets.')
+    raise ValueError(f'not a stacked pytree (leading sizes {sizes}); see '
+                     'init_sweep, stack_datasets.')
   return sizes.pop()
 
 
@@ -168,22 +160,16 @@ def stack_datasets(datasets: Sequence[Any]) -> Any:
       for path, a in jax.tree_util.tree_flatten_with_path(data)[0]]
   for i, data in enumerate(datasets[1:], 1):
     if type(data) is not type(first):
-      raise ValueError(f'datasets[{i}] is a {type(data).__name__} but '
-                       f'datasets[0] is a {kind}; a sweep stacks datasets of '
-                       'one type.')
+      raise ValueError(f'datasets[{i}] is no {kind}; a sweep stacks datasets '
+                       'of one type.')
     for name in static:
       if (got := getattr(data, name)) != (want := getattr(first, name)):
-        raise ValueError(
-            f'datasets[{i}].{name} is {got!r} but datasets[0].{name} is '
-            f'{want!r}; static fields must agree across a sweep (one '
-            f'compiled program). Build every {kind} with {name}={want!r}, or '
-            'run separate sweeps.')
+        raise ValueError(f'datasets[{i}].{name} is {got!r}, not {want!r} as '
+                         'in datasets[0]; static fields must agree.')
     for (path, *want), (_, *got) in zip(arrays(first), arrays(data)):
       if want != got:
-        raise ValueError(
-            f'datasets[{i}]{path} is {got[0]} {got[1]} but datasets[0] has '
-            f'{want[0]} {want[1]}; array fields must have equal shapes (same '
-            'images, same table size).')
+        raise ValueError(f'datasets[{i}]{path} is {got[0]} {got[1]}, not '
+                         f'{want[0]} {want[1]} as in datasets[0].')
   return jax.tree.map(lambda *xs: jnp.stack(xs), *datasets)
 
 
@@ -234,10 +220,8 @@ def sweep_train_epoch(trainer: Trainer, mesh: Optional[Mesh] = None
     sharding = None
     if mesh is not None:
       if size % mesh.size:
-        raise ValueError(
-            f'{size} sweep members do not split over {mesh.size} devices; use '
-            f'sweep_mesh({size}) or a member count that is a multiple of '
-            f'{mesh.size}.')
+        raise ValueError(f'{size} sweep members do not split over {mesh.size} '
+                         f'devices; use sweep_mesh({size}).')
       sharding = distributed.batch_sharding(mesh)
       states, datas = jax.device_put((states, datas), sharding)
     return programs.compiled(_sweep_epoch, trainer, sharding,
@@ -283,8 +267,7 @@ def sweep_evaluate(trainer: Trainer, states: TrainState,
       data = data.data if isinstance(data, Stacked) else stack_datasets(data)
       if (given := sweep_size(data)) != size:
         raise ValueError(f'eval split {split!r} is stacked for {given} members '
-                         f'but the sweep has {size}; give one dataset per '
-                         'member or a single shared dataset.')
+                         f'but the sweep has {size}; stack one per member.')
     results[split] = jax.tree.map(np.asarray, programs.compiled(
         _evaluate_members, trainer, per_member)(states, data))
   return results

@@ -272,15 +272,16 @@ def test_conditional_adversary_cannot_beat_chance_but_unconditional_can():
 def test_bad_inputs_name_the_argument():
   z, labels, subspaces, num_classes, weights = small_batch()
   adv = linear_adversary(weights)
-  with pytest.raises(ValueError, match='num_classes has 1 entries'):
+  with pytest.raises(ValueError,
+                     match=r'count per subspace \(1, 2\); got \(2,\)'):
     cmi_jax.cmi_losses(adv, jax.random.key(0), z, labels, subspaces, (2,))
   with pytest.raises(ValueError, match='subspaces'):
     cmi_jax.cmi_losses(adv, jax.random.key(0), z, labels, (1, 1),
                        num_classes)
-  with pytest.raises(ValueError, match='labels must have shape'):
+  with pytest.raises(ValueError, match='labels must be integer'):
     cmi_jax.cmi_losses(adv, jax.random.key(0), z, labels[:3], subspaces,
                        num_classes)
-  with pytest.raises(ValueError, match=r'logits of shape \[B\]'):
+  with pytest.raises(ValueError, match=r'logits \[B\] = \[5\]'):
     cmi_jax.mi_losses(lambda x: x[:, :1], jax.random.key(0), z, subspaces)
   for bad in (2, -2):
     with pytest.raises(ValueError, match=r'labels\[:, 1\] holds .* outside'):
@@ -306,7 +307,7 @@ def test_modules_shapes():
   heads, _ = models.AttributeHeads((5, 5), (2, 3)).init_with_output(
       jax.random.key(0), z)
   assert [h.shape for h in heads] == [(4, 2), (4, 3)]
-  with pytest.raises(ValueError, match='sum to 6'):
+  with pytest.raises(ValueError, match=r'needs z \[B, 6\].*\(4, 10\)'):
     models.AttributeHeads((3, 3), (2, 2)).init(jax.random.key(0), z)
   with pytest.raises(ValueError, match='ConvEncoder expects images'):
     models.ConvEncoder(10).init(jax.random.key(0), jnp.zeros((4, 7)))
@@ -337,7 +338,7 @@ def test_shared_permutations_give_the_keys_losses():
       cmi_jax.mi_losses(mi_adversary, key, z, subspaces),
       cmi_jax.mi_losses(mi_adversary, None, z, subspaces,
                         permutations=marginal))
-  with pytest.raises(ValueError, match=r'permutations must be int \[K, B\]'):
+  with pytest.raises(ValueError, match=r'permutations must be integer \[2, '):
     cmi_jax.cmi_losses(adversary, None, z, labels, subspaces, num_classes,
                        permutations=perms[:1])
 

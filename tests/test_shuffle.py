@@ -83,8 +83,8 @@ def test_random_order_is_a_uniform_permutation():
 
 
 @pytest.mark.parametrize('shape, num_groups, match', [
-    ((4,), 0, 'num_groups must be a positive int'),
-    ((4, 2), None, 'groups must have shape')], ids=['bound', 'groups_2d'])
+    ((4,), 0, 'num_groups must be >= 1'),
+    ((4, 2), None, r'groups must be \[B\]')], ids=['bound', 'groups_2d'])
 def test_group_permutation_rejects_bad_inputs(shape, num_groups, match):
   with pytest.raises(ValueError, match=match):
     cmi_jax.group_permutation(jax.random.key(0), jnp.zeros(shape, jnp.int32),
@@ -141,7 +141,7 @@ def test_shuffles_are_differentiable():
 
 
 @pytest.mark.parametrize('subspaces, match', [
-    ((2, 3), 'sum to 5 but z has D=4'),
+    ((2, 3), r'summing to D.*\(2, 3\).*\(8, 4\)'),
     ((4, 0), 'positive ints'),
     ((), 'non-empty'),
 ])
@@ -153,9 +153,11 @@ def test_bad_subspaces(subspaces, match):
 
 def test_bad_labels_shape_and_dtype():
   z = jnp.zeros((8, 4))
-  with pytest.raises(ValueError, match='labels must have shape'):
+  with pytest.raises(ValueError,
+                     match=r'labels must be integer \[8, 2\]; got int32'):
     cmi_jax.conditional_shuffle(jax.random.key(0), z,
                                 jnp.zeros((8, 3), jnp.int32), (2, 2))
-  with pytest.raises(ValueError, match='labels must be integers'):
+  with pytest.raises(ValueError,
+                     match=r'labels must be integer \[8, 2\]; got float32'):
     cmi_jax.conditional_shuffle(jax.random.key(0), z, jnp.zeros((8, 2)),
                                 (2, 2))

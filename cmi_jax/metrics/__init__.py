@@ -66,11 +66,9 @@ def compute_all(codes, factors, seed: int = 0, *,
   ``'<metric>/<score>' -> float``, e.g. ``'dci/disentanglement'``.
   """
   options = dict(options or {})
-  unknown = set(options) - set(_METRICS)
-  if unknown:
-    raise ValueError(
-        f'options names unknown metrics {sorted(unknown)}; valid names are '
-        f'{list(METRIC_NAMES)}.')
+  if unknown := set(options) - set(_METRICS):
+    raise ValueError(f'options names unknown metrics {sorted(unknown)}; valid '
+                     f'names are {list(METRIC_NAMES)}.')
   scores: dict[str, float] = {}
   for name, (fn, takes_factors, takes_seed) in _METRICS.items():
     kwargs = {'seed': seed} if takes_seed else {}

@@ -15,29 +15,26 @@ _BLOCK = 1024
 def as_generator(seed: Seed) -> np.random.Generator:
   """A NumPy ``Generator`` from an int seed, ``None``, or a Generator (kept)."""
   if not isinstance(seed, (int, np.integer, np.random.Generator, type(None))):
-    raise ValueError(f'seed must be an int, a numpy.random.Generator or None; '
-                     f'got {type(seed).__name__}. Pass e.g. seed=0.')
+    raise ValueError('seed must be an int, a numpy.random.Generator or None, '
+                     f'e.g. seed=0; got {type(seed).__name__}.')
   return np.random.default_rng(seed)  # returns a Generator unchanged
 
 
 def check_codes(codes, name: str = 'codes', min_rows: int = 1) -> np.ndarray:
   """Validates a finite real code matrix; returns it as float64 ``[N, D]``."""
   codes = np.asarray(codes)
-  if codes.ndim != 2 or codes.size == 0:
-    raise ValueError(
-        f'{name} must be a 2-D array [N, D] with N, D >= 1; got shape '
-        f'{codes.shape}. Reshape a single code dimension to [N, 1].')
-  if codes.dtype.kind not in 'iuf':
-    raise ValueError(f'{name} must be real numbers; got dtype {codes.dtype}.')
+  if codes.ndim != 2 or codes.size == 0 or codes.dtype.kind not in 'iuf':
+    raise ValueError(f'{name} must be a 2-D array [N, D] of real numbers, N, '
+                     f'D >= 1; got {codes.dtype} {codes.shape}. Reshape a '
+                     'single code dimension to [N, 1].')
   if codes.shape[0] < min_rows:
     raise ValueError(f'{name} needs at least {min_rows} rows here; got '
                      f'{codes.shape[0]}.')
   codes = codes.astype(np.float64)
   if not np.all(np.isfinite(codes)):
     bad = np.argwhere(~np.isfinite(codes))[0]
-    raise ValueError(
-        f'{name} contains NaN or inf (first at row {bad[0]}, column {bad[1]}); '
-        'remove or fix those rows before computing metrics.')
+    raise ValueError(f'{name} contains NaN or inf (first at row {bad[0]}, '
+                     f'column {bad[1]}); fix or drop those rows.')
   return codes
 
 
@@ -47,11 +44,10 @@ def check_labels(labels: np.ndarray, name: str, hint: str) -> np.ndarray:
   ``hint``: how to fix a non-integer dtype.
   """
   if labels.dtype.kind not in 'biu':
-    raise ValueError(f'{name} must hold integer class labels; got dtype '
+    raise ValueError(f'{name} must hold integer class labels; got '
                      f'{labels.dtype}. {hint}')
   if np.any(labels < 0):
-    raise ValueError(f'{name} has negative labels (missing labels are -1); '
-                     'drop the unlabelled rows first.')
+    raise ValueError(f'{name} has negative labels; drop unlabelled rows.')
   return labels.astype(np.int64)
 
 
@@ -64,26 +60,18 @@ def check_codes_and_factors(codes, factors, two_best: str = ''
   """
   codes = check_codes(codes)
   if two_best and codes.shape[1] < 2:
-    raise ValueError(f'{two_best} compares the two best code dimensions, so '
-                     f'codes need D >= 2 columns; got D = {codes.shape[1]}.')
+    raise ValueError(f'{two_best} compares the two best code dimensions: '
+                     f'codes need D >= 2 columns, not {codes.shape[1]}.')
   factors = np.asarray(factors)
-  if factors.ndim != 2 or factors.shape[1] == 0:
-    raise ValueError(
-        'factors must be a 2-D integer array [N, K] with K >= 1; got shape '
-        f'{factors.shape}. Reshape a single factor to [N, 1].')
-  if factors.shape[0] != codes.shape[0]:
-    raise ValueError(
-        'codes and factors must have the same number of rows N; got '
-        f'{codes.shape[0]} codes and {factors.shape[0]} factors rows.')
+  if factors.ndim != 2 or factors.shape[1] == 0 or len(factors) != len(codes):
+    raise ValueError(f'factors must be [N, K], K >= 1, with the same number '
+                     f'of rows N as codes {codes.shape}; got {factors.shape}.')
   factors = check_labels(factors, 'factors', 'Discretise continuous factors '
                          'first, or cast with .astype(int).')
   constant = np.flatnonzero(np.all(factors == factors[0], axis=0))
   if constant.size:
-    raise ValueError(
-        f'factors column {constant[0]} takes a single value '
-        f'({factors[0, constant[0]]}) on all {factors.shape[0]} rows; a '
-        'constant factor carries no information. Drop that column or evaluate '
-        'on data where it varies.')
+    raise ValueError(f'factors column {constant[0]} takes a single value '
+                     'on all rows; drop it or use data where it varies.')
   return codes, factors
 
 

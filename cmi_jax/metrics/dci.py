@@ -57,9 +57,8 @@ def disentanglement_completeness(importance: np.ndarray) -> tuple[float, float]:
   importance = np.asarray(importance, dtype=np.float64)
   if importance.ndim != 2 or np.any(importance < 0) or not np.all(
       np.isfinite(importance)):
-    raise ValueError(
-        'importance must be a finite, non-negative [D, K] matrix; got shape '
-        f'{importance.shape}.')
+    raise ValueError('importance must be a finite, non-negative [D, K] '
+                     f'matrix; got shape {importance.shape}.')
   total = importance.sum()
   if total == 0:
     return 0.0, 0.0

@@ -59,17 +59,14 @@ def _prepare(k, seed: _shared.Seed, **arrays) -> tuple:
   for name, a in arrays.items():
     a = np.asarray(a)
     a = arrays[name] = a[:, None] if a.ndim == 1 else a
-    if a.ndim != 2 or a.shape[1] == 0:
-      raise ValueError(f'{name} must be an array [N] or [N, d] with d >= 1; '
-                       f'got shape {a.shape}.')
+    validate.array(a, name, ('N', 'd'), hint='[N] is [N, 1].')
   rows = {name: len(a) for name, a in arrays.items()}
   if len(set(rows.values())) > 1:
     raise ValueError('all inputs need the same number of rows N; got '
                      + ', '.join(f'{n}: {r}' for n, r in rows.items()) + '.')
   if rows['x'] <= k:
-    raise ValueError(
-        f'a k-nearest-neighbour estimate needs N > k rows; got N = '
-        f'{rows["x"]} and k = {k}. Pass more rows or a smaller k.')
+    raise ValueError(f'a kNN estimate needs N > k rows; got N = {rows["x"]}'
+                     f', k = {k}. Pass more rows or a smaller k.')
   return (k, _shared.as_generator(seed), *arrays.values())
 
 
@@ -151,9 +148,8 @@ def _stratified(z_labels: np.ndarray, k: int, estimate) -> float:
     value, used = estimate(rows) if rows.size > k else (0.0, 0)
     total, weight = total + used * value, weight + used
   if weight == 0:
-    raise ValueError(f'no value of the discrete conditioning variable has '
-                     f'more than k = {k} rows (with a repeated label where y '
-                     'is discrete); pass more rows or a smaller k.')
+    raise ValueError(f'no value of the discrete z has more than k = {k} rows '
+                     '(and a repeated y label); pass more rows or a smaller k.')
   return total / weight
 
 
@@ -232,20 +228,17 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
   k = validate.integer(k, 'k', 1)
   codes = _shared.check_codes(codes)
   labels = np.asarray(labels)
-  if labels.ndim != 2 or labels.dtype.kind not in 'iu':
-    raise ValueError(f'labels must be an integer array [N, K]; got shape '
-                     f'{labels.shape} and dtype {labels.dtype}.')
+  if labels.ndim != 2 or labels.dtype.kind not in 'iu' or np.any(labels < -1):
+    raise ValueError(f'labels must be an integer array [N, K] of classes, -1 '
+                     f'for a missing label; got {labels.dtype} {labels.shape}.')
   if labels.shape[0] != codes.shape[0]:
     raise ValueError(f'codes and labels need the same N; got {codes.shape[0]} '
                      f'and {labels.shape[0]} rows.')
-  if np.any(labels < -1):
-    raise ValueError('labels must be >= 0, or -1 for a missing label.')
   sizes = tuple(int(s) for s in subspaces)
   if (len(sizes) != labels.shape[1] or any(s <= 0 for s in sizes)
       or sum(sizes) != codes.shape[1]):
-    raise ValueError(
-        f'subspaces must give one positive size per label column (K = '
-        f'{labels.shape[1]}) summing to D = {codes.shape[1]}; got {sizes}.')
+    raise ValueError(f'subspaces must give a positive size per label column '
+                     f'summing to D = {codes.shape[1]}; got {sizes}.')
   if max_rows is not None and validate.integer(
       max_rows, 'max_rows', k + 1) < codes.shape[0]:
     rows = np.sort(np.random.default_rng(seed).choice(
@@ -254,13 +247,8 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
   z = np.split(codes, np.cumsum(sizes)[:-1], axis=1)
   num, opts = len(sizes), dict(k=k, seed=seed)
 
-  def rows_with(*columns: int) -> np.ndarray:
-    mask = np.all(labels[:, list(columns)] >= 0, axis=1)
-    if mask.sum() <= k:
-      raise ValueError(
-          f'only {int(mask.sum())} rows have labels s{[c + 1 for c in columns]}'
-          f'; a kNN term needs more than k = {k}.')
-    return mask
+  def rows_with(*columns: int) -> np.ndarray:  # mutual_information checks N
+    return np.all(labels[:, list(columns)] >= 0, axis=1)
 
   pairs = list(itertools.combinations(range(num), 2))
   report = {f'I(z{a + 1};z{b + 1})': mutual_information(z[a], z[b], **opts)

@@ -23,9 +23,8 @@ def gaussian_total_correlation(cov) -> float:
   cov = _shared.check_cov(cov)
   diag = np.diag(cov)
   if np.any(diag <= 0):
-    raise ValueError(
-        'cov has a non-positive variance on its diagonal; drop constant code '
-        'dimensions first.')
+    raise ValueError('cov has a non-positive variance on its diagonal; drop '
+                     'constant code dimensions first.')
   # Correlation form: TC = -0.5 log det(corr), better conditioned than
   # subtracting two large log-determinants.
   scale = np.sqrt(diag)

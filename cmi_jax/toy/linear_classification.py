@@ -120,10 +120,7 @@ class FullBatchDataset:
 
   def order(self, plan: jax.Array, step: jax.Array) -> jax.Array:
     """Row index of every position at ``step``, a permutation, int32 ``[N]``."""
-    size = self.x.shape[0]
-    if size > MAX_SAMPLES:
-      raise ValueError(f'num_samples (rows) must be at most {MAX_SAMPLES} for '
-                       f'the uint32 re-indexing; got {size}.')
+    size = self.x.shape[0]  # <= MAX_SAMPLES (check_sweep)
     units = np.flatnonzero(np.gcd(np.arange(size), size) == 1)  # N = 1: [0]
     k_mult, k_shift = jax.random.split(jax.random.fold_in(plan, step))
     mult = jnp.uint32(units)[jax.random.randint(k_mult, (), 0, len(units))]
@@ -280,10 +277,9 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
   keys = jnp.asarray(keys)
   if (keys.shape != (len(train_corrs), 2) or keys.dtype != jnp.uint32
       or len(noise_vars) != len(train_corrs)):
-    raise ValueError(
-        f'need one raw uint32 key [2] (cell_keys), correlation and noise level '
-        f'per cell; got keys {keys.shape} {keys.dtype}, {len(train_corrs)} '
-        f'correlations and {len(noise_vars)} noise levels.')
+    raise ValueError(f'give a uint32 key [2] (cell_keys), correlation and '
+                     f'noise level per cell; got keys {keys.dtype} '
+                     f'{keys.shape} and {len(noise_vars)} noise levels.')
   return _train_cells(objective, k, keys, train_corrs, noise_vars, config,
                       num_samples)
 
@@ -405,10 +401,9 @@ def check_sweep(num_attributes: int, noise_vars: Sequence[float],
     correlation.joint_table(float(c), k)  # Raises on an impossible c.
   validate.integer(num_seeds, 'num_seeds', 1)
   pack = config.pack_size
-  if validate.integer(num_samples, 'num_samples', pack) % pack:
-    raise ValueError(
-        f'num_samples must be a multiple of the pack size {pack} (the '
-        f'discriminators see packs of {pack} samples); got {num_samples}.')
+  if validate.integer(num_samples, 'num_samples', pack, MAX_SAMPLES) % pack:
+    raise ValueError(f'num_samples must be a multiple of the pack size '
+                     f'{pack}; got {num_samples}.')
   evaluation_correlations(k, num_test_corrs)
   return k, noise_vars, train_corrs, objectives
 

@@ -43,12 +43,10 @@ def _check_corrs(num_attributes, **corrs) -> int:
   k = validate.integer(num_attributes, 'num_attributes', 2,
                        hint='One latent subspace per attribute.')
   for name, corr in zip(corrs, map(float, corrs.values())):
-    if not abs(corr) < 1.0:  # NaN too
-      raise ValueError(f'{name} must satisfy |c| < 1 for a non-degenerate '
-                       f'Gaussian; got {corr!r}. Pass e.g. 0.8.')
-    if corr <= -1.0 / (k - 1):
-      raise ValueError(f'{name} = {corr} makes Sigma_s(c) not positive definite'
-                       f' for K={k}; pass c > -1/(K-1) = {-1 / (k - 1):.4g}.')
+    if not (abs(corr) < 1.0 and corr > -1.0 / (k - 1)):  # NaN too
+      raise ValueError(f'{name} must satisfy |c| < 1 and c > -1/(K-1) = '
+                       f'{-1 / (k - 1):.4g} (Sigma_s(c) positive definite for '
+                       f'K={k}); got {corr!r}.')
   return k
 
 
@@ -102,13 +100,12 @@ class LinearGaussianSetting:
 
   def __post_init__(self):
     cov = np.asarray(self.attribute_cov, dtype=np.float64)
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] < 2:
-      raise ValueError('attribute_cov must be square [K, K], K >= 2, not shape '
-                       f'{cov.shape}; use attribute_covariance(c, K).')
-    if not (np.all(np.isfinite(cov)) and np.allclose(
-        cov, cov.T, rtol=0, atol=1e-12 * np.abs(cov).max())):
-      raise ValueError('attribute_cov is not symmetric and finite; pass a '
-                       'finite covariance matrix, e.g. (S + S.T) / 2.')
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or len(cov) < 2 or not (
+        np.all(np.isfinite(cov)) and np.allclose(
+            cov, cov.T, rtol=0, atol=1e-12 * np.abs(cov).max())):
+      raise ValueError('attribute_cov must be a finite, symmetric [K, K] '
+                       f'matrix, K >= 2; got shape {cov.shape}. Use '
+                       'attribute_covariance(c, K) or (S + S.T) / 2.')
     _check_positive_definite(cov, 'attribute_cov Sigma_s',
                              'for correlations c use -1/(K-1) < c < 1')
     object.__setattr__(self, 'attribute_cov', cov)
@@ -417,17 +414,14 @@ def cmi0_solution(setting: LinearGaussianSetting,
   ``I(z_k; z_-k | s) = 0``. A given ``W`` ``[K, D]`` must make
   ``W Cov(x | s) W^T`` diagonal up to ``rtol`` times its largest entry.
   """
-  k, dim = setting.num_attributes, setting.input_dim
-  if encoder is None and dim != k:
-    raise ValueError(f'the default CMI=0 encoder W = I needs D = K = {k}; got '
-                     f'D = {dim}. Pass W [K, D] with W Cov(x|s) W^T diagonal.')
+  k = setting.num_attributes  # W = I [K, K] fails the [K, D] check if D != K
   encoder = np.eye(k) if encoder is None else encoder
   cov = conditional_latent_covariance(setting, encoder, given=None)
   off = np.abs(cov - np.diag(np.diag(cov))).max()
   if off > rtol * max(np.abs(np.diag(cov)).max(), 1e-300):
-    raise ValueError(
-        f'W Cov(x|s) W^T has off-diagonal entries up to {off:.3g}: latents '
-        'not independent given s (CMI != 0); pass a W that diagonalises it.')
+    raise ValueError(f'W Cov(x|s) W^T has off-diagonal entries up to '
+                     f'{off:.3g}: latents not independent given s; pass a W '
+                     'that diagonalises it.')
   return split_solution(setting, encoder)
 
 
