@@ -83,7 +83,7 @@ def group_permutation(key: chex.PRNGKey, groups: chex.Array,
     >>> bool(jnp.all(groups[perm] == groups))
     True
   """
-  validate.array(groups, 'groups', ('B',))
+  validate.arrays('', {'groups': (groups, '[B]')})
   size = groups.shape[0]
   index = jnp.arange(size, dtype=jnp.int32)
   missing = groups == -1
@@ -119,7 +119,7 @@ def conditional_permutations(key: chex.PRNGKey, labels: chex.Array,
   Row ``k`` is a :func:`group_permutation` of ``labels[:, k]`` from
   ``jax.random.split(key, K)[k]``, bounded by ``max(num_classes)``.
   """
-  validate.array(labels, 'labels', ('B', 'K'))
+  validate.arrays('', {'labels': (labels, '[B, K]')})
   keys = jax.random.split(key, labels.shape[1])
   # One static bound serves every attribute (vmapped): the largest count.
   bound = None if num_classes is None else max(num_classes)
@@ -189,12 +189,14 @@ def marginal_shuffle(key: chex.PRNGKey, z: chex.Array,
 
 def _check_permutations(permutations: chex.Array, z: chex.Array,
                         subspaces: tuple[int, ...]) -> None:
-  validate.array(permutations, 'permutations', (len(subspaces), z.shape[0]),
-                 'integer', hint='One row order [B] per subspace (K rows).')
+  spec = f'integer [{len(subspaces)}, {z.shape[0]}]'
+  validate.arrays('', {'permutations': (permutations, spec)},
+                  'One row order [B] per subspace (K rows).')
 
 
 def check_labels(labels: chex.Array, z: chex.Array,
                  subspaces: tuple[int, ...]) -> None:
   """Raises ValueError unless ``labels`` is int ``[B, K]`` matching ``z``."""
-  validate.array(labels, 'labels', (z.shape[0], len(subspaces)), 'integer',
-                 hint='One column of classes (-1: missing) per subspace.')
+  spec = f'integer [{z.shape[0]}, {len(subspaces)}]'
+  validate.arrays('', {'labels': (labels, spec)},
+                  'One column of classes (-1: missing) per subspace.')

@@ -152,8 +152,8 @@ class Trainer:
     parameters and, folded with the step, every later random draw.
     """
     key = jnp.asarray(key)
-    validate.array(key, 'key', ('n',), 'uint32',
-                   hint='Pass jax.random.PRNGKey(seed), not a typed key.')
+    validate.arrays('', {'key': (key, 'uint32 [n]')},
+                    'Pass jax.random.PRNGKey(seed), not a typed key.')
     k_enc, k_heads, k_adv, k_run = jax.random.split(key, 4)
     encoder_params = self.encoder.init(k_enc, example_input)
     z = jax.eval_shape(self.encoder.apply, encoder_params, example_input)

@@ -11,7 +11,6 @@ import math
 import numbers
 from typing import Any, Optional, Sequence
 
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -66,18 +65,48 @@ def choice(value: Any, name: str, choices: Sequence[str],
   return value
 
 
-def array(value: Any, name: str, shape: Sequence[Any], dtype: str = '',
-          hint: str = '') -> None:
-  """Raises unless ``value`` (an array, also traced) has ``shape``, ``dtype``.
+def arrays(where: str, specs: dict[str, tuple[Any, str]],
+           hint: str = '', numpy_only: bool = False,
+           **limits: int) -> None:
+  """Checks the dtype and shape of arrays where they enter the library.
 
-  ``shape``: per axis, an int or a letter (any size), e.g. ``('B', 2)``;
-  ``dtype``: a NumPy scalar type name the dtype must be a kind of (e.g.
-  ``'integer'``, ``'uint32'``), or '' for any.
+  ``specs`` maps a name to ``(array, spec)``; a spec is an optional dtype (a
+  NumPy name, or ``'integer'`` for any integer type) and the axes, e.g.
+  ``'uint8 [N, H, W]'``: a number is that size, a name the same size wherever
+  it recurs, a last ``...`` one or more axes. ``limits`` cap named axes
+  (``H=32``); ``numpy_only`` refuses what is not a NumPy array. Only
+  ``dtype`` and ``shape`` are read, so traced arrays can be checked. One
+  ValueError names ``where`` (if given), what each array must be and what it is.
   """
-  got, kind = jnp.shape(value), jnp.result_type(value)
-  if len(got) != len(shape) or any(
-      isinstance(w, int) and w != g for w, g in zip(shape, got)) or (
-          dtype and not jnp.issubdtype(kind, getattr(np, dtype))):
-    spec = f'{dtype} '.lstrip() + '[' + ', '.join(map(str, shape)) + ']'
-    raise ValueError(f'{name} must be {spec}; got {kind} {got}.'
-                     + (f' {hint}' if hint else ''))
+  sizes = {}
+
+  def fits(array: Any, spec: str) -> bool:
+    dtype, axes = spec.rstrip(']').split('[')
+    dtype, axes = dtype.strip(), axes.split(', ')
+    if not hasattr(array, 'shape') or (
+        numpy_only and not isinstance(array, np.ndarray)):
+      return False
+    shape = tuple(array.shape)
+    if axes[-1] == '...':  # one or more trailing axes, any size
+      axes = axes[:-1]
+      shape = shape[:len(axes)] if len(shape) > len(axes) else ()
+    if dtype == 'integer':
+      dtype_ok = np.issubdtype(array.dtype, np.integer)
+    else:
+      dtype_ok = not dtype or array.dtype == dtype
+    return dtype_ok and len(shape) == len(axes) and all(
+        size == int(axis) if axis.isdigit()
+        else sizes.setdefault(axis, size) == size
+        and size <= limits.get(axis, size)
+        for axis, size in zip(axes, shape))
+
+  if not all(fits(array, spec) for array, spec in specs.values()):
+    rules = ' and '.join(f'{n} must be {s}' for n, (_, s) in specs.items())
+    if limits:
+      rules += f' ({", ".join(f"{k} <= {n}" for k, n in limits.items())})'
+    got = ' and '.join(
+        (f'{type(a).__name__} ' if numpy_only else '')
+        + f'{getattr(a, "dtype", type(a).__name__)} {np.shape(a)}'
+        for a, _ in specs.values())
+    where = f'{where}: ' if where else ''
+    raise ValueError(f'{where}{rules}; got {got}. {hint}'.rstrip())

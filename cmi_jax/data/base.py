@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import validate
+
 Batch = dict[str, jax.Array]
 
 
@@ -159,52 +161,6 @@ def to_float_image(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32)
 
 
-def check_arrays(where: str, specs: dict[str, tuple[Any, str]],
-                 hint: str = '', numpy_only: bool = False,
-                 **limits: int) -> None:
-  """Checks the dtype and shape of arrays where they enter the library.
-
-  ``specs`` maps a name to ``(array, spec)``; a spec is an optional dtype (a
-  NumPy name, or ``'integer'`` for any integer type) and the axes, e.g.
-  ``'uint8 [N, H, W]'``: a number is that size, a name the same size wherever
-  it recurs, a last ``...`` one or more axes. ``limits`` cap named axes
-  (``H=32``); ``numpy_only`` refuses what is not a NumPy array. Only
-  ``dtype`` and ``shape`` are read, so traced arrays can be checked. One
-  ValueError names ``where``, what each array must be and what it is.
-  """
-  sizes = {}
-
-  def fits(array: Any, spec: str) -> bool:
-    dtype, axes = spec.rstrip(']').split('[')
-    dtype, axes = dtype.strip(), axes.split(', ')
-    if not hasattr(array, 'shape') or (
-        numpy_only and not isinstance(array, np.ndarray)):
-      return False
-    shape = tuple(array.shape)
-    if axes[-1] == '...':  # one or more trailing axes, any size
-      axes = axes[:-1]
-      shape = shape[:len(axes)] if len(shape) > len(axes) else ()
-    if dtype == 'integer':
-      dtype_ok = np.issubdtype(array.dtype, np.integer)
-    else:
-      dtype_ok = not dtype or array.dtype == dtype
-    return dtype_ok and len(shape) == len(axes) and all(
-        size == int(axis) if axis.isdigit()
-        else sizes.setdefault(axis, size) == size
-        and size <= limits.get(axis, size)
-        for axis, size in zip(axes, shape))
-
-  if not all(fits(array, spec) for array, spec in specs.values()):
-    rules = ' and '.join(f'{n} must be {s}' for n, (_, s) in specs.items())
-    if limits:
-      rules += f' ({", ".join(f"{k} <= {n}" for k, n in limits.items())})'
-    got = ' and '.join(
-        (f'{type(a).__name__} ' if numpy_only else '')
-        + f'{getattr(a, "dtype", type(a).__name__)} {np.shape(a)}'
-        for a, _ in specs.values())
-    raise ValueError(f'{where}: {rules}; got {got}. {hint}'.rstrip())
-
-
 def validate_labels(labels: np.ndarray | jax.Array, num_classes: Sequence[int],
                     names: Sequence[str] | None = None,
                     where: str = 'labels') -> None:
@@ -216,9 +172,10 @@ def validate_labels(labels: np.ndarray | jax.Array, num_classes: Sequence[int],
   """
   labels = np.asarray(labels)
   num_classes = tuple(num_classes)
-  check_arrays(where, {'labels': (labels, f'integer [N, {len(num_classes)}]')},
-               hint='Labels are class indices (-1 for missing), one column '
-               f'per attribute of num_classes={num_classes}.')
+  spec = f'integer [N, {len(num_classes)}]'
+  validate.arrays(where, {'labels': (labels, spec)},
+                  hint='Labels are class indices (-1 for missing), one column '
+                  f'per attribute of num_classes={num_classes}.')
   for k, n in enumerate(num_classes):
     column = labels[:, k]
     bad = (column < -1) | (column >= n)

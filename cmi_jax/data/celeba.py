@@ -19,7 +19,6 @@ from cmi_jax.data import correlation
 from cmi_jax.data import host
 from cmi_jax.data import occlusion
 from cmi_jax.data.base import ArrayDataset
-from cmi_jax.data.base import check_arrays
 from cmi_jax.data.base import validate_labels
 from cmi_jax.data.celeba_files import CelebASplits
 
@@ -66,7 +65,7 @@ def remove_labels(labels: np.ndarray, fraction: float, seed: int
   """
   seed = validate.integer(seed, 'seed', 0)
   labels = np.asarray(labels)
-  check_arrays('remove_labels', {'labels': (labels, 'integer [N, K]')})
+  validate.arrays('remove_labels', {'labels': (labels, 'integer [N, K]')})
   fraction = validate.number(fraction, 'the fraction of removed labels', 0, 1,
                              open_high=True,
                              hint='1 would leave no label to train on.')
@@ -106,7 +105,7 @@ def occlude(images: np.ndarray, noise: float, patch: int = 4, seed: int = 0
   Occluded pixels become 0 (black) in every channel.
   """
   images = np.asarray(images)
-  check_arrays('occlude', {'images': (images, '[N, H, W, C]')})
+  validate.arrays('occlude', {'images': (images, '[N, H, W, C]')})
   masks = occlusion_masks(*images.shape[:3], noise, patch, seed)
   return images * masks[..., None].astype(images.dtype)
 

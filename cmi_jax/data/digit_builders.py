@@ -21,7 +21,6 @@ import tensorflow_datasets as tfds
 
 from cmi_jax import validate
 from cmi_jax.data import idx
-from cmi_jax.data.base import check_arrays
 
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
@@ -64,9 +63,9 @@ class _IdxDigitsBuilder(tfds.core.GeneratorBasedBuilder,
               for split in ('train', 'test')}
     height, width = IMAGE_SHAPE
     for split, (images, _) in arrays.items():
-      check_arrays(f'{split} images in {manual_dir}',
-                   {'images': (images, f'[N, {height}, {width}]')},
-                   'These are not MNIST-style IDX files.')
+      validate.arrays(f'{split} images in {manual_dir}',
+                      {'images': (images, f'[N, {height}, {width}]')},
+                      'These are not MNIST-style IDX files.')
     return {split: self._generate_examples(*a) for split, a in arrays.items()}
 
   def _generate_examples(self, images: np.ndarray, labels: np.ndarray

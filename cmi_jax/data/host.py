@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from cmi_jax import validate
-from cmi_jax.data.base import Batch, check_arrays, to_float_image
+from cmi_jax.data.base import Batch, to_float_image
 
 PLACEMENTS = ('auto', 'device', 'host')
 # The rest is left for parameters, optimiser states and activations.
@@ -180,11 +180,11 @@ class HostDataset:
   host_fed: ClassVar[bool] = True
 
   def __post_init__(self):
-    check_arrays('HostDataset', {'images': (self.images, '[N, ...]'),
-                                 'labels': (self.labels, '[N, K]')},
-                 'It holds NumPy arrays (or np.memmap) in host memory, with '
-                 'the same N; use ArrayDataset for arrays already on the '
-                 'device.', numpy_only=True)
+    validate.arrays('HostDataset', {'images': (self.images, '[N, ...]'),
+                                    'labels': (self.labels, '[N, K]')},
+                    'It holds NumPy arrays (or np.memmap) in host memory, with '
+                    'the same N; use ArrayDataset for arrays already on the '
+                    'device.', numpy_only=True)
     validate.integer(self.batch_size, 'batch_size', 1, len(self.labels),
                      hint=f'N = {len(self.labels)} rows.')
     validate.integer(self.prefetch_depth, 'prefetch_depth', 1)

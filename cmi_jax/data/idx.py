@@ -23,7 +23,6 @@ from typing import Literal
 import numpy as np
 
 from cmi_jax import validate
-from cmi_jax.data.base import check_arrays
 
 _GZIP_MAGIC = b'\x1f\x8b'
 # IDX type code -> big-endian NumPy dtype.
@@ -116,10 +115,10 @@ def read_idx_split(directory: str | os.PathLike,
   image_path, label_path = (find_idx_file(directory, stem)
                             for stem in IDX_FILE_NAMES[split])
   images, labels = read_idx(image_path), read_idx(label_path)
-  check_arrays('IDX files', {image_path: (images, 'uint8 [N, H, W]'),
-                             label_path: (labels, 'uint8 [N]')},
-               'Either is not the right file, or the files do not belong '
-               'together.')
+  validate.arrays('IDX files', {image_path: (images, 'uint8 [N, H, W]'),
+                                label_path: (labels, 'uint8 [N]')},
+                  'Either is not the right file, or the files do not belong '
+                  'together.')
   if labels.size and labels.max() >= num_classes:
     raise ValueError(f'IDX file {label_path} has label {int(labels.max())}, '
                      f'outside [0, {num_classes}); is it a label file of a '

@@ -31,7 +31,6 @@ from cmi_jax import validate
 from cmi_jax.data import correlation
 from cmi_jax.data import occlusion
 from cmi_jax.data.base import Batch
-from cmi_jax.data.base import check_arrays
 
 IMAGE_SIZE = 32  # output side of every digit (pixels)
 NUM_CHANNELS = 3
@@ -43,10 +42,10 @@ DEFAULT_CORR = 0.9
 # ------------------------------------------------------------------ composition
 def _check_compose_shapes(digits: Any, fields: Any) -> None:
   """Static shape checks of :func:`compose` (and of its NumPy reference)."""
-  check_arrays('compose', {'digits': (digits, 'uint8 [B, K, H, W]'),
-                           'fields': (fields, '[B, K, P, P]')},
-               'One square field per digit.', H=IMAGE_SIZE, W=IMAGE_SIZE,
-               P=IMAGE_SIZE)
+  validate.arrays('compose', {'digits': (digits, 'uint8 [B, K, H, W]'),
+                              'fields': (fields, '[B, K, P, P]')},
+                  'One square field per digit.', H=IMAGE_SIZE, W=IMAGE_SIZE,
+                  P=IMAGE_SIZE)
 
 
 def compose(digits: jax.Array, fields: jax.Array, noise: jax.Array | float
@@ -116,11 +115,11 @@ def build_digit_bank(images: Any, labels: Any,
   after them; M is the larger count) and int32 ``[2]`` counts.
   """
   images, labels = np.asarray(images), np.asarray(labels)
-  check_arrays(where, {'images': (images, 'uint8 [N, H, W]'),
-                       'labels': (labels, 'integer [N]')},
-               'Pass the raw 28x28 pixels, no channel axis (digits are only '
-               'upsampled), and one class per image.', H=IMAGE_SIZE,
-               W=IMAGE_SIZE)
+  validate.arrays(where, {'images': (images, 'uint8 [N, H, W]'),
+                          'labels': (labels, 'integer [N]')},
+                  'Pass the raw 28x28 pixels, no channel axis (digits are only '
+                  'upsampled), and one class per image.', H=IMAGE_SIZE,
+                  W=IMAGE_SIZE)
   present = sorted(int(c) for c in np.unique(labels))
   pair = tuple(classes) if np.ndim(classes) == 1 else ()
   if (len(pair) != 2 or pair[0] == pair[1] or not all(

@@ -26,7 +26,6 @@ import numpy as np
 
 from cmi_jax import validate
 from cmi_jax.data import idx
-from cmi_jax.data.base import check_arrays
 
 # tensorflow_datasets (and digit_builders, which imports it) are imported
 # where needed: the embedded digits work without TFDS.
@@ -75,10 +74,10 @@ class DigitSplits:
   def __post_init__(self):
     for split in SPLITS:
       images, labels = self.split(split)
-      check_arrays(
-          'DigitSplits', {f'{split}_images': (images, 'uint8 [N, H, W]'),
-                          f'{split}_labels': (labels, 'int64 [N]')},
-          'Pass NumPy arrays, one label per image.', numpy_only=True)
+      validate.arrays(
+             'DigitSplits', {f'{split}_images': (images, 'uint8 [N, H, W]'),
+                             f'{split}_labels': (labels, 'int64 [N]')},
+             'Pass NumPy arrays, one label per image.', numpy_only=True)
 
   def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)`` of split ``name`` in {'train', 'val', 'test'}."""

@@ -59,7 +59,7 @@ def _prepare(k, seed: _shared.Seed, **arrays) -> tuple:
   for name, a in arrays.items():
     a = np.asarray(a)
     a = arrays[name] = a[:, None] if a.ndim == 1 else a
-    validate.array(a, name, ('N', 'd'), hint='[N] is [N, 1].')
+    validate.arrays('', {name: (a, '[N, d]')}, '[N] is [N, 1].')
   rows = {name: len(a) for name, a in arrays.items()}
   if len(set(rows.values())) > 1:
     raise ValueError('all inputs need the same number of rows N; got '
