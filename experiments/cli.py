@@ -8,10 +8,11 @@ where a message is printed, each is mapped to its flag (:func:`as_flags`).
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import re
 import sys
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import ml_collections
 from absl import app
@@ -21,6 +22,7 @@ from ml_collections import config_flags
 
 from cmi_jax import checkpoint
 from cmi_jax import run
+
 
 def _keep_record(record: logging.logging.LogRecord) -> bool:
   """False for JAX's, orbax's and TensorFlow's INFO, TFDS's folder warnings."""
@@ -53,30 +55,10 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError,
                run.NonFiniteLossError)
 
 
-def define_config_flag(config_file: str) -> Any:
-  """``--config=FILE[:variant]`` with ``--config.FIELD=VALUE`` overrides.
-
-  ``config_file`` is a file name in ``experiments/configs``. The variant is
-  applied before the overrides, so it never replaces a value the user gave.
-  """
-  try:
-    return config_flags.DEFINE_config_file(
-        'config', os.path.join(CONFIG_DIR, config_file),
-        f'The experiment config: a file such as {config_file} (default: '
-        f'experiments/configs/{config_file}), optionally FILE:fast; override '
-        'fields with --config.FIELD=VALUE.', lock_config=True)
-  except (AttributeError, KeyError) as e:
-    # Without --config, ml_collections applies the overrides here.
-    _unknown_field(e, lambda: _config_fields(config_file))
-
-
 def _config_fields(config_file: str) -> list[str]:
   """The top-level field names of the default config of ``config_file``."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      '_config', os.path.join(CONFIG_DIR, config_file))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = importlib.import_module(
+      f'experiments.configs.{os.path.splitext(config_file)[0]}')
   return list(module.get_config().keys())
 
 
@@ -87,14 +69,6 @@ def _unknown_field(error: Exception,
   known = ', '.join(sorted(fields())) if fields else ''
   _fail(f'--config.{name} names no field of the config.'
         + (f' The fields are: {known}.' if known else ''))
-
-
-def define_allow_change_flag() -> Any:
-  """``--allow_change``: config fields that may differ when a run resumes."""
-  return flags.DEFINE_list(
-      'allow_change', [],
-      'Config fields that may differ from the saved run when it resumes '
-      '(e.g. num_epochs to train on); every other change is refused.')
 
 
 # Arguments of the commands that the library and the experiments name.
@@ -194,12 +168,21 @@ def run_config_main(config_file: str,
                     ) -> None:
   """The command of an experiment: ``--config``, ``--workdir``, then ``body``.
 
-  Defines ``--config`` of ``experiments/configs/<config_file>``
-  (:func:`define_config_flag`) and ``--workdir`` (required), then runs
-  ``body(config, workdir)`` under :func:`run_main`. Flags ``body`` reads are
-  defined before the call.
+  ``--config=FILE[:variant]`` (default: ``experiments/configs/<config_file>``)
+  with ``--config.FIELD=VALUE`` overrides; the variant is applied before the
+  overrides, so it never replaces a value the user gave. ``--workdir`` is
+  required. Runs ``body(config, workdir)`` under :func:`run_main`; flags
+  ``body`` reads are defined before the call.
   """
-  config = define_config_flag(config_file)
+  try:
+    config = config_flags.DEFINE_config_file(
+        'config', os.path.join(CONFIG_DIR, config_file),
+        f'The experiment config: a file such as {config_file} (default: '
+        f'experiments/configs/{config_file}), optionally FILE:fast; override '
+        'fields with --config.FIELD=VALUE.', lock_config=True)
+  except (AttributeError, KeyError) as e:
+    # Without --config, ml_collections applies the overrides here.
+    _unknown_field(e, lambda: _config_fields(config_file))
   workdir = flags.DEFINE_string('workdir', None, 'Output directory.')
 
   def command(argv):

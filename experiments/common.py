@@ -20,10 +20,12 @@ import numpy as np
 
 from cmi_jax import groups
 from cmi_jax import models
+from cmi_jax import objectives
 from cmi_jax import records
 from cmi_jax import train
 from cmi_jax import validate
 from cmi_jax.data import base as data_base
+from cmi_jax.data import correlation
 from cmi_jax.data.base import DeviceDataset
 from cmi_jax.metrics import knn_mi
 
@@ -86,6 +88,7 @@ LEARNING_RATES = ('lr', 'cls_lr', 'd_lr')
 
 def check_run_fields(config: ml_collections.ConfigDict) -> None:
   """Refuses values that cannot make a meaningful run (ValueError)."""
+  validate.choice(config.objective, 'config.objective', objectives.names())
   for name in LEARNING_RATES + ('lr_scale',):
     if config[name] is not None:
       validate.number(config[name], f'config.{name}', 0, open_low=True)
@@ -108,18 +111,24 @@ def check_run_fields(config: ml_collections.ConfigDict) -> None:
 def resolve_learning_rates(config: ml_collections.ConfigDict,
                            paper: Mapping[str, Mapping[str, float]]
                            ) -> ml_collections.ConfigDict:
-  """A copy with every unset learning rate set to ``paper``'s x ``lr_scale``.
-
-  Checks the run fields first (:func:`check_run_fields`).
-  """
-  validate.choice(config.objective, 'config.objective', tuple(paper))
-  check_run_fields(config)
-  config = ml_collections.ConfigDict(config.to_dict())
-  defaults = paper[config.objective]
+  """``config`` with every unset learning rate set to ``paper``'s x
+  ``lr_scale`` (in place, of a checked config)."""
   for name in LEARNING_RATES:
     if config[name] is None:
-      config[name] = defaults[name] * config.lr_scale
+      config[name] = paper[config.objective][name] * config.lr_scale
   return config
+
+
+def check_data_fields(config: ml_collections.ConfigDict,
+                      num_attributes: int) -> None:
+  """Checks the data fields every experiment has: ``train_corr`` (a joint
+  table of ``num_attributes``), ``noise`` and ``z_dim`` (equal subspaces)."""
+  try:
+    correlation.joint_table(config.train_corr, num_attributes)
+  except ValueError as e:
+    raise ValueError(f'config.train_corr: {e}') from None
+  validate.number(config.noise, 'config.noise (occlusion threshold)', 0, 1)
+  subspace_sizes(config.z_dim, num_attributes)
 
 
 def resolve_optim(config: Any) -> train.OptimConfig:
@@ -223,29 +232,27 @@ def build_trainer(config: Any, splits: Any) -> train.Trainer:
       group_weighting=group_weighting(config, splits.train, num_classes))
 
 
-def mi_hook(subspaces: Sequence[int], every: int, max_rows: int,
-            splits: Sequence[str] = ('test_uncorr',), seed: int = 0
+def mi_hook(config: Any, subspaces: Sequence[int]
             ) -> Optional[records.EpochHook]:
   """An epoch hook with kNN estimates of I(z1;z2), I(z_k;s_j), I(z1;z2|s_k), ...
 
-  Runs every ``every`` epochs (None if ``every <= 0``) on at most
-  ``max_rows`` codes of each split; keys are ``'<split>/<term>'``, in nats.
+  Runs every ``config.mi_every`` epochs (None if it is 0) on at most
+  ``config.mi_max_rows`` codes of ``test_uncorr``; keys are
+  ``'test_uncorr/<term>'``, in nats.
   """
-  if every <= 0:
+  if config.mi_every <= 0:
     return None
 
   def hook(epoch, state, stats):
     del state
-    if epoch % every:
+    if epoch % config.mi_every:
       return {}
-    out = {}
-    for split in splits:
-      keep = stats[split]['mask'] > 0
-      report = knn_mi.latent_mi_report(
-          stats[split]['z'][keep], stats[split]['labels'][keep], subspaces,
-          max_rows=max_rows, seed=seed)
-      out.update({f'{split}/{k}': v for k, v in report.items()})
-    return out
+    split = stats['test_uncorr']
+    keep = split['mask'] > 0
+    report = knn_mi.latent_mi_report(
+        split['z'][keep], split['labels'][keep], subspaces,
+        max_rows=config.mi_max_rows, seed=config.seed)
+    return {f'test_uncorr/{k}': v for k, v in report.items()}
   return hook
 
 

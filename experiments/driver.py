@@ -22,14 +22,14 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import ml_collections
-import numpy as np
+from absl import flags
 from absl import logging
 
 from cmi_jax import logs
 from cmi_jax import loop
-from cmi_jax import records
 from cmi_jax import run
 from cmi_jax import vmapped
+from experiments import cli
 from experiments import common
 from experiments import figures
 from experiments import sweeps
@@ -78,7 +78,7 @@ class Spec:
       group (they change no shape and not the trainer).
     stack: ``[Splits] -> (train, eval splits)`` of a vmapped group.
     write_extra: ``(workdir, results, splits)`` writes the experiment's own
-      files of a finished run or member.
+      files of a finished run or member (default: none).
   """
   config_file: str
   paper_optim: Mapping[str, Mapping[str, float]]
@@ -88,8 +88,8 @@ class Spec:
   vmap_varying: Callable[[Any], Sequence[str]]
   stack: Callable[[Sequence[Splits]], tuple[Any, dict[str, Any]]] = (
       stack_members)
-  write_extra: Optional[Callable[[str, Mapping[str, Any], Splits],
-                                 None]] = None
+  write_extra: Callable[[str, Mapping[str, Any], Splits], None] = (
+      lambda workdir, results, splits: None)
 
 
 def resolve(spec: Spec, config: ml_collections.ConfigDict,
@@ -97,10 +97,12 @@ def resolve(spec: Spec, config: ml_collections.ConfigDict,
             ) -> ml_collections.FrozenConfigDict:
   """The config a run trains with, checked once: frozen, nothing unset.
 
-  The experiment's fields (``spec.check``), then the run fields and the
-  unset learning rates (the paper's times ``lr_scale``).
+  The run fields (:func:`common.check_run_fields`), the experiment's
+  (``spec.check``), then the unset learning rates (the paper's times
+  ``lr_scale``).
   """
-  config = common.config_with(config, overrides or {})
+  config = common.config_with(config, overrides or {})  # A copy.
+  common.check_run_fields(config)
   config = common.resolve_learning_rates(spec.check(config),
                                          spec.paper_optim)
   return ml_collections.FrozenConfigDict(config)
@@ -116,6 +118,20 @@ def train(spec: Spec, config: ml_collections.ConfigDict, workdir: str, *,
   config = resolve(spec, config)
   check_workdir(workdir)
   return _train_one(spec, config, spec.load(config), workdir, allow_change)
+
+
+def main(spec: Spec, report: Callable[[dict[str, Any]], None]) -> None:
+  """The command of one run: ``--config``, ``--workdir``, ``--allow_change``.
+
+  Trains (:func:`train`), then ``report(results)`` prints what it got. Flags
+  are defined here, not at import.
+  """
+  allow_change = flags.DEFINE_list(
+      'allow_change', [],
+      'Config fields that may differ from the saved run when it resumes '
+      '(e.g. num_epochs to train on); every other change is refused.')
+  cli.run_config_main(spec.config_file, lambda config, workdir: report(
+      train(spec, config, workdir, allow_change=allow_change.value)))
 
 
 def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
@@ -135,23 +151,19 @@ def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
   key = lambda c: sweeps.config_key(configs[c].to_dict(),
                                     spec.vmap_varying(configs[c]))
   groups = sweeps.plan(root, cells, key if vmap else None, max_members)
-  source = []  # The shared data, read by the first cell that needs them.
-
-  def load(config):
-    if not source:
-      source.append(spec.load(config))
-    return source[0]
-
+  source = None  # The shared data, read by the first cell that trains.
   for i, group in enumerate(groups):
     start = time.time()
+    if source is None:
+      source = spec.load(configs[group[0]])
     if len(group) == 1:
-      results = [_train_one(spec, configs[group[0]], load(configs[group[0]]),
+      results = [_train_one(spec, configs[group[0]], source,
                             os.path.join(root, group[0].name))]
     else:
       logging.info('Training %d cells together: %s.', len(group),
                    ', '.join(c.name for c in group))
       results = _train_group(spec, [configs[c] for c in group], group,
-                             load(configs[group[0]]), root)
+                             source, root)
     for cell, result in zip(group, results):
       scores = ', '.join(f'{split} {s["accuracy"]:.3f}' for split, s in
                          result['final']['eval'].items())
@@ -183,29 +195,20 @@ def _train_one(spec: Spec, config: ml_collections.FrozenConfigDict,
       trainer, state, train_data, splits.evals, workdir, fit_config(config),
       run_config=run_config, may_change=may_change,
       results_extra=_results_extra(config, splits),
-      epoch_hook=_mi_hook(trainer, config))
+      epoch_hook=common.mi_hook(config, trainer.objective.subspaces))
   state = result.pop('state')
   if jax.process_index() == 0:
     figures.draw_run_figures(trainer, state, splits, workdir,
                              final_eval=result['final'].get('eval'))
-    if spec.write_extra is not None:
-      spec.write_extra(workdir, result, splits)
+    spec.write_extra(workdir, result, splits)
   return {'state': state, **result}
 
 
-def fit_config(config: Any, **changes: Any) -> loop.FitConfig:
-  """The loop's settings of a resolved config."""
-  return loop.FitConfig(**{
-      'num_epochs': config.num_epochs, 'eval_every': config.eval_every,
-      'checkpoint_every': config.checkpoint_every,
-      'keep_checkpoints': config.keep_checkpoints,
-      'log_every_steps': config.log_every_steps, 'progress': config.progress,
-      'tensorboard': config.tensorboard, **changes})
-
-
-def _mi_hook(trainer: Any, config: Any) -> Optional[records.EpochHook]:
-  return common.mi_hook(trainer.objective.subspaces, config.mi_every,
-                        config.mi_max_rows, seed=config.seed)
+def fit_config(config: Any) -> loop.FitConfig:
+  """The loop's settings of a resolved config: its fields of their names."""
+  return loop.FitConfig(**{f.name: config[f.name] for f in
+                           dataclasses.fields(loop.FitConfig)
+                           if f.name in config})
 
 
 def _results_extra(config: Any, splits: Splits) -> dict[str, Any]:
@@ -215,14 +218,7 @@ def _results_extra(config: Any, splits: Splits) -> dict[str, Any]:
 
 def _write_joint_counts(workdir: str, splits: Splits) -> None:
   logs.write_json_atomic(os.path.join(workdir, 'joint_counts.json'),
-                         {k: np.asarray(v)
-                          for k, v in splits.joint_counts.items()})
-
-
-def group_checkpoint_dir(root: str, cells: Sequence[sweeps.Cell]) -> str:
-  """Where a vmapped group checkpoints; named by its members, so it resumes."""
-  digest = hashlib.sha1('\n'.join(sorted(c.name for c in cells)).encode())
-  return os.path.join(root, sweeps.GROUPS_DIR, digest.hexdigest()[:16])
+                         splits.joint_counts)
 
 
 def _train_group(spec: Spec, configs: Sequence[Any],
@@ -241,9 +237,8 @@ def _train_group(spec: Spec, configs: Sequence[Any],
   members = [spec.splits(config, source) for config in configs]
   # The first member's weighting is every member's (spec.vmap_varying).
   trainer = common.build_trainer(first, members[0])
-  for splits in members:
-    run.check_first_labels(trainer, splits.train, splits.evals)
   for config, splits in zip(configs, members):
+    run.check_first_labels(trainer, splits.train, splits.evals)
     splits.train = common.balanced_training_data(config, splits.train,
                                                  splits.num_classes)
   example = common.first_batches(members[0].train, 1)['image']
@@ -254,12 +249,15 @@ def _train_group(spec: Spec, configs: Sequence[Any],
         f'the cells {[c.name for c in cells]} were grouped because their '
         f'configs differ only in {tuple(spec.vmap_varying(first))}, but '
         f'their data differ: {e} Run them without vmap.') from e
-  hooks = [_mi_hook(trainer, c) for c in configs]
-  group_dir = group_checkpoint_dir(root, cells)
+  hooks = [common.mi_hook(c, trainer.objective.subspaces) for c in configs]
+  # Named by its members, so it resumes.
+  digest = hashlib.sha1('\n'.join(sorted(c.name for c in cells)).encode())
+  group_dir = os.path.join(root, sweeps.GROUPS_DIR, digest.hexdigest()[:16])
   start = time.time()
   _, results = vmapped.fit_sweep(
       trainer, vmapped.keys_from_seeds([c.seed for c in configs]), example,
-      train_data, eval_data, fit_config(first, tensorboard=False),
+      train_data, eval_data,
+      dataclasses.replace(fit_config(first), tensorboard=False),
       hparams={'disentangle_weight': [c.disentangle_weight for c in configs]},
       hooks=None if all(h is None for h in hooks) else hooks,
       name=first.objective, checkpoint_dir=group_dir,
@@ -274,8 +272,7 @@ def _train_group(spec: Spec, configs: Sequence[Any],
     if jax.process_index() == 0:
       workdir = os.path.join(root, cell.name)
       _write_joint_counts(workdir, members[i])
-      if spec.write_extra is not None:
-        spec.write_extra(workdir, member, members[i])
+      spec.write_extra(workdir, member, members[i])
       sweeps.write_cell(workdir, {'config': configs[i].to_dict(),
                                   'data': dict(members[i].info)}, member)
 

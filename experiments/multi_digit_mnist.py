@@ -12,7 +12,8 @@ changed config is refused unless its fields are named in ``--allow_change``.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Mapping
 
 import ml_collections
 import numpy as np
@@ -22,24 +23,14 @@ from cmi_jax import validate
 from cmi_jax.data import correlation
 from cmi_jax.data import multi_digit
 from cmi_jax.data import sources
-from experiments import cli
 from experiments import common
 from experiments import driver
 from experiments.configs import multi_digit as multi_digit_config
 
-# The fields that may differ inside a vmapped group: arrays of the
-# MultiDigitDataset, so cells differing in them share every shape.
-VMAP_VARYING = ('seed', 'noise', 'train_corr')
-
 
 def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Refuses data fields that cannot make splits (ValueError names them)."""
-  try:
-    correlation.joint_table(config.train_corr, config.num_digits)
-  except ValueError as e:
-    raise ValueError(f'config.train_corr={config.train_corr!r}: {e}'
-                     ) from None
-  validate.number(config.noise, 'config.noise (occlusion threshold)', 0, 1)
+  common.check_data_fields(config, config.num_digits)
   classes = tuple(config.classes)
   if len(classes) != 2 or len(set(classes)) != 2 or not all(
       0 <= int(c) <= 9 for c in classes):
@@ -49,19 +40,20 @@ def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.epoch_size is not None and config.epoch_size < config.batch_size:
     raise ValueError(f'config.epoch_size={config.epoch_size} is smaller '
                      f'than one batch ({config.batch_size}).')
-  common.subspace_sizes(config.z_dim, config.num_digits)
   return config
 
 
 def vmap_varying(config: Any) -> tuple[str, ...]:
-  """:data:`VMAP_VARYING`, less ``train_corr`` if the weighting depends on it.
+  """The fields that may differ inside a vmapped group: arrays of the
+  MultiDigitDataset, so cells differing in them share every shape.
 
-  One trainer has one weighting, and ``subsample`` changes the epoch length.
+  Not ``train_corr`` if the weighting depends on it: one trainer has one
+  weighting, and ``subsample`` changes the epoch length.
   """
   if config.group_weighting in ('reweight', 'subsample') or (
       config.group_weighting == 'groupdro' and config.dro_size_adjustment > 0):
     return ('seed', 'noise')
-  return VMAP_VARYING
+  return ('seed', 'noise', 'train_corr')
 
 
 def load(config: Any) -> sources.DigitSplits:
@@ -98,30 +90,17 @@ def splits(config: Any, digits: sources.DigitSplits) -> driver.Splits:
       table.shape, counts, info)
 
 
+def report(results: Mapping[str, Any]) -> None:
+  """Prints a run's data and its accuracy per split and digit."""
+  print(f"data: {results['data']['source']}")
+  for split, summary in results['final']['eval'].items():
+    print(f"{split:>12}: accuracy {summary['accuracy']:.3f} "
+          f"per digit {np.round(summary['accuracy_per_attribute'], 3)}")
+
+
 SPEC = driver.Spec('multi_digit.py', multi_digit_config.PAPER_OPTIM, check,
                    load, splits, vmap_varying)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       allow_change=()) -> dict[str, Any]:
-  """Runs ``config`` in ``workdir`` (:func:`experiments.driver.train`)."""
-  return driver.train(SPEC, config, workdir, allow_change=allow_change)
-
-
-def main() -> None:
-  """Command line (flags defined here, not at import)."""
-  allow_change = cli.define_allow_change_flag()
-
-  def body(config, workdir):
-    results = train_and_evaluate(config, workdir,
-                                 allow_change=allow_change.value)
-    print(f"data: {results['data']['source']}")
-    for split, summary in results['final']['eval'].items():
-      print(f"{split:>12}: accuracy {summary['accuracy']:.3f} "
-            f"per digit {np.round(summary['accuracy_per_attribute'], 3)}")
-
-  cli.run_config_main('multi_digit.py', body)
-
+train_and_evaluate = functools.partial(driver.train, SPEC)
 
 if __name__ == '__main__':
-  main()
+  driver.main(SPEC, report)

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import os
 
-from absl import flags
-from absl import logging
-
 from cmi_jax import logs
 from experiments import cli
 from experiments import driver
@@ -26,7 +23,7 @@ from experiments import sweeps
 
 
 def run_sweep(base_config, sweep_dir, cells, vmap=False, max_members=None):
-  """Trains every unfinished cell; returns the rows of :func:`sweeps.collect`."""
+  """Trains every unfinished cell; returns :func:`sweeps.collect`'s rows."""
   driver.train_cells(multi_digit_mnist.SPEC, base_config, sweep_dir, cells,
                      vmap=vmap, max_members=max_members)
   rows = sweeps.collect(sweep_dir)
@@ -36,26 +33,16 @@ def run_sweep(base_config, sweep_dir, cells, vmap=False, max_members=None):
 
 def main() -> None:
   """Command line (flags defined here, not at import)."""
-  noises = flags.DEFINE_list('noises', ['0', '0.2', '0.4', '0.6', '0.8'],
-                             'Occlusion noise levels.')
-  corrs = flags.DEFINE_list('train_corrs', ['0', '0.6', '0.9'],
-                            'Training correlations.')
-  objectives = flags.DEFINE_list('objectives', ['base', 'mi', 'cmi'],
-                                 'Objectives.')
-  seeds = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
-  vmap, max_members = sweeps.define_vmap_flags('the cells of each objective')
-  shard = sweeps.define_shard_flag()
+  sweep = sweeps.define_sweep_flags(
+      train_corrs=['0', '0.6', '0.9'], noises=['0', '0.2', '0.4', '0.6', '0.8'],
+      seeds=['0', '1', '2'])
 
   def body(config, workdir):
-    cells = sweeps.grid(objectives.value,
-                        sweeps.parse_list(corrs.value, 'train_corrs'),
-                        sweeps.parse_list(noises.value, 'noises'),
-                        sweeps.parse_list(seeds.value, 'seeds', int))
-    index, count = sweeps.parse_shard(shard.value)
-    cells = sweeps.select_shard(cells, index, count)
-    if count > 1:
-      logging.info('Shard %d of %d: %d cells.', index, count, len(cells))
-    rows = run_sweep(config, workdir, cells, vmap.value, max_members.value)
+    args = sweep()
+    cells = sweeps.grid(args.objectives, args.train_corrs, args.noises,
+                        args.seeds)
+    rows = run_sweep(config, workdir, sweeps.select_shard(cells, *args.shard),
+                     args.vmap, args.max_members)
     print(f'{len(rows)} finished cells in {workdir}')
 
   cli.run_config_main('multi_digit.py', body)

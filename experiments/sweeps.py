@@ -11,8 +11,8 @@ import dataclasses
 import itertools
 import json
 import os
-from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, \
-    Sequence
+import types
+from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
 
 import numpy as np
 from absl import app
@@ -46,18 +46,17 @@ class Cell:
     """The config fields this cell sets."""
     return dict(self.settings)
 
-  def with_setting(self, field: str, value: Any, folder: str) -> 'Cell':
-    """This cell with one more setting, in ``folder/<name>``."""
-    return Cell(os.path.join(folder, self.name),
-                self.settings + ((field, value),))
+
+# The config fields of a cell of the paper's grids.
+AXES = ('objective', 'train_corr', 'noise', 'seed')
 
 
 def cell(objective: str, train_corr: float, noise: float, seed: int) -> Cell:
   """The paper's cell: ``<objective>/corr<c>_noise<n>/seed<s>``."""
   return Cell(os.path.join(objective, f'corr{train_corr:g}_noise{noise:g}',
                            f'seed{seed}'),
-              (('objective', objective), ('train_corr', float(train_corr)),
-               ('noise', float(noise)), ('seed', int(seed))))
+              tuple(zip(AXES, (objective, float(train_corr), float(noise),
+                               int(seed)))))
 
 
 def grid(objectives: Sequence[str], train_corrs: Sequence[float],
@@ -75,13 +74,41 @@ def grid(objectives: Sequence[str], train_corrs: Sequence[float],
 SLURM_INDEX, SLURM_COUNT = 'SLURM_ARRAY_TASK_ID', 'SLURM_ARRAY_TASK_COUNT'
 
 
-def define_shard_flag() -> Any:
-  """``--shard=I/N``: this job trains the cells of shard I of N."""
-  return flags.DEFINE_string(
+def define_sweep_flags(train_corrs: Sequence[str], noises: Sequence[str],
+                       seeds: Sequence[str]
+                       ) -> Callable[[], types.SimpleNamespace]:
+  """Defines the flags of a sweep: its grid's axes, ``--vmap``, ``--shard``.
+
+  Returns a function of the parsed flags: ``objectives``, ``train_corrs``,
+  ``noises``, ``seeds`` (numbers, :func:`parse_list`), ``vmap``,
+  ``max_members`` and ``shard`` (``(index, count)``, :func:`parse_shard`).
+  """
+  lists = [(name, flags.DEFINE_list(name, default, text), kind)
+           for name, default, kind, text in (
+               ('objectives', ['base', 'mi', 'cmi'], str, 'Objectives.'),
+               ('train_corrs', train_corrs, float, 'Training correlations.'),
+               ('noises', noises, float, 'Occlusion noise levels.'),
+               ('seeds', seeds, int, 'Seeds.'))]
+  vmap = flags.DEFINE_bool(
+      'vmap', False, 'Train the cells whose configs differ only in fields '
+      'that change no shape (e.g. seeds) together with vmap (faster). Each '
+      'member gets a separate run\'s results.json, best-epoch records and '
+      'per-epoch log; the group checkpoints every --config.checkpoint_every '
+      'epochs and resumes (no per-member checkpoints or figures).')
+  max_members = flags.DEFINE_integer(
+      'vmap_max_members', None, 'With --vmap: the most cells trained '
+      'together (each holds its training data on the device); default: all '
+      'that share their shapes.', lower_bound=1)
+  shard = flags.DEFINE_string(
       'shard', None, 'I/N: train only shard I (0-based) of N of the cells, '
       'so N jobs (e.g. a SLURM job array) share one sweep directory; '
       f'default: ${SLURM_INDEX}/${SLURM_COUNT} when SLURM sets them, else '
       'all cells.')
+  return lambda: types.SimpleNamespace(
+      vmap=vmap.value, max_members=max_members.value,
+      shard=parse_shard(shard.value),
+      **{name: parse_list(flag.value, name, kind)
+         for name, flag, kind in lists})
 
 
 def parse_shard(value: Optional[str], environ: Mapping[str, str] = os.environ
@@ -92,11 +119,10 @@ def parse_shard(value: Optional[str], environ: Mapping[str, str] = os.environ
     app.UsageError: for a malformed value; the message names the fix.
   """
   if value is None and SLURM_INDEX in environ and SLURM_COUNT in environ:
-    value = f'{environ[SLURM_INDEX]}/{environ[SLURM_COUNT]}'
     # SLURM numbers array tasks from --array's first value (often 0).
-    if 'SLURM_ARRAY_TASK_MIN' in environ:
-      index = int(environ[SLURM_INDEX]) - int(environ['SLURM_ARRAY_TASK_MIN'])
-      value = f'{index}/{environ[SLURM_COUNT]}'
+    index = int(environ[SLURM_INDEX]) - int(
+        environ.get('SLURM_ARRAY_TASK_MIN', 0))
+    value = f'{index}/{environ[SLURM_COUNT]}'
   if value is None:
     return 0, 1
   try:
@@ -115,15 +141,19 @@ def select_shard(cells: Sequence[Cell], index: int, count: int
 
   Round robin keeps each shard's groups of one objective about equal.
   """
-  return [cell for i, cell in enumerate(cells) if i % count == index]
+  cells = [cell for i, cell in enumerate(cells) if i % count == index]
+  if count > 1:
+    logging.info('Shard %d of %d: %d cells.', index, count, len(cells))
+  return cells
 
 
 def parse_list(values: Sequence[str], flag: str, kind: type = float
                ) -> list[Any]:
-  """The numbers of a list flag (``flags.DEFINE_list`` gives strings).
+  """The values of a list flag (``flags.DEFINE_list`` gives strings).
 
-  ``kind`` is ``float`` or ``int`` (``'1.5'`` is rejected, not truncated);
-  app.UsageError names the flag and the value that is not a number.
+  ``kind`` converts each: ``float``, ``int`` (``'1.5'`` is rejected, not
+  truncated) or ``str``; app.UsageError names the flag and the value that
+  is not a number.
   """
   out = []
   for value in values:
@@ -134,20 +164,6 @@ def parse_list(values: Sequence[str], flag: str, kind: type = float
       raise app.UsageError(f'--{flag} takes comma-separated {what}; {value!r} '
                            f'is not one (got {",".join(values)}).') from None
   return out
-
-
-def define_vmap_flags(groups: str) -> tuple[Any, Any]:
-  """Defines ``--vmap`` and ``--vmap_max_members``; ``groups`` is for help."""
-  vmap = flags.DEFINE_bool(
-      'vmap', False, f'Train {groups} together with vmap (faster). Each '
-      'member gets a separate run\'s results.json, best-epoch records and '
-      'per-epoch log; the group checkpoints every --config.checkpoint_every '
-      'epochs and resumes (no per-member checkpoints or figures).')
-  max_members = flags.DEFINE_integer(
-      'vmap_max_members', None, 'With --vmap: the most cells trained '
-      'together (each holds its training data on the device); default: all '
-      'that share their shapes.', lower_bound=1)
-  return vmap, max_members
 
 
 def read_cell_results(root: str) -> Optional[tuple[dict[str, Any],
@@ -271,12 +287,15 @@ def config_key(config: Mapping[str, Any], varying: Sequence[str]) -> str:
                     sort_keys=True, default=repr)
 
 
-def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
+def collect(sweep_dir: str, select: str = 'final',
+            extra: Sequence[str] = ()) -> list[dict[str, Any]]:
   """One row per finished cell, sorted: its fields and ``select``'s scores.
 
   ``select`` is the epoch record of each run (:data:`SELECTIONS`). A row has
   objective, train_corr, noise, seed and ``<split>/accuracy`` and
-  ``<split>/loss`` for every evaluation split.
+  ``<split>/loss`` for every evaluation split, then the config fields
+  ``extra`` names; rows are sorted by objective, ``extra``, train_corr, noise
+  and seed.
   """
   validate.choice(select, 'select', SELECTIONS)
   if not os.path.isdir(sweep_dir):
@@ -295,41 +314,35 @@ def collect(sweep_dir: str, select: str = 'final') -> list[dict[str, Any]]:
       raise ValueError(f'{root} has no {select!r} record (no epoch was '
                        "evaluated on val); use select='final'.")
     record = results[select]
-    row = {'objective': config['objective'],
-           'train_corr': config['train_corr'], 'noise': config['noise'],
-           'seed': config['seed'], 'epoch': record['epoch'],
+    row = {**{axis: config[axis] for axis in AXES}, 'epoch': record['epoch'],
            'source': data.get('source'), 'dataset': data.get('dataset'),
            'class_names': (data.get('class_names') or [None])[0]}
     for split, summary in record['eval'].items():
-      row[f'{split}/accuracy'] = summary['accuracy']
-      row[f'{split}/loss'] = summary['loss']
-      if 'worst_group_accuracy' in summary:
-        row[f'{split}/worst_group_accuracy'] = summary['worst_group_accuracy']
-    rows.append(row)
+      row.update({f'{split}/{metric}': summary[metric] for metric in
+                  ('accuracy', 'loss', 'worst_group_accuracy')
+                  if metric in summary})
+    rows.append(dict(row, **{name: config[name] for name in extra}))
   if not rows:
     raise ValueError(f'no finished run (no {records.RESULTS_FILE}) under '
                      f'{sweep_dir}.')
-  return sorted(rows, key=lambda r: (r['objective'], r['train_corr'],
-                                     r['noise'], r['seed']))
+  return sorted(rows, key=lambda r: (r['objective'], *(r[n] for n in extra),
+                                     *(r[axis] for axis in AXES[1:])))
 
 
-def aggregate(rows: Iterable[Mapping[str, Any]], metrics: Sequence[str]
+def aggregate(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]
               ) -> list[dict[str, Any]]:
   """Mean, std and count over seeds of each (objective, train_corr, noise)."""
   groups: dict[tuple, list[Mapping[str, Any]]] = {}
   for row in rows:
-    groups.setdefault((row['objective'], row['train_corr'], row['noise']),
-                      []).append(row)
+    groups.setdefault(tuple(row[axis] for axis in AXES[:3]), []).append(row)
   out = []
-  for (objective, corr, noise), members in sorted(groups.items()):
-    entry = {'objective': objective, 'train_corr': corr, 'noise': noise,
-             'num_seeds': len(members)}
+  for key, members in sorted(groups.items()):
+    entry = dict(zip(AXES[:3], key), num_seeds=len(members))
     for metric in metrics:
       # A run without the metric gives NaN, left out.
       values = np.array([m.get(metric, np.nan) for m in members], np.float64)
       values = values[np.isfinite(values)]
-      entry[f'{metric}/mean'] = float(values.mean()) if len(values) else (
-          float('nan'))
+      entry[f'{metric}/mean'] = float(values.mean()) if len(values) else np.nan
       entry[f'{metric}/std'] = float(values.std(ddof=1)) if len(values) > 1 \
           else 0.0
     out.append(entry)

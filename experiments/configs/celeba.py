@@ -6,8 +6,9 @@ comma-separated); ``z_dim`` must be a multiple of K (e.g. 12 for K = 3).
 
 import ml_collections
 
-from experiments import common
 from cmi_jax import objectives
+from experiments import common
+from experiments import configs
 
 # The reference learning rates (paper notes), the same for every objective.
 PAPER_OPTIM = {objective: {'lr': 1e-5, 'cls_lr': 1e-4, 'd_lr': 1e-4}
@@ -21,7 +22,6 @@ PRESETS = {'male_smiling': {'attributes': ('Male', 'Smiling'),
                             'correlation_mode': 'subsampled'},
            'blond_male': {'attributes': ('Blond_Hair', 'Male'),
                           'correlation_mode': 'natural'}}
-VARIANTS = ('fast',) + tuple(PRESETS)
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
@@ -30,11 +30,6 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   ``fast`` applies :data:`FAST`; the others are :data:`PRESETS`, e.g.
   ``--config=experiments/configs/celeba.py:blond_male,fast``.
   """
-  chosen = [v for v in variant.split(',') if v]
-  unknown = [v for v in chosen if v not in VARIANTS]
-  if unknown:
-    raise ValueError(f'unknown config variant {unknown[0]!r}; choose from '
-                     f'{VARIANTS} (comma-separated, e.g. celeba.py:fast).')
   placeholder = ml_collections.config_dict.placeholder
   config = ml_collections.ConfigDict()
   config.attributes = ('Male', 'Smiling')
@@ -57,6 +52,4 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   common.add_model_fields(config)
   config.disentangle_weight = 10.0  # lambda (paper: 10 for CelebA)
   config.num_epochs = 200  # batch_size keeps its default, 100
-  for name in chosen:
-    config.update(FAST if name == 'fast' else PRESETS[name])
-  return config
+  return configs.with_variants(config, variant, {'fast': FAST, **PRESETS})

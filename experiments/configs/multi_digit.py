@@ -8,6 +8,7 @@ import ml_collections
 
 from cmi_jax import objectives
 from experiments import common
+from experiments import configs
 
 # The reference learning rates (paper notes, "Reference hyper-parameters"):
 # Base's, and those of every objective with a disentanglement term.
@@ -17,14 +18,10 @@ PAPER_OPTIM = {objective: {'lr': 1e-4, 'cls_lr': 1e-3, 'd_lr': 1e-4}
                for objective in objectives.names()}
 
 FAST = {'num_epochs': 30, 'mi_every': 10, 'checkpoint_every': 10}
-VARIANTS = ('', 'fast')
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's defaults; ``'fast'`` applies :data:`FAST` (flags win)."""
-  if variant not in VARIANTS:
-    raise ValueError(f'unknown config variant {variant!r}; choose one of '
-                     f'{VARIANTS[1:]} (multi_digit.py:fast) or none.')
   config = ml_collections.ConfigDict()
   config.dataset = 'mnist'  # or 'fashion_mnist'
   config.source = 'auto'  # 'auto' | 'tfds' | 'idx' | 'embedded'
@@ -41,6 +38,4 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.disentangle_weight = 1.0  # lambda (paper: 1 for multi-digit MNIST)
   # Gray images in 3 identical channels: the same model, a cheaper layer.
   config.identical_channels = True
-  if variant == 'fast':
-    config.update(FAST)
-  return config
+  return configs.with_variants(config, variant, {'fast': FAST})

@@ -13,17 +13,14 @@ import ml_collections
 import numpy as np
 
 from cmi_jax.toy import linear_classification as lc
+from experiments import configs
 
 FAST = {'noise_levels': (0.1, 1.0, 10.0), 'num_samples': 1000,
         'train': {'num_steps': 60}}
-VARIANTS = ('', 'fast')
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's toy; ``variant='fast'`` applies :data:`FAST`."""
-  if variant not in VARIANTS:
-    raise ValueError(f'unknown config variant {variant!r}; choose '
-                     'toy_linear_classification.py:fast or none.')
   config = ml_collections.ConfigDict()
   config.num_attributes = 2
   # Noise variances sigma^2 (> 0) and training correlations of the cells.
@@ -34,6 +31,4 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.num_samples = 10_000  # N, a multiple of train.pack_size
   config.num_test_corrs = 21  # grid of the worst / best test correlation
   config.train = dataclasses.asdict(lc.TrainConfig())
-  if variant == 'fast':
-    config.update(FAST)
-  return config
+  return configs.with_variants(config, variant, {'fast': FAST})
