@@ -24,10 +24,14 @@ train and evaluate; everything else is written once, here, with one rule each:
   uninterrupted loop (the state carries the step and the key; evaluation never
   touches it). Logs drop records past the resumed step; checkpoints newer than
   the resumed epoch are redone.
+* **Stop signals** (with a ``checkpoint_dir``): SIGTERM, SIGINT or SIGUSR1
+  lets the epoch in flight finish, saves ``latest`` at that epoch and raises
+  :class:`cmi_jax.preemption.Preempted`; the same call resumes from there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -38,6 +42,7 @@ import numpy as np
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import logs
+from cmi_jax import preemption
 from cmi_jax import records
 from cmi_jax import validate
 from cmi_jax.records import EpochHook
@@ -171,72 +176,77 @@ def fit(members: Members, state: Any, train_data: Any,
                else 'none (no checkpoint yet)')
   bar = logs.progress_bar(config.num_epochs, start_epoch, config.progress)
   start = time.perf_counter()
-  try:
-    for epoch in range(start_epoch + 1, config.num_epochs + 1):
-      first_step = _steps(state)
-      tic = time.perf_counter()
-      state, step_metrics = members.train_epoch(state, train_data)
-      step_metrics = jax.device_get(step_metrics)  # Waits for the epoch.
-      seconds = {'train': time.perf_counter() - tic}
-      steps = _steps(state)
-      metrics = [members.member(step_metrics, i) for i in range(size)]
-      for i in range(size):
-        bad = None if i in failed else records.non_finite_message(
-            metrics[i], int(first_step[i]), epoch)
-        if bad is not None:
-          failed[i] = (f'{bad}; last good checkpoint: {last_good}. Lower the '
-                       'learning rates or the disentangle weight, then '
-                       'resume.')
-          _log.error('%s: member %d: %s', name, i, failed[i])
-      if len(failed) == size:
-        break
-      epoch_records = [{**records.train_record(epoch, int(steps[i]),
-                                               metrics[i]),
-                        'seconds': seconds} for i in range(size)]
-      if epoch == config.num_epochs or (
-          config.eval_every and epoch % config.eval_every == 0):
-        _evaluate(members, state, eval_data, config, epoch, epoch_records,
-                  [None if i in failed else hook
-                   for i, hook in enumerate(hooks or [None] * size)],
-                  seconds)
-      for i, record in enumerate(epoch_records):
-        if i in failed:
-          continue
-        last[i] = record
-        if eval_data and 'eval' in record:
-          for series in records.update_best(best[i], record,
-                                            config.select_split):
-            if best_checkpoints:
-              checkpoints.save(series, epoch, state, {'epoch': epoch})
-        if loggers:
-          _log_steps(loggers[i], metrics[i], int(first_step[i]),
-                     config.log_every_steps)
-          loggers[i].write(record)
-      if checkpoints is not None and (epoch % config.checkpoint_every == 0
-                                      or epoch == config.num_epochs):
-        meta = {'epoch': epoch, 'best': best, 'last': last,
-                'failed': {str(k): v for k, v in failed.items()}}
-        last_good = checkpoints.save(ckpt.LATEST, epoch, state,
-                                     logs.to_jsonable(meta))
-        if best_checkpoints:
-          # Only now, so a crash before this save resumes with its recorded
-          # best checkpoints still on disk.
-          for key, series, _ in records.BEST_CRITERIA:
-            checkpoints.keep_only(series, None if best[0][key] is None
-                                  else best[0][key]['epoch'])
-      bar.set_postfix(_postfix([r for i, r in enumerate(epoch_records)
-                                if i not in failed]), refresh=False)
-      bar.update(1)
-      if epoch == config.num_epochs or epoch % max(
-          1, config.num_epochs // 10) == 0:
-        _log.info('%s: epoch %d/%d (%.0f s).', name, epoch, config.num_epochs,
-                  time.perf_counter() - start)
-  finally:
-    bar.close()
-    for logger in loggers:
-      logger.close()
-    if checkpoints is not None:
-      checkpoints.close()
+  signals = (contextlib.nullcontext(preemption.StopRequest())
+             if checkpoints is None else preemption.stop_signals())
+  with signals as stop:
+    try:
+      for epoch in range(start_epoch + 1, config.num_epochs + 1):
+        first_step = _steps(state)
+        tic = time.perf_counter()
+        state, step_metrics = members.train_epoch(state, train_data)
+        step_metrics = jax.device_get(step_metrics)  # Waits for the epoch.
+        seconds = {'train': time.perf_counter() - tic}
+        steps = _steps(state)
+        metrics = [members.member(step_metrics, i) for i in range(size)]
+        for i in range(size):
+          bad = None if i in failed else records.non_finite_message(
+              metrics[i], int(first_step[i]), epoch)
+          if bad is not None:
+            failed[i] = (f'{bad}; last good checkpoint: {last_good}. Lower '
+                         'the learning rates or the disentangle weight, '
+                         'then resume.')
+            _log.error('%s: member %d: %s', name, i, failed[i])
+        if len(failed) == size:
+          break
+        epoch_records = [{**records.train_record(epoch, int(steps[i]),
+                                                 metrics[i]),
+                          'seconds': seconds} for i in range(size)]
+        if epoch == config.num_epochs or (
+            config.eval_every and epoch % config.eval_every == 0):
+          _evaluate(members, state, eval_data, config, epoch, epoch_records,
+                    [None if i in failed else hook
+                     for i, hook in enumerate(hooks or [None] * size)],
+                    seconds)
+        for i, record in enumerate(epoch_records):
+          if i in failed:
+            continue
+          last[i] = record
+          if eval_data and 'eval' in record:
+            for series in records.update_best(best[i], record,
+                                              config.select_split):
+              if best_checkpoints:
+                checkpoints.save(series, epoch, state, {'epoch': epoch})
+          if loggers:
+            _log_steps(loggers[i], metrics[i], int(first_step[i]),
+                       config.log_every_steps)
+            loggers[i].write(record)
+        if checkpoints is not None and (epoch % config.checkpoint_every == 0
+                                        or epoch == config.num_epochs or stop):
+          meta = {'epoch': epoch, 'best': best, 'last': last,
+                  'failed': {str(k): v for k, v in failed.items()}}
+          last_good = checkpoints.save(ckpt.LATEST, epoch, state,
+                                       logs.to_jsonable(meta))
+          if best_checkpoints:
+            # Only now, so a crash before this save resumes with its recorded
+            # best checkpoints still on disk.
+            for key, series, _ in records.BEST_CRITERIA:
+              checkpoints.keep_only(series, None if best[0][key] is None
+                                    else best[0][key]['epoch'])
+        bar.set_postfix(_postfix([r for i, r in enumerate(epoch_records)
+                                  if i not in failed]), refresh=False)
+        bar.update(1)
+        if epoch == config.num_epochs or epoch % max(
+            1, config.num_epochs // 10) == 0:
+          _log.info('%s: epoch %d/%d (%.0f s).', name, epoch,
+                    config.num_epochs, time.perf_counter() - start)
+        if stop and epoch < config.num_epochs:
+          raise preemption.Preempted(stop.signum, epoch)
+    finally:
+      bar.close()
+      for logger in loggers:
+        logger.close()
+      if checkpoints is not None:
+        checkpoints.close()
   return state, [
       {'epoch': config.num_epochs, 'non_finite': failed[i]} if i in failed else
       records.run_results(last[i], best[i], config.num_epochs,
