@@ -7,6 +7,7 @@ run matches the configuration it saved.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,8 +19,9 @@ from jax.sharding import Mesh
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import distributed
-from cmi_jax import evaluation
 from cmi_jax import epochs
+from cmi_jax import evaluation
+from cmi_jax import locks
 from cmi_jax import logs
 from cmi_jax import loop
 from cmi_jax import records
@@ -157,25 +159,36 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   check_resumable(workdir, run_config, may_change)
-  if is_main:
-    os.makedirs(workdir, exist_ok=True)
-    for path in logs.remove_stale_temporaries(workdir):
-      _log.info('Removed %s, left by an interrupted write.', path)
-    if run_config is not None:
-      records.write_config(workdir, run_config)
-  members = loop.Members(1, train_epoch, lambda state, splits: {
-      name: evaluation.evaluate(trainer, state, data)
-      for name, data in splits.items()})
-  state, (results,) = loop.fit(
-      members, state, train_data, eval_data, config, checkpoint_dir=workdir,
-      log_dirs=[workdir], hooks=None if epoch_hook is None else [epoch_hook],
-      best_checkpoints=True, name=os.path.basename(workdir))
-  if 'non_finite' in results:
-    raise NonFiniteLossError(results['non_finite'])
-  results = {**results, **dict(results_extra or {})}
-  if is_main:
-    records.write_results(workdir, results)
-  return {'state': state, **results}
+  with workdir_lock(workdir):
+    if is_main:
+      os.makedirs(workdir, exist_ok=True)
+      for path in logs.remove_stale_temporaries(workdir):
+        _log.info('Removed %s, left by an interrupted write.', path)
+      if run_config is not None:
+        records.write_config(workdir, run_config)
+    members = loop.Members(1, train_epoch, lambda state, splits: {
+        name: evaluation.evaluate(trainer, state, data)
+        for name, data in splits.items()})
+    state, (results,) = loop.fit(
+        members, state, train_data, eval_data, config, checkpoint_dir=workdir,
+        log_dirs=[workdir], hooks=None if epoch_hook is None else [epoch_hook],
+        best_checkpoints=True, name=os.path.basename(workdir))
+    if 'non_finite' in results:
+      raise NonFiniteLossError(results['non_finite'])
+    results = {**results, **dict(results_extra or {})}
+    if is_main:
+      records.write_results(workdir, results)
+    return {'state': state, **results}
+
+
+def workdir_lock(workdir: str) -> contextlib.AbstractContextManager:
+  """The lock of ``workdir`` (:class:`cmi_jax.locks.DirectoryLock`).
+
+  Taken by process 0 only, which writes for every host of a run.
+  """
+  if jax.process_index() != 0:
+    return contextlib.nullcontext()
+  return locks.DirectoryLock(workdir)
 
 
 def check_first_labels(trainer: Trainer, train_data: Dataset,

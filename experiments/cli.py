@@ -21,6 +21,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from cmi_jax import checkpoint
+from cmi_jax import locks
+from cmi_jax import preemption
 from cmi_jax import run
 
 
@@ -52,7 +54,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError,
                IsADirectoryError, FileExistsError, PermissionError,
                app.UsageError, checkpoint.UnreadableCheckpointError,
-               run.NonFiniteLossError)
+               run.NonFiniteLossError, locks.DirectoryBusyError)
 
 
 def _config_fields(config_file: str) -> list[str]:
@@ -127,9 +129,11 @@ def run_main(main: Callable[[Sequence[str]], None], *,
 
   A user error (:data:`USER_ERRORS`, bad flags, a full disk) prints
   ``error: <what and how to fix it>`` without a traceback (``--verbosity=1``
-  shows it); Ctrl-C exits with 130. ``workdir`` returns the directory the
-  disk-full message names; ``config_fields`` the fields an unknown
-  ``--config.FIELD`` message lists.
+  shows it). A stop signal during training (SIGTERM, SIGINT, SIGUSR1) saves
+  the epoch in flight and exits with :data:`cmi_jax.preemption.EXIT_STATUS`
+  (75) and one line; Ctrl-C elsewhere exits with 130. ``workdir`` returns the
+  directory the disk-full message names; ``config_fields`` the fields an
+  unknown ``--config.FIELD`` message lists.
   """
   def parse(argv):
     try:
@@ -150,6 +154,9 @@ def run_main(main: Callable[[Sequence[str]], None], *,
       _fail(f'unexpected arguments {argv[1:]}; every option is --flag=value.')
     try:
       main(argv)
+    except preemption.Preempted as e:
+      print(f'{e}.', file=sys.stderr)
+      sys.exit(preemption.EXIT_STATUS)
     except KeyboardInterrupt:
       print('interrupted; run the same command again to resume.',
             file=sys.stderr)

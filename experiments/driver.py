@@ -145,63 +145,79 @@ def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
   separately (a vmapped group cannot resume one member). The cells share
   their source data (``spec.load`` of the first cell that trains), so they
   must not vary the fields it reads.
+
+  Workers share a sweep: a group trains only while this process holds the
+  lock of each of its cells (:func:`sweeps.claim`); a worker passes over
+  groups that others hold and, once nothing is left to claim, waits for
+  them, taking over the cells of a worker that died. Any number of workers
+  started with the same command thus train each cell once.
   """
   check_workdir(root)
   configs = {c: resolve(spec, base, c.overrides()) for c in cells}
   key = lambda c: sweeps.config_key(configs[c].to_dict(),
                                     spec.vmap_varying(configs[c]))
-  groups = sweeps.plan(root, cells, key if vmap else None, max_members)
   source = None  # The shared data, read by the first cell that trains.
-  for i, group in enumerate(groups):
-    start = time.time()
-    if source is None:
-      source = spec.load(configs[group[0]])
-    if len(group) == 1:
-      results = [_train_one(spec, configs[group[0]], source,
-                            os.path.join(root, group[0].name))]
-    else:
-      logging.info('Training %d cells together: %s.', len(group),
-                   ', '.join(c.name for c in group))
-      results = _train_group(spec, [configs[c] for c in group], group,
-                             source, root)
-    for cell, result in zip(group, results):
-      scores = ', '.join(f'{split} {s["accuracy"]:.3f}' for split, s in
-                         result['final']['eval'].items())
-      logging.info('[%d/%d] %s: %s (%.0f s).', i + 1, len(groups), cell.name,
-                   scores, time.time() - start)
+  while groups := sweeps.plan(root, cells, key if vmap else None,
+                              max_members):
+    trained = 0
+    for group in groups:
+      with sweeps.claim(root, group) as claimed:
+        if not claimed:
+          continue
+        trained += 1
+        start = time.time()
+        if source is None:
+          source = spec.load(configs[group[0]])
+        if len(group) == 1:
+          results = [_train_one(spec, configs[group[0]], source,
+                                os.path.join(root, group[0].name))]
+        else:
+          logging.info('Training %d cells together: %s.', len(group),
+                       ', '.join(c.name for c in group))
+          results = _train_group(spec, [configs[c] for c in group], group,
+                                 source, root)
+      for cell, result in zip(group, results):
+        scores = ', '.join(f'{split} {s["accuracy"]:.3f}' for split, s in
+                           result['final']['eval'].items())
+        logging.info('%s: %s (%.0f s).', cell.name, scores,
+                     time.time() - start)
+    if not trained:
+      logging.info('%d group(s) held by other workers; waiting.', len(groups))
+      time.sleep(sweeps.WAIT_S)
 
 
 def _train_one(spec: Spec, config: ml_collections.FrozenConfigDict,
                source: Any, workdir: str, allow_change: Sequence[str] = ()
                ) -> dict[str, Any]:
   """A single run: data, trainer, :func:`cmi_jax.run.fit`, files, figures."""
-  splits = spec.splits(config, source)
-  train_data = common.balanced_training_data(config, splits.train,
-                                             splits.num_classes)
-  trainer = common.build_trainer(config, splits)
-  run_config = {'config': config.to_dict(), 'data': dict(splits.info)}
-  may_change = tuple(common.COSMETIC_FIELDS) + tuple(allow_change)
-  run.check_resumable(workdir, run_config, may_change)
-  if jax.process_index() == 0:
-    _write_joint_counts(workdir, splits)
-    figures.draw_data_figures(splits, train_data, workdir)
-  example = common.first_batches(train_data, train_data.batch_size)['image']
-  state = trainer.init(jax.random.PRNGKey(config.seed), example,
-                       config.disentangle_weight)
-  logging.info('Training %s for %d epochs of %d steps in %s.',
-               config.objective, config.num_epochs, train_data.steps_per_epoch,
-               workdir)
-  result = run.fit(
-      trainer, state, train_data, splits.evals, workdir, fit_config(config),
-      run_config=run_config, may_change=may_change,
-      results_extra=_results_extra(config, splits),
-      epoch_hook=common.mi_hook(config, trainer.objective.subspaces))
-  state = result.pop('state')
-  if jax.process_index() == 0:
-    figures.draw_run_figures(trainer, state, splits, workdir,
-                             final_eval=result['final'].get('eval'))
-    spec.write_extra(workdir, result, splits)
-  return {'state': state, **result}
+  with run.workdir_lock(workdir):
+    splits = spec.splits(config, source)
+    train_data = common.balanced_training_data(config, splits.train,
+                                               splits.num_classes)
+    trainer = common.build_trainer(config, splits)
+    run_config = {'config': config.to_dict(), 'data': dict(splits.info)}
+    may_change = tuple(common.COSMETIC_FIELDS) + tuple(allow_change)
+    run.check_resumable(workdir, run_config, may_change)
+    if jax.process_index() == 0:
+      _write_joint_counts(workdir, splits)
+      figures.draw_data_figures(splits, train_data, workdir)
+    example = common.first_batches(train_data, train_data.batch_size)['image']
+    state = trainer.init(jax.random.PRNGKey(config.seed), example,
+                         config.disentangle_weight)
+    logging.info('Training %s for %d epochs of %d steps in %s.',
+                 config.objective, config.num_epochs,
+                 train_data.steps_per_epoch, workdir)
+    result = run.fit(
+        trainer, state, train_data, splits.evals, workdir, fit_config(config),
+        run_config=run_config, may_change=may_change,
+        results_extra=_results_extra(config, splits),
+        epoch_hook=common.mi_hook(config, trainer.objective.subspaces))
+    state = result.pop('state')
+    if jax.process_index() == 0:
+      figures.draw_run_figures(trainer, state, splits, workdir,
+                               final_eval=result['final'].get('eval'))
+      spec.write_extra(workdir, result, splits)
+    return {'state': state, **result}
 
 
 def fit_config(config: Any) -> loop.FitConfig:

@@ -7,12 +7,14 @@ restarted sweep skips every cell with a ``results.json``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import os
 import types
-from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
+from typing import Any, Callable, Hashable, Iterator, Mapping, Optional, \
+    Sequence
 
 import numpy as np
 from absl import app
@@ -20,6 +22,7 @@ from absl import flags
 from absl import logging
 
 from cmi_jax import checkpoint as ckpt
+from cmi_jax import locks
 from cmi_jax import records
 from cmi_jax import run
 from cmi_jax import validate
@@ -28,6 +31,8 @@ from experiments import cli
 # Where run.fit keeps a run's resumable state (cmi_jax.checkpoint).
 LATEST_CHECKPOINTS = os.path.join('checkpoints', ckpt.LATEST)
 GROUPS_DIR = '_groups'
+# How long a worker waits before it looks again at cells others hold.
+WAIT_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +215,26 @@ def is_started(sweep_dir: str, cell: Any) -> bool:
   path = os.path.join(sweep_dir, cell.name, LATEST_CHECKPOINTS)
   return os.path.isdir(path) and any(
       name.isdigit() for name in os.listdir(path))
+
+
+@contextlib.contextmanager
+def claim(sweep_dir: str, cells: Sequence[Cell]) -> Iterator[bool]:
+  """Holds the lock of every cell's directory, or of none.
+
+  Yields True while held; False (holding nothing) when another live process
+  holds one of them or one of them finished meanwhile.
+  """
+  with contextlib.ExitStack() as held:
+    try:
+      for cell in cells:
+        held.enter_context(run.workdir_lock(os.path.join(sweep_dir,
+                                                         cell.name)))
+    except locks.DirectoryBusyError as e:
+      logging.info('Passing over %s: %s.', cells[0].name, e)
+      held.close()
+      yield False
+    else:
+      yield not any(is_done(sweep_dir, c) for c in cells)
 
 
 def group_cells(cells: Sequence[Cell], key: Callable[[Cell], Hashable],

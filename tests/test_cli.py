@@ -218,14 +218,44 @@ def test_kill_anywhere_then_rerun_equals_an_uninterrupted_run(tmp_path):
     if proc.poll() is None:
       proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    if sig == signal.SIGINT and proc.returncode == 130:
-      assert 'run the same command again to resume' in err
+    if sig == signal.SIGINT and proc.returncode in (75, 130):
+      assert 'the same command' in err
     assert 'Traceback' not in err or proc.returncode in (0, -9), err
   code, _, err = run_command('multi_digit_mnist', f'--workdir={work}',
                              *KILL_RUN)
   assert code == 0, err
   assert finished(work) == finished(clean)
   assert not [p for p in tree(work) if p.endswith('.tmp')]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGUSR1])
+def test_a_stop_signal_saves_the_epoch_in_flight_and_the_rerun_equals(
+    tmp_path, sig):
+  clean = str(tmp_path / 'clean')
+  code, _, err = run_command('multi_digit_mnist', f'--workdir={clean}',
+                             *KILL_RUN)
+  assert code == 0, err
+  work = str(tmp_path / 'stopped')
+  proc = command('multi_digit_mnist', f'--workdir={work}', *KILL_RUN)
+  log = os.path.join(work, 'log.jsonl')
+  deadline = time.time() + 120
+  while time.time() < deadline and not (
+      os.path.exists(log) and open(log).read().count('"epoch"') >= 4):
+    time.sleep(0.02)
+  proc.send_signal(sig)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 75, err[-2000:]
+  assert 'Traceback' not in err
+  (line,) = [l for l in err.splitlines() if l.startswith('stopped by')]
+  epoch = int(line.split('after epoch ')[1].split(',')[0])
+  assert 4 <= epoch < 8 and 'the same command resumes' in line
+  # Saved where it stopped, although checkpoint_every is 3.
+  assert str(epoch) in os.listdir(os.path.join(work, 'checkpoints', 'latest'))
+  code, _, err = run_command('multi_digit_mnist', f'--workdir={work}',
+                             *KILL_RUN)
+  assert code == 0, err
+  assert finished(work) == finished(clean)
 
 
 def _mount_tmpfs(path, size):
