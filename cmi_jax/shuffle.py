@@ -74,8 +74,10 @@ def group_permutation(key: chex.PRNGKey, groups: chex.Array,
 
   Args:
     num_groups: optional static bound, every group in ``[-1, num_groups)``;
-      the second order then comes from a counting sort (one sort instead of
-      three). Groups outside it give a wrong permutation.
+      the ``(group, index)`` order then comes from a counting sort instead of
+      a second sort. It selects an algorithm only: the same ``key`` gives the
+      same permutation with or without it. Groups outside it give a wrong
+      permutation.
 
   Example:
     >>> groups = jnp.array([0, 1, 0, -1, 1])
@@ -87,21 +89,16 @@ def group_permutation(key: chex.PRNGKey, groups: chex.Array,
   size = groups.shape[0]
   index = jnp.arange(size, dtype=jnp.int32)
   missing = groups == -1
-  if num_groups is None:
-    rank = jax.random.permutation(key, size).astype(jnp.int32)
-    # Missing rows keep index order in both sorts, hence map to themselves.
-    rank = jnp.where(missing, index, rank)
-    in_order = jnp.lexsort((index, groups))
-    shuffled = jnp.lexsort((rank, groups))
-    return jnp.zeros(size, jnp.int32).at[in_order].set(
-        shuffled.astype(jnp.int32))
-  num_groups = validate.integer(num_groups, 'num_groups', 1,
-                                hint='It is a static bound on the groups.')
   bits = jax.random.bits(key, (2, size), jnp.uint32)
   # Missing rows (group -1, first in both orders) keep index order.
   high = jnp.where(missing, jnp.uint32(0), bits[0])
   low = jnp.where(missing, index.astype(jnp.uint32), bits[1])
   shuffled = jnp.lexsort((low, high, groups)).astype(jnp.int32)
+  if num_groups is None:
+    in_order = jnp.lexsort((index, groups))
+    return jnp.zeros(size, jnp.int32).at[in_order].set(shuffled)
+  num_groups = validate.integer(num_groups, 'num_groups', 1,
+                                hint='It is a static bound on the groups.')
   # perm[i] = the row at i's position of the (group, index) order.
   return shuffled[group_positions(groups, num_groups)]
 

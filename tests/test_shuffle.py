@@ -16,8 +16,8 @@ def random_groups(seed, size=64, num_groups=3, missing=0.2):
   return jnp.asarray(groups, jnp.int32)
 
 
-# None: the generic three-sort path; 3: the one-sort path of the losses
-# (groups in [-1, 3)); 5: a loose bound is as good.
+# None: the two-sort path; 3: the counting-sort path of the losses (groups
+# in [-1, 3)); 5: a loose bound is as good.
 NUM_GROUPS = (None, 3, 5)
 
 
@@ -57,6 +57,21 @@ def test_group_permutation_is_uniform_within_a_group(num_groups):
   # The -1 row never moves; group 1 swaps about half the time.
   assert np.all(perms[:, 3] == 3)
   assert abs(np.mean(perms[:, 1] == 4) - 0.5) < 0.05
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_the_bound_is_a_hint_that_never_changes_the_draw(seed):
+  groups = random_groups(seed)
+  key = jax.random.key(seed)
+  expected = cmi_jax.group_permutation(key, groups)
+  for bound in (3, 5):
+    np.testing.assert_array_equal(
+        cmi_jax.group_permutation(key, groups, bound), expected)
+  labels = jnp.stack([groups, random_groups(seed + 10)], axis=1)
+  z = jax.random.normal(jax.random.key(1), (64, 4))
+  np.testing.assert_array_equal(
+      cmi_jax.conditional_shuffle(key, z, labels, (2, 2)),
+      cmi_jax.conditional_shuffle(key, z, labels, (2, 2), (3, 3)))
 
 
 def test_group_permutation_jit_matches_eager_and_vmaps():
