@@ -170,7 +170,12 @@ def latent_correlation(correlation: np.ndarray, subspaces: Sequence[int],
 
 
 def training_curves(records: Sequence[Mapping[str, Any]], path: str) -> str:
-  """Train losses, eval loss and accuracy, kNN MI over epochs of log records."""
+  """Train losses, eval loss and accuracy, kNN MI over epochs of log records.
+
+  The classifier's cross-entropy (about 0.1-0.7 nats) and the adversarial
+  terms (about 5 nats for K = 2) get an axis each, left and right, so that
+  neither flattens the other.
+  """
   epochs = [r for r in records if 'epoch' in r]
   evals = [r for r in epochs if 'eval' in r]
   extras = [r for r in epochs if r.get('extra')]
@@ -184,13 +189,24 @@ def training_curves(records: Sequence[Mapping[str, Any]], path: str) -> str:
       ax.plot([r['epoch'] for r in rows], values, label=name, **style)
     ax.set(xlabel='epoch', ylabel=ylabel, title=title)
     ax.legend(fontsize=fontsize)
+    return ax
 
   train = {name: [r['train'].get(name) for r in epochs]
            for name in ('loss/ce', 'loss/disentangle', 'loss/adversary')}
-  panel(1, epochs, [(name, [np.nan if v is None else v for v in values])
-                    for name, values in train.items()
-                    if any(v not in (None, 0.0) for v in values)],
-        'nats', 'training losses')
+  shown = [(name, [np.nan if v is None else v for v in values])
+           for name, values in train.items()
+           if any(v not in (None, 0.0) for v in values)]
+  ax = panel(1, epochs, shown[:1], 'classifier loss (nats)',
+             'training losses')
+  if shown[1:]:
+    right = ax.twinx()
+    for color, (name, values) in enumerate(shown[1:], start=1):
+      right.plot([r['epoch'] for r in epochs], values, label=name,
+                 color=f'C{color}')
+    right.set_ylabel('adversarial terms (nats)')
+    ax.legend(*[a + b for a, b in zip(ax.get_legend_handles_labels(),
+                                      right.get_legend_handles_labels())],
+              fontsize=7)
   for i, (key, ylabel) in enumerate((('loss', 'loss (nats)'),
                                      ('accuracy', 'accuracy'))):
     panel(2 + i, evals, [(split, [r['eval'][split][key] for r in evals])
