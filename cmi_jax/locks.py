@@ -105,9 +105,13 @@ class DirectoryLock:
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
     self._nested = False
+    self._created: Optional[str] = None  # The topmost directory it made.
 
   def acquire(self) -> 'DirectoryLock':
     """Takes the lock, or raises :class:`DirectoryBusyError`."""
+    missing = self.directory
+    while not os.path.exists(missing):
+      self._created, missing = missing, os.path.dirname(missing)
     os.makedirs(self.directory, exist_ok=True)
     me = {'host': socket.gethostname(), 'pid': os.getpid(),
           'start_time': _start_time(os.getpid())}
@@ -173,6 +177,16 @@ class DirectoryLock:
     holder = read_holder(self.directory)
     if holder and holder.get('token') == self._token:
       os.remove(self.path)
+    # Directories made only to hold the lock go if nothing was written.
+    directory = self.directory
+    while self._created is not None:
+      try:
+        os.rmdir(directory)
+      except OSError:  # not empty, or gone
+        break
+      if directory == self._created:
+        break
+      directory = os.path.dirname(directory)
 
   def __enter__(self) -> 'DirectoryLock':
     return self.acquire()

@@ -157,14 +157,16 @@ def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
   key = lambda c: sweeps.config_key(configs[c].to_dict(),
                                     spec.vmap_varying(configs[c]))
   source = None  # The shared data, read by the first cell that trains.
-  while groups := sweeps.plan(root, cells, key if vmap else None,
-                              max_members):
+  tried = set()  # Each cell once per call, whatever became of it.
+  while groups := sweeps.plan(root, [c for c in cells if c not in tried],
+                              key if vmap else None, max_members):
     trained = 0
     for group in groups:
       with sweeps.claim(root, group) as claimed:
         if not claimed:
           continue
         trained += 1
+        tried.update(group)
         start = time.time()
         if source is None:
           source = spec.load(configs[group[0]])

@@ -198,12 +198,12 @@ def test_restart_skips_finished_and_resumes_started_cells(
   assert os.path.getmtime(done) == before
 
 
-def test_grouping_rule(config, monkeypatch):
+def test_grouping_rule(config, monkeypatch, tmp_path):
   cells = sweeps.grid(['base', 'cmi'], [0.2, 0.6], [0.0, 0.5], [1, 2])
   weak = celeba_sweep.weak_grid(['cmi'], [0.0, 0.75], TRAIN_CORR, 0.0,
                                 [1, 2, 3])
   calls = _recording(monkeypatch, cells + weak)
-  celeba_sweep.run_sweep(config, '/nonexistent/corr', cells, vmap=True)
+  celeba_sweep.run_sweep(config, str(tmp_path / 'corr'), cells, vmap=True)
   # Seeds and noise levels train together; objective and correlation not.
   assert [c[0] for c in calls] == ['vmapped'] * 4
   for _, group, _ in calls:
@@ -214,7 +214,7 @@ def test_grouping_rule(config, monkeypatch):
         (n, s) for n in (0.0, 0.5) for s in (1, 2)}
 
   calls.clear()
-  celeba_sweep.run_sweep(config, '/nonexistent/weak', weak, vmap=True,
+  celeba_sweep.run_sweep(config, str(tmp_path / 'weak'), weak, vmap=True,
                          max_members=2)
   # One group per fraction (its batch size is scaled), split at 2 members;
   # the single cell left over runs separately.

@@ -89,3 +89,12 @@ def test_the_holder_may_take_its_own_lock_again(tmp_path):
       pass
     assert locks.read_holder(str(tmp_path))['token'] == outer._token
   assert locks.read_holder(str(tmp_path)) is None
+
+
+def test_directories_made_for_the_lock_alone_go_with_it(tmp_path):
+  with locks.DirectoryLock(tmp_path / 'a' / 'b'):
+    pass
+  assert not os.listdir(tmp_path)
+  with locks.DirectoryLock(tmp_path / 'a' / 'b'):
+    (tmp_path / 'a' / 'b' / 'x').write_text('written')
+  assert os.listdir(tmp_path / 'a' / 'b') == ['x']

@@ -50,6 +50,7 @@ def finished(sweep_dir):
   return out
 
 
+@pytest.mark.slow
 def test_two_workers_train_every_cell_once(tmp_path):
   sweep_dir = str(tmp_path / 'sweep')
   workers = [worker(sweep_dir) for _ in range(2)]
