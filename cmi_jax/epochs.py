@@ -107,8 +107,7 @@ def host_epoch(step_fn: Step, state: Any, data: Any,
                else validate.integer(num_steps, 'num_steps', 1))
   plan = data.epoch_plan(epoch_data_key(state))
   with data.prefetch(plan, num_steps, device) as batches:
-    state, metrics = bounded_loop(step_fn, state, batches,
-                                   data.prefetch_depth)
+    state, metrics = bounded_loop(step_fn, state, batches, data.prefetch_depth)
   metrics = jax.device_get(metrics)
   return state, jax.tree.map(lambda *steps: np.stack(steps), *metrics)
 

@@ -15,7 +15,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from cmi_jax import epochs
 from cmi_jax import groups
@@ -56,9 +55,7 @@ def eval_step(trainer: Trainer, state: TrainState, batch: Batch
   preds = jnp.stack([jnp.argmax(l, -1) for l in logits], -1).astype(
       jnp.int32)
   present = (labels >= 0) & (mask[:, None] > 0)
-  ce_rows = jnp.stack([
-      optax.softmax_cross_entropy_with_integer_labels(
-          l, jnp.maximum(labels[:, k], 0)) for k, l in enumerate(logits)], -1)
+  ce_rows = groups.row_ce(logits, labels)[0]
   full = jnp.all(present, -1)
   num_classes = trainer.objective.num_classes
   num_combos = groups.num_groups(num_classes)
@@ -67,18 +64,12 @@ def eval_step(trainer: Trainer, state: TrainState, batch: Batch
   pred_onehot = jax.nn.one_hot(groups.group_index(preds, num_classes),
                                num_combos)
   correct = (preds == labels) & present
-  return {
-      'z': z,
-      'labels': labels,
-      'preds': preds,
-      'mask': mask,
-      'ce_sum': jnp.sum(jnp.where(present, ce_rows, 0.0), 0),
-      'correct': correct.sum(0),
-      'count': present.sum(0),
-      'confusion': true_onehot.T @ pred_onehot,
-      'combo_correct': true_onehot.T @ correct.astype(jnp.float32),
-      'combo_count': true_onehot.sum(0),
-  }
+  return {'z': z, 'labels': labels, 'preds': preds, 'mask': mask,
+          'ce_sum': jnp.sum(jnp.where(present, ce_rows, 0.0), 0),
+          'correct': correct.sum(0), 'count': present.sum(0),
+          'confusion': true_onehot.T @ pred_onehot,
+          'combo_correct': true_onehot.T @ correct.astype(jnp.float32),
+          'combo_count': true_onehot.sum(0)}
 
 
 def scan_evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
@@ -205,15 +196,13 @@ def summarize(stats: dict[str, Any],
     per_combination = stats['combo_correct'] / stats['combo_count'][:, None]
     z = stats['z'][stats['mask'] > 0]
     correlation = np.corrcoef(z, rowvar=False)
-  return {
-      'loss': float(np.mean(stats['ce_sum'] / count)),
-      'accuracy': float(np.mean(per_attribute)),
-      'accuracy_per_attribute': per_attribute.tolist(),
-      'accuracy_per_combination': per_combination.tolist(),
-      'combination_count': stats['combo_count'].astype(int).tolist(),
-      'confusion': stats['confusion'].astype(int).tolist(),
-      'z_correlation': correlation.tolist(),
-      'num_examples': int((stats['mask'] > 0).sum()),
-      **group_accuracies(stats['combo_correct'], stats['combo_count'],
-                         group_weights),
-  }
+  return {'loss': float(np.mean(stats['ce_sum'] / count)),
+          'accuracy': float(np.mean(per_attribute)),
+          'accuracy_per_attribute': per_attribute.tolist(),
+          'accuracy_per_combination': per_combination.tolist(),
+          'combination_count': stats['combo_count'].astype(int).tolist(),
+          'confusion': stats['confusion'].astype(int).tolist(),
+          'z_correlation': correlation.tolist(),
+          'num_examples': int((stats['mask'] > 0).sum()),
+          **group_accuracies(stats['combo_correct'], stats['combo_count'],
+                             group_weights)}

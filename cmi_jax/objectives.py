@@ -142,8 +142,7 @@ class AdversarialCMI(_Adversarial):
                              self.subspaces, self.num_classes,
                              permutations=permutations)
 
-  def adversary_accuracy(self, adversary_params, key, z, labels,
-                         permutations):
+  def adversary_accuracy(self, adversary_params, key, z, labels, permutations):
     return losses.cmi_adversary_accuracy(
         self._apply(adversary_params), key, z, labels, self.subspaces,
         self.num_classes, permutations=permutations)
@@ -173,8 +172,7 @@ class AdversarialMI(_Adversarial):
     return losses.mi_losses(self._apply(adversary_params), key, z,
                             self.subspaces, permutations=permutations)
 
-  def adversary_accuracy(self, adversary_params, key, z, labels,
-                         permutations):
+  def adversary_accuracy(self, adversary_params, key, z, labels, permutations):
     del labels
     return losses.mi_adversary_accuracy(
         self._apply(adversary_params), key, z, self.subspaces,
@@ -187,8 +185,7 @@ class _MMD(Objective):
   bandwidths: tuple[float, ...] = (1.0,)
 
   @classmethod
-  def create(cls, subspaces, num_classes, *, mmd_bandwidths=(1.0,),
-             **options):
+  def create(cls, subspaces, num_classes, *, mmd_bandwidths=(1.0,), **options):
     del options
     return cls(tuple(subspaces), tuple(num_classes), tuple(mmd_bandwidths))
 

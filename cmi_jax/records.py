@@ -84,10 +84,8 @@ def summarize_splits(stats: Mapping[str, Any], weights_split: str
                      ) -> dict[str, Any]:
   """Each split's :func:`cmi_jax.evaluation.summarize`, weighted by the group
   counts of ``weights_split`` (when it is one of the splits)."""
-  weights = (stats[weights_split]['combo_count'] if weights_split in stats
-             else None)
-  return {name: evaluation.summarize(s, weights)
-          for name, s in stats.items()}
+  weights = stats.get(weights_split, {}).get('combo_count')
+  return {name: evaluation.summarize(s, weights) for name, s in stats.items()}
 
 
 def improved_criteria(best: Mapping[str, Any], record: Mapping[str, Any],

@@ -303,8 +303,7 @@ def _apply(tx: optax.GradientTransformation, grads: Any, params: Any,
   return optax.apply_updates(params, updates), opt_state
 
 
-def make_trainer(encoder: nn.Module,
-                 objective: str | objectives.Objective,
+def make_trainer(encoder: nn.Module, objective: str | objectives.Objective,
                  subspaces: Sequence[int], num_classes: Sequence[int],
                  optim: OptimConfig = OptimConfig(),
                  heads: Optional[nn.Module] = None,

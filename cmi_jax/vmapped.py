@@ -155,21 +155,20 @@ def stack_datasets(datasets: Sequence[Any]) -> Any:
   static = [f.name for f in dataclasses.fields(first)
             if not f.metadata.get('pytree_node', True)
             ] if dataclasses.is_dataclass(first) else []
-  arrays = lambda data: [  # (path, dtype, shape) of every array field.
-      (jax.tree_util.keystr(path), jnp.result_type(a), jnp.shape(a))
-      for path, a in jax.tree_util.tree_flatten_with_path(data)[0]]
+
+  def signature(data):  # (path, static value or array dtype and shape)
+    return [(f'.{name}', repr(getattr(data, name))) for name in static] + [
+        (jax.tree_util.keystr(path), f'{jnp.result_type(a)} {jnp.shape(a)}')
+        for path, a in jax.tree_util.tree_flatten_with_path(data)[0]]
+
   for i, data in enumerate(datasets[1:], 1):
     if type(data) is not type(first):
       raise ValueError(f'datasets[{i}] is no {kind}; a sweep stacks datasets '
                        'of one type.')
-    for name in static:
-      if (got := getattr(data, name)) != (want := getattr(first, name)):
-        raise ValueError(f'datasets[{i}].{name} is {got!r}, not {want!r} as '
-                         'in datasets[0]; static fields must agree.')
-    for (path, *want), (_, *got) in zip(arrays(first), arrays(data)):
-      if want != got:
-        raise ValueError(f'datasets[{i}]{path} is {got[0]} {got[1]}, not '
-                         f'{want[0]} {want[1]} as in datasets[0].')
+    for (path, want), (_, got) in zip(signature(first), signature(data)):
+      if got != want:
+        raise ValueError(f'datasets[{i}]{path} is {got}, not {want} as in '
+                         'datasets[0]; static fields and shapes must agree.')
   return jax.tree.map(lambda *xs: jnp.stack(xs), *datasets)
 
 
@@ -296,8 +295,7 @@ def fit_sweep(trainer: Trainer, keys: Any, example_input: Any,
               hparams: Optional[Mapping[str, Any]] = None,
               hooks: Optional[Sequence[Optional[EpochHook]]] = None,
               mesh: Optional[Mesh] = None, name: str = 'sweep',
-              checkpoint_dir: Optional[str] = None,
-              log_dirs: Sequence[str] = ()
+              checkpoint_dir: Optional[str] = None, log_dirs: Sequence[str] = ()
               ) -> tuple[TrainState, list[dict[str, Any]]]:
   """Trains S members with :func:`cmi_jax.loop.fit`, as S runs would train.
 

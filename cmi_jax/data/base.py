@@ -142,9 +142,8 @@ def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
                      for r in rows]).astype(np.int32)
   return GroupBalancedDataset(
       images=dataset.images, labels=dataset.labels,
-      group_rows=jnp.asarray(padded),
-      group_sizes=jnp.asarray(sizes, jnp.int32), per_group=per_group,
-      batch_size=dataset.batch_size)
+      group_rows=jnp.asarray(padded), group_sizes=jnp.asarray(sizes, jnp.int32),
+      per_group=per_group, batch_size=dataset.batch_size)
 
 
 def gather_batch(images: jax.Array, labels: jax.Array, plan: jax.Array,
@@ -182,7 +181,6 @@ def validate_labels(labels: np.ndarray | jax.Array, num_classes: Sequence[int],
     if bad.any():
       name = names[k] if names is not None else f'#{k}'
       value = int(column[np.argmax(bad)])
-      raise ValueError(
-          f'{where}: attribute {name} has label {value}, outside [-1, {n}) '
-          f'({int(bad.sum())} such rows); labels must be a class index in '
-          f'[0, {n}) or -1 for missing.')
+      raise ValueError(f'{where}: attribute {name} has label {value}, outside '
+                       f'[-1, {n}) ({int(bad.sum())} such rows); labels must '
+                       f'be a class index in [0, {n}) or -1 for missing.')

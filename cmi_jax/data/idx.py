@@ -46,9 +46,8 @@ def _read_bytes(path: str) -> bytes:
   try:
     return gzip.decompress(raw)
   except (OSError, EOFError, zlib.error) as e:  # cut or damaged stream
-    raise ValueError(
-        f'IDX file {path} is a corrupt or truncated gzip stream ({e}); '
-        'download or copy the file again.') from e
+    raise ValueError(f'IDX file {path} is a corrupt or truncated gzip stream '
+                     f'({e}); download or copy the file again.') from e
 
 
 def parse_idx(data: bytes, name: str = '<bytes>') -> np.ndarray:

@@ -21,13 +21,11 @@ import functools
 from typing import Any, Mapping
 
 from cmi_jax.metrics.beta_vae import compute_beta_vae
-from cmi_jax.metrics.dci import compute_dci
-from cmi_jax.metrics.dci import disentanglement_completeness
+from cmi_jax.metrics.dci import compute_dci, disentanglement_completeness
 from cmi_jax.metrics.factor_vae import compute_factor_vae
 from cmi_jax.metrics.irs import compute_irs
-from cmi_jax.metrics.knn_mi import conditional_mutual_information
-from cmi_jax.metrics.knn_mi import latent_mi_report
-from cmi_jax.metrics.knn_mi import mutual_information
+from cmi_jax.metrics.knn_mi import (
+    conditional_mutual_information, latent_mi_report, mutual_information)
 from cmi_jax.metrics.mig import compute_mig
 from cmi_jax.metrics.sap import compute_sap
 from cmi_jax.metrics.total_correlation import compute_total_correlation
@@ -80,20 +78,9 @@ def compute_all(codes, factors, seed: int = 0, *,
 
 
 __all__ = [
-    'METRIC_NAMES',
-    'compute_all',
-    'compute_beta_vae',
-    'compute_dci',
-    'compute_factor_vae',
-    'compute_irs',
-    'compute_mig',
-    'compute_sap',
-    'compute_total_correlation',
-    'compute_wasserstein_correlation',
-    'conditional_mutual_information',
-    'disentanglement_completeness',
-    'gaussian_total_correlation',
-    'gaussian_wasserstein_correlation',
-    'latent_mi_report',
-    'mutual_information',
-]
+    'METRIC_NAMES', 'compute_all', 'compute_beta_vae', 'compute_dci',
+    'compute_factor_vae', 'compute_irs', 'compute_mig', 'compute_sap',
+    'compute_total_correlation', 'compute_wasserstein_correlation',
+    'conditional_mutual_information', 'disentanglement_completeness',
+    'gaussian_total_correlation', 'gaussian_wasserstein_correlation',
+    'latent_mi_report', 'mutual_information']

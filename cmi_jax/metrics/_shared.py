@@ -23,13 +23,12 @@ def as_generator(seed: Seed) -> np.random.Generator:
 def check_codes(codes, name: str = 'codes', min_rows: int = 1) -> np.ndarray:
   """Validates a finite real code matrix; returns it as float64 ``[N, D]``."""
   codes = np.asarray(codes)
-  if codes.ndim != 2 or codes.size == 0 or codes.dtype.kind not in 'iuf':
-    raise ValueError(f'{name} must be a 2-D array [N, D] of real numbers, N, '
-                     f'D >= 1; got {codes.dtype} {codes.shape}. Reshape a '
-                     'single code dimension to [N, 1].')
-  if codes.shape[0] < min_rows:
-    raise ValueError(f'{name} needs at least {min_rows} rows here; got '
-                     f'{codes.shape[0]}.')
+  if (codes.ndim != 2 or codes.size == 0 or codes.dtype.kind not in 'iuf'
+      or len(codes) < min_rows):
+    raise ValueError(f'{name} must be a 2-D array [N, D] of real numbers with '
+                     f'at least {min_rows} rows and D >= 1 columns; got '
+                     f'{codes.dtype} {codes.shape}. Reshape a single code '
+                     'dimension to [N, 1].')
   codes = codes.astype(np.float64)
   if not np.all(np.isfinite(codes)):
     bad = np.argwhere(~np.isfinite(codes))[0]
@@ -78,8 +77,7 @@ def check_codes_and_factors(codes, factors, two_best: str = ''
 def check_cov(cov) -> np.ndarray:
   """Validates a covariance; returns it as float64 ``[D, D]``."""
   cov = np.asarray(cov, dtype=np.float64)
-  if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-    raise ValueError(f'cov must be a square [D, D] matrix; got {cov.shape}.')
+  validate.arrays('', {'cov': (cov, '[D, D]')}, 'A covariance is square.')
   return cov
 
 

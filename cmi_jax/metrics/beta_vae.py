@@ -79,7 +79,5 @@ def compute_beta_vae(codes, factors, *, batch_size: int = 64,
   with warnings.catch_warnings(action='ignore',
                                category=sk_exceptions.ConvergenceWarning):
     clf.fit(x_train, y_train)
-  return {
-      'train_accuracy': float(np.mean(clf.predict(x_train) == y_train)),
-      'eval_accuracy': float(np.mean(clf.predict(x_eval) == y_eval)),
-  }
+  return {'train_accuracy': float(np.mean(clf.predict(x_train) == y_train)),
+          'eval_accuracy': float(np.mean(clf.predict(x_eval) == y_eval))}

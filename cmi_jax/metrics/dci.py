@@ -98,9 +98,6 @@ def compute_dci(codes, factors, *, test_fraction: float = 0.25,
     accuracy[:, j] = [np.mean(clf.predict(codes[rows]) == y)
                       for rows, y in ((train, y_train), (test, y_test))]
   disentanglement, completeness = disentanglement_completeness(importance)
-  return {
-      'disentanglement': disentanglement,
-      'completeness': completeness,
-      'informativeness_train': float(accuracy[0].mean()),
-      'informativeness_test': float(accuracy[1].mean()),
-  }
+  return {'disentanglement': disentanglement, 'completeness': completeness,
+          'informativeness_train': float(accuracy[0].mean()),
+          'informativeness_test': float(accuracy[1].mean())}

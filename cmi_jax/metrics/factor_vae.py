@@ -66,5 +66,4 @@ def compute_factor_vae(codes, factors, *, batch_size: int = 64,
   return {
       'train_accuracy': float(train_votes[dims, classifier].sum() / num_train),
       'eval_accuracy': float(eval_votes[dims, classifier].sum() / num_eval),
-      'num_active_dims': float(active.sum()),
-  }
+      'num_active_dims': float(active.sum())}

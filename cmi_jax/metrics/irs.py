@@ -49,7 +49,5 @@ def compute_irs(codes, factors, *,
                                         diff_quantile, axis=0)
                             for g in groups], axis=0)
   per_dim = np.max(1.0 - empida / max_dev[:, None], axis=1)
-  return {
-      'irs': float(np.sum(per_dim * max_dev) / np.sum(max_dev)),
-      'num_active_dims': float(active.sum()),
-  }
+  return {'irs': float(np.sum(per_dim * max_dev) / np.sum(max_dev)),
+          'num_active_dims': float(active.sum())}

@@ -168,11 +168,9 @@ def mutual_information(x, y, *, k: int = 3, discrete_y: bool = False,
   return _ross_or_raise(x, y, k) if discrete_y else _ksg(x, y, k)
 
 
-def conditional_mutual_information(x, y, z, *, k: int = 3,
-                                   discrete_y: bool = False,
-                                   discrete_z: bool = False,
-                                   jitter: float = 1e-10,
-                                   seed: _shared.Seed = 0) -> float:
+def conditional_mutual_information(
+    x, y, z, *, k: int = 3, discrete_y: bool = False, discrete_z: bool = False,
+    jitter: float = 1e-10, seed: _shared.Seed = 0) -> float:
   """kNN estimate of ``I(X; Y | Z)`` in nats.
 
   Both continuous: Frenzel-Pompe. A discrete ``z`` splits the data,
@@ -228,12 +226,11 @@ def latent_mi_report(codes, labels, subspaces: Sequence[int], *, k: int = 3,
   k = validate.integer(k, 'k', 1)
   codes = _shared.check_codes(codes)
   labels = np.asarray(labels)
-  if labels.ndim != 2 or labels.dtype.kind not in 'iu' or np.any(labels < -1):
+  if (labels.ndim != 2 or labels.dtype.kind not in 'iu' or np.any(labels < -1)
+      or len(labels) != len(codes)):
     raise ValueError(f'labels must be an integer array [N, K] of classes, -1 '
-                     f'for a missing label; got {labels.dtype} {labels.shape}.')
-  if labels.shape[0] != codes.shape[0]:
-    raise ValueError(f'codes and labels need the same N; got {codes.shape[0]} '
-                     f'and {labels.shape[0]} rows.')
+                     f'for a missing label, with the same N as codes '
+                     f'{codes.shape}; got {labels.dtype} {labels.shape}.')
   sizes = tuple(int(s) for s in subspaces)
   if (len(sizes) != labels.shape[1] or any(s <= 0 for s in sizes)
       or sum(sizes) != codes.shape[1]):

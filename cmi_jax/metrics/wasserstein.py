@@ -40,8 +40,6 @@ def compute_wasserstein_correlation(codes) -> dict[str, float]:
   cov = np.atleast_2d(np.cov(codes, rowvar=False))
   value = gaussian_wasserstein_correlation(cov)
   trace = np.trace(cov)
-  return {
-      'gaussian_wasserstein_correlation': value,
-      'gaussian_wasserstein_correlation_norm':
-          float(value / trace) if trace > 0 else 0.0,
-  }
+  return {'gaussian_wasserstein_correlation': value,
+          'gaussian_wasserstein_correlation_norm':
+              float(value / trace) if trace > 0 else 0.0}

@@ -275,11 +275,10 @@ def train_cells(objective: str, num_attributes: int, keys: jax.Array,
       num_attributes, noise_vars, train_corrs, (objective,), 1, num_samples,
       config, 2)
   keys = jnp.asarray(keys)
-  if (keys.shape != (len(train_corrs), 2) or keys.dtype != jnp.uint32
-      or len(noise_vars) != len(train_corrs)):
-    raise ValueError(f'give a uint32 key [2] (cell_keys), correlation and '
-                     f'noise level per cell; got keys {keys.dtype} '
-                     f'{keys.shape} and {len(noise_vars)} noise levels.')
+  validate.arrays('train_cells', {'keys': (keys, 'uint32 [C, 2]'),
+                                  'train_corrs': (train_corrs, '[C]'),
+                                  'noise_vars': (noise_vars, '[C]')},
+                  'Give a key (cell_keys), correlation and noise per cell.')
   return _train_cells(objective, k, keys, train_corrs, noise_vars, config,
                       num_samples)
 
