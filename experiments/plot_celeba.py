@@ -106,11 +106,10 @@ def make_report(sweep_dir: str, out_dir: str | None = None,
                     md.table_text(table)))
   if os.path.isdir(weak_dir):
     table = weak_table(weak_dir, select)
-    # Its Markdown header names only the first three metrics of each row.
     reports.append(('celeba_weak_supervision', draw_weak_figure(table),
                     md.table_text(table, ('weak_supervision', 'labels removed',
                                           lambda v: f'{100 * v:g} %'),
-                                  md.TITLES[:3], lineterminator='\n')))
+                                  lineterminator='\n')))
   if not reports:
     raise ValueError(
         f'{sweep_dir} holds neither corr/ nor weak/ sweep cells; run '
