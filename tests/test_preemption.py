@@ -8,23 +8,13 @@ import json
 import os
 import signal
 
-import flax.struct
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_cli import without_seconds
+from test_loop import STEPS, start
 
 from cmi_jax import loop
 from cmi_jax import preemption
-
-
-@flax.struct.dataclass
-class Counter:
-  step: jnp.ndarray
-  key: jnp.ndarray
-  value: jnp.ndarray
-
-
-STEPS = 3
 
 
 def members(size, signal_at=None, signum=signal.SIGTERM, times=1):
@@ -42,23 +32,9 @@ def members(size, signal_at=None, signum=signal.SIGTERM, times=1):
                       stacked=True)
 
 
-def start(size):
-  return Counter(step=jnp.zeros(size, jnp.int32),
-                 key=jnp.zeros((size, 2), jnp.uint32),
-                 value=jnp.zeros(size))
-
-
 def config():
   return loop.FitConfig(6, checkpoint_every=4, progress=False,
                         tensorboard=False)
-
-
-def without_seconds(value):
-  if isinstance(value, dict):
-    return {k: without_seconds(v) for k, v in value.items() if k != 'seconds'}
-  if isinstance(value, list):
-    return [without_seconds(v) for v in value]
-  return value
 
 
 def fit(tmp_path, name, size, **signal):
