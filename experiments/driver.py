@@ -154,12 +154,18 @@ def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
   """
   check_workdir(root)
   configs = {c: resolve(spec, base, c.overrides()) for c in cells}
-  key = lambda c: sweeps.config_key(configs[c].to_dict(),
-                                    spec.vmap_varying(configs[c]))
+  # lambda is a state leaf (TrainState.disentangle_weight): any group varies it.
+  key = lambda c: sweeps.config_key(
+      configs[c].to_dict(),
+      (*spec.vmap_varying(configs[c]), 'disentangle_weight'))
   source = None  # The shared data, read by the first cell that trains.
   tried = set()  # Each cell once per call, whatever became of it.
+  waiting_for = None  # A waiting worker logs only when this changes.
   while groups := sweeps.plan(root, [c for c in cells if c not in tried],
                               key if vmap else None, max_members):
+    if waiting_for is None:
+      logging.info('%d of %d cells to train.', sum(map(len, groups)),
+                   len(cells))
     trained = 0
     for group in groups:
       with sweeps.claim(root, group) as claimed:
@@ -183,8 +189,12 @@ def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
                            result['final']['eval'].items())
         logging.info('%s: %s (%.0f s).', cell.name, scores,
                      time.time() - start)
+    held = sorted(c.name for group in groups for c in group)
+    if not trained and held != waiting_for:
+      logging.info('Waiting for %d cell(s) held by other workers: %s.',
+                   len(held), ', '.join(held))
+    waiting_for = None if trained else held
     if not trained:
-      logging.info('%d group(s) held by other workers; waiting.', len(groups))
       time.sleep(sweeps.WAIT_S)
 
 

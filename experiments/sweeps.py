@@ -64,6 +64,26 @@ def cell(objective: str, train_corr: float, noise: float, seed: int) -> Cell:
                                int(seed)))))
 
 
+def with_setting(cell: Cell, field: str, value: Any, folder: str) -> Cell:
+  """``cell`` that also sets ``field`` to ``value``, in ``folder/<cell.name>``."""
+  return Cell(os.path.join(folder, cell.name), cell.settings + ((field, value),))
+
+
+def with_lambdas(cells: Sequence[Cell], lambdas: Optional[Sequence[float]]
+                 ) -> list[Cell]:
+  """Every cell at every ``disentangle_weight`` of ``lambdas``, in
+  ``lambda<l>/<cell.name>`` (``cells`` unchanged for None)."""
+  if lambdas is None:
+    return list(cells)
+  return [with_setting(c, 'disentangle_weight', float(lam), f'lambda{lam:g}')
+          for c in cells for lam in lambdas]
+
+
+def lambda_columns(lambdas: Optional[Sequence[float]]) -> tuple[str, ...]:
+  """The extra :func:`collect` column of a lambda axis (none without one)."""
+  return () if lambdas is None else ('disentangle_weight',)
+
+
 def grid(objectives: Sequence[str], train_corrs: Sequence[float],
          noises: Sequence[float], seeds: Sequence[int]) -> list[Cell]:
   """Every combination, objectives outermost (cells sharing shapes adjoin)."""
@@ -85,7 +105,8 @@ def define_sweep_flags(train_corrs: Sequence[str], noises: Sequence[str],
   """Defines the flags of a sweep: its grid's axes, ``--vmap``, ``--shard``.
 
   Returns a function of the parsed flags: ``objectives``, ``train_corrs``,
-  ``noises``, ``seeds`` (numbers, :func:`parse_list`), ``vmap``,
+  ``noises``, ``seeds``, ``lambdas`` (numbers, :func:`parse_list`; ``lambdas``
+  None when not given), ``vmap``,
   ``max_members`` and ``shard`` (``(index, count)``, :func:`parse_shard`).
   """
   lists = [(name, flags.DEFINE_list(name, default, text), kind)
@@ -94,6 +115,9 @@ def define_sweep_flags(train_corrs: Sequence[str], noises: Sequence[str],
                ('train_corrs', train_corrs, float, 'Training correlations.'),
                ('noises', noises, float, 'Occlusion noise levels.'),
                ('seeds', seeds, int, 'Seeds.'))]
+  lambdas = flags.DEFINE_list(
+      'lambdas', None, 'Values of lambda (config.disentangle_weight), a sweep '
+      'axis in lambda<l>/ folders; default: the config\'s value alone.')
   vmap = flags.DEFINE_bool(
       'vmap', False, 'Train the cells whose configs differ only in fields '
       'that change no shape (e.g. seeds) together with vmap (faster). Each '
@@ -112,6 +136,8 @@ def define_sweep_flags(train_corrs: Sequence[str], noises: Sequence[str],
   return lambda: types.SimpleNamespace(
       vmap=vmap.value, max_members=max_members.value,
       shard=parse_shard(shard.value),
+      lambdas=(None if lambdas.value is None
+               else parse_list(lambdas.value, 'lambdas')),
       **{name: parse_list(flag.value, name, kind)
          for name, flag, kind in lists})
 
@@ -266,8 +292,6 @@ def plan(sweep_dir: str, cells: Sequence[Cell],
   one member), the others are grouped by ``key`` (:func:`group_cells`).
   """
   todo = [c for c in cells if not is_done(sweep_dir, c)]
-  logging.info('%d of %d cells finished; %d to train.', len(cells) - len(todo),
-               len(cells), len(todo))
   if key is None:
     return [[c] for c in todo]
   started = [c for c in todo if is_started(sweep_dir, c)]
