@@ -4,10 +4,10 @@ import doctest
 
 import pytest
 
-from cmi_jax import losses, objectives, shuffle
+from cmi_jax import kernels, losses, objectives, shuffle
 
 
-@pytest.mark.parametrize('module', [losses, shuffle, objectives],
+@pytest.mark.parametrize('module', [kernels, losses, shuffle, objectives],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
   result = doctest.testmod(
