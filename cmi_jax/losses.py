@@ -1,4 +1,4 @@
-"""Adversarial and MMD estimators of (conditional) MI between subspaces.
+"""Adversarial, MMD and kernel estimators of (conditional) MI between subspaces.
 
 Conventions shared by every function here:
   * ``z`` is float ``[B, D]``, split into K contiguous subspaces whose sizes
@@ -18,6 +18,7 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional, Sequence
 
 import chex
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cmi_jax import kernels
 from cmi_jax import shuffle
 
 ConditionalAdversary = Callable[[int, jax.Array], jax.Array]
@@ -342,6 +344,131 @@ def mi_mmd_loss(key: chex.PRNGKey, z: chex.Array, subspaces: Sequence[int],
     True
   """
   return mmd_distance(mi_mmd2(key, z, subspaces, bandwidths))
+
+
+# On one-hot codes (squared distances 0 or 2) a median bandwidth can be 0.
+ONE_HOT_KERNEL = functools.partial(kernels.gaussian, sigma2=1.0)
+
+
+def _subspace_pairs(z: jax.Array, subspaces: Sequence[int]
+                    ) -> list[tuple[jax.Array, jax.Array]]:
+  """``(z_k, z_-k)`` for every subspace k: ``[B, D_k]`` and ``[B, D - D_k]``."""
+  bounds = np.cumsum((0,) + tuple(subspaces))
+  return [(z[:, lo:hi], jnp.concatenate([z[:, :lo], z[:, hi:]], 1))
+          for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _one_hot_labels(labels: jax.Array, num_classes: Sequence[int],
+                    attributes: Sequence[int], dtype) -> jax.Array:
+  """The one-hot codes of ``attributes``, side by side, ``[B, sum C_j]``.
+
+  A missing label (``-1``) is a row of zeros; callers mask such rows.
+  """
+  return jnp.concatenate([jax.nn.one_hot(labels[:, j], num_classes[j],
+                                         dtype=dtype) for j in attributes], 1)
+
+
+def hsic_cmi_loss(z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
+                  num_classes: Sequence[int],
+                  kernel: kernels.Kernel = kernels.gaussian) -> jax.Array:
+  """Class-conditional HSIC: ``sum_k I(z_k; z_-k | s_k)`` without an adversary.
+
+      sum_k sum_c (n_kc / n_k) HSIC_u(z_k, z_-k | rows with s_k = c)
+
+  with ``n_k`` the rows labelled for attribute k, ``n_kc`` those of class c
+  and ``HSIC_u`` :func:`cmi_jax.kernels.hsic`'s unbiased estimator of the
+  selected rows (``kernel`` on each side; the median bandwidth is that of
+  the whole batch). A class with fewer than 4 rows, and a missing label,
+  contributes 0. The estimate is 0 in expectation when ``z_k`` and ``z_-k``
+  are independent given ``s_k`` and can be slightly negative.
+
+  Example:
+    >>> z = jax.random.normal(jax.random.key(0), (16, 4))
+    >>> labels = jnp.array([[0, 1], [1, 0]] * 8)
+    >>> loss = hsic_cmi_loss(z, labels, (2, 2), (2, 2))
+    >>> loss.shape
+    ()
+  """
+  num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  total = jnp.zeros((), z.dtype)
+  for k, (z_k, z_rest) in enumerate(_subspace_pairs(z, subspaces)):
+    k_own, k_rest = kernel(z_k), kernel(z_rest)
+    member = labels[:, k] == jnp.arange(num_classes[k])[:, None]  # [C, B]
+    per_class = jax.vmap(lambda rows: kernels.hsic(  # pylint: disable=cell-var-from-loop
+        k_own, k_rest, where=rows))(member)
+    counts = member.sum(1).astype(z.dtype)
+    total += jnp.dot(counts, per_class) / jnp.maximum(counts.sum(), 1)
+  return total
+
+
+def hscic_loss(z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
+               num_classes: Sequence[int], *, ridge: float,
+               kernel: kernels.Kernel = kernels.gaussian,
+               label_kernel: kernels.Kernel = ONE_HOT_KERNEL) -> jax.Array:
+  """``sum_k HSCIC(z_k, z_-k | s_k)`` on the batch (Park & Muandet 2020).
+
+  :func:`cmi_jax.kernels.hscic` with ``kernel`` on the codes and
+  ``label_kernel`` on the one-hot ``s_k``, its regression on the rows
+  labelled for attribute k (``ridge`` its ridge); a scalar, 0 when
+  ``z_k`` and ``z_-k`` are independent given ``s_k`` (as the batch grows).
+  """
+  num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  total = jnp.zeros((), z.dtype)
+  for k, (z_k, z_rest) in enumerate(_subspace_pairs(z, subspaces)):
+    k_s = label_kernel(_one_hot_labels(labels, num_classes, [k], z.dtype))
+    total += kernels.hscic(kernel(z_k), kernel(z_rest), k_s, ridge=ridge,
+                           where=labels[:, k] >= 0)
+  return total
+
+
+def circe_regressions(heldout_labels: chex.Array, num_classes: Sequence[int],
+                      *, ridge: float,
+                      label_kernel: kernels.Kernel = ONE_HOT_KERNEL
+                      ) -> tuple[kernels.CirceRegression, ...]:
+  """The K held-out regressions of :func:`circe_loss`, one per attribute.
+
+  Regression k maps the one-hot ``s_k`` to the features of the one-hot
+  ``s_-k`` (:func:`cmi_jax.kernels.circe_regression`, ``label_kernel`` on
+  both), fitted on the fully labelled rows of ``heldout_labels`` int
+  ``[M, K]``, which should be drawn apart from the training batches.
+  """
+  labels = np.asarray(heldout_labels)
+  labels = labels[(labels >= 0).all(1)]
+  if len(labels) < 2:
+    raise ValueError(f'the CIRCE regression needs fully labelled held-out '
+                     f'rows; got {len(labels)} of {len(heldout_labels)}.')
+  everyone = range(len(num_classes))
+  return tuple(kernels.circe_regression(
+      _one_hot_labels(labels, num_classes, [k], jnp.float32),
+      _one_hot_labels(labels, num_classes,
+                      [j for j in everyone if j != k], jnp.float32),
+      ridge=ridge, kernel_y=label_kernel, kernel_z=label_kernel)
+               for k in everyone)
+
+
+def circe_loss(z: chex.Array, labels: chex.Array,
+               regressions: Sequence[kernels.CirceRegression],
+               subspaces: Sequence[int], num_classes: Sequence[int],
+               kernel: kernels.Kernel = kernels.gaussian) -> jax.Array:
+  """``sum_k CIRCE(z_k ⊥ s_-k | s_k)`` (Pogodin et al. 2023), a scalar.
+
+  Head k's subspace must carry no information on the other attributes
+  beyond what ``s_k`` explains: :func:`cmi_jax.kernels.circe` (unbiased,
+  centred) with ``kernel`` on ``z_k``, ``Y`` the one-hot ``s_k`` and ``Z``
+  the one-hot ``s_-k``, on the fully labelled rows, with regression k of
+  :func:`circe_regressions`.
+  """
+  num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  full = (labels >= 0).all(1)
+  total = jnp.zeros((), z.dtype)
+  for k, ((z_k, _), regression) in enumerate(
+      zip(_subspace_pairs(z, subspaces), regressions)):
+    others = [j for j in range(len(num_classes)) if j != k]
+    total += kernels.circe(
+        z_k, _one_hot_labels(labels, num_classes, [k], z.dtype),
+        _one_hot_labels(labels, num_classes, others, z.dtype), regression,
+        kernel_x=kernel, where=full)
+  return total
 
 
 def masked_cross_entropy(logits: chex.Array, labels: chex.Array) -> jax.Array:

@@ -16,9 +16,11 @@ import functools
 from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as nn
+import numpy as np
 import jax
 import jax.numpy as jnp
 
+from cmi_jax import kernels
 from cmi_jax import losses
 from cmi_jax import models
 from cmi_jax import shuffle
@@ -56,7 +58,11 @@ class Objective:
     return None
 
   def init_adversary(self, key: jax.Array, z: jax.Array) -> Any:
-    """Adversary parameters for codes shaped like ``z`` ``[B, D]`` (or None)."""
+    """The state for codes shaped like ``z`` ``[B, D]`` (or None).
+
+    The adversary's parameters, or fixed arrays that ``losses`` reads (the
+    engine trains them only when :attr:`adversary` is a module).
+    """
     del key, z
     return None
 
@@ -213,6 +219,105 @@ class MMDMI(_MMD):
     return term, jnp.zeros((), z.dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class _KernelMeasure(Objective):
+  """Shared by the kernel measures of conditional independence (no adversary).
+
+  Attributes:
+    sigma2: bandwidth of the Gaussian kernel on the codes, in squared units
+      of ``z`` (None: the batch's median heuristic, per subspace).
+    label_sigma2: bandwidth of the Gaussian kernel on one-hot labels.
+    ridge: ridge of the kernel regressions on the labels.
+  """
+  sigma2: Optional[float] = None
+  label_sigma2: float = 1.0
+  ridge: float = 0.1
+
+  @classmethod
+  def create(cls, subspaces, num_classes, *, kernel_sigma2=None,
+             kernel_label_sigma2=1.0, kernel_ridge=0.1, **options):
+    del options
+    return cls(tuple(subspaces), tuple(num_classes), kernel_sigma2,
+               float(kernel_label_sigma2), float(kernel_ridge))
+
+  @property
+  def kernel(self) -> kernels.Kernel:
+    """The kernel on codes."""
+    return functools.partial(kernels.gaussian, sigma2=self.sigma2)
+
+  @property
+  def label_kernel(self) -> kernels.Kernel:
+    """The kernel on one-hot labels."""
+    return functools.partial(kernels.gaussian, sigma2=self.label_sigma2)
+
+
+@dataclasses.dataclass(frozen=True)
+class HSICCMI(_KernelMeasure):
+  """Class-conditional HSIC (:func:`cmi_jax.losses.hsic_cmi_loss`)."""
+  name: ClassVar[str] = 'hsic_cmi'
+
+  def losses(self, adversary_params, key, z, labels, permutations):
+    del adversary_params, key, permutations
+    term = losses.hsic_cmi_loss(z, labels, self.subspaces, self.num_classes,
+                                self.kernel)
+    return term, jnp.zeros((), z.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class HSCIC(_KernelMeasure):
+  """HSCIC of each subspace and the rest (:func:`cmi_jax.losses.hscic_loss`)."""
+  name: ClassVar[str] = 'hscic'
+
+  def losses(self, adversary_params, key, z, labels, permutations):
+    del adversary_params, key, permutations
+    term = losses.hscic_loss(z, labels, self.subspaces, self.num_classes,
+                             ridge=self.ridge, kernel=self.kernel,
+                             label_kernel=self.label_kernel)
+    return term, jnp.zeros((), z.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class CIRCE(_KernelMeasure):
+  """CIRCE of each subspace and the other attributes given its own.
+
+  :func:`cmi_jax.losses.circe_loss`. Its regressions are fitted once, at
+  ``init_adversary``, on ``heldout_labels`` (int rows ``[M][K]``, a tuple so
+  the objective stays hashable) and live in the train state's adversary
+  slot as arrays, untouched by any optimiser.
+  """
+  heldout_labels: tuple[tuple[int, ...], ...] = ()
+  name: ClassVar[str] = 'circe'
+
+  @classmethod
+  def create(cls, subspaces, num_classes, *, circe_heldout_labels=None,
+             **options):
+    if circe_heldout_labels is None:
+      raise ValueError('objective circe needs held-out labels: pass '
+                       'circe_heldout_labels, int [M, K] rows drawn apart from '
+                       'the training batches.')
+    base = super().create(subspaces, num_classes, **options)
+    return dataclasses.replace(base, heldout_labels=tuple(
+        map(tuple, np.asarray(circe_heldout_labels, np.int64).tolist())))
+
+  def init_adversary(self, key, z):
+    del key
+    fitted = losses.circe_regressions(
+        np.array(self.heldout_labels, np.int32), self.num_classes,
+        ridge=self.ridge, label_kernel=self.label_kernel)
+    # Arrays only: the kernels belong to the objective, not to the state.
+    return [{'y': r.y_heldout, 'z': r.z_heldout, 'w1': r.w1, 'w2': r.w2}
+            for r in fitted]
+
+  def losses(self, adversary_params, key, z, labels, permutations):
+    del key, permutations
+    regressions = [kernels.CirceRegression(
+        r['y'], r['z'], r['w1'], r['w2'], self.label_kernel, self.label_kernel)
+                   for r in adversary_params]
+    term = losses.circe_loss(z, labels, regressions, self.subspaces,
+                             self.num_classes, self.kernel)
+    return term, jnp.zeros((), z.dtype)
+
+
 _REGISTRY: dict[str, type[Objective]] = {}
 
 
@@ -225,7 +330,8 @@ def register(cls: type[Objective]) -> type[Objective]:
   return cls
 
 
-for _cls in (Objective, AdversarialMI, AdversarialCMI, MMDMI, MMDCMI):
+for _cls in (Objective, AdversarialMI, AdversarialCMI, MMDMI, MMDCMI, HSICCMI,
+             HSCIC, CIRCE):
   register(_cls)
 
 

@@ -108,8 +108,10 @@ class TrainState:
     step: int32 scalar, number of steps taken.
     key: uint32 ``[2]`` raw PRNG key; step ``t`` draws from ``fold_in(key, t)``.
     encoder_params, heads_params, adversary_params: Flax parameters
-      (``adversary_params`` is ``None`` for objectives without an adversary).
-    encoder_opt, heads_opt, adversary_opt: optax states (learning rates inside).
+      (``adversary_params``: the objective's state, trained only when it has
+      an adversary; None for most objectives without one).
+    encoder_opt, heads_opt, adversary_opt: optax states (learning rates inside;
+      ``adversary_opt`` None without an adversary).
     disentangle_weight: float32 scalar ``lambda`` (a leaf, so it can be swept).
     group_dro: GroupDRO's state (:mod:`cmi_jax.groups`): ``{'q': [G] group
       weights, 'step_size': eta, 'size_adjustment': C}`` (float32 leaves, so
@@ -166,8 +168,8 @@ class Trainer:
         adversary_params=adversary_params,
         encoder_opt=self.optim.tx('encoder').init(encoder_params),
         heads_opt=self.optim.tx('heads').init(heads_params),
-        adversary_opt=None if adversary_params is None else self.optim.tx(
-            'adversary').init(adversary_params),
+        adversary_opt=None if self.objective.adversary is None
+        else self.optim.tx('adversary').init(adversary_params),
         disentangle_weight=jnp.asarray(disentangle_weight, jnp.float32),
         group_dro=self.group_weighting.init_dro(self.objective.num_classes))
 

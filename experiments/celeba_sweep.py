@@ -32,8 +32,8 @@ from experiments import sweeps
 def weak_cell(cell: sweeps.Cell, fraction: float) -> sweeps.Cell:
   """``cell`` with a fraction of each attribute's train labels removed,
   in ``weak<p>/<cell.name>``."""
-  return sweeps.Cell(os.path.join(f'weak{fraction:g}', cell.name),
-                     cell.settings + (('weak_supervision', float(fraction)),))
+  return sweeps.with_setting(cell, 'weak_supervision', float(fraction),
+                            f'weak{fraction:g}')
 
 
 def weak_grid(objectives: Sequence[str], fractions: Sequence[float],
@@ -100,10 +100,11 @@ def main() -> None:
                         sweeps.parse_list(fractions.value, 'weak_fractions'),
                         weak_corr.value, args.noises[0], args.seeds)
     folder = mode_dir(workdir, mode.value)
+    cells = sweeps.with_lambdas(cells, args.lambdas)
     run_sweep(config, folder, sweeps.select_shard(cells, *args.shard),
               args.vmap, args.max_members)
-    rows = (sweeps.collect(folder) if mode.value == 'corr'
-            else collect_weak(folder))
+    rows = (sweeps.collect(folder, extra=sweeps.lambda_columns(args.lambdas))
+            if mode.value == 'corr' else collect_weak(folder))
     logs.write_json_atomic(os.path.join(folder, 'summary.json'), rows)
     print(f'{len(rows)} finished cells in {folder}; draw them with '
           f'python -m experiments.plot_celeba --sweep_dir={workdir}')

@@ -50,6 +50,14 @@ def add_model_fields(config: ml_collections.ConfigDict) -> None:
   config.identical_channels = False
   config.adversary_hidden = (50, 50)
   config.mmd_bandwidths = (1.0,)
+  # The kernel objectives (hsic_cmi, hscic, circe): Gaussian bandwidths on
+  # the codes (None: each batch's median) and on one-hot labels, the ridge
+  # of their label regressions, and CIRCE's held-out rows as a fraction of
+  # the training epoch.
+  config.kernel_sigma2 = placeholder(float)
+  config.kernel_label_sigma2 = 1.0
+  config.kernel_ridge = 0.1
+  config.circe_heldout = 0.1
   # Of the heads' cross-entropy (cmi_jax.groups); GroupDRO's eta and C.
   config.group_weighting = 'none'
   config.dro_step_size = 0.01
@@ -106,6 +114,11 @@ def check_run_fields(config: ml_collections.ConfigDict) -> None:
                   'config.dro_step_size (GroupDRO eta)', 0, open_low=True)
   validate.number(config.dro_size_adjustment,
                   'config.dro_size_adjustment (GroupDRO C)', 0)
+  for name in ('kernel_sigma2', 'kernel_label_sigma2', 'kernel_ridge'):
+    if config[name] is not None:
+      validate.number(config[name], f'config.{name}', 0, open_low=True)
+  validate.number(config.circe_heldout, 'config.circe_heldout', 0, 1,
+                  open_low=True)
 
 
 def resolve_learning_rates(config: ml_collections.ConfigDict,
@@ -229,7 +242,31 @@ def build_trainer(config: Any, splits: Any) -> train.Trainer:
       resolve_optim(config),
       adversary_hidden=tuple(config.adversary_hidden),
       mmd_bandwidths=tuple(config.mmd_bandwidths),
+      kernel_sigma2=config.kernel_sigma2,
+      kernel_label_sigma2=config.kernel_label_sigma2,
+      kernel_ridge=config.kernel_ridge,
+      circe_heldout_labels=(circe_heldout_labels(config, splits.train,
+                                                 num_classes)
+                            if config.objective == 'circe' else None),
       group_weighting=group_weighting(config, splits.train, num_classes))
+
+
+def circe_heldout_labels(config: Any, train_data: Any,
+                         num_classes: Sequence[int]) -> np.ndarray:
+  """CIRCE's held-out labels, int ``[M, K]``, ``M = circe_heldout x`` epoch.
+
+  Drawn (a fixed stream, not the run's seed) from the joint distribution of
+  the training split's fully labelled rows (:func:`training_group_counts`),
+  apart from the training batches; labels are all the regression reads, so
+  no training row is set aside, and every seed and noise level of a sweep
+  gets the same regression.
+  """
+  counts = training_group_counts(train_data, num_classes)
+  rows = max(2, int(round(config.circe_heldout * train_data.steps_per_epoch
+                          * train_data.batch_size)))
+  groups_ = np.random.default_rng(0).choice(len(counts), rows,
+                                            p=counts / counts.sum())
+  return np.stack(np.unravel_index(groups_, tuple(num_classes)), 1)
 
 
 def mi_hook(config: Any, subspaces: Sequence[int]

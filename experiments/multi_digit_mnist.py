@@ -47,10 +47,11 @@ def vmap_varying(config: Any) -> tuple[str, ...]:
   """The fields that may differ inside a vmapped group: arrays of the
   MultiDigitDataset, so cells differing in them share every shape.
 
-  Not ``train_corr`` if the weighting depends on it: one trainer has one
-  weighting, and ``subsample`` changes the epoch length.
+  Not ``train_corr`` if the weighting or CIRCE's regression depends on it:
+  one trainer has one of each, and ``subsample`` changes the epoch length.
   """
-  if config.group_weighting in ('reweight', 'subsample') or (
+  if config.objective == 'circe' or config.group_weighting in (
+      'reweight', 'subsample') or (
       config.group_weighting == 'groupdro' and config.dro_size_adjustment > 0):
     return ('seed', 'noise')
   return ('seed', 'noise', 'train_corr')

@@ -2,7 +2,8 @@ r"""The paper's multi-digit sweep: noise x train correlation x objective x seed.
 
   python -m experiments.multi_digit_sweep --workdir=/tmp/md_sweep \
       [--noises=0,0.2,0.4,0.6,0.8 --train_corrs=0,0.6,0.9 \
-       --objectives=base,mi,cmi --seeds=0,1,2 --config.num_epochs=400 ...]
+       --objectives=base,mi,cmi --seeds=0,1,2 --lambdas=0.1,1,10 \
+       --config.num_epochs=400 ...]
 
 Each cell is a run of :mod:`experiments.multi_digit_mnist` in
 ``workdir/<objective>/corr<c>_noise<n>/seed<s>``; finished cells are
@@ -22,11 +23,13 @@ from experiments import multi_digit_mnist
 from experiments import sweeps
 
 
-def run_sweep(base_config, sweep_dir, cells, vmap=False, max_members=None):
-  """Trains every unfinished cell; returns :func:`sweeps.collect`'s rows."""
+def run_sweep(base_config, sweep_dir, cells, vmap=False, max_members=None,
+              extra=()):
+  """Trains every unfinished cell; returns :func:`sweeps.collect`'s rows
+  (with the config fields ``extra``)."""
   driver.train_cells(multi_digit_mnist.SPEC, base_config, sweep_dir, cells,
                      vmap=vmap, max_members=max_members)
-  rows = sweeps.collect(sweep_dir)
+  rows = sweeps.collect(sweep_dir, extra=extra)
   logs.write_json_atomic(os.path.join(sweep_dir, 'summary.json'), rows)
   return rows
 
@@ -39,10 +42,12 @@ def main() -> None:
 
   def body(config, workdir):
     args = sweep()
-    cells = sweeps.grid(args.objectives, args.train_corrs, args.noises,
-                        args.seeds)
+    cells = sweeps.with_lambdas(sweeps.grid(
+        args.objectives, args.train_corrs, args.noises, args.seeds),
+                                args.lambdas)
     rows = run_sweep(config, workdir, sweeps.select_shard(cells, *args.shard),
-                     args.vmap, args.max_members)
+                     args.vmap, args.max_members,
+                     sweeps.lambda_columns(args.lambdas))
     print(f'{len(rows)} finished cells in {workdir}')
 
   cli.run_config_main('multi_digit.py', body)

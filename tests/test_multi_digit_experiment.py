@@ -173,3 +173,38 @@ def test_vmapped_sweep_equals_the_separate_runs(separate_sweep, tmp_path):
       assert got['final']['train'][name] == pytest.approx(value, rel=1e-5,
                                                          abs=1e-5)
   assert [r['noise'] for r in rows] == [0.0, 0.8]
+
+
+@pytest.mark.slow  # six short runs; test_train and test_kernels cover the step
+def test_kernel_objectives_sweep_lambda_vmapped_like_separate_runs(tmp_path):
+  """hsic_cmi, hscic and circe run from a config; a vmapped group over
+  lambda (circe, whose held-out regression lives in the state) equals the
+  separate runs, and a finished cell resumes to more epochs."""
+  config = tiny_config(num_epochs=1, mi_every=0)
+  cells = sweeps.with_lambdas(sweeps.grid(['circe'], [0.9], [0.8], [0]),
+                              [0.5, 4.0])
+  extra = sweeps.lambda_columns([0])
+  vmapped = multi_digit_sweep.run_sweep(config, str(tmp_path / 'vmapped'),
+                                        cells, vmap=True, extra=extra)
+  separate = multi_digit_sweep.run_sweep(config, str(tmp_path / 'separate'),
+                                         cells, extra=extra)
+  assert [r['disentangle_weight'] for r in vmapped] == [0.5, 4.0]
+  for got, want in zip(vmapped, separate):
+    for key, value in want.items():
+      if key.endswith('loss'):
+        assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+  # The two lambdas train apart: lambda multiplies a non-zero term.
+  losses_ = [tiny.read_json(tmp_path / 'vmapped', c.name, 'results.json')[
+      'final']['train']['loss/encoder'] for c in cells]
+  assert losses_[0] != losses_[1]
+  for objective in ('hsic_cmi', 'hscic'):
+    workdir = str(tmp_path / objective)
+    result = multi_digit_mnist.train_and_evaluate(
+        tiny_config(num_epochs=1, mi_every=0, objective=objective), workdir)
+    assert np.isfinite(result['final']['train']['loss/disentangle'])
+  resumed = multi_digit_mnist.train_and_evaluate(
+      tiny_config(num_epochs=2, mi_every=0, objective='hscic'),
+      str(tmp_path / 'hscic'), allow_change=('num_epochs',))
+  assert [r['epoch'] for r in tiny.read_log(tmp_path / 'hscic')
+          if 'eval' in r] == [1, 2]
+  assert resumed['final']['epoch'] == 2

@@ -20,8 +20,14 @@ FEATURES = 4  # the input width of the synthetic data
 OPTIM = train.OptimConfig(lr=1e-2, cls_lr=1e-2, d_lr=1e-2)
 
 
+# CIRCE's held-out labels: the four groups, the agreeing ones 4 times as often.
+HELDOUT_LABELS = np.array([[0, 0]] * 8 + [[1, 1]] * 8 + [[0, 1]] * 2
+                          + [[1, 0]] * 2, np.int32)
+
+
 def make_trainer(objective, optim=OPTIM, hidden=(8,), **options):
   """A fresh tiny trainer: MLP ``hidden``, adversaries ``hidden``."""
+  options.setdefault('circe_heldout_labels', HELDOUT_LABELS)
   return train.make_trainer(
       models.MLPEncoder(latent_dim=sum(SUBSPACES), hidden=hidden), objective,
       SUBSPACES, NUM_CLASSES, optim, adversary_hidden=hidden, **options)
