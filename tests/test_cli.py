@@ -265,6 +265,7 @@ def _mount_tmpfs(path, size):
   return result.returncode == 0
 
 
+@pytest.mark.slow  # two whole command-line runs (~40 s)
 def test_disk_full_is_one_message_and_the_run_resumes_after(tmp_path):
   disk = tmp_path / 'disk'
   if os.geteuid() != 0 or not _mount_tmpfs(disk, '600k'):

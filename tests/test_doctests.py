@@ -7,6 +7,8 @@ import pytest
 from cmi_jax import kernels, losses, objectives, shuffle
 
 
+# The examples run eagerly, each primitive compiled apart: skip XLA's passes.
+@pytest.mark.usefixtures('fast_compiles')
 @pytest.mark.parametrize('module', [kernels, losses, shuffle, objectives],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
