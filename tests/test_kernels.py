@@ -375,3 +375,36 @@ def test_kernel_objectives_see_conditional_dependence_only():
                                               (2, 2), k))
   assert abs(float(circe(own.astype(np.float32)))) < 0.2 * float(
       circe(other.astype(np.float32)))
+
+
+def test_kernel_objectives_take_any_k_and_class_counts_with_missing_labels():
+  """K = 3 attributes of 2, 3 and 4 classes, a third of each label missing:
+  every term and its gradient are finite, and a term sees only the labelled
+  rows (moving the codes of rows with no label leaves every term as it was)."""
+  rng = np.random.default_rng(1)
+  subspaces, classes, n = (2, 1, 3), (2, 3, 4), 24
+  labels = np.stack([rng.integers(0, c, n) for c in classes], 1)
+  labels[rng.random((n, 3)) < 0.3] = -1
+  labels[:2] = -1  # two rows with no label at all
+  z = rng.normal(size=(n, 6)).astype(np.float32)
+  k = partial(kernels.gaussian, sigma2=1.5)
+  regressions = losses.circe_regressions(
+      np.stack([rng.integers(0, c, 60) for c in classes], 1), classes,
+      ridge=0.1)
+  terms = {
+      'hsic_cmi': lambda z: losses.hsic_cmi_loss(z, labels, subspaces, classes,
+                                                 k),
+      'hscic': lambda z: losses.hscic_loss(z, labels, subspaces, classes,
+                                           ridge=0.1, kernel=k),
+      'circe': lambda z: losses.circe_loss(z, labels, regressions, subspaces,
+                                           classes, k)}
+  for name, term in terms.items():
+    value, grad = jax.jit(jax.value_and_grad(term))(z)
+    assert np.isfinite(float(value)) and np.all(np.isfinite(grad)), name
+  # Rows with no label at all leave every term unchanged.
+  moved = z.copy()
+  moved[:2] += 3.0
+  for name, term in terms.items():
+    np.testing.assert_allclose(float(jax.jit(term)(moved)),
+                               float(jax.jit(term)(z)), rtol=1e-5,
+                               err_msg=name)
