@@ -559,3 +559,21 @@ def test_blond_male_preset_trains_on_the_natural_splits_with_group_dro(
   for split in ('val', 'test_anti', 'test_uncorr'):
     assert 0.0 <= final['eval'][split]['worst_group_accuracy'] <= 1.0
   assert results['best_val_worst_group']['epoch'] == 1
+
+
+@pytest.mark.slow  # three short runs
+@pytest.mark.parametrize('placement', ['device', 'host'])
+def test_kernel_objectives_train_on_celeba_with_weak_labels(
+    fake_celeba, cache_dir, tmp_path, monkeypatch, placement):
+  """hsic_cmi, hscic and circe on the CelebA experiment, half the labels
+  removed; circe fits its regression from the stored training labels."""
+  celeba_fixture.skip_figures(monkeypatch)
+  for objective in ('hsic_cmi', 'hscic', 'circe'):
+    config = celeba_fixture.tiny_config(
+        fake_celeba, cache_dir, objective=objective, weak_supervision=0.5,
+        num_epochs=1, data_placement=placement, disentangle_weight=10.0)
+    result = celeba_experiment.train_and_evaluate(
+        config, str(tmp_path / objective))
+    train = result['final']['train']
+    assert np.isfinite(train['loss/disentangle']), objective
+    assert train['loss/encoder'] != train['loss/ce'], objective
