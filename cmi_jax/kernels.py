@@ -28,6 +28,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import chex
@@ -217,27 +218,35 @@ class CirceRegression:
 
 
 def circe_regression(y_heldout: chex.Array, z_heldout: chex.Array, *,
-                     ridge: chex.Numeric, kernel_y: Kernel,
-                     kernel_z: Kernel) -> CirceRegression:
+                     kernel_z: Kernel, ridge: Optional[chex.Numeric] = None,
+                     kernel_y: Optional[Kernel] = None) -> CirceRegression:
   """Fits the regression of :func:`circe` once, on held-out rows.
 
   ``Ky = kernel_y(y_heldout)``, ``Kz = kernel_z(z_heldout)`` and ``[w1, w2]
   = (Ky + ridge I)^-1 [I, Kz]`` (``ridge`` not scaled by M), as the
   authors' ``CIRCE._get_yz_regressors``. They solve in extended precision;
-  for an ill-conditioned ``Ky`` fit under ``jax.enable_x64()``. Choose
-  ``ridge`` and the bandwidth of a Gaussian ``kernel_y`` with
-  :func:`circe_loo_select`.
+  for an ill-conditioned ``Ky`` fit under ``jax.enable_x64()``. Without
+  ``ridge`` and ``kernel_y`` both are chosen as the authors do, by
+  :func:`circe_loo_select` on their grids (a Gaussian ``kernel_y``; call it
+  outside ``jit``, as the chosen bandwidth becomes a static field).
 
   Args:
     y_heldout: ``[M]`` or ``[M, dy]``.
     z_heldout: ``[M]`` or ``[M, dz]``.
-    ridge: the ridge.
-    kernel_y: the kernel on Y.
     kernel_z: the kernel on Z.
+    ridge: the ridge, or None (with ``kernel_y`` None) for leave-one-out.
+    kernel_y: the kernel on Y, or None (with ``ridge`` None).
 
   Returns:
     The fitted :class:`CirceRegression`.
   """
+  if (ridge is None) != (kernel_y is None):
+    raise ValueError('pass both ridge and kernel_y, or neither (then both '
+                     'are chosen by leave-one-out).')
+  if ridge is None:
+    chosen = circe_loo_select(y_heldout, z_heldout, kernel_z=kernel_z)
+    ridge = chosen.ridge
+    kernel_y = functools.partial(gaussian, sigma2=float(chosen.sigma2))
   y_heldout, z_heldout = _rows(y_heldout), _rows(z_heldout)
   ky = kernel_y(y_heldout)
   eye = jnp.eye(ky.shape[0], dtype=ky.dtype)

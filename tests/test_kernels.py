@@ -408,3 +408,17 @@ def test_kernel_objectives_take_any_k_and_class_counts_with_missing_labels():
     np.testing.assert_allclose(float(jax.jit(term)(moved)),
                                float(jax.jit(term)(z)), rtol=1e-5,
                                err_msg=name)
+
+
+def test_circe_regression_chooses_ridge_and_bandwidth_by_leave_one_out():
+  _, y, z = sample(M)
+  k = partial(kernels.gaussian, sigma2=0.5)
+  chosen = kernels.circe_loo_select(y, z, kernel_z=k)
+  loo = kernels.circe_regression(y, z, kernel_z=k)
+  explicit = kernels.circe_regression(
+      y, z, kernel_z=k, ridge=chosen.ridge,
+      kernel_y=partial(kernels.gaussian, sigma2=float(chosen.sigma2)))
+  np.testing.assert_array_equal(loo.w1, explicit.w1)
+  np.testing.assert_array_equal(loo.w2, explicit.w2)
+  with pytest.raises(ValueError, match='both ridge and kernel_y, or neither'):
+    kernels.circe_regression(y, z, kernel_z=k, ridge=0.1)
