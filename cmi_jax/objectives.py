@@ -186,7 +186,22 @@ class AdversarialMI(_Adversarial):
 
 
 @dataclasses.dataclass(frozen=True)
-class _MMD(Objective):
+class _TermOnly(Objective):
+  """Shared by the objectives with a term and no adversary (loss 0)."""
+
+  def term(self, state: Any, key: jax.Array, z: jax.Array,
+           labels: jax.Array) -> jax.Array:
+    """The encoder's term, a scalar; ``state`` is :meth:`init_adversary`'s."""
+    raise NotImplementedError
+
+  def losses(self, adversary_params, key, z, labels, permutations):
+    del permutations
+    return (self.term(adversary_params, key, z, labels),
+            jnp.zeros((), z.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class _MMD(_TermOnly):
   """Shared by the kernel objectives (no adversary; RBF bandwidths)."""
   bandwidths: tuple[float, ...] = (1.0,)
 
@@ -201,11 +216,10 @@ class MMDCMI(_MMD):
   """Conditional MMD, no adversary (:func:`cmi_jax.losses.cmi_mmd_loss`)."""
   name: ClassVar[str] = 'mmd_cmi'
 
-  def losses(self, adversary_params, key, z, labels, permutations):
-    del adversary_params, permutations
-    term = losses.cmi_mmd_loss(key, z, labels, self.subspaces,
+  def term(self, state, key, z, labels):
+    del state
+    return losses.cmi_mmd_loss(key, z, labels, self.subspaces,
                                self.num_classes, self.bandwidths)
-    return term, jnp.zeros((), z.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,14 +227,13 @@ class MMDMI(_MMD):
   """Unconditional MMD, no adversary (:func:`cmi_jax.losses.mi_mmd_loss`)."""
   name: ClassVar[str] = 'mmd_mi'
 
-  def losses(self, adversary_params, key, z, labels, permutations):
-    del adversary_params, labels, permutations
-    term = losses.mi_mmd_loss(key, z, self.subspaces, self.bandwidths)
-    return term, jnp.zeros((), z.dtype)
+  def term(self, state, key, z, labels):
+    del state, labels
+    return losses.mi_mmd_loss(key, z, self.subspaces, self.bandwidths)
 
 
 @dataclasses.dataclass(frozen=True)
-class _KernelMeasure(Objective):
+class _KernelMeasure(_TermOnly):
   """Shared by the kernel measures of conditional independence (no adversary).
 
   Attributes:
@@ -256,11 +269,10 @@ class HSICCMI(_KernelMeasure):
   """Class-conditional HSIC (:func:`cmi_jax.losses.hsic_cmi_loss`)."""
   name: ClassVar[str] = 'hsic_cmi'
 
-  def losses(self, adversary_params, key, z, labels, permutations):
-    del adversary_params, key, permutations
-    term = losses.hsic_cmi_loss(z, labels, self.subspaces, self.num_classes,
+  def term(self, state, key, z, labels):
+    del state, key
+    return losses.hsic_cmi_loss(z, labels, self.subspaces, self.num_classes,
                                 self.kernel)
-    return term, jnp.zeros((), z.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,12 +280,11 @@ class HSCIC(_KernelMeasure):
   """HSCIC of each subspace and the rest (:func:`cmi_jax.losses.hscic_loss`)."""
   name: ClassVar[str] = 'hscic'
 
-  def losses(self, adversary_params, key, z, labels, permutations):
-    del adversary_params, key, permutations
-    term = losses.hscic_loss(z, labels, self.subspaces, self.num_classes,
+  def term(self, state, key, z, labels):
+    del state, key
+    return losses.hscic_loss(z, labels, self.subspaces, self.num_classes,
                              ridge=self.ridge, kernel=self.kernel,
                              label_kernel=self.label_kernel)
-    return term, jnp.zeros((), z.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,14 +319,13 @@ class CIRCE(_KernelMeasure):
     return [{'y': r.y_heldout, 'z': r.z_heldout, 'w1': r.w1, 'w2': r.w2}
             for r in fitted]
 
-  def losses(self, adversary_params, key, z, labels, permutations):
-    del key, permutations
+  def term(self, state, key, z, labels):
+    del key
     regressions = [kernels.CirceRegression(
         r['y'], r['z'], r['w1'], r['w2'], self.label_kernel, self.label_kernel)
-                   for r in adversary_params]
-    term = losses.circe_loss(z, labels, regressions, self.subspaces,
+                   for r in state]
+    return losses.circe_loss(z, labels, regressions, self.subspaces,
                              self.num_classes, self.kernel)
-    return term, jnp.zeros((), z.dtype)
 
 
 _REGISTRY: dict[str, type[Objective]] = {}
