@@ -45,6 +45,11 @@ def _rows(a: chex.Array) -> jax.Array:
   return a.reshape(a.shape[0], -1)
 
 
+def _pairs(rows: jax.Array) -> jax.Array:
+  """The ``[B, B]`` 0 / 1 weights of pairs of selected ``rows`` ``[B]``."""
+  return rows[:, None] * rows[None, :]
+
+
 def _solve_pos(matrix: jax.Array, rhs: jax.Array) -> jax.Array:
   return jax.scipy.linalg.solve(matrix, rhs, assume_a='pos')
 
@@ -131,7 +136,7 @@ def hsic(kx: chex.Array, ky: chex.Array, *, biased: bool = False,
   n = kx.shape[0]
   rows = jnp.ones(n, kx.dtype) if where is None else where.astype(kx.dtype)
   if where is not None:  # Unselected rows and columns drop out of the sums.
-    pairs = rows[:, None] * rows[None, :]
+    pairs = _pairs(rows)
     kx, ky, n = kx * pairs, ky * pairs, rows.sum()
   if biased:
     # Centring one matrix suffices: tr(Kx H Ky H) = <H Kx H, Ky>.
@@ -182,7 +187,7 @@ def hscic(kx: chex.Array, kz: chex.Array, ky: chex.Array, *,
     # Zero rows and columns of Ky zero the rows and columns of W, so the
     # unselected rows neither regress nor are averaged.
     rows = where.astype(ky.dtype)
-    ky = ky * rows[:, None] * rows[None, :]
+    ky = ky * _pairs(rows)
   w = _solve_pos(ky + ridge * jnp.eye(ky.shape[0], dtype=ky.dtype), ky)
   kx_w, kz_w = kx @ w, kz @ w
   joint = jnp.sum(w * ((kx * kz) @ w), 0)
@@ -385,7 +390,7 @@ def circe(x: chex.Array, y: chex.Array, z: chex.Array,
   n = b
   if where is not None:
     rows = where.astype(products.dtype)
-    products, n = products * rows[:, None] * rows[None, :], rows.sum()
+    products, n = products * _pairs(rows), rows.sum()
   if biased:
     return jnp.sum(products) / jnp.maximum(n, 1)**2
   # Symmetric, so the mean over i != j is the authors' mean over i < j.

@@ -353,9 +353,8 @@ ONE_HOT_KERNEL = functools.partial(kernels.gaussian, sigma2=1.0)
 def _subspace_pairs(z: jax.Array, subspaces: Sequence[int]
                     ) -> list[tuple[jax.Array, jax.Array]]:
   """``(z_k, z_-k)`` for every subspace k: ``[B, D_k]`` and ``[B, D - D_k]``."""
-  bounds = np.cumsum((0,) + tuple(subspaces))
-  return [(z[:, lo:hi], jnp.concatenate([z[:, :lo], z[:, hi:]], 1))
-          for lo, hi in zip(bounds[:-1], bounds[1:])]
+  masks = shuffle.subspace_masks(subspaces)
+  return [(z[:, mask], z[:, ~mask]) for mask in masks]
 
 
 def _one_hot_labels(labels: jax.Array, num_classes: Sequence[int],

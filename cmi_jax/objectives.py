@@ -16,9 +16,9 @@ import functools
 from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as nn
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cmi_jax import kernels
 from cmi_jax import losses
@@ -202,7 +202,7 @@ class _TermOnly(Objective):
 
 @dataclasses.dataclass(frozen=True)
 class _MMD(_TermOnly):
-  """Shared by the kernel objectives (no adversary; RBF bandwidths)."""
+  """Shared by the MMD objectives (no adversary; RBF bandwidths)."""
   bandwidths: tuple[float, ...] = (1.0,)
 
   @classmethod
