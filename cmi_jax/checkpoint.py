@@ -27,6 +27,8 @@ BEST_LOSS = 'best_val_loss'
 BEST_ACCURACY = 'best_val_accuracy'
 BEST_WORST_GROUP = 'best_val_worst_group'
 BEST_SERIES = (BEST_LOSS, BEST_ACCURACY, BEST_WORST_GROUP)
+# A run stopped between two steps of an epoch (its index is the step count).
+MID_EPOCH = 'mid_epoch'
 
 
 def _present_fields(state: Any) -> dict[str, Any]:
@@ -55,9 +57,11 @@ class RunCheckpoints:
         name: ocp.CheckpointManager(
             os.path.join(self.root, name),
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep if name == LATEST else None, create=True,
-                cleanup_tmp_directories=True))
-        for name in (LATEST,) + BEST_SERIES}
+                max_to_keep={LATEST: keep, MID_EPOCH: 1}.get(name),
+                # A run that is never stopped inside an epoch has no
+                # mid_epoch directory.
+                create=name != MID_EPOCH, cleanup_tmp_directories=True))
+        for name in (LATEST, MID_EPOCH) + BEST_SERIES}
 
   def save(self, series: str, epoch: int, state: Any,
            meta: dict[str, Any]) -> str:

@@ -33,14 +33,15 @@ Step = Callable[[Any, Batch], tuple[Any, Metrics]]
 _DATA_STREAM = 1
 
 
-def epoch_data_key(state: Any) -> jax.Array:
-  """The key of the epoch plan starting at ``state`` (a ``TrainState``).
+def epoch_data_key(state: Any, done: int = 0) -> jax.Array:
+  """The key of the plan of the epoch ``state`` (a ``TrainState``) is in.
 
-  ``fold_in(fold_in(state.key, data stream), state.step)``: a different plan
-  every epoch, reproduced exactly on resume.
+  ``fold_in(fold_in(state.key, data stream), first step)``, where the epoch's
+  first step is ``state.step - done`` (``done``: its steps already trained):
+  a different plan every epoch, reproduced exactly on resume.
   """
   return jax.random.fold_in(
-      jax.random.fold_in(state.key, _DATA_STREAM), state.step)
+      jax.random.fold_in(state.key, _DATA_STREAM), state.step - done)
 
 
 def scan_epoch(step_fn: Step, state: Any, data: Any,
@@ -71,10 +72,13 @@ def is_host_fed(data: Any) -> bool:
 
 
 def bounded_loop(step: Callable[[Any, Batch], tuple[Any, Any]], carry: Any,
-                 batches, depth: int) -> tuple[Any, list[Any]]:
+                 batches, depth: int,
+                 stop: Optional[Callable[[], bool]] = None
+                 ) -> tuple[Any, list[Any]]:
   """Folds ``step`` over ``batches``, keeping at most ``depth + 1`` in flight.
 
-  Returns ``(carry, [every step's output])``.
+  Once ``stop()`` is true the fold ends after the step in flight. Returns
+  ``(carry, [every step's output])``.
   """
   outputs = []
   for batch in batches:
@@ -82,13 +86,22 @@ def bounded_loop(step: Callable[[Any, Batch], tuple[Any, Any]], carry: Any,
     outputs.append(out)
     if len(outputs) > depth:
       jax.block_until_ready(outputs[-1 - depth])
+    if stop is not None and stop():
+      break
   return carry, outputs
 
 
 def host_epoch(step_fn: Step, state: Any, data: Any,
                num_steps: Optional[int] = None,
-               device: Any = None) -> tuple[Any, Metrics]:
+               device: Any = None, *, done: int = 0,
+               stop: Optional[Callable[[], bool]] = None
+               ) -> tuple[Any, Metrics]:
   """:func:`scan_epoch` for host-fed data, one dispatched step per batch.
+
+  It can stop between two steps and resume there: ``stop`` ends it after
+  the step in flight, and ``done`` continues an epoch whose first ``done``
+  steps are in ``state``; the two halves train exactly the uninterrupted
+  epoch.
 
   Args:
     step_fn: ``(state, batch) -> (state, metrics)``, usually jitted, taking
@@ -98,26 +111,32 @@ def host_epoch(step_fn: Step, state: Any, data: Any,
       ``prefetch_depth``, ``steps_per_epoch``).
     num_steps: default one epoch.
     device: where the batches go (see ``HostDataset.prefetch``).
+    done: steps of this epoch already trained (``0 <= done < num_steps``).
+    stop: polled after every step; once true, no further step starts.
 
   Returns:
-    ``(state, metrics)``; each metric stacked over steps, NumPy
-    ``[num_steps, ...]``.
+    ``(state, metrics)``; each metric stacked over the steps trained, NumPy
+    ``[num_steps - done, ...]`` unless stopped.
   """
   num_steps = (data.steps_per_epoch if num_steps is None
                else validate.integer(num_steps, 'num_steps', 1))
-  plan = data.epoch_plan(epoch_data_key(state))
-  with data.prefetch(plan, num_steps, device) as batches:
-    state, metrics = bounded_loop(step_fn, state, batches, data.prefetch_depth)
+  plan = data.epoch_plan(epoch_data_key(state, done))
+  with data.prefetch(plan, num_steps - done, device, first=done) as batches:
+    state, metrics = bounded_loop(step_fn, state, batches, data.prefetch_depth,
+                                  stop)
   metrics = jax.device_get(metrics)
   return state, jax.tree.map(lambda *steps: np.stack(steps), *metrics)
 
 
 def train_epoch(trainer: Any, state: Any, data: Any,
-                num_steps: Optional[int] = None) -> tuple[Any, Metrics]:
+                num_steps: Optional[int] = None, *, done: int = 0,
+                stop: Optional[Callable[[], bool]] = None
+                ) -> tuple[Any, Metrics]:
   """One epoch (or ``num_steps`` steps) of ``trainer`` on host-fed data.
 
   The counterpart of ``trainer.jit_train_epoch``
-  (``functools.partial(train_epoch, trainer)`` has its signature).
+  (``functools.partial(train_epoch, trainer)`` has its signature); ``done``
+  and ``stop`` are :func:`host_epoch`'s.
 
   Returns:
     ``(state, metrics)``; every metric of :meth:`Trainer.step` stacked over
@@ -126,7 +145,8 @@ def train_epoch(trainer: Any, state: Any, data: Any,
   if not is_host_fed(data):
     raise ValueError(f'epochs.train_epoch takes a host-fed dataset, not a '
                      f'{type(data).__name__}; use trainer.jit_train_epoch.')
-  return host_epoch(trainer.jit_train_step, state, data, num_steps)
+  return host_epoch(trainer.jit_train_step, state, data, num_steps,
+                    done=done, stop=stop)
 
 
 def epoch_function(trainer: Any, data: Any

@@ -24,9 +24,13 @@ train and evaluate; everything else is written once, here, with one rule each:
   uninterrupted loop (the state carries the step and the key; evaluation never
   touches it). Logs drop records past the resumed step; checkpoints newer than
   the resumed epoch are redone.
-* **Stop signals** (with a ``checkpoint_dir``): SIGTERM, SIGINT or SIGUSR1
-  lets the epoch in flight finish, saves ``latest`` at that epoch and raises
-  :class:`cmi_jax.preemption.Preempted`; the same call resumes from there.
+* **Stop signals** (with a ``checkpoint_dir``): after SIGTERM, SIGINT or
+  SIGUSR1 the loop saves and raises :class:`cmi_jax.preemption.Preempted`;
+  the same call resumes from there, bit-identical. An interruptible epoch
+  (``Members.interruptible``: host-fed data) stops after the step in flight
+  and saves that step as ``mid_epoch``, with the metrics of the epoch's
+  steps so far in its meta; a compiled epoch is one call, so the stop waits
+  for its end and saves ``latest``.
 """
 
 from __future__ import annotations
@@ -97,11 +101,16 @@ class Members:
     evaluate: ``(state, eval_data) -> {split: stats}``, the NumPy statistics
       of :func:`cmi_jax.evaluation.evaluate` (leading ``[S]`` when stacked).
     stacked: whether every leaf carries a leading member axis.
+    interruptible: ``train_epoch`` also takes ``done`` (the epoch's steps
+      already in the state) and ``stop`` (a callable polled after every
+      step), as :func:`cmi_jax.epochs.host_epoch` does; the training data
+      has ``steps_per_epoch``.
   """
   size: int
-  train_epoch: Callable[[Any, Any], tuple[Any, Any]]
+  train_epoch: Callable[..., tuple[Any, Any]]
   evaluate: Callable[[Any, Mapping[str, Any]], dict[str, Any]]
   stacked: bool = False
+  interruptible: bool = False
 
   def member(self, tree: Any, i: int) -> Any:
     """Member ``i`` of a state, metrics or statistics tree."""
@@ -151,11 +160,15 @@ def fit(members: Members, state: Any, train_data: Any,
   start_epoch = 0
   checkpoints = (None if checkpoint_dir is None else
                  ckpt.RunCheckpoints(checkpoint_dir, config.keep_checkpoints))
-  restored = None if checkpoints is None else (
-      checkpoints.restore_newest_readable(ckpt.LATEST, state, _log.warning))
+  restored = None if checkpoints is None else _restore(checkpoints, state)
+  done_metrics = None  # The metrics of an epoch stopped between two steps.
   if restored is not None:
     state, meta = restored
     start_epoch = meta['epoch']
+    if 'mid_epoch_metrics' in meta:  # Lists of floats (None for NaN).
+      done_metrics = jax.tree.map(
+          lambda v: np.asarray(v, np.float64), meta['mid_epoch_metrics'],
+          is_leaf=lambda v: isinstance(v, list))
     best, last = _as_list(meta['best']), meta.get('last', last)
     failed = {int(k): v for k, v in meta.get('failed', {}).items()}
     # Checkpoints newer than the resumed epoch are redone.
@@ -171,9 +184,12 @@ def fit(members: Members, state: Any, train_data: Any,
                             if start_epoch else None,
                             tensorboard=config.tensorboard)
              for i, d in enumerate(log_dirs)]
-  last_good = (checkpoints.path(ckpt.LATEST, start_epoch)
-               if checkpoints is not None and start_epoch
-               else 'none (no checkpoint yet)')
+  if done_metrics is not None:
+    last_good = checkpoints.path(ckpt.MID_EPOCH, int(steps[0]))
+  elif checkpoints is not None and start_epoch:
+    last_good = checkpoints.path(ckpt.LATEST, start_epoch)
+  else:
+    last_good = 'none (no checkpoint yet)'
   bar = logs.progress_bar(config.num_epochs, start_epoch, config.progress)
   start = time.perf_counter()
   signals = (contextlib.nullcontext(preemption.StopRequest())
@@ -181,12 +197,32 @@ def fit(members: Members, state: Any, train_data: Any,
   with signals as stop:
     try:
       for epoch in range(start_epoch + 1, config.num_epochs + 1):
-        first_step = _steps(state)
+        done = 0 if done_metrics is None else _num_steps(done_metrics)
+        first_step = _steps(state) - done
         tic = time.perf_counter()
-        state, step_metrics = members.train_epoch(state, train_data)
+        if members.interruptible:
+          state, step_metrics = members.train_epoch(
+              state, train_data, done=done, stop=lambda: bool(stop))
+        else:
+          state, step_metrics = members.train_epoch(state, train_data)
         step_metrics = jax.device_get(step_metrics)  # Waits for the epoch.
+        if done_metrics is not None:
+          step_metrics = jax.tree.map(
+              lambda old, new: np.concatenate(
+                  [np.asarray(old, new.dtype), new], axis=-1),
+              done_metrics, step_metrics)
+          done_metrics = None
         seconds = {'train': time.perf_counter() - tic}
         steps = _steps(state)
+        if (members.interruptible and stop and _num_steps(step_metrics)
+            < train_data.steps_per_epoch):
+          checkpoints.save(ckpt.MID_EPOCH, int(steps[0]), state,
+                           logs.to_jsonable({
+                               'epoch': epoch - 1, 'best': best, 'last': last,
+                               'failed': {str(k): v
+                                          for k, v in failed.items()},
+                               'mid_epoch_metrics': step_metrics}))
+          raise preemption.Preempted(stop.signum, epoch - 1, int(steps[0]))
         metrics = [members.member(step_metrics, i) for i in range(size)]
         for i in range(size):
           bad = None if i in failed else records.non_finite_message(
@@ -226,6 +262,7 @@ def fit(members: Members, state: Any, train_data: Any,
                   'failed': {str(k): v for k, v in failed.items()}}
           last_good = checkpoints.save(ckpt.LATEST, epoch, state,
                                        logs.to_jsonable(meta))
+          checkpoints.keep_only(ckpt.MID_EPOCH, None)  # Now older than it.
           if best_checkpoints:
             # Only now, so a crash before this save resumes with its recorded
             # best checkpoints still on disk.
@@ -252,6 +289,28 @@ def fit(members: Members, state: Any, train_data: Any,
       records.run_results(last[i], best[i], config.num_epochs,
                           last[i]['step'])
       for i in range(size)]
+
+
+def _restore(checkpoints: ckpt.RunCheckpoints, state: Any
+             ) -> Optional[tuple[Any, dict[str, Any]]]:
+  """``(state, meta)`` of the newest readable ``latest`` or ``mid_epoch``.
+
+  A ``mid_epoch`` checkpoint is newer than every ``latest`` up to its
+  ``meta['epoch']``, the epochs it completed.
+  """
+  latest = checkpoints.restore_newest_readable(ckpt.LATEST, state,
+                                               _log.warning)
+  mid = checkpoints.restore_newest_readable(ckpt.MID_EPOCH, state,
+                                            _log.warning)
+  if mid is not None and (latest is None
+                          or mid[1]['epoch'] >= latest[1]['epoch']):
+    return mid
+  return latest
+
+
+def _num_steps(step_metrics: Any) -> int:
+  """The number of steps of ``[steps]`` or ``[S, steps]`` metrics."""
+  return np.shape(jax.tree.leaves(step_metrics)[0])[-1]
 
 
 def _as_list(best: Any) -> list[Any]:

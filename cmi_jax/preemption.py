@@ -2,9 +2,9 @@
 
 SLURM and cloud schedulers stop a job with SIGTERM, often after SIGUSR1 as a
 warning; a user stops one with SIGINT. :func:`stop_signals` turns the first of
-these into a request that the loop reads between epochs: it finishes the epoch
-in flight, saves its ``latest`` checkpoint there, flushes its logs and raises
-:class:`Preempted`. The first signal also restores the system's default
+these into a request that the loop reads between steps (host-fed data) or
+epochs (a compiled epoch): it finishes the step or epoch in flight, saves a
+checkpoint there, flushes its logs and raises :class:`Preempted`. The first signal also restores the system's default
 action, so a second one ends the process at once (status ``128 + signum`` in
 a shell), even inside a compiled call; a checkpoint being written then is left
 as an orbax temporary, and the previous one stays the newest readable.
@@ -24,13 +24,22 @@ EXIT_STATUS = 75
 
 
 class Preempted(Exception):
-  """A stop signal ended training after a saved epoch; the same call resumes."""
+  """A stop signal ended training after a saved step; the same call resumes.
 
-  def __init__(self, signum: int, epoch: int):
+  Attributes:
+    signal_name: e.g. ``'SIGTERM'``.
+    epoch: the epochs completed.
+    step: the step saved, when it lies inside the next epoch (else None).
+  """
+
+  def __init__(self, signum: int, epoch: int, step: Optional[int] = None):
     self.signal_name = signal.Signals(signum).name
     self.epoch = epoch
-    super().__init__(f'stopped by {self.signal_name} after epoch {epoch}, '
-                     'with its checkpoint saved; the same command resumes')
+    self.step = step
+    where = (f'after epoch {epoch}' if step is None else
+             f'at step {step}, inside epoch {epoch + 1}')
+    super().__init__(f'stopped by {self.signal_name} {where}, with its '
+                     'checkpoint saved; the same command resumes')
 
 
 class StopRequest:

@@ -152,6 +152,8 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
   check_first_labels(trainer, train_data, eval_data)
   if mesh is not None:
     state = distributed.replicate_state(state, mesh)
+  interruptible = train_epoch is None and mesh is None and epochs.is_host_fed(
+      train_data)
   if train_epoch is None:
     train_epoch = (epochs.epoch_function(trainer, train_data)
                    if mesh is None
@@ -168,7 +170,7 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
         records.write_config(workdir, run_config)
     members = loop.Members(1, train_epoch, lambda state, splits: {
         name: evaluation.evaluate(trainer, state, data)
-        for name, data in splits.items()})
+        for name, data in splits.items()}, interruptible=interruptible)
     state, (results,) = loop.fit(
         members, state, train_data, eval_data, config, checkpoint_dir=workdir,
         log_dirs=[workdir], hooks=None if epoch_hook is None else [epoch_hook],

@@ -10,8 +10,8 @@
 #
 # Preemption: --signal=B:USR1@120 makes SLURM send SIGUSR1 to this script two
 # minutes before the time limit (or a preemption); the script passes it on to
-# python, which finishes the epoch in flight, saves its checkpoint there and
-# exits with status 75; the script then requeues the task, which resumes where
+# python, which finishes the step (host-fed data) or compiled epoch (device
+# data) in flight, saves its checkpoint there and exits with status 75; the script then requeues the task, which resumes where
 # it stopped. SIGTERM and SIGINT are handled the same way; a second signal
 # ends the process at once and the previous checkpoint stays the newest.
 #

@@ -2,6 +2,9 @@
 
 import functools
 import gc
+import json
+import os
+import signal
 import threading
 import time
 
@@ -10,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmi_jax import epochs, evaluation, run, train
+from cmi_jax import checkpoint as ckpt
+from cmi_jax import epochs, evaluation, preemption, run, train
 from cmi_jax.data import host
 from cmi_jax.data.base import ArrayDataset, to_float_image
 import tiny
@@ -208,6 +212,47 @@ def test_fit_trains_host_data_and_resumes_bit_for_bit(tmp_path):
   for name, value in on_device['final']['train'].items():
     np.testing.assert_allclose(whole['final']['train'][name], value,
                                rtol=1e-4, atol=1e-5, err_msg=name)
+  assert prefetch_threads() == []
+
+
+def test_a_stop_signal_inside_an_epoch_saves_that_step_and_resumes_exactly(
+    tmp_path, monkeypatch):
+  images, labels = arrays(seed=1)
+  train_data = host.HostDataset(images, labels, batch_size=4)  # 13 steps
+  eval_data = {'val': host.HostDataset(*arrays(24, seed=2), batch_size=4,
+                                       shuffle=False)}
+  whole = fit(tmp_path / 'whole', 3, train_data, eval_data)
+
+  produced = []
+  host_batch = host.HostDataset.host_batch
+
+  def signalling_host_batch(self, plan, step):
+    produced.extend([step] if self is train_data else [])
+    if len(produced) == 13 + 5 and self is train_data:
+      # Batch 4 of epoch 2 is prepared while an earlier step of it runs.
+      os.kill(os.getpid(), signal.SIGTERM)
+    return host_batch(self, plan, step)
+
+  monkeypatch.setattr(host.HostDataset, 'host_batch', signalling_host_batch)
+  with pytest.raises(preemption.Preempted) as stopped:
+    fit(tmp_path / 'stopped', 3, train_data, eval_data)
+  monkeypatch.undo()
+  assert stopped.value.epoch == 1 and 13 < stopped.value.step < 2 * 13, (
+      stopped.value.step)
+  mid_epoch = tmp_path / 'stopped' / 'checkpoints' / ckpt.MID_EPOCH
+  assert os.listdir(mid_epoch) == [str(stopped.value.step)]
+  resumed = fit(tmp_path / 'stopped', 3, train_data, eval_data)
+  assert os.listdir(mid_epoch) == []  # Superseded by the next latest.
+
+  # As JSON: the untrained codes' correlations are NaN, and NaN != NaN.
+  untimed = lambda r: json.dumps({k: v for k, v in r.items()
+                                  if k != 'seconds'}, sort_keys=True)
+  assert untimed(resumed['final']) == untimed(whole['final'])
+  jax.tree.map(np.testing.assert_array_equal, resumed['state'], whole['state'])
+  logged = [[json.loads(line) for line in open(tmp_path / name / 'log.jsonl')]
+            for name in ('whole', 'stopped')]
+  assert [r['epoch'] for r in logged[1]] == [1, 2, 3]
+  assert list(map(untimed, logged[0])) == list(map(untimed, logged[1]))
   assert prefetch_threads() == []
 
 

@@ -1,4 +1,6 @@
-"""Stop signals: the loop saves the epoch in flight and resumes from it.
+"""Stop signals: the loop saves the compiled epoch in flight and resumes from it.
+
+A stop between two steps of a host-fed epoch: ``tests/test_host_data.py``.
 
 A stand-in engine (no model, no compile) sends the signal to this very
 process from inside an epoch, as a scheduler would while a step runs.

@@ -224,23 +224,27 @@ class HostDataset:
     return {'image': to_float_image(raw['image']), 'labels': raw['labels']}
 
   def prefetch(self, plan: np.ndarray, num_steps: Optional[int] = None,
-               device: Any = None, depth: Optional[int] = None) -> Prefetcher:
+               device: Any = None, depth: Optional[int] = None,
+               first: int = 0) -> Prefetcher:
     """A :class:`Prefetcher` of :meth:`host_batch` put on the device.
 
     Args:
       plan: from :meth:`epoch_plan`.
       num_steps: batches to yield (default: one epoch); step ``i`` is batch
-        ``i % steps_per_epoch`` of the plan, as in the scanned epoch.
+        ``(first + i) % steps_per_epoch`` of the plan, as in the scanned
+        epoch.
       device: a ``jax.Device`` or ``jax.sharding.Sharding`` (default: JAX's
         default device).
       depth: batches kept ready (default: ``prefetch_depth``).
+      first: the batch of the plan to start from (an epoch resumed between
+        two of its steps).
     """
     steps = self.steps_per_epoch
     num_steps = steps if num_steps is None else int(num_steps)
     plan = np.asarray(plan)
 
     def produce(i: int) -> Batch:
-      return jax.device_put(self.host_batch(plan, i % steps), device)
+      return jax.device_put(self.host_batch(plan, (first + i) % steps), device)
 
     return Prefetcher(produce, num_steps,
                       self.prefetch_depth if depth is None else depth,
