@@ -37,6 +37,8 @@ from experiments import plot_celeba
 from experiments.configs import celeba as celeba_config
 import tiny
 
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 TRAIN_CORR, WEAK, BATCH = (celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
                            celeba_fixture.BATCH)
 CELL = celeba_sweep.weak_cell(sweeps.cell('cmi', TRAIN_CORR, 0.0, 0), WEAK)

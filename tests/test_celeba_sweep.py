@@ -28,6 +28,8 @@ from experiments import sweeps
 from experiments import plot_celeba
 import tiny
 
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 TRAIN_CORR, WEAK, BATCH = (celeba_fixture.TRAIN_CORR, celeba_fixture.WEAK,
                            celeba_fixture.BATCH)
 TOL = 1e-5  # float32 rounding of vmapped vs unbatched matmuls

@@ -22,6 +22,8 @@ from experiments import evaluate_disentanglement as ed
 from experiments import multi_digit_mnist
 import tiny
 
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 SPLITS = ('test_uncorr', 'test_anti')
 
 

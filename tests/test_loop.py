@@ -7,6 +7,8 @@ import pytest
 
 from cmi_jax import loop
 
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 
 @flax.struct.dataclass
 class Counter:

@@ -10,6 +10,8 @@ from jax.test_util import check_grads
 import cmi_jax
 from cmi_jax import losses, models
 
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 LOG2 = np.log(2.0)
 
 

@@ -12,6 +12,8 @@ import pytest
 from cmi_jax import models
 from benchmarks import numpy_reference
 
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 ENCODERS = {
     'mlp': lambda fold: models.MLPEncoder(10, (50, 50),
                                           identical_channels=fold),

@@ -4,6 +4,10 @@ import math
 import os
 import runpy
 
+import pytest
+
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, 'docs', 'examples', 'nnx_training.py')
 

@@ -22,6 +22,7 @@ def final_accuracies(objective, splits):
   return accuracies
 
 
+@pytest.mark.slow  # Two 5,000-step runs: the long-run check of the suite.
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR),
                     reason='needs Debian dataset-fashion-mnist (.ci/run '
                     'installs it)')

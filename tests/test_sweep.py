@@ -29,6 +29,8 @@ from cmi_jax.data import synthetic
 from experiments import sweeps
 import tiny
 
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 SUBSPACES, NUM_CLASSES = tiny.SUBSPACES, tiny.NUM_CLASSES
 BATCH = 32
 STEPS = 3

@@ -16,6 +16,8 @@ from experiments import toy_linear_classification as experiment
 from experiments.configs import toy_linear_classification as toy_config
 import tiny
 
+pytestmark = pytest.mark.usefixtures('fast_compiles')
+
 # Every code path at the smallest size; shared (with two cells at K = 2, as
 # the experiment test) so that each objective compiles once per file.
 _TINY = lc.TrainConfig(num_steps=10)
