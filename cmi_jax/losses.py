@@ -60,12 +60,33 @@ def _real_fake_bce(real_logits: jax.Array, fake_logits: jax.Array,
 
 
 def _check_num_classes(num_classes: Sequence[int],
-                       subspaces: tuple[int, ...]) -> tuple[int, ...]:
+                       subspaces: tuple[int, ...],
+                       continuous: bool = False) -> tuple[int, ...]:
+  """``num_classes`` as ints; 0 (continuous) only where ``continuous``."""
   num_classes = tuple(num_classes)
-  if len(num_classes) != len(subspaces) or any(int(n) < 1 for n in num_classes):
+  lowest = shuffle.CONTINUOUS if continuous else 1
+  if len(num_classes) != len(subspaces) or any(int(n) < lowest
+                                               for n in num_classes):
     raise ValueError(f'num_classes must give a positive class count per '
-                     f'subspace {subspaces}; got {num_classes}.')
+                     f'subspace {subspaces}; got {num_classes}.'
+                     + (' A count of 0 declares a continuous attribute.'
+                        if continuous else '')
+                     + ('' if continuous or shuffle.CONTINUOUS not in
+                        num_classes else ' This loss takes categorical '
+                        'attributes only; cmi_losses takes continuous ones.'))
   return tuple(int(n) for n in num_classes)
+
+
+def _group_ids(labels: jax.Array, num_classes: tuple[int, ...]
+               ) -> list[tuple[jax.Array, int]]:
+  """Per attribute, ``(groups [B], count)`` of :func:`grouped_mean`.
+
+  A categorical attribute's classes; a continuous one's labelled rows form
+  one group (the conditioning is in the fakes and the discriminator's input).
+  """
+  return [(jnp.where(jnp.isnan(labels[:, k]), -1, 0), 1)
+          if n == shuffle.CONTINUOUS else (labels[:, k].astype(jnp.int32), n)
+          for k, n in enumerate(num_classes)]
 
 
 def check_label_range(labels: chex.Array, num_classes: Sequence[int]) -> None:
@@ -79,7 +100,10 @@ def check_label_range(labels: chex.Array, num_classes: Sequence[int]) -> None:
   except jax.errors.TracerArrayConversionError:
     return
   for k, n in enumerate(num_classes):
-    bad = (values[:, k] < -1) | (values[:, k] >= n)
+    if n == shuffle.CONTINUOUS:
+      continue
+    bad = ((values[:, k] < -1) | (values[:, k] >= n)
+           | (values[:, k] != np.round(values[:, k])))
     if bad.any():
       raise ValueError(
           f'labels[:, {k}] holds {int(values[:, k][np.argmax(bad)])}, outside '
@@ -96,7 +120,8 @@ def _check_logits(logits: jax.Array, batch: int, what: str) -> None:
 def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
                z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
                num_classes: Sequence[int], *,
-               permutations: Optional[chex.Array] = None
+               permutations: Optional[chex.Array] = None,
+               block_size: Optional[int] = None
                ) -> tuple[jax.Array, jax.Array]:
   """Adversarial losses for ``sum_k I(z_k; z_-k | s_k)``.
 
@@ -117,6 +142,11 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
   ``encoder_loss`` only with respect to ``z``. ``permutations``: from
   :func:`cmi_jax.shuffle.conditional_permutations`.
 
+  A continuous attribute (``num_classes[k] == 0``; float ``labels``, NaN
+  missing) permutes ``z_k`` within blocks of ``block_size`` rows of close
+  ``s_k`` (:mod:`cmi_jax.shuffle`), conditions the discriminator on the
+  value (``h = [s_k]``) and averages over its labelled rows as one group.
+
   Raises:
     ValueError: for malformed inputs or concrete labels out of range; the
       message names the fix.
@@ -128,30 +158,32 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
     >>> enc, adv = cmi_losses(adversary, jax.random.key(1), z, labels,
     ...                       (2, 2), (2, 2))
   """
-  num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  num_classes = _check_num_classes(num_classes, tuple(subspaces), True)
   fakes = _conditional_fakes(key, z, labels, subspaces, num_classes,
-                             permutations)
+                             permutations, block_size)
   check_label_range(labels, num_classes)
   enc_real, enc_fake = _conditional_logits(adversary, z, fakes, labels,
                                            num_classes)
   adv_real, adv_fake = _conditional_logits(
       adversary, *jax.lax.stop_gradient((z, fakes)), labels, num_classes)
   encoder_loss = adversary_loss = jnp.zeros((), z.dtype)
-  for k, classes in enumerate(num_classes):
+  for k, (groups, count) in enumerate(_group_ids(labels, num_classes)):
     encoder_loss += grouped_mean(
-        _real_fake_bce(enc_real[k], enc_fake[k], 0.0), labels[:, k], classes)
+        _real_fake_bce(enc_real[k], enc_fake[k], 0.0), groups, count)
     adversary_loss += grouped_mean(
-        _real_fake_bce(adv_real[k], adv_fake[k], 1.0), labels[:, k], classes)
+        _real_fake_bce(adv_real[k], adv_fake[k], 1.0), groups, count)
   return encoder_loss, adversary_loss
 
 
 def _conditional_fakes(key: chex.PRNGKey, z: jax.Array, labels: jax.Array,
                        subspaces: Sequence[int], num_classes: tuple[int, ...],
-                       permutations: Optional[jax.Array]) -> jax.Array:
+                       permutations: Optional[jax.Array],
+                       block_size: Optional[int] = None) -> jax.Array:
   """The ``[K, B, D]`` fakes, from ``key`` or from ``permutations``."""
   if permutations is None:
-    return shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
-  shuffle.check_labels(labels, z, tuple(subspaces))
+    return shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes,
+                                       block_size)
+  shuffle.check_labels(labels, z, tuple(subspaces), num_classes)
   return shuffle.permute_one_subspace(z, permutations, subspaces)
 
 
@@ -163,7 +195,10 @@ def _conditional_logits(adversary: ConditionalAdversary, z: jax.Array,
   real, fake = [], []
   # K is small and the discriminators differ per attribute: a static loop.
   for k, classes in enumerate(num_classes):
-    onehot = jax.nn.one_hot(labels[:, k], classes, dtype=z.dtype)
+    if classes == shuffle.CONTINUOUS:  # The value; 0 where it is missing.
+      onehot = jnp.nan_to_num(labels[:, k:k + 1].astype(z.dtype))
+    else:
+      onehot = jax.nn.one_hot(labels[:, k], classes, dtype=z.dtype)
     for codes, out in ((z, real), (fakes[k], fake)):
       logits = adversary(k, jnp.concatenate([codes, onehot], axis=-1))
       _check_logits(logits, z.shape[0], f'adversary for attribute {k}')
@@ -175,20 +210,22 @@ def cmi_adversary_accuracy(adversary: ConditionalAdversary, key: chex.PRNGKey,
                            z: chex.Array, labels: chex.Array,
                            subspaces: Sequence[int],
                            num_classes: Sequence[int], *,
-                           permutations: Optional[chex.Array] = None
+                           permutations: Optional[chex.Array] = None,
+                           block_size: Optional[int] = None
                            ) -> tuple[jax.Array, jax.Array]:
   """``(accuracy_real, accuracy_fake)`` of the conditional discriminators.
 
   The fractions of real rows with a positive logit and of fake rows with a
   negative one, over attributes and labelled rows (0.5 each at chance).
   """
-  num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  num_classes = _check_num_classes(num_classes, tuple(subspaces), True)
   fakes = _conditional_fakes(key, z, labels, subspaces, num_classes,
-                             permutations)
+                             permutations, block_size)
   real, fake = _conditional_logits(adversary, jax.lax.stop_gradient(z),
                                    jax.lax.stop_gradient(fakes), labels,
                                    num_classes)
-  present = (labels >= 0).T  # [K, B]
+  present = jnp.stack([groups >= 0 for groups, _ in
+                       _group_ids(labels, num_classes)])  # [K, B]
   count = jnp.maximum(present.sum(), 1)
   acc_real = jnp.sum(present * (jnp.stack(real) > 0)) / count
   acc_fake = jnp.sum(present * (jnp.stack(fake) < 0)) / count

@@ -3,9 +3,27 @@
 A *fake* batch permutes subspaces of the codes ``z`` ``[B, D]`` across rows:
 over the whole batch for ``prod_k p(z_k)``, or within rows sharing ``s_k`` for
 ``p(z_k | s_k) p(z_-k | s_k)``. ``subspaces`` holds K positive ints summing
-to ``D``; ``labels`` is int ``[B, K]``, ``-1`` for missing. Shapes are fixed,
-so everything runs under ``jit``, ``vmap`` and ``grad`` (gradients flow
-through the gathered values).
+to ``D``; ``labels`` is ``[B, K]``: int classes, ``-1`` for missing. Shapes
+are fixed, so everything runs under ``jit``, ``vmap`` and ``grad`` (gradients
+flow through the gathered values).
+
+**Continuous attributes.** A class count of :data:`CONTINUOUS` (0) declares
+attribute k real-valued: ``labels`` is then float, with ``NaN`` for missing
+(the categorical columns hold whole numbers, ``-1`` missing). No two rows
+share a real ``s_k``, so "rows with the same ``s_k``" becomes "rows with
+close ``s_k``": the labelled rows, sorted by ``s_k``, fall into consecutive
+blocks of ``block_size`` rows (the last may be smaller), and ``z_k`` is
+permuted within each block (:func:`block_groups`). A fake row then pairs
+``z_k`` with the ``z_-k`` of a row whose ``s_k`` differs by at most the
+block's range, so the fake follows ``p(z_k | s_k in block) p(z_-k | s_k in
+block)``: biased towards the unconditional product by how much ``s_k``
+moves inside a block, and exact as the blocks narrow. Narrow blocks leave
+few rows to permute (``block_size = 1`` permutes nothing); with B labelled
+rows a block spans about ``block_size / B`` of the distribution of ``s_k``,
+so keeping the bias fixed as the batch grows means ``block_size``
+proportional to B, and keeping the fake's diversity means it grows too: the
+default, :func:`default_block_size`, is ``round(sqrt(B))``, which narrows
+the blocks (``B^-1/2`` of the range) while their size grows.
 """
 
 from __future__ import annotations
@@ -38,6 +56,61 @@ def subspace_masks(subspaces: Sequence[int]) -> np.ndarray:
   bounds = np.cumsum((0,) + tuple(subspaces))
   columns = np.arange(bounds[-1])
   return (columns >= bounds[:-1, None]) & (columns < bounds[1:, None])
+
+
+# The class count that declares an attribute continuous.
+CONTINUOUS = 0
+
+
+def default_block_size(batch_size: int) -> int:
+  """``max(2, round(sqrt(batch_size)))`` rows per block of a continuous s_k."""
+  return max(2, int(round(float(np.sqrt(batch_size)))))
+
+
+def block_groups(values: chex.Array, block_size: int) -> jax.Array:
+  """Blocks of ``block_size`` rows of close ``values``, int32 ``[B]``.
+
+  The rows with a value (float ``values`` ``[B]``; ``NaN``: missing, group
+  ``-1``), in the order of their values (ties by index), form groups 0, 1,
+  ... of ``block_size`` consecutive rows each; the last group may be
+  smaller.
+
+  Example:
+    >>> block_groups(jnp.array([0.3, jnp.nan, -1.0, 2.0, 0.1]), 2).tolist()
+    [1, -1, 0, 1, 0]
+  """
+  validate.arrays('', {'values': (values, 'floating [B]')})
+  block_size = validate.integer(block_size, 'block_size', 1)
+  missing = jnp.isnan(values)
+  order = jnp.lexsort((jnp.where(missing, 0, values), missing))
+  rank = jnp.zeros(values.shape[0], jnp.int32).at[order].set(
+      jnp.arange(values.shape[0], dtype=jnp.int32))
+  return jnp.where(missing, -1, rank // block_size).astype(jnp.int32)
+
+
+def attribute_groups(labels: chex.Array, num_classes: Sequence[int],
+                     block_size: int | None = None) -> jax.Array:
+  """Each attribute's groups of rows, int32 ``[K, B]``.
+
+  A categorical attribute's groups are its classes; a continuous one's
+  (``num_classes[k] == CONTINUOUS``) its :func:`block_groups` of
+  ``block_size`` (default :func:`default_block_size` of B).
+  """
+  block_size = (default_block_size(labels.shape[0]) if block_size is None
+                else block_size)
+  return jnp.stack([
+      block_groups(labels[:, k], block_size) if n == CONTINUOUS
+      else labels[:, k].astype(jnp.int32)
+      for k, n in enumerate(num_classes)])
+
+
+def num_groups_bound(num_classes: Sequence[int], batch_size: int,
+                     block_size: int | None = None) -> int:
+  """A static bound on :func:`attribute_groups` (classes or blocks)."""
+  block_size = (default_block_size(batch_size) if block_size is None
+                else block_size)
+  return max(-(-batch_size // block_size) if n == CONTINUOUS else int(n)
+             for n in num_classes)
 
 
 def random_order(key: chex.PRNGKey, size: int) -> jax.Array:
@@ -109,18 +182,22 @@ def _gather_columns(z: jax.Array, row_of_column: jax.Array) -> jax.Array:
 
 
 def conditional_permutations(key: chex.PRNGKey, labels: chex.Array,
-                             num_classes: Sequence[int] | None = None
-                             ) -> jax.Array:
+                             num_classes: Sequence[int] | None = None,
+                             block_size: int | None = None) -> jax.Array:
   """The row permutations of :func:`conditional_shuffle`, int32 ``[K, B]``.
 
-  Row ``k`` is a :func:`group_permutation` of ``labels[:, k]`` from
-  ``jax.random.split(key, K)[k]``, bounded by ``max(num_classes)``.
+  Row ``k`` is a :func:`group_permutation` of attribute k's groups
+  (:func:`attribute_groups`: its classes, or blocks of ``block_size`` rows
+  of close values for a continuous one) from ``jax.random.split(key, K)[k]``.
   """
   validate.arrays('', {'labels': (labels, '[B, K]')})
   keys = jax.random.split(key, labels.shape[1])
+  if num_classes is None:
+    return jax.vmap(group_permutation)(keys, labels.T)
+  groups = attribute_groups(labels, num_classes, block_size)
   # One static bound serves every attribute (vmapped): the largest count.
-  bound = None if num_classes is None else max(num_classes)
-  return jax.vmap(lambda k, g: group_permutation(k, g, bound))(keys, labels.T)
+  bound = num_groups_bound(num_classes, labels.shape[0], block_size)
+  return jax.vmap(lambda k, g: group_permutation(k, g, bound))(keys, groups)
 
 
 def permute_one_subspace(z: chex.Array, permutations: chex.Array,
@@ -140,21 +217,28 @@ def permute_one_subspace(z: chex.Array, permutations: chex.Array,
 
 def conditional_shuffle(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
                         subspaces: Sequence[int],
-                        num_classes: Sequence[int] | None = None) -> jax.Array:
+                        num_classes: Sequence[int] | None = None,
+                        block_size: int | None = None) -> jax.Array:
   """``[K, B, D]`` fake batches for the terms ``I(z_k; z_-k | s_k)``.
 
   Fake ``k`` is ``z`` with subspace ``k`` permuted among the rows sharing
   ``labels[:, k]`` (rows labelled ``-1`` keep theirs): ``permute_one_subspace(z,
-  conditional_permutations(key, labels, num_classes), subspaces)``.
+  conditional_permutations(key, labels, num_classes, block_size),
+  subspaces)``.
 
   Args:
     num_classes: optional K class counts bounding the labels
-      (``num_groups`` of :func:`group_permutation`).
+      (``num_groups`` of :func:`group_permutation`); needed for continuous
+      attributes (count :data:`CONTINUOUS`, float labels, NaN missing; the
+      module docstring).
+    block_size: rows per block of a continuous attribute (default
+      :func:`default_block_size`).
   """
   subspaces = check_subspaces(z, subspaces)
-  check_labels(labels, z, subspaces)
+  check_labels(labels, z, subspaces, num_classes)
   return permute_one_subspace(
-      z, conditional_permutations(key, labels, num_classes), subspaces)
+      z, conditional_permutations(key, labels, num_classes, block_size),
+      subspaces)
 
 
 def marginal_permutations(key: chex.PRNGKey, batch_size: int,
@@ -192,8 +276,16 @@ def _check_permutations(permutations: chex.Array, z: chex.Array,
 
 
 def check_labels(labels: chex.Array, z: chex.Array,
-                 subspaces: tuple[int, ...]) -> None:
-  """Raises ValueError unless ``labels`` is int ``[B, K]`` matching ``z``."""
-  spec = f'integer [{z.shape[0]}, {len(subspaces)}]'
+                 subspaces: tuple[int, ...],
+                 num_classes: Sequence[int] | None = None) -> None:
+  """Raises ValueError unless ``labels`` is ``[B, K]`` matching ``z``.
+
+  Int, or float when ``num_classes`` declares a continuous attribute.
+  """
+  continuous = num_classes is not None and CONTINUOUS in tuple(num_classes)
+  spec = (f'{"floating" if continuous else "integer"} '
+          f'[{z.shape[0]}, {len(subspaces)}]')
   validate.arrays('', {'labels': (labels, spec)},
-                  'One column of classes (-1: missing) per subspace.')
+                  'One column per subspace: classes (-1: missing)'
+                  + (', or values (NaN: missing) where num_classes is 0.'
+                     if continuous else '.'))

@@ -71,7 +71,8 @@ def arrays(where: str, specs: dict[str, tuple[Any, str]],
   """Checks the dtype and shape of arrays where they enter the library.
 
   ``specs`` maps a name to ``(array, spec)``; a spec is an optional dtype (a
-  NumPy name, or ``'integer'`` for any integer type) and the axes, e.g.
+  NumPy name, ``'integer'`` or ``'floating'`` for any of those types) and the
+  axes, e.g.
   ``'uint8 [N, H, W]'``: a number is that size, a name the same size wherever
   it recurs, a last ``...`` one or more axes. ``limits`` cap named axes
   (``H=32``); ``numpy_only`` refuses what is not a NumPy array. Only
@@ -90,8 +91,8 @@ def arrays(where: str, specs: dict[str, tuple[Any, str]],
     if axes[-1] == '...':  # one or more trailing axes, any size
       axes = axes[:-1]
       shape = shape[:len(axes)] if len(shape) > len(axes) else ()
-    if dtype == 'integer':
-      dtype_ok = np.issubdtype(array.dtype, np.integer)
+    if dtype in ('integer', 'floating'):
+      dtype_ok = np.issubdtype(array.dtype, getattr(np, dtype))
     else:
       dtype_ok = not dtype or array.dtype == dtype
     return dtype_ok and len(shape) == len(axes) and all(

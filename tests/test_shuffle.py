@@ -176,3 +176,76 @@ def test_bad_labels_shape_and_dtype():
                      match=r'labels must be integer \[8, 2\]; got float32'):
     cmi_jax.conditional_shuffle(jax.random.key(0), z, jnp.zeros((8, 2)),
                                 (2, 2))
+
+
+def continuous_values(seed, size=40, missing=0.2):
+  rng = np.random.default_rng(seed)
+  values = rng.normal(size=size).astype(np.float32)
+  values[rng.random(size) < missing] = np.nan
+  return values
+
+
+@pytest.mark.parametrize('block_size', [1, 3, 4, 100])
+@pytest.mark.parametrize('seed', range(3))
+def test_block_groups_are_consecutive_blocks_of_sorted_values(seed,
+                                                              block_size):
+  values = continuous_values(seed)
+  groups = np.asarray(cmi_jax.shuffle.block_groups(jnp.asarray(values),
+                                                   block_size))
+  labelled = ~np.isnan(values)
+  np.testing.assert_array_equal(groups[~labelled], -1)
+  # In value order the labelled rows read 0 x block_size, 1 x block_size...
+  in_order = groups[labelled][np.argsort(values[labelled], kind='stable')]
+  np.testing.assert_array_equal(
+      in_order, np.arange(labelled.sum()) // block_size)
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_continuous_shuffle_moves_rows_only_within_their_block(seed):
+  rng = np.random.default_rng(seed)
+  values = continuous_values(seed)
+  labels = np.stack([rng.integers(-1, 2, 40).astype(np.float32), values], 1)
+  z = jnp.asarray(rng.normal(size=(40, 5)), jnp.float32)
+  fakes = np.asarray(cmi_jax.conditional_shuffle(
+      jax.random.key(seed), z, jnp.asarray(labels), (2, 3), (2, 0),
+      block_size=4))
+  perm = np.asarray(cmi_jax.shuffle.conditional_permutations(
+      jax.random.key(seed), jnp.asarray(labels), (2, 0), 4))
+  z = np.asarray(z)
+  np.testing.assert_array_equal(fakes[1][:, 2:], z[perm[1], 2:])
+  np.testing.assert_array_equal(fakes[1][:, :2], z[:, :2])
+  blocks = np.asarray(cmi_jax.shuffle.block_groups(jnp.asarray(values), 4))
+  np.testing.assert_array_equal(blocks[perm[1]], blocks)
+  missing = np.flatnonzero(np.isnan(values))
+  np.testing.assert_array_equal(perm[1][missing], missing)
+  assert np.mean(perm[1] != np.arange(40)) > 0.5
+  # The categorical column of float labels permutes within its classes.
+  np.testing.assert_array_equal(labels[perm[0], 0], labels[:, 0])
+
+
+def test_continuous_shuffle_is_uniform_inside_a_block():
+  # 7 labelled values in blocks of 3: the 3 smallest rows (3! = 6 orders).
+  values = jnp.array([0.5, -2.0, np.nan, 3.0, -1.0, 0.1, 2.0, -3.0],
+                     jnp.float32)
+  labels = values[:, None]
+  keys = jax.random.split(jax.random.key(7), 6000)
+  perms = np.asarray(jax.vmap(
+      lambda k: cmi_jax.shuffle.conditional_permutations(k, labels, (0,),
+                                                         3)[0])(keys))
+  smallest = [7, 1, 4]  # -3, -2, -1
+  codes = perms[:, smallest] @ np.array([100, 10, 1])
+  _, counts = np.unique(codes, return_counts=True)
+  assert len(counts) == 6
+  assert stats.chisquare(counts).pvalue > 1e-3
+  assert np.all(perms[:, 2] == 2)  # NaN: missing, never moves
+  assert np.all(np.isin(perms[:, smallest], smallest))
+
+
+def test_continuous_labels_need_float_and_the_count_0():
+  z = jnp.zeros((4, 2))
+  with pytest.raises(ValueError, match='labels must be integer'):
+    cmi_jax.conditional_shuffle(jax.random.key(0), z,
+                                jnp.zeros((4, 2), jnp.float32), (1, 1))
+  with pytest.raises(ValueError, match='labels must be floating'):
+    cmi_jax.conditional_shuffle(jax.random.key(0), z,
+                                jnp.zeros((4, 2), jnp.int32), (1, 1), (2, 0))
