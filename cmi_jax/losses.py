@@ -60,20 +60,13 @@ def _real_fake_bce(real_logits: jax.Array, fake_logits: jax.Array,
 
 
 def _check_num_classes(num_classes: Sequence[int],
-                       subspaces: tuple[int, ...],
-                       continuous: bool = False) -> tuple[int, ...]:
-  """``num_classes`` as ints; 0 (continuous) only where ``continuous``."""
+                       subspaces: tuple[int, ...]) -> tuple[int, ...]:
   num_classes = tuple(num_classes)
-  lowest = shuffle.CONTINUOUS if continuous else 1
-  if len(num_classes) != len(subspaces) or any(int(n) < lowest
-                                               for n in num_classes):
-    raise ValueError(f'num_classes must give a positive class count per '
-                     f'subspace {subspaces}; got {num_classes}.'
-                     + (' A count of 0 declares a continuous attribute.'
-                        if continuous else '')
-                     + ('' if continuous or shuffle.CONTINUOUS not in
-                        num_classes else ' This loss takes categorical '
-                        'attributes only; cmi_losses takes continuous ones.'))
+  if len(num_classes) != len(subspaces) or any(
+      int(n) < shuffle.CONTINUOUS for n in num_classes):
+    raise ValueError(f'num_classes must give a class count per subspace '
+                     f'{subspaces}; got {num_classes}. A count is positive, '
+                     'or 0 for a continuous attribute.')
   return tuple(int(n) for n in num_classes)
 
 
@@ -158,7 +151,7 @@ def cmi_losses(adversary: ConditionalAdversary, key: chex.PRNGKey,
     >>> enc, adv = cmi_losses(adversary, jax.random.key(1), z, labels,
     ...                       (2, 2), (2, 2))
   """
-  num_classes = _check_num_classes(num_classes, tuple(subspaces), True)
+  num_classes = _check_num_classes(num_classes, tuple(subspaces))
   fakes = _conditional_fakes(key, z, labels, subspaces, num_classes,
                              permutations, block_size)
   check_label_range(labels, num_classes)
@@ -218,7 +211,7 @@ def cmi_adversary_accuracy(adversary: ConditionalAdversary, key: chex.PRNGKey,
   The fractions of real rows with a positive logit and of fake rows with a
   negative one, over attributes and labelled rows (0.5 each at chance).
   """
-  num_classes = _check_num_classes(num_classes, tuple(subspaces), True)
+  num_classes = _check_num_classes(num_classes, tuple(subspaces))
   fakes = _conditional_fakes(key, z, labels, subspaces, num_classes,
                              permutations, block_size)
   real, fake = _conditional_logits(adversary, jax.lax.stop_gradient(z),
@@ -319,29 +312,32 @@ def mmd_distance(mmd2: chex.Array) -> jax.Array:
 
 def cmi_mmd2(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
              subspaces: Sequence[int], num_classes: Sequence[int],
-             bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
-  """Per-group biased ``MMD^2(z[s_k = c], fake_k[s_k = c])``, ``[K, C_max]``.
+             bandwidths: Sequence[float] = (1.0,),
+             block_size: Optional[int] = None) -> jax.Array:
+  """Per-group biased ``MMD^2(z[s_k = c], fake_k[s_k = c])``, ``[K, G]``.
 
-  Fakes of :func:`cmi_jax.conditional_shuffle`; entry ``[k, c]`` is 0 for an
-  absent class and for ``c >= num_classes[k]``.
+  Fakes of :func:`cmi_jax.conditional_shuffle`; the groups of a continuous
+  attribute (count 0) are its blocks of ``block_size`` rows of close
+  ``s_k``. G is the largest count of groups; entry ``[k, c]`` is 0 for an
+  absent group and for ``c`` past attribute k's groups.
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
-  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes)
+  fakes = shuffle.conditional_shuffle(key, z, labels, subspaces, num_classes,
+                                      block_size)
   check_label_range(labels, num_classes)
-  widest = max(num_classes)
   rows = []
-  for k, classes in enumerate(num_classes):
-    member = (labels[:, k][:, None] == jnp.arange(classes)).astype(z.dtype)
-    weights = member / jnp.maximum(member.sum(0), 1.0)  # [B, C]
-    per_class = jax.vmap(weighted_mmd2, in_axes=(None, None, 1, None))(
-        z, fakes[k], weights, bandwidths)
-    rows.append(jnp.pad(per_class, (0, widest - classes)))
+  for k, member in enumerate(_group_members(labels, num_classes, block_size)):
+    member = member.T.astype(z.dtype)  # [B, G]
+    weights = member / jnp.maximum(member.sum(0), 1.0)
+    rows.append(jax.vmap(weighted_mmd2, in_axes=(None, None, 1, None))(
+        z, fakes[k], weights, bandwidths))
   return jnp.stack(rows)
 
 
 def cmi_mmd_loss(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
                  subspaces: Sequence[int], num_classes: Sequence[int],
-                 bandwidths: Sequence[float] = (1.0,)) -> jax.Array:
+                 bandwidths: Sequence[float] = (1.0,),
+                 block_size: Optional[int] = None) -> jax.Array:
   """MMD estimate of ``sum_k I(z_k; z_-k | s_k)``, minimised by the encoder.
 
   ``sum_k sum_c sqrt(max(MMD^2(z[s_k = c], fake_k[s_k = c]), 0))``, the
@@ -356,8 +352,8 @@ def cmi_mmd_loss(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
     >>> bool(loss >= 0)
     True
   """
-  return mmd_distance(
-      cmi_mmd2(key, z, labels, subspaces, num_classes, bandwidths)).sum()
+  return mmd_distance(cmi_mmd2(key, z, labels, subspaces, num_classes,
+                               bandwidths, block_size)).sum()
 
 
 def mi_mmd2(key: chex.PRNGKey, z: chex.Array, subspaces: Sequence[int],
@@ -394,19 +390,45 @@ def _subspace_pairs(z: jax.Array, subspaces: Sequence[int]
   return [(z[:, mask], z[:, ~mask]) for mask in masks]
 
 
-def _one_hot_labels(labels: jax.Array, num_classes: Sequence[int],
-                    attributes: Sequence[int], dtype) -> jax.Array:
-  """The one-hot codes of ``attributes``, side by side, ``[B, sum C_j]``.
+def _attribute_codes(labels: jax.Array, num_classes: Sequence[int],
+                     attributes: Sequence[int], dtype) -> jax.Array:
+  """The codes of ``attributes`` side by side, ``[B, sum_j C_j]``.
 
-  A missing label (``-1``) is a row of zeros; callers mask such rows.
+  A categorical attribute's one-hot code (C_j columns), a continuous one's
+  value (1 column). A missing label is a row of zeros; callers mask such
+  rows (:func:`_labelled`).
   """
-  return jnp.concatenate([jax.nn.one_hot(labels[:, j], num_classes[j],
-                                         dtype=dtype) for j in attributes], 1)
+  return jnp.concatenate([
+      jnp.nan_to_num(labels[:, j:j + 1].astype(dtype))
+      if num_classes[j] == shuffle.CONTINUOUS
+      else jax.nn.one_hot(labels[:, j], num_classes[j], dtype=dtype)
+      for j in attributes], 1)
+
+
+def _labelled(labels: jax.Array, num_classes: Sequence[int]) -> jax.Array:
+  """bool ``[B, K]``: whether each row has attribute k (not -1, not NaN)."""
+  return jnp.stack([~jnp.isnan(labels[:, k]) if n == shuffle.CONTINUOUS
+                    else labels[:, k] >= 0
+                    for k, n in enumerate(num_classes)], 1)
+
+
+def _group_members(labels: jax.Array, num_classes: tuple[int, ...],
+                   block_size: Optional[int]) -> jax.Array:
+  """bool ``[K, G, B]``: row b is in group g of attribute k.
+
+  Groups are classes, or blocks of ``block_size`` rows of close values for
+  a continuous attribute (:func:`cmi_jax.shuffle.attribute_groups`); G is
+  the largest count over the attributes.
+  """
+  groups = shuffle.attribute_groups(labels, num_classes, block_size)
+  bound = shuffle.num_groups_bound(num_classes, labels.shape[0], block_size)
+  return groups[:, None, :] == jnp.arange(bound)[None, :, None]
 
 
 def hsic_cmi_loss(z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
                   num_classes: Sequence[int],
-                  kernel: kernels.Kernel = kernels.gaussian) -> jax.Array:
+                  kernel: kernels.Kernel = kernels.gaussian,
+                  block_size: Optional[int] = None) -> jax.Array:
   """Class-conditional HSIC: ``sum_k I(z_k; z_-k | s_k)`` without an adversary.
 
       sum_k sum_c (n_kc / n_k) HSIC_u(z_k, z_-k | rows with s_k = c)
@@ -416,7 +438,9 @@ def hsic_cmi_loss(z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
   selected rows (``kernel`` on each side; the median bandwidth is that of
   the whole batch). A class with fewer than 4 rows, and a missing label,
   contributes 0. The estimate is 0 in expectation when ``z_k`` and ``z_-k``
-  are independent given ``s_k`` and can be slightly negative.
+  are independent given ``s_k`` and can be slightly negative. For a
+  continuous attribute (count 0) the classes are blocks of ``block_size``
+  rows of close ``s_k`` (:mod:`cmi_jax.shuffle`).
 
   Example:
     >>> z = jax.random.normal(jax.random.key(0), (16, 4))
@@ -426,10 +450,11 @@ def hsic_cmi_loss(z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
     ()
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  members = _group_members(labels, num_classes, block_size)
   total = jnp.zeros((), z.dtype)
   for k, (z_k, z_rest) in enumerate(_subspace_pairs(z, subspaces)):
     k_own, k_rest = kernel(z_k), kernel(z_rest)
-    member = labels[:, k] == jnp.arange(num_classes[k])[:, None]  # [C, B]
+    member = members[k]  # [G, B]
     per_class = jax.vmap(lambda rows: kernels.hsic(  # pylint: disable=cell-var-from-loop
         k_own, k_rest, where=rows))(member)
     counts = member.sum(1).astype(z.dtype)
@@ -444,16 +469,18 @@ def hscic_loss(z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
   """``sum_k HSCIC(z_k, z_-k | s_k)`` on the batch (Park & Muandet 2020).
 
   :func:`cmi_jax.kernels.hscic` with ``kernel`` on the codes and
-  ``label_kernel`` on the one-hot ``s_k``, its regression on the rows
-  labelled for attribute k (``ridge`` its ridge); a scalar, 0 when
-  ``z_k`` and ``z_-k`` are independent given ``s_k`` (as the batch grows).
+  ``label_kernel`` on ``s_k`` (its one-hot code, or its value when it is
+  continuous), its regression on the rows labelled for attribute k
+  (``ridge`` its ridge); a scalar, 0 when ``z_k`` and ``z_-k`` are
+  independent given ``s_k`` (as the batch grows).
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
+  labelled = _labelled(labels, num_classes)
   total = jnp.zeros((), z.dtype)
   for k, (z_k, z_rest) in enumerate(_subspace_pairs(z, subspaces)):
-    k_s = label_kernel(_one_hot_labels(labels, num_classes, [k], z.dtype))
+    k_s = label_kernel(_attribute_codes(labels, num_classes, [k], z.dtype))
     total += kernels.hscic(kernel(z_k), kernel(z_rest), k_s, ridge=ridge,
-                           where=labels[:, k] >= 0)
+                           where=labelled[:, k])
   return total
 
 
@@ -463,21 +490,23 @@ def circe_regressions(heldout_labels: chex.Array, num_classes: Sequence[int],
                       ) -> tuple[kernels.CirceRegression, ...]:
   """The K held-out regressions of :func:`circe_loss`, one per attribute.
 
-  Regression k maps the one-hot ``s_k`` to the features of the one-hot
-  ``s_-k`` (:func:`cmi_jax.kernels.circe_regression`, ``label_kernel`` on
-  both), fitted on the fully labelled rows of ``heldout_labels`` int
-  ``[M, K]``, which should be drawn apart from the training batches.
+  Regression k maps the code of ``s_k`` (one-hot, or the value of a
+  continuous attribute) to the features of the codes of ``s_-k``
+  (:func:`cmi_jax.kernels.circe_regression`, ``label_kernel`` on both),
+  fitted on the fully labelled rows of ``heldout_labels`` ``[M, K]``, which
+  should be drawn apart from the training batches.
   """
+  num_classes = tuple(num_classes)
   labels = np.asarray(heldout_labels)
-  labels = labels[(labels >= 0).all(1)]
+  labels = labels[np.asarray(_labelled(labels, num_classes)).all(1)]
   if len(labels) < 2:
     raise ValueError(f'the CIRCE regression needs fully labelled held-out '
                      f'rows; got {len(labels)} of {len(heldout_labels)}.')
   everyone = range(len(num_classes))
   return tuple(kernels.circe_regression(
-      _one_hot_labels(labels, num_classes, [k], jnp.float32),
-      _one_hot_labels(labels, num_classes,
-                      [j for j in everyone if j != k], jnp.float32),
+      _attribute_codes(labels, num_classes, [k], jnp.float32),
+      _attribute_codes(labels, num_classes,
+                       [j for j in everyone if j != k], jnp.float32),
       ridge=ridge, kernel_y=label_kernel, kernel_z=label_kernel)
                for k in everyone)
 
@@ -490,19 +519,20 @@ def circe_loss(z: chex.Array, labels: chex.Array,
 
   Head k's subspace must carry no information on the other attributes
   beyond what ``s_k`` explains: :func:`cmi_jax.kernels.circe` (unbiased,
-  centred) with ``kernel`` on ``z_k``, ``Y`` the one-hot ``s_k`` and ``Z``
-  the one-hot ``s_-k``, on the fully labelled rows, with regression k of
+  centred) with ``kernel`` on ``z_k``, ``Y`` the code of ``s_k`` and ``Z``
+  the codes of ``s_-k`` (one-hot, or the value of a continuous attribute),
+  on the fully labelled rows, with regression k of
   :func:`circe_regressions`.
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
-  full = (labels >= 0).all(1)
+  full = _labelled(labels, num_classes).all(1)
   total = jnp.zeros((), z.dtype)
   for k, ((z_k, _), regression) in enumerate(
       zip(_subspace_pairs(z, subspaces), regressions)):
     others = [j for j in range(len(num_classes)) if j != k]
     total += kernels.circe(
-        z_k, _one_hot_labels(labels, num_classes, [k], z.dtype),
-        _one_hot_labels(labels, num_classes, others, z.dtype), regression,
+        z_k, _attribute_codes(labels, num_classes, [k], z.dtype),
+        _attribute_codes(labels, num_classes, others, z.dtype), regression,
         kernel_x=kernel, where=full)
   return total
 

@@ -448,3 +448,47 @@ def test_solve_pos_gives_jaxs_values_and_gradients_one_matrix_at_a_time():
       matrices, rhs).as_text()
   calls = [line for line in hlo.splitlines() if 'lapack_' in line]
   assert calls and all('10x6x6' not in line for line in calls), calls
+
+
+def two_kinds_of_the_same_labels(seed=0, per_class=6):
+  """Int labels (-1 missing) and the same labels as floats (NaN missing).
+
+  Both attributes are binary with ``per_class`` labelled rows of each class
+  and 4 missing rows, so blocks of ``per_class`` rows of close values are
+  exactly the classes.
+  """
+  rng = np.random.default_rng(seed)
+  column = lambda: rng.permutation(np.r_[[0] * per_class, [1] * per_class,
+                                         [-1] * 4])
+  ints = np.stack([column(), column()], 1).astype(np.int32)
+  floats = np.where(ints < 0, np.nan, ints).astype(np.float32)
+  z = rng.normal(size=(len(ints), 4)).astype(np.float32)
+  return jnp.asarray(z), jnp.asarray(ints), jnp.asarray(floats)
+
+
+def test_kernel_losses_read_a_continuous_attribute_as_its_value():
+  # On values 0 / 1 a Gaussian of bandwidth 1/2 equals ONE_HOT_KERNEL on the
+  # one-hot codes (squared distance 1 against 2), and blocks of 6 rows equal
+  # the classes: each loss must give the categorical value.
+  z, ints, floats = two_kinds_of_the_same_labels()
+  floats -= 5.0  # Negative values are labelled too; kernels and blocks shift.
+  value_kernel = partial(kernels.gaussian, sigma2=0.5)
+  pairs = [
+      (losses.hscic_loss(z, ints, (2, 2), (2, 2), ridge=0.1),
+       losses.hscic_loss(z, floats, (2, 2), (0, 0), ridge=0.1,
+                         label_kernel=value_kernel)),
+      (losses.hsic_cmi_loss(z, ints, (2, 2), (2, 2)),
+       losses.hsic_cmi_loss(z, floats, (2, 2), (0, 0), block_size=6)),
+      (losses.cmi_mmd_loss(jax.random.key(0), z, ints, (2, 2), (2, 2)),
+       losses.cmi_mmd_loss(jax.random.key(0), z, floats, (2, 2), (0, 0),
+                           block_size=6)),
+  ]
+  held = two_kinds_of_the_same_labels(seed=1)
+  categorical = losses.circe_regressions(held[1], (2, 2), ridge=0.1)
+  continuous = losses.circe_regressions(held[2] - 5.0, (0, 0), ridge=0.1,
+                                        label_kernel=value_kernel)
+  pairs.append((losses.circe_loss(z, ints, categorical, (2, 2), (2, 2)),
+                losses.circe_loss(z, floats, continuous, (2, 2), (0, 0))))
+  for want, got in pairs:
+    assert float(want) != 0.0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
