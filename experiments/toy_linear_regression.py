@@ -6,9 +6,16 @@ Figure 3 samples points). Writes into ``--workdir``: ``table1.json``
 training correlation, a heat map per model), ``figure3.png`` (predictions
 against targets at the training and the test correlation, a column per
 model) and ``config.json`` (the settings, with the number of restarts used).
+With ``learned.objectives`` (the ``learned`` variant: Base, MI, CMI) it also
+trains Table 1 by gradient descent (:mod:`cmi_jax.toy.learned_regression`):
+``learned_table1.json`` (per objective the table row and the curve over
+lambda) and ``learned_table1.png`` (train and test MSE against lambda beside
+the closed form).
 
   python -m experiments.toy_linear_regression --workdir=/tmp/toy_lr3 \
       --config.num_attributes=3 --config.grid_num_noise=10
+  python -m experiments.toy_linear_regression --workdir=/tmp/learned \
+      --config=experiments/configs/toy_linear_regression.py:learned
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from experiments import figures
 from experiments.configs import toy_linear_regression as toy_config
 from cmi_jax import plots
 from cmi_jax import validate
+from cmi_jax.toy import learned_regression
 from cmi_jax.toy import linear_regression as lr
 
+_LEARNED_TITLES = {'base': 'Base', 'mi': 'Base + MI (adversarial)',
+                   'cmi': 'Base + CMI (adversarial, continuous s)'}
 _MODEL_TITLES = {'regression': 'Base (full regression)',
                  'mi0': 'Base + MI (MI = 0)', 'cmi0': 'Base + CMI (CMI = 0)'}
 
@@ -95,6 +105,49 @@ def plot_figure3(scatter: dict[str, dict[str, Any]]):
   return fig
 
 
+def _names(values: Any) -> tuple[str, ...]:
+  # A comma-separated --config.learned.objectives=base,cmi is one string.
+  return tuple(name for entry in values for name in str(entry).split(',')
+               if name)
+
+
+def learned_table1(c: Any, table: dict[str, dict[str, float]]
+                   ) -> dict[str, dict[str, Any]]:
+  """:func:`learned_regression.summarize` of ``c.learned``'s runs."""
+  learned, rows = c.learned, []
+  for objective in _names(learned.objectives):
+    # Base has no penalty: lambda = 0 says so.
+    weights = [0.0] if objective == 'base' else learned.lambdas
+    rows += learned_regression.table_rows(
+        [objective], [float(w) for w in weights],
+        [int(seed) for seed in learned.seeds], train_corr=c.train_corr,
+        noise_var=c.noise_var, test_corr=c.test_corr,
+        num_samples=learned.num_samples, num_attributes=c.num_attributes,
+        steps=learned.steps, batch_size=learned.batch_size)
+  return learned_regression.summarize(rows, table['mi0']['train_mse'])
+
+
+def plot_learned(summary: dict[str, dict[str, Any]],
+                 table: dict[str, dict[str, float]]):
+  """Train and test MSE against lambda, a panel per objective."""
+  fig = plots.new_figure(4.0 * len(summary), 3.4)
+  axes = fig.subplots(1, len(summary), squeeze=False, sharey=True)
+  for ax, (objective, row) in zip(axes[0], summary.items()):
+    weights = [point['lambda'] for point in row['curve']]
+    for split, style in (('train_mse', 'o--'), ('test_mse', 'o-')):
+      ax.plot(weights, [point[split] for point in row['curve']], style,
+              label=split.replace('_mse', ''))
+    for model, color in (('regression', 'C3'), ('cmi0', 'C2')):
+      ax.axhline(table[model]['test_mse'], color=color, lw=0.8, ls=':',
+                 label=f'{model} test (closed form)')
+    ax.set(xscale='symlog', xlabel='lambda', title=_LEARNED_TITLES.get(
+        objective, objective))
+  axes[0][0].set_ylabel('MSE, summed over K')
+  axes[0][0].legend(fontsize=7)
+  fig.tight_layout()
+  return fig
+
+
 def run(workdir: str, **settings: Any) -> dict[str, Any]:
   """Computes Table 1 and draws Figures 2 and 3 into ``workdir`` (created).
 
@@ -114,6 +167,8 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
         f'axis; got {c.grid_min_noise} and {c.grid_max_noise}.')
   validate.number(c.grid_max_corr, 'grid_max_corr', 0, 1, open_low=True,
                   open_high=True)
+  for name in _names(c.learned.objectives):  # Before minutes of work.
+    validate.choice(name, 'learned.objectives', learned_regression.OBJECTIVES)
   setting = (c.train_corr, c.noise_var, c.test_corr, c.num_attributes)
   # Validate the main setting before the (slower) sweep.
   table = lr.table1(*setting, num_restarts=c.num_restarts, seed=c.seed)
@@ -125,12 +180,17 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
                                      num_restarts=c.num_restarts, seed=c.seed)
   scatter = lr.prediction_scatter(*setting, c.num_scatter_samples, c.seed,
                                   num_restarts=c.num_restarts)
-  files = figures.write_outputs(workdir, {
+  outputs = {
       'table1.json': table,
       'figure2.png': plot_figure2(sweep, noise_vars, train_corrs, c.test_corr,
                                   marker=(c.train_corr, c.noise_var)),
-      'figure3.png': plot_figure3(scatter), 'config.json': c.to_dict()})
-  return {'table1': table, 'config': c.to_dict(), 'files': files}
+      'figure3.png': plot_figure3(scatter), 'config.json': c.to_dict()}
+  result = {'table1': table, 'config': c.to_dict()}
+  if _names(c.learned.objectives):
+    result['learned'] = learned_table1(c, table)
+    outputs['learned_table1.json'] = result['learned']
+    outputs['learned_table1.png'] = plot_learned(result['learned'], table)
+  return {**result, 'files': figures.write_outputs(workdir, outputs)}
 
 
 def main() -> None:
@@ -138,6 +198,10 @@ def main() -> None:
   def body(config, workdir):
     result = run(workdir, **config)
     print(lr.format_table1(result['table1']))
+    for objective, row in result.get('learned', {}).items():
+      print(f'learned {objective:>8}: train {row["train_mse"]:.4f}, test '
+            f'{row["test_mse"]:.4f} (lambda {row["lambda"]:g}, '
+            f'{row["seeds"]} seeds)')
     print('\n'.join(f'wrote {path}' for path in result['files'].values()))
 
   cli.run_config_main('toy_linear_regression.py', body)

@@ -23,4 +23,11 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.grid_max_corr = 0.95
   # Restarts of the MI = 0 rotation search; None: 1 for K = 2, else 8.
   config.num_restarts = ml_collections.config_dict.placeholder(int)
-  return configs.with_variants(config, variant, {})
+  # Table 1 learned by gradient descent (cmi_jax.toy.learned_regression);
+  # no objectives: the closed form only.
+  config.learned = ml_collections.ConfigDict({
+      'objectives': (), 'lambdas': (0.0, 0.1, 0.3, 1.0, 3.0, 10.0),
+      'seeds': (0, 1, 2), 'steps': 3000, 'batch_size': 256,
+      'num_samples': 10_000})
+  return configs.with_variants(config, variant, {
+      'learned': {'learned': {'objectives': ('base', 'mi', 'cmi')}}})
