@@ -292,7 +292,7 @@ def circe_regression(y_heldout: chex.Array, z_heldout: chex.Array, *,
   ky = kernel_y(y_heldout)
   eye = jnp.eye(ky.shape[0], dtype=ky.dtype)
   w = solve_pos(ky + ridge * eye,
-                 jnp.concatenate([eye, kernel_z(z_heldout)], 1))
+                jnp.concatenate([eye, kernel_z(z_heldout)], 1))
   m = ky.shape[0]
   return CirceRegression(y_heldout, z_heldout, w[:, :m], w[:, m:], kernel_y,
                          kernel_z)

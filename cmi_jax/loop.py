@@ -216,12 +216,8 @@ def fit(members: Members, state: Any, train_data: Any,
         steps = _steps(state)
         if (members.interruptible and stop and _num_steps(step_metrics)
             < train_data.steps_per_epoch):
-          checkpoints.save(ckpt.MID_EPOCH, int(steps[0]), state,
-                           logs.to_jsonable({
-                               'epoch': epoch - 1, 'best': best, 'last': last,
-                               'failed': {str(k): v
-                                          for k, v in failed.items()},
-                               'mid_epoch_metrics': step_metrics}))
+          checkpoints.save(ckpt.MID_EPOCH, int(steps[0]), state, _meta(
+              epoch - 1, best, last, failed, mid_epoch_metrics=step_metrics))
           raise preemption.Preempted(stop.signum, epoch - 1, int(steps[0]))
         metrics = [members.member(step_metrics, i) for i in range(size)]
         for i in range(size):
@@ -258,10 +254,8 @@ def fit(members: Members, state: Any, train_data: Any,
             loggers[i].write(record)
         if checkpoints is not None and (epoch % config.checkpoint_every == 0
                                         or epoch == config.num_epochs or stop):
-          meta = {'epoch': epoch, 'best': best, 'last': last,
-                  'failed': {str(k): v for k, v in failed.items()}}
           last_good = checkpoints.save(ckpt.LATEST, epoch, state,
-                                       logs.to_jsonable(meta))
+                                       _meta(epoch, best, last, failed))
           checkpoints.keep_only(ckpt.MID_EPOCH, None)  # Now older than it.
           if best_checkpoints:
             # Only now, so a crash before this save resumes with its recorded
@@ -306,6 +300,14 @@ def _restore(checkpoints: ckpt.RunCheckpoints, state: Any
                           or mid[1]['epoch'] >= latest[1]['epoch']):
     return mid
   return latest
+
+
+def _meta(epoch: int, best: list[Any], last: list[Any],
+          failed: Mapping[int, str], **more: Any) -> dict[str, Any]:
+  """A checkpoint's meta: completed epochs, records, stopped members."""
+  return logs.to_jsonable({
+      'epoch': epoch, 'best': best, 'last': last,
+      'failed': {str(k): v for k, v in failed.items()}, **more})
 
 
 def _num_steps(step_metrics: Any) -> int:

@@ -77,8 +77,9 @@ def _group_ids(labels: jax.Array, num_classes: tuple[int, ...]
   A categorical attribute's classes; a continuous one's labelled rows form
   one group (the conditioning is in the fakes and the discriminator's input).
   """
-  return [(jnp.where(jnp.isnan(labels[:, k]), -1, 0), 1)
-          if n == shuffle.CONTINUOUS else (labels[:, k].astype(jnp.int32), n)
+  labelled = _labelled(labels, num_classes)
+  return [(jnp.where(labelled[:, k], 0, -1), 1) if n == shuffle.CONTINUOUS
+          else (labels[:, k].astype(jnp.int32), n)
           for k, n in enumerate(num_classes)]
 
 
@@ -187,13 +188,10 @@ def _conditional_logits(adversary: ConditionalAdversary, z: jax.Array,
   """Per-attribute real and fake logits, two lists of K arrays ``[B]``."""
   real, fake = [], []
   # K is small and the discriminators differ per attribute: a static loop.
-  for k, classes in enumerate(num_classes):
-    if classes == shuffle.CONTINUOUS:  # The value; 0 where it is missing.
-      onehot = jnp.nan_to_num(labels[:, k:k + 1].astype(z.dtype))
-    else:
-      onehot = jax.nn.one_hot(labels[:, k], classes, dtype=z.dtype)
-    for codes, out in ((z, real), (fakes[k], fake)):
-      logits = adversary(k, jnp.concatenate([codes, onehot], axis=-1))
+  for k in range(len(num_classes)):
+    s_k = _attribute_codes(labels, num_classes, [k], z.dtype)
+    for latent, out in ((z, real), (fakes[k], fake)):
+      logits = adversary(k, jnp.concatenate([latent, s_k], axis=-1))
       _check_logits(logits, z.shape[0], f'adversary for attribute {k}')
       out.append(logits)
   return real, fake
@@ -217,8 +215,7 @@ def cmi_adversary_accuracy(adversary: ConditionalAdversary, key: chex.PRNGKey,
   real, fake = _conditional_logits(adversary, jax.lax.stop_gradient(z),
                                    jax.lax.stop_gradient(fakes), labels,
                                    num_classes)
-  present = jnp.stack([groups >= 0 for groups, _ in
-                       _group_ids(labels, num_classes)])  # [K, B]
+  present = _labelled(labels, num_classes).T  # [K, B]
   count = jnp.maximum(present.sum(), 1)
   acc_real = jnp.sum(present * (jnp.stack(real) > 0)) / count
   acc_fake = jnp.sum(present * (jnp.stack(fake) < 0)) / count

@@ -4,10 +4,11 @@ SLURM and cloud schedulers stop a job with SIGTERM, often after SIGUSR1 as a
 warning; a user stops one with SIGINT. :func:`stop_signals` turns the first of
 these into a request that the loop reads between steps (host-fed data) or
 epochs (a compiled epoch): it finishes the step or epoch in flight, saves a
-checkpoint there, flushes its logs and raises :class:`Preempted`. The first signal also restores the system's default
-action, so a second one ends the process at once (status ``128 + signum`` in
-a shell), even inside a compiled call; a checkpoint being written then is left
-as an orbax temporary, and the previous one stays the newest readable.
+checkpoint there, flushes its logs and raises :class:`Preempted`. The first
+signal also restores the system's default action, so a second one ends the
+process at once (status ``128 + signum`` in a shell), even inside a compiled
+call; a checkpoint being written then is left as an orbax temporary, and
+the previous one stays the newest readable.
 """
 
 from __future__ import annotations

@@ -67,6 +67,10 @@ def default_block_size(batch_size: int) -> int:
   return max(2, int(round(float(np.sqrt(batch_size)))))
 
 
+def _block_size(batch_size: int, block_size: int | None) -> int:
+  return default_block_size(batch_size) if block_size is None else block_size
+
+
 def block_groups(values: chex.Array, block_size: int) -> jax.Array:
   """Blocks of ``block_size`` rows of close ``values``, int32 ``[B]``.
 
@@ -96,8 +100,7 @@ def attribute_groups(labels: chex.Array, num_classes: Sequence[int],
   (``num_classes[k] == CONTINUOUS``) its :func:`block_groups` of
   ``block_size`` (default :func:`default_block_size` of B).
   """
-  block_size = (default_block_size(labels.shape[0]) if block_size is None
-                else block_size)
+  block_size = _block_size(labels.shape[0], block_size)
   return jnp.stack([
       block_groups(labels[:, k], block_size) if n == CONTINUOUS
       else labels[:, k].astype(jnp.int32)
@@ -107,8 +110,7 @@ def attribute_groups(labels: chex.Array, num_classes: Sequence[int],
 def num_groups_bound(num_classes: Sequence[int], batch_size: int,
                      block_size: int | None = None) -> int:
   """A static bound on :func:`attribute_groups` (classes or blocks)."""
-  block_size = (default_block_size(batch_size) if block_size is None
-                else block_size)
+  block_size = _block_size(batch_size, block_size)
   return max(-(-batch_size // block_size) if n == CONTINUOUS else int(n)
              for n in num_classes)
 

@@ -130,8 +130,8 @@ def run_main(main: Callable[[Sequence[str]], None], *,
   A user error (:data:`USER_ERRORS`, bad flags, a full disk) prints
   ``error: <what and how to fix it>`` without a traceback (``--verbosity=1``
   shows it). A stop signal during training (SIGTERM, SIGINT, SIGUSR1) saves
-  the step or epoch in flight and exits with :data:`cmi_jax.preemption.EXIT_STATUS`
-  (75) and one line; Ctrl-C elsewhere exits with 130. ``workdir`` returns the
+  the step or epoch in flight and exits with
+  :data:`cmi_jax.preemption.EXIT_STATUS` (75) and one line; Ctrl-C elsewhere exits with 130. ``workdir`` returns the
   directory the disk-full message names; ``config_fields`` the fields an
   unknown ``--config.FIELD`` message lists.
   """

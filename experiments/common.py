@@ -348,3 +348,9 @@ def config_with(config: ml_collections.ConfigDict,
 
   apply(config, changes, '')
   return config
+
+
+def comma_names(values: Iterable[Any]) -> tuple[str, ...]:
+  """The names in a tuple field; ``--config.FIELD=base,cmi`` is one string."""
+  return tuple(name for entry in values for name in str(entry).split(',')
+               if name)

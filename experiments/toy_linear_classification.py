@@ -112,9 +112,7 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
   if not workdir:
     raise ValueError('workdir is required; pass --workdir=DIR.')
   c = common.config_with(toy_config.get_config(), settings)
-  # A comma-separated --config.objectives=base,cmi arrives as one string.
-  objectives = tuple(name for entry in c.objectives
-                     for name in str(entry).split(',') if name)
+  objectives = common.comma_names(c.objectives)
   config = lc.TrainConfig(**c.train)
   options = {'num_seeds': c.num_seeds, 'num_samples': c.num_samples,
              'config': config, 'num_test_corrs': c.num_test_corrs}

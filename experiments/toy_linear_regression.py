@@ -105,17 +105,12 @@ def plot_figure3(scatter: dict[str, dict[str, Any]]):
   return fig
 
 
-def _names(values: Any) -> tuple[str, ...]:
-  # A comma-separated --config.learned.objectives=base,cmi is one string.
-  return tuple(name for entry in values for name in str(entry).split(',')
-               if name)
-
-
-def learned_table1(c: Any, table: dict[str, dict[str, float]]
+def learned_table1(c: Any, objectives: tuple[str, ...],
+                   table: dict[str, dict[str, float]]
                    ) -> dict[str, dict[str, Any]]:
   """:func:`learned_regression.summarize` of ``c.learned``'s runs."""
   learned, rows = c.learned, []
-  for objective in _names(learned.objectives):
+  for objective in objectives:
     # Base has no penalty: lambda = 0 says so.
     weights = [0.0] if objective == 'base' else learned.lambdas
     rows += learned_regression.table_rows(
@@ -167,7 +162,8 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
         f'axis; got {c.grid_min_noise} and {c.grid_max_noise}.')
   validate.number(c.grid_max_corr, 'grid_max_corr', 0, 1, open_low=True,
                   open_high=True)
-  for name in _names(c.learned.objectives):  # Before minutes of work.
+  learned_objectives = common.comma_names(c.learned.objectives)
+  for name in learned_objectives:  # Before minutes of work.
     validate.choice(name, 'learned.objectives', learned_regression.OBJECTIVES)
   setting = (c.train_corr, c.noise_var, c.test_corr, c.num_attributes)
   # Validate the main setting before the (slower) sweep.
@@ -186,8 +182,8 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
                                   marker=(c.train_corr, c.noise_var)),
       'figure3.png': plot_figure3(scatter), 'config.json': c.to_dict()}
   result = {'table1': table, 'config': c.to_dict()}
-  if _names(c.learned.objectives):
-    result['learned'] = learned_table1(c, table)
+  if learned_objectives:
+    result['learned'] = learned_table1(c, learned_objectives, table)
     outputs['learned_table1.json'] = result['learned']
     outputs['learned_table1.png'] = plot_learned(result['learned'], table)
   return {**result, 'files': figures.write_outputs(workdir, outputs)}

@@ -196,34 +196,29 @@ def table_rows(objectives: Sequence[str], lambdas: Sequence[float],
   split from ``default_rng(10_000 + i)``; every objective and lambda of a
   seed sees the same splits. ``config``: more :class:`LearnedConfig` fields.
   """
-  train_setting = lr.make_setting(train_corr, noise_var, num_attributes)
-  test_setting = lr.make_setting(test_corr, noise_var, num_attributes)
-  splits = {name: [lr.sample(setting, num_samples,
-                             np.random.default_rng(offset + seed))
-                   for seed in seeds]
-            for name, setting, offset in (('train', train_setting, 0),
-                                          ('test', test_setting, 10_000))}
-  stack = lambda name, i: jnp.asarray(
-      np.stack([split[i] for split in splits[name]]), jnp.float32)
   members = [(w, i) for w in lambdas for i in range(len(seeds))]
   index = np.array([i for _, i in members])
+  weights = jnp.asarray([w for w, _ in members], jnp.float32)
+  keys = jax.vmap(jax.random.key)(jnp.asarray(np.asarray(seeds)[index]))
+  splits = {}  # name -> (x, s), one split per member: [S, N, D], [S, N, K]
+  for name, corr, offset in (('train', train_corr, 0),
+                             ('test', test_corr, 10_000)):
+    setting = lr.make_setting(corr, noise_var, num_attributes)
+    s, x = map(np.stack, zip(*(
+        lr.sample(setting, num_samples, np.random.default_rng(offset + seed))
+        for seed in seeds)))
+    splits[name] = (jnp.asarray(x, jnp.float32)[index],
+                    jnp.asarray(s, jnp.float32)[index])
   rows = []
   for objective in objectives:
-    states = train(
-        LearnedConfig(objective, **config),
-        stack('train', 1)[index], stack('train', 0)[index],
-        jnp.asarray([w for w, _ in members], jnp.float32),
-        jax.vmap(jax.random.key)(jnp.asarray(np.asarray(seeds)[index])))
-    for name in ('train', 'test'):
-      mse = jax.vmap(summed_mse)(states.model, stack(name, 1)[index],
-                                 stack(name, 0)[index])
-      for m, value in enumerate(np.asarray(mse)):
-        if name == 'train':
-          rows.append({'objective': objective, 'lambda': members[m][0],
-                       'seed': int(seeds[members[m][1]]),
-                       'train_mse': float(value)})
-        else:
-          rows[len(rows) - len(members) + m]['test_mse'] = float(value)
+    states = train(LearnedConfig(objective, **config), *splits['train'],
+                   weights, keys)
+    mse = {name: np.asarray(jax.vmap(summed_mse)(states.model, *split))
+           for name, split in splits.items()}
+    rows += [{'objective': objective, 'lambda': w,
+              'seed': int(seeds[i]), 'train_mse': float(mse['train'][m]),
+              'test_mse': float(mse['test'][m])}
+             for m, (w, i) in enumerate(members)]
   return rows
 
 
