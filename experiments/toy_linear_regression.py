@@ -135,8 +135,11 @@ def plot_learned(summary: dict[str, dict[str, Any]],
     for model, color in (('regression', 'C3'), ('cmi0', 'C2')):
       ax.axhline(table[model]['test_mse'], color=color, lw=0.8, ls=':',
                  label=f'{model} test (closed form)')
-    ax.set(xscale='symlog', xlabel='lambda', title=_LEARNED_TITLES.get(
-        objective, objective))
+    ax.set(xlabel='lambda', title=_LEARNED_TITLES.get(objective, objective))
+    if len(weights) > 1:
+      ax.set_xscale('symlog')
+    else:  # Base: one lambda, 0.
+      ax.set_xticks(weights)
   axes[0][0].set_ylabel('MSE, summed over K')
   axes[0][0].legend(fontsize=7)
   fig.tight_layout()
