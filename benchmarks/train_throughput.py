@@ -20,7 +20,6 @@ import os
 import platform
 import resource
 import time
-import types
 from typing import Any, Callable
 
 from absl import app
@@ -33,11 +32,11 @@ import optax
 from cmi_jax import models
 from cmi_jax import train
 from cmi_jax.objectives import AdversarialCMI
+from cmi_jax.data import base as data_base
 from cmi_jax.data import multi_digit as md
 from cmi_jax.data import sources
 from benchmarks import numpy_reference
 from experiments import cli
-from experiments import common
 
 _DEVICE = flags.DEFINE_enum('device', 'auto', ['auto', 'cpu', 'gpu', 'tpu'],
                             'Platform to run on (auto: JAX\'s default).')
@@ -110,8 +109,7 @@ def make_trainer(objective: str) -> train.Trainer:
   CIRCE's regressions are fitted on 10% of an epoch of held-out labels, as
   in the experiments (``config.circe_heldout``).
   """
-  heldout = common.circe_heldout_labels(
-      types.SimpleNamespace(circe_heldout=0.1), make_dataset(100), NUM_CLASSES)
+  heldout = data_base.heldout_labels(make_dataset(100), NUM_CLASSES, 0.1)
   return train.make_trainer(paper_encoder(), objective,
                             SUBSPACES, NUM_CLASSES, _OPTIM[objective],
                             circe_heldout_labels=heldout)

@@ -37,6 +37,19 @@ def _present_fields(state: Any) -> dict[str, Any]:
           if getattr(state, f.name) is not None}
 
 
+def saved_series(workdir: str) -> tuple[str, ...]:
+  """The series under ``workdir/checkpoints`` holding a saved checkpoint.
+
+  Reads the directories only: no orbax manager is opened (one would create
+  them).
+  """
+  root = os.path.join(workdir, 'checkpoints')
+  return tuple(series for series in (LATEST, *BEST_SERIES, MID_EPOCH)
+               if os.path.isdir(os.path.join(root, series)) and any(
+                   name.isdigit()
+                   for name in os.listdir(os.path.join(root, series))))
+
+
 class UnreadableCheckpointError(RuntimeError):
   """Every checkpoint of a series exists but none can be read."""
 

@@ -206,3 +206,22 @@ def summarize(stats: dict[str, Any],
           'num_examples': int((stats['mask'] > 0).sum()),
           **group_accuracies(stats['combo_correct'], stats['combo_count'],
                              group_weights)}
+
+
+def codes_and_labels(trainer: Trainer, state: TrainState,
+                     dataset: DeviceDataset, max_rows: int = 0, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+  """Codes and labels of the (unpadded, fully labelled) examples of a split.
+
+  ``(codes, factors, summary)``: float ``[N, D]`` codes, int ``[N, K]``
+  labels and :func:`summarize` of the whole split. At most ``max_rows`` rows
+  (0: all), drawn uniformly without replacement.
+  """
+  stats = evaluate(trainer, state, dataset)
+  keep = np.flatnonzero((stats['mask'] > 0)
+                        & np.all(stats['labels'] >= 0, axis=1))
+  if 0 < max_rows < len(keep):
+    keep = keep[np.sort(np.random.default_rng(seed).choice(
+        len(keep), max_rows, replace=False))]
+  return (stats['z'][keep].astype(np.float64),
+          stats['labels'][keep].astype(np.int64), summarize(stats))

@@ -6,7 +6,8 @@ path; none touches pyplot's global state, so they are safe in threads.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import os
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +18,38 @@ ALL_RIGHT = '#2ca02c'
 FIRST_WRONG = '#ff7f0e'
 SECOND_WRONG = '#1f77b4'
 ALL_WRONG = '#d62728'
+
+
+# Each objective's colour and label in every figure of the experiments.
+STYLES = {'base': ('#1f77b4', 'Base'), 'mi': ('#ff7f0e', 'Base+MI'),
+          'cmi': ('#2ca02c', 'Base+CMI'), 'mmd_mi': ('#9467bd', 'MMD MI'),
+          'mmd_cmi': ('#8c564b', 'MMD CMI')}
+
+
+def objective_order(objectives: Iterable[str]) -> list[str]:
+  """The distinct ``objectives`` in :data:`STYLES` order (others last)."""
+  order = list(STYLES)
+  return sorted(set(objectives), key=lambda o: (
+      order.index(o) if o in order else len(order), o))
+
+
+def write_outputs(directory: str, outputs: Mapping[str, Any]
+                  ) -> dict[str, str]:
+  """Writes ``{file name: content}`` into ``directory``, each atomically.
+
+  A ``.png`` file's content is a matplotlib Figure, a ``.json`` file's JSON
+  data (:func:`cmi_jax.logs.write_json_atomic`), any other's text. Returns
+  file name -> path.
+  """
+  paths = {name: os.path.join(directory, name) for name in outputs}
+  for name, content in outputs.items():
+    if name.endswith('.png'):
+      save_figure(content, paths[name])
+    elif name.endswith('.json'):
+      logs.write_json_atomic(paths[name], content)
+    else:
+      logs.write_text_atomic(paths[name], content)
+  return paths
 
 
 def new_figure(width: float, height: float):

@@ -1,4 +1,5 @@
-"""What a run records: its epoch records, its best epochs and its two files.
+"""What a run records: its epoch records, its best epochs and its two files,
+and how a notebook reads finished runs back.
 
 The epoch loop (:func:`cmi_jax.loop.fit`) builds every member's records
 here, so a sweep member's ``results.json`` has the shape of a separate
@@ -7,21 +8,32 @@ run's, and both are written with :func:`write_results`.
 An epoch record is ``{'epoch', 'step', 'train': {metric: mean over the
 epoch's steps}, 'eval': {split: summary}, 'extra': hook output,
 'seconds': ...}`` (``eval`` and ``extra`` only on evaluated epochs).
+
+A sweep directory holds runs at any depth: :func:`collect` reads them as
+rows, :func:`aggregate` takes means over seeds and :func:`table_text` renders
+them.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
 import os
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
 from cmi_jax import logs
+from cmi_jax import validate
 
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'
+
+_log = logging.getLogger(__name__)
 
 # (epoch, state, {split: raw evaluation stats}) -> extra metrics for the log.
 EpochHook = Callable[[int, Any, dict[str, dict[str, np.ndarray]]],
@@ -132,3 +144,157 @@ def write_config(workdir: str, run_config: Mapping[str, Any]) -> None:
 def write_results(workdir: str, results: Mapping[str, Any]) -> None:
   """Writes ``workdir/results.json`` atomically: the mark of a finished run."""
   logs.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+
+
+# The config fields that place a run in the paper's grids.
+FIELDS = ('objective', 'train_corr', 'noise', 'seed')
+
+# The epoch records of a run that a report can select.
+SELECTIONS = ('final',) + tuple(series for _, series, _
+                                in BEST_CRITERIA)
+
+
+def read_run(root: str) -> Optional[tuple[dict[str, Any], dict[str, Any]]]:
+  """``(results, config)`` of the run in ``root``, or None if unfinished.
+
+  A missing, truncated or foreign ``results.json`` or ``config.json`` counts
+  as unfinished (with a warning naming the file).
+  """
+  paths = [os.path.join(root, RESULTS_FILE),
+           os.path.join(root, CONFIG_FILE)]
+  loaded = []
+  for path in paths:
+    try:
+      with open(path) as f:
+        loaded.append(json.load(f))
+    except FileNotFoundError:
+      return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+      _log.warning('%s cannot be read (%s); the cell counts as unfinished '
+                   'and is trained again.', path, e)
+      return None
+  results, config = loaded
+  if not (isinstance(results, dict) and 'final' in results
+          and isinstance(config, dict) and 'config' in config):
+    _log.warning('%s is not the results of a finished run; the cell '
+                 'counts as unfinished and is trained again.', paths[0])
+    return None
+  return results, config
+
+
+def read_config(workdir: str) -> tuple[dict[str, Any], dict[str, Any]]:
+  """``(config, data_info)`` of a run from its ``config.json``."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isdir(workdir):
+    raise ValueError(f'workdir {workdir} is not a directory; pass the work '
+                     'directory of a finished run.')
+  if not os.path.isfile(path):
+    raise ValueError(f'{path} not found: {workdir} is not the work directory '
+                     'of a run (experiments.celeba and '
+                     'experiments.multi_digit_mnist write config.json).')
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+    return dict(saved['config']), dict(saved.get('data') or {})
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise ValueError(f'{path} is not a run config ({e!r}); it must hold '
+                     '{"config": {...}, "data": {...}} as run.fit writes it.'
+                     ) from e
+
+
+def collect(sweep_dir: str, select: str = 'final',
+            extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+  """One row per finished cell, sorted: its fields and ``select``'s scores.
+
+  ``select`` is the epoch record of each run (:data:`SELECTIONS`). A row has
+  objective, train_corr, noise, seed and ``<split>/accuracy`` and
+  ``<split>/loss`` for every evaluation split, then the config fields
+  ``extra`` names; rows are sorted by objective, ``extra``, train_corr, noise
+  and seed.
+  """
+  validate.choice(select, 'select', SELECTIONS)
+  if not os.path.isdir(sweep_dir):
+    raise ValueError(f'sweep directory {sweep_dir} does not exist; run the '
+                     'sweep first or pass the directory it wrote.')
+  rows = []
+  for root, _, files in os.walk(sweep_dir):
+    if RESULTS_FILE not in files:
+      continue
+    loaded = read_run(root)
+    if loaded is None:
+      continue
+    results, config = loaded[0], loaded[1]['config']
+    data = results.get('data', {})
+    if not results.get(select):
+      raise ValueError(f'{root} has no {select!r} record (no epoch was '
+                       "evaluated on val); use select='final'.")
+    record = results[select]
+    row = {**{axis: config[axis] for axis in FIELDS}, 'epoch': record['epoch'],
+           'source': data.get('source'), 'dataset': data.get('dataset'),
+           'class_names': (data.get('class_names') or [None])[0]}
+    for split, summary in record['eval'].items():
+      row.update({f'{split}/{metric}': summary[metric] for metric in
+                  ('accuracy', 'loss', 'worst_group_accuracy')
+                  if metric in summary})
+    rows.append(dict(row, **{name: config[name] for name in extra}))
+  if not rows:
+    raise ValueError(f'no finished run (no {RESULTS_FILE}) under '
+                     f'{sweep_dir}.')
+  return sorted(rows, key=lambda r: (r['objective'], *(r[n] for n in extra),
+                                     *(r[axis] for axis in FIELDS[1:])))
+
+
+def aggregate(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]
+              ) -> list[dict[str, Any]]:
+  """Mean, std and count over seeds of each (objective, train_corr, noise)."""
+  groups: dict[tuple, list[Mapping[str, Any]]] = {}
+  for row in rows:
+    groups.setdefault(tuple(row[axis] for axis in FIELDS[:3]), []).append(row)
+  out = []
+  for key, members in sorted(groups.items()):
+    entry = dict(zip(FIELDS[:3], key), num_seeds=len(members))
+    for metric in metrics:
+      # A run without the metric gives NaN, left out.
+      values = np.array([m.get(metric, np.nan) for m in members], np.float64)
+      values = values[np.isfinite(values)]
+      entry[f'{metric}/mean'] = float(values.mean()) if len(values) else np.nan
+      entry[f'{metric}/std'] = float(values.std(ddof=1)) if len(values) > 1 \
+          else 0.0
+    out.append(entry)
+  return out
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], header: Sequence[str],
+             **options: Any) -> str:
+  """``rows`` as CSV text with ``header`` (other keys are left out)."""
+  out = io.StringIO()
+  writer = csv.DictWriter(out, header, extrasaction='ignore', **options)
+  writer.writeheader()
+  writer.writerows(rows)
+  return out.getvalue()
+
+
+def table_text(table: Sequence[dict[str, Any]], metrics: Sequence[str],
+               titles: Sequence[str],
+               column: tuple[str, str, Any] = ('noise', 'noise', '{:g}'.format),
+               **csv_options: Any) -> tuple[str, str]:
+  """``(csv, markdown)`` renderings of the aggregated table.
+
+  ``column``: the key, Markdown title and format of the column after the
+  train correlation; ``titles``: of the ``metrics`` columns (mean ± std, – for
+  none); ``csv_options`` go to :func:`csv_text`.
+  """
+  key, title, fmt = column
+  header = ['objective', 'train_corr', 'noise',
+            *([key] if key != 'noise' else []), 'num_seeds',
+            *(f'{m}/{s}' for m in metrics for s in ('mean', 'std'))]
+  lines = [f'| objective | train corr | {title} | seeds | '
+           + ' | '.join(titles) + ' |', '|---' * (4 + len(titles)) + '|']
+  for r in table:
+    cells = ['–' if np.isnan(r[f'{m}/mean']) else
+             f"{r[f'{m}/mean']:.3f} ± {r[f'{m}/std']:.3f}" for m in metrics]
+    lines.append(f"| {r['objective']} | {r['train_corr']:g} | "
+                 f"{fmt(r[key])} | {r['num_seeds']} | " + ' | '.join(cells)
+                 + ' |')
+  return (csv_text(table, header, **csv_options),
+          '\n'.join(lines) + '\n')

@@ -183,6 +183,19 @@ def fit(trainer: Trainer, state: TrainState, train_data: Dataset,
     return {'state': state, **results}
 
 
+def check_workdir(workdir: str) -> None:
+  """Refuses a ``workdir`` that is a file or cannot be written."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f'workdir {workdir} is a file, not a directory; pass '
+                     'a directory (it is created if needed).')
+  existing = workdir
+  while not os.path.exists(existing):
+    existing = os.path.dirname(os.path.abspath(existing))
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f'workdir {workdir} cannot be written ({existing} is '
+                     'read-only for this user); pass a writable directory.')
+
+
 def workdir_lock(workdir: str) -> contextlib.AbstractContextManager:
   """The lock of ``workdir`` (:class:`cmi_jax.locks.DirectoryLock`).
 

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from cmi_jax import logs
+from cmi_jax import records
 from cmi_jax import validate
 from cmi_jax import vmapped
 from cmi_jax.data import celeba
@@ -32,7 +33,6 @@ from cmi_jax.data import host
 from cmi_jax.data.base import GroupBalancedDataset
 from experiments import common
 from experiments import driver
-from experiments import sweeps
 from experiments.configs import celeba as celeba_config
 
 EVAL_SPLITS = ('train_eval', 'val', 'test_anti', 'test_uncorr')
@@ -171,7 +171,7 @@ def write_extra(workdir: str, results: Mapping[str, Any],
   """Writes ``subpopulation_accuracy.csv`` and ``.md``: the accuracy of every
   attribute in every cell of the joint table.
 
-  ``results`` holds epoch records of :data:`experiments.sweeps.SELECTIONS`,
+  ``results`` holds epoch records of :data:`experiments.records.SELECTIONS`,
   each with ``eval[split]['accuracy_per_combination']`` ``[C, K]`` and
   ``['combination_count']`` ``[C]``. The CSV has one row per (record, split,
   combination): ``record``, ``epoch``, ``split``, the K attribute values,
@@ -182,7 +182,7 @@ def write_extra(workdir: str, results: Mapping[str, Any],
   accuracy = [f'accuracy/{a}' for a in names]
   combos = list(itertools.product(*(range(c) for c in splits.num_classes)))
   rows = []
-  for record_name in sweeps.SELECTIONS:
+  for record_name in records.SELECTIONS:
     record = results.get(record_name) or {'eval': {}}
     for split, summary in record['eval'].items():
       values = np.array(summary['accuracy_per_combination'], np.float64)
@@ -202,7 +202,7 @@ def write_extra(workdir: str, results: Mapping[str, Any],
         *('–' if np.isnan(row[a]) else f'{row[a]:.3f}' for a in accuracy)]))
   header = ['record', 'epoch', 'split', *names, 'count', *accuracy]
   logs.write_text_atomic(os.path.join(workdir, 'subpopulation_accuracy.csv'),
-                         common.csv_text(rows, header, lineterminator='\n'))
+                         records.csv_text(rows, header, lineterminator='\n'))
   logs.write_text_atomic(os.path.join(workdir, 'subpopulation_accuracy.md'),
                          '\n'.join(lines) + '\n')
 

@@ -16,17 +16,21 @@ Finished cells are skipped, so a restarted sweep picks up where it stopped.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
-import ml_collections
 from absl import app
 from absl import flags
 
 from cmi_jax import logs
+from cmi_jax import records
 from experiments import celeba as celeba_experiment
 from experiments import cli
 from experiments import driver
 from experiments import sweeps
+
+
+# The config field a weak-supervision sweep varies beyond the paper's grid.
+WEAK_COLUMNS = ('weak_supervision',)
 
 
 def weak_cell(cell: sweeps.Cell, fraction: float) -> sweeps.Cell:
@@ -50,22 +54,12 @@ def weak_grid(objectives: Sequence[str], fractions: Sequence[float],
           for o in objectives for p in fractions for s in seeds]
 
 
-def run_sweep(base_config: ml_collections.ConfigDict, sweep_dir: str,
-              cells: Sequence[sweeps.Cell], vmap: bool = False,
-              max_members: Optional[int] = None) -> None:
-  """Trains every unfinished cell (:func:`experiments.driver.train_cells`).
-
-  ``sweep_dir`` is the mode's folder (:func:`mode_dir`).
-  """
+def run_sweep(base_config, sweep_dir: str, cells: Sequence[sweeps.Cell],
+              **options: Any) -> None:
+  """Trains every unfinished cell in a mode's folder (:func:`mode_dir`);
+  ``options`` of :func:`experiments.driver.train_cells`."""
   driver.train_cells(celeba_experiment.SPEC, base_config, sweep_dir, cells,
-                     vmap=vmap, max_members=max_members)
-
-
-def collect_weak(weak_dir: str, select: str = 'final'
-                 ) -> list[dict[str, Any]]:
-  """:func:`experiments.sweeps.collect` of a weak-supervision sweep: every
-  row with its ``weak_supervision``, sorted by objective, fraction, seed."""
-  return sweeps.collect(weak_dir, select, extra=('weak_supervision',))
+                     **options)
 
 
 def mode_dir(sweep_dir: str, mode: str) -> str:
@@ -102,9 +96,9 @@ def main() -> None:
     folder = mode_dir(workdir, mode.value)
     cells = sweeps.with_lambdas(cells, args.lambdas)
     run_sweep(config, folder, sweeps.select_shard(cells, *args.shard),
-              args.vmap, args.max_members)
-    rows = (sweeps.collect(folder, extra=sweeps.lambda_columns(args.lambdas))
-            if mode.value == 'corr' else collect_weak(folder))
+              vmap=args.vmap, max_members=args.max_members)
+    rows = records.collect(folder, extra=sweeps.lambda_columns(args.lambdas)
+                           + WEAK_COLUMNS * (mode.value == 'weak'))
     logs.write_json_atomic(os.path.join(folder, 'summary.json'), rows)
     print(f'{len(rows)} finished cells in {folder}; draw them with '
           f'python -m experiments.plot_celeba --sweep_dir={workdir}')

@@ -9,14 +9,9 @@ Messages name config fields (``config.z_dim``); the command line
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from cmi_jax import groups
 from cmi_jax import models
@@ -26,7 +21,6 @@ from cmi_jax import train
 from cmi_jax import validate
 from cmi_jax.data import base as data_base
 from cmi_jax.data import correlation
-from cmi_jax.data.base import DeviceDataset
 from cmi_jax.metrics import knn_mi
 
 ENCODERS = ('mlp', 'conv')
@@ -97,7 +91,9 @@ LEARNING_RATES = ('lr', 'cls_lr', 'd_lr')
 def check_run_fields(config: ml_collections.ConfigDict) -> None:
   """Refuses values that cannot make a meaningful run (ValueError)."""
   validate.choice(config.objective, 'config.objective', objectives.names())
-  for name in LEARNING_RATES + ('lr_scale',):
+  # Positive where set (None: the paper's rate, the batch median).
+  for name in LEARNING_RATES + ('lr_scale', 'kernel_sigma2',
+                                'kernel_label_sigma2', 'kernel_ridge'):
     if config[name] is not None:
       validate.number(config[name], f'config.{name}', 0, open_low=True)
   validate.number(config.disentangle_weight,
@@ -114,9 +110,6 @@ def check_run_fields(config: ml_collections.ConfigDict) -> None:
                   'config.dro_step_size (GroupDRO eta)', 0, open_low=True)
   validate.number(config.dro_size_adjustment,
                   'config.dro_size_adjustment (GroupDRO C)', 0)
-  for name in ('kernel_sigma2', 'kernel_label_sigma2', 'kernel_ridge'):
-    if config[name] is not None:
-      validate.number(config[name], f'config.{name}', 0, open_low=True)
   validate.number(config.circe_heldout, 'config.circe_heldout', 0, 1,
                   open_low=True)
 
@@ -161,29 +154,11 @@ def subspace_sizes(z_dim: int, num_attributes: int) -> tuple[int, ...]:
   return (z_dim // num_attributes,) * num_attributes
 
 
-def training_group_counts(data: Any, num_classes: Sequence[int]
-                          ) -> np.ndarray:
-  """Examples per group of attribute values in an epoch of ``data``, ``[G]``.
-
-  For a generated stream (a joint ``table``) the expected counts, otherwise
-  the fully labelled rows of each group.
-  """
-  if hasattr(data, 'table'):
-    table = np.asarray(data.table, np.float64).reshape(-1)
-    return table * data.steps_per_epoch * data.batch_size
-  labels = np.asarray(data.labels)
-  full = (labels >= 0).all(1)
-  index = np.ravel_multi_index(tuple(np.maximum(labels[full], 0).T),
-                               tuple(num_classes))
-  return np.bincount(index, minlength=int(np.prod(num_classes))).astype(
-      np.float64)
-
-
 def group_weighting(config: ml_collections.ConfigDict, train_data: Any,
                     num_classes: Sequence[int]) -> groups.GroupWeighting:
   """The :class:`cmi_jax.groups.GroupWeighting` of a checked config."""
   method = config.group_weighting
-  counts = (training_group_counts(train_data, num_classes)
+  counts = (data_base.group_counts(train_data, num_classes)
             if method in ('reweight', 'groupdro') else None)
   try:
     return groups.GroupWeighting(
@@ -197,28 +172,12 @@ def group_weighting(config: ml_collections.ConfigDict, train_data: Any,
     raise ValueError(f'config.group_weighting={method}: {e}') from None
 
 
-def balanced_training_data(config: ml_collections.ConfigDict, train_data: Any,
+def balanced_training_data(config: Any, train_data: Any,
                            num_classes: Sequence[int]) -> Any:
-  """The training set of ``group_weighting=subsample`` (else ``train_data``).
-
-  A stored split draws a group-balanced subsample every epoch
-  (:func:`cmi_jax.data.base.group_balanced`); a generated stream (a joint
-  ``table``) draws from the uniform table, its epoch shrunk to
-  ``G * min_g p(g)`` of its length.
-  """
+  """The training set of ``group_weighting=subsample`` (else ``train_data``)."""
   if config.group_weighting != 'subsample':
     return train_data
-  if hasattr(train_data, 'table'):
-    table = np.asarray(train_data.table, np.float64)
-    steps = max(1, int(round(train_data.steps_per_epoch * table.size
-                             * table.min())))
-    return train_data.replace(
-        table=jnp.full(table.shape, 1.0 / table.size, jnp.float32),
-        steps_per_epoch=steps)
-  if not hasattr(train_data, 'images') or not hasattr(train_data, 'replace'):
-    raise ValueError('config.group_weighting=subsample needs the training '
-                     'images on the device (config.data_placement=device).')
-  return data_base.group_balanced(train_data, num_classes)
+  return data_base.subsample_balanced(train_data, num_classes)
 
 
 def build_trainer(config: Any, splits: Any) -> train.Trainer:
@@ -245,28 +204,11 @@ def build_trainer(config: Any, splits: Any) -> train.Trainer:
       kernel_sigma2=config.kernel_sigma2,
       kernel_label_sigma2=config.kernel_label_sigma2,
       kernel_ridge=config.kernel_ridge,
-      circe_heldout_labels=(circe_heldout_labels(config, splits.train,
-                                                 num_classes)
-                            if config.objective == 'circe' else None),
+      circe_heldout_labels=(
+          data_base.heldout_labels(splits.train, num_classes,
+                                   config.circe_heldout)
+          if config.objective == 'circe' else None),
       group_weighting=group_weighting(config, splits.train, num_classes))
-
-
-def circe_heldout_labels(config: Any, train_data: Any,
-                         num_classes: Sequence[int]) -> np.ndarray:
-  """CIRCE's held-out labels, int ``[M, K]``, ``M = circe_heldout x`` epoch.
-
-  Drawn (a fixed stream, not the run's seed) from the joint distribution of
-  the training split's fully labelled rows (:func:`training_group_counts`),
-  apart from the training batches; labels are all the regression reads, so
-  no training row is set aside, and every seed and noise level of a sweep
-  gets the same regression.
-  """
-  counts = training_group_counts(train_data, num_classes)
-  rows = max(2, int(round(config.circe_heldout * train_data.steps_per_epoch
-                          * train_data.batch_size)))
-  groups_ = np.random.default_rng(0).choice(len(counts), rows,
-                                            p=counts / counts.sum())
-  return np.stack(np.unravel_index(groups_, tuple(num_classes)), 1)
 
 
 def mi_hook(config: Any, subspaces: Sequence[int]
@@ -291,30 +233,6 @@ def mi_hook(config: Any, subspaces: Sequence[int]
         max_rows=config.mi_max_rows, seed=config.seed)
     return {f'test_uncorr/{k}': v for k, v in report.items()}
   return hook
-
-
-def csv_text(rows: Iterable[Mapping[str, Any]], header: Sequence[str],
-             **options: Any) -> str:
-  """``rows`` as CSV text with ``header`` (other keys are left out)."""
-  out = io.StringIO()
-  writer = csv.DictWriter(out, header, extrasaction='ignore', **options)
-  writer.writeheader()
-  writer.writerows(rows)
-  return out.getvalue()
-
-
-def first_batches(dataset: DeviceDataset, count: int) -> dict[str, np.ndarray]:
-  """At least ``count`` examples from the first batches of a dataset."""
-  plan = dataset.epoch_plan(jax.random.PRNGKey(0))
-  batches, total = [], 0
-  for step in range(dataset.steps_per_epoch):
-    batch = jax.device_get(dataset.batch(plan, step))
-    batches.append(batch)
-    total += len(batch['labels'])
-    if total >= count:
-      break
-  return {k: np.concatenate([b[k] for b in batches])[:count]
-          for k in batches[0]}
 
 
 def config_with(config: ml_collections.ConfigDict,

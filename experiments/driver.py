@@ -29,6 +29,7 @@ from cmi_jax import logs
 from cmi_jax import loop
 from cmi_jax import run
 from cmi_jax import vmapped
+from cmi_jax.data import base as data_base
 from experiments import cli
 from experiments import common
 from experiments import figures
@@ -116,7 +117,7 @@ def train(spec: Spec, config: ml_collections.ConfigDict, workdir: str, *,
   that may differ when it resumes (e.g. ``num_epochs``).
   """
   config = resolve(spec, config)
-  check_workdir(workdir)
+  run.check_workdir(workdir)
   return _train_one(spec, config, spec.load(config), workdir, allow_change)
 
 
@@ -152,7 +153,7 @@ def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
   them, taking over the cells of a worker that died. Any number of workers
   started with the same command thus train each cell once.
   """
-  check_workdir(root)
+  run.check_workdir(root)
   configs = {c: resolve(spec, base, c.overrides()) for c in cells}
   # lambda is a state leaf (TrainState.disentangle_weight): any group varies it.
   key = lambda c: sweeps.config_key(
@@ -213,7 +214,7 @@ def _train_one(spec: Spec, config: ml_collections.FrozenConfigDict,
     if jax.process_index() == 0:
       _write_joint_counts(workdir, splits)
       figures.draw_data_figures(splits, train_data, workdir)
-    example = common.first_batches(train_data, train_data.batch_size)['image']
+    example = data_base.first_batches(train_data, train_data.batch_size)['image']
     state = trainer.init(jax.random.PRNGKey(config.seed), example,
                          config.disentangle_weight)
     logging.info('Training %s for %d epochs of %d steps in %s.',
@@ -269,7 +270,7 @@ def _train_group(spec: Spec, configs: Sequence[Any],
     run.check_first_labels(trainer, splits.train, splits.evals)
     splits.train = common.balanced_training_data(config, splits.train,
                                                  splits.num_classes)
-  example = common.first_batches(members[0].train, 1)['image']
+  example = data_base.first_batches(members[0].train, 1)['image']
   try:
     train_data, eval_data = spec.stack(members)
   except ValueError as e:
@@ -307,16 +308,3 @@ def _train_group(spec: Spec, configs: Sequence[Any],
   sweeps.write_members(cells, results, write)
   shutil.rmtree(group_dir, ignore_errors=True)  # Every member is written.
   return results
-
-
-def check_workdir(workdir: str) -> None:
-  """Refuses a ``workdir`` that is a file or cannot be written."""
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ValueError(f'workdir {workdir} is a file, not a directory; pass '
-                     'a directory (it is created if needed).')
-  existing = workdir
-  while not os.path.exists(existing):
-    existing = os.path.dirname(os.path.abspath(existing))
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise ValueError(f'workdir {workdir} cannot be written ({existing} is '
-                     'read-only for this user); pass a writable directory.')

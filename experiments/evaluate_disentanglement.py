@@ -13,7 +13,6 @@ with each split's accuracy as a check that the right checkpoint was read.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Mapping, Sequence
 
@@ -27,42 +26,21 @@ import numpy as np
 from cmi_jax import checkpoint as ckpt
 from cmi_jax import evaluation
 from cmi_jax import metrics
+from cmi_jax import plots
 from cmi_jax import records
 from cmi_jax import train
 from cmi_jax import validate
+from cmi_jax.data import base as data_base
 from cmi_jax.data.base import DeviceDataset
 from experiments import celeba as celeba_experiment
 from experiments import cli
 from experiments import common
-from experiments import figures
 from experiments import multi_digit_mnist
 
 CHECKPOINTS = ckpt.BEST_SERIES + (ckpt.LATEST,)
 SPLITS = ('test_uncorr', 'test_anti')
 OUTPUT_JSON = 'disentanglement.json'
 OUTPUT_MD = 'disentanglement.md'
-
-
-def read_run_config(workdir: str
-                    ) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
-  """``(config, data_info)`` of a run from its ``config.json``."""
-  path = os.path.join(workdir, records.CONFIG_FILE)
-  if not os.path.isdir(workdir):
-    raise ValueError(f'--workdir {workdir} is not a directory; pass the work '
-                     'directory of a finished run.')
-  if not os.path.isfile(path):
-    raise ValueError(f'{path} not found: {workdir} is not the work directory '
-                     'of a run (experiments.celeba and '
-                     'experiments.multi_digit_mnist write config.json).')
-  try:
-    with open(path, encoding='utf-8') as f:
-      saved = json.load(f)
-    return (ml_collections.ConfigDict(saved['config']),
-            dict(saved.get('data') or {}))
-  except (json.JSONDecodeError, KeyError, TypeError) as e:
-    raise ValueError(f'{path} is not a run config ({e!r}); it must hold '
-                     '{"config": {...}, "data": {...}} as run.fit writes it.'
-                     ) from e
 
 
 def experiment_kind(config: Mapping[str, Any],
@@ -89,25 +67,6 @@ def rebuild(config: ml_collections.ConfigDict, kind: str
   spec = (celeba_experiment if kind == 'celeba' else multi_digit_mnist).SPEC
   splits = spec.splits(config, spec.load(config))
   return common.build_trainer(config, splits), splits.evals, splits.attributes
-
-
-def codes_and_factors(trainer: train.Trainer, state: train.TrainState,
-                      dataset: DeviceDataset, max_rows: int = 0, seed: int = 0
-                      ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-  """Codes and labels of the (unpadded, fully labelled) examples of a split.
-
-  ``(codes, factors, summary)``: float ``[N, D]`` codes, int ``[N, K]``
-  labels and :func:`cmi_jax.evaluation.summarize` of the whole split. At
-  most ``max_rows`` rows (0: all), drawn uniformly without replacement.
-  """
-  stats = evaluation.evaluate(trainer, state, dataset)
-  keep = np.flatnonzero((stats['mask'] > 0)
-                        & np.all(stats['labels'] >= 0, axis=1))
-  if 0 < max_rows < len(keep):
-    keep = keep[np.sort(np.random.default_rng(seed).choice(
-        len(keep), max_rows, replace=False))]
-  return (stats['z'][keep].astype(np.float64),
-          stats['labels'][keep].astype(np.int64), evaluation.summarize(stats))
 
 
 def markdown_table(report: Mapping[str, Any]) -> str:
@@ -148,16 +107,16 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
     ValueError: for malformed inputs; the message names the fix.
   """
   workdir = os.path.abspath(workdir)
-  config, info = read_run_config(workdir)
+  saved, info = records.read_config(workdir)
+  config = ml_collections.ConfigDict(saved)
   kind = experiment_kind(config, info)
   validate.integer(max_rows, '--max_rows', 0, hint='0: all rows.')
   validate.choice(checkpoint, '--checkpoint', CHECKPOINTS)
-  root = os.path.join(workdir, 'checkpoints')
-  available = [s for s in CHECKPOINTS if os.path.isdir(os.path.join(root, s))
-               and any(n.isdigit() for n in os.listdir(os.path.join(root, s)))]
+  available = [s for s in CHECKPOINTS if s in ckpt.saved_series(workdir)]
   if checkpoint not in available:
     raise ValueError(
-        f'{workdir} has no {checkpoint!r} checkpoint (under {root}); it has '
+        f'{workdir} has no {checkpoint!r} checkpoint (under '
+        f'{os.path.join(workdir, "checkpoints")}); it has '
         f'{available or "none"}: pass --checkpoint= one of those, or finish '
         'the run first.')
   trainer, data, names = rebuild(config, kind)
@@ -166,7 +125,7 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
                      f'{list(data)} (at least one).')
   # Only shapes and dtypes are needed; eval_shape runs no initialiser.
   like = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed),
-                        common.first_batches(data[splits[0]], 1)['image'],
+                        data_base.first_batches(data[splits[0]], 1)['image'],
                         config.disentangle_weight)
   checkpoints = ckpt.RunCheckpoints(workdir)
   try:
@@ -179,7 +138,7 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
             'epoch': int(meta['epoch']), 'attributes': list(names),
             'seed': seed, 'max_rows': max_rows, 'splits': {}}
   for split in splits:
-    codes, factors, summary = codes_and_factors(trainer, state, data[split],
+    codes, factors, summary = evaluation.codes_and_labels(trainer, state, data[split],
                                                 max_rows, seed)
     try:
       scores = metrics.compute_all(codes, factors, seed=seed)
@@ -193,7 +152,7 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
                  split, len(codes), summary['accuracy'],
                  scores['dci/disentanglement'])
   if jax.process_index() == 0:
-    figures.write_outputs(workdir, {OUTPUT_JSON: report,
+    plots.write_outputs(workdir, {OUTPUT_JSON: report,
                                     OUTPUT_MD: markdown_table(report)})
   return report
 

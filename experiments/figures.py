@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -12,39 +12,7 @@ from cmi_jax import evaluation
 from cmi_jax import logs
 from cmi_jax import plots
 from cmi_jax import train
-from experiments import common
-
-
-# Each objective's colour and label in every figure of the experiments.
-STYLES = {'base': ('#1f77b4', 'Base'), 'mi': ('#ff7f0e', 'Base+MI'),
-          'cmi': ('#2ca02c', 'Base+CMI'), 'mmd_mi': ('#9467bd', 'MMD MI'),
-          'mmd_cmi': ('#8c564b', 'MMD CMI')}
-
-
-def objective_order(objectives: Iterable[str]) -> list[str]:
-  """The distinct ``objectives`` in :data:`STYLES` order (others last)."""
-  order = list(STYLES)
-  return sorted(set(objectives), key=lambda o: (
-      order.index(o) if o in order else len(order), o))
-
-
-def write_outputs(directory: str, outputs: Mapping[str, Any]
-                  ) -> dict[str, str]:
-  """Writes ``{file name: content}`` into ``directory``, each atomically.
-
-  A ``.png`` file's content is a matplotlib Figure, a ``.json`` file's JSON
-  data (:func:`cmi_jax.logs.write_json_atomic`), any other's text. Returns
-  file name -> path.
-  """
-  paths = {name: os.path.join(directory, name) for name in outputs}
-  for name, content in outputs.items():
-    if name.endswith('.png'):
-      plots.save_figure(content, paths[name])
-    elif name.endswith('.json'):
-      logs.write_json_atomic(paths[name], content)
-    else:
-      logs.write_text_atomic(paths[name], content)
-  return paths
+from cmi_jax.data import base as data_base
 
 
 def combination_names(num_classes: Sequence[int]) -> list[str]:
@@ -66,7 +34,7 @@ def draw_data_figures(splits: Any, train_data: Any, workdir: str) -> None:
   plots.joint_count_tables(splits.joint_counts, splits.attributes,
                            _path(workdir, 'joint_counts'))
   for name, data in {'train': train_data, **splits.evals}.items():
-    sample = common.first_batches(data, 16)
+    sample = data_base.first_batches(data, 16)
     plots.image_grid(sample['image'], sample['labels'],
                      _path(workdir, f'samples_{name}'),
                      f'{name}: labels ({", ".join(splits.attributes)})',
@@ -106,7 +74,7 @@ def draw_run_figures(trainer: train.Trainer, state: train.TrainState,
         np.asarray(summary['combination_count']), splits.attributes, names,
         _path(workdir, f'subpopulation_accuracy_{split}'),
         f'{split}: accuracy per attribute in each combination'))
-    sample = common.first_batches(data, 32)
+    sample = data_base.first_batches(data, 32)
     preds = np.asarray(trainer.predict_from_codes(
         state.heads_params,
         trainer.encoder.apply(state.encoder_params, sample['image'])))

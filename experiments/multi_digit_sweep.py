@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 from cmi_jax import logs
+from cmi_jax import records
 from experiments import cli
 from experiments import driver
 from experiments import multi_digit_mnist
@@ -25,11 +26,11 @@ from experiments import sweeps
 
 def run_sweep(base_config, sweep_dir, cells, vmap=False, max_members=None,
               extra=()):
-  """Trains every unfinished cell; returns :func:`sweeps.collect`'s rows
+  """Trains every unfinished cell; returns :func:`cmi_jax.records.collect`'s rows
   (with the config fields ``extra``)."""
   driver.train_cells(multi_digit_mnist.SPEC, base_config, sweep_dir, cells,
                      vmap=vmap, max_members=max_members)
-  rows = sweeps.collect(sweep_dir, extra=extra)
+  rows = records.collect(sweep_dir, extra=extra)
   logs.write_json_atomic(os.path.join(sweep_dir, 'summary.json'), rows)
   return rows
 

@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 
 from cmi_jax import evaluation
+from cmi_jax.data import base as data_base
 from cmi_jax.data import multi_digit
 from cmi_jax.data import sources
 from experiments import cli
@@ -58,7 +59,7 @@ def accuracies_at(objective: str, splits: dict,
   data = splits['train'].replace(steps_per_epoch=STEPS_PER_EPOCH)
   trainer = common.build_trainer(config, driver.Splits(
       data, {}, ('digit0', 'digit1'), np.shape(data.table), {}, {}))
-  example = common.first_batches(data, 1)['image']
+  example = data_base.first_batches(data, 1)['image']
   state = trainer.init(jax.random.PRNGKey(seed), example,
                        config.disentangle_weight)
   steps = 0

@@ -16,7 +16,6 @@ import types
 from typing import Any, Callable, Hashable, Iterator, Mapping, Optional, \
     Sequence
 
-import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
@@ -28,8 +27,6 @@ from cmi_jax import run
 from cmi_jax import validate
 from experiments import cli
 
-# Where run.fit keeps a run's resumable state (cmi_jax.checkpoint).
-LATEST_CHECKPOINTS = os.path.join('checkpoints', ckpt.LATEST)
 GROUPS_DIR = '_groups'
 # How long a worker waits before it looks again at cells others hold.
 WAIT_S = 2.0
@@ -52,15 +49,11 @@ class Cell:
     return dict(self.settings)
 
 
-# The config fields of a cell of the paper's grids.
-AXES = ('objective', 'train_corr', 'noise', 'seed')
-
-
 def cell(objective: str, train_corr: float, noise: float, seed: int) -> Cell:
   """The paper's cell: ``<objective>/corr<c>_noise<n>/seed<s>``."""
   return Cell(os.path.join(objective, f'corr{train_corr:g}_noise{noise:g}',
                            f'seed{seed}'),
-              tuple(zip(AXES, (objective, float(train_corr), float(noise),
+              tuple(zip(records.FIELDS, (objective, float(train_corr), float(noise),
                                int(seed)))))
 
 
@@ -197,50 +190,14 @@ def parse_list(values: Sequence[str], flag: str, kind: type = float
   return out
 
 
-def read_cell_results(root: str) -> Optional[tuple[dict[str, Any],
-                                                   dict[str, Any]]]:
-  """``(results, config)`` of the run in ``root``, or None if unfinished.
-
-  A missing, truncated or foreign ``results.json`` or ``config.json`` counts
-  as unfinished (with a warning naming the file).
-  """
-  paths = [os.path.join(root, records.RESULTS_FILE),
-           os.path.join(root, records.CONFIG_FILE)]
-  loaded = []
-  for path in paths:
-    try:
-      with open(path) as f:
-        loaded.append(json.load(f))
-    except FileNotFoundError:
-      return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-      logging.warning('%s cannot be read (%s); the cell counts as unfinished '
-                      'and is trained again.', path, e)
-      return None
-  results, config = loaded
-  if not (isinstance(results, dict) and 'final' in results
-          and isinstance(config, dict) and 'config' in config):
-    logging.warning('%s is not the results of a finished run; the cell '
-                    'counts as unfinished and is trained again.', paths[0])
-    return None
-  return results, config
-
-
-# The epoch records of a run that a report can select.
-SELECTIONS = ('final',) + tuple(series for _, series, _
-                                in records.BEST_CRITERIA)
-
-
 def is_done(sweep_dir: str, cell: Cell) -> bool:
   """Whether the cell's run finished (a readable ``results.json``)."""
-  return read_cell_results(os.path.join(sweep_dir, cell.name)) is not None
+  return records.read_run(os.path.join(sweep_dir, cell.name)) is not None
 
 
 def is_started(sweep_dir: str, cell: Any) -> bool:
   """Whether a separate run of the cell saved a checkpoint to resume from."""
-  path = os.path.join(sweep_dir, cell.name, LATEST_CHECKPOINTS)
-  return os.path.isdir(path) and any(
-      name.isdigit() for name in os.listdir(path))
+  return ckpt.LATEST in ckpt.saved_series(os.path.join(sweep_dir, cell.name))
 
 
 @contextlib.contextmanager
@@ -336,68 +293,6 @@ def config_key(config: Mapping[str, Any], varying: Sequence[str]) -> str:
                     sort_keys=True, default=repr)
 
 
-def collect(sweep_dir: str, select: str = 'final',
-            extra: Sequence[str] = ()) -> list[dict[str, Any]]:
-  """One row per finished cell, sorted: its fields and ``select``'s scores.
-
-  ``select`` is the epoch record of each run (:data:`SELECTIONS`). A row has
-  objective, train_corr, noise, seed and ``<split>/accuracy`` and
-  ``<split>/loss`` for every evaluation split, then the config fields
-  ``extra`` names; rows are sorted by objective, ``extra``, train_corr, noise
-  and seed.
-  """
-  validate.choice(select, 'select', SELECTIONS)
-  if not os.path.isdir(sweep_dir):
-    raise ValueError(f'sweep directory {sweep_dir} does not exist; run the '
-                     'sweep first or pass the directory it wrote.')
-  rows = []
-  for root, _, files in os.walk(sweep_dir):
-    if records.RESULTS_FILE not in files:
-      continue
-    loaded = read_cell_results(root)
-    if loaded is None:
-      continue
-    results, config = loaded[0], loaded[1]['config']
-    data = results.get('data', {})
-    if not results.get(select):
-      raise ValueError(f'{root} has no {select!r} record (no epoch was '
-                       "evaluated on val); use select='final'.")
-    record = results[select]
-    row = {**{axis: config[axis] for axis in AXES}, 'epoch': record['epoch'],
-           'source': data.get('source'), 'dataset': data.get('dataset'),
-           'class_names': (data.get('class_names') or [None])[0]}
-    for split, summary in record['eval'].items():
-      row.update({f'{split}/{metric}': summary[metric] for metric in
-                  ('accuracy', 'loss', 'worst_group_accuracy')
-                  if metric in summary})
-    rows.append(dict(row, **{name: config[name] for name in extra}))
-  if not rows:
-    raise ValueError(f'no finished run (no {records.RESULTS_FILE}) under '
-                     f'{sweep_dir}.')
-  return sorted(rows, key=lambda r: (r['objective'], *(r[n] for n in extra),
-                                     *(r[axis] for axis in AXES[1:])))
-
-
-def aggregate(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]
-              ) -> list[dict[str, Any]]:
-  """Mean, std and count over seeds of each (objective, train_corr, noise)."""
-  groups: dict[tuple, list[Mapping[str, Any]]] = {}
-  for row in rows:
-    groups.setdefault(tuple(row[axis] for axis in AXES[:3]), []).append(row)
-  out = []
-  for key, members in sorted(groups.items()):
-    entry = dict(zip(AXES[:3], key), num_seeds=len(members))
-    for metric in metrics:
-      # A run without the metric gives NaN, left out.
-      values = np.array([m.get(metric, np.nan) for m in members], np.float64)
-      values = values[np.isfinite(values)]
-      entry[f'{metric}/mean'] = float(values.mean()) if len(values) else np.nan
-      entry[f'{metric}/std'] = float(values.std(ddof=1)) if len(values) > 1 \
-          else 0.0
-    out.append(entry)
-  return out
-
-
 def report_main(make_report: Callable[[str, Optional[str], str],
                                       Mapping[str, str]]) -> None:
   """The command line of a sweep report (flags defined here, not at import).
@@ -408,7 +303,7 @@ def report_main(make_report: Callable[[str, Optional[str], str],
   sweep_dir = flags.DEFINE_string('sweep_dir', None, 'The sweep directory.')
   out_dir = flags.DEFINE_string('out_dir', None,
                                 'Output directory (default: sweep_dir).')
-  select = flags.DEFINE_enum('select', 'final', list(SELECTIONS),
+  select = flags.DEFINE_enum('select', 'final', list(records.SELECTIONS),
                              'Which epoch of every run to report.')
 
   def run(argv):

@@ -30,65 +30,10 @@ import numpy as np
 
 from experiments import cli
 from experiments import common
-from experiments import figures
 from experiments.configs import toy_linear_classification as toy_config
 from cmi_jax import plots
+from cmi_jax.toy import figures as toy_figures
 from cmi_jax.toy import linear_classification as lc
-
-_OBJECTIVE_TITLES = {'base': 'Base', 'mi': 'Base + MI', 'cmi': 'Base + CMI'}
-# The accuracy curves of each objective: (cell metric, style, legend label).
-_LINES = (('train_accuracy', {'ls': '-', 'marker': 'o', 'ms': 3},
-           'at training correlation'),
-          ('uncorrelated_accuracy', {'ls': '--'}, 'at correlation 0'),
-          ('min_accuracy', {'ls': ':', 'lw': 2}, 'worst test correlation {}'))
-
-
-def _mean_over_seeds(cells: Sequence[dict[str, Any]], objective: str,
-                     train_corr: float) -> tuple[np.ndarray, dict[str, Any]]:
-  """Sorted noise levels and each accuracy's seed mean at each."""
-  by_noise: dict[float, list[dict[str, Any]]] = {}
-  for cell in cells:
-    if cell['objective'] == objective and cell['train_corr'] == train_corr:
-      by_noise.setdefault(cell['noise_var'], []).append(cell)
-  noise = np.array(sorted(by_noise))
-  return noise, {m: np.array([np.mean([c[m] for c in by_noise[n]])
-                              for n in noise])
-                 for m in ('train_accuracy', 'uncorrelated_accuracy',
-                           'min_accuracy', 'max_accuracy')}
-
-
-def plot_figure(cells: Sequence[dict[str, Any]]):
-  """Accuracy against noise level of :func:`run`'s cells (seed means)."""
-  from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
-  from matplotlib.patches import Patch  # pylint: disable=g-import-not-at-top
-  corrs = sorted({c['train_corr'] for c in cells})
-  objectives = figures.objective_order(c['objective'] for c in cells)
-  num_attributes = cells[0]['num_attributes']
-  fig = plots.new_figure(4.4 * len(corrs) + 0.6, 4.2)
-  axes = np.atleast_1d(fig.subplots(1, len(corrs), sharey=True))
-  for ax, corr in zip(axes, corrs):
-    for objective in objectives:
-      color = figures.STYLES[objective][0]
-      noise, means = _mean_over_seeds(cells, objective, corr)
-      ax.fill_between(noise, means['min_accuracy'], means['max_accuracy'],
-                      color=color, alpha=0.08, lw=0)
-      for metric, style, _ in _LINES:
-        ax.plot(noise, means[metric], color=color, **style)
-    ax.grid(alpha=0.3)
-    ax.set(xscale='log', ylim=(0.45, 1.02), xlabel=r'noise variance $\sigma^2$',
-           title=f'training correlation {corr:g}')
-  axes[0].set_ylabel(f'accuracy (mean over {num_attributes} attributes)')
-  grid = 'in [-1, 1]' if num_attributes == 2 else 'in [0, 1]'
-  handles = [Line2D([], [], color=figures.STYLES[o][0], lw=2,
-                    label=_OBJECTIVE_TITLES[o]) for o in objectives]
-  handles += [Line2D([], [], color='gray', label=label.format(grid), **style)
-              for _, style, label in _LINES]
-  handles.append(Patch(color='gray', alpha=0.15, lw=0, label='worst to best'))
-  # Below the panels: inside, they would hide the low-accuracy curves.
-  fig.legend(handles=handles, loc='upper center', bbox_to_anchor=(0.5, 0.0),
-             ncol=len(handles), fontsize=8, frameon=False)
-  fig.suptitle(f'Learned linear classification, K = {num_attributes}')
-  return fig
 
 
 def _floats(values: Sequence[Any], name: str) -> tuple[float, ...]:
@@ -143,22 +88,8 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
       'wall_time_s': {name: float(t[0]) for name, t in times.items()},
       'cpu_time_s': {name: float(t[1]) for name, t in times.items()},
       'snapshot_steps': lc.snapshot_steps(config).tolist(), 'cells': cells}
-  return dict(result, files=figures.write_outputs(workdir, {
-      'results.json': result, 'figure.png': plot_figure(cells)}))
-
-
-def format_table(cells: Sequence[dict[str, Any]], train_corr: float) -> str:
-  """Text table of train / uncorrelated / worst accuracy at one train corr."""
-  objectives = figures.objective_order(c['objective'] for c in cells)
-  curves = [_mean_over_seeds(cells, o, train_corr) for o in objectives]
-  lines = [f'train corr {train_corr:g}: accuracy train / uncorrelated / '
-           'worst case', 'sigma^2  ' + '  '.join(
-               f'{_OBJECTIVE_TITLES[o]:>18}' for o in objectives)]
-  for i, n in enumerate(curves[0][0]):
-    lines.append('  '.join([f'{n:7.3g}'] + [
-        '/'.join(f'{means[m][i]:.3f}' for m, _, _ in _LINES).rjust(18)
-        for _, means in curves]))
-  return '\n'.join(lines)
+  return dict(result, files=plots.write_outputs(workdir, {
+      'results.json': result, 'figure.png': toy_figures.classification_figure(cells)}))
 
 
 def main() -> None:
@@ -166,7 +97,7 @@ def main() -> None:
   def body(config, workdir):
     result = run(workdir, **config)
     for corr in result['config']['train_corrs']:
-      print(format_table(result['cells'], corr))
+      print(toy_figures.classification_table(result['cells'], corr))
     print(f"wall time (s): {result['wall_time_s']}")
     print(f"CPU time (s): {result['cpu_time_s']}")
     print('\n'.join(f'wrote {path}' for path in result['files'].values()))

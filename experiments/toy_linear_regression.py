@@ -26,83 +26,12 @@ import numpy as np
 
 from experiments import cli
 from experiments import common
-from experiments import figures
 from experiments.configs import toy_linear_regression as toy_config
 from cmi_jax import plots
 from cmi_jax import validate
+from cmi_jax.toy import figures as toy_figures
 from cmi_jax.toy import learned_regression
 from cmi_jax.toy import linear_regression as lr
-
-_LEARNED_TITLES = {'base': 'Base', 'mi': 'Base + MI (adversarial)',
-                   'cmi': 'Base + CMI (adversarial, continuous s)'}
-_MODEL_TITLES = {'regression': 'Base (full regression)',
-                 'mi0': 'Base + MI (MI = 0)', 'cmi0': 'Base + CMI (CMI = 0)'}
-
-
-def plot_figure2(sweep: dict[str, dict[str, np.ndarray]],
-                 noise_vars: np.ndarray, train_corrs: np.ndarray,
-                 test_corr: float, marker: tuple[float, float] | None = None):
-  """Heat maps of test MSE over noise variance x training correlation.
-
-  ``sweep`` is :func:`lr.noise_correlation_sweep`'s over ``noise_vars`` x
-  ``train_corrs``; ``marker``: ``(train_corr, noise_var)`` drawn as a cross.
-  Returns a Figure, a panel per model with one colour scale.
-  """
-  from matplotlib.colors import LogNorm  # pylint: disable=g-import-not-at-top
-  names = tuple(_MODEL_TITLES)
-  values = np.stack([sweep['test_mse'][n] for n in names])
-  # MSE spans decades (about sigma^2 at low noise, up to >1 for MI=0 at high
-  # correlation), so a linear scale would hide the regression's degradation.
-  positive = values[values > 0]
-  vmin = float(positive.min()) if positive.size else 1e-6
-  norm = LogNorm(vmin=vmin, vmax=max(float(values.max()), 2 * vmin))
-  fig = plots.new_figure(4.2 * len(names) + 1.0, 3.8)
-  axes = fig.subplots(1, len(names), sharey=True)
-  for ax, name in zip(axes, names):
-    mesh = ax.pcolormesh(train_corrs, noise_vars, sweep['test_mse'][name],
-                         shading='nearest', cmap='viridis', norm=norm)
-    ax.set(yscale='log', title=_MODEL_TITLES[name],
-           xlabel='training correlation c')
-    if marker is not None:
-      ax.plot([marker[0]], [marker[1]], 'x', color='red', markersize=9,
-              label='Table 1 setting')
-  axes[0].set_ylabel(r'noise variance $\sigma^2$')
-  if marker is not None:
-    axes[0].legend(loc='lower left', fontsize=8)
-  colorbar = fig.colorbar(mesh, ax=list(axes))
-  colorbar.set_label(f'test MSE at correlation {test_corr:g}  '
-                     r'($E\|s-\hat s\|^2$)')
-  fig.suptitle('Closed-form test MSE under correlation shift')
-  return fig
-
-
-def plot_figure3(scatter: dict[str, dict[str, Any]]):
-  """Scatter of :func:`lr.prediction_scatter` (first two attributes).
-
-  A row per distribution (train, test), columns targets ``s``, inputs ``x``
-  and each model's predictions, with the correlation of the two coordinates.
-  """
-  columns = [('s', 'targets', 's'), ('x', 'inputs', 'x')] + [
-      (name, title, r'\hat{s}') for name, title in _MODEL_TITLES.items()]
-  fig = plots.new_figure(3.0 * len(columns), 6.2)
-  axes = fig.subplots(2, len(columns), sharex=True, sharey=True)
-  for row, split in enumerate(('train', 'test')):
-    data = scatter[split]
-    for col, (key, title, symbol) in enumerate(columns):
-      ax = axes[row, col]
-      points = data[key]
-      ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, rasterized=True)
-      corr = np.corrcoef(points[:, 0], points[:, 1])[0, 1]
-      ax.text(0.97, 0.03, f'corr = {corr:.2f}', transform=ax.transAxes,
-              ha='right', va='bottom', fontsize=8,
-              bbox={'facecolor': 'white', 'alpha': 0.7, 'edgecolor': 'none'})
-      row_label = f'{split} (c = {data["corr"]:g})\n' if col == 0 else ''
-      ax.set(xlim=(-4, 4), ylim=(-4, 4), aspect='equal',
-             xlabel=f'${symbol}_1$', ylabel=f'{row_label}${symbol}_2$')
-      if row == 0:
-        ax.set_title(title if key in ('s', 'x') else f'predictions:\n{title}',
-                     fontsize=10)
-  return fig
 
 
 def learned_table1(c: Any, objectives: tuple[str, ...],
@@ -120,30 +49,6 @@ def learned_table1(c: Any, objectives: tuple[str, ...],
         num_samples=learned.num_samples, num_attributes=c.num_attributes,
         steps=learned.steps, batch_size=learned.batch_size)
   return learned_regression.summarize(rows, table['mi0']['train_mse'])
-
-
-def plot_learned(summary: dict[str, dict[str, Any]],
-                 table: dict[str, dict[str, float]]):
-  """Train and test MSE against lambda, a panel per objective."""
-  fig = plots.new_figure(4.0 * len(summary), 3.4)
-  axes = fig.subplots(1, len(summary), squeeze=False, sharey=True)
-  for ax, (objective, row) in zip(axes[0], summary.items()):
-    weights = [point['lambda'] for point in row['curve']]
-    for split, style in (('train_mse', 'o--'), ('test_mse', 'o-')):
-      ax.plot(weights, [point[split] for point in row['curve']], style,
-              label=split.replace('_mse', ''))
-    for model, color in (('regression', 'C3'), ('cmi0', 'C2')):
-      ax.axhline(table[model]['test_mse'], color=color, lw=0.8, ls=':',
-                 label=f'{model} test (closed form)')
-    ax.set(xlabel='lambda', title=_LEARNED_TITLES.get(objective, objective))
-    if len(weights) > 1:
-      ax.set_xscale('symlog')
-    else:  # Base: one lambda, 0.
-      ax.set_xticks(weights)
-  axes[0][0].set_ylabel('MSE, summed over K')
-  axes[0][0].legend(fontsize=7)
-  fig.tight_layout()
-  return fig
 
 
 def run(workdir: str, **settings: Any) -> dict[str, Any]:
@@ -181,15 +86,15 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
                                   num_restarts=c.num_restarts)
   outputs = {
       'table1.json': table,
-      'figure2.png': plot_figure2(sweep, noise_vars, train_corrs, c.test_corr,
+      'figure2.png': toy_figures.regression_figure2(sweep, noise_vars, train_corrs, c.test_corr,
                                   marker=(c.train_corr, c.noise_var)),
-      'figure3.png': plot_figure3(scatter), 'config.json': c.to_dict()}
+      'figure3.png': toy_figures.regression_figure3(scatter), 'config.json': c.to_dict()}
   result = {'table1': table, 'config': c.to_dict()}
   if learned_objectives:
     result['learned'] = learned_table1(c, learned_objectives, table)
     outputs['learned_table1.json'] = result['learned']
-    outputs['learned_table1.png'] = plot_learned(result['learned'], table)
-  return {**result, 'files': figures.write_outputs(workdir, outputs)}
+    outputs['learned_table1.png'] = toy_figures.learned_regression_curves(result['learned'], table)
+  return {**result, 'files': plots.write_outputs(workdir, outputs)}
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import celeba_fixture
 import numpy as np
 import pytest
 
+from cmi_jax import records
 from experiments import celeba as celeba_experiment
 from experiments import celeba_sweep
 from experiments import driver
@@ -132,13 +133,13 @@ def test_vmapped_cells_say_what_they_hold(vmapped_dir):
     assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
     with open(os.path.join(workdir, 'subpopulation_accuracy.csv')) as f:
       rows = list(csv.DictReader(f))
-    assert {r['record'] for r in rows} == set(sweeps.SELECTIONS)
+    assert {r['record'] for r in rows} == set(records.SELECTIONS)
     assert len(rows) == 4 * len(celeba_experiment.EVAL_SPLITS) * len(
-        sweeps.SELECTIONS)
+        records.SELECTIONS)
   weak = os.path.join(celeba_sweep.mode_dir(vmapped_dir, 'weak'), 'weak0.5')
   assert not os.path.exists(os.path.join(weak, sweeps.GROUPS_DIR)) or not (
       os.listdir(os.path.join(weak, sweeps.GROUPS_DIR)))
-  assert len(sweeps.collect(weak, 'best_val_worst_group')) == len(CELLS)
+  assert len(records.collect(weak, 'best_val_worst_group')) == len(CELLS)
 
 
 def test_plot_celeba_reads_a_vmapped_sweep(vmapped_dir, tmp_path):

@@ -13,11 +13,14 @@ import shutil
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 
 from cmi_jax import checkpoint as ckpt
+from cmi_jax import evaluation
 from cmi_jax import metrics
+from cmi_jax import records
 from experiments import evaluate_disentanglement as ed
 from experiments import multi_digit_mnist
 import tiny
@@ -45,11 +48,12 @@ def test_latest_checkpoint_gives_the_final_states_metrics(md_run):
   assert report['attributes'] == ['digit0', 'digit1']
 
   # The same codes, from the state the run ended with (not a checkpoint).
-  config, info = ed.read_run_config(workdir)
+  saved, info = records.read_config(workdir)
+  config = ml_collections.ConfigDict(saved)
   trainer, data, _ = ed.rebuild(config, ed.experiment_kind(config, info))
   counts = tiny.read_json(workdir, 'joint_counts.json')
   for split in SPLITS:
-    codes, factors, summary = ed.codes_and_factors(trainer, results['state'],
+    codes, factors, summary = evaluation.codes_and_labels(trainer, results['state'],
                                                    data[split])
     entry = report['splits'][split]
     final = results['final']['eval'][split]

@@ -433,7 +433,7 @@ def test_a_corrupt_cell_counts_as_unfinished_and_does_not_block_collect(
   with caplog.at_level('WARNING'):
     assert sweeps.is_done(str(tmp_path), good)
     assert not sweeps.is_done(str(tmp_path), bad)
-    rows = sweeps.collect(str(tmp_path))
+    rows = records.collect(str(tmp_path))
   assert [r['seed'] for r in rows] == [0]
   assert any(str(tmp_path / bad.name / records.RESULTS_FILE) in r.getMessage()
              and 'trained again' in r.getMessage() for r in caplog.records)

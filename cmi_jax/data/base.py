@@ -146,6 +146,77 @@ def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
       per_group=per_group, batch_size=dataset.batch_size)
 
 
+def subsample_balanced(train_data: Any, num_classes: Sequence[int]) -> Any:
+  """The training set of ``group_weighting=subsample``: each group equally.
+
+  A stored split draws a group-balanced subsample every epoch
+  (:func:`group_balanced`); a generated stream (a joint
+  ``table``) draws from the uniform table, its epoch shrunk to
+  ``G * min_g p(g)`` of its length.
+  """
+  if hasattr(train_data, 'table'):
+    table = np.asarray(train_data.table, np.float64)
+    steps = max(1, int(round(train_data.steps_per_epoch * table.size
+                             * table.min())))
+    return train_data.replace(
+        table=jnp.full(table.shape, 1.0 / table.size, jnp.float32),
+        steps_per_epoch=steps)
+  if not hasattr(train_data, 'images') or not hasattr(train_data, 'replace'):
+    raise ValueError('config.group_weighting=subsample needs the training '
+                     'images on the device (config.data_placement=device).')
+  return group_balanced(train_data, num_classes)
+
+
+def group_counts(data: Any, num_classes: Sequence[int]
+                          ) -> np.ndarray:
+  """Examples per group of attribute values in an epoch of ``data``, ``[G]``.
+
+  For a generated stream (a joint ``table``) the expected counts, otherwise
+  the fully labelled rows of each group.
+  """
+  if hasattr(data, 'table'):
+    table = np.asarray(data.table, np.float64).reshape(-1)
+    return table * data.steps_per_epoch * data.batch_size
+  labels = np.asarray(data.labels)
+  full = (labels >= 0).all(1)
+  index = np.ravel_multi_index(tuple(np.maximum(labels[full], 0).T),
+                               tuple(num_classes))
+  return np.bincount(index, minlength=int(np.prod(num_classes))).astype(
+      np.float64)
+
+
+def heldout_labels(train_data: Any, num_classes: Sequence[int],
+                   fraction: float) -> np.ndarray:
+  """CIRCE's held-out labels, int ``[M, K]``, ``M = fraction x`` an epoch.
+
+  Drawn (a fixed stream, not the run's seed) from the joint distribution of
+  the training split's fully labelled rows (:func:`group_counts`),
+  apart from the training batches; labels are all the regression reads, so
+  no training row is set aside, and every seed and noise level of a sweep
+  gets the same regression.
+  """
+  counts = group_counts(train_data, num_classes)
+  rows = max(2, int(round(fraction * train_data.steps_per_epoch
+                          * train_data.batch_size)))
+  groups_ = np.random.default_rng(0).choice(len(counts), rows,
+                                            p=counts / counts.sum())
+  return np.stack(np.unravel_index(groups_, tuple(num_classes)), 1)
+
+
+def first_batches(dataset: DeviceDataset, count: int) -> dict[str, np.ndarray]:
+  """At least ``count`` examples from the first batches of a dataset."""
+  plan = dataset.epoch_plan(jax.random.PRNGKey(0))
+  batches, total = [], 0
+  for step in range(dataset.steps_per_epoch):
+    batch = jax.device_get(dataset.batch(plan, step))
+    batches.append(batch)
+    total += len(batch['labels'])
+    if total >= count:
+      break
+  return {k: np.concatenate([b[k] for b in batches])[:count]
+          for k in batches[0]}
+
+
 def gather_batch(images: jax.Array, labels: jax.Array, plan: jax.Array,
                  step: jax.Array, batch_size: int) -> Batch:
   """Rows ``plan[step * B : (step + 1) * B]`` of an array dataset."""
