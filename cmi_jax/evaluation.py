@@ -16,15 +16,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import attributes
 from cmi_jax import epochs
 from cmi_jax import groups
 from cmi_jax import programs
 from cmi_jax.data.base import Batch, DeviceDataset, to_float_image
 from cmi_jax.train import Trainer, TrainState
 
-# The fields of eval_step that add over batches, and those stacked over rows.
+# The fields of eval_step that add over batches, and those stacked over rows;
+# REGRESSION_SUMS only when an attribute is continuous.
 SUMMED = ('ce_sum', 'correct', 'count', 'confusion', 'combo_correct',
           'combo_count')
+REGRESSION_SUMS = ('value_sum', 'value_sq_sum')
 STACKED = ('z', 'labels', 'preds', 'mask')
 
 
@@ -36,40 +39,51 @@ def eval_step(trainer: Trainer, state: TrainState, batch: Batch
 
   Returns:
     dict of
-      ``z``: ``[B, D]`` codes; ``labels``/``preds``: int ``[B, K]``;
+      ``z``: ``[B, D]`` codes; ``labels``/``preds``: ``[B, K]`` (int, or
+      float with a continuous attribute: classes and values);
       ``mask``: ``[B]``;
-      ``ce_sum``: ``[K]`` summed cross-entropy over labelled rows;
-      ``correct``: ``[K]`` correct predictions; ``count``: ``[K]`` labelled
-        rows;
+      ``ce_sum``: ``[K]`` summed cross-entropy (squared error for a
+        continuous attribute) over labelled rows;
+      ``correct``: ``[K]`` correct predictions (0 for a continuous
+        attribute); ``count``: ``[K]`` labelled rows;
       ``confusion``: ``[C, C]`` joint confusion over the
-        ``C = prod(num_classes)`` label combinations (rows true, columns
-        predicted), fully labelled rows;
+        ``C = prod(num_classes)`` combinations of the categorical attributes
+        (rows true, columns predicted), rows with every label;
       ``combo_correct``: ``[C, K]`` correct predictions of every attribute
-        inside each true combination; ``combo_count``: ``[C]``.
+        inside each true combination; ``combo_count``: ``[C]``;
+      with a continuous attribute also ``value_sum`` and ``value_sq_sum``
+        ``[K]``: the sums of its labels and their squares over labelled rows
+        (NaN for a categorical attribute, so summaries tell them apart).
   """
   x = to_float_image(batch['image'])
-  labels = batch['labels'].astype(jnp.int32)
+  num_classes = trainer.objective.num_classes
+  labels = attributes.as_labels(batch['labels'], num_classes)
   mask = batch.get('mask', jnp.ones(labels.shape[0], jnp.float32))
   z = trainer.encoder.apply(state.encoder_params, x)
   logits = trainer.heads.apply(state.heads_params, z)
-  preds = jnp.stack([jnp.argmax(l, -1) for l in logits], -1).astype(
-      jnp.int32)
-  present = (labels >= 0) & (mask[:, None] > 0)
-  ce_rows = groups.row_ce(logits, labels)[0]
+  preds = attributes.predictions(logits, num_classes)
+  present = attributes.labelled(labels, num_classes) & (mask[:, None] > 0)
+  ce_rows = attributes.row_losses(logits, labels, num_classes)[0]
   full = jnp.all(present, -1)
-  num_classes = trainer.objective.num_classes
   num_combos = groups.num_groups(num_classes)
   true_onehot = jax.nn.one_hot(groups.group_index(labels, num_classes),
                                num_combos) * full[:, None]
   pred_onehot = jax.nn.one_hot(groups.group_index(preds, num_classes),
                                num_combos)
-  correct = (preds == labels) & present
-  return {'z': z, 'labels': labels, 'preds': preds, 'mask': mask,
-          'ce_sum': jnp.sum(jnp.where(present, ce_rows, 0.0), 0),
-          'correct': correct.sum(0), 'count': present.sum(0),
-          'confusion': true_onehot.T @ pred_onehot,
-          'combo_correct': true_onehot.T @ correct.astype(jnp.float32),
-          'combo_count': true_onehot.sum(0)}
+  categorical = np.array([n != attributes.CONTINUOUS for n in num_classes])
+  correct = (preds == labels) & present & categorical
+  out = {'z': z, 'labels': labels, 'preds': preds, 'mask': mask,
+         'ce_sum': jnp.sum(jnp.where(present, ce_rows, 0.0), 0),
+         'correct': correct.sum(0), 'count': present.sum(0),
+         'confusion': true_onehot.T @ pred_onehot,
+         'combo_correct': true_onehot.T @ correct.astype(jnp.float32),
+         'combo_count': true_onehot.sum(0)}
+  if not categorical.all():
+    values = jnp.where(present, labels, 0.0)
+    out['value_sum'] = jnp.where(categorical, jnp.nan, values.sum(0))
+    out['value_sq_sum'] = jnp.where(categorical, jnp.nan,
+                                    jnp.square(values).sum(0))
+  return out
 
 
 def scan_evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
@@ -91,12 +105,13 @@ def scan_evaluate(trainer: Trainer, state: TrainState, data: DeviceDataset
 def _zero_sums(trainer: Trainer, state: TrainState, batch: Batch
                ) -> dict[str, jax.Array]:
   first = jax.eval_shape(functools.partial(eval_step, trainer), state, batch)
-  return {k: jnp.zeros(first[k].shape, first[k].dtype) for k in SUMMED}
+  return {k: jnp.zeros(first[k].shape, first[k].dtype)
+          for k in SUMMED + REGRESSION_SUMS if k in first}
 
 
 def _add_sums(totals: dict[str, jax.Array], out: dict[str, jax.Array]
               ) -> dict[str, jax.Array]:
-  return {k: totals[k] + out[k] for k in SUMMED}
+  return {k: totals[k] + out[k] for k in totals}
 
 
 def _host_evaluate(trainer: Trainer, state: TrainState, data: Any
@@ -183,21 +198,30 @@ def summarize(stats: dict[str, Any],
   split's ``combination_count``).
 
   Returns:
-    dict with ``loss`` (mean cross-entropy over attributes, nats),
-    ``accuracy`` (mean over attributes), ``accuracy_per_attribute`` [K],
+    dict with ``loss`` (the heads' mean loss over attributes: cross-entropy
+    in nats, squared error for a continuous attribute),
+    ``accuracy`` (mean over the categorical attributes),
+    ``accuracy_per_attribute`` [K] (NaN for a continuous attribute),
     ``accuracy_per_combination`` [C, K] (NaN where a combination is absent),
     ``combination_count`` [C], ``confusion`` [C, C] (counts; rows true,
     columns predicted), ``z_correlation`` [D, D] (Pearson), ``num_examples``
-    and the numbers of :func:`group_accuracies`.
+    and the numbers of :func:`group_accuracies`; with a continuous attribute
+    also :func:`regression_metrics`.
   """
   count = np.maximum(stats['count'], 1)
   per_attribute = stats['correct'] / count
+  regression = {}
+  if 'value_sum' in stats:
+    regression = regression_metrics(stats)
+    per_attribute = np.where(np.isnan(stats['value_sum']), per_attribute,
+                             np.nan)
   with np.errstate(invalid='ignore', divide='ignore'):
     per_combination = stats['combo_correct'] / stats['combo_count'][:, None]
     z = stats['z'][stats['mask'] > 0]
     correlation = np.corrcoef(z, rowvar=False)
   return {'loss': float(np.mean(stats['ce_sum'] / count)),
-          'accuracy': float(np.mean(per_attribute)),
+          'accuracy': float((np.nanmean if regression else np.mean)(
+              per_attribute)),
           'accuracy_per_attribute': per_attribute.tolist(),
           'accuracy_per_combination': per_combination.tolist(),
           'combination_count': stats['combo_count'].astype(int).tolist(),
@@ -205,7 +229,29 @@ def summarize(stats: dict[str, Any],
           'z_correlation': correlation.tolist(),
           'num_examples': int((stats['mask'] > 0).sum()),
           **group_accuracies(stats['combo_correct'], stats['combo_count'],
-                             group_weights)}
+                             group_weights),
+          **regression}
+
+
+def regression_metrics(stats: dict[str, Any]) -> dict[str, Any]:
+  """MSE and R^2 of each continuous attribute's head, from the sums.
+
+  ``R^2 = 1 - SSE / SST`` with ``SST = sum y^2 - (sum y)^2 / n`` over the
+  labelled rows. Returns ``mse_per_attribute`` and ``r2_per_attribute``
+  [K] (NaN for a categorical attribute or one without labelled rows), and
+  ``mse`` and ``r2``, their means over the continuous attributes.
+  """
+  count = stats['count'].astype(np.float64)
+  continuous = ~np.isnan(stats['value_sum'])
+  with np.errstate(invalid='ignore', divide='ignore'):
+    mse = np.where(continuous & (count > 0), stats['ce_sum'] / count, np.nan)
+    total = stats['value_sq_sum'] - np.square(stats['value_sum']) / count
+    r2 = np.where(continuous & (total > 0), 1.0 - stats['ce_sum'] / total,
+                  np.nan)
+  return {'mse': float(np.nanmean(mse)) if np.isfinite(mse).any() else np.nan,
+          'r2': float(np.nanmean(r2)) if np.isfinite(r2).any() else np.nan,
+          'mse_per_attribute': mse.tolist(),
+          'r2_per_attribute': r2.tolist()}
 
 
 def codes_and_labels(trainer: Trainer, state: TrainState,

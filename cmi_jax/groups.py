@@ -1,11 +1,13 @@
 """Group-robust training: groups of attribute values and their loss weights.
 
-A *group* is one combination of attribute values, ``g = ravel(s_1, ..., s_K)``
-(row-major, ``G = prod_k C_k`` groups); a row with any missing label (``-1``)
-belongs to no group (``g = -1``). The heads' cross-entropy is weighted by
-group, with any disentanglement objective:
+A *group* is one combination of the categorical attributes' values,
+``g = ravel(s_1, ..., s_K)`` (row-major, ``G = prod_k C_k`` groups; continuous
+attributes define no groups); a row with any of them missing (``-1``)
+belongs to no group (``g = -1``). The heads' losses (cross-entropy, or the
+squared error of a continuous attribute's head) are weighted by group, with
+any disentanglement objective:
 
-* ``none``: each head's mean cross-entropy over its labelled rows.
+* ``none``: each head's mean loss over its labelled rows.
 * ``reweight``: each head's loss is ``sum_i w_i CE_ik / sum_i w_i`` over its
   labelled rows, ``w`` from :func:`reweight_weights`.
 * ``groupdro``: online GroupDRO (Sagawa et al., 2020, Algorithm 1): the loss
@@ -24,8 +26,8 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from cmi_jax import attributes
 from cmi_jax import losses
 from cmi_jax import validate
 
@@ -65,14 +67,13 @@ class GroupWeighting:
   def loss(self, logits: Sequence[jax.Array], labels: jax.Array,
            num_classes: Sequence[int], q: Optional[jax.Array] = None
            ) -> tuple[jax.Array, jax.Array]:
-    """``(loss, per-head CE [K])``: the heads' loss under this weighting.
+    """``(loss, per-head loss [K])``: the heads' loss under this weighting.
 
-    ``logits``: K ``[B, C_k]``; ``q``: GroupDRO's weights for this step
-    (:meth:`dro_weights`).
+    ``logits``: K heads' outputs ``[B, C_k]`` (``[B, 1]`` for a continuous
+    attribute); ``q``: GroupDRO's weights for this step (:meth:`dro_weights`).
     """
     if self.method in ('none', 'subsample'):
-      ce = jnp.stack([losses.masked_cross_entropy(l, labels[:, k])
-                      for k, l in enumerate(logits)])
+      ce = head_losses(logits, labels, num_classes)
       return ce.mean(), ce
     return classification_loss(logits, labels, num_classes, self, q)
 
@@ -103,34 +104,41 @@ class GroupWeighting:
     """
     if self.method != 'groupdro':
       return None
-    ce, present = row_ce(logits(), labels)
+    ce, present = attributes.row_losses(logits(), labels, num_classes)
     return dro_update(dro['q'], group_losses(ce, present, labels, num_classes),
                       dro['step_size'], dro['size_adjustment'],
                       self.group_counts)
 
 
 def num_groups(num_classes: Sequence[int]) -> int:
-  """``G = prod_k C_k``."""
-  return int(np.prod(num_classes))
+  """``G = prod_k C_k`` over the categorical attributes (1 if none)."""
+  return int(np.prod([num_classes[k]
+                      for k in attributes.categorical(num_classes)]))
 
 
 def group_index(labels: jax.Array, num_classes: Sequence[int]) -> jax.Array:
-  """Row-major group of every row, int32 ``[B]``; -1 if a label is missing."""
+  """Row-major group of every row, int32 ``[B]``; -1 if a label is missing.
+
+  Over the categorical attributes only (:func:`num_groups`).
+  """
+  columns = attributes.categorical(num_classes)
+  labels = jnp.stack([attributes.class_column(labels, k) for k in columns],
+                     -1) if attributes.any_continuous(num_classes) else labels
   index = jnp.zeros(labels.shape[0], jnp.int32)
-  for k, classes in enumerate(num_classes):
+  for k, classes in enumerate(num_classes[k] for k in columns):
     index = index * classes + jnp.maximum(labels[:, k], 0)
   return jnp.where(jnp.all(labels >= 0, -1), index, -1)
 
 
-def row_ce(logits: Sequence[jax.Array], labels: jax.Array
-           ) -> tuple[jax.Array, jax.Array]:
-  """``(ce [B, K], present [B, K])``: per-row cross-entropy of every head."""
-  present = labels >= 0
-  ce = jnp.stack([
-      optax.softmax_cross_entropy_with_integer_labels(
-          l, jnp.where(present[:, k], labels[:, k], 0))
-      for k, l in enumerate(logits)], -1)
-  return jnp.where(present, ce, 0.0), present
+def head_losses(outputs: Sequence[jax.Array], labels: jax.Array,
+                num_classes: Sequence[int]) -> jax.Array:
+  """Each head's mean loss over its labelled rows, ``[K]``: cross-entropy,
+  or squared error for a continuous attribute."""
+  return jnp.stack([
+      losses.masked_squared_error(out[:, 0], labels[:, k])
+      if n == attributes.CONTINUOUS
+      else losses.masked_cross_entropy(out, attributes.class_column(labels, k))
+      for k, (out, n) in enumerate(zip(outputs, num_classes))])
 
 
 def reweight_weights(labels: jax.Array, num_classes: Sequence[int],
@@ -181,7 +189,7 @@ def classification_loss(logits: Sequence[jax.Array], labels: jax.Array,
 
   ``q``: GroupDRO's group weights to use (already updated for this step).
   """
-  ce, present = row_ce(logits, labels)
+  ce, present = attributes.row_losses(logits, labels, num_classes)
   counts = jnp.maximum(present.sum(0), 1)
   plain = ce.sum(0) / counts  # [K]
   if weighting.method in ('none', 'subsample'):

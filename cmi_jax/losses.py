@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cmi_jax import attributes
 from cmi_jax import kernels
 from cmi_jax import shuffle
 
@@ -63,7 +64,7 @@ def _check_num_classes(num_classes: Sequence[int],
                        subspaces: tuple[int, ...]) -> tuple[int, ...]:
   num_classes = tuple(num_classes)
   if len(num_classes) != len(subspaces) or any(
-      int(n) < shuffle.CONTINUOUS for n in num_classes):
+      int(n) < attributes.CONTINUOUS for n in num_classes):
     raise ValueError(f'num_classes must give a class count per subspace '
                      f'{subspaces}; got {num_classes}. A count is positive, '
                      'or 0 for a continuous attribute.')
@@ -77,8 +78,8 @@ def _group_ids(labels: jax.Array, num_classes: tuple[int, ...]
   A categorical attribute's classes; a continuous one's labelled rows form
   one group (the conditioning is in the fakes and the discriminator's input).
   """
-  labelled = _labelled(labels, num_classes)
-  return [(jnp.where(labelled[:, k], 0, -1), 1) if n == shuffle.CONTINUOUS
+  labelled = attributes.labelled(labels, num_classes)
+  return [(jnp.where(labelled[:, k], 0, -1), 1) if n == attributes.CONTINUOUS
           else (labels[:, k].astype(jnp.int32), n)
           for k, n in enumerate(num_classes)]
 
@@ -94,7 +95,7 @@ def check_label_range(labels: chex.Array, num_classes: Sequence[int]) -> None:
   except jax.errors.TracerArrayConversionError:
     return
   for k, n in enumerate(num_classes):
-    if n == shuffle.CONTINUOUS:
+    if n == attributes.CONTINUOUS:
       continue
     bad = ((values[:, k] < -1) | (values[:, k] >= n)
            | (values[:, k] != np.round(values[:, k])))
@@ -215,7 +216,7 @@ def cmi_adversary_accuracy(adversary: ConditionalAdversary, key: chex.PRNGKey,
   real, fake = _conditional_logits(adversary, jax.lax.stop_gradient(z),
                                    jax.lax.stop_gradient(fakes), labels,
                                    num_classes)
-  present = _labelled(labels, num_classes).T  # [K, B]
+  present = attributes.labelled(labels, num_classes).T  # [K, B]
   count = jnp.maximum(present.sum(), 1)
   acc_real = jnp.sum(present * (jnp.stack(real) > 0)) / count
   acc_fake = jnp.sum(present * (jnp.stack(fake) < 0)) / count
@@ -388,25 +389,19 @@ def _subspace_pairs(z: jax.Array, subspaces: Sequence[int]
 
 
 def _attribute_codes(labels: jax.Array, num_classes: Sequence[int],
-                     attributes: Sequence[int], dtype) -> jax.Array:
-  """The codes of ``attributes`` side by side, ``[B, sum_j C_j]``.
+                     columns: Sequence[int], dtype) -> jax.Array:
+  """The codes of the attributes ``columns`` side by side, ``[B, sum_j C_j]``.
 
   A categorical attribute's one-hot code (C_j columns), a continuous one's
   value (1 column). A missing label is a row of zeros; callers mask such
-  rows (:func:`_labelled`).
+  rows (:func:`cmi_jax.attributes.labelled`).
   """
   return jnp.concatenate([
       jnp.nan_to_num(labels[:, j:j + 1].astype(dtype))
-      if num_classes[j] == shuffle.CONTINUOUS
-      else jax.nn.one_hot(labels[:, j], num_classes[j], dtype=dtype)
-      for j in attributes], 1)
-
-
-def _labelled(labels: jax.Array, num_classes: Sequence[int]) -> jax.Array:
-  """bool ``[B, K]``: whether each row has attribute k (not -1, not NaN)."""
-  return jnp.stack([~jnp.isnan(labels[:, k]) if n == shuffle.CONTINUOUS
-                    else labels[:, k] >= 0
-                    for k, n in enumerate(num_classes)], 1)
+      if num_classes[j] == attributes.CONTINUOUS
+      else jax.nn.one_hot(attributes.class_column(labels, j), num_classes[j],
+                          dtype=dtype)
+      for j in columns], 1)
 
 
 def _group_members(labels: jax.Array, num_classes: tuple[int, ...],
@@ -472,7 +467,7 @@ def hscic_loss(z: chex.Array, labels: chex.Array, subspaces: Sequence[int],
   independent given ``s_k`` (as the batch grows).
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
-  labelled = _labelled(labels, num_classes)
+  labelled = attributes.labelled(labels, num_classes)
   total = jnp.zeros((), z.dtype)
   for k, (z_k, z_rest) in enumerate(_subspace_pairs(z, subspaces)):
     k_s = label_kernel(_attribute_codes(labels, num_classes, [k], z.dtype))
@@ -495,7 +490,7 @@ def circe_regressions(heldout_labels: chex.Array, num_classes: Sequence[int],
   """
   num_classes = tuple(num_classes)
   labels = np.asarray(heldout_labels)
-  labels = labels[np.asarray(_labelled(labels, num_classes)).all(1)]
+  labels = labels[np.asarray(attributes.labelled(labels, num_classes)).all(1)]
   if len(labels) < 2:
     raise ValueError(f'the CIRCE regression needs fully labelled held-out '
                      f'rows; got {len(labels)} of {len(heldout_labels)}.')
@@ -522,7 +517,7 @@ def circe_loss(z: chex.Array, labels: chex.Array,
   :func:`circe_regressions`.
   """
   num_classes = _check_num_classes(num_classes, tuple(subspaces))
-  full = _labelled(labels, num_classes).all(1)
+  full = attributes.labelled(labels, num_classes).all(1)
   total = jnp.zeros((), z.dtype)
   for k, ((z_k, _), regression) in enumerate(
       zip(_subspace_pairs(z, subspaces), regressions)):
@@ -540,4 +535,14 @@ def masked_cross_entropy(logits: chex.Array, labels: chex.Array) -> jax.Array:
   per_row = optax.softmax_cross_entropy_with_integer_labels(
       logits, jnp.where(present, labels, 0))
   return jnp.sum(jnp.where(present, per_row, 0.0)) / jnp.maximum(
+      present.sum(), 1)
+
+
+def masked_squared_error(predictions: chex.Array, values: chex.Array
+                         ) -> jax.Array:
+  """Mean ``(v - v_hat)^2`` of ``predictions`` ``[B]`` over the rows with a
+  value (``values`` ``[B]``, NaN missing), or 0."""
+  present = ~jnp.isnan(values)
+  error = jnp.square(predictions - jnp.where(present, values, 0.0))
+  return jnp.sum(jnp.where(present, error, 0.0)) / jnp.maximum(
       present.sum(), 1)

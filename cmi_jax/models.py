@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import attributes
 from cmi_jax import shuffle
 
 Activation = Callable[[jax.Array], jax.Array]
@@ -127,9 +128,10 @@ class ConvEncoder(nn.Module):
 
 
 class AttributeHeads(nn.Module):
-  """One linear classifier per attribute, head ``k`` reading subspace ``k``.
+  """One linear head per attribute, head ``k`` reading subspace ``k``.
 
-  ``z [B, D] -> tuple of K logits [B, num_classes[k]]``.
+  ``z [B, D] -> tuple of K outputs``: logits ``[B, num_classes[k]]``, or
+  ``[B, 1]``, the predicted value, for a continuous attribute (count 0).
   """
   subspaces: Sequence[int]
   num_classes: Sequence[int]
@@ -145,7 +147,8 @@ class AttributeHeads(nn.Module):
                        f'{tuple(self.num_classes)}.')
     bounds = np.cumsum((0,) + tuple(self.subspaces))
     return tuple(
-        nn.Dense(classes, name=f'head_{k}')(z[..., bounds[k]:bounds[k + 1]])
+        nn.Dense(attributes.head_width(classes), name=f'head_{k}')(
+            z[..., bounds[k]:bounds[k + 1]])
         for k, classes in enumerate(self.num_classes))
 
 

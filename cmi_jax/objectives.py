@@ -20,10 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import attributes
 from cmi_jax import kernels
 from cmi_jax import losses
 from cmi_jax import models
 from cmi_jax import shuffle
+from cmi_jax import validate
 
 Pair = tuple[jax.Array, jax.Array]
 
@@ -34,10 +36,14 @@ class Objective:
 
   Attributes:
     subspaces: K latent subspace sizes, summing to ``D``.
-    num_classes: K class counts.
+    num_classes: K class counts (0: a continuous attribute).
+    block_size: rows per block of close values of a continuous attribute,
+      for the conditional objectives (None:
+      :func:`cmi_jax.shuffle.default_block_size` of the batch).
   """
   subspaces: tuple[int, ...]
   num_classes: tuple[int, ...]
+  block_size: Optional[int] = dataclasses.field(default=None, kw_only=True)
 
   name: ClassVar[str] = 'base'
 
@@ -135,23 +141,27 @@ class AdversarialCMI(_Adversarial):
     return lambda k, inputs: self.adversary_module.apply(params, k, inputs)
 
   def init_adversary(self, key, z):
-    inputs = [jnp.concatenate([z, jnp.zeros((z.shape[0], c), z.dtype)], -1)
+    inputs = [jnp.concatenate([z, jnp.zeros(
+        (z.shape[0], attributes.head_width(c)), z.dtype)], -1)
               for c in self.num_classes]
     return self.adversary_module.init(
         key, inputs, method=self.adversary_module.init_all)
 
   def fake_permutations(self, key, labels):
-    return shuffle.conditional_permutations(key, labels, self.num_classes)
+    return shuffle.conditional_permutations(key, labels, self.num_classes,
+                                            self.block_size)
 
   def losses(self, adversary_params, key, z, labels, permutations):
     return losses.cmi_losses(self._apply(adversary_params), key, z, labels,
                              self.subspaces, self.num_classes,
-                             permutations=permutations)
+                             permutations=permutations,
+                             block_size=self.block_size)
 
   def adversary_accuracy(self, adversary_params, key, z, labels, permutations):
     return losses.cmi_adversary_accuracy(
         self._apply(adversary_params), key, z, labels, self.subspaces,
-        self.num_classes, permutations=permutations)
+        self.num_classes, permutations=permutations,
+        block_size=self.block_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +229,8 @@ class MMDCMI(_MMD):
   def term(self, state, key, z, labels):
     del state
     return losses.cmi_mmd_loss(key, z, labels, self.subspaces,
-                               self.num_classes, self.bandwidths)
+                               self.num_classes, self.bandwidths,
+                               self.block_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +283,7 @@ class HSICCMI(_KernelMeasure):
   def term(self, state, key, z, labels):
     del state, key
     return losses.hsic_cmi_loss(z, labels, self.subspaces, self.num_classes,
-                                self.kernel)
+                                self.kernel, self.block_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,11 +303,11 @@ class CIRCE(_KernelMeasure):
   """CIRCE of each subspace and the other attributes given its own.
 
   :func:`cmi_jax.losses.circe_loss`. Its regressions are fitted once, at
-  ``init_adversary``, on ``heldout_labels`` (int rows ``[M][K]``, a tuple so
-  the objective stays hashable) and live in the train state's adversary
+  ``init_adversary``, on ``heldout_labels`` (rows ``[M][K]`` of classes, or
+  values of a continuous attribute; a tuple so the objective stays hashable) and live in the train state's adversary
   slot as arrays, untouched by any optimiser.
   """
-  heldout_labels: tuple[tuple[int, ...], ...] = ()
+  heldout_labels: tuple[tuple[float, ...], ...] = ()
   name: ClassVar[str] = 'circe'
 
   @classmethod
@@ -308,12 +319,14 @@ class CIRCE(_KernelMeasure):
                        'the training batches.')
     base = super().create(subspaces, num_classes, **options)
     return dataclasses.replace(base, heldout_labels=tuple(
-        map(tuple, np.asarray(circe_heldout_labels, np.int64).tolist())))
+        map(tuple, np.asarray(circe_heldout_labels, attributes.label_dtype(
+            num_classes)).tolist())))
 
   def init_adversary(self, key, z):
     del key
     fitted = losses.circe_regressions(
-        np.array(self.heldout_labels, np.int32), self.num_classes,
+        np.array(self.heldout_labels, attributes.label_dtype(
+            self.num_classes)), self.num_classes,
         ridge=self.ridge, label_kernel=self.label_kernel)
     # Arrays only: the kernels belong to the objective, not to the state.
     return [{'y': r.y_heldout, 'z': r.z_heldout, 'w1': r.w1, 'w2': r.w2}
@@ -365,4 +378,10 @@ def make_objective(name: str, subspaces: Sequence[int],
   if name not in _REGISTRY:
     raise ValueError(f'objective {name!r} is unknown; choose one of '
                      f'{names()}.')
-  return _REGISTRY[name].create(subspaces, num_classes, **options)
+  block_size = options.pop('block_size', None)
+  if block_size is not None:
+    validate.integer(block_size, 'block_size', 2,
+                     hint='None: round(sqrt(batch size)).')
+  return dataclasses.replace(
+      _REGISTRY[name].create(subspaces, num_classes, **options),
+      block_size=block_size)

@@ -134,32 +134,45 @@ def joint_count_tables(tables: Mapping[str, np.ndarray],
 
 def image_grid(images: np.ndarray, labels: np.ndarray, path: str,
                title: str, columns: int = 8, preds: np.ndarray | None = None,
-               class_names: Sequence[Sequence[str]] | None = None) -> str:
+               class_names: Sequence[Sequence[str] | None] | None = None,
+               num_classes: Sequence[int] | None = None) -> str:
   """A grid of images with their labels (and coloured borders with ``preds``).
 
   Args:
-    images: float ``[N, H, W, C]`` in [0, 1].
-    labels: int ``[N, K]``.
-    preds: optional int ``[N, K]`` predictions; borders by
-      :func:`border_color`.
+    images: float ``[N, H, W, C]`` in [0, 1] (C = 1: gray).
+    labels: ``[N, K]``: classes, or values of continuous attributes.
+    preds: optional ``[N, K]`` predictions; borders by :func:`border_color`
+      of the categorical attributes.
     class_names: optional, per attribute, the name of each class index
       (``[['3', '8'], ['3', '8']]``), shown instead of indices.
+    num_classes: optional K class counts; a continuous attribute's (0)
+      values are shown with two significant digits.
   """
+  continuous = np.array([n == 0 for n in num_classes or [1] * labels.shape[1]])
+
+  def name(k, v) -> str:
+    if continuous[k]:
+      return f'{v:.2g}'
+    v = int(v)
+    return str(v if class_names is None or v < 0 else class_names[k][v])
+
   def names(row) -> str:
-    return ','.join(str(v if class_names is None or v < 0
-                        else class_names[k][v])
-                    for k, v in enumerate(map(int, row)))
+    return ','.join(name(k, v) for k, v in enumerate(row))
 
   rows = max(1, int(np.ceil(len(images) / columns)))
   aspect = images.shape[2] / images.shape[1]
   fig = new_figure(columns * 1.1 * aspect, rows * 1.3 + 0.6)
   for i, image in enumerate(images):
     ax = fig.add_subplot(rows, columns, i + 1)
-    ax.imshow(np.clip(image, 0, 1), interpolation='nearest')
+    if image.shape[-1] == 1:  # One gray channel.
+      ax.imshow(np.clip(image[..., 0], 0, 1), cmap='gray', vmin=0, vmax=1,
+                interpolation='nearest')
+    else:
+      ax.imshow(np.clip(image, 0, 1), interpolation='nearest')
     ax.set(xticks=[], yticks=[])
     caption = names(labels[i])
     if preds is not None:
-      color = border_color(preds[i] != labels[i])
+      color = border_color((preds[i] != labels[i]) & ~continuous)
       ax.spines[:].set(edgecolor=color, linewidth=3)
       caption += ' → ' + names(preds[i])
     ax.set_title(caption, fontsize=7)

@@ -207,8 +207,9 @@ def collect(sweep_dir: str, select: str = 'final',
   """One row per finished cell, sorted: its fields and ``select``'s scores.
 
   ``select`` is the epoch record of each run (:data:`SELECTIONS`). A row has
-  objective, train_corr, noise, seed and ``<split>/accuracy`` and
-  ``<split>/loss`` for every evaluation split, then the config fields
+  objective, train_corr, noise, seed and ``<split>/accuracy``, ``/loss``,
+  ``/worst_group_accuracy`` (and ``/mse`` and ``/r2`` with a continuous
+  attribute) for every evaluation split, then the config fields
   ``extra`` names; rows are sorted by objective, ``extra``, train_corr, noise
   and seed.
   """
@@ -234,7 +235,7 @@ def collect(sweep_dir: str, select: str = 'final',
            'class_names': (data.get('class_names') or [None])[0]}
     for split, summary in record['eval'].items():
       row.update({f'{split}/{metric}': summary[metric] for metric in
-                  ('accuracy', 'loss', 'worst_group_accuracy')
+                  ('accuracy', 'loss', 'worst_group_accuracy', 'mse', 'r2')
                   if metric in summary})
     rows.append(dict(row, **{name: config[name] for name in extra}))
   if not rows:
@@ -281,8 +282,8 @@ def table_text(table: Sequence[dict[str, Any]], metrics: Sequence[str],
   """``(csv, markdown)`` renderings of the aggregated table.
 
   ``column``: the key, Markdown title and format of the column after the
-  train correlation; ``titles``: of the ``metrics`` columns (mean ± std, – for
-  none); ``csv_options`` go to :func:`csv_text`.
+  train correlation; ``titles``: of the ``metrics`` columns (mean ± std,
+  – for none); ``csv_options`` go to :func:`csv_text`.
   """
   key, title, fmt = column
   header = ['objective', 'train_corr', 'noise',

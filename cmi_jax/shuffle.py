@@ -7,9 +7,10 @@ to ``D``; ``labels`` is ``[B, K]``: int classes, ``-1`` for missing. Shapes
 are fixed, so everything runs under ``jit``, ``vmap`` and ``grad`` (gradients
 flow through the gathered values).
 
-**Continuous attributes.** A class count of :data:`CONTINUOUS` (0) declares
-attribute k real-valued: ``labels`` is then float, with ``NaN`` for missing
-(the categorical columns hold whole numbers, ``-1`` missing). No two rows
+**Continuous attributes.** A class count of 0
+(:data:`cmi_jax.attributes.CONTINUOUS`) declares attribute k real-valued:
+``labels`` is then float, with ``NaN`` for missing (the categorical columns
+hold whole numbers, ``-1`` missing). No two rows
 share a real ``s_k``, so "rows with the same ``s_k``" becomes "rows with
 close ``s_k``": the labelled rows, sorted by ``s_k``, fall into consecutive
 blocks of ``block_size`` rows (the last may be smaller), and ``z_k`` is
@@ -35,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import attributes
 from cmi_jax import validate
 
 
@@ -56,10 +58,6 @@ def subspace_masks(subspaces: Sequence[int]) -> np.ndarray:
   bounds = np.cumsum((0,) + tuple(subspaces))
   columns = np.arange(bounds[-1])
   return (columns >= bounds[:-1, None]) & (columns < bounds[1:, None])
-
-
-# The class count that declares an attribute continuous.
-CONTINUOUS = 0
 
 
 def default_block_size(batch_size: int) -> int:
@@ -97,12 +95,12 @@ def attribute_groups(labels: chex.Array, num_classes: Sequence[int],
   """Each attribute's groups of rows, int32 ``[K, B]``.
 
   A categorical attribute's groups are its classes; a continuous one's
-  (``num_classes[k] == CONTINUOUS``) its :func:`block_groups` of
+  (``num_classes[k] == attributes.CONTINUOUS``) its :func:`block_groups` of
   ``block_size`` (default :func:`default_block_size` of B).
   """
   block_size = _block_size(labels.shape[0], block_size)
   return jnp.stack([
-      block_groups(labels[:, k], block_size) if n == CONTINUOUS
+      block_groups(labels[:, k], block_size) if n == attributes.CONTINUOUS
       else labels[:, k].astype(jnp.int32)
       for k, n in enumerate(num_classes)])
 
@@ -111,8 +109,8 @@ def num_groups_bound(num_classes: Sequence[int], batch_size: int,
                      block_size: int | None = None) -> int:
   """A static bound on :func:`attribute_groups` (classes or blocks)."""
   block_size = _block_size(batch_size, block_size)
-  return max(-(-batch_size // block_size) if n == CONTINUOUS else int(n)
-             for n in num_classes)
+  return max(-(-batch_size // block_size) if n == attributes.CONTINUOUS
+             else int(n) for n in num_classes)
 
 
 def random_order(key: chex.PRNGKey, size: int) -> jax.Array:
@@ -231,8 +229,8 @@ def conditional_shuffle(key: chex.PRNGKey, z: chex.Array, labels: chex.Array,
   Args:
     num_classes: optional K class counts bounding the labels
       (``num_groups`` of :func:`group_permutation`); needed for continuous
-      attributes (count :data:`CONTINUOUS`, float labels, NaN missing; the
-      module docstring).
+      attributes (count 0, float labels, NaN missing; the module
+      docstring).
     block_size: rows per block of a continuous attribute (default
       :func:`default_block_size`).
   """
@@ -284,7 +282,8 @@ def check_labels(labels: chex.Array, z: chex.Array,
 
   Int, or float when ``num_classes`` declares a continuous attribute.
   """
-  continuous = num_classes is not None and CONTINUOUS in tuple(num_classes)
+  continuous = (num_classes is not None
+                and attributes.any_continuous(num_classes))
   spec = (f'{"floating" if continuous else "integer"} '
           f'[{z.shape[0]}, {len(subspaces)}]')
   validate.arrays('', {'labels': (labels, spec)},

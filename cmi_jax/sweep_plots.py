@@ -54,7 +54,7 @@ def _points(table, objective, corr, metric):
 
 
 def accuracy_grid(table: Sequence[dict[str, Any]], path: str,
-                title: str = 'Correlated two-item digits') -> str:
+                  title: str = 'Correlated two-item digits') -> str:
   """The paper's grid: rows training correlation, columns objective.
 
   Each panel: accuracy on :data:`CURVES` against the occlusion noise (mean
@@ -148,7 +148,8 @@ def correlation_figure(table: Sequence[dict[str, Any]]):
 
 
 def weak_supervision_figure(table: Sequence[dict[str, Any]]):
-  """Accuracy vs percentage of labels removed (:func:`cmi_jax.records.aggregate` rows with ``weak_supervision``)."""
+  """Accuracy vs percentage of labels removed, from rows with a
+  ``weak_supervision`` field."""
   splits = ('val/accuracy', 'test_uncorr/accuracy', 'test_anti/accuracy')
   corrs = sorted({r['train_corr'] for r in table})
   fig = plots.new_figure(4.0 * len(splits), 3.4)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cmi_jax import attributes
 from cmi_jax import epochs
 from cmi_jax import groups
 from cmi_jax import models
@@ -191,7 +192,8 @@ class Trainer:
         jax.random.fold_in(state.key, _LOSS_STREAM), state.step)
     z, labels, pullback = _global_codes(
         self.encoder, state.encoder_params, to_float_image(batch['image']),
-        batch['labels'].astype(jnp.int32), axis_name)
+        attributes.as_labels(batch['labels'], self.objective.num_classes),
+        axis_name)
     objective, frozen = self.objective, jax.lax.stop_gradient(z)
     perms = objective.fake_permutations(loss_key, labels)
     q = self.group_weighting.dro_weights(
@@ -237,12 +239,16 @@ class Trainer:
       metrics['group_dro/max_weight'] = q.max()
     metrics.update(objective.diagnostics(state.adversary_params, loss_key,
                                          frozen, labels, perms))
-    present = labels >= 0
+    num_classes = self.objective.num_classes
+    present = attributes.labelled(labels, num_classes)
     correct = (self.predict_from_codes(state.heads_params, frozen) == labels)
     accuracy = jnp.sum(correct & present, 0) / jnp.maximum(present.sum(0), 1)
-    for k in range(len(self.objective.subspaces)):
-      metrics[f'loss/ce_{k}'] = ce[k]
-      metrics[f'accuracy/attr_{k}'] = accuracy[k]
+    for k, n in enumerate(num_classes):
+      if n == attributes.CONTINUOUS:  # The head's loss is its squared error.
+        metrics[f'loss/mse_{k}'] = ce[k]
+      else:
+        metrics[f'loss/ce_{k}'] = ce[k]
+        metrics[f'accuracy/attr_{k}'] = accuracy[k]
     return state.replace(
         step=state.step + 1,
         encoder_params=encoder_params, encoder_opt=encoder_opt,
@@ -252,9 +258,10 @@ class Trainer:
                    else {**state.group_dro, 'q': q})), metrics
 
   def predict_from_codes(self, heads_params: Any, z: jax.Array) -> jax.Array:
-    """Predicted class of every attribute, int32 ``[B, K]``."""
-    logits = self.heads.apply(heads_params, z)
-    return jnp.stack([jnp.argmax(l, -1) for l in logits], -1).astype(jnp.int32)
+    """Predicted class (or value) of every attribute, ``[B, K]`` in
+    :func:`cmi_jax.attributes.label_dtype`."""
+    return attributes.predictions(self.heads.apply(heads_params, z),
+                                  self.objective.num_classes)
 
   def train_epoch(self, state: TrainState, data: DeviceDataset,
                   num_steps: Optional[int] = None

@@ -30,7 +30,7 @@ from cmi_jax import vmapped
 from cmi_jax.data import celeba
 from cmi_jax.data import celeba_files
 from cmi_jax.data import host
-from cmi_jax.data.base import GroupBalancedDataset
+from cmi_jax.data.base import GroupBalancedDataset, Splits
 from experiments import common
 from experiments import driver
 from experiments.configs import celeba as celeba_config
@@ -117,7 +117,7 @@ def load(config: Any) -> celeba_files.CelebASplits:
       cache_dir=config.cache_dir)
 
 
-def splits(config: Any, loaded: celeba_files.CelebASplits) -> driver.Splits:
+def splits(config: Any, loaded: celeba_files.CelebASplits) -> Splits:
   """The correlated datasets of a resolved config from loaded CelebA."""
   data = celeba.celeba_splits(
       loaded, config.train_corr, weak_supervision=config.weak_supervision,
@@ -145,11 +145,11 @@ def splits(config: Any, loaded: celeba_files.CelebASplits) -> driver.Splits:
       'placement': data['placement'],  # What 'auto' chose.
       'correlation_mode': data['correlation_mode'],
       'natural_corr': data['natural_corr']}
-  return driver.Splits(data['train'], evals, tuple(loaded.attributes),
+  return Splits(data['train'], evals, tuple(loaded.attributes),
                        np.shape(data['joint_counts']['val']), counts, info)
 
 
-def stack(members: Sequence[driver.Splits]) -> tuple[Any, dict[str, Any]]:
+def stack(members: Sequence[Splits]) -> tuple[Any, dict[str, Any]]:
   """A vmapped group's data; ``train_eval`` shares the stacked train images.
 
   Memory: the device holds ``S x N_train x 64 x 64 x 3`` bytes of training
@@ -167,7 +167,7 @@ def stack(members: Sequence[driver.Splits]) -> tuple[Any, dict[str, Any]]:
 
 
 def write_extra(workdir: str, results: Mapping[str, Any],
-                splits: driver.Splits) -> None:
+                splits: Splits) -> None:
   """Writes ``subpopulation_accuracy.csv`` and ``.md``: the accuracy of every
   attribute in every cell of the joint table.
 

@@ -16,13 +16,11 @@ Finished cells are skipped, so a restarted sweep picks up where it stopped.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Sequence
 
 from absl import app
 from absl import flags
 
-from cmi_jax import logs
-from cmi_jax import records
 from experiments import celeba as celeba_experiment
 from experiments import cli
 from experiments import driver
@@ -52,14 +50,6 @@ def weak_grid(objectives: Sequence[str], fractions: Sequence[float],
   # Seeds innermost: cells of one fraction share their batch shape.
   return [weak_cell(sweeps.cell(o, train_corr, noise, s), p)
           for o in objectives for p in fractions for s in seeds]
-
-
-def run_sweep(base_config, sweep_dir: str, cells: Sequence[sweeps.Cell],
-              **options: Any) -> None:
-  """Trains every unfinished cell in a mode's folder (:func:`mode_dir`);
-  ``options`` of :func:`experiments.driver.train_cells`."""
-  driver.train_cells(celeba_experiment.SPEC, base_config, sweep_dir, cells,
-                     **options)
 
 
 def mode_dir(sweep_dir: str, mode: str) -> str:
@@ -95,11 +85,12 @@ def main() -> None:
                         weak_corr.value, args.noises[0], args.seeds)
     folder = mode_dir(workdir, mode.value)
     cells = sweeps.with_lambdas(cells, args.lambdas)
-    run_sweep(config, folder, sweeps.select_shard(cells, *args.shard),
-              vmap=args.vmap, max_members=args.max_members)
-    rows = records.collect(folder, extra=sweeps.lambda_columns(args.lambdas)
-                           + WEAK_COLUMNS * (mode.value == 'weak'))
-    logs.write_json_atomic(os.path.join(folder, 'summary.json'), rows)
+    rows = driver.run_sweep(
+        celeba_experiment.SPEC, config, folder,
+        sweeps.select_shard(cells, *args.shard), vmap=args.vmap,
+        max_members=args.max_members,
+        extra=sweeps.lambda_columns(args.lambdas)
+        + WEAK_COLUMNS * (mode.value == 'weak'))
     print(f'{len(rows)} finished cells in {folder}; draw them with '
           f'python -m experiments.plot_celeba --sweep_dir={workdir}')
 

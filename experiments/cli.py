@@ -131,7 +131,8 @@ def run_main(main: Callable[[Sequence[str]], None], *,
   ``error: <what and how to fix it>`` without a traceback (``--verbosity=1``
   shows it). A stop signal during training (SIGTERM, SIGINT, SIGUSR1) saves
   the step or epoch in flight and exits with
-  :data:`cmi_jax.preemption.EXIT_STATUS` (75) and one line; Ctrl-C elsewhere exits with 130. ``workdir`` returns the
+  :data:`cmi_jax.preemption.EXIT_STATUS` (75) and one line; Ctrl-C
+  elsewhere exits with 130. ``workdir`` returns the
   directory the disk-full message names; ``config_fields`` the fields an
   unknown ``--config.FIELD`` message lists.
   """

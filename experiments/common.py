@@ -9,6 +9,7 @@ Messages name config fields (``config.z_dim``); the command line
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import ml_collections
@@ -44,6 +45,9 @@ def add_model_fields(config: ml_collections.ConfigDict) -> None:
   config.identical_channels = False
   config.adversary_hidden = (50, 50)
   config.mmd_bandwidths = (1.0,)
+  # Rows per block of close values of a continuous attribute in the
+  # conditional objectives (None: round(sqrt(batch_size))).
+  config.block_size = placeholder(int)
   # The kernel objectives (hsic_cmi, hscic, circe): Gaussian bandwidths on
   # the codes (None: each batch's median) and on one-hot labels, the ridge
   # of their label regressions, and CIRCE's held-out rows as a fraction of
@@ -103,6 +107,9 @@ def check_run_fields(config: ml_collections.ConfigDict) -> None:
     validate.integer(config[name], f'config.{name}', 1)
   for name in ('mi_every', 'log_every_steps'):
     validate.integer(config[name], f'config.{name}', 0)
+  if config.block_size is not None:
+    validate.integer(config.block_size, 'config.block_size', 2,
+                     hint='None: round(sqrt(batch_size)).')
   validate.choice(config.encoder, 'config.encoder', ENCODERS)
   validate.choice(config.group_weighting, 'config.group_weighting',
                   groups.METHODS)
@@ -137,12 +144,17 @@ def check_data_fields(config: ml_collections.ConfigDict,
   subspace_sizes(config.z_dim, num_attributes)
 
 
+def settings(cls: type, config: Any) -> Any:
+  """The dataclass ``cls`` from the config's fields of its fields' names."""
+  # Tuples, also from a config read back from JSON (they are hashed).
+  return cls(**{f.name: tuple(config[f.name])
+                if isinstance(config[f.name], list) else config[f.name]
+                for f in dataclasses.fields(cls) if f.name in config})
+
+
 def resolve_optim(config: Any) -> train.OptimConfig:
   """The optimiser settings of a resolved config."""
-  return train.OptimConfig(
-      lr=float(config.lr), cls_lr=float(config.cls_lr),
-      d_lr=float(config.d_lr), betas=tuple(config.betas),
-      d_betas=tuple(config.d_betas), num_cls_steps=int(config.num_cls_steps))
+  return settings(train.OptimConfig, config)
 
 
 def subspace_sizes(z_dim: int, num_attributes: int) -> tuple[int, ...]:
@@ -183,7 +195,7 @@ def balanced_training_data(config: Any, train_data: Any,
 def build_trainer(config: Any, splits: Any) -> train.Trainer:
   """The engine of a resolved config for its data.
 
-  ``splits`` (:class:`experiments.driver.Splits`) give the class counts and
+  ``splits`` (:class:`cmi_jax.data.base.Splits`) give the class counts and
   the training group counts of the group weighting.
   """
   num_classes = tuple(splits.num_classes)
@@ -201,6 +213,7 @@ def build_trainer(config: Any, splits: Any) -> train.Trainer:
       resolve_optim(config),
       adversary_hidden=tuple(config.adversary_hidden),
       mmd_bandwidths=tuple(config.mmd_bandwidths),
+      block_size=config.block_size,
       kernel_sigma2=config.kernel_sigma2,
       kernel_label_sigma2=config.kernel_label_sigma2,
       kernel_ridge=config.kernel_ridge,

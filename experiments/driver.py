@@ -1,8 +1,9 @@
 """The one driver of the real-data experiments: cells of a config -> runs.
 
 An experiment is a :class:`Spec`: how a resolved config becomes typed
-:class:`Splits` and what files it writes beyond every run's. The driver takes
-a base config and a list of cells (overrides of it): each cell's config is
+:class:`~cmi_jax.data.base.Splits` and what files it writes beyond every
+run's. The driver takes a base config and a list of cells (overrides of
+it): each cell's config is
 resolved and checked once (:func:`resolve`), its data built and its trainer
 made once; a group of one trains as a single run (:func:`cmi_jax.run.fit`,
 with checkpoints and figures), a larger group of cells that share every shape
@@ -25,37 +26,17 @@ import ml_collections
 from absl import flags
 from absl import logging
 
+from cmi_jax import figures
 from cmi_jax import logs
 from cmi_jax import loop
+from cmi_jax import records
 from cmi_jax import run
 from cmi_jax import vmapped
 from cmi_jax.data import base as data_base
+from cmi_jax.data.base import Splits
 from experiments import cli
 from experiments import common
-from experiments import figures
 from experiments import sweeps
-
-
-@dataclasses.dataclass
-class Splits:
-  """What a resolved config trains and evaluates on.
-
-  Attributes:
-    train: the training dataset.
-    evals: the evaluation splits by name, in report order.
-    attributes: the K attribute names.
-    num_classes: the K class counts, from the data.
-    joint_counts: label counts per split (arrays shaped ``num_classes``),
-      saved as ``joint_counts.json`` and drawn.
-    info: what the run's data are, saved in ``config.json`` and
-      ``results.json`` under ``data``.
-  """
-  train: Any
-  evals: dict[str, Any]
-  attributes: tuple[str, ...]
-  num_classes: tuple[int, ...]
-  joint_counts: dict[str, Any]
-  info: dict[str, Any]
 
 
 def stack_members(members: Sequence[Splits]) -> tuple[Any, dict[str, Any]]:
@@ -135,6 +116,26 @@ def main(spec: Spec, report: Callable[[dict[str, Any]], None]) -> None:
       train(spec, config, workdir, allow_change=allow_change.value)))
 
 
+def sweep_main(spec: Spec, train_corrs: Sequence[str],
+               noises: Sequence[str], seeds: Sequence[str]) -> None:
+  """The command of a grid sweep (objective x train_corr x noise x seed,
+  and ``--lambdas``); the defaults of its axes are strings, as flags give."""
+  sweep = sweeps.define_sweep_flags(train_corrs, noises, seeds)
+
+  def body(config, workdir):
+    args = sweep()
+    cells = sweeps.with_lambdas(sweeps.grid(
+        args.objectives, args.train_corrs, args.noises, args.seeds),
+                                args.lambdas)
+    rows = run_sweep(spec, config, workdir,
+                     sweeps.select_shard(cells, *args.shard), vmap=args.vmap,
+                     max_members=args.max_members,
+                     extra=sweeps.lambda_columns(args.lambdas))
+    print(f'{len(rows)} finished cells in {workdir}')
+
+  cli.run_config_main(spec.config_file, body)
+
+
 def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
                 cells: Sequence[sweeps.Cell], *, vmap: bool = False,
                 max_members: Optional[int] = None) -> None:
@@ -199,6 +200,19 @@ def train_cells(spec: Spec, base: ml_collections.ConfigDict, root: str,
       time.sleep(sweeps.WAIT_S)
 
 
+def run_sweep(spec: Spec, base: ml_collections.ConfigDict, root: str,
+              cells: Sequence[sweeps.Cell], *, vmap: bool = False,
+              max_members: Optional[int] = None, extra: Sequence[str] = ()
+              ) -> list[dict[str, Any]]:
+  """:func:`train_cells`, then the rows of every finished cell under
+  ``root`` (:func:`cmi_jax.records.collect` with the config fields
+  ``extra``), also written to ``root/summary.json``."""
+  train_cells(spec, base, root, cells, vmap=vmap, max_members=max_members)
+  rows = records.collect(root, extra=extra)
+  logs.write_json_atomic(os.path.join(root, 'summary.json'), rows)
+  return rows
+
+
 def _train_one(spec: Spec, config: ml_collections.FrozenConfigDict,
                source: Any, workdir: str, allow_change: Sequence[str] = ()
                ) -> dict[str, Any]:
@@ -213,8 +227,9 @@ def _train_one(spec: Spec, config: ml_collections.FrozenConfigDict,
     run.check_resumable(workdir, run_config, may_change)
     if jax.process_index() == 0:
       _write_joint_counts(workdir, splits)
-      figures.draw_data_figures(splits, train_data, workdir)
-    example = data_base.first_batches(train_data, train_data.batch_size)['image']
+      figures.data_figures(splits, train_data, workdir)
+    example = data_base.first_batches(train_data,
+                                      train_data.batch_size)['image']
     state = trainer.init(jax.random.PRNGKey(config.seed), example,
                          config.disentangle_weight)
     logging.info('Training %s for %d epochs of %d steps in %s.',
@@ -227,17 +242,15 @@ def _train_one(spec: Spec, config: ml_collections.FrozenConfigDict,
         epoch_hook=common.mi_hook(config, trainer.objective.subspaces))
     state = result.pop('state')
     if jax.process_index() == 0:
-      figures.draw_run_figures(trainer, state, splits, workdir,
-                               final_eval=result['final'].get('eval'))
+      figures.run_figures(trainer, state, splits, workdir,
+                          final_eval=result['final'].get('eval'))
       spec.write_extra(workdir, result, splits)
     return {'state': state, **result}
 
 
 def fit_config(config: Any) -> loop.FitConfig:
-  """The loop's settings of a resolved config: its fields of their names."""
-  return loop.FitConfig(**{f.name: config[f.name] for f in
-                           dataclasses.fields(loop.FitConfig)
-                           if f.name in config})
+  """The loop's settings of a resolved config."""
+  return common.settings(loop.FitConfig, config)
 
 
 def _results_extra(config: Any, splits: Splits) -> dict[str, Any]:

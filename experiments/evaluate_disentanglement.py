@@ -138,8 +138,8 @@ def evaluate_run(workdir: str, checkpoint: str = ckpt.BEST_ACCURACY,
             'epoch': int(meta['epoch']), 'attributes': list(names),
             'seed': seed, 'max_rows': max_rows, 'splits': {}}
   for split in splits:
-    codes, factors, summary = evaluation.codes_and_labels(trainer, state, data[split],
-                                                max_rows, seed)
+    codes, factors, summary = evaluation.codes_and_labels(
+        trainer, state, data[split], max_rows, seed)
     try:
       scores = metrics.compute_all(codes, factors, seed=seed)
     except ValueError as e:

@@ -13,7 +13,7 @@ changed config is refused unless its fields are named in ``--allow_change``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import ml_collections
 import numpy as np
@@ -23,6 +23,7 @@ from cmi_jax import validate
 from cmi_jax.data import correlation
 from cmi_jax.data import multi_digit
 from cmi_jax.data import sources
+from cmi_jax.data.base import Splits
 from experiments import common
 from experiments import driver
 from experiments.configs import multi_digit as multi_digit_config
@@ -31,16 +32,27 @@ from experiments.configs import multi_digit as multi_digit_config
 def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Refuses data fields that cannot make splits (ValueError names them)."""
   common.check_data_fields(config, config.num_digits)
+  check_items(config)
+  if config.epoch_size is not None and config.epoch_size < config.batch_size:
+    raise ValueError(f'config.epoch_size={config.epoch_size} is smaller '
+                     f'than one batch ({config.batch_size}).')
+  return config
+
+
+def check_items(config: ml_collections.ConfigDict) -> None:
+  """Checks ``classes`` (two different labels in 0..9) and ``patch``."""
   classes = tuple(config.classes)
   if len(classes) != 2 or len(set(classes)) != 2 or not all(
       0 <= int(c) <= 9 for c in classes):
     raise ValueError(f'config.classes must be two different class labels '
                      f'in 0..9; got {classes}.')
   validate.integer(config.patch, 'config.patch', 1)
-  if config.epoch_size is not None and config.epoch_size < config.batch_size:
-    raise ValueError(f'config.epoch_size={config.epoch_size} is smaller '
-                     f'than one batch ({config.batch_size}).')
-  return config
+
+
+def item_names(dataset: str, classes: Sequence[int]) -> list[str]:
+  """The names of ``classes`` (Fashion-MNIST's items, or the digits)."""
+  return [sources.FASHION_MNIST_NAMES[int(c)] if dataset == 'fashion_mnist'
+          else str(int(c)) for c in classes]
 
 
 def vmap_varying(config: Any) -> tuple[str, ...]:
@@ -66,7 +78,7 @@ def load(config: Any) -> sources.DigitSplits:
   return digits
 
 
-def splits(config: Any, digits: sources.DigitSplits) -> driver.Splits:
+def splits(config: Any, digits: sources.DigitSplits) -> Splits:
   """The train and evaluation splits of ``config`` from loaded ``digits``."""
   data = multi_digit.multi_digit_splits(
       digits, tuple(config.classes), config.num_digits, config.train_corr,
@@ -79,14 +91,12 @@ def splits(config: Any, digits: sources.DigitSplits) -> driver.Splits:
                 table * train.steps_per_epoch * train.batch_size}
   counts.update({name: correlation.joint_counts(np.asarray(split.labels))
                  for name, split in data.items()})
-  names = [sources.FASHION_MNIST_NAMES[int(c)]
-           if digits.dataset == 'fashion_mnist' else str(int(c))
-           for c in config.classes]
+  names = item_names(digits.dataset, config.classes)
   info = {'dataset': digits.dataset, 'source': digits.source,
           'num_images': digits.num_examples(),
           'classes': list(config.classes),
           'class_names': [names] * config.num_digits}
-  return driver.Splits(
+  return Splits(
       train, data, tuple(f'digit{k}' for k in range(config.num_digits)),
       table.shape, counts, info)
 

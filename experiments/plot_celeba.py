@@ -39,18 +39,18 @@ def make_report(sweep_dir: str, out_dir: str | None = None,
   out_dir = out_dir or sweep_dir
   corr_dir = celeba_sweep.mode_dir(sweep_dir, 'corr')
   weak_dir = celeba_sweep.mode_dir(sweep_dir, 'weak')
-  reports = []
+  columns, reports = (sweep_plots.METRICS, sweep_plots.TITLES), []
   if os.path.isdir(corr_dir):
-    table = records.aggregate(records.collect(corr_dir, select), sweep_plots.METRICS)
+    table = records.aggregate(records.collect(corr_dir, select), columns[0])
     reports.append(('celeba_correlation', sweep_plots.correlation_figure(table),
-                    records.table_text(table, sweep_plots.METRICS, sweep_plots.TITLES)))
+                    records.table_text(table, *columns)))
   if os.path.isdir(weak_dir):
     table = weak_table(weak_dir, select)
-    reports.append(('celeba_weak_supervision', sweep_plots.weak_supervision_figure(table),
-                    records.table_text(
-                        table, sweep_plots.METRICS, sweep_plots.TITLES,
-                        ('weak_supervision', 'labels removed',
-                         lambda v: f'{100 * v:g} %'), lineterminator='\n')))
+    reports.append(('celeba_weak_supervision',
+                    sweep_plots.weak_supervision_figure(table),
+                    records.table_text(table, *columns, (
+                        'weak_supervision', 'labels removed',
+                        lambda v: f'{100 * v:g} %'), lineterminator='\n')))
   if not reports:
     raise ValueError(
         f'{sweep_dir} holds neither corr/ nor weak/ sweep cells; run '

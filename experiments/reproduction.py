@@ -57,7 +57,7 @@ def accuracies_at(objective: str, splits: dict,
                           multi_digit_config.get_config(),
                           {'objective': objective, 'lr_scale': 10.0})
   data = splits['train'].replace(steps_per_epoch=STEPS_PER_EPOCH)
-  trainer = common.build_trainer(config, driver.Splits(
+  trainer = common.build_trainer(config, data_base.Splits(
       data, {}, ('digit0', 'digit1'), np.shape(data.table), {}, {}))
   example = data_base.first_batches(data, 1)['image']
   state = trainer.init(jax.random.PRNGKey(seed), example,

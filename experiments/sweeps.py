@@ -53,13 +53,14 @@ def cell(objective: str, train_corr: float, noise: float, seed: int) -> Cell:
   """The paper's cell: ``<objective>/corr<c>_noise<n>/seed<s>``."""
   return Cell(os.path.join(objective, f'corr{train_corr:g}_noise{noise:g}',
                            f'seed{seed}'),
-              tuple(zip(records.FIELDS, (objective, float(train_corr), float(noise),
-                               int(seed)))))
+              tuple(zip(records.FIELDS, (objective, float(train_corr),
+                                         float(noise), int(seed)))))
 
 
 def with_setting(cell: Cell, field: str, value: Any, folder: str) -> Cell:
-  """``cell`` that also sets ``field`` to ``value``, in ``folder/<cell.name>``."""
-  return Cell(os.path.join(folder, cell.name), cell.settings + ((field, value),))
+  """``cell`` also setting ``field`` to ``value``, in ``folder/<cell.name>``."""
+  return Cell(os.path.join(folder, cell.name),
+              cell.settings + ((field, value),))
 
 
 def with_lambdas(cells: Sequence[Cell], lambdas: Optional[Sequence[float]]
@@ -108,15 +109,13 @@ def define_sweep_flags(train_corrs: Sequence[str], noises: Sequence[str],
                ('train_corrs', train_corrs, float, 'Training correlations.'),
                ('noises', noises, float, 'Occlusion noise levels.'),
                ('seeds', seeds, int, 'Seeds.'))]
-  lambdas = flags.DEFINE_list(
-      'lambdas', None, 'Values of lambda (config.disentangle_weight), a sweep '
-      'axis in lambda<l>/ folders; default: the config\'s value alone.')
+  lambdas = flags.DEFINE_list('lambdas', None, 'Values of lambda '
+                              '(config.disentangle_weight) in lambda<l>/ '
+                              'folders; default: the config\'s alone.')
   vmap = flags.DEFINE_bool(
-      'vmap', False, 'Train the cells whose configs differ only in fields '
-      'that change no shape (e.g. seeds) together with vmap (faster). Each '
-      'member gets a separate run\'s results.json, best-epoch records and '
-      'per-epoch log; the group checkpoints every --config.checkpoint_every '
-      'epochs and resumes (no per-member checkpoints or figures).')
+      'vmap', False, 'Train cells whose configs differ in no shape (e.g. '
+      'seeds) together, vmapped; each gets a separate run\'s files but no '
+      'checkpoints or figures; the group checkpoints and resumes.')
   max_members = flags.DEFINE_integer(
       'vmap_max_members', None, 'With --vmap: the most cells trained '
       'together (each holds its training data on the device); default: all '

@@ -89,7 +89,8 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
       'cpu_time_s': {name: float(t[1]) for name, t in times.items()},
       'snapshot_steps': lc.snapshot_steps(config).tolist(), 'cells': cells}
   return dict(result, files=plots.write_outputs(workdir, {
-      'results.json': result, 'figure.png': toy_figures.classification_figure(cells)}))
+      'results.json': result,
+      'figure.png': toy_figures.classification_figure(cells)}))
 
 
 def main() -> None:

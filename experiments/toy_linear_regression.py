@@ -86,14 +86,17 @@ def run(workdir: str, **settings: Any) -> dict[str, Any]:
                                   num_restarts=c.num_restarts)
   outputs = {
       'table1.json': table,
-      'figure2.png': toy_figures.regression_figure2(sweep, noise_vars, train_corrs, c.test_corr,
-                                  marker=(c.train_corr, c.noise_var)),
-      'figure3.png': toy_figures.regression_figure3(scatter), 'config.json': c.to_dict()}
+      'figure2.png': toy_figures.regression_figure2(
+          sweep, noise_vars, train_corrs, c.test_corr,
+          marker=(c.train_corr, c.noise_var)),
+      'figure3.png': toy_figures.regression_figure3(scatter),
+      'config.json': c.to_dict()}
   result = {'table1': table, 'config': c.to_dict()}
   if learned_objectives:
     result['learned'] = learned_table1(c, learned_objectives, table)
     outputs['learned_table1.json'] = result['learned']
-    outputs['learned_table1.png'] = toy_figures.learned_regression_curves(result['learned'], table)
+    outputs['learned_table1.png'] = toy_figures.learned_regression_curves(
+        result['learned'], table)
   return {**result, 'files': plots.write_outputs(workdir, outputs)}
 
 

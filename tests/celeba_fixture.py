@@ -173,9 +173,9 @@ def read_official(celeba_dir: str | os.PathLike):
 
 def skip_figures(patch) -> None:
   """Replaces a run's figures (most of a tiny run's time) by no-ops."""
-  from experiments import figures  # pylint: disable=g-import-not-at-top
-  patch.setattr(figures, 'draw_run_figures', lambda *a, **k: [])
-  patch.setattr(figures, 'draw_data_figures', lambda *a, **k: None)
+  from cmi_jax import figures  # pylint: disable=g-import-not-at-top
+  patch.setattr(figures, 'run_figures', lambda *a, **k: [])
+  patch.setattr(figures, 'data_figures', lambda *a, **k: None)
 
 
 def write_celeba_tfds_metadata(data_dir: str | os.PathLike,

@@ -436,11 +436,11 @@ def test_sweep_skips_finished_cells_and_runs_the_rest(finished_run, sweep_dir,
       SPEC, load=lambda config: None))
   base = celeba_config.get_config()
   base.celeba_dir = '/data/celeba'
-  celeba_sweep.run_sweep(base, weak_dir, [CELL])
+  driver.train_cells(celeba_experiment.SPEC, base, weak_dir, [CELL])
   assert calls == [] and os.path.getmtime(done) == before
   other = celeba_sweep.weak_cell(sweeps.cell('base', 0.8, 0.0, 3), 0.9)
   with pytest.raises(RuntimeError, match='stop'):
-    celeba_sweep.run_sweep(base, weak_dir, [CELL, other])
+    driver.train_cells(celeba_experiment.SPEC, base, weak_dir, [CELL, other])
   (config, workdir), = calls
   assert workdir == os.path.join(weak_dir, other.name)
   assert (config.objective, config.train_corr, config.seed,

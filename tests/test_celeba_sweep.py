@@ -56,8 +56,9 @@ def vmapped_dir(config, tmp_path_factory):
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(driver, '_train_one',
                   lambda spec, config, *a: separate.append(config))
-    celeba_sweep.run_sweep(
-        config, celeba_sweep.mode_dir(sweep_dir, 'weak'), CELLS, vmap=True)
+    driver.train_cells(celeba_experiment.SPEC, config,
+                       celeba_sweep.mode_dir(sweep_dir, 'weak'), CELLS,
+                       vmap=True)
   assert separate == []  # one group of four; nothing ran separately
   return sweep_dir
 
@@ -68,8 +69,9 @@ def separate_dir(config, tmp_path_factory):
   sweep_dir = str(tmp_path_factory.mktemp('separate'))
   with pytest.MonkeyPatch.context() as patch:
     celeba_fixture.skip_figures(patch)  # not compared
-    celeba_sweep.run_sweep(config, celeba_sweep.mode_dir(sweep_dir, 'weak'),
-                           list(REFERENCE))
+    driver.train_cells(celeba_experiment.SPEC, config,
+                       celeba_sweep.mode_dir(sweep_dir, 'weak'),
+                       list(REFERENCE))
   return sweep_dir
 
 
@@ -187,7 +189,7 @@ def test_restart_skips_finished_and_resumes_started_cells(
   done = os.path.join(weak_dir, CELLS[0].name, 'results.json')
   before = os.path.getmtime(done)
   calls = _recording(monkeypatch, CELLS)
-  celeba_sweep.run_sweep(config, weak_dir, CELLS, vmap=True)
+  driver.train_cells(celeba_experiment.SPEC, config, weak_dir, CELLS, vmap=True)
   assert calls == [] and os.path.getmtime(done) == before
 
   # Two cells lose their results: one was started by a separate run (it has
@@ -196,7 +198,7 @@ def test_restart_skips_finished_and_resumes_started_cells(
     os.remove(os.path.join(weak_dir, cell.name, 'results.json'))
   os.makedirs(os.path.join(weak_dir, CELLS[2].name, 'checkpoints', 'latest',
                            '1'))
-  celeba_sweep.run_sweep(config, weak_dir, CELLS, vmap=True)
+  driver.train_cells(celeba_experiment.SPEC, config, weak_dir, CELLS, vmap=True)
   assert calls == [('separate', [CELLS[2]]), ('separate', [CELLS[1]])]
   assert os.path.getmtime(done) == before
 
@@ -206,7 +208,8 @@ def test_grouping_rule(config, monkeypatch, tmp_path):
   weak = celeba_sweep.weak_grid(['cmi'], [0.0, 0.75], TRAIN_CORR, 0.0,
                                 [1, 2, 3])
   calls = _recording(monkeypatch, cells + weak)
-  celeba_sweep.run_sweep(config, str(tmp_path / 'corr'), cells, vmap=True)
+  driver.train_cells(celeba_experiment.SPEC, config, str(tmp_path / 'corr'),
+                     cells, vmap=True)
   # Seeds and noise levels train together; objective and correlation not.
   assert [c[0] for c in calls] == ['vmapped'] * 4
   for _, group, _ in calls:
@@ -217,8 +220,8 @@ def test_grouping_rule(config, monkeypatch, tmp_path):
         (n, s) for n in (0.0, 0.5) for s in (1, 2)}
 
   calls.clear()
-  celeba_sweep.run_sweep(config, str(tmp_path / 'weak'), weak, vmap=True,
-                         max_members=2)
+  driver.train_cells(celeba_experiment.SPEC, config, str(tmp_path / 'weak'),
+                     weak, vmap=True, max_members=2)
   # One group per fraction (its batch size is scaled), split at 2 members;
   # the single cell left over runs separately.
   assert calls == [('vmapped', weak[0:2], [BATCH] * 2),
@@ -241,7 +244,8 @@ def test_group_of_unequal_datasets_names_the_cells(config, tmp_path,
       celeba_experiment.SPEC, splits=shrink_seed_1))
   with pytest.raises(ValueError, match=r'differ only in \(.seed., .noise.\).*'
                      r'datasets\[1\]\.images.*without vmap'):
-    celeba_sweep.run_sweep(config, str(tmp_path), CELLS[:2], vmap=True)
+    driver.train_cells(celeba_experiment.SPEC, config, str(tmp_path), CELLS[:2],
+                       vmap=True)
   assert not os.listdir(tmp_path)  # nothing written
 
 

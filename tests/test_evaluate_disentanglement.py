@@ -53,8 +53,8 @@ def test_latest_checkpoint_gives_the_final_states_metrics(md_run):
   trainer, data, _ = ed.rebuild(config, ed.experiment_kind(config, info))
   counts = tiny.read_json(workdir, 'joint_counts.json')
   for split in SPLITS:
-    codes, factors, summary = evaluation.codes_and_labels(trainer, results['state'],
-                                                   data[split])
+    codes, factors, summary = evaluation.codes_and_labels(
+        trainer, results['state'], data[split])
     entry = report['splits'][split]
     final = results['final']['eval'][split]
     assert entry['accuracy'] == pytest.approx(final['accuracy'], abs=1e-9)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmi_jax import distributed, groups, train
+from cmi_jax import attributes, distributed, groups, train
 from cmi_jax.data import base, synthetic
 import tiny
 
@@ -88,7 +88,8 @@ def test_group_dro_weights_follow_the_published_algorithm():
       labels[:, 0] = 0  # groups 2 and 3 absent from this batch
     logits = [jnp.asarray(rng.normal(size=(12, 2)), jnp.float32)
               for _ in range(2)]
-    ce, present = groups.row_ce(logits, jnp.asarray(labels))
+    ce, present = attributes.row_losses(logits, jnp.asarray(labels),
+                                       NUM_CLASSES)
     losses_g = groups.group_losses(ce, present, jnp.asarray(labels),
                                    NUM_CLASSES)
     q = groups.dro_update(q, losses_g, weighting.dro_step_size,

@@ -11,7 +11,6 @@ from cmi_jax import run
 from experiments import driver
 from experiments import sweeps
 from experiments import multi_digit_mnist
-from experiments import multi_digit_sweep
 from experiments import plot_multi_digit
 from experiments.configs import multi_digit as multi_digit_config
 import tiny
@@ -127,8 +126,8 @@ def separate_sweep(tmp_path_factory):
   """The cells of SWEEP_CELLS run one by one (the sweep without --vmap)."""
   sweep_dir = str(tmp_path_factory.mktemp('sweep'))
   config = tiny_config(num_epochs=1, mi_every=0)
-  return sweep_dir, multi_digit_sweep.run_sweep(config, sweep_dir,
-                                                SWEEP_CELLS)
+  return sweep_dir, driver.run_sweep(multi_digit_mnist.SPEC, config, sweep_dir,
+                                     SWEEP_CELLS)
 
 
 def test_sweep_skips_finished_cells_and_plots(separate_sweep):
@@ -138,7 +137,7 @@ def test_sweep_skips_finished_cells_and_plots(separate_sweep):
   assert len(rows) == 3
   done = os.path.join(sweep_dir, cells[0].name, 'results.json')
   before = os.path.getmtime(done)
-  multi_digit_sweep.run_sweep(config, sweep_dir, cells)
+  driver.run_sweep(multi_digit_mnist.SPEC, config, sweep_dir, cells)
   assert os.path.getmtime(done) == before
   paths = plot_multi_digit.make_report(sweep_dir)
   with open(paths['table.md']) as f:
@@ -155,8 +154,9 @@ def test_vmapped_sweep_equals_the_separate_runs(separate_sweep, tmp_path):
   separate_dir, _ = separate_sweep
   sweep_dir = str(tmp_path / 'vmapped')
   cells = [c for c in SWEEP_CELLS if c.overrides()['objective'] == 'base']
-  rows = multi_digit_sweep.run_sweep(
-      tiny_config(num_epochs=1, mi_every=0), sweep_dir, cells, vmap=True)
+  rows = driver.run_sweep(multi_digit_mnist.SPEC,
+                          tiny_config(num_epochs=1, mi_every=0), sweep_dir,
+                          cells, vmap=True)
   assert len(rows) == 2
   for cell in cells:
     with open(os.path.join(sweep_dir, cell.name, 'results.json')) as f:
@@ -188,10 +188,11 @@ def test_kernel_objectives_sweep_lambda_vmapped_like_separate_runs(tmp_path):
   cells = sweeps.with_lambdas(sweeps.grid(['circe'], [0.9], [0.8], [0]),
                               [0.5, 4.0])
   extra = sweeps.lambda_columns([0])
-  vmapped = multi_digit_sweep.run_sweep(config, str(tmp_path / 'vmapped'),
-                                        cells, vmap=True, extra=extra)
-  separate = multi_digit_sweep.run_sweep(config, str(tmp_path / 'separate'),
-                                         cells, extra=extra)
+  vmapped = driver.run_sweep(multi_digit_mnist.SPEC, config,
+                             str(tmp_path / 'vmapped'), cells, vmap=True,
+                             extra=extra)
+  separate = driver.run_sweep(multi_digit_mnist.SPEC, config,
+                              str(tmp_path / 'separate'), cells, extra=extra)
   assert [r['disentangle_weight'] for r in vmapped] == [0.5, 4.0]
   for got, want in zip(vmapped, separate):
     for key, value in want.items():

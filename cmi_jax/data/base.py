@@ -11,6 +11,7 @@ pure and jit-safe, so :func:`cmi_jax.train.train_epoch` can scan them.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import flax.struct
@@ -18,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmi_jax import attributes
 from cmi_jax import validate
 
 Batch = dict[str, jax.Array]
@@ -115,14 +117,35 @@ class GroupBalancedDataset:
     return gather_batch(self.images, self.labels, plan, step, self.batch_size)
 
 
+@dataclasses.dataclass
+class Splits:
+  """What a run trains and evaluates on, from one config.
+
+  Attributes:
+    train: the training dataset.
+    evals: the evaluation splits by name, in report order.
+    attributes: the K attribute names.
+    num_classes: the K class counts, from the data.
+    joint_counts: label counts per split (arrays shaped ``num_classes``),
+      saved as ``joint_counts.json`` and drawn.
+    info: what the run's data are, saved in ``config.json`` and
+      ``results.json`` under ``data``.
+  """
+  train: Any
+  evals: dict[str, Any]
+  attributes: tuple[str, ...]
+  num_classes: tuple[int, ...]
+  joint_counts: dict[str, Any]
+  info: dict[str, Any]
+
+
 def group_balanced(dataset: ArrayDataset, num_classes: Sequence[int]
                    ) -> GroupBalancedDataset:
   """The :class:`GroupBalancedDataset` version of a training set.
 
   ValueError if a group is empty or a balanced epoch is under one batch.
   """
-  labels = np.asarray(dataset.labels)
-  num_classes = tuple(int(c) for c in num_classes)
+  labels, num_classes = _group_columns(dataset.labels, num_classes)
   index = np.where((labels >= 0).all(1), np.ravel_multi_index(
       tuple(np.maximum(labels, 0).T), num_classes), -1)
   rows = [np.flatnonzero(index == g) for g in range(int(np.prod(num_classes)))]
@@ -167,8 +190,16 @@ def subsample_balanced(train_data: Any, num_classes: Sequence[int]) -> Any:
   return group_balanced(train_data, num_classes)
 
 
-def group_counts(data: Any, num_classes: Sequence[int]
-                          ) -> np.ndarray:
+def _group_columns(labels: Any, num_classes: Sequence[int]
+                   ) -> tuple[np.ndarray, tuple[int, ...]]:
+  """The categorical columns of ``labels`` ``[N, K]`` (int64), and their
+  class counts: the attributes that define groups."""
+  columns = attributes.categorical(num_classes)
+  return (np.asarray(labels)[:, columns].astype(np.int64),
+          tuple(int(num_classes[k]) for k in columns))
+
+
+def group_counts(data: Any, num_classes: Sequence[int]) -> np.ndarray:
   """Examples per group of attribute values in an epoch of ``data``, ``[G]``.
 
   For a generated stream (a joint ``table``) the expected counts, otherwise
@@ -177,27 +208,32 @@ def group_counts(data: Any, num_classes: Sequence[int]
   if hasattr(data, 'table'):
     table = np.asarray(data.table, np.float64).reshape(-1)
     return table * data.steps_per_epoch * data.batch_size
-  labels = np.asarray(data.labels)
+  labels, num_classes = _group_columns(data.labels, num_classes)
   full = (labels >= 0).all(1)
   index = np.ravel_multi_index(tuple(np.maximum(labels[full], 0).T),
-                               tuple(num_classes))
+                               num_classes)
   return np.bincount(index, minlength=int(np.prod(num_classes))).astype(
       np.float64)
 
 
 def heldout_labels(train_data: Any, num_classes: Sequence[int],
                    fraction: float) -> np.ndarray:
-  """CIRCE's held-out labels, int ``[M, K]``, ``M = fraction x`` an epoch.
+  """CIRCE's held-out labels ``[M, K]``, ``M = fraction x`` an epoch.
 
   Drawn (a fixed stream, not the run's seed) from the joint distribution of
-  the training split's fully labelled rows (:func:`group_counts`),
-  apart from the training batches; labels are all the regression reads, so
-  no training row is set aside, and every seed and noise level of a sweep
-  gets the same regression.
+  the training split's fully labelled rows (:func:`group_counts`), apart
+  from the training batches; labels are all the regression reads, so no
+  training row is set aside, and every seed and noise level of a sweep gets
+  the same regression. With a continuous attribute (float labels) the
+  held-out rows are fully labelled training rows, drawn with replacement.
   """
-  counts = group_counts(train_data, num_classes)
   rows = max(2, int(round(fraction * train_data.steps_per_epoch
                           * train_data.batch_size)))
+  if attributes.any_continuous(num_classes):
+    labels = np.asarray(train_data.labels)
+    labels = labels[np.asarray(attributes.labelled(labels, num_classes)).all(1)]
+    return labels[np.random.default_rng(0).choice(len(labels), rows)]
+  counts = group_counts(train_data, num_classes)
   groups_ = np.random.default_rng(0).choice(len(counts), rows,
                                             p=counts / counts.sum())
   return np.stack(np.unravel_index(groups_, tuple(num_classes)), 1)
@@ -237,21 +273,26 @@ def validate_labels(labels: np.ndarray | jax.Array, num_classes: Sequence[int],
   """Host-side check of a label array where data enters the library.
 
   ``labels`` are ``[N, K]`` integers, -1 for missing, each below its
-  ``num_classes``; the optional K ``names`` and ``where`` (a split, a batch)
-  go into the ValueError message.
+  ``num_classes``; with a continuous attribute (count 0) floats, its column
+  any value (NaN missing) and the others whole numbers. The optional K
+  ``names`` and ``where`` (a split, a batch) go into the ValueError message.
   """
   labels = np.asarray(labels)
   num_classes = tuple(num_classes)
-  spec = f'integer [N, {len(num_classes)}]'
+  continuous = attributes.any_continuous(num_classes)
+  spec = f'{"floating" if continuous else "integer"} [N, {len(num_classes)}]'
   validate.arrays(where, {'labels': (labels, spec)},
                   hint='Labels are class indices (-1 for missing), one column '
-                  f'per attribute of num_classes={num_classes}.')
-  for k, n in enumerate(num_classes):
-    column = labels[:, k]
-    bad = (column < -1) | (column >= n)
+                  f'per attribute of num_classes={num_classes}'
+                  + ('; float, a value (NaN: missing) where the count is 0.'
+                     if continuous else '.'))
+  for k in attributes.categorical(num_classes):
+    column, n = labels[:, k], num_classes[k]
+    bad = (column < -1) | (column >= n) | (column != np.round(column))
     if bad.any():
       name = names[k] if names is not None else f'#{k}'
-      value = int(column[np.argmax(bad)])
-      raise ValueError(f'{where}: attribute {name} has label {value}, outside '
-                       f'[-1, {n}) ({int(bad.sum())} such rows); labels must '
-                       f'be a class index in [0, {n}) or -1 for missing.')
+      value = column[np.argmax(bad)]
+      raise ValueError(f'{where}: attribute {name} has label {value:g}, '
+                       f'outside [-1, {n}) ({int(bad.sum())} such rows); '
+                       f'labels must be a class index in [0, {n}) or -1 for '
+                       'missing.')

@@ -26,12 +26,14 @@ _LINES = (('train_accuracy', {'ls': '-', 'marker': 'o', 'ms': 3},
 
 
 def regression_figure2(sweep: dict[str, dict[str, np.ndarray]],
-                 noise_vars: np.ndarray, train_corrs: np.ndarray,
-                 test_corr: float, marker: tuple[float, float] | None = None):
+                       noise_vars: np.ndarray, train_corrs: np.ndarray,
+                       test_corr: float,
+                       marker: tuple[float, float] | None = None):
   """Heat maps of test MSE over noise variance x training correlation.
 
-  ``sweep`` is :func:`cmi_jax.toy.linear_regression.noise_correlation_sweep`'s over ``noise_vars`` x
-  ``train_corrs``; ``marker``: ``(train_corr, noise_var)`` drawn as a cross.
+  ``sweep`` is :func:`cmi_jax.toy.linear_regression.noise_correlation_sweep`'s
+  over ``noise_vars`` x ``train_corrs``; ``marker``: ``(train_corr,
+  noise_var)`` drawn as a cross.
   Returns a Figure, a panel per model with one colour scale.
   """
   from matplotlib.colors import LogNorm  # pylint: disable=g-import-not-at-top
@@ -63,7 +65,8 @@ def regression_figure2(sweep: dict[str, dict[str, np.ndarray]],
 
 
 def regression_figure3(scatter: dict[str, dict[str, Any]]):
-  """Scatter of :func:`cmi_jax.toy.linear_regression.prediction_scatter` (first two attributes).
+  """Scatter of :func:`cmi_jax.toy.linear_regression.prediction_scatter`
+  (first two attributes).
 
   A row per distribution (train, test), columns targets ``s``, inputs ``x``
   and each model's predictions, with the correlation of the two coordinates.
@@ -92,7 +95,7 @@ def regression_figure3(scatter: dict[str, dict[str, Any]]):
 
 
 def learned_regression_curves(summary: dict[str, dict[str, Any]],
-                 table: dict[str, dict[str, float]]):
+                              table: dict[str, dict[str, float]]):
   """Train and test MSE against lambda, a panel per objective."""
   fig = plots.new_figure(4.0 * len(summary), 3.4)
   axes = fig.subplots(1, len(summary), squeeze=False, sharey=True)
@@ -130,7 +133,8 @@ def _mean_over_seeds(cells: Sequence[dict[str, Any]], objective: str,
 
 
 def classification_figure(cells: Sequence[dict[str, Any]]):
-  """Accuracy against noise level of :func:`cmi_jax.toy.linear_classification.sweep`'s cells (seed means)."""
+  """Accuracy against noise level, seed means of the cells of
+  :func:`cmi_jax.toy.linear_classification.sweep`."""
   from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
   from matplotlib.patches import Patch  # pylint: disable=g-import-not-at-top
   corrs = sorted({c['train_corr'] for c in cells})
@@ -163,7 +167,8 @@ def classification_figure(cells: Sequence[dict[str, Any]]):
   return fig
 
 
-def classification_table(cells: Sequence[dict[str, Any]], train_corr: float) -> str:
+def classification_table(cells: Sequence[dict[str, Any]], train_corr: float
+                         ) -> str:
   """Text table of train / uncorrelated / worst accuracy at one train corr."""
   objectives = plots.objective_order(c['objective'] for c in cells)
   curves = [_mean_over_seeds(cells, o, train_corr) for o in objectives]

@@ -20,18 +20,25 @@ PAPER_OPTIM = {objective: {'lr': 1e-4, 'cls_lr': 1e-3, 'd_lr': 1e-4}
 FAST = {'num_epochs': 30, 'mi_every': 10, 'checkpoint_every': 10}
 
 
-def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  """The paper's defaults; ``'fast'`` applies :data:`FAST` (flags win)."""
-  config = ml_collections.ConfigDict()
-  config.dataset = 'mnist'  # or 'fashion_mnist'
+def add_item_fields(config: ml_collections.ConfigDict, dataset: str,
+                    classes: tuple[int, int]) -> None:
+  """The fields of images of two classes of a digit dataset, correlated with
+  another attribute at ``train_corr`` and occluded at ``noise``."""
+  config.dataset = dataset  # 'mnist' or 'fashion_mnist'
   config.source = 'auto'  # 'auto' | 'tfds' | 'idx' | 'embedded'
   config.tfds_data_dir = ml_collections.config_dict.placeholder(str)
   config.manual_dir = ml_collections.config_dict.placeholder(str)
-  config.classes = (3, 8)
-  config.num_digits = 2
+  config.classes = classes
   config.train_corr = 0.9
   config.noise = 0.8
   config.patch = 4
+
+
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  """The paper's defaults; ``'fast'`` applies :data:`FAST` (flags win)."""
+  config = ml_collections.ConfigDict()
+  add_item_fields(config, 'mnist', (3, 8))
+  config.num_digits = 2
   # Training samples per epoch; None: the split's images of the classes.
   config.epoch_size = ml_collections.config_dict.placeholder(int)
   common.add_model_fields(config)
