@@ -24,6 +24,7 @@ from cmi_jax import evaluation
 from cmi_jax import groups
 from cmi_jax import models
 from cmi_jax import objectives
+from cmi_jax import plots
 from cmi_jax import records
 from cmi_jax import train
 from cmi_jax.data import base as data_base
@@ -181,15 +182,11 @@ def tiny_config(**overrides):
 
 
 def test_a_run_trains_evaluates_and_resumes(tmp_path, monkeypatch):
+  celeba_fixture.skip_figures(monkeypatch)  # The slow command draws them.
   workdir = str(tmp_path / 'run')
   config = tiny_config(objective='cmi', block_size=6, num_epochs=1)
   driver.train(brightness_experiment.SPEC, config, workdir)
-  # The figures name the item's classes and print the brightness values.
-  assert {'predictions_test_anti.png', 'subpopulation_accuracy_test_anti.png',
-          'joint_counts.png'} <= set(os.listdir(os.path.join(workdir,
-                                                             'figures')))
   # Resumed for one more epoch: it starts from the saved epoch.
-  celeba_fixture.skip_figures(monkeypatch)
   config.num_epochs = 2
   results = driver.train(brightness_experiment.SPEC, config, workdir,
                          allow_change=('num_epochs',))
@@ -205,7 +202,7 @@ def test_a_run_trains_evaluates_and_resumes(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow  # A whole command; the run above is the same driver.
-def test_the_command_line_reports_the_regression(tmp_path):
+def test_the_command_line_reports_the_regression_and_draws(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'experiments.brightness',
        f'--workdir={tmp_path}', '--config.dataset=mnist',
@@ -216,8 +213,26 @@ def test_the_command_line_reports_the_regression(tmp_path):
       capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.count('brightness MSE') == 4
+  assert {'predictions_test_anti.png', 'subpopulation_accuracy_test_anti.png',
+          'joint_counts.png'} <= set(os.listdir(tmp_path / 'figures'))
 
 
+def test_a_prediction_grid_never_marks_a_value_wrong(tmp_path, monkeypatch):
+  errors = []
+  real = plots.border_color
+  monkeypatch.setattr(plots, 'border_color',
+                      lambda wrong: errors.append(list(wrong)) or real(wrong))
+  labels = np.array([[0, -1.25], [1, 0.5]], np.float32)
+  preds = np.array([[1, -1.0], [1, 0.75]], np.float32)
+  path = plots.image_grid(np.zeros((2, 4, 4, 1)), labels,
+                          str(tmp_path / 'grid.png'), 'grid', preds=preds,
+                          class_names=[['a', 'b'], None],
+                          num_classes=NUM_CLASSES)
+  assert os.path.getsize(path) > 0
+  assert errors == [[True, False], [False, False]]
+
+
+@pytest.mark.slow  # Three runs; tests/test_sweep.py checks the vmapped loop.
 def test_a_vmapped_sweep_equals_separate_runs(tmp_path, monkeypatch):
   celeba_fixture.skip_figures(monkeypatch)
   cells = sweeps.with_lambdas([sweeps.cell('cmi', 0.9, 0.3, 0)], [0.5, 2.0])
@@ -236,6 +251,7 @@ def test_a_vmapped_sweep_equals_separate_runs(tmp_path, monkeypatch):
   assert np.isfinite(table[0]['test_anti/mse/mean'])
 
 
+@pytest.mark.slow  # The gather is dtype-blind; tests/test_train.py checks it.
 def test_eight_devices_give_the_one_device_epoch(splits):
   # The sharded step gathers the float labels with the codes: a continuous
   # attribute's blocks and the regression head see the global batch.
