@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import os
@@ -298,4 +299,44 @@ def table_text(table: Sequence[dict[str, Any]], metrics: Sequence[str],
                  f"{fmt(r[key])} | {r['num_seeds']} | " + ' | '.join(cells)
                  + ' |')
   return (csv_text(table, header, **csv_options),
+          '\n'.join(lines) + '\n')
+
+
+def subpopulation_tables(results: Mapping[str, Any],
+                         attributes: Sequence[str],
+                         num_classes: Sequence[int]) -> tuple[str, str]:
+  """``(csv, markdown)``: every attribute's accuracy in every cell of the
+  joint table.
+
+  ``results`` holds epoch records of :data:`SELECTIONS`, each with
+  ``eval[split]['accuracy_per_combination']`` ``[C, K]`` and
+  ``['combination_count']`` ``[C]``. The CSV has one row per (record, split,
+  combination): ``record``, ``epoch``, ``split``, the K attribute values,
+  ``count`` and ``accuracy/<name>`` (NaN for an empty combination); the
+  Markdown table the final record's.
+  """
+  names = attributes
+  accuracy = [f'accuracy/{a}' for a in names]
+  combos = list(itertools.product(*(range(c) for c in num_classes)))
+  rows = []
+  for record_name in SELECTIONS:
+    record = results.get(record_name) or {'eval': {}}
+    for split, summary in record['eval'].items():
+      values = np.array(summary['accuracy_per_combination'], np.float64)
+      rows.extend({'record': record_name, 'epoch': record['epoch'],
+                   'split': split, **dict(zip(names, combo)),
+                   'count': int(summary['combination_count'][c]),
+                   **{a: float(values[c, k]) for k, a in enumerate(accuracy)}}
+                  for c, combo in enumerate(combos))
+  line = lambda cells: '| ' + ' | '.join(cells) + ' |'
+  lines = [f"Accuracy per attribute in each cell of the joint table (final "
+           f"epoch {results['final']['epoch']}).", '',
+           line(['split', *names, 'n', *(f'acc. {a}' for a in names)]),
+           '|---' * (2 * len(names) + 2) + '|']
+  for row in (r for r in rows if r['record'] == 'final'):
+    lines.append(line([
+        row['split'], *(str(row[a]) for a in names), str(row['count']),
+        *('–' if np.isnan(row[a]) else f'{row[a]:.3f}' for a in accuracy)]))
+  header = ['record', 'epoch', 'split', *names, 'count', *accuracy]
+  return (csv_text(rows, header, lineterminator='\n'),
           '\n'.join(lines) + '\n')

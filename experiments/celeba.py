@@ -13,9 +13,7 @@ command, a run resumes where it stopped.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import itertools
 import os
 from typing import Any, Mapping, Sequence
 
@@ -36,31 +34,6 @@ from experiments import driver
 from experiments.configs import celeba as celeba_config
 
 EVAL_SPLITS = ('train_eval', 'val', 'test_anti', 'test_uncorr')
-
-
-def parse_attributes(value: str | Sequence[str]) -> tuple[str, ...]:
-  """The K >= 2 attribute names of ``config.attributes``.
-
-  Accepts ``'Male,Smiling'``, ``('Male,Smiling',)`` (what the flag gives a
-  tuple field) and ``('Male', 'Smiling')``.
-  """
-  text = value if isinstance(value, str) else ','.join(map(str, value))
-  names = tuple(part.strip() for part in text.split(',') if part.strip())
-  usage = ('set e.g. config.attributes=Male,Smiling (comma-separated, '
-           'case-sensitive).')
-  valid = celeba_files.CELEBA_ATTRIBUTES
-  unknown = [n for n in names if n not in valid]
-  if unknown:
-    hint = '; '.join(f'{n!r}: did you mean {h}?' for n in unknown
-                     if (h := difflib.get_close_matches(n, valid, 2, 0.6)))
-    raise ValueError(
-        f'config.attributes: unknown CelebA attributes {unknown}'
-        f'{" (" + hint + ")" if hint else ""}; the valid names are '
-        f'{list(valid)}; {usage}')
-  if len(names) < 2 or len(set(names)) != len(names):
-    raise ValueError(f'config.attributes must name at least two different '
-                     f'attributes; got {list(names)}; {usage}')
-  return names
 
 
 def weak_supervision_schedule(batch_size: int, num_epochs: int,
@@ -85,7 +58,12 @@ def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   follows from them: normalised ``attributes`` and the weak-supervision
   scaling (then ``weak_scaling=False``, so resolving again changes nothing).
   """
-  config.attributes = parse_attributes(config.attributes)
+  try:  # The flag gives a tuple field one string: 'Male,Smiling'.
+    config.attributes = celeba_files.check_attributes(config.attributes, 2)
+  except ValueError as e:
+    raise ValueError(f'config.attributes: {e} Set e.g. '
+                     'config.attributes=Male,Smiling (comma-separated).'
+                     ) from None
   validate.choice(config.source, 'config.source', ('auto', 'tfds', 'files'))
   validate.choice(config.correlation_mode, 'config.correlation_mode',
                   celeba.CORRELATION_MODES)
@@ -168,43 +146,13 @@ def stack(members: Sequence[Splits]) -> tuple[Any, dict[str, Any]]:
 
 def write_extra(workdir: str, results: Mapping[str, Any],
                 splits: Splits) -> None:
-  """Writes ``subpopulation_accuracy.csv`` and ``.md``: the accuracy of every
-  attribute in every cell of the joint table.
-
-  ``results`` holds epoch records of :data:`experiments.records.SELECTIONS`,
-  each with ``eval[split]['accuracy_per_combination']`` ``[C, K]`` and
-  ``['combination_count']`` ``[C]``. The CSV has one row per (record, split,
-  combination): ``record``, ``epoch``, ``split``, the K attribute values,
-  ``count`` and ``accuracy/<name>`` (NaN for an empty combination); the
-  Markdown table the final record's.
-  """
-  names = splits.attributes
-  accuracy = [f'accuracy/{a}' for a in names]
-  combos = list(itertools.product(*(range(c) for c in splits.num_classes)))
-  rows = []
-  for record_name in records.SELECTIONS:
-    record = results.get(record_name) or {'eval': {}}
-    for split, summary in record['eval'].items():
-      values = np.array(summary['accuracy_per_combination'], np.float64)
-      rows.extend({'record': record_name, 'epoch': record['epoch'],
-                   'split': split, **dict(zip(names, combo)),
-                   'count': int(summary['combination_count'][c]),
-                   **{a: float(values[c, k]) for k, a in enumerate(accuracy)}}
-                  for c, combo in enumerate(combos))
-  line = lambda cells: '| ' + ' | '.join(cells) + ' |'
-  lines = [f"Accuracy per attribute in each cell of the joint table (final "
-           f"epoch {results['final']['epoch']}).", '',
-           line(['split', *names, 'n', *(f'acc. {a}' for a in names)]),
-           '|---' * (2 * len(names) + 2) + '|']
-  for row in (r for r in rows if r['record'] == 'final'):
-    lines.append(line([
-        row['split'], *(str(row[a]) for a in names), str(row['count']),
-        *('–' if np.isnan(row[a]) else f'{row[a]:.3f}' for a in accuracy)]))
-  header = ['record', 'epoch', 'split', *names, 'count', *accuracy]
-  logs.write_text_atomic(os.path.join(workdir, 'subpopulation_accuracy.csv'),
-                         records.csv_text(rows, header, lineterminator='\n'))
-  logs.write_text_atomic(os.path.join(workdir, 'subpopulation_accuracy.md'),
-                         '\n'.join(lines) + '\n')
+  """Writes ``subpopulation_accuracy.csv`` and ``.md``
+  (:func:`cmi_jax.records.subpopulation_tables`)."""
+  tables = records.subpopulation_tables(results, splits.attributes,
+                                        splits.num_classes)
+  for suffix, text in zip(('csv', 'md'), tables):
+    logs.write_text_atomic(
+        os.path.join(workdir, f'subpopulation_accuracy.{suffix}'), text)
 
 
 def report(results: Mapping[str, Any]) -> None:

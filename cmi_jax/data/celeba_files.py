@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import io
 import json
 import logging
@@ -423,18 +424,31 @@ def _no_data_message(source: str, tfds_dir: str) -> str:
           f'<dir> holds {_LAYOUT}.')
 
 
-def check_attributes(attributes: str | Sequence[str]) -> tuple[str, ...]:
-  """Validates attribute names; returns them as a tuple (a str is one name)."""
-  attributes = (attributes,) if isinstance(attributes, str) else tuple(
-      attributes)
-  unknown = [a for a in attributes if a not in CELEBA_ATTRIBUTES]
-  if unknown or not attributes or len(set(attributes)) != len(attributes):
+def check_attributes(attributes: str | Sequence[str], minimum: int = 1
+                     ) -> tuple[str, ...]:
+  """The CelebA attribute names of ``attributes``, as a tuple.
+
+  Accepts ``'Male,Smiling'``, ``('Male,Smiling',)`` and ``('Male',
+  'Smiling')``. ValueError unless they are at least ``minimum`` (1 or 2)
+  different valid names; an unknown name gets the close matches.
+  """
+  text = (attributes if isinstance(attributes, str)
+          else ','.join(map(str, attributes)))
+  names = tuple(part.strip() for part in text.split(',') if part.strip())
+  unknown = [n for n in names if n not in CELEBA_ATTRIBUTES]
+  if unknown:
+    hint = '; '.join(
+        f'{n!r}: did you mean {h}?' for n in unknown
+        if (h := difflib.get_close_matches(n, CELEBA_ATTRIBUTES, 2, 0.6)))
     raise ValueError(
-        f'attributes {list(attributes)} must name one or more CelebA '
-        'attributes, none twice'
-        + (f' (unknown: {unknown})' if unknown else '') + '; the valid names '
+        f'unknown CelebA attributes {unknown}'
+        f'{" (" + hint + ")" if hint else ""}; the valid names '
         f'(case-sensitive) are {list(CELEBA_ATTRIBUTES)}.')
-  return attributes
+  if len(names) < minimum or len(set(names)) != len(names):
+    raise ValueError(
+        f'attributes must name at least {("one", "two")[minimum - 1]} '
+        f'different CelebA attributes, none twice; got {list(names)}.')
+  return names
 
 
 def _read_cache(path: str, attributes: tuple[str, ...]
