@@ -7,6 +7,7 @@ the item-and-brightness experiment trains, resumes and sweeps from the
 command line with every objective.
 """
 
+import csv
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ from cmi_jax.data import brightness
 from cmi_jax.data import sources
 from experiments import brightness as brightness_experiment
 from experiments import driver
+from experiments import plot_brightness
 from experiments import sweeps
 from experiments.configs import brightness as brightness_config
 
@@ -268,3 +270,21 @@ def test_eight_devices_give_the_one_device_epoch(splits):
       distributed.replicate_state(jax.device_put(fresh), mesh), data, 3))
   for got, want in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_sweep_table_reports_the_regression_of_the_cells(tmp_path):
+  # The committed 100-epoch probe: 3 seeds of Base and of CMI.
+  sweep_dir = os.path.join(os.path.dirname(__file__), os.pardir, 'docs',
+                           'results', 'brightness_probe')
+  paths = plot_brightness.make_report(sweep_dir, str(tmp_path))
+  with open(paths['table.csv']) as f:
+    rows = {row['objective']: row for row in csv.DictReader(f)}
+  for objective in ('base', 'cmi'):
+    r2 = []
+    for seed in range(3):
+      with open(os.path.join(sweep_dir, objective, 'corr0.9_noise0.8',
+                             f'seed{seed}', 'results.json')) as f:
+        r2.append(json.load(f)['final']['eval']['test_anti']['r2'])
+    np.testing.assert_allclose(float(rows[objective]['test_anti/r2/mean']),
+                               np.mean(r2), rtol=1e-12)
+    assert rows[objective]['num_seeds'] == '3'
