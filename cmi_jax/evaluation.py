@@ -264,8 +264,9 @@ def codes_and_labels(trainer: Trainer, state: TrainState,
   (0: all), drawn uniformly without replacement.
   """
   stats = evaluate(trainer, state, dataset)
-  keep = np.flatnonzero((stats['mask'] > 0)
-                        & np.all(stats['labels'] >= 0, axis=1))
+  labelled = np.asarray(attributes.labelled(stats['labels'],
+                                            trainer.objective.num_classes))
+  keep = np.flatnonzero((stats['mask'] > 0) & labelled.all(1))
   if 0 < max_rows < len(keep):
     keep = keep[np.sort(np.random.default_rng(seed).choice(
         len(keep), max_rows, replace=False))]
